@@ -1,0 +1,39 @@
+# `make test` and `make demo` work on a fresh clone: they create .venv and install.
+# torch/torchvision: the versions this machine serves from local disk (see DEVELOPERS.md);
+# override TORCH for another machine, e.g. make test TORCH="torch torchvision".
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+DEMO := demo-out
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install test demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q tests
+
+# Generated data -> a smoke study on local Ray with the embedded MLflow store -> Table 2.
+demo: install
+	rm -rf $(DEMO)
+	$(BIN)/fsvae-study demo-data $(DEMO)/data --per-class 40 --defects
+	$(BIN)/fsvae-study run --space search_spaces/smoke.yaml --data $(DEMO)/data \
+		--storage $(DEMO)/studies --name demo
+	$(BIN)/fsvae-study table --experiment demo --storage $(DEMO)/studies
+
+bench: install
+	$(PY) bench/bench.py --out bench-out
+
+clean:
+	rm -rf $(DEMO) bench-out runs .pytest_cache

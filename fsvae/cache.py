@@ -1,0 +1,103 @@
+"""A stage cache shared by trials, processes and (on shared storage) nodes.
+
+An entry is the output of one stage (decoded data, a fine-tuned backbone with its features,
+a trained VAE) under `<root>/<stage>/<key>/`, where key = sha256 of everything that
+determines it: the data's identity, the stage's config keys, the seed, and the source code
+of the modules that compute it (any edit to them gives new keys: nothing stale is reused).
+
+Protocol, per key:
+  1. the entry folder exists -> hit (it only ever appears complete, see 4).
+  2. else take an exclusive lock `<root>/<stage>/<key>.lock` (flock; the kernel releases it
+     when the holder dies, so a crashed builder never blocks others).
+  3. look again: another process may have built it while we waited -> hit.
+  4. else build into `.tmp-<key>-<pid>-<random>/` and rename it to `<key>/` (atomic on a
+     POSIX filesystem): a builder killed half-way leaves only a .tmp folder, never trusted
+     and removed by the next builder of that key.
+Two trials wanting the same missing key therefore compute it once: one builds, the other
+waits on the lock and then reads the entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock, Timeout
+
+import fsvae
+
+
+def code_version(*modules: str) -> str:
+    """sha256 of the named fsvae modules' source (e.g. "backbone", "transforms")."""
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        h.update((Path(fsvae.__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class StageCache:
+    def __init__(self, root: str | Path, log: Callable[[str], None] = print):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = log
+
+    def entry(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def get_or_build(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
+                     save: Callable[[Any, Path], None], restore: Callable[[Path], Any]
+                     ) -> tuple[Any, dict]:
+        """Returns (value, info) with info = {"key", "hit", "waited_s", "build_s"}."""
+        key = make_key(parts)
+        final = self.entry(stage, key)
+        info = {"key": key, "hit": True, "waited_s": 0.0, "build_s": 0.0}
+        if final.is_dir():
+            return restore(final), info
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(final.parent / f"{key}.lock"))
+        t0 = time.perf_counter()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # someone else is building this key
+            self.log(f"cache: waiting for {stage} {key[:12]}, being built by another trial")
+            lock.acquire()
+        info["waited_s"] = time.perf_counter() - t0
+        try:
+            if final.is_dir():
+                return restore(final), info
+            for stale in final.parent.glob(f".tmp-{key}-*"):
+                shutil.rmtree(stale, ignore_errors=True)  # a crashed builder's leftovers
+            info["hit"] = False
+            t1 = time.perf_counter()
+            value = compute()
+            tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            save(value, tmp)
+            info["build_s"] = time.perf_counter() - t1
+            meta = {"stage": stage, "key": key, "parts": parts, "host": socket.gethostname(),
+                    "pid": os.getpid(), "created": time.time(), "build_s": info["build_s"]}
+            (tmp / "entry.json").write_text(json.dumps(meta, indent=1, default=str))
+            _fsync_tree(tmp)
+            os.rename(tmp, final)
+            return value, info
+        finally:
+            lock.release()
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush the files' data before the rename makes them visible (crash safety)."""
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())

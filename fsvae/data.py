@@ -1,0 +1,330 @@
+"""Reading FashionStyle14 (or a generic folder layout) into memory, defects reported.
+
+Two layouts:
+  fashionstyle14: <root>/dataset/<style>/<file> with train.csv, val.csv, test.csv beside
+                  `dataset/`, one relative path per line, no header. Class = <style>.
+  folders:        <root>/<split>/<class>/<file> for split in train, val, test.
+
+Real copies are dirty. Every listed file is read once, hashed and fully decoded; what is
+wrong with it is recorded as one row of the report (file, split, problem, action):
+  missing                  listed but not on disk                      skipped
+  outside_root             the path leaves the dataset root            refused (never opened)
+  not_image                not an image format PIL knows               skipped
+  unreadable               an image that fails to decode (truncated)   skipped
+  duplicate                byte-identical to an earlier file, same split  skipped
+  duplicate_across_splits  byte-identical to a file in another split (leakage): the copy in
+                           the lower split is skipped (test > val > train), so the test set
+                           stays whole and no test image is trained on
+  odd_extension            no extension or not .jpg                    kept
+  non_ascii_name           non-ASCII characters in the path            kept
+Usable images are kept as one uint8 tensor (N, 3, S, S): shorter side resized to S, centre
+square crop. Decoding once and reusing the tensor across epochs and trials is what keeps a
+GPU fed (see ../shared/notes/method.md, "Feeding the GPU").
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SPLITS = ("train", "val", "test")
+SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}  # which copy of a leaked duplicate stays
+SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
+           "duplicate_across_splits")
+NOTED = ("odd_extension", "non_ascii_name")
+USUAL_EXTENSIONS = (".jpg",)
+Image.MAX_IMAGE_PIXELS = 200_000_000  # larger is a decompression bomb: reported unreadable
+
+
+class DataError(ValueError):
+    """The dataset cannot be used; the message says what is wrong and where."""
+
+
+@dataclass
+class Listed:
+    """One file as a split lists it, before it is read."""
+
+    split: str
+    rel: str  # path relative to the root, as listed (posix separators)
+    label: str
+
+
+@dataclass
+class Dataset:
+    root: str
+    layout: str
+    classes: list[str]
+    paths: list[str]  # relative path of each usable image
+    labels: torch.Tensor  # (N,) int64 class index
+    split_of: list[str]  # "train" | "val" | "test" per image
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    content_hash: str  # sha256 over (split, path, class, file sha256) of usable images
+    report: dict = field(default_factory=dict)
+
+    def indices(self, split: str) -> torch.Tensor:
+        return torch.tensor([i for i, s in enumerate(self.split_of) if s == split],
+                            dtype=torch.long)
+
+
+def detect_layout(root: Path) -> str:
+    if not root.is_dir():
+        raise DataError(f"dataset root {str(root)!r} is not a directory")
+    if all((root / f"{s}.csv").is_file() for s in SPLITS):
+        return "fashionstyle14"
+    if all((root / s).is_dir() for s in SPLITS):
+        return "folders"
+    raise DataError(
+        f"{str(root)!r} is neither layout: expected train.csv, val.csv, test.csv beside "
+        f"dataset/<style>/<file> (FashionStyle14) or train/, val/, test/ holding "
+        f"<class>/<file> (folders)"
+    )
+
+
+def list_files(root: Path, layout: str) -> list[Listed]:
+    """What each split lists, in file order."""
+    listed: list[Listed] = []
+    if layout == "fashionstyle14":
+        for split in SPLITS:
+            text = (root / f"{split}.csv").read_text(encoding="utf-8-sig", errors="replace")
+            for line in text.splitlines():
+                rel = line.strip().replace("\\", "/")
+                if not rel:
+                    continue
+                parts = [p for p in rel.split("/") if p not in ("", ".")]
+                label = parts[-2] if len(parts) >= 2 else ""
+                listed.append(Listed(split, rel, label))
+    elif layout == "folders":
+        for split in SPLITS:
+            for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+                for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+                    rel = path.relative_to(root).as_posix()
+                    listed.append(Listed(split, rel, class_dir.name))
+    else:
+        raise DataError(f"unknown layout {layout!r}; expected fashionstyle14 or folders")
+    return listed
+
+
+def fingerprint(root: str | Path, layout: str = "auto") -> str:
+    """Cheap identity of a dataset (lists + each file's size and mtime), no file is read.
+
+    Keys the decoded-data cache; a changed, added or removed file changes it.
+    """
+    root = Path(root).resolve()
+    layout = detect_layout(root) if layout == "auto" else layout
+    h = hashlib.sha256(f"{layout}\n".encode())
+    if layout == "fashionstyle14":
+        for split in SPLITS:
+            h.update((root / f"{split}.csv").read_bytes())
+    for item in list_files(root, layout):
+        path = _inside(root, item.rel)
+        try:
+            st = path.stat() if path is not None else None
+        except OSError:
+            st = None
+        stamp = f"{st.st_size}:{st.st_mtime_ns}" if st else "absent"
+        h.update(f"{item.split}\t{item.rel}\t{stamp}\n".encode())
+    return h.hexdigest()
+
+
+def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 0,
+         log=print) -> Dataset:
+    """Reads, checks, de-duplicates and decodes every listed image. See module docstring."""
+    root = Path(root).resolve()
+    layout = detect_layout(root) if layout == "auto" else layout
+    listed = list_files(root, layout)
+    problems: list[dict] = []
+
+    def problem(item: Listed, kind: str, detail: str) -> None:
+        action = "kept" if kind in NOTED else ("refused" if kind == "outside_root" else "skipped")
+        problems.append({"file": item.rel, "split": item.split, "problem": kind,
+                         "detail": detail, "action": action})
+
+    candidates: list[tuple[Listed, Path]] = []
+    in_root: list[Listed] = []
+    for item in listed:
+        path = _inside(root, item.rel)
+        if path is None:
+            problem(item, "outside_root", "path resolves outside the dataset root")
+            continue
+        in_root.append(item)
+        if not item.label:
+            problem(item, "missing", "path has no <class>/<file> form")
+            continue
+        if not path.is_file():
+            problem(item, "missing", "listed but not on disk")
+            continue
+        suffix = path.suffix.lower()
+        if suffix not in USUAL_EXTENSIONS:
+            problem(item, "odd_extension", f"extension {suffix or '(none)'!r}")
+        if not item.rel.isascii():
+            problem(item, "non_ascii_name", "non-ASCII characters in the path")
+        candidates.append((item, path))
+
+    decoded = _decode_all([str(p) for _, p in candidates], load_size, workers)
+
+    # Duplicates: within a split keep the first; across splits keep the higher-priority
+    # split's copy (test > val > train) so that no test image is also trained on.
+    by_hash: dict[str, list[int]] = {}
+    for i, (_, _, digest) in enumerate(decoded):
+        if digest is not None:
+            by_hash.setdefault(digest, []).append(i)
+    keep = [True] * len(candidates)
+    for i, ((item, _), (array, error, digest)) in enumerate(zip(candidates, decoded)):
+        if array is None:
+            keep[i] = False
+            kind = "not_image" if error.startswith("not_image") else "unreadable"
+            problem(item, kind, error.split(":", 1)[1].strip())
+    for digest, group in by_hash.items():
+        group = [i for i in group if keep[i]]
+        if len(group) < 2:
+            continue
+        best = min(group, key=lambda i: (SPLIT_PRIORITY[candidates[i][0].split], i))
+        for i in group:
+            if i == best:
+                continue
+            keep[i] = False
+            item, other = candidates[i][0], candidates[best][0]
+            same = "same file listed again" if other.rel == item.rel else "identical bytes"
+            if other.split == item.split:
+                problem(item, "duplicate", f"{same} as {other.rel}")
+            else:
+                problem(item, "duplicate_across_splits",
+                        f"{same} as {other.rel} in {other.split} (leakage); kept there")
+
+    usable = [i for i in range(len(candidates)) if keep[i]]
+    classes = sorted({candidates[i][0].label for i in usable})
+    _check_not_empty([candidates[i][0] for i in usable], in_root)
+    index = {c: k for k, c in enumerate(classes)}
+    images = np.empty((len(usable), 3, load_size, load_size), dtype=np.uint8)
+    content = hashlib.sha256()
+    for row, i in enumerate(usable):
+        item = candidates[i][0]
+        images[row] = decoded[i][0]
+        content.update(f"{item.split}\t{item.rel}\t{item.label}\t{decoded[i][2]}\n".encode())
+    report = _report(root, layout, listed, [candidates[i][0] for i in usable], problems)
+    _log_report(report, log)
+    return Dataset(
+        root=str(root), layout=layout, classes=classes,
+        paths=[candidates[i][0].rel for i in usable],
+        labels=torch.tensor([index[candidates[i][0].label] for i in usable], dtype=torch.long),
+        split_of=[candidates[i][0].split for i in usable],
+        images=torch.from_numpy(images), content_hash=content.hexdigest(), report=report,
+    )
+
+
+def decode_image(data: bytes, size: int) -> np.ndarray:
+    """Bytes -> (3, size, size) uint8: EXIF-rotated, RGB, shorter side = size, centre crop."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # a truncated file fails here, not at open
+        img = ImageOps.exif_transpose(img).convert("RGB")
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def save(ds: Dataset, folder: Path) -> None:
+    """Writes a Dataset as images.npy + meta.json (the data stage's cache entry)."""
+    np.save(folder / "images.npy", ds.images.numpy())
+    meta = {k: getattr(ds, k) for k in ("root", "layout", "classes", "paths", "split_of",
+                                         "content_hash", "report")}
+    meta["labels"] = ds.labels.tolist()
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def restore(folder: Path) -> Dataset:
+    meta = json.loads((folder / "meta.json").read_text())
+    images = torch.from_numpy(np.load(folder / "images.npy"))
+    labels = torch.tensor(meta.pop("labels"), dtype=torch.long)
+    return Dataset(images=images, labels=labels, **meta)
+
+
+def summary_line(report: dict) -> str:
+    counts = report["summary"]
+    parts = [f"{n} {kind}" for kind, n in counts.items() if n]
+    listed = sum(c["listed"] for c in report["splits"].values())
+    usable = sum(c["usable"] for c in report["splits"].values())
+    return f"{usable} usable of {listed} listed" + (f"; {', '.join(parts)}" if parts else "")
+
+
+# -- internals ------------------------------------------------------------------------------
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """root/rel if it stays inside root (symlinks resolved), else None."""
+    if os.path.isabs(rel) or rel.startswith("~"):
+        return None
+    path = (root / rel).resolve()
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return None
+    return path
+
+
+def _decode_file(args: tuple[str, int]) -> tuple[np.ndarray | None, str, str | None]:
+    path, size = args
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return None, f"unreadable: {e.strerror or e}", None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return decode_image(data, size), "", digest
+    except UnidentifiedImageError:
+        return None, "not_image: not an image format PIL can read", digest
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return None, f"unreadable: {e}", digest
+
+
+def _decode_all(paths: list[str], size: int, workers: int) -> list:
+    if workers <= 0:
+        workers = min(len(os.sched_getaffinity(0)), 16)
+    jobs = [(p, size) for p in paths]
+    if workers == 1 or len(jobs) < 256:
+        return [_decode_file(j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_decode_file, jobs, chunksize=64))
+
+
+def _check_not_empty(usable: list[Listed], listed: list[Listed]) -> None:
+    if not listed:
+        raise DataError("the dataset lists no file inside its root")
+    for split in SPLITS:
+        if not any(u.split == split for u in usable):
+            raise DataError(f"split {split!r} has no usable image "
+                            f"(see the data report for what was skipped)")
+    all_classes = sorted({item.label for item in listed if item.label})
+    for split in SPLITS:
+        have = {u.label for u in usable if u.split == split}
+        empty = [c for c in all_classes if c not in have]
+        if empty:
+            raise DataError(f"class(es) {', '.join(empty)} have no usable image in split "
+                            f"{split!r}: every class needs at least one in train, val and test")
+
+
+def _report(root: Path, layout: str, listed: list[Listed], usable: list[Listed],
+            problems: list[dict]) -> dict:
+    summary = {kind: 0 for kind in SKIPPED + NOTED}
+    for p in problems:
+        summary[p["problem"]] += 1
+    splits = {s: {"listed": sum(1 for x in listed if x.split == s),
+                  "usable": sum(1 for x in usable if x.split == s)} for s in SPLITS}
+    return {"root": str(root), "layout": layout, "splits": splits, "summary": summary,
+            "problems": problems}
+
+
+def _log_report(report: dict, log) -> None:
+    log(f"data: {summary_line(report)}")
+    for s, c in report["splits"].items():
+        log(f"data:   {s}: {c['usable']} usable of {c['listed']} listed")

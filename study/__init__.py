@@ -1,0 +1,1 @@
+"""study: runs fsvae trials as Ray Tune studies searched by Optuna, recorded in MLflow."""

@@ -1,0 +1,211 @@
+"""`fsvae-study`: the command line. Each command imports what it needs, so `trial` and
+`demo-data` start without Ray, Optuna or MLflow.
+
+Errors a user can fix (bad config key or value, bad search space, bad data) print one
+clear line on stderr and exit with status 2; nothing already written is removed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _trial(args: argparse.Namespace) -> int:
+    from fsvae import config as config_mod
+    from fsvae.cache import StageCache
+    from fsvae.trial import run_trial
+
+    overrides = config_mod.parse_overrides(args.set or [])
+    overrides["data"] = str(Path(args.data).resolve())
+    cfg = config_mod.resolve(overrides, preset=args.preset)
+    out = Path(args.out or f"runs/trial-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    cache = StageCache(args.cache_dir, log=_err) if args.cache_dir else None
+
+    def progress(event: dict) -> None:
+        if event.get("stage") in ("backbone", "vae", "classifier") and "epoch" in event:
+            shown = {k: (round(v, 4) if isinstance(v, float) else v)
+                     for k, v in event.items() if k not in ("stage", "seconds")}
+            tag = " (cached)" if event.get("replayed") else ""
+            shown.pop("replayed", None)
+            _err(f"{event['stage']}{tag}: " + " ".join(f"{k}={v}" for k, v in shown.items()))
+        elif event.get("stage") == "cache" and args.cache_dir:
+            _err(f"cache: {event['name']} {event['key'][:12]} "
+                 f"{'hit' if event['hit'] else 'miss'}")
+
+    result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=_err)
+    _err(f"outputs: {out}")
+    # The last line of stdout is the metrics, as one JSON object.
+    print(json.dumps(result["metrics"], sort_keys=True))
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from fsvae import demo_data
+
+    info = demo_data.make(args.dir, per_class=args.per_class, image_size=args.image_size,
+                          seed=args.seed, defects=args.defects)
+    print(f"wrote {sum(info['listed'].values())} listed files ({info['listed']}) in "
+          f"FashionStyle14 layout under {Path(args.dir).resolve()}"
+          + (f"; {len(info['defects'])} deliberate defects" if info["defects"] else ""))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from study.run import run_from_args
+
+    return run_from_args(args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from study.run import resume_from_args
+
+    return resume_from_args(args)
+
+
+def _table(args: argparse.Namespace) -> int:
+    from results.tables import table_from_args
+
+    return table_from_args(args)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from results.figures import figures_from_args
+
+    return figures_from_args(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from fsvae import config as config_mod
+
+    print(config_mod.describe())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fsvae-study", description="Park (2021) VAE-for-imbalance studies: trials, Ray Tune + Optuna searches, MLflow records, tables.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo-data", help="write a synthetic dataset in FashionStyle14 layout")
+    d.add_argument("dir")
+    d.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
+    d.add_argument("--image-size", type=int, default=48, help="image width in px (default 48)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--defects", action="store_true",
+                   help="add one file of every defect kind the reader reports")
+    d.set_defaults(func=_demo_data)
+
+    t = sub.add_parser("trial", help="run one trial without Ray; metrics JSON on stdout")
+    t.add_argument("--data", required=True, help="dataset root")
+    t.add_argument("--preset", default="paper", choices=("paper", "tiny"))
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (repeatable); see `fsvae-study keys`")
+    t.add_argument("--out", help="output folder (default runs/trial-<time>)")
+    t.add_argument("--cache-dir", help="reuse/build stage outputs here (default: no cache)")
+    t.set_defaults(func=_trial)
+
+    k = sub.add_parser("keys", help="print every config key with its default and meaning")
+    k.set_defaults(func=_keys)
+
+    r = sub.add_parser("run", help="run a study (grid or Optuna search) with Ray Tune")
+    r.add_argument("--space", required=True, help="search space YAML (see search_spaces/)")
+    r.add_argument("--data", required=True, help="dataset root")
+    _study_location(r)
+    r.add_argument("--num-samples", type=int,
+                   help="Optuna: trials per stratum (overrides the space's num_samples)")
+    r.add_argument("--preset", choices=("paper", "tiny"),
+                   help="config preset under the space's values (default: the space's)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a config key for every trial (repeatable)")
+    r.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
+                   "else start a local Ray)")
+    r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    r.add_argument("--gpus-per-trial", type=float,
+                   help="GPU fraction per trial (default: 0.25 where the cluster has GPUs)")
+    r.add_argument("--max-concurrent", type=int,
+                   help="trials at once (default: as many as the resources allow)")
+    r.add_argument("--max-failures", type=int, default=0,
+                   help="retries of a failing trial before it counts as failed (default 0)")
+    r.add_argument("--asha", action="store_true",
+                   help="early-stop weak trials with ASHA (stage-3 epochs as time)")
+    r.add_argument("--cache-dir", help="stage cache (default: <storage>/cache)")
+    r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the study of this name if it exists")
+    r.set_defaults(func=_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted study")
+    rs.add_argument("--name", required=True)
+    rs.add_argument("--storage", help="study storage (default ./fsvae-studies)")
+    rs.add_argument("--address", help="Ray cluster address (default: as the study ran)")
+    rs.add_argument("--retry-failed", action="store_true",
+                    help="also re-run trials that failed")
+    rs.set_defaults(func=_resume)
+
+    tb = sub.add_parser("table", help="Table 2 (and more) from a study's MLflow runs")
+    tb.add_argument("--experiment", required=True, help="study name (MLflow experiment)")
+    tb.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local "
+                    "studies' store, ./fsvae-studies/mlflow.db)")
+    tb.add_argument("--storage", help="where the default store lives (default ./fsvae-studies)")
+    tb.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"))
+    tb.add_argument("--out", help="write the table here instead of stdout")
+    tb.add_argument("--metric-set", default="test", choices=("test", "val"))
+    tb.add_argument("--with-paper", action="store_true",
+                    help="add the paper's published numbers and our difference")
+    tb.add_argument("--compare", metavar="A:B",
+                    help="paired per-seed difference of method A minus method B")
+    tb.set_defaults(func=_table)
+
+    fg = sub.add_parser("figures", help="PNG figures from a study's MLflow runs")
+    fg.add_argument("--experiment", required=True)
+    fg.add_argument("--tracking-uri")
+    fg.add_argument("--storage")
+    fg.add_argument("--out", default="figures", help="folder for the PNGs (default figures/)")
+    fg.add_argument("--metric-set", default="test", choices=("test", "val"))
+    fg.add_argument("--run", help="run id or trial name for the learning curves "
+                    "(default: the best run by the validation objective)")
+    fg.set_defaults(func=_figures)
+    return p
+
+
+def _study_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="study name (default: the space's name)")
+    p.add_argument("--storage", help="Ray results, cache and default MLflow store: a local "
+                   "folder (default ./fsvae-studies) or a shared path on a cluster")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite file "
+                   "<storage>/mlflow.db; http://host:port for a server)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from fsvae.backbone import BackboneError
+    from fsvae.config import ConfigError
+    from fsvae.data import DataError
+    from fsvae.split import SplitError
+    from fsvae.trial import TrialError
+
+    user_errors: tuple = (ConfigError, DataError, SplitError, TrialError, BackboneError,
+                          FileExistsError, FileNotFoundError)
+    from study.errors import StudyError
+
+    user_errors += (StudyError,)
+    try:
+        return args.func(args)
+    except user_errors as e:
+        _err(f"fsvae-study {args.command}: error: {e}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err(f"fsvae-study {args.command}: interrupted")
+        return 130
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
