@@ -1,0 +1,305 @@
+"""fsvae.data: the reader, its defect report, layouts and errors; fsvae.demo_data's defects."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_folders, make_fs14, quiet, write_image
+from fsvae import data, demo_data
+from fsvae.data import DataError
+
+# Where demo_data.make(defects=True) puts each defect, and what the reader must do with it.
+DEFECTS = {
+    "dataset/conservative/missing_0001.jpg": ("missing", "skipped"),
+    "dataset/conservative/truncated_0001.jpg": ("unreadable", "skipped"),
+    "dataset/conservative/notes_0001.jpg": ("not_image", "skipped"),
+    "dataset/conservative/noext_0001": ("odd_extension", "kept"),
+    "dataset/dressy/photo_0001.jpeg": ("odd_extension", "kept"),
+    "dataset/dressy/photo_0002.png": ("odd_extension", "kept"),
+    "dataset/dressy/ドレス_0001.jpg": ("non_ascii_name", "kept"),
+    "dataset/dressy/copy_0001.jpg": ("duplicate", "skipped"),
+    "dataset/dressy/leak_0001.jpg": ("duplicate_across_splits", "skipped"),
+    "dataset/../../outside_0001.jpg": ("outside_root", "refused"),
+}
+
+
+def rows_for(ds: data.Dataset, rel: str) -> list[dict]:
+    return [p for p in ds.report["problems"] if p["file"] == rel]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- demo_data --------------------------------------------------------------------------------
+
+def test_demo_data_with_defects_writes_one_file_of_each_defect_kind(tmp_path):
+    info = demo_data.make(tmp_path / "d", per_class=10, image_size=8, defects=True)
+    kinds = sorted({d["expect"] for d in info["defects"]})
+    assert kinds == sorted(data.SKIPPED + data.NOTED)
+    for kind in kinds:
+        written = [d for d in info["defects"] if d["expect"] == kind]
+        assert len(written) == (3 if kind == "odd_extension" else 1), kind
+
+
+def test_demo_data_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        demo_data.make(tmp_path / "d", per_class=10, image_size=8)
+
+
+# -- the defect report ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rel", sorted(DEFECTS))
+def test_reader_reports_each_demo_defect_with_its_kind_and_action(demo_ds, rel):
+    kind, action = DEFECTS[rel]
+    rows = rows_for(demo_ds, rel)
+    assert [(r["problem"], r["action"], r["split"]) for r in rows] == [(kind, action, "train")]
+    assert rows[0]["detail"]
+
+
+def test_report_summary_counts_each_defect_kind(demo_ds):
+    assert demo_ds.report["summary"] == {
+        "missing": 1, "outside_root": 1, "not_image": 1, "unreadable": 1, "duplicate": 1,
+        "duplicate_across_splits": 1, "odd_extension": 3, "non_ascii_name": 1}
+
+
+def test_report_has_one_problem_row_per_defect_and_none_for_clean_files(demo_ds):
+    assert sorted(p["file"] for p in demo_ds.report["problems"]) == sorted(DEFECTS)
+
+
+def test_report_split_counts_are_listed_and_usable_files(demo_ds):
+    # 20 per class: 12 train, 2 val, 6 test; 10 defects + 1 ignored empty line in train.
+    splits = demo_ds.report["splits"]
+    assert splits["val"] == {"listed": 28, "usable": 28}
+    assert splits["test"] == {"listed": 84, "usable": 84}
+    assert splits["train"] == {"listed": 168 + 10, "usable": 168 + 4}
+
+
+def test_skipped_and_refused_files_are_not_in_the_dataset(demo_ds):
+    dropped = {rel for rel, (_, action) in DEFECTS.items() if action != "kept"}
+    assert not dropped & set(demo_ds.paths)
+
+
+def test_files_with_noted_defects_are_kept(demo_ds):
+    kept = {rel for rel, (_, action) in DEFECTS.items() if action == "kept"}
+    assert kept <= set(demo_ds.paths)
+
+
+def test_reader_logs_the_report_counts(demo_loaded):
+    _, lines = demo_loaded
+    text = "\n".join(lines)
+    assert "284 usable of 290 listed" in text
+    assert "1 missing" in text and "3 odd_extension" in text and "1 outside_root" in text
+    assert "train: 172 usable of 178 listed" in text
+
+
+def test_duplicate_within_a_split_keeps_the_first_copy(demo_ds):
+    row = rows_for(demo_ds, "dataset/dressy/copy_0001.jpg")[0]
+    original = row["detail"].split(" as ")[1]
+    assert original in demo_ds.paths
+    assert demo_ds.split_of[demo_ds.paths.index(original)] == "train"
+
+
+def test_duplicate_across_splits_is_kept_in_test_and_skipped_from_train(demo_ds, demo_root):
+    leak = demo_root / "dataset/dressy/leak_0001.jpg"
+    twins = [i for i, p in enumerate(demo_ds.paths) if sha(demo_root / p) == sha(leak)]
+    assert [demo_ds.split_of[i] for i in twins] == ["test"]
+
+
+def test_no_train_image_is_byte_identical_to_a_test_image(demo_ds, demo_root):
+    digests = {s: {sha(demo_root / p) for p, sp in zip(demo_ds.paths, demo_ds.split_of)
+                   if sp == s} for s in data.SPLITS}
+    assert not digests["train"] & digests["test"]
+    assert not digests["val"] & digests["test"]
+
+
+def test_duplicate_across_val_and_train_keeps_the_val_copy(tmp_path):
+    root = make_fs14(tmp_path / "r", {
+        "train": ["dataset/a/a1.jpg", "dataset/b/b1.jpg", "dataset/b/copy.jpg"],
+        "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
+        "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg"]})
+    (root / "dataset/b/copy.jpg").write_bytes((root / "dataset/b/b2.jpg").read_bytes())
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert rows_for(ds, "dataset/b/copy.jpg")[0]["problem"] == "duplicate_across_splits"
+    assert "dataset/b/b2.jpg" in ds.paths and "dataset/b/copy.jpg" not in ds.paths
+
+
+def test_the_same_file_listed_twice_in_a_split_is_read_once(tmp_path):
+    lists = {"train": ["dataset/a/a1.jpg", "dataset/a/a1.jpg"],
+             "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]}
+    root = make_fs14(tmp_path / "r", lists)
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert ds.paths.count("dataset/a/a1.jpg") == 1
+    assert rows_for(ds, "dataset/a/a1.jpg")[0]["detail"].startswith("same file listed again")
+
+
+def test_truncated_jpeg_is_reported_unreadable(tmp_path):
+    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg", "dataset/a/cut.jpg"],
+                                      "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]})
+    whole = (root / "dataset/a/cut.jpg").read_bytes()
+    (root / "dataset/a/cut.jpg").write_bytes(whole[: len(whole) // 2])
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert [r["problem"] for r in rows_for(ds, "dataset/a/cut.jpg")] == ["unreadable"]
+    assert ds.report["splits"]["train"]["usable"] == 1
+
+
+# -- outside the root -------------------------------------------------------------------------
+
+class OpenWatch:
+    """Records whether a file is opened, through Linux inotify (IN_OPEN | IN_ACCESS)."""
+
+    IN_ACCESS, IN_OPEN = 0x1, 0x20
+
+    def __init__(self, path: Path):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK)
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, str(path).encode(),
+                                                 self.IN_OPEN | self.IN_ACCESS) < 0:
+            pytest.skip("inotify is not available")
+
+    def opened(self) -> bool:
+        try:
+            return len(os.read(self.fd, 4096)) > 0
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses Linux inotify")
+def test_listed_file_outside_the_root_is_refused_and_never_opened(tmp_path):
+    outside = write_image(tmp_path / "outside.jpg", seed=123)  # exists, beside the root
+    root = make_fs14(tmp_path / "root", {"train": ["dataset/a/a1.jpg"],
+                                         "val": ["dataset/a/a2.jpg"],
+                                         "test": ["dataset/a/a3.jpg"]})
+    with open(root / "train.csv", "a", encoding="utf-8") as f:
+        f.write("dataset/../../outside.jpg\n")
+    watch = OpenWatch(outside)
+    try:
+        ds = data.load(root, 8, workers=1, log=quiet)
+        assert not watch.opened()
+        outside.read_bytes()
+        assert watch.opened()  # the watch works: reading the file is seen
+    finally:
+        watch.close()
+    assert rows_for(ds, "dataset/../../outside.jpg")[0]["action"] == "refused"
+    assert ds.report["splits"]["train"]["usable"] == 1
+
+
+def test_symlink_inside_the_root_to_a_file_outside_is_refused(tmp_path):
+    outside = write_image(tmp_path / "secret.jpg", seed=7)
+    root = make_fs14(tmp_path / "root", {"train": ["dataset/a/a1.jpg"],
+                                         "val": ["dataset/a/a2.jpg"],
+                                         "test": ["dataset/a/a3.jpg"]})
+    (root / "dataset/a/link.jpg").symlink_to(outside)
+    with open(root / "train.csv", "a", encoding="utf-8") as f:
+        f.write("dataset/a/link.jpg\n")
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert [r["problem"] for r in rows_for(ds, "dataset/a/link.jpg")] == ["outside_root"]
+    assert "dataset/a/link.jpg" not in ds.paths
+
+
+def test_absolute_listed_path_is_refused(tmp_path):
+    outside = write_image(tmp_path / "abs.jpg", seed=8)
+    root = make_fs14(tmp_path / "root", {"train": ["dataset/a/a1.jpg"],
+                                         "val": ["dataset/a/a2.jpg"],
+                                         "test": ["dataset/a/a3.jpg"]})
+    with open(root / "train.csv", "a", encoding="utf-8") as f:
+        f.write(f"{outside}\n")
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert rows_for(ds, str(outside))[0]["problem"] == "outside_root"
+
+
+# -- what a Dataset holds ---------------------------------------------------------------------
+
+def test_images_are_square_uint8_tensors_of_load_size(demo_ds):
+    assert demo_ds.images.dtype == torch.uint8
+    assert tuple(demo_ds.images.shape) == (len(demo_ds.paths), 3, 18, 18)
+
+
+def test_label_of_each_image_is_its_folder_class(demo_ds):
+    for path, label in zip(demo_ds.paths, demo_ds.labels.tolist()):
+        assert path.split("/")[-2] == demo_ds.classes[label]
+
+
+def test_fashionstyle14_classes_are_the_fourteen_styles(demo_ds):
+    assert demo_ds.layout == "fashionstyle14"
+    assert demo_ds.classes == sorted(demo_data.CLASSES)
+
+
+def test_saved_dataset_restores_equal(demo_ds, tmp_path):
+    data.save(demo_ds, tmp_path)
+    back = data.restore(tmp_path)
+    assert torch.equal(back.images, demo_ds.images) and torch.equal(back.labels, demo_ds.labels)
+    assert (back.paths, back.split_of, back.classes, back.content_hash, back.report) == (
+        demo_ds.paths, demo_ds.split_of, demo_ds.classes, demo_ds.content_hash, demo_ds.report)
+
+
+def test_fingerprint_changes_when_a_listed_file_changes(tmp_path):
+    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"],
+                                      "test": ["dataset/a/a3.jpg"]})
+    before = data.fingerprint(root)
+    assert data.fingerprint(root) == before
+    write_image(root / "dataset/a/a2.jpg", seed=555, size=14)
+    assert data.fingerprint(root) != before
+
+
+# -- layouts and unusable datasets ------------------------------------------------------------
+
+def test_folders_layout_reads_split_class_file(tmp_path):
+    root = make_folders(tmp_path / "r", {"train": {"cat": 3, "dog": 2},
+                                         "val": {"cat": 1, "dog": 1},
+                                         "test": {"cat": 2, "dog": 1}})
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert ds.layout == "folders" and ds.classes == ["cat", "dog"]
+    assert {s: c["usable"] for s, c in ds.report["splits"].items()} == {
+        "train": 5, "val": 2, "test": 3}
+    assert "train/cat/cat_0.jpg" in ds.paths
+    assert ds.labels[ds.paths.index("test/dog/dog_0.jpg")].item() == 1
+
+
+def test_root_in_neither_layout_raises_data_error(tmp_path):
+    (tmp_path / "r" / "images").mkdir(parents=True)
+    with pytest.raises(DataError, match="neither layout"):
+        data.load(tmp_path / "r", 8, log=quiet)
+
+
+def test_missing_root_raises_data_error_naming_it(tmp_path):
+    with pytest.raises(DataError, match="nowhere.*not a directory"):
+        data.load(tmp_path / "nowhere", 8, log=quiet)
+
+
+def test_class_with_no_usable_image_in_a_split_raises_data_error_naming_both(tmp_path):
+    root = make_folders(tmp_path / "r", {"train": {"cat": 2, "dog": 2},
+                                         "val": {"cat": 1, "dog": 1}, "test": {"cat": 1}})
+    (root / "test" / "dog").mkdir()
+    (root / "test" / "dog" / "readme.jpg").write_text("not a picture")
+    with pytest.raises(DataError, match="dog.*'test'"):
+        data.load(root, 8, workers=1, log=quiet)
+
+
+def test_split_with_no_usable_image_raises_data_error_naming_it(tmp_path):
+    root = make_folders(tmp_path / "r", {"train": {"cat": 2}, "test": {"cat": 1}})
+    (root / "val" / "cat").mkdir(parents=True)
+    (root / "val" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(DataError, match="split 'val' has no usable image"):
+        data.load(root, 8, workers=1, log=quiet)
+
+
+def test_dataset_listing_nothing_raises_data_error(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    for split in data.SPLITS:
+        (root / f"{split}.csv").write_text("")
+    with pytest.raises(DataError, match="lists no file"):
+        data.load(root, 8, log=quiet)
