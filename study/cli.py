@@ -190,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
     user_errors: tuple = (ConfigError, DataError, SplitError, TrialError, BackboneError,
                           FileExistsError, FileNotFoundError)
+    from search_spaces import SpaceError
     from study.errors import StudyError
 
-    user_errors += (StudyError,)
+    user_errors += (StudyError, SpaceError)
     try:
         return args.func(args)
     except user_errors as e:

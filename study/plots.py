@@ -1,0 +1,91 @@
+"""PNG figures of one trial: learning curves of every stage (the paper's Figures 3 and 4)
+and confusion matrices. Used for each trial's MLflow artifacts and by `fsvae-study figures`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PANELS = (  # (stage, title, [(key, label)], right-axis keys)
+    ("backbone", "Stage 1: backbone fine-tuning",
+     [("train_loss", "train loss")], [("train_acc", "train acc"), ("val_acc", "val acc")]),
+    ("vae", "Stage 2: beta-VAE",
+     [("recon", "reconstruction"), ("kl", "KL")], [("beta", "beta")]),
+    ("classifier", "Stage 3: classifier",
+     [("train_loss", "train loss")], [("train_acc", "train acc"), ("val_acc", "val acc"),
+                                       ("val_acc_h", "val acc_h")]),
+)
+
+
+def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
+    """One panel per stage present in `history` (fsvae progress rows with an epoch)."""
+    panels = [p for p in PANELS if any(r.get("stage") == p[0] and "epoch" in r for r in history)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (stage, name, left, right) in zip(axes[0], panels):
+        rows = [r for r in history if r.get("stage") == stage and "epoch" in r]
+        epochs = [r["epoch"] for r in rows]
+        for key, label in left:
+            ax.plot(epochs, [r.get(key) for r in rows], label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=10)
+        twin = ax.twinx()
+        for i, (key, label) in enumerate(right):
+            twin.plot(epochs, [r.get(key) for r in rows], label=label, linestyle="--",
+                      color=f"C{len(left) + i}")
+        best = [r["best_epoch"] for r in history if r.get("stage") == stage and "best_epoch" in r]
+        if best:
+            ax.axvline(best[0], color="grey", linewidth=0.8, linestyle=":")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = twin.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], path: Path,
+              title: str) -> Path:
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(0.45 * n + 2.5, 0.45 * n + 2))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            if matrix[i][j]:
+                ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=6)
+    labels = [f"{c}*" if c in minority else c for c in classes]
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (* minority)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def trial_figures(result: dict, folder: Path) -> list[Path]:
+    """curves.png, confusion_val.png, confusion_test.png for one trial's result."""
+    m = result["metrics"]
+    out = []
+    p = curves(result["history"], folder / "curves.png",
+               f"val acc {m['val_acc']:.3f}, val acc_h {m['val_acc_h']:.3f}")
+    if p:
+        out.append(p)
+    for split in ("val", "test"):
+        out.append(confusion(result["confusion"][split], result["classes"],
+                             result["minority_classes"], folder / f"confusion_{split}.png",
+                             f"{split}: acc {m[f'{split}_acc']:.3f}, acc_h "
+                             f"{m[f'{split}_acc_h']:.3f}"))
+    return out

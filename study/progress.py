@@ -1,0 +1,66 @@
+"""One console line per trial event: done / running / failed counts and the best objective
+so far, instead of Ray's status tables. Stateless between events (it recounts from the
+trial list Tune passes), so it stays right after a study is restored.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ray import tune
+
+from study.trainable import FINAL
+
+
+def describe(config: dict) -> str:
+    point = {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
+    method = point.pop("method", None)
+    sf = point.pop("sampling_factor", None)
+    head = f"{method} x{sf}" if method and sf else (method or (f"x{sf}" if sf else ""))
+    rest = " ".join(f"{k}={v}" for k, v in point.items())
+    return (head + " " + rest).strip()
+
+
+class Progress(tune.Callback):
+    def __init__(self, total: int, objective: str, mode: str, label: str = ""):
+        self.total, self.objective, self.mode, self.label = total, objective, mode, label
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._line("started", trial, trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if FINAL in result:
+            self._line(f"done {self.objective}={result.get(self.objective, float('nan')):.4f}",
+                       trial, trials)
+        else:
+            self._line("stopped early", trial, trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(f"FAILED ({_reason(trial)})", trial, trials)
+
+    def _line(self, event: str, trial, trials) -> None:
+        done = sum(1 for t in trials if t.status == "TERMINATED")
+        failed = sum(1 for t in trials if t.status == "ERROR")
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        finished = [t for t in trials if t.status == "TERMINATED"
+                    and FINAL in (t.last_result or {})]
+        best = ""
+        if finished:
+            pick = max if self.mode == "max" else min
+            b = pick(finished, key=lambda t: t.last_result[self.objective])
+            best = f" | best {self.objective} {b.last_result[self.objective]:.4f} " \
+                   f"({describe(b.config)})"
+        label = f"{self.label} " if self.label else ""
+        print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: "
+              f"{describe(trial.config)} | done {done}/{self.total}, running {running}, "
+              f"failed {failed}{best}", flush=True)
+
+
+def _reason(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+    except OSError:
+        lines = []
+    return lines[-1][:200] if lines else "see the trial's MLflow run"

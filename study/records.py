@@ -1,0 +1,174 @@
+"""What a study writes to MLflow, and how: the names here are what users see in the UI and
+what `results/` reads back.
+
+One experiment per study name. One parent run per study:
+  tags   fsvae.role=study, fsvae.space_kind (grid|optuna), fsvae.objective, fsvae.mode,
+         fsvae.strata, fsvae.data_fingerprint, fsvae.code_version, fsvae.command
+  params the space's name/kind/preset/objective/num_samples, and its fixed keys
+  artifacts space.yaml (the file as given), space.json (as resolved), command.txt
+One child run per Ray Tune trial:
+  tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_id (Ray's id), fsvae.stratum,
+         fsvae.attempt, cache.<stage>=hit|miss and cache.<stage>.key for data/backbone/vae,
+         fsvae.error (failed runs), fsvae.stopped (runs a scheduler stopped early)
+  params exactly the trial's active config keys (fsvae.config.active_config)
+  metrics val_* and test_* finals (acc, acc_majority, acc_minority, acc_h, *_samples,
+         class_acc/<class>), curves per epoch (step = epoch): backbone_{train_loss,
+         train_acc,val_acc,val_acc_h,lr}, vae_{recon,kl,beta,loss,val_recon,val_kl},
+         classifier_{train_loss,train_acc,val_acc,val_acc_h}; *_best_epoch; time_*_s
+  artifacts the trial's outputs (config.json, data_report.json, split/, metrics.json,
+         confusion.json, history.json, cache.json) and figures/ (confusion matrix, curves)
+A re-run of the same trial (a retry, or a resumed study) replaces its earlier run: the new
+run is tagged fsvae.replaces=<old ids> and the old one is deleted (MLflow's soft delete),
+so the UI shows one run per trial and no stale RUNNING run.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+ROLE = "fsvae.role"
+TRIAL_ID = "fsvae.trial_id"
+PARENT = "mlflow.parentRunId"
+CURVE_KEYS = {
+    "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr"),
+    "vae": ("recon", "kl", "beta", "loss", "val_recon", "val_kl"),
+    "classifier": ("train_loss", "train_acc", "val_acc", "val_acc_h"),
+}
+
+
+def default_tracking_uri(storage: Path) -> str:
+    return f"sqlite:///{(Path(storage) / 'mlflow.db').resolve()}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> str:
+    """The study's experiment id, created (with a local artifact root) if needed."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if storage is not None and is_local_store(client.tracking_uri):
+        location = (Path(storage) / "mlartifacts" / name).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def child_runs(client: MlflowClient, exp_id: str, parent_id: str) -> list:
+    return client.search_runs([exp_id], filter_string=f"tags.`{PARENT}` = '{parent_id}'",
+                              max_results=50000)
+
+
+def reconcile(client: MlflowClient, exp_id: str, parent_id: str) -> int:
+    """After a study stops: no child run may stay RUNNING. Returns how many were closed."""
+    closed = 0
+    for run in child_runs(client, exp_id, parent_id):
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "fsvae.stopped", "study ended before the trial did")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed += 1
+    return closed
+
+
+def params_of(config: dict) -> list[Param]:
+    return [Param(k, "None" if v is None else str(v)) for k, v in sorted(config.items())]
+
+
+class TrialRecorder:
+    """The MLflow side of one trial; lives in the trial's process."""
+
+    def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, trial_id: str,
+                 run_name: str, tags: dict[str, str] | None = None):
+        self.client = MlflowClient(tracking_uri)
+        self.exp_id, self.parent_id, self.trial_id = exp_id, parent_id, trial_id
+        self.run_name, self.tags = run_name, tags or {}
+        self.run_id: str | None = None
+        self._pending: list[Metric] = []
+
+    def start(self, active_config: dict) -> str:
+        earlier = [r for r in child_runs(self.client, self.exp_id, self.parent_id)
+                   if r.data.tags.get(TRIAL_ID) == self.trial_id]
+        tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_ID: self.trial_id,
+                "fsvae.attempt": str(len(earlier) + 1), **self.tags}
+        if earlier:
+            tags["fsvae.replaces"] = ",".join(r.info.run_id for r in earlier)
+            last_error = [r.data.tags["fsvae.error"] for r in earlier
+                          if "fsvae.error" in r.data.tags]
+            if last_error:
+                tags["fsvae.previous_error"] = last_error[-1][:4000]
+        run = self.client.create_run(self.exp_id, tags=tags, run_name=self.run_name)
+        self.run_id = run.info.run_id
+        self.client.log_batch(self.run_id, params=params_of(active_config))
+        for old in earlier:
+            if old.info.status == "RUNNING":
+                self.client.set_terminated(old.info.run_id, "KILLED")
+            self.client.delete_run(old.info.run_id)
+        return self.run_id
+
+    def progress(self, event: dict) -> None:
+        """Turns fsvae progress events into MLflow metrics and tags (batched)."""
+        stage = event.get("stage")
+        now = int(time.time() * 1000)
+        if stage in CURVE_KEYS and "epoch" in event:
+            for k in CURVE_KEYS[stage]:
+                v = event.get(k)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self._pending.append(Metric(f"{stage}_{k}", float(v), now, event["epoch"]))
+        elif stage in CURVE_KEYS and "best_epoch" in event:
+            self._pending.append(Metric(f"{stage}_best_epoch", float(event["best_epoch"]),
+                                        now, 0))
+            self.flush()
+        elif stage == "cache":
+            self.client.log_batch(self.run_id, tags=[
+                RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
+                RunTag(f"cache.{event['name']}.key", event["key"])])
+        if len(self._pending) >= 200:
+            self.flush()
+
+    def flush(self) -> None:
+        for s in range(0, len(self._pending), 900):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(self.run_id, metrics=self._pending[s:s + 900])
+        self._pending = []
+
+    def finish(self, result: dict, out_dir: Path | None) -> None:
+        self.flush()
+        now = int(time.time() * 1000)
+        finals = [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
+        finals += [Metric(f"time_{k}_s", float(v), now, 0) for k, v in result["timings"].items()]
+        for s in range(0, len(finals), 900):
+            self.client.log_batch(self.run_id, metrics=finals[s:s + 900])
+        self.client.set_tag(self.run_id, "fsvae.minority_classes",
+                            ",".join(result["minority_classes"]))
+        self._artifacts(out_dir)
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def fail(self, error: BaseException, out_dir: Path | None) -> None:
+        try:
+            self.flush()
+        except Exception:  # the run is failing anyway; its reason matters more
+            pass
+        reason = f"{type(error).__name__}: {error}"
+        self.client.set_tag(self.run_id, "fsvae.error", reason[:4000])
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "error.txt").write_text("".join(
+                traceback.format_exception(type(error), error, error.__traceback__)))
+        self._artifacts(out_dir)
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    def stopped(self, why: str) -> None:
+        self.flush()
+        self.client.set_tag(self.run_id, "fsvae.stopped", why)
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
+
+    def _artifacts(self, out_dir: Path | None) -> None:
+        if out_dir is not None and out_dir.is_dir():
+            self.client.log_artifacts(self.run_id, str(out_dir))

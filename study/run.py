@@ -1,0 +1,450 @@
+"""`fsvae-study run` and `resume`: a study = Ray Tune over fsvae trials, Optuna searching,
+MLflow recording. The trial itself is `study.trainable.trainable`.
+
+Layout of a study under --storage (default ./fsvae-studies):
+  <storage>/<name>/study.json     what was asked (space, data, preset, overrides, MLflow
+                                  coordinates): `resume` needs nothing else
+  <storage>/<name>/space.yaml     the space file as given
+  <storage>/<name>/tune[-<stratum>]/  Ray Tune's experiment(s), restorable
+  <storage>/cache/                the stage cache, shared by every study under <storage>
+  <storage>/mlflow.db, mlartifacts/   the default MLflow store (embedded SQLite)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import search_spaces
+from fsvae import config as config_mod
+from fsvae import data as data_mod
+from study.errors import StudyError
+
+DEFAULT_STORAGE = "fsvae-studies"
+DEFAULT_GPU_FRACTION = 0.25
+
+
+# -- planning (no Ray, no MLflow: every mistake is caught before anything starts) ---------
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _storage(arg: str | None) -> str:
+    raw = arg or DEFAULT_STORAGE
+    return raw if _is_uri(raw) else str(Path(raw).expanduser().resolve())
+
+
+def plan_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    space = search_spaces.load(args.space)
+    overrides = config_mod.parse_overrides(args.set or [])
+    space = _apply_overrides(space, overrides)
+    storage = _storage(args.storage)
+    name = args.name or space.name
+    if "/" in name or not name.strip():
+        raise StudyError(f"--name {name!r}: expected a non-empty name without '/'")
+    data = Path(args.data).expanduser().resolve()
+    data_mod.detect_layout(data)  # DataError now rather than in every trial
+    if args.num_samples is not None:
+        if space.kind != "optuna":
+            raise StudyError("--num-samples applies to optuna spaces; a grid's size is its grid")
+        if args.num_samples < 1:
+            raise StudyError(f"--num-samples must be at least 1, got {args.num_samples}")
+        space.num_samples = args.num_samples
+    if args.no_cache and args.cache_dir:
+        raise StudyError("--no-cache and --cache-dir contradict each other; choose one")
+    if args.no_cache:
+        cache_dir = None
+    elif args.cache_dir:
+        cache_dir = str(Path(args.cache_dir).expanduser().resolve())
+    elif _is_uri(storage):
+        raise StudyError(f"--storage {storage} is not a filesystem path, so the stage cache "
+                         f"cannot live there: give --cache-dir on a shared filesystem, or "
+                         f"--no-cache")
+    else:
+        cache_dir = str(Path(storage) / "cache")
+    for flag, value in (("--cpus-per-trial", args.cpus_per_trial),
+                        ("--gpus-per-trial", args.gpus_per_trial)):
+        if value is not None and value < 0:
+            raise StudyError(f"{flag} must be >= 0, got {value}")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise StudyError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+    if args.max_failures < 0:
+        raise StudyError(f"--max-failures must be >= 0, got {args.max_failures}")
+    preset = args.preset or space.preset
+    base = {**space.fixed, "data": str(data)}
+    config_mod.resolve(base, preset=preset)
+    if args.tracking_uri:
+        tracking_uri = args.tracking_uri
+    elif _is_uri(storage):
+        raise StudyError("with a URI --storage, give --tracking-uri (an MLflow server); the "
+                         "embedded SQLite store needs a local path")
+    else:
+        from study.records import default_tracking_uri
+        tracking_uri = default_tracking_uri(Path(storage))
+    return {
+        "name": name, "storage": storage, "space": space.to_dict(),
+        "space_path": str(Path(space.path).resolve()), "space_text": space.text,
+        "data": str(data), "preset": preset, "base": base, "tracking_uri": tracking_uri,
+        "cache_dir": cache_dir, "address": args.address or os.environ.get("RAY_ADDRESS"),
+        "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+        "max_concurrent": args.max_concurrent, "max_failures": args.max_failures,
+        "asha": bool(args.asha), "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _apply_overrides(space: search_spaces.Space, overrides: dict) -> search_spaces.Space:
+    """`--set k=v` fixes k for every trial, replacing k wherever the space varied it."""
+    for key, value in overrides.items():
+        space.fixed[key] = value
+        space.grid.pop(key, None)
+        space.strata.pop(key, None)
+        for v in space.variants:
+            v.pop(key, None)
+        if key in space.params:
+            dependants = [k for k, p in space.params.items()
+                          if key in (p.get("when") or {})]
+            if dependants:
+                raise StudyError(f"--set {key}=...: searched parameters {dependants} depend "
+                                 f"on {key}; fix those too or edit the space")
+            space.params.pop(key)
+    if space.kind == "grid":
+        unique = []
+        for v in space.variants:
+            if v not in unique:
+                unique.append(v)
+        space.variants = unique
+    elif not space.params:
+        raise StudyError("every searched parameter was fixed by --set: nothing left to search")
+    return space
+
+
+def _study_dir(plan: dict) -> str:
+    return _join(plan["storage"], plan["name"])
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if _is_uri(base) else str(Path(base, *parts))
+
+
+def _read_plan(study_dir: str) -> dict | None:
+    if _is_uri(study_dir):
+        import pyarrow.fs as pafs
+        fs, path = pafs.FileSystem.from_uri(study_dir + "/study.json")
+        try:
+            with fs.open_input_stream(path) as f:
+                return json.loads(f.read().decode())
+        except (FileNotFoundError, OSError):
+            return None
+    p = Path(study_dir, "study.json")
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _write_plan(plan: dict) -> None:
+    study_dir = _study_dir(plan)
+    text = json.dumps(plan, indent=1)
+    if _is_uri(study_dir):
+        import pyarrow.fs as pafs
+        fs, path = pafs.FileSystem.from_uri(study_dir)
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(path + "/study.json") as f:
+            f.write(text.encode())
+        return
+    Path(study_dir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(study_dir, ".study.json.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, Path(study_dir, "study.json"))
+    Path(study_dir, "space.yaml").write_text(plan["space_text"])
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    plan = plan_from_args(args)
+    existing = _read_plan(_study_dir(plan))
+    if existing is not None:
+        if not args.resume:
+            raise StudyError(f"study {plan['name']!r} already exists in {plan['storage']}: "
+                             f"continue it with --resume (or `fsvae-study resume --name "
+                             f"{plan['name']}`), or choose another --name")
+        for key in ("space", "data", "preset", "base"):
+            if existing[key] != plan[key]:
+                raise StudyError(f"study {plan['name']!r} was started with another {key} "
+                                 f"({existing[key]!r}); resume it without changing that, or "
+                                 f"choose another --name")
+        return execute(existing, resuming=True, retry_failed=False)
+    return execute(plan, resuming=False, retry_failed=False)
+
+
+def resume_from_args(args: argparse.Namespace) -> int:
+    study_dir = _join(_storage(args.storage), args.name)
+    plan = _read_plan(study_dir)
+    if plan is None:
+        raise StudyError(f"no study {args.name!r} in {_storage(args.storage)} "
+                         f"(no {study_dir}/study.json)")
+    if args.address:
+        plan["address"] = args.address
+    return execute(plan, resuming=True, retry_failed=args.retry_failed)
+
+
+# -- execution ----------------------------------------------------------------------------
+
+def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # one line per trial event, no tables
+    import optuna
+    import ray
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from study import records
+    from study.progress import Progress
+    from study.trainable import FINAL, trainable
+
+    space = search_spaces.parse(plan["space"], plan["space_path"], plan["space_text"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    client = MlflowClient(plan["tracking_uri"])
+    local_storage = None if _is_uri(plan["storage"]) else Path(plan["storage"])
+    try:
+        exp_id = records.ensure_experiment(client, plan["name"], local_storage)
+    except Exception as e:
+        raise StudyError(f"MLflow at {plan['tracking_uri']} is not usable: "
+                         f"{type(e).__name__}: {e}") from None
+    parent_id = plan.get("parent_run_id")
+    if parent_id is None:
+        parent_id = _start_parent(client, exp_id, plan, space)
+        plan["parent_run_id"] = parent_id
+    else:
+        client.update_run(parent_id, status="RUNNING")
+    plan["experiment_id"] = exp_id
+    _write_plan(plan)
+    if plan["cache_dir"]:
+        Path(plan["cache_dir"]).mkdir(parents=True, exist_ok=True)
+
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        _init_ray(plan["address"])
+    try:
+        resources, concurrency = _resources(plan, space)
+        print(f"study {plan['name']}: {search_spaces.count(space)} trials "
+              f"({space.kind}{', strata ' + str(space.strata) if space.strata else ''}), "
+              f"{concurrency} at a time, {_fmt_resources(resources)} each"
+              + (" (resuming)" if resuming else ""), flush=True)
+        ctx_base = {
+            "base": plan["base"], "preset": plan["preset"], "study": plan["name"],
+            "tracking_uri": plan["tracking_uri"], "experiment_id": exp_id,
+            "parent_run_id": parent_id, "cache_dir": plan["cache_dir"],
+            "objective": space.objective, "report_epochs": plan["asha"],
+        }
+        complete, finished, failed = True, 0, 0
+        for stratum, label, experiment in _experiments(space):
+            ctx = {**ctx_base, "stratum": stratum}
+            wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
+            path = _join(_study_dir(plan), experiment)
+            if tune.Tuner.can_restore(path):
+                tuner = tune.Tuner.restore(path, trainable=wrapped, resume_unfinished=True,
+                                           resume_errored=retry_failed)
+            else:
+                tuner = _new_tuner(plan, space, stratum, label, experiment, wrapped,
+                                   concurrency)
+            results = tuner.fit()
+            n_expected = space.num_samples if space.kind == "optuna" else len(space.trials())
+            done = results.num_terminated + results.num_errors
+            finished += sum(1 for r in results if FINAL in (r.metrics or {}))
+            failed += results.num_errors
+            if len(results) < n_expected or done < len(results):
+                complete = False
+                break
+    except KeyboardInterrupt:
+        complete = False
+    finally:
+        closed = records.reconcile(client, exp_id, parent_id)
+        if started_ray:
+            ray.shutdown()
+    client.set_terminated(parent_id, "FINISHED" if complete else "KILLED")
+    _summary(plan, space, complete, finished, failed, closed)
+    return 0 if complete else 130
+
+
+def _experiments(space: search_spaces.Space):
+    """(stratum values, label, Ray experiment folder) per separate search."""
+    if space.kind == "grid":
+        yield {}, "", "tune"
+        return
+    for stratum in space.stratum_values():
+        label = ",".join(f"{k}={v}" for k, v in stratum.items())
+        yield stratum, label, "tune" + (f"-{label}" if label else "")
+
+
+def _new_tuner(plan, space, stratum, label, experiment, wrapped, concurrency):
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+    from functools import partial
+
+    from study.progress import Progress
+
+    total = space.num_samples if space.kind == "optuna" else len(space.trials())
+    tune_config = dict(metric=space.objective, mode=space.mode,
+                       max_concurrent_trials=concurrency,
+                       trial_name_creator=trial_name, trial_dirname_creator=trial_name)
+    if plan["asha"]:
+        epochs = config_mod.resolve(plan["base"], preset=plan["preset"])["classifier_epochs"]
+        tune_config["scheduler"] = ASHAScheduler(time_attr="classifier_epoch", max_t=epochs,
+                                                 grace_period=max(1, epochs // 5),
+                                                 reduction_factor=3)
+    if space.kind == "grid":
+        param_space = {"trial": tune.grid_search(order_for_sharing(space.trials(), plan))}
+        tune_config["num_samples"] = 1
+    else:
+        param_space = {}
+        tune_config["search_alg"] = OptunaSearch(
+            space=partial(search_spaces.suggest, params=space.params),
+            metric=space.objective, mode=space.mode,
+            sampler=optuna.samplers.TPESampler(seed=space.sampler_seed))
+        tune_config["num_samples"] = space.num_samples
+    run_config = tune.RunConfig(
+        name=experiment, storage_path=_study_dir(plan), verbose=0,
+        failure_config=tune.FailureConfig(max_failures=plan["max_failures"]),
+        callbacks=[Progress(total, space.objective, space.mode, label)])
+    return tune.Tuner(wrapped, param_space=param_space,
+                      tune_config=tune.TuneConfig(**tune_config), run_config=run_config)
+
+
+def trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def order_for_sharing(trials: list[dict], plan: dict) -> list[dict]:
+    """Grid order: the first trial of every distinct backbone first, then the rest, so
+    that concurrent trials build different backbones instead of waiting on one builder."""
+    groups: dict[str, list[dict]] = {}
+    for point in trials:
+        cfg = config_mod.resolve({**plan["base"], **point}, preset=plan["preset"])
+        oversample = cfg["sampling_factor"] if cfg["method"] == "oversample" else 1
+        key = json.dumps([cfg["n_f"], cfg["num_minority"], cfg["seed"], oversample,
+                          config_mod.stage_keys(cfg, "backbone")], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(point)
+    ordered = []
+    for rank in range(max(len(g) for g in groups.values())):
+        ordered += [g[rank] for g in groups.values() if rank < len(g)]
+    return ordered
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    import fsvae
+    import study
+
+    kwargs = dict(include_dashboard=False, log_to_driver=False,
+                  logging_level=logging.WARNING)
+    if address:
+        # Workers on other nodes get this code from the driver; their Python needs the
+        # packages of pyproject.toml (see README "On a Ray cluster").
+        kwargs["runtime_env"] = {"py_modules": [fsvae, study, search_spaces]}
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as e:
+            raise StudyError(f"cannot join the Ray cluster at {address}: "
+                             f"{type(e).__name__}: {e} (is `ray start --head` running there? "
+                             f"RAY_AUTH_MODE must match the head's)") from None
+    else:
+        ray.init(**kwargs)
+
+
+def _resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
+    import ray
+
+    total = ray.cluster_resources()
+    cpus_total, gpus_total = total.get("CPU", 1), total.get("GPU", 0)
+    cpu = plan["cpus_per_trial"] if plan["cpus_per_trial"] is not None \
+        else space.resources.get("cpu", 1.0)
+    gpu = plan["gpus_per_trial"] if plan["gpus_per_trial"] is not None \
+        else space.resources.get("gpu", DEFAULT_GPU_FRACTION if gpus_total else 0.0)
+    if gpu > 0 and gpus_total == 0:
+        print(f"no GPU in the Ray cluster: trials run on the CPU (asked for {gpu} GPU each)",
+              flush=True)
+        gpu = 0.0
+    if cpu > cpus_total:
+        raise StudyError(f"{cpu} CPUs per trial, but the cluster has {cpus_total}")
+    if gpu > max(gpus_total, 0) or (gpu > 1 and not float(gpu).is_integer()):
+        raise StudyError(f"{gpu} GPUs per trial, but the cluster has {gpus_total} (fractions "
+                         f"above 1 must be whole numbers)")
+    limits = [math.floor(cpus_total / cpu) if cpu > 0 else 10_000]
+    if gpu > 0:
+        limits.append(math.floor(gpus_total / gpu + 1e-9))
+    concurrency = max(1, min(limits))
+    if plan["max_concurrent"]:
+        concurrency = min(concurrency, plan["max_concurrent"])
+    res = {"cpu": cpu}
+    if gpu > 0:
+        res["gpu"] = gpu
+    return res, concurrency
+
+
+def _fmt_resources(res: dict) -> str:
+    return ", ".join(f"{v:g} {k.upper()}" for k, v in res.items())
+
+
+def _start_parent(client, exp_id: str, plan: dict, space: search_spaces.Space) -> str:
+    from mlflow.entities import Param
+
+    tags = {"fsvae.role": "study", "fsvae.space_kind": space.kind,
+            "fsvae.objective": space.objective, "fsvae.mode": space.mode,
+            "fsvae.strata": ",".join(space.strata), "fsvae.command": plan["command"][:4000],
+            "fsvae.code_version": code_version(), "fsvae.storage": plan["storage"],
+            "fsvae.data": plan["data"],
+            "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"])}
+    run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
+    params = {"space": space.name, "space_kind": space.kind, "preset": plan["preset"],
+              "objective": space.objective, "mode": space.mode,
+              "num_trials": search_spaces.count(space)}
+    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_text(run.info.run_id, plan["space_text"], "space.yaml")
+    client.log_dict(run.info.run_id, space.to_dict(), "space.json")
+    client.log_text(run.info.run_id, plan["command"] + "\n", "command.txt")
+    return run.info.run_id
+
+
+def code_version() -> str:
+    import fsvae
+
+    root = Path(fsvae.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{fsvae.__version__}+{out.stdout.strip()}"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return fsvae.__version__
+
+
+def _summary(plan: dict, space, complete: bool, finished: int, failed: int,
+             closed: int) -> None:
+    name = plan["name"]
+    print(f"\nstudy {name}: {'complete' if complete else 'INTERRUPTED'}; {finished} trials "
+          f"finished, {failed} failed" + (f", {closed} stopped runs closed" if closed else ""))
+    print(f"  Ray Tune results: {_study_dir(plan)}")
+    print(f"  MLflow: experiment {name!r} at {plan['tracking_uri']}")
+    if plan["tracking_uri"].startswith("sqlite:"):
+        print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan['tracking_uri']} "
+              f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
+    storage = "" if plan["storage"] == _storage(None) else f" --storage {plan['storage']}"
+    uri = "" if plan["tracking_uri"].startswith("sqlite:") else \
+        f" --tracking-uri {plan['tracking_uri']}"
+    print(f"  table: fsvae-study table --experiment {name}{storage}{uri}")
+    if not complete:
+        print(f"  continue with: fsvae-study resume --name {name}{storage}")

@@ -1,0 +1,83 @@
+"""The Ray Tune trainable: one fsvae trial, recorded in MLflow, reported to Tune.
+
+Tune calls `trainable(config, ctx=...)` in a worker process. `config` is what Tune chose
+(a grid point under "trial", or Optuna's suggestions); `ctx` is the study's fixed part
+(base config, MLflow coordinates, cache, objective). Everything about scheduling lives
+outside this function; everything about the method lives in fsvae.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fsvae import config as config_mod
+from fsvae.cache import StageCache
+from fsvae.trial import resolve, run_trial
+from study.records import TrialRecorder
+
+FINAL = "trial_complete"  # present (=1) only in a trial's last report
+
+
+def trial_config(config: dict, ctx: dict) -> dict[str, Any]:
+    """Base (preset + space fixed + --set) <- this trial's point <- stratum."""
+    point = config.get("trial", config)
+    return {**ctx["base"], **point, **ctx.get("stratum", {})}
+
+
+def run_name(cfg: dict) -> str:
+    sf = f"x{cfg['sampling_factor']}" if cfg["method"] in config_mod.RESAMPLING_METHODS else ""
+    return f"{cfg['method']}{sf}-nf{cfg['n_f']}-s{cfg['seed']}"
+
+
+def trainable(config: dict, ctx: dict) -> None:
+    from ray import tune
+
+    t_start = time.perf_counter()
+    trial_id = tune.get_context().get_trial_id()
+    overrides = trial_config(config, ctx)
+    cfg = resolve(config_mod.resolve(overrides, preset=ctx["preset"]))
+    active = config_mod.active_config(cfg)
+    stratum = ",".join(f"{k}={v}" for k, v in ctx.get("stratum", {}).items())
+    recorder = TrialRecorder(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"],
+                             trial_id, f"{run_name(cfg)}-{trial_id}",
+                             tags={"fsvae.stratum": stratum, "fsvae.study": ctx["study"]})
+    recorder.start(active)
+    cache = StageCache(ctx["cache_dir"], log=print) if ctx.get("cache_dir") else None
+    objective = ctx["objective"]
+    report_epochs = ctx.get("report_epochs", False)
+
+    def progress(event: dict) -> None:
+        recorder.progress(event)
+        # With an early-stopping scheduler, every stage-3 epoch is a Tune result (the
+        # scheduler's time unit); every report must carry the objective (stack.md).
+        if report_epochs and event.get("stage") == "classifier" and "epoch" in event \
+                and not event.get("replayed"):
+            tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1})
+
+    out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{trial_id}-"))
+    try:
+        result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print)
+        from study.plots import trial_figures
+
+        trial_figures(result, out / "figures")
+        recorder.finish(result, out)
+    except SystemExit:
+        # Tune stops a function trainable early (a scheduler's decision) with sys.exit(0)
+        # inside tune.report: not a failure.
+        recorder.stopped("early-stopped by the scheduler")
+        raise
+    except BaseException as e:
+        recorder.fail(e, out)
+        raise
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    final = {k: v for k, v in result["metrics"].items() if "/" not in k}
+    final.update({FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
+                  "mlflow_run_id": recorder.run_id,
+                  "compute_s": result["timings"]["total"] - result["timings"]["waited"],
+                  "wall_s": time.perf_counter() - t_start,
+                  **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()}})
+    tune.report(final)
