@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")  # before torch is imported anywhere
+# One thread: the tensors here are tiny, and on a busy 2-core runner two OpenMP threads
+# contending with another process made a 1-second trial take 10-20 s (measured).
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported anywhere
 
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ from fsvae import config as config_mod, data, demo_data
 from fsvae.cache import StageCache
 from fsvae.trial import run_trial
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +86,7 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 180):
     """Runs `python -m study.cli ARGS` in a subprocess; returns the CompletedProcess."""
     import subprocess
 
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=cwd or REPO,
                           env=env, capture_output=True, text=True, timeout=timeout)
 

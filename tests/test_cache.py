@@ -1,0 +1,265 @@
+"""fsvae.cache.StageCache: keys, hits, one build for concurrent requests, crash safety;
+and which config keys move which stage's key in a trial."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from conftest import REPO, quiet, tiny_config
+from fsvae.cache import StageCache, make_key
+from fsvae.trial import run_trial
+
+PARTS = {"data": "abc", "n_f": 5}
+
+# A process that asks the cache for one entry. Its build appends a line to a counter file
+# and sleeps, so a second process asking meanwhile has to wait for it.
+REQUEST = r"""
+import json, os, sys, time
+from pathlib import Path
+from fsvae.cache import StageCache
+
+root, counter, ready, go, mode = sys.argv[1:6]
+
+def compute():
+    with open(counter, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(1.0)
+    return "built"
+
+def save(value, folder):
+    (folder / "value.txt").write_text("partial")
+    if mode == "die-while-saving":
+        Path(ready + ".saving").touch()
+        time.sleep(60)  # killed here
+    (folder / "value.txt").write_text(value)
+
+def restore(folder):
+    return (folder / "value.txt").read_text()
+
+Path(ready).touch()
+while not Path(go).exists():
+    time.sleep(0.005)
+value, info = StageCache(root, log=lambda m: None).get_or_build(
+    "stage", {"data": "abc", "n_f": 5}, compute, save, restore)
+print(json.dumps({"value": value, **info}))
+"""
+
+
+def start_request(tmp: Path, root: Path, name: str, mode: str = "normal") -> subprocess.Popen:
+    script = tmp / "request.py"
+    if not script.exists():
+        script.write_text(REQUEST)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, str(script), str(root), str(tmp / "counter.txt"),
+         str(tmp / f"{name}.ready"), str(tmp / "go"), mode],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > end:
+            raise AssertionError(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.01)
+
+
+def text_cache(root: Path) -> tuple[StageCache, list[str]]:
+    """A cache and a list recording every build it runs."""
+    return StageCache(root, log=quiet), []
+
+
+def get(cache: StageCache, builds: list[str], parts=PARTS, value: str = "v"):
+    def compute():
+        builds.append(value)
+        return value
+
+    return cache.get_or_build("stage", parts, compute,
+                              lambda v, folder: (folder / "value.txt").write_text(v),
+                              lambda folder: (folder / "value.txt").read_text())
+
+
+def assert_lock_free(root: Path, parts=PARTS) -> None:
+    lock = FileLock(str(root / "stage" / f"{make_key(parts)}.lock"))
+    lock.acquire(timeout=5)  # raises filelock.Timeout if a dead builder still held it
+    lock.release()
+
+
+# -- one process ------------------------------------------------------------------------------
+
+def test_first_request_is_a_miss_that_builds(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    value, info = get(cache, builds)
+    assert (value, info["hit"], builds) == ("v", False, ["v"])
+
+
+def test_second_request_is_a_hit_that_does_not_build(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds)
+    value, info = get(cache, builds, value="other")
+    assert (value, info["hit"], builds) == ("v", True, ["v"])
+
+
+def test_entry_records_the_parts_of_its_key(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    _, info = get(cache, builds)
+    meta = json.loads((cache.entry("stage", info["key"]) / "entry.json").read_text())
+    assert meta["parts"] == PARTS and meta["key"] == info["key"]
+
+
+def test_key_changes_with_any_part():
+    assert make_key({**PARTS, "n_f": 10}) != make_key(PARTS)
+    assert make_key({**PARTS, "extra": None}) != make_key(PARTS)
+
+
+def test_key_does_not_depend_on_the_order_of_parts():
+    assert make_key({"n_f": 5, "data": "abc"}) == make_key({"data": "abc", "n_f": 5})
+
+
+def test_other_parts_are_another_entry(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds, value="a")
+    value, info = get(cache, builds, parts={**PARTS, "n_f": 10}, value="b")
+    assert (value, info["hit"], builds) == ("b", False, ["a", "b"])
+
+
+# -- two processes ----------------------------------------------------------------------------
+
+def test_concurrent_requests_from_two_processes_build_once(tmp_path):
+    root = tmp_path / "cache"
+    procs = [start_request(tmp_path, root, name) for name in ("one", "two")]
+    for name in ("one", "two"):
+        wait_for(tmp_path / f"{name}.ready")
+    (tmp_path / "go").touch()  # both ask at once
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=60)
+        assert p.returncode == 0, stderr
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert len((tmp_path / "counter.txt").read_text().splitlines()) == 1
+    assert sorted(o["hit"] for o in outs) == [False, True]
+    assert [o["value"] for o in outs] == ["built", "built"]
+    waiter = next(o for o in outs if o["hit"])
+    assert waiter["waited_s"] > 0.3  # it waited for the builder instead of building
+
+
+@pytest.fixture
+def killed_build(tmp_path) -> Path:
+    """A cache root whose only builder was SIGKILLed while saving its entry."""
+    root = tmp_path / "cache"
+    p = start_request(tmp_path, root, "victim", mode="die-while-saving")
+    wait_for(tmp_path / "victim.ready")
+    (tmp_path / "go").touch()
+    wait_for(tmp_path / "victim.ready.saving")
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)
+    assert p.returncode == -signal.SIGKILL
+    return root
+
+
+def test_builder_killed_during_its_build_leaves_no_entry(killed_build):
+    key = make_key(PARTS)
+    assert not (killed_build / "stage" / key).exists()
+    assert list((killed_build / "stage").glob(f".tmp-{key}-*"))  # it died half-way
+
+
+def test_killed_builder_does_not_keep_the_lock(killed_build):
+    assert_lock_free(killed_build)
+
+
+def test_request_after_a_killed_build_is_a_miss_that_rebuilds(killed_build):
+    assert_lock_free(killed_build)
+    cache, builds = text_cache(killed_build)
+    value, info = get(cache, builds, value="fresh")
+    assert (value, info["hit"], builds) == ("fresh", False, ["fresh"])
+    assert (cache.entry("stage", info["key"]) / "value.txt").read_text() == "fresh"
+
+
+def test_next_builder_removes_the_killed_builders_tmp_folder(killed_build):
+    assert_lock_free(killed_build)
+    cache, builds = text_cache(killed_build)
+    get(cache, builds)
+    assert not list((killed_build / "stage").glob(".tmp-*"))
+
+
+# -- which config keys move which stage key, through real trials ------------------------------
+
+@pytest.fixture(scope="module")
+def trial_with(demo_root, stage_cache, trials):
+    """trial_with(**overrides) -> run_trial result on the session cache (memoised)."""
+    done: dict[tuple, dict] = {("vae",): trials["vae"][0]}
+
+    def run(method: str = "vae", **overrides) -> dict:
+        key = (method, *sorted(overrides.items()))
+        if key not in done:
+            done[key] = run_trial(tiny_config(demo_root, method=method, **overrides),
+                                  cache=stage_cache, log=quiet)
+        return done[key]
+
+    return run
+
+
+def keys(result: dict) -> dict[str, str]:
+    return {stage: info["key"] for stage, info in result["cache"].items()}
+
+
+@pytest.mark.parametrize("change", [{"latent_dim": 8}, {"beta_max": 0.01},
+                                    {"sampling_factor": 7}, {"classifier_lr": 0.2}])
+def test_vae_method_backbone_key_ignores_vae_and_classifier_keys(trial_with, change):
+    other = trial_with(**change)
+    assert keys(other)["backbone"] == keys(trial_with())["backbone"]
+    assert other["cache"]["backbone"]["hit"]
+
+
+@pytest.mark.parametrize("change", [{"n_f": 3}, {"seed": 1}, {"backbone_epochs": 2}])
+def test_backbone_key_changes_with_split_and_backbone_keys(trial_with, change):
+    assert keys(trial_with(**change))["backbone"] != keys(trial_with())["backbone"]
+
+
+def test_plain_and_vae_share_one_backbone(trials):
+    plain, vae = trials["plain"][0], trials["vae"][0]
+    assert keys(plain)["backbone"] == keys(vae)["backbone"]
+
+
+def test_oversample_backbone_key_changes_with_sampling_factor(trial_with, trials):
+    four = trials["oversample"][0]  # sampling_factor 4
+    two = trial_with("oversample", sampling_factor=2)
+    assert keys(two)["backbone"] != keys(four)["backbone"]
+    assert keys(four)["backbone"] != keys(trials["plain"][0])["backbone"]
+
+
+@pytest.mark.parametrize("change", [{"latent_dim": 8}, {"beta_max": 0.01}])
+def test_vae_key_changes_with_vae_keys(trial_with, change):
+    assert keys(trial_with(**change))["vae"] != keys(trial_with())["vae"]
+
+
+@pytest.mark.parametrize("change", [{"sampling_factor": 7}, {"classifier_lr": 0.2}])
+def test_vae_key_ignores_classifier_keys(trial_with, change):
+    other = trial_with(**change)
+    assert keys(other)["vae"] == keys(trial_with())["vae"] and other["cache"]["vae"]["hit"]
+
+
+def test_vae_key_changes_with_the_backbone(trial_with):
+    assert keys(trial_with(n_f=3))["vae"] != keys(trial_with())["vae"]
+
+
+def test_inactive_schedule_keys_do_not_change_the_vae_key(trial_with):
+    # beta_cycles only matters for beta_schedule=cyclical; the trials use linear.
+    assert keys(trial_with(beta_cycles=9))["vae"] == keys(trial_with())["vae"]
+
+
+def test_methods_without_vae_have_no_vae_stage(trials, trial_with):
+    assert "vae" not in trials["plain"][0]["cache"]
+    assert "vae" not in trial_with("crt")["cache"]
+
+
+def test_data_key_is_shared_by_every_trial_on_the_same_data(trials):
+    assert len({keys(r)["data"] for r, _ in trials.values()}) == 1
