@@ -12,48 +12,61 @@ from ray import tune
 from study.trainable import FINAL
 
 
-def describe(config: dict) -> str:
+def describe(config: dict, keys: list[str] | None = None) -> str:
+    """A trial's point in the space, shortly: "vae x30 n_f=5 seed=1"."""
     point = {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
+    if keys is not None:
+        point = {k: v for k, v in point.items() if k in keys}
     method = point.pop("method", None)
     sf = point.pop("sampling_factor", None)
     head = f"{method} x{sf}" if method and sf else (method or (f"x{sf}" if sf else ""))
-    rest = " ".join(f"{k}={v}" for k, v in point.items())
+    rest = " ".join(f"{k}={_short(v)}" for k, v in point.items())
     return (head + " " + rest).strip()
 
 
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 class Progress(tune.Callback):
-    def __init__(self, total: int, objective: str, mode: str, label: str = ""):
+    def __init__(self, total: int, objective: str, mode: str, label: str = "",
+                 keys: list[str] | None = None):
         self.total, self.objective, self.mode, self.label = total, objective, mode, label
+        self.keys = keys  # which config keys to show (a grid's varying ones); None: all
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._line("started", trial, trials)
+        self._line("started", trial, trials, None)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         if FINAL in result:
             self._line(f"done {self.objective}={result.get(self.objective, float('nan')):.4f}",
-                       trial, trials)
+                       trial, trials, "TERMINATED")
         else:
-            self._line("stopped early", trial, trials)
+            self._line("stopped early", trial, trials, "TERMINATED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._line(f"FAILED ({_reason(trial)})", trial, trials)
+        self._line(f"FAILED ({_reason(trial)})", trial, trials, "ERROR")
 
-    def _line(self, event: str, trial, trials) -> None:
-        done = sum(1 for t in trials if t.status == "TERMINATED")
-        failed = sum(1 for t in trials if t.status == "ERROR")
-        running = sum(1 for t in trials if t.status == "RUNNING")
-        finished = [t for t in trials if t.status == "TERMINATED"
+    def _line(self, event: str, trial, trials, new_status: str | None) -> None:
+        # Tune calls these hooks before it updates the trial's status: count it as it ends.
+        status = {t.trial_id: t.status for t in trials}
+        if new_status:
+            status[trial.trial_id] = new_status
+        done = sum(1 for s in status.values() if s == "TERMINATED")
+        failed = sum(1 for s in status.values() if s == "ERROR")
+        running = sum(1 for s in status.values() if s == "RUNNING")
+        finished = [t for t in trials if status[t.trial_id] == "TERMINATED"
                     and FINAL in (t.last_result or {})]
         best = ""
         if finished:
             pick = max if self.mode == "max" else min
             b = pick(finished, key=lambda t: t.last_result[self.objective])
             best = f" | best {self.objective} {b.last_result[self.objective]:.4f} " \
-                   f"({describe(b.config)})"
+                   f"({describe(b.config, self.keys)})"
         label = f"{self.label} " if self.label else ""
         print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: "
-              f"{describe(trial.config)} | done {done}/{self.total}, running {running}, "
+              f"{describe(trial.config, self.keys)} | done {done}/{self.total}, running {running}, "
               f"failed {failed}{best}", flush=True)
 
 

@@ -72,7 +72,7 @@ def reconcile(client: MlflowClient, exp_id: str, parent_id: str) -> int:
     closed = 0
     for run in child_runs(client, exp_id, parent_id):
         if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "fsvae.stopped", "study ended before the trial did")
+            client.set_tag(run.info.run_id, "fsvae.stopped", "stopped before it finished (early stopping, or the study ended)")
             client.set_terminated(run.info.run_id, "KILLED")
             closed += 1
     return closed

@@ -204,13 +204,17 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     from ray import tune
 
     from study import records
-    from study.progress import Progress
     from study.trainable import FINAL, trainable
 
     space = search_spaces.parse(plan["space"], plan["space_path"], plan["space_text"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A failed trial is one Progress line with its reason; its traceback is in its MLflow
+    # run (error.txt) and in Tune's error file, not on the console.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                 "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).addFilter(_QuietTrialFailures())
 
     client = MlflowClient(plan["tracking_uri"])
     local_storage = None if _is_uri(plan["storage"]) else Path(plan["storage"])
@@ -275,6 +279,16 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     return 0 if complete else 130
 
 
+class _QuietTrialFailures(logging.Filter):
+    """Drops Tune's messages that our own lines replace (failure reasons, how to resume)."""
+
+    DROP = ("Trial task failed", "Trials did not complete", "Experiment has been interrupted",
+            "Failed to fetch metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROP)
+
+
 def _experiments(space: search_spaces.Space):
     """(stratum values, label, Ray experiment folder) per separate search."""
     if space.kind == "grid":
@@ -316,9 +330,20 @@ def _new_tuner(plan, space, stratum, label, experiment, wrapped, concurrency):
     run_config = tune.RunConfig(
         name=experiment, storage_path=_study_dir(plan), verbose=0,
         failure_config=tune.FailureConfig(max_failures=plan["max_failures"]),
-        callbacks=[Progress(total, space.objective, space.mode, label)])
+        callbacks=[Progress(total, space.objective, space.mode, label, _shown_keys(space))])
     return tune.Tuner(wrapped, param_space=param_space,
                       tune_config=tune.TuneConfig(**tune_config), run_config=run_config)
+
+
+def _shown_keys(space: search_spaces.Space) -> list[str] | None:
+    """The keys that tell a grid's trials apart (None: show Optuna's suggestions)."""
+    if space.kind != "grid":
+        return None
+    values: dict[str, set] = {}
+    for point in space.trials():
+        for k, v in point.items():
+            values.setdefault(k, set()).add(json.dumps(v))
+    return [k for k, vs in values.items() if len(vs) > 1 or k in ("method", "sampling_factor")]
 
 
 def trial_name(trial) -> str:

@@ -51,10 +51,12 @@ def trainable(config: dict, ctx: dict) -> None:
 
     def progress(event: dict) -> None:
         recorder.progress(event)
-        # With an early-stopping scheduler, every stage-3 epoch is a Tune result (the
-        # scheduler's time unit); every report must carry the objective (stack.md).
+        # With an early-stopping scheduler, every stage-3 epoch but the last is a Tune
+        # result (the scheduler's time unit); the last epoch's result is the final report,
+        # which a scheduler reaching max_t must not cut short. Every report carries the
+        # objective (stack.md).
         if report_epochs and event.get("stage") == "classifier" and "epoch" in event \
-                and not event.get("replayed"):
+                and event["epoch"] + 1 < cfg["classifier_epochs"]:
             tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1})
 
     out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{trial_id}-"))
