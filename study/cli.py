@@ -120,7 +120,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", choices=("paper", "tiny"),
                    help="config preset under the space's values (default: the space's)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="fix a config key for every trial (repeatable)")
+                   help="fix a config key for every trial, wherever the space varied it "
+                   "(repeatable)")
+    r.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                   help="grid spaces: replace (or add) one grid dimension, e.g. "
+                   "--grid seed=0,1,2 (repeatable)")
     r.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
                    "else start a local Ray)")
     r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")

@@ -47,6 +47,7 @@ def plan_from_args(args: argparse.Namespace) -> dict[str, Any]:
     space = search_spaces.load(args.space)
     overrides = config_mod.parse_overrides(args.set or [])
     space = _apply_overrides(space, overrides)
+    space = _apply_grid(space, args.grid or [])
     storage = _storage(args.storage)
     name = args.name or space.name
     if "/" in name or not name.strip():
@@ -125,6 +126,23 @@ def _apply_overrides(space: search_spaces.Space, overrides: dict) -> search_spac
         space.variants = unique
     elif not space.params:
         raise StudyError("every searched parameter was fixed by --set: nothing left to search")
+    return space
+
+
+def _apply_grid(space: search_spaces.Space, pairs: list[str]) -> search_spaces.Space:
+    """`--grid k=a,b` makes k a grid dimension with those values (grid spaces only)."""
+    if pairs and space.kind != "grid":
+        raise StudyError("--grid applies to grid spaces; for an optuna space edit its "
+                         "params or strata")
+    for pair in pairs:
+        if "=" not in pair:
+            raise StudyError(f"--grid expects KEY=V1,V2,..., got {pair!r}")
+        key, text = pair.split("=", 1)
+        values = [config_mod.parse_value(key.strip(), v.strip()) for v in text.split(",")]
+        space.fixed.pop(key.strip(), None)
+        for v in space.variants:
+            v.pop(key.strip(), None)
+        space.grid[key.strip()] = list(dict.fromkeys(values))
     return space
 
 
