@@ -245,6 +245,14 @@ def test_saved_dataset_restores_equal(demo_ds, tmp_path):
         demo_ds.paths, demo_ds.split_of, demo_ds.classes, demo_ds.content_hash, demo_ds.report)
 
 
+def test_decoding_in_worker_processes_gives_the_same_dataset(demo_root, demo_ds):
+    # 288 files to decode: above the 256 where the reader uses a process pool.
+    parallel = data.load(demo_root, load_size=18, workers=2, log=quiet)
+    assert torch.equal(parallel.images, demo_ds.images)
+    assert (parallel.paths, parallel.content_hash, parallel.report) == (
+        demo_ds.paths, demo_ds.content_hash, demo_ds.report)
+
+
 def test_fingerprint_changes_when_a_listed_file_changes(tmp_path):
     root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"],
                                       "test": ["dataset/a/a3.jpg"]})

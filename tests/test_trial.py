@@ -1,7 +1,9 @@
 """fsvae.trial.run_trial end to end on the generated dataset, at toy size."""
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,6 +146,19 @@ def test_cached_stages_give_the_same_metrics_as_computing_them(uncached, trials)
 
 def test_without_a_cache_every_stage_is_computed(uncached):
     assert not any(info["hit"] for info in uncached[0]["cache"].values())
+
+
+def test_fsvae_imports_neither_ray_optuna_mlflow_nor_study():
+    package = Path(__file__).resolve().parents[1] / "fsvae"
+    imported = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    assert "torch" in imported  # the scan sees imports
+    assert not imported & {"ray", "optuna", "mlflow", "study", "results"}
 
 
 # -- bad inputs -------------------------------------------------------------------------------
