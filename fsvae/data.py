@@ -148,6 +148,7 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
                          "detail": detail, "action": action})
 
     candidates: list[tuple[Listed, Path]] = []
+    noted: list[list[dict]] = []  # per candidate, its rows of NOTED kinds
     in_root: list[Listed] = []
     for item in listed:
         path = _inside(root, item.rel)
@@ -161,12 +162,14 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
         if not path.is_file():
             problem(item, "missing", "listed but not on disk")
             continue
+        first_row = len(problems)
         suffix = path.suffix.lower()
         if suffix not in USUAL_EXTENSIONS:
             problem(item, "odd_extension", f"extension {suffix or '(none)'!r}")
         if not item.rel.isascii():
             problem(item, "non_ascii_name", "non-ASCII characters in the path")
         candidates.append((item, path))
+        noted.append(problems[first_row:])
 
     decoded = _decode_all([str(p) for _, p in candidates], load_size, workers)
 
@@ -198,6 +201,11 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
             else:
                 problem(item, "duplicate_across_splits",
                         f"{same} as {other.rel} in {other.split} (leakage); kept there")
+
+    for i, rows in enumerate(noted):
+        if not keep[i]:  # e.g. a truncated .png: skipped, so its odd_extension row too
+            for row in rows:
+                row["action"] = "skipped"
 
     usable = [i for i in range(len(candidates)) if keep[i]]
     classes = sorted({candidates[i][0].label for i in usable})

@@ -152,6 +152,17 @@ def test_truncated_jpeg_is_reported_unreadable(tmp_path):
     assert ds.report["splits"]["train"]["usable"] == 1
 
 
+def test_odd_extension_of_a_file_skipped_as_unreadable_is_not_reported_kept(tmp_path):
+    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg", "dataset/a/cut.jpeg"],
+                                      "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]})
+    whole = (root / "dataset/a/cut.jpeg").read_bytes()
+    (root / "dataset/a/cut.jpeg").write_bytes(whole[: len(whole) // 2])
+    ds = data.load(root, 8, workers=1, log=quiet)
+    rows = rows_for(ds, "dataset/a/cut.jpeg")
+    assert [(r["problem"], r["action"]) for r in rows] == [("odd_extension", "skipped"),
+                                                           ("unreadable", "skipped")]
+
+
 # -- outside the root -------------------------------------------------------------------------
 
 class OpenWatch:
