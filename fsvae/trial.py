@@ -190,6 +190,9 @@ def _file_id(weights: str) -> str | None:
     """sha256 of a local checkpoint, so that a changed file gives a new backbone key."""
     if weights in ("imagenet", "none"):
         return None
+    if not Path(weights).is_file():  # the same error backbone.build gives, before it runs
+        raise backbone.BackboneError(f"backbone_weights={weights!r}: no such file; expected "
+                                     f"imagenet, none, or a path to a checkpoint (a state_dict)")
     h = hashlib.sha256()
     with open(weights, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from conftest import quiet, tiny_config
 from fsvae import demo_data
+from fsvae.backbone import BackboneError
 from fsvae.split import SplitError
 from fsvae.trial import TrialError, run_trial
 
@@ -177,6 +179,14 @@ def test_load_size_below_image_size_raises_trial_error(demo_root):
 def test_cuda_device_without_cuda_raises_trial_error(demo_root):
     with pytest.raises(TrialError, match="device='cuda'.*not available"):
         run_trial(tiny_config(demo_root, device="cuda"), log=quiet)
+
+
+@pytest.mark.parametrize("weights", ["missing.pth", "."])
+def test_backbone_weights_that_is_not_a_file_raises_backbone_error_naming_it(demo_root, tmp_path,
+                                                                             weights):
+    path = str(tmp_path / weights)
+    with pytest.raises(BackboneError, match=re.escape(f"backbone_weights='{path}'") + ".*no such"):
+        run_trial(tiny_config(demo_root, backbone_weights=path), log=quiet)
 
 
 def test_n_f_above_the_available_images_fails_the_trial_with_split_error(demo_root):
