@@ -24,10 +24,11 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
+from io import StringIO
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -72,6 +73,7 @@ class Study:
     strata: list[str]
     trials: pd.DataFrame
     searched: list[str] | None = None  # optuna: the space's searched keys, if space.json exists
+    n_other: int = 0  # runs that are neither study nor trial (not written by fsvae-study run)
 
 
 def tracking_uri_from(args: argparse.Namespace) -> str:
@@ -135,7 +137,8 @@ def load_study(experiment: str, tracking_uri: str) -> Study:
         objective=_tag(last, "fsvae.objective") or DEFAULT_OBJECTIVE,
         mode=_tag(last, "fsvae.mode") or DEFAULT_MODE,
         strata=[s for s in (_tag(last, "fsvae.strata") or "").split(",") if s],
-        trials=_trial_frame(runs[role == "trial"]))
+        trials=_trial_frame(runs[role == "trial"]),
+        n_other=int((~role.isin(["study", "trial"])).sum()))
     if study.kind == "optuna" and last is not None:
         space = _space_json(tracking_uri, last["artifact_uri"])
         if space and isinstance(space.get("params"), dict):
@@ -257,6 +260,16 @@ def status_notes(trials: pd.DataFrame) -> list[str]:
     return notes
 
 
+def no_finished(study: Study) -> ResultsError:
+    """The error for an experiment with nothing to show, saying what it does hold."""
+    counts = study.trials["status"].value_counts()
+    held = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+    other = (f"; {study.n_other} other run(s) not tagged {ROLE}=trial/study"
+             if study.n_other else "")
+    return ResultsError(f"experiment {study.name!r} has no finished trial runs, nothing to "
+                        f"show (trial runs: {held}{other})")
+
+
 def finished_runs(study: Study, metric_set: str) -> tuple[pd.DataFrame, list[str]]:
     """The runs a grid table uses, labelled, with duplicates removed; plus the notes saying
     what was left out and why.
@@ -270,8 +283,7 @@ def finished_runs(study: Study, metric_set: str) -> tuple[pd.DataFrame, list[str
     notes = status_notes(trials)
     fin = trials[trials["status"] == "FINISHED"]
     if fin.empty:
-        raise ResultsError(f"experiment {study.name!r} has no finished trial runs "
-                           f"({len(trials)} trial runs in all); nothing to tabulate")
+        raise no_finished(study)
     has = fin[cols].notna().all(axis=1) if all(c in fin for c in cols) else \
         pd.Series(False, index=fin.index)
     if (~has).any():
@@ -388,8 +400,6 @@ def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
 def load_paper() -> pd.DataFrame:
     """Park (2021) Table 2 as shipped in results/data/paper_table2.csv (percent)."""
     text = resources.files("results").joinpath("data/paper_table2.csv").read_text("utf-8")
-    from io import StringIO
-
     paper = pd.read_csv(StringIO(text), comment="#", dtype={"sampling_factor": str})
     paper["sampling_factor"] = paper["sampling_factor"].fillna("").astype(str)
     return paper
@@ -558,8 +568,7 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
     cols = [f"{metric_set}_{m}" for m in METRICS]
     fin = trials[trials["status"] == "FINISHED"]
     if fin.empty:
-        raise ResultsError(f"experiment {study.name!r} has no finished trial runs "
-                           f"({len(trials)} trial runs in all); nothing to tabulate")
+        raise no_finished(study)
     records = []
     for stratum in sorted(set(trials["stratum"]), key=_stratum_key):
         group = trials[trials["stratum"] == stratum].sort_values("start_time", kind="stable")
@@ -645,7 +654,7 @@ def _grid_columns(table: Table) -> list[tuple[int, str, str]]:
     return [(n_f, m, w) for n_f in table.n_fs for m in METRICS for w in whats]
 
 
-def _grid_matrix(table: Table, pm: str, bold: callable) -> list[list[str]]:
+def _grid_matrix(table: Table, pm: str, bold: Callable[[str], str]) -> list[list[str]]:
     """Cell texts, one list per row, with the column best (max mean) passed through `bold`."""
     cells = table.cells.set_index(["row", "n_f", "metric"])
     best = table.cells.groupby(["n_f", "metric"])["mean"].max()

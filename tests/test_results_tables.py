@@ -474,7 +474,8 @@ def test_unknown_experiment_names_it_and_lists_the_existing_ones(store):
 
 
 def test_experiment_without_finished_runs_says_so(store):
-    with pytest.raises(ResultsError, match="'broken' has no finished trial runs"):
+    with pytest.raises(ResultsError, match=r"'broken' has no finished trial runs, nothing to "
+                                           r"show \(trial runs: 1 FAILED\)"):
         table(store, experiment="broken")
 
 
