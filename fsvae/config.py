@@ -276,6 +276,16 @@ def describe() -> str:
     return "\n".join(rows)
 
 
+def check_key(key: str) -> Key:
+    """The key's spec; ConfigError (with close matches) for an unknown key."""
+    return _spec(key)
+
+
+def check_value(key: str, value: Any) -> Any:
+    """The value normalised for the key; ConfigError naming key and expectation if bad."""
+    return _check_value(key, _spec(key), value)
+
+
 def _spec(key: str) -> Key:
     if key not in KEYS:
         close = difflib.get_close_matches(key, KEYS, n=3)

@@ -7,6 +7,7 @@ outside this function; everything about the method lives in fsvae.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -78,7 +79,7 @@ def trainable(config: dict, ctx: dict) -> None:
         shutil.rmtree(out, ignore_errors=True)
     final = {k: v for k, v in result["metrics"].items() if "/" not in k}
     final.update({FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
-                  "mlflow_run_id": recorder.run_id,
+                  "mlflow_run_id": recorder.run_id, "worker_pid": os.getpid(),
                   "compute_s": result["timings"]["total"] - result["timings"]["waited"],
                   "wall_s": time.perf_counter() - t_start,
                   **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()}})
