@@ -38,7 +38,9 @@ def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
             _plot_grid(ax, table.cells, table.rows, metric)
         ax.set_xlabel("n_f (images per minority class)")
         ax.set_ylabel(f"{metric_set} {metric} (%)")
-        ax.set_title(f"{study.name}: {metric_set} {metric} vs n_f", fontsize=10)
+        how = "best trial per stratum" if study.kind == "optuna" else \
+            "mean ± std over seeds"
+        ax.set_title(f"{study.name}: {metric_set} {metric} vs n_f ({how})", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
@@ -51,12 +53,14 @@ def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
 
 
 def _plot_grid(ax, cells: pd.DataFrame, rows: list[str], metric: str) -> None:
-    """Mean ± std (over seeds) per row; a single-seed point gets no bar, not a zero bar."""
+    """Mean ± std (over seeds) per row; a single-seed point gets no bar, not a zero bar.
+    Rows are nudged apart along x (by a few percent of n_f) so their bars do not overlap."""
     mine = cells[cells["metric"] == metric]
-    for row in rows:
+    for i, row in enumerate(rows):
         g = mine[mine["row"] == row].sort_values("n_f")
         yerr = [0.0 if math.isnan(s) else s for s in g["std"]]
-        ax.errorbar(g["n_f"], g["mean"], yerr=yerr, marker="o", capsize=3, label=row)
+        nudge = 1 + 0.02 * (i - (len(rows) - 1) / 2)
+        ax.errorbar(g["n_f"] * nudge, g["mean"], yerr=yerr, marker="o", capsize=3, label=row)
     n_fs = sorted(mine["n_f"].unique())
     ax.set_xticks(n_fs, [str(n) for n in n_fs])
 
