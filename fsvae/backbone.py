@@ -182,6 +182,7 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
             correct += (logits.argmax(1) == y).sum()
             seen += len(idx)
         train_loss = (loss_sum / seen).item()  # one host sync per epoch
+        train_seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"backbone training loss is {train_loss} at epoch {epoch}")
         _, val_logits = extract(model, images, val_idx, config, device)
@@ -189,7 +190,7 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
         row = {"stage": "backbone", "epoch": epoch, "train_loss": train_loss,
                "train_acc": (correct / seen).item(), "val_acc": val["acc"],
                "val_acc_h": val["acc_h"], "lr": sched.get_last_lr()[0],
-               "seconds": time.perf_counter() - t0}
+               "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0}
         history.append(row)
         progress(row)
         score = val[config["selection_metric"]]

@@ -65,9 +65,18 @@ class Dataset:
     paths: list[str]  # relative path of each usable image
     labels: torch.Tensor  # (N,) int64 class index
     split_of: list[str]  # "train" | "val" | "test" per image
-    images: torch.Tensor  # (N, 3, S, S) uint8
     content_hash: str  # sha256 over (split, path, class, file sha256) of usable images
     report: dict = field(default_factory=dict)
+    pixels: torch.Tensor | None = None  # (N, 3, S, S) uint8, or None until first use
+    pixels_file: str | None = None  # images.npy of a cache entry, read on first use
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The decoded images; from a cache entry they are read only when needed (a trial
+        whose backbone is cached never touches them: 2.5 GB at paper scale)."""
+        if self.pixels is None:
+            self.pixels = torch.from_numpy(np.load(self.pixels_file))
+        return self.pixels
 
     def indices(self, split: str) -> torch.Tensor:
         return torch.tensor([i for i, s in enumerate(self.split_of) if s == split],
@@ -224,7 +233,7 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
         paths=[candidates[i][0].rel for i in usable],
         labels=torch.tensor([index[candidates[i][0].label] for i in usable], dtype=torch.long),
         split_of=[candidates[i][0].split for i in usable],
-        images=torch.from_numpy(images), content_hash=content.hexdigest(), report=report,
+        pixels=torch.from_numpy(images), content_hash=content.hexdigest(), report=report,
     )
 
 
@@ -253,9 +262,8 @@ def save(ds: Dataset, folder: Path) -> None:
 
 def restore(folder: Path) -> Dataset:
     meta = json.loads((folder / "meta.json").read_text())
-    images = torch.from_numpy(np.load(folder / "images.npy"))
     labels = torch.tensor(meta.pop("labels"), dtype=torch.long)
-    return Dataset(images=images, labels=labels, **meta)
+    return Dataset(labels=labels, pixels_file=str(folder / "images.npy"), **meta)
 
 
 def summary_line(report: dict) -> str:

@@ -13,7 +13,7 @@ One child run per Ray Tune trial:
   params exactly the trial's active config keys (fsvae.config.active_config)
   metrics val_* and test_* finals (acc, acc_majority, acc_minority, acc_h, *_samples,
          class_acc/<class>), curves per epoch (step = epoch): backbone_{train_loss,
-         train_acc,val_acc,val_acc_h,lr}, vae_{recon,kl,beta,loss,val_recon,val_kl},
+         train_acc,val_acc,val_acc_h,lr,images_per_s}, vae_{recon,kl,beta,loss,val_recon,val_kl},
          classifier_{train_loss,train_acc,val_acc,val_acc_h}; *_best_epoch; time_*_s
   artifacts the trial's outputs (config.json, data_report.json, split/, metrics.json,
          confusion.json, history.json, cache.json) and figures/ (confusion matrix, curves)
@@ -35,7 +35,7 @@ ROLE = "fsvae.role"
 TRIAL_ID = "fsvae.trial_id"
 PARENT = "mlflow.parentRunId"
 CURVE_KEYS = {
-    "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr"),
+    "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
     "vae": ("recon", "kl", "beta", "loss", "val_recon", "val_kl"),
     "classifier": ("train_loss", "train_acc", "val_acc", "val_acc_h"),
 }
@@ -92,10 +92,12 @@ class TrialRecorder:
         self.run_name, self.tags = run_name, tags or {}
         self.run_id: str | None = None
         self._pending: list[Metric] = []
+        self._tags: list[RunTag] = []
 
     def start(self, active_config: dict) -> str:
-        earlier = [r for r in child_runs(self.client, self.exp_id, self.parent_id)
-                   if r.data.tags.get(TRIAL_ID) == self.trial_id]
+        earlier = self.client.search_runs(
+            [self.exp_id], filter_string=f"tags.`{PARENT}` = '{self.parent_id}' and "
+                                         f"tags.`{TRIAL_ID}` = '{self.trial_id}'")
         tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_ID: self.trial_id,
                 "fsvae.attempt": str(len(earlier) + 1), **self.tags}
         if earlier:
@@ -123,20 +125,26 @@ class TrialRecorder:
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self._pending.append(Metric(f"{stage}_{k}", float(v), now, event["epoch"]))
         elif stage in CURVE_KEYS and "best_epoch" in event:
+            # A stage ended: its curves go to MLflow now (one write, not one per epoch).
             self._pending.append(Metric(f"{stage}_best_epoch", float(event["best_epoch"]),
                                         now, 0))
             self.flush()
         elif stage == "cache":
-            self.client.log_batch(self.run_id, tags=[
-                RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
-                RunTag(f"cache.{event['name']}.key", event["key"])])
-        if len(self._pending) >= 200:
+            self._tags += [RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
+                           RunTag(f"cache.{event['name']}.key", event["key"])]
+        if len(self._pending) >= 900:
             self.flush()
 
     def flush(self) -> None:
-        for s in range(0, len(self._pending), 900):  # log_batch takes at most 1000 metrics
-            self.client.log_batch(self.run_id, metrics=self._pending[s:s + 900])
-        self._pending = []
+        """Sends what is pending: log_batch takes at most 1000 metrics (and 100 tags; a
+        trial has fewer than 10)."""
+        metrics, tags = self._pending, self._tags
+        self._pending, self._tags = [], []
+        chunks = [metrics[s:s + 900] for s in range(0, len(metrics), 900)] or [[]]
+        for i, chunk in enumerate(chunks):
+            first_tags = tags if i == 0 else []
+            if chunk or first_tags:
+                self.client.log_batch(self.run_id, metrics=chunk, tags=first_tags)
 
     def finish(self, result: dict, out_dir: Path | None) -> None:
         self.flush()

@@ -19,6 +19,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -234,27 +235,26 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
                  "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(name).addFilter(_QuietTrialFailures())
 
+    # MLflow's first use of a new SQLite store (schema migrations) and Ray's start take
+    # seconds each: do them at the same time.
     client = MlflowClient(plan["tracking_uri"])
-    local_storage = None if _is_uri(plan["storage"]) else Path(plan["storage"])
+    setup: dict[str, Any] = {}
+    worker = threading.Thread(target=_setup_mlflow, args=(client, plan, space, setup))
+    worker.start()
+    started_ray = not ray.is_initialized()
     try:
-        exp_id = records.ensure_experiment(client, plan["name"], local_storage)
-    except Exception as e:
-        raise StudyError(f"MLflow at {plan['tracking_uri']} is not usable: "
-                         f"{type(e).__name__}: {e}") from None
-    parent_id = plan.get("parent_run_id")
-    if parent_id is None:
-        parent_id = _start_parent(client, exp_id, plan, space)
-        plan["parent_run_id"] = parent_id
-    else:
-        client.update_run(parent_id, status="RUNNING")
-    plan["experiment_id"] = exp_id
-    _write_plan(plan)
+        if started_ray:
+            _init_ray(plan["address"])
+    finally:
+        worker.join()
+    if "error" in setup:
+        if started_ray:
+            ray.shutdown()
+        raise StudyError(f"MLflow at {plan['tracking_uri']} is not usable: {setup['error']}")
+    exp_id, parent_id = setup["experiment_id"], setup["parent_run_id"]
     if plan["cache_dir"]:
         Path(plan["cache_dir"]).mkdir(parents=True, exist_ok=True)
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        _init_ray(plan["address"])
     try:
         resources, concurrency = _resources(plan, space)
         print(f"study {plan['name']}: {search_spaces.count(space)} trials "
@@ -295,6 +295,26 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     client.set_terminated(parent_id, "FINISHED" if complete else "KILLED")
     _summary(plan, space, complete, finished, failed, closed)
     return 0 if complete else 130
+
+
+def _setup_mlflow(client, plan: dict, space: search_spaces.Space, out: dict) -> None:
+    """Experiment and parent run (reused on resume); records them in study.json."""
+    from study import records
+
+    try:
+        local_storage = None if _is_uri(plan["storage"]) else Path(plan["storage"])
+        exp_id = records.ensure_experiment(client, plan["name"], local_storage)
+        parent_id = plan.get("parent_run_id")
+        if parent_id is None:
+            parent_id = _start_parent(client, exp_id, plan, space)
+            plan["parent_run_id"] = parent_id
+        else:
+            client.update_run(parent_id, status="RUNNING")
+        plan["experiment_id"] = exp_id
+        _write_plan(plan)
+        out.update(experiment_id=exp_id, parent_run_id=parent_id)
+    except Exception as e:  # reported by the caller as a StudyError, after Ray is down
+        out["error"] = f"{type(e).__name__}: {e}"
 
 
 class _QuietTrialFailures(logging.Filter):
