@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err(f"fsvae-study {args.command}: interrupted")
         return 130
+    except BrokenPipeError:  # e.g. `fsvae-study keys | head`
+        return 0
 
 
 def _err(msg: str) -> None:
