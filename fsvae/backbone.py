@@ -19,10 +19,7 @@ import torch.nn.functional as F
 import torchvision
 
 from fsvae import metrics, transforms
-
-
-class BackboneError(ValueError):
-    """The backbone or its weights cannot be built; the message says what to use instead."""
+from fsvae.errors import BackboneError  # noqa: F401  (re-exported)
 
 
 class NonFiniteLoss(RuntimeError):

@@ -83,13 +83,18 @@ class StageCache:
             value = compute()
             tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
-            save(value, tmp)
-            info["build_s"] = time.perf_counter() - t1
-            meta = {"stage": stage, "key": key, "parts": parts, "host": socket.gethostname(),
-                    "pid": os.getpid(), "created": time.time(), "build_s": info["build_s"]}
-            (tmp / "entry.json").write_text(json.dumps(meta, indent=1, default=str))
-            _fsync_tree(tmp)
-            os.rename(tmp, final)
+            try:
+                save(value, tmp)
+                info["build_s"] = time.perf_counter() - t1
+                meta = {"stage": stage, "key": key, "parts": parts,
+                        "host": socket.gethostname(), "pid": os.getpid(),
+                        "created": time.time(), "build_s": info["build_s"]}
+                (tmp / "entry.json").write_text(json.dumps(meta, indent=1, default=str))
+                _fsync_tree(tmp)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # e.g. a full disk: leave nothing
+                raise
             return value, info
         finally:
             lock.release()

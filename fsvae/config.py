@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from fsvae.errors import ConfigError  # noqa: F401  (re-exported)
 
 METHODS = (
     "plain",  # ResNet-50 fine-tuned on the imbalanced set, its own FC head (Table 2)
@@ -27,10 +30,6 @@ BACKBONE_METHODS = ("plain", "oversample")  # methods whose prediction is the ba
 VAE_METHODS = ("vae", "vae_mean")  # methods that train (and need) the beta-VAE
 RESAMPLING_METHODS = ("oversample", "vae", "crt", "vae_mean", "noise")  # use sampling_factor
 BETA_SCHEDULES = ("linear", "constant", "cyclical", "sigmoid")
-
-
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names it and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -304,13 +303,14 @@ def _check_value(key: str, spec: Key, value: Any) -> Any:
             raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
         return value
     if spec.kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not value.is_integer()
+        # numbers.Integral/Real also admit numpy scalars (e.g. from pandas or Optuna).
+        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real)) or (
+            not isinstance(value, numbers.Integral) and not float(value).is_integer()
         ):
             raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
         value = int(value)
     elif spec.kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):

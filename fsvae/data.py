@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fsvae.errors import DataError  # noqa: F401  (re-exported)
+
 SPLITS = ("train", "val", "test")
 SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}  # which copy of a leaked duplicate stays
 SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
@@ -42,10 +44,6 @@ SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
 NOTED = ("odd_extension", "non_ascii_name")
 USUAL_EXTENSIONS = (".jpg",)
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger is a decompression bomb: reported unreadable
-
-
-class DataError(ValueError):
-    """The dataset cannot be used; the message says what is wrong and where."""
 
 
 @dataclass

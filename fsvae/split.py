@@ -18,10 +18,7 @@ from pathlib import Path
 import torch
 
 from fsvae.data import Dataset
-
-
-class SplitError(ValueError):
-    """The requested split cannot be made from this dataset."""
+from fsvae.errors import SplitError  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -20,12 +20,9 @@ import torch
 
 from fsvae import backbone, classifier, config as config_mod, data, metrics, split, vae
 from fsvae.cache import StageCache, code_version, make_key
+from fsvae.errors import TrialError  # noqa: F401  (re-exported)
 
 Progress = Callable[[dict], None]
-
-
-class TrialError(ValueError):
-    """The trial's inputs cannot work together (e.g. load_size smaller than image_size)."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -60,11 +57,13 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
     t_start = time.perf_counter()
     cfg = resolve(config)
     emit = progress or (lambda event: None)
+    device = pick_device(cfg["device"])
+    root = Path(cfg["data"]).expanduser().resolve()
+    layout = data.detect_layout(root) if cfg["layout"] == "auto" else cfg["layout"]
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    if out is not None:  # only once the inputs are known to be usable
         out.mkdir(parents=True, exist_ok=True)
         _write(out / "config.json", cfg)
-    device = pick_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
     cache_info: dict[str, dict] = {}
     timings: dict[str, float] = {}
@@ -83,8 +82,6 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
         return value
 
     # -- data -----------------------------------------------------------------------------
-    root = Path(cfg["data"]).expanduser().resolve()
-    layout = data.detect_layout(root) if cfg["layout"] == "auto" else cfg["layout"]
     ds = stage("data", {"fingerprint": data.fingerprint(root, layout),
                         "load_size": cfg["load_size"], "code": code_version("data")},
                lambda: data.load(root, cfg["load_size"], layout, cfg["data_workers"], log),

@@ -186,18 +186,13 @@ def _study_location(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from fsvae.backbone import BackboneError
-    from fsvae.config import ConfigError
-    from fsvae.data import DataError
-    from fsvae.split import SplitError
-    from fsvae.trial import TrialError
-
-    user_errors: tuple = (ConfigError, DataError, SplitError, TrialError, BackboneError,
-                          FileExistsError, FileNotFoundError)
+    from fsvae import errors
     from search_spaces import SpaceError
     from study.errors import StudyError
 
-    user_errors += (StudyError, SpaceError)
+    user_errors = (errors.ConfigError, errors.DataError, errors.SplitError, errors.TrialError,
+                   errors.BackboneError, StudyError, SpaceError, FileExistsError,
+                   FileNotFoundError)
     try:
         return args.func(args)
     except user_errors as e:

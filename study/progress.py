@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ray import tune
 
+from fsvae.config import RESAMPLING_METHODS
 from study.trainable import FINAL
 
 
@@ -19,6 +20,8 @@ def describe(config: dict, keys: list[str] | None = None) -> str:
         point = {k: v for k, v in point.items() if k in keys}
     method = point.pop("method", None)
     sf = point.pop("sampling_factor", None)
+    if method and method not in RESAMPLING_METHODS:
+        sf = None  # fixed for every trial by --set, but this method does not use it
     head = f"{method} x{sf}" if method and sf else (method or (f"x{sf}" if sf else ""))
     rest = " ".join(f"{k}={_short(v)}" for k, v in point.items())
     return (head + " " + rest).strip()

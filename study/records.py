@@ -94,10 +94,22 @@ class TrialRecorder:
         self._pending: list[Metric] = []
         self._tags: list[RunTag] = []
 
-    def start(self, active_config: dict) -> str:
-        earlier = self.client.search_runs(
+    def _earlier(self) -> list:
+        return self.client.search_runs(
             [self.exp_id], filter_string=f"tags.`{PARENT}` = '{self.parent_id}' and "
                                          f"tags.`{TRIAL_ID}` = '{self.trial_id}'")
+
+    def finished_run(self, active_config: dict):
+        """This trial's FINISHED run with these very params, if one exists."""
+        want = {p.key: p.value for p in params_of(active_config)}
+        for run in self._earlier():
+            if run.info.status == "FINISHED" and run.data.params == want:
+                self.run_id = run.info.run_id
+                return run
+        return None
+
+    def start(self, active_config: dict) -> str:
+        earlier = self._earlier()
         tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_ID: self.trial_id,
                 "fsvae.attempt": str(len(earlier) + 1), **self.tags}
         if earlier:

@@ -45,6 +45,14 @@ def trainable(config: dict, ctx: dict) -> None:
     recorder = TrialRecorder(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"],
                              trial_id, f"{run_name(cfg)}-{trial_id}",
                              tags={"fsvae.stratum": stratum, "fsvae.study": ctx["study"]})
+    done = recorder.finished_run(active)
+    if done is not None:
+        # Interrupted after the trial finished in MLflow but before Tune heard of it: Tune
+        # runs it again on resume. Report the recorded result instead of recomputing it.
+        tune.report({**{k: v for k, v in done.data.metrics.items() if "/" not in k},
+                     FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
+                     "mlflow_run_id": done.info.run_id, "reused_finished_run": 1})
+        return
     recorder.start(active)
     cache = StageCache(ctx["cache_dir"], log=print) if ctx.get("cache_dir") else None
     objective = ctx["objective"]

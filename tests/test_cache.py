@@ -271,3 +271,17 @@ def test_methods_without_vae_have_no_vae_stage(trials, trial_with):
 
 def test_data_key_is_shared_by_every_trial_on_the_same_data(trials):
     assert len({keys(r)["data"] for r, _ in trials.values()}) == 1
+
+
+def test_a_save_that_fails_leaves_no_temporary_folder(tmp_path):
+    cache = StageCache(tmp_path / "c", log=lambda s: None)
+
+    def save(value, folder):
+        (folder / "half.bin").write_bytes(b"x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        cache.get_or_build("s", {"k": 1}, lambda: 1, save, lambda f: None)
+    stage_dir = tmp_path / "c" / "s"
+    assert not list(stage_dir.glob(".tmp-*"))
+    assert [p.name for p in stage_dir.iterdir() if p.is_dir()] == []  # no entry either

@@ -199,3 +199,11 @@ def test_stage_keys_returns_only_active_keys_of_that_stage():
 def test_describe_lists_every_key():
     table = describe()
     assert all(f"`{key}`" in table for key in KEYS)
+
+
+def test_numpy_scalars_are_accepted_as_numbers():
+    import numpy as np
+
+    cfg = resolve({"n_f": np.int64(5), "beta_max": np.float32(0.5)})
+    assert cfg["n_f"] == 5 and type(cfg["n_f"]) is int
+    assert type(cfg["beta_max"]) is float

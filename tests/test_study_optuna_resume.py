@@ -3,6 +3,7 @@ after two trials finished and then resumed: every trial ends exactly once, Optun
 varied the parameters, and MLflow holds no stale or duplicate run."""
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -26,12 +27,12 @@ def study(tmp_path_factory):
     finished = 0
     while time.time() < deadline and proc.poll() is None:
         time.sleep(2)
-        if (storage / "mlflow.db").exists():
-            try:
-                df = trial_runs(uri, "o")
-                finished = int((df["status"] == "FINISHED").sum()) if len(df) else 0
-            except Exception:  # the store is being created by the study right now
-                finished = 0
+        # Read MLflow only once the study has created its store (study.json then names the
+        # parent run): two processes creating one new SQLite store at once collide.
+        plan = storage / "o" / "study.json"
+        if plan.exists() and "parent_run_id" in json.loads(plan.read_text()):
+            df = trial_runs(uri, "o")
+            finished = int((df["status"] == "FINISHED").sum()) if len(df) else 0
         if finished >= 2:
             break
     assert proc.poll() is None, "the study ended before it could be interrupted"
