@@ -87,6 +87,8 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
                lambda: data.load(root, cfg["load_size"], layout, cfg["data_workers"], log),
                data.save, data.restore)
     if cache_info["data"]["hit"]:
+        # The entry may come from an identical copy elsewhere (same lists, sizes, mtimes).
+        ds.root = ds.report["root"] = str(root)
         log(f"data: {data.summary_line(ds.report)} (from cache)")
     emit({"stage": "data", "summary": ds.report["summary"], "splits": ds.report["splits"]})
     sp = split.gfsl_split(ds, cfg["n_f"], cfg["num_minority"], cfg["seed"])
