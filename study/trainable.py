@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fsvae import config as config_mod
 from fsvae.cache import StageCache
 from fsvae.trial import resolve, run_trial
@@ -37,7 +39,12 @@ def trainable(config: dict, ctx: dict) -> None:
     from ray import tune
 
     t_start = time.perf_counter()
-    trial_id = tune.get_context().get_trial_id()
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    # Threads = the CPUs this trial was given, whatever a reused worker process had set
+    # before: the same config gives the same numbers whichever worker runs it.
+    cpus = context.get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
     overrides = trial_config(config, ctx)
     cfg = resolve(config_mod.resolve(overrides, preset=ctx["preset"]))
     active = config_mod.active_config(cfg)
