@@ -16,7 +16,6 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from fsvae import metrics, transforms
 from fsvae.errors import BackboneError  # noqa: F401  (re-exported)
@@ -42,6 +41,10 @@ class Backbone(nn.Module):
 
 def build(name: str, weights: str, num_classes: int) -> Backbone:
     """`weights`: imagenet | none | path to a local checkpoint (a state_dict)."""
+    # Imported here, not at the top: torchvision.models pulls in torch._dynamo (~1.5 s),
+    # which a trial whose backbone comes from the cache never needs.
+    import torchvision
+
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise BackboneError(f"backbone {name!r} is not a torchvision classification model "
                             f"(e.g. resnet50, resnet18, convnext_tiny)")
@@ -56,6 +59,8 @@ def build(name: str, weights: str, num_classes: int) -> Backbone:
 
 
 def _imagenet(name: str) -> nn.Module:
+    import torchvision
+
     try:
         w = torchvision.models.get_model_weights(name).DEFAULT
     except ValueError as e:
