@@ -4,6 +4,7 @@ trial list Tune passes), so it stays right after a study is restored.
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -79,4 +80,7 @@ def _reason(trial) -> str:
         lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
     except OSError:
         lines = []
-    return lines[-1][:200] if lines else "see the trial's MLflow run"
+    if not lines:
+        return "see the trial's MLflow run"
+    # "fsvae.errors.SplitError: n_f=..." -> "SplitError: n_f=..."
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=\w+: )", "", lines[-1])[:200]

@@ -46,7 +46,7 @@ def test_failing_trial_is_a_failed_run_with_its_reason(study):
 
 def test_console_names_the_failure_without_a_traceback(study):
     out = study["proc"].stdout
-    assert "FAILED (fsvae.split.SplitError: n_f=1000" in out
+    assert "FAILED (SplitError: n_f=1000" in out
     assert "Traceback" not in out
 
 

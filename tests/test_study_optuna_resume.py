@@ -20,13 +20,16 @@ def study(tmp_path_factory):
     data = make_data(tmp / "data")
     storage = tmp / "studies"
     uri = tracking_uri(storage)
+    # One trial at a time and a 20-epoch VAE: after the second trial finishes, the others
+    # still need several seconds, so Ctrl-C reliably lands mid-study.
     args = ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
-            "--name", "o", "--num-samples", str(N), *FAST]
+            "--name", "o", "--num-samples", str(N), "--max-concurrent", "1", *FAST,
+            "--set", "vae_epochs=20"]
     proc = start_cli(*args, log=tmp / "first.log")
     deadline = time.time() + 400
     finished = 0
     while time.time() < deadline and proc.poll() is None:
-        time.sleep(2)
+        time.sleep(0.5)
         # Read MLflow only once the study has created its store (study.json then names the
         # parent run): two processes creating one new SQLite store at once collide.
         plan = storage / "o" / "study.json"
