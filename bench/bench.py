@@ -29,17 +29,18 @@ TINY_EPOCHS = ["--set", "backbone_epochs=6", "--set", "vae_epochs=30",
                "--set", "classifier_epochs=10"]
 
 
-def study(args: list[str], log: Path) -> float:
+def study(args: list[str], log: Path) -> tuple[float, float, float]:
+    """Runs one study; returns (wall seconds, start and end as epoch seconds)."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONUNBUFFERED": "1"}
-    t0 = time.perf_counter()
+    start, t0 = time.time(), time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.run([sys.executable, "-m", "study.cli", "run", *args], cwd=REPO,
                               env=env, stdout=f, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"bench: study failed (exit {proc.returncode}); see {log}")
-    return wall
+    return wall, start, time.time()
 
 
 def trials(storage: Path, name: str):
@@ -48,9 +49,18 @@ def trials(storage: Path, name: str):
     return df[(df["tags.fsvae.role"] == "trial") & (df["status"] == "FINISHED")]
 
 
-def overhead(wall: float, runs, concurrency: int) -> tuple[float, float]:
+def breakdown(wall: float, start: float, end: float, runs, concurrency: int) -> dict:
+    """Where a study's time went: trial compute, waiting on another trial's cache build,
+    per-trial harness work (MLflow records, figures, Tune), start-up and shut-down."""
     compute = float((runs["metrics.time_total_s"] - runs["metrics.time_waited_s"]).sum())
-    return compute, 1 - compute / (concurrency * wall)
+    first = runs["start_time"].min().timestamp()
+    last = runs["end_time"].max().timestamp()
+    duration = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
+    return {"wall_s": wall, "compute_s": compute,
+            "overhead": 1 - compute / (concurrency * wall),
+            "startup_s": first - start, "shutdown_s": end - last,
+            "waited_s": float(runs["metrics.time_waited_s"].sum()),
+            "per_trial_harness_s": float((duration - runs["metrics.time_total_s"]).mean())}
 
 
 def main() -> None:
@@ -71,35 +81,32 @@ def main() -> None:
     print(f"bench: {platform.node()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}; {a.trials}-trial search at n_f=5, tiny preset",
           flush=True)
-    walls, runs = {}, {}
-    for label, extra in (("cache", []), ("no-cache", ["--no-cache"])):
+    rows: dict[str, dict] = {}
+    studies = {"cache": [*common, "--name", "s"], "no-cache": [*common, "--name", "s", "--no-cache"],
+               "smoke": ["--space", "smoke", "--data", str(data), "--name", "smoke",
+                         "--max-concurrent", "2"]}
+    for label, args in studies.items():
         storage = out / label
-        walls[label] = study([*common, "--storage", str(storage), "--name", "s", *extra],
-                             out / f"{label}.log")
-        runs[label] = trials(storage, "s")
-        print(f"  {label:9s} wall {walls[label]:6.1f} s, {len(runs[label])} trials finished, "
-              f"backbones built {int((runs[label]['tags.cache.backbone'] == 'miss').sum())}",
-              flush=True)
-    storage = out / "smoke"
-    walls["smoke"] = study(["--space", "smoke", "--data", str(data), "--storage",
-                            str(storage), "--name", "smoke", "--max-concurrent", "2"],
-                           out / "smoke.log")
-    runs["smoke"] = trials(storage, "smoke")
-
-    rows = {"speedup_cache": walls["no-cache"] / walls["cache"]}
-    for label in ("cache", "no-cache", "smoke"):
-        compute, frac = overhead(walls[label], runs[label], 2)
-        rows[f"overhead_{label}"] = frac
-        rows[f"compute_s_{label}"] = compute
-        rows[f"wall_s_{label}"] = walls[label]
-    (out / "bench.json").write_text(json.dumps(rows, indent=1))
+        wall, start, end = study([*args, "--storage", str(storage)], out / f"{label}.log")
+        runs = trials(storage, args[args.index("--name") + 1])
+        rows[label] = breakdown(wall, start, end, runs, 2)
+        rows[label]["backbones_built"] = int((runs["tags.cache.backbone"] == "miss").sum())
+        rows[label]["trials"] = len(runs)
+        print(f"  {label:9s} wall {wall:6.1f} s, {len(runs)} trials finished, "
+              f"backbones built {rows[label]['backbones_built']}", flush=True)
+    speedup = rows["no-cache"]["wall_s"] / rows["cache"]["wall_s"]
+    (out / "bench.json").write_text(json.dumps({"speedup_cache": speedup, **rows}, indent=1))
     print("\n| measure | value |\n|---|---|")
-    print(f"| cached / --no-cache study speed-up ({a.trials} trials) | "
-          f"{rows['speedup_cache']:.2f}x |")
-    for label in ("cache", "no-cache", "smoke"):
-        print(f"| harness overhead, {label} study (wall {walls[label]:.0f} s, trial compute "
-              f"{rows[f'compute_s_{label}']:.0f} s, 2 at a time) | "
-              f"{100 * rows[f'overhead_{label}']:.0f}% |")
+    print(f"| cached / --no-cache study speed-up ({a.trials} trials) | {speedup:.2f}x |")
+    for label, r in rows.items():
+        print(f"| harness overhead, {label} study: 1 - compute / (2 x wall) | "
+              f"{100 * r['overhead']:.0f}% (wall {r['wall_s']:.0f} s, trial compute "
+              f"{r['compute_s']:.0f} s) |")
+    print("\n| study | start-up s | shut-down s | waiting on a cache build s (sum) | "
+          "harness per trial s |\n|---|---|---|---|---|")
+    for label, r in rows.items():
+        print(f"| {label} | {r['startup_s']:.1f} | {r['shutdown_s']:.1f} | "
+              f"{r['waited_s']:.1f} | {r['per_trial_harness_s']:.2f} |")
     print(f"\nfull numbers: {out / 'bench.json'}")
 
 
