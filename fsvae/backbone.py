@@ -7,7 +7,6 @@ the whole uint8 image tensor on the GPU, optional torch.compile.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path

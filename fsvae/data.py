@@ -187,12 +187,12 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
         if digest is not None:
             by_hash.setdefault(digest, []).append(i)
     keep = [True] * len(candidates)
-    for i, ((item, _), (array, error, digest)) in enumerate(zip(candidates, decoded)):
+    for i, ((item, _), (array, error, _)) in enumerate(zip(candidates, decoded)):
         if array is None:
             keep[i] = False
             kind = "not_image" if error.startswith("not_image") else "unreadable"
             problem(item, kind, error.split(":", 1)[1].strip())
-    for digest, group in by_hash.items():
+    for group in by_hash.values():
         group = [i for i in group if keep[i]]
         if len(group) < 2:
             continue

@@ -383,10 +383,10 @@ def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
     cells = pd.DataFrame(records)
     table = Table(study=study, metric_set=metric_set, cells=cells, rows=_row_order(runs),
                   n_fs=sorted(runs["n_f"].unique().tolist()), notes=notes)
-    table.notes.insert(0, f"Cells: mean ± std over seeds (sample std, ddof=1), n = seeds; "
-                          f"one configuration per row (keys in "
-                          f"[brackets] differ between rows of a method); 95% Student-t "
-                          f"intervals and run ids in --format csv.")
+    table.notes.insert(0, "Cells: mean ± std over seeds (sample std, ddof=1), n = seeds; "
+                          "one configuration per row (keys in "
+                          "[brackets] differ between rows of a method); 95% Student-t "
+                          "intervals and run ids in --format csv.")
     if with_paper:
         _add_paper(table)
     if compare:

@@ -248,7 +248,7 @@ def _params(section: Any, fail) -> dict[str, dict]:
         kind = spec.get("type")
         key_spec = config_mod.KEYS[key]
 
-        def check(v: Any) -> Any:
+        def check(v: Any, key: str = key) -> Any:
             return config_mod.check_value(key, v)
 
         try:

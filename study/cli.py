@@ -46,9 +46,13 @@ def _trial(args: argparse.Namespace) -> int:
 
 def _demo_data(args: argparse.Namespace) -> int:
     from fsvae import demo_data
+    from study.errors import StudyError
 
-    info = demo_data.make(args.dir, per_class=args.per_class, image_size=args.image_size,
-                          seed=args.seed, defects=args.defects)
+    try:
+        info = demo_data.make(args.dir, per_class=args.per_class, image_size=args.image_size,
+                              seed=args.seed, defects=args.defects)
+    except ValueError as e:  # out-of-range --per-class / --image-size
+        raise StudyError(str(e)) from None
     print(f"wrote {sum(info['listed'].values())} listed files ({info['listed']}) in "
           f"FashionStyle14 layout under {Path(args.dir).resolve()}"
           + (f"; {len(info['defects'])} deliberate defects" if info["defects"] else ""))

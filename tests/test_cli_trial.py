@@ -51,6 +51,13 @@ def test_demo_data_into_a_non_empty_folder_fails_cleanly(demo):
     assert "not empty" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_demo_data_with_too_few_images_per_class_fails_cleanly(tmp_path):
+    done = cli("demo-data", str(tmp_path / "d"), "--per-class", "5")
+    assert done.returncode == 2
+    assert "per_class must be at least 10" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "d").exists()
+
+
 def test_trial_exits_zero(trial):
     done = trial[0]
     assert done.returncode == 0, done.stderr[-3000:]

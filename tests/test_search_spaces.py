@@ -3,7 +3,6 @@ that names the file, the key and what was expected, before any Ray starts."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
