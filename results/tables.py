@@ -588,7 +588,7 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
         best = ok.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
         cfg = {k: v for k, v in best["config"].items() if k not in BOOKKEEPING}
         searched = study.searched if study.searched is not None else _varying(ok)
-        shown = "; ".join(f"{k}={cfg[k]}" for k in searched if k in cfg)
+        shown = "; ".join(f"{k}={_short(cfg[k])}" for k in searched if k in cfg)
         for m in METRICS:
             records.append({
                 **base, "row": stratum or "(all)", "method": cfg.get("method", ""),
@@ -631,6 +631,16 @@ def _varying(runs: pd.DataFrame) -> list[str]:
 
 
 # -- rendering ---------------------------------------------------------------------------
+
+
+def _short(value: str) -> str:
+    """A param as MLflow stored it, floats to 4 significant digits (run ids give the exact
+    values)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or "." not in value else f"{number:.4g}"
 
 
 def _fmt_cell(s: pd.Series | None, pm: str) -> str:
