@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -96,12 +97,30 @@ def plan_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "name": name, "storage": storage, "space": space.to_dict(),
         "space_path": str(Path(space.path).resolve()), "space_text": space.text,
         "data": str(data), "preset": preset, "base": base, "tracking_uri": tracking_uri,
-        "cache_dir": cache_dir, "address": args.address or os.environ.get("RAY_ADDRESS"),
+        "cache_dir": cache_dir, "address": _reachable(args.address or os.environ.get("RAY_ADDRESS")),
         "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
         "max_concurrent": args.max_concurrent, "max_failures": args.max_failures,
         "asha": bool(args.asha), "command": " ".join(shlex.quote(a) for a in sys.argv),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def _reachable(address: str | None) -> str | None:
+    """A host:port address must answer before anything starts: ray.init would otherwise
+    retry a wrong address for minutes. ("auto" and ray:// are left to Ray.)"""
+    if not address or address == "auto" or "://" in address:
+        return address
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise StudyError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379), "
+                         f"auto, or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise StudyError(f"cannot join the Ray cluster at {address}: nothing answers there "
+                         f"({e.strerror or e}); is `ray start --head --port={port}` running "
+                         f"on {host}?") from None
+    return address
 
 
 def _apply_overrides(space: search_spaces.Space, overrides: dict) -> search_spaces.Space:
@@ -210,6 +229,7 @@ def resume_from_args(args: argparse.Namespace) -> int:
                          f"(no {study_dir}/study.json)")
     if args.address:
         plan["address"] = args.address
+    plan["address"] = _reachable(plan["address"])
     return execute(plan, resuming=True, retry_failed=args.retry_failed)
 
 
@@ -245,6 +265,11 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     try:
         if started_ray:
             _init_ray(plan["address"])
+    except StudyError:
+        worker.join()
+        if "parent_run_id" in setup:  # nothing ran: no RUNNING parent left behind
+            client.set_terminated(setup["parent_run_id"], "KILLED")
+        raise
     finally:
         worker.join()
     if "error" in setup:

@@ -1,0 +1,53 @@
+"""`--address`: a study joins an existing Ray cluster (`ray start --head`, as on a real
+cluster) instead of starting its own; a wrong address is a clear error."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studies import FAST, cli, env, make_data, tracking_uri, trial_runs
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    port = free_port()
+    start = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2",
+                            "--include-dashboard=false"], env=env(), capture_output=True,
+                           text=True, timeout=180)
+    assert start.returncode == 0, start.stdout + start.stderr
+    yield f"127.0.0.1:{port}"
+    subprocess.run([RAY, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+
+
+def test_study_runs_on_an_existing_cluster(head, tmp_path):
+    data = make_data(tmp_path / "data")
+    storage = tmp_path / "studies"
+    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
+               "--name", "c", "--address", head, *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    children = trial_runs(tracking_uri(storage), "c")
+    assert len(children) == 3 and set(children["status"]) == {"FINISHED"}
+
+
+def test_wrong_address_is_a_clear_error(tmp_path):
+    data = make_data(tmp_path / "data")
+    port = free_port()  # nothing listens there
+    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage",
+               str(tmp_path / "s"), "--address", f"127.0.0.1:{port}", *FAST, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists()  # refused before anything was created
