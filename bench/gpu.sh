@@ -5,9 +5,10 @@
 # tool with carry [".whl"]:   bash bench/gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
+site="${TMPDIR:-/tmp}/fsvae-site"
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl || exit 1
+  export PYTHONPATH="$site:$PWD"
 else
   export PYTHONPATH=$PWD
 fi

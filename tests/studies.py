@@ -6,6 +6,7 @@ store) on data generated in the test, with epochs cut to the bone.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,9 @@ def trial_runs(uri: str, experiment: str):
 
 def client(uri: str) -> MlflowClient:
     return MlflowClient(uri)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -95,7 +95,7 @@ def test_parse_overrides_reads_bool_words(text, value):
 
 
 def test_parse_overrides_keeps_text_after_the_first_equals_sign():
-    assert parse_overrides(["data=/tmp/a=b"]) == {"data": "/tmp/a=b"}
+    assert parse_overrides(["data=/srv/a=b"]) == {"data": "/srv/a=b"}
 
 
 @pytest.mark.parametrize("pair, expected", [

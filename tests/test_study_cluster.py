@@ -2,22 +2,15 @@
 cluster) instead of starting its own; a wrong address is a clear error."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from studies import FAST, cli, env, make_data, tracking_uri, trial_runs
+from studies import FAST, cli, free_port, env, make_data, tracking_uri, trial_runs
 
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

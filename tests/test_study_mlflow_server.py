@@ -2,7 +2,6 @@
 cluster, with artifacts proxied by the server; and ASHA early stopping on the way."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from studies import FAST, cli, client, make_data, runs, trial_runs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from studies import FAST, cli, free_port, client, make_data, runs, trial_runs
 
 
 @pytest.fixture(scope="module")
