@@ -262,16 +262,17 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     worker = threading.Thread(target=_setup_mlflow, args=(client, plan, space, setup))
     worker.start()
     started_ray = not ray.is_initialized()
+    ray_error = None
     try:
         if started_ray:
             _init_ray(plan["address"])
-    except StudyError:
-        worker.join()
+    except StudyError as e:
+        ray_error = e
+    worker.join()
+    if ray_error is not None:
         if "parent_run_id" in setup:  # nothing ran: no RUNNING parent left behind
             client.set_terminated(setup["parent_run_id"], "KILLED")
-        raise
-    finally:
-        worker.join()
+        raise ray_error
     if "error" in setup:
         if started_ray:
             ray.shutdown()
