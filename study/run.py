@@ -184,7 +184,14 @@ def _read_plan(study_dir: str) -> dict | None:
         except (FileNotFoundError, OSError):
             return None
     p = Path(study_dir, "study.json")
-    return json.loads(p.read_text()) if p.is_file() else None
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StudyError(f"{p} is not valid JSON ({e}); it records how the study was started, "
+                         f"so restore it from a backup, or start again under another --name "
+                         f"(the stage cache keeps what was already computed)") from None
 
 
 def _write_plan(plan: dict) -> None:

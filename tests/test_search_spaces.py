@@ -151,3 +151,13 @@ def test_cli_rejects_bad_yaml_before_ray_starts(tmp_path):
     assert "Started a local Ray" not in proc.stderr + proc.stdout
     assert not (tmp_path / "s").exists()  # nothing was created
     assert time.perf_counter() - t0 < 60
+
+
+def test_resume_with_a_corrupt_study_json_is_a_clear_error(tmp_path):
+    study_dir = tmp_path / "s" / "broken"
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.json").write_text('{"name": "broken", ')
+    proc = cli("resume", "--name", "broken", "--storage", str(tmp_path / "s"))
+    assert proc.returncode == 2
+    assert "study.json is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+    assert (study_dir / "study.json").read_text() == '{"name": "broken", '  # untouched
