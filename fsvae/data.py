@@ -31,9 +31,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: a study's driver, which
+    import torch   # only checks the data's layout and fingerprint, never loads it (~1-2 s)
 
 from fsvae.errors import DataError  # noqa: F401  (re-exported)
 
@@ -73,10 +77,14 @@ class Dataset:
         """The decoded images; from a cache entry they are read only when needed (a trial
         whose backbone is cached never touches them: 2.5 GB at paper scale)."""
         if self.pixels is None:
+            import torch
+
             self.pixels = torch.from_numpy(np.load(self.pixels_file))
         return self.pixels
 
     def indices(self, split: str) -> torch.Tensor:
+        import torch
+
         return torch.tensor([i for i, s in enumerate(self.split_of) if s == split],
                             dtype=torch.long)
 
@@ -226,6 +234,8 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
         content.update(f"{item.split}\t{item.rel}\t{item.label}\t{decoded[i][2]}\n".encode())
     report = _report(root, layout, listed, [candidates[i][0] for i in usable], problems)
     _log_report(report, log)
+    import torch
+
     return Dataset(
         root=str(root), layout=layout, classes=classes,
         paths=[candidates[i][0].rel for i in usable],
@@ -259,6 +269,8 @@ def save(ds: Dataset, folder: Path) -> None:
 
 
 def restore(folder: Path) -> Dataset:
+    import torch
+
     meta = json.loads((folder / "meta.json").read_text())
     labels = torch.tensor(meta.pop("labels"), dtype=torch.long)
     return Dataset(labels=labels, pixels_file=str(folder / "images.npy"), **meta)

@@ -50,9 +50,18 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def prepare(config: dict[str, Any], cache: StageCache, progress: Progress | None = None,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Builds into `cache` the stages that trials differing only in later-stage keys share
+    (data and backbone with its features), so that those trials find them there instead of
+    waiting on one of them to build them. Returns {"cache", "timings"} like run_trial."""
+    return run_trial(config, progress=progress, cache=cache, log=log, _shared_only=True)
+
+
 def run_trial(config: dict[str, Any], progress: Progress | None = None,
               out_dir: str | Path | None = None, cache: StageCache | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, *, _shared_only: bool = False
+              ) -> dict[str, Any]:
     """Runs one trial; returns {"metrics", "confusion", "minority_classes", "cache", ...}."""
     t_start = time.perf_counter()
     cfg = resolve(config)
@@ -125,6 +134,10 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
                 "features": feats, "history": history}
 
     bb = stage("backbone", bb_parts, build_backbone, _save_backbone, _restore_backbone)
+    if _shared_only:
+        timings["total"] = time.perf_counter() - t_start
+        timings["waited"] = sum(i["waited_s"] for i in cache_info.values())
+        return {"cache": cache_info, "timings": timings}
     if cache_info["backbone"]["hit"]:
         for row in bb["history"]:  # replay the curves so every trial's record has them
             emit({**row, "replayed": True})

@@ -6,6 +6,9 @@ One experiment per study name. One parent run per study:
          fsvae.strata, fsvae.data_fingerprint, fsvae.code_version, fsvae.command
   params the space's name/kind/preset/objective/num_samples, and its fixed keys
   artifacts space.yaml (the file as given), space.json (as resolved), command.txt
+  and, per search stratum whose shared backbone was built before its trials (run.py):
+  tags cache.backbone.prebuild.<stratum>=hit|miss and .key (or .error), metrics
+  prebuild_s, prebuild_wall_s, prebuild_cpus, prebuild_gpus (step = stratum index)
 One child run per Ray Tune trial:
   tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_id (Ray's id), fsvae.stratum,
          fsvae.attempt, cache.<stage>=hit|miss and cache.<stage>.key for data/backbone/vae,
@@ -31,6 +34,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.uris import default_tracking_uri, is_local_store  # noqa: F401  (re-exported)
+
 ROLE = "fsvae.role"
 TRIAL_ID = "fsvae.trial_id"
 PARENT = "mlflow.parentRunId"
@@ -39,14 +44,6 @@ CURVE_KEYS = {
     "vae": ("recon", "kl", "beta", "loss", "val_recon", "val_kl"),
     "classifier": ("train_loss", "train_acc", "val_acc", "val_acc_h"),
 }
-
-
-def default_tracking_uri(storage: Path) -> str:
-    return f"sqlite:///{(Path(storage) / 'mlflow.db').resolve()}"
-
-
-def is_local_store(uri: str) -> bool:
-    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
 def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> str:

@@ -91,7 +91,7 @@ def plan_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raise StudyError("with a URI --storage, give --tracking-uri (an MLflow server); the "
                          "embedded SQLite store needs a local path")
     else:
-        from study.records import default_tracking_uri
+        from study.uris import default_tracking_uri
         tracking_uri = default_tracking_uri(Path(storage))
     return {
         "name": name, "storage": storage, "space": space.to_dict(),
@@ -244,30 +244,17 @@ def resume_from_args(args: argparse.Namespace) -> int:
 
 def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # one line per trial event, no tables
-    import optuna
-    import ray
-    from mlflow.tracking import MlflowClient
-    from ray import tune
-
-    from study import records
-    from study.trainable import FINAL, trainable
-
     space = search_spaces.parse(plan["space"], plan["space_path"], plan["space_text"])
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The start-up is seconds of waiting on Ray's processes and seconds of CPU in MLflow's
+    # import and first use of a store (schema checks): MLflow runs in a thread while this
+    # one imports Ray and starts it (ray.init must run in the main thread).
     for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # A failed trial is one Progress line with its reason; its traceback is in its MLflow
-    # run (error.txt) and in Tune's error file, not on the console.
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
-                 "ray.tune.analysis.experiment_analysis"):
-        logging.getLogger(name).addFilter(_QuietTrialFailures())
-
-    # MLflow's first use of a new SQLite store (schema migrations) and Ray's start take
-    # seconds each: do them at the same time.
-    client = MlflowClient(plan["tracking_uri"])
     setup: dict[str, Any] = {}
-    worker = threading.Thread(target=_setup_mlflow, args=(client, plan, space, setup))
+    worker = threading.Thread(target=_setup_mlflow, args=(plan, space, setup))
     worker.start()
+    import ray
+
     started_ray = not ray.is_initialized()
     ray_error = None
     try:
@@ -276,6 +263,7 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     except StudyError as e:
         ray_error = e
     worker.join()
+    client = setup.get("client")
     if ray_error is not None:
         if "parent_run_id" in setup:  # nothing ran: no RUNNING parent left behind
             client.set_terminated(setup["parent_run_id"], "KILLED")
@@ -284,6 +272,18 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
         if started_ray:
             ray.shutdown()
         raise StudyError(f"MLflow at {plan['tracking_uri']} is not usable: {setup['error']}")
+    import optuna
+    from ray import tune
+
+    from study import records
+    from study.trainable import FINAL, trainable
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial is one Progress line with its reason; its traceback is in its MLflow
+    # run (error.txt) and in Tune's error file, not on the console.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                 "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).addFilter(_QuietTrialFailures())
     exp_id, parent_id = setup["experiment_id"], setup["parent_run_id"]
     if plan["cache_dir"]:
         Path(plan["cache_dir"]).mkdir(parents=True, exist_ok=True)
@@ -300,7 +300,7 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
             "parent_run_id": parent_id, "cache_dir": plan["cache_dir"],
             "objective": space.objective, "report_epochs": plan["asha"],
         }
-        complete, finished, failed = True, 0, 0
+        complete, finished, failed, prebuilds = True, 0, 0, 0
         for stratum, label, experiment in _experiments(space):
             ctx = {**ctx_base, "stratum": stratum}
             wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
@@ -309,6 +309,11 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
                 tuner = tune.Tuner.restore(path, trainable=wrapped, resume_unfinished=True,
                                            resume_errored=retry_failed)
             else:
+                shared = _shared_config(plan, space, stratum, concurrency)
+                if shared is not None:
+                    _prebuild(client, parent_id, shared, plan, resources, concurrency, label,
+                              prebuilds)
+                    prebuilds += 1
                 tuner = _new_tuner(plan, space, stratum, label, experiment, wrapped,
                                    concurrency)
             results = tuner.fit()
@@ -330,11 +335,16 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     return 0 if complete else 130
 
 
-def _setup_mlflow(client, plan: dict, space: search_spaces.Space, out: dict) -> None:
+def _setup_mlflow(plan: dict, space: search_spaces.Space, out: dict) -> None:
     """Experiment and parent run (reused on resume); records them in study.json."""
-    from study import records
-
     try:
+        from mlflow.tracking import MlflowClient
+
+        from study import records
+
+        for name in ("mlflow", "alembic"):  # MLflow's import configures its own loggers
+            logging.getLogger(name).setLevel(logging.WARNING)
+        client = out["client"] = MlflowClient(plan["tracking_uri"])
         local_storage = None if _is_uri(plan["storage"]) else Path(plan["storage"])
         exp_id = records.ensure_experiment(client, plan["name"], local_storage)
         parent_id = plan.get("parent_run_id")
@@ -368,6 +378,79 @@ def _experiments(space: search_spaces.Space):
     for stratum in space.stratum_values():
         label = ",".join(f"{k}={v}" for k, v in stratum.items())
         yield stratum, label, "tune" + (f"-{label}" if label else "")
+
+
+# Searched keys of these stages (or these keys) change the backbone stage's cache key.
+_BACKBONE_STAGES = ("data", "split", "backbone", "run")
+_BACKBONE_KEYS = ("method", "selection_metric")
+
+
+def _shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
+                   concurrency: int) -> dict | None:
+    """The config whose data and backbone every trial of this stratum shares, where building
+    them before the trials saves time: an Optuna stratum (a grid orders its trials instead,
+    see order_for_sharing), the cache on, two or more trials at a time, and no searched
+    parameter that changes the backbone. None otherwise."""
+    if space.kind != "optuna" or not plan["cache_dir"] or concurrency < 2:
+        return None
+    config = {**plan["base"], **stratum}
+    method = config_mod.resolve(config, preset=plan["preset"])["method"]
+    for key in space.params:
+        if config_mod.check_key(key).stage in _BACKBONE_STAGES or key in _BACKBONE_KEYS \
+                or (key == "sampling_factor" and method == "oversample"):
+            return None
+    return config
+
+
+def _prebuild(client, parent_id: str, config: dict, plan: dict, resources: dict,
+              concurrency: int, label: str, step: int) -> None:
+    """Builds a stratum's shared stages in one Ray task holding the resources of all its
+    concurrent trials; records it on the study's parent run (tags
+    cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
+    prebuild_wall_s (with the task's start), prebuild_cpus, prebuild_gpus; one step per
+    stratum). A failure is reported and left to the trials, which then build
+    (and fail on) the stage themselves, each with its own MLflow record."""
+    import ray
+    from mlflow.entities import Metric, RunTag
+
+    from study.trainable import build_shared
+
+    gpus = min(1.0, resources.get("gpu", 0.0) * concurrency)
+    # One task runs on one node: no more CPUs than the largest (GPU) node has.
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    node_cpus = max((r.get("CPU", 0.0) for r in nodes if r.get("GPU", 0.0) >= gpus), default=0)
+    cpus = min(resources["cpu"] * concurrency, node_cpus) or resources["cpu"]
+    where = f"{label}: " if label else ""
+    task = ray.remote(build_shared).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+    t0 = time.perf_counter()
+    try:
+        out = ray.get(task.remote(config, plan["preset"], plan["cache_dir"], max(1, int(cpus))))
+    except ray.exceptions.RayError as e:
+        cause = getattr(e, "cause", None) or e
+        reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
+        print(f"{where}building the shared backbone before the trials failed ({reason}); "
+              f"each trial builds it itself", flush=True)
+        client.set_tag(parent_id, f"cache.backbone.prebuild.{_tag_safe(label)}.error",
+                       reason[:4000])
+        return
+    wall = time.perf_counter() - t0
+    info = out["cache"]["backbone"]
+    state = "hit" if info["hit"] else "miss"
+    tag = f"cache.backbone.prebuild.{_tag_safe(label)}"
+    now = int(time.time() * 1000)
+    metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
+               "prebuild_cpus": cpus, "prebuild_gpus": gpus}
+    client.log_batch(parent_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
+                     tags=[RunTag(tag, state), RunTag(f"{tag}.key", info["key"])])
+    print(f"{where}shared backbone {info['key'][:12]} "
+          f"{'found in the cache' if info['hit'] else 'built'} before the trials "
+          f"({wall:.1f} s, {cpus:g} CPU{'s' if cpus != 1 else ''}"
+          f"{f', {gpus:g} GPU' if gpus else ''})", flush=True)
+
+
+def _tag_safe(label: str) -> str:
+    """A stratum label as part of an MLflow tag key (letters, digits, _ - . / space)."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "-" for c in label) or "all"
 
 
 def _new_tuner(plan, space, stratum, label, experiment, wrapped, concurrency):

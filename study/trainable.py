@@ -14,12 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fsvae import config as config_mod
-from fsvae.cache import StageCache
-from fsvae.trial import resolve, run_trial
-from study.records import TrialRecorder
 
 FINAL = "trial_complete"  # present (=1) only in a trial's last report
 
@@ -36,7 +31,14 @@ def run_name(cfg: dict) -> str:
 
 
 def trainable(config: dict, ctx: dict) -> None:
+    # Imported here, not at the top: the study's driver imports this module (to hand the
+    # function to Tune) and never needs torch or an MLflow client.
+    import torch
     from ray import tune
+
+    from fsvae.cache import StageCache
+    from fsvae.trial import resolve, run_trial
+    from study.records import TrialRecorder
 
     t_start = time.perf_counter()
     context = tune.get_context()
@@ -99,3 +101,19 @@ def trainable(config: dict, ctx: dict) -> None:
                   "wall_s": time.perf_counter() - t_start,
                   **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()}})
     tune.report(final)
+
+
+def build_shared(config: dict, preset: str, cache_dir: str, threads: int) -> dict:
+    """A Ray task run before a stratum's trials: builds the data and backbone stages they all
+    share into the cache (fsvae.trial.prepare) with every CPU (and a whole GPU) that those
+    trials would hold between them, instead of one trial building while the rest wait."""
+    import torch
+
+    from fsvae.cache import StageCache
+    from fsvae.trial import prepare, resolve
+
+    torch.set_num_threads(max(1, threads))
+    lines: list[str] = []
+    out = prepare(resolve(config_mod.resolve(config, preset=preset)),
+                  StageCache(cache_dir, log=lines.append), log=lines.append)
+    return {"cache": out["cache"], "timings": out["timings"], "log": lines}

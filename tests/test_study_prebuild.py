@@ -1,0 +1,84 @@
+"""A search stratum's shared backbone is built once, before its trials, by one Ray task
+holding the CPUs of all its concurrent trials; every trial then finds it in the cache. The
+study's parent run records the build; no trial builds a backbone."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import search_spaces
+from studies import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
+from study.run import _shared_config
+
+N = 3
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prebuild")
+    data = make_data(tmp / "data")
+    storage = tmp / "studies"
+    proc = cli("run", "--space", "smoke-search", "--data", str(data), "--storage",
+               str(storage), "--name", "p", "--num-samples", str(N), "--max-concurrent", "2",
+               *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    df = runs(tracking_uri(storage), "p")
+    parent = df[df["tags.fsvae.role"] == "study"].iloc[0]
+    return {"proc": proc, "storage": storage, "uri": tracking_uri(storage),
+            "parent": parent, "trials": trial_runs(tracking_uri(storage), "p")}
+
+
+def test_the_shared_backbone_is_built_once_before_the_trials(study):
+    parent, trials = study["parent"], study["trials"]
+    assert parent["tags.cache.backbone.prebuild.n_f-5"] == "miss"
+    key = parent["tags.cache.backbone.prebuild.n_f-5.key"]
+    assert len(trials) == N and set(trials["status"]) == {"FINISHED"}
+    assert set(trials["tags.cache.backbone"]) == {"hit"}  # no trial built or waited
+    assert set(trials["tags.cache.backbone.key"]) == {key}
+    assert [p.name for p in (study["storage"] / "cache" / "backbone").iterdir()
+            if not p.name.endswith(".lock")] == [key]
+    assert "n_f=5: shared backbone" in study["proc"].stdout and "built before" in \
+        study["proc"].stdout
+
+
+def test_the_build_held_the_cpus_of_both_concurrent_trials(study):
+    history = client(study["uri"]).get_metric_history(study["parent"]["run_id"],
+                                                      "prebuild_cpus")
+    assert [m.value for m in history] == [2.0]
+    assert study["parent"]["metrics.prebuild_s"] > 0
+    assert study["parent"]["metrics.prebuild_wall_s"] >= study["parent"]["metrics.prebuild_s"]
+
+
+def test_trials_still_carry_the_backbone_curves(study):
+    run_id = study["trials"]["run_id"].iloc[0]
+    assert client(study["uri"]).get_metric_history(run_id, "backbone_train_loss")
+
+
+def _plan(cache_dir="/tmp/c"):
+    return {"base": {"data": "/d", "method": "vae"}, "preset": "tiny", "cache_dir": cache_dir}
+
+
+def test_no_shared_build_when_a_searched_key_changes_the_backbone():
+    space = search_spaces.load("smoke-search")
+    assert _shared_config(_plan(), space, {"n_f": 5}, 2) == {"data": "/d", "method": "vae",
+                                                            "n_f": 5}
+    for key, spec in (("backbone_lr", {"type": "float", "low": 1e-3, "high": 1e-1}),
+                      ("seed", {"type": "int", "low": 0, "high": 3}),
+                      ("image_size", {"type": "categorical", "choices": [16, 32]})):
+        searched = dataclasses.replace(space, params={**space.params, key: spec})
+        assert _shared_config(_plan(), searched, {"n_f": 5}, 2) is None, key
+
+
+def test_no_shared_build_without_cache_concurrency_or_for_grids():
+    space = search_spaces.load("smoke-search")
+    assert _shared_config(_plan(cache_dir=None), space, {"n_f": 5}, 2) is None
+    assert _shared_config(_plan(), space, {"n_f": 5}, 1) is None
+    assert _shared_config(_plan(), search_spaces.load("smoke"), {}, 2) is None
+
+
+def test_oversampling_searches_over_sampling_factor_build_per_trial():
+    space = search_spaces.load("smoke-search")
+    plan = _plan()
+    plan["base"]["method"] = "oversample"
+    assert _shared_config(plan, space, {"n_f": 5}, 2) is None
