@@ -32,8 +32,9 @@ demo: install
 		--storage $(DEMO)/studies --name demo
 	$(BIN)/fsvae-study table --experiment demo --storage $(DEMO)/studies
 
+# BENCH_ARGS="--per-class 160": the same studies on 4x the generated data.
 bench: install
-	$(PY) bench/bench.py --out bench-out
+	$(PY) bench/bench.py --out bench-out $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DEMO) bench-out runs .pytest_cache

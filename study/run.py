@@ -300,7 +300,7 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
             "parent_run_id": parent_id, "cache_dir": plan["cache_dir"],
             "objective": space.objective, "report_epochs": plan["asha"],
         }
-        complete, finished, failed, prebuilds = True, 0, 0, 0
+        complete, finished, failed, prebuilds, prebuild = True, 0, 0, 0, None
         for stratum, label, experiment in _experiments(space):
             ctx = {**ctx_base, "stratum": stratum}
             wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
@@ -311,12 +311,16 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
             else:
                 shared = _shared_config(plan, space, stratum, concurrency)
                 if shared is not None:
-                    _prebuild(client, parent_id, shared, plan, resources, concurrency, label,
-                              prebuilds)
+                    prebuild = _prebuild(client, parent_id, shared, plan, resources,
+                                         concurrency, label, prebuilds,
+                                         alongside=started_ray and "gpu" not in resources)
                     prebuilds += 1
                 tuner = _new_tuner(plan, space, stratum, label, experiment, wrapped,
                                    concurrency)
             results = tuner.fit()
+            if prebuild is not None:
+                prebuild.join()
+                prebuild = None
             n_expected = space.num_samples if space.kind == "optuna" else len(space.trials())
             done = results.num_terminated + results.num_errors
             finished += sum(1 for r in results if FINAL in (r.metrics or {}))
@@ -403,49 +407,69 @@ def _shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
 
 
 def _prebuild(client, parent_id: str, config: dict, plan: dict, resources: dict,
-              concurrency: int, label: str, step: int) -> None:
-    """Builds a stratum's shared stages in one Ray task holding the resources of all its
-    concurrent trials; records it on the study's parent run (tags
+              concurrency: int, label: str, step: int,
+              alongside: bool) -> threading.Thread:
+    """Builds a stratum's shared stages (fsvae.trial.prepare) in one Ray task with the
+    threads of all its concurrent trials, and records it on the study's parent run (tags
     cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
     prebuild_wall_s (with the task's start), prebuild_cpus, prebuild_gpus; one step per
-    stratum). A failure is reported and left to the trials, which then build
-    (and fail on) the stage themselves, each with its own MLflow record."""
+    stratum). A failure is reported and left to the trials, which then build (and fail on)
+    the stage themselves, each with its own MLflow record.
+
+    alongside (local Ray, CPU trials): the task reserves no CPU and runs while Tune starts
+    the trials, whose processes start up meanwhile and then wait on the entry's lock, so
+    the task uses the CPUs they hold and do not use while they wait. Otherwise (a cluster,
+    where the task could land on another node than the trials, or GPU trials) it reserves
+    the CPUs and a whole GPU, and the trials start when it is done. Returns the thread that
+    records the result; join it after the trials."""
     import ray
     from mlflow.entities import Metric, RunTag
 
     from study.trainable import build_shared
 
-    gpus = min(1.0, resources.get("gpu", 0.0) * concurrency)
+    gpus = 0.0 if alongside else min(1.0, resources.get("gpu", 0.0) * concurrency)
     # One task runs on one node: no more CPUs than the largest (GPU) node has.
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     node_cpus = max((r.get("CPU", 0.0) for r in nodes if r.get("GPU", 0.0) >= gpus), default=0)
     cpus = min(resources["cpu"] * concurrency, node_cpus) or resources["cpu"]
     where = f"{label}: " if label else ""
-    task = ray.remote(build_shared).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+    task = ray.remote(build_shared).options(num_cpus=0 if alongside else cpus, num_gpus=gpus,
+                                            max_retries=0)
     t0 = time.perf_counter()
-    try:
-        out = ray.get(task.remote(config, plan["preset"], plan["cache_dir"], max(1, int(cpus))))
-    except ray.exceptions.RayError as e:
-        cause = getattr(e, "cause", None) or e
-        reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
-        print(f"{where}building the shared backbone before the trials failed ({reason}); "
-              f"each trial builds it itself", flush=True)
-        client.set_tag(parent_id, f"cache.backbone.prebuild.{_tag_safe(label)}.error",
-                       reason[:4000])
-        return
-    wall = time.perf_counter() - t0
-    info = out["cache"]["backbone"]
-    state = "hit" if info["hit"] else "miss"
+    ref = task.remote(config, plan["preset"], plan["cache_dir"], max(1, int(cpus)))
     tag = f"cache.backbone.prebuild.{_tag_safe(label)}"
-    now = int(time.time() * 1000)
-    metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
-               "prebuild_cpus": cpus, "prebuild_gpus": gpus}
-    client.log_batch(parent_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
-                     tags=[RunTag(tag, state), RunTag(f"{tag}.key", info["key"])])
-    print(f"{where}shared backbone {info['key'][:12]} "
-          f"{'found in the cache' if info['hit'] else 'built'} before the trials "
-          f"({wall:.1f} s, {cpus:g} CPU{'s' if cpus != 1 else ''}"
-          f"{f', {gpus:g} GPU' if gpus else ''})", flush=True)
+
+    def record() -> None:
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayError as e:
+            cause = getattr(e, "cause", None) or e
+            reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
+            print(f"{where}building the shared backbone for the trials failed ({reason}); "
+                  f"each trial builds it itself", flush=True)
+            client.set_tag(parent_id, f"{tag}.error", reason[:4000])
+            return
+        except Exception:  # Ray shutting down under an interrupted study
+            return
+        wall = time.perf_counter() - t0
+        info = out["cache"]["backbone"]
+        now = int(time.time() * 1000)
+        metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
+                   "prebuild_cpus": cpus, "prebuild_gpus": gpus}
+        client.log_batch(parent_id,
+                         metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
+                         tags=[RunTag(tag, "hit" if info["hit"] else "miss"),
+                               RunTag(f"{tag}.key", info["key"])])
+        print(f"{where}shared backbone {info['key'][:12]} "
+              f"{'found in the cache' if info['hit'] else 'built'} for the trials "
+              f"({wall:.1f} s, {cpus:g} CPU{'s' if cpus != 1 else ''}"
+              f"{f', {gpus:g} GPU' if gpus else ''})", flush=True)
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    if not alongside:
+        thread.join()  # the trials start once it is done (it holds their resources)
+    return thread
 
 
 def _tag_safe(label: str) -> str:

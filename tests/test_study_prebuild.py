@@ -38,7 +38,7 @@ def test_the_shared_backbone_is_built_once_before_the_trials(study):
     assert set(trials["tags.cache.backbone.key"]) == {key}
     assert [p.name for p in (study["storage"] / "cache" / "backbone").iterdir()
             if not p.name.endswith(".lock")] == [key]
-    assert "n_f=5: shared backbone" in study["proc"].stdout and "built before" in \
+    assert "n_f=5: shared backbone" in study["proc"].stdout and "built for the trials" in \
         study["proc"].stdout
 
 
