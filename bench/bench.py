@@ -4,8 +4,8 @@
     against the same study with --no-cache; and how many backbones each built.
 (b) the harness's overhead: a study's wall time against the sum of its trials' own
     compute (time inside fsvae's run_trial, minus time spent waiting for another trial's
-    cache build), plus the shared backbone's build before a search's trials (its compute
-    times the CPUs it held, in trial slots of 1 CPU). With c trials at a time, the ideal
+    cache build), plus the CPU seconds of a search's shared backbone build (a trial slot is
+    1 CPU). With c trials at a time, the ideal
     wall time is sum(compute) / c; overhead = 1 - sum(compute) / (c * wall), everything else
     the study spent: Python and Ray start-up, MLflow, Tune's scheduling, idle slots,
     shutdown.
@@ -55,14 +55,13 @@ def trials(storage: Path, name: str):
 
 
 def prebuilds(parent) -> tuple[float, int]:
-    """(slot-seconds of the shared builds before the trials, how many built a backbone)."""
+    """(CPU seconds of the shared builds for the trials, how many built a backbone). CPU
+    seconds, not wall x threads: the build shares the CPUs with the trials' start-up."""
     client = mlflow.tracking.MlflowClient()
-    run_id = parent["run_id"]
-    secs = client.get_metric_history(run_id, "prebuild_s")
-    cpus = client.get_metric_history(run_id, "prebuild_cpus")
+    cpu = client.get_metric_history(parent["run_id"], "prebuild_cpu_s")
     built = sum(v == "miss" for k, v in parent.items()
                 if k.startswith("tags.cache.backbone.prebuild.") and k.count(".") == 4)
-    return sum(s.value * c.value for s, c in zip(secs, cpus)), built
+    return sum(m.value for m in cpu), built
 
 
 def breakdown(wall: float, start: float, end: float, runs, parent, concurrency: int) -> dict:

@@ -8,7 +8,7 @@ One experiment per study name. One parent run per study:
   artifacts space.yaml (the file as given), space.json (as resolved), command.txt
   and, per search stratum whose shared backbone was built before its trials (run.py):
   tags cache.backbone.prebuild.<stratum>=hit|miss and .key (or .error), metrics
-  prebuild_s, prebuild_wall_s, prebuild_cpus, prebuild_gpus (step = stratum index)
+  prebuild_s, prebuild_wall_s, prebuild_cpu_s, prebuild_cpus, prebuild_gpus (step = stratum index)
 One child run per Ray Tune trial:
   tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_id (Ray's id), fsvae.stratum,
          fsvae.attempt, cache.<stage>=hit|miss and cache.<stage>.key for data/backbone/vae,

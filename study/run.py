@@ -412,8 +412,8 @@ def _prebuild(client, parent_id: str, config: dict, plan: dict, resources: dict,
     """Builds a stratum's shared stages (fsvae.trial.prepare) in one Ray task with the
     threads of all its concurrent trials, and records it on the study's parent run (tags
     cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
-    prebuild_wall_s (with the task's start), prebuild_cpus, prebuild_gpus; one step per
-    stratum). A failure is reported and left to the trials, which then build (and fail on)
+    prebuild_wall_s (with the task's start), prebuild_cpu_s (CPU seconds of its process),
+    prebuild_cpus (threads), prebuild_gpus; one step per stratum). A failure is reported and left to the trials, which then build (and fail on)
     the stage themselves, each with its own MLflow record.
 
     alongside (local Ray, CPU trials): the task reserves no CPU and runs while Tune starts
@@ -455,7 +455,8 @@ def _prebuild(client, parent_id: str, config: dict, plan: dict, resources: dict,
         info = out["cache"]["backbone"]
         now = int(time.time() * 1000)
         metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
-                   "prebuild_cpus": cpus, "prebuild_gpus": gpus}
+                   "prebuild_cpu_s": out["cpu_s"], "prebuild_cpus": cpus,
+                   "prebuild_gpus": gpus}
         client.log_batch(parent_id,
                          metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
                          tags=[RunTag(tag, "hit" if info["hit"] else "miss"),

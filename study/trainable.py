@@ -114,6 +114,8 @@ def build_shared(config: dict, preset: str, cache_dir: str, threads: int) -> dic
 
     torch.set_num_threads(max(1, threads))
     lines: list[str] = []
+    cpu0 = time.process_time()
     out = prepare(resolve(config_mod.resolve(config, preset=preset)),
                   StageCache(cache_dir, log=lines.append), log=lines.append)
-    return {"cache": out["cache"], "timings": out["timings"], "log": lines}
+    return {"cache": out["cache"], "timings": out["timings"], "log": lines,
+            "cpu_s": time.process_time() - cpu0}

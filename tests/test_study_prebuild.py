@@ -48,6 +48,7 @@ def test_the_build_held_the_cpus_of_both_concurrent_trials(study):
     assert [m.value for m in history] == [2.0]
     assert study["parent"]["metrics.prebuild_s"] > 0
     assert study["parent"]["metrics.prebuild_wall_s"] >= study["parent"]["metrics.prebuild_s"]
+    assert study["parent"]["metrics.prebuild_cpu_s"] > 0
 
 
 def test_trials_still_carry_the_backbone_curves(study):
