@@ -318,14 +318,17 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
                 tuner = _new_tuner(plan, space, stratum, label, experiment, wrapped,
                                    concurrency)
             results = tuner.fit()
-            if prebuild is not None:
-                prebuild.join()
-                prebuild = None
             n_expected = space.num_samples if space.kind == "optuna" else len(space.trials())
             done = results.num_terminated + results.num_errors
             finished += sum(1 for r in results if FINAL in (r.metrics or {}))
             failed += results.num_errors
-            if len(results) < n_expected or done < len(results):
+            stopped = len(results) < n_expected or done < len(results)
+            if prebuild is not None:
+                # Done by now if the trials ran (they waited on it); an interrupted study
+                # does not wait for it (Ray's shutdown ends it; its entry stays unwritten).
+                prebuild.join(timeout=0 if stopped else 120)
+                prebuild = None
+            if stopped:
                 complete = False
                 break
     except KeyboardInterrupt:
