@@ -56,30 +56,32 @@ def test_trials_still_carry_the_backbone_curves(study):
     assert client(study["uri"]).get_metric_history(run_id, "backbone_train_loss")
 
 
-def _plan(cache_dir="/tmp/c"):
-    return {"base": {"data": "/d", "method": "vae"}, "preset": "tiny", "cache_dir": cache_dir}
+def _plan(cache_dir):
+    # The data path is only carried into the config here, never read.
+    return {"base": {"data": "data", "method": "vae"}, "preset": "tiny",
+            "cache_dir": None if cache_dir is None else str(cache_dir)}
 
 
-def test_no_shared_build_when_a_searched_key_changes_the_backbone():
+def test_no_shared_build_when_a_searched_key_changes_the_backbone(tmp_path):
     space = search_spaces.load("smoke-search")
-    assert _shared_config(_plan(), space, {"n_f": 5}, 2) == {"data": "/d", "method": "vae",
-                                                            "n_f": 5}
+    assert _shared_config(_plan(tmp_path), space, {"n_f": 5}, 2) == {
+        "data": "data", "method": "vae", "n_f": 5}
     for key, spec in (("backbone_lr", {"type": "float", "low": 1e-3, "high": 1e-1}),
                       ("seed", {"type": "int", "low": 0, "high": 3}),
                       ("image_size", {"type": "categorical", "choices": [16, 32]})):
         searched = dataclasses.replace(space, params={**space.params, key: spec})
-        assert _shared_config(_plan(), searched, {"n_f": 5}, 2) is None, key
+        assert _shared_config(_plan(tmp_path), searched, {"n_f": 5}, 2) is None, key
 
 
-def test_no_shared_build_without_cache_concurrency_or_for_grids():
+def test_no_shared_build_without_cache_concurrency_or_for_grids(tmp_path):
     space = search_spaces.load("smoke-search")
-    assert _shared_config(_plan(cache_dir=None), space, {"n_f": 5}, 2) is None
-    assert _shared_config(_plan(), space, {"n_f": 5}, 1) is None
-    assert _shared_config(_plan(), search_spaces.load("smoke"), {}, 2) is None
+    assert _shared_config(_plan(None), space, {"n_f": 5}, 2) is None
+    assert _shared_config(_plan(tmp_path), space, {"n_f": 5}, 1) is None
+    assert _shared_config(_plan(tmp_path), search_spaces.load("smoke"), {}, 2) is None
 
 
-def test_oversampling_searches_over_sampling_factor_build_per_trial():
+def test_oversampling_searches_over_sampling_factor_build_per_trial(tmp_path):
     space = search_spaces.load("smoke-search")
-    plan = _plan()
+    plan = _plan(tmp_path)
     plan["base"]["method"] = "oversample"
     assert _shared_config(plan, space, {"n_f": 5}, 2) is None
