@@ -416,8 +416,9 @@ def _prebuild(client, parent_id: str, config: dict, plan: dict, resources: dict,
     threads of all its concurrent trials, and records it on the study's parent run (tags
     cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
     prebuild_wall_s (with the task's start), prebuild_cpu_s (CPU seconds of its process),
-    prebuild_cpus (threads), prebuild_gpus; one step per stratum). A failure is reported and left to the trials, which then build (and fail on)
-    the stage themselves, each with its own MLflow record.
+    prebuild_cpus (threads), prebuild_gpus; one step per stratum). A failure is reported
+    and left to the trials, which then build (and fail on) the stage themselves, each with
+    its own MLflow record.
 
     alongside (local Ray, CPU trials): the task reserves no CPU and runs while Tune starts
     the trials, whose processes start up meanwhile and then wait on the entry's lock, so
