@@ -39,7 +39,7 @@ class Progress(tune.Callback):
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._line("started", trial, trials, None)
+        self._line("started", trial, trials, "RUNNING")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
@@ -52,11 +52,11 @@ class Progress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(f"FAILED ({_reason(trial)})", trial, trials, "ERROR")
 
-    def _line(self, event: str, trial, trials, new_status: str | None) -> None:
-        # Tune calls these hooks before it updates the trial's status: count it as it ends.
+    def _line(self, event: str, trial, trials, new_status: str) -> None:
+        # Tune calls these hooks before it updates the trial's status: count it as it starts
+        # or ends.
         status = {t.trial_id: t.status for t in trials}
-        if new_status:
-            status[trial.trial_id] = new_status
+        status[trial.trial_id] = new_status
         done = sum(1 for s in status.values() if s == "TERMINATED")
         failed = sum(1 for s in status.values() if s == "ERROR")
         running = sum(1 for s in status.values() if s == "RUNNING")

@@ -4,6 +4,7 @@ study's parent run records the build; no trial builds a backbone."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -85,3 +86,10 @@ def test_oversampling_searches_over_sampling_factor_build_per_trial(tmp_path):
     plan = _plan(tmp_path)
     plan["base"]["method"] = "oversample"
     assert _shared_config(plan, space, {"n_f": 5}, 2) is None
+
+
+def test_console_counts_a_started_trial_as_running(study):
+    started = [ln for ln in study["proc"].stdout.splitlines() if " started: " in ln]
+    running = [int(re.search(r"running (\d+)", ln).group(1)) for ln in started]
+    assert len(running) == N
+    assert all(1 <= r <= 2 for r in running), started
