@@ -265,6 +265,39 @@ def stage_keys(config: dict[str, Any], stage: str) -> dict[str, Any]:
     return {k: v for k, v in active_config(config).items() if KEYS[k].stage == stage}
 
 
+# Beyond its own stage's keys (data, split, backbone), what decides the fine-tuned backbone
+# and its features: the best-epoch metric, the numeric precision (which `device` resolves
+# for `auto`), and, for oversample, the sampling factor.
+_BACKBONE_STAGES = ("data", "split", "backbone")
+_BACKBONE_EXTRA = ("selection_metric", "precision", "device", "method")
+
+
+def backbone_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The config values that decide the fine-tuned backbone and its features. With the
+    data's content hash and the weights file's identity (which only a trial reads) they make
+    the backbone's cache key; grid ordering and a search's shared build use the same set.
+    `precision` is the key's value here; a trial puts the precision it resolved on its
+    device in its place."""
+    return {
+        "load_size": config["load_size"],
+        "split": {"n_f": config["n_f"], "num_minority": config["num_minority"],
+                  "seed": config["seed"]},
+        "backbone": stage_keys(config, "backbone"),
+        "oversample": config["sampling_factor"] if config["method"] == "oversample" else 1,
+        "selection_metric": config["selection_metric"],
+        "precision": config["precision"],
+    }
+
+
+def decides_backbone(key: str, config: dict[str, Any]) -> bool:
+    """Whether a trial-to-trial change of `key` can change the backbone of `config`'s trials
+    (`method` always can: to or from oversample). Errs towards True: data keys and `device`
+    count although the data's content hash or the resolved precision may not change."""
+    if key == "sampling_factor":
+        return config["method"] == "oversample"
+    return _spec(key).stage in _BACKBONE_STAGES or key in _BACKBONE_EXTRA
+
+
 def describe() -> str:
     """Markdown table of every key: the README's "Config keys" section is generated from it."""
     rows = ["| key | default | tiny | meaning |", "|---|---|---|---|"]

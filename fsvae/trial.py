@@ -112,11 +112,8 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
     method = cfg["method"]
     oversample = cfg["sampling_factor"] if method == "oversample" else 1
     bb_parts = {
-        "data": ds.content_hash, "load_size": cfg["load_size"],
-        "split": {"n_f": cfg["n_f"], "num_minority": cfg["num_minority"], "seed": cfg["seed"]},
-        "backbone": config_mod.stage_keys(cfg, "backbone"),
+        **config_mod.backbone_identity(cfg), "data": ds.content_hash,
         "weights_file": _file_id(cfg["backbone_weights"]),
-        "oversample": oversample, "selection_metric": cfg["selection_metric"],
         "precision": backbone.settings(cfg, device)["bf16"],
         "code": code_version("backbone", "transforms", "split", "metrics"),
     }

@@ -387,11 +387,6 @@ def _experiments(space: search_spaces.Space):
         yield stratum, label, "tune" + (f"-{label}" if label else "")
 
 
-# Searched keys of these stages (or these keys) change the backbone stage's cache key.
-_BACKBONE_STAGES = ("data", "split", "backbone", "run")
-_BACKBONE_KEYS = ("method", "selection_metric")
-
-
 def _shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
                    concurrency: int) -> dict | None:
     """The config whose data and backbone every trial of this stratum shares, where building
@@ -401,11 +396,9 @@ def _shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
     if space.kind != "optuna" or not plan["cache_dir"] or concurrency < 2:
         return None
     config = {**plan["base"], **stratum}
-    method = config_mod.resolve(config, preset=plan["preset"])["method"]
-    for key in space.params:
-        if config_mod.check_key(key).stage in _BACKBONE_STAGES or key in _BACKBONE_KEYS \
-                or (key == "sampling_factor" and method == "oversample"):
-            return None
+    resolved = config_mod.resolve(config, preset=plan["preset"])
+    if any(config_mod.decides_backbone(key, resolved) for key in space.params):
+        return None
     return config
 
 
@@ -541,9 +534,7 @@ def order_for_sharing(trials: list[dict], plan: dict) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for point in trials:
         cfg = config_mod.resolve({**plan["base"], **point}, preset=plan["preset"])
-        oversample = cfg["sampling_factor"] if cfg["method"] == "oversample" else 1
-        key = json.dumps([cfg["n_f"], cfg["num_minority"], cfg["seed"], oversample,
-                          config_mod.stage_keys(cfg, "backbone")], sort_keys=True, default=str)
+        key = json.dumps(config_mod.backbone_identity(cfg), sort_keys=True, default=str)
         groups.setdefault(key, []).append(point)
     ordered = []
     for rank in range(max(len(g) for g in groups.values())):

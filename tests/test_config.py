@@ -1,8 +1,8 @@
 """fsvae.config: keys, presets, validation, --set parsing, active keys."""
 import pytest
 
-from fsvae.config import (KEYS, PRESETS, ConfigError, active_config, describe, parse_overrides,
-                          resolve, stage_keys)
+from fsvae.config import (KEYS, PRESETS, ConfigError, active_config, backbone_identity,
+                          decides_backbone, describe, parse_overrides, resolve, stage_keys)
 
 
 # -- unknown keys -----------------------------------------------------------------------------
@@ -194,6 +194,44 @@ def test_stage_keys_returns_only_active_keys_of_that_stage():
     keys = stage_keys(resolve({"method": "vae", "beta_schedule": "cyclical"}), "vae")
     assert "beta_cycles" in keys and "latent_dim" in keys
     assert "beta_warmup_epochs" not in keys and "n_f" not in keys
+
+
+def _other_value(key, value):
+    spec = KEYS[key]
+    if spec.choices:
+        return next(c for c in spec.choices if c != value)
+    if spec.kind is bool:
+        return not value
+    if spec.kind is str:
+        return {"backbone": "resnet18", "device": "cpu"}.get(key, "elsewhere")
+    if value is None:
+        return spec.kind(64)
+    if spec.high is None or value + 1 <= spec.high:
+        return value + 1
+    return value / 2 if spec.kind is float else value - 1
+
+
+@pytest.mark.parametrize("method", ["vae", "oversample", "crt"])
+def test_every_key_that_changes_the_backbone_identity_is_declared_as_deciding_it(method):
+    # The backbone's cache key, the grid's order and a search's shared build all rely on
+    # these two agreeing: a searched key that changes the backbone must turn the build off.
+    base = resolve({"method": method}, preset="tiny")
+    changed = set()
+    for key in KEYS:
+        other = resolve({**base, key: _other_value(key, base[key])})
+        if backbone_identity(other) != backbone_identity(base):
+            changed.add(key)
+            assert decides_backbone(key, base), key
+    assert {"n_f", "seed", "backbone_epochs", "image_size", "selection_metric"} <= changed
+    assert ("sampling_factor" in changed) == (method == "oversample")
+    assert not changed & {"latent_dim", "beta_max", "vae_epochs", "classifier_lr"}
+
+
+def test_vae_and_classifier_keys_do_not_decide_the_backbone():
+    base = resolve({"method": "vae"}, preset="tiny")
+    for key, spec in KEYS.items():
+        if spec.stage in ("vae", "classifier") and key not in ("method", "selection_metric"):
+            assert not decides_backbone(key, base), key
 
 
 def test_describe_lists_every_key():
