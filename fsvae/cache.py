@@ -15,6 +15,11 @@ Protocol, per key:
      and removed by the next builder of that key.
 Two trials wanting the same missing key therefore compute it once: one builds, the other
 waits on the lock and then reads the entry.
+
+An entry that exists but cannot be read (a truncated or deleted file, say after a full disk
+or a hand edit) is repaired: under the lock, if it still cannot be read, it is renamed to
+`.bad-<key>-...` (readers that already opened it keep their files), deleted, and rebuilt as
+in 4. The rebuild's info carries "repaired": the read error, and its entry.json keeps it.
 """
 from __future__ import annotations
 
@@ -58,12 +63,18 @@ class StageCache:
     def get_or_build(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
                      save: Callable[[Any, Path], None], restore: Callable[[Path], Any]
                      ) -> tuple[Any, dict]:
-        """Returns (value, info) with info = {"key", "hit", "waited_s", "build_s"}."""
+        """Returns (value, info) with info = {"key", "hit", "waited_s", "build_s"}, plus
+        "repaired" (the read error) when an unreadable entry was rebuilt."""
         key = make_key(parts)
         final = self.entry(stage, key)
         info = {"key": key, "hit": True, "waited_s": 0.0, "build_s": 0.0}
         if final.is_dir():
-            return restore(final), info
+            try:
+                return restore(final), info
+            except MemoryError:
+                raise
+            except Exception:  # unreadable: repaired below, under the lock
+                pass
         final.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(final.parent / f"{key}.lock"))
         t0 = time.perf_counter()
@@ -75,7 +86,13 @@ class StageCache:
         info["waited_s"] = time.perf_counter() - t0
         try:
             if final.is_dir():
-                return restore(final), info
+                try:
+                    return restore(final), info
+                except MemoryError:
+                    raise
+                except Exception as e:  # still unreadable, and no one else is repairing it
+                    info["repaired"] = f"{type(e).__name__}: {e}"[:500]
+                    self._discard(stage, final, info["repaired"])
             for stale in final.parent.glob(f".tmp-{key}-*"):
                 shutil.rmtree(stale, ignore_errors=True)  # a crashed builder's leftovers
             info["hit"] = False
@@ -89,6 +106,8 @@ class StageCache:
                 meta = {"stage": stage, "key": key, "parts": parts,
                         "host": socket.gethostname(), "pid": os.getpid(),
                         "created": time.time(), "build_s": info["build_s"]}
+                if "repaired" in info:
+                    meta["replaced_unreadable"] = info["repaired"]
                 (tmp / "entry.json").write_text(json.dumps(meta, indent=1, default=str))
                 _fsync_tree(tmp)
                 os.rename(tmp, final)
@@ -98,6 +117,15 @@ class StageCache:
             return value, info
         finally:
             lock.release()
+
+    def _discard(self, stage: str, final: Path, reason: str) -> None:
+        """Takes an unreadable entry out of the cache: renamed first, so that no one trusts
+        it from now on, then deleted."""
+        bad = final.parent / f".bad-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(final, bad)
+        shutil.rmtree(bad, ignore_errors=True)
+        self.log(f"cache: {stage} {final.name[:12]} could not be read ({reason}); "
+                 f"discarded it, rebuilding")
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -273,6 +273,12 @@ def restore(folder: Path) -> Dataset:
 
     meta = json.loads((folder / "meta.json").read_text())
     labels = torch.tensor(meta.pop("labels"), dtype=torch.long)
+    # The pixels are read on first use; check now that the file is whole (header and size),
+    # so that a damaged entry is found while the cache can still rebuild it.
+    shape = np.load(folder / "images.npy", mmap_mode="r").shape
+    if shape[0] != len(labels):
+        raise ValueError(f"{folder / 'images.npy'} holds {shape[0]} images for "
+                         f"{len(labels)} labels")
     return Dataset(labels=labels, pixels_file=str(folder / "images.npy"), **meta)
 
 

@@ -87,7 +87,7 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
         timings[name] = time.perf_counter() - t0
         cache_info[name] = info
         emit({"stage": "cache", "name": name, "key": info["key"], "hit": info["hit"],
-              "waited_s": info["waited_s"]})
+              "waited_s": info["waited_s"], "repaired": info.get("repaired")})
         return value
 
     # -- data -----------------------------------------------------------------------------

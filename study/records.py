@@ -11,7 +11,8 @@ One experiment per study name. One parent run per study:
   prebuild_s, prebuild_wall_s, prebuild_cpu_s, prebuild_cpus, prebuild_gpus (step = stratum index)
 One child run per Ray Tune trial:
   tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_id (Ray's id), fsvae.stratum,
-         fsvae.attempt, cache.<stage>=hit|miss and cache.<stage>.key for data/backbone/vae,
+         fsvae.attempt, cache.<stage>=hit|miss and cache.<stage>.key for data/backbone/vae
+         (and cache.<stage>.repaired=<read error> where an unreadable entry was rebuilt),
          fsvae.error (failed runs), fsvae.stopped (runs a scheduler stopped early)
   params exactly the trial's active config keys (fsvae.config.active_config)
   metrics val_* and test_* finals (acc, acc_majority, acc_minority, acc_h, *_samples,
@@ -141,6 +142,8 @@ class TrialRecorder:
         elif stage == "cache":
             self._tags += [RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
                            RunTag(f"cache.{event['name']}.key", event["key"])]
+            if event.get("repaired"):
+                self._tags.append(RunTag(f"cache.{event['name']}.repaired", event["repaired"]))
         if len(self._pending) >= 900:
             self.flush()
 

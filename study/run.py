@@ -457,7 +457,9 @@ def _prebuild(client, parent_id: str, config: dict, plan: dict, resources: dict,
         client.log_batch(parent_id,
                          metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
                          tags=[RunTag(tag, "hit" if info["hit"] else "miss"),
-                               RunTag(f"{tag}.key", info["key"])])
+                               RunTag(f"{tag}.key", info["key"])]
+                         + ([RunTag(f"{tag}.repaired", info["repaired"])]
+                            if info.get("repaired") else []))
         print(f"{where}shared backbone {info['key'][:12]} "
               f"{'found in the cache' if info['hit'] else 'built'} for the trials "
               f"({wall:.1f} s, {cpus:g} CPU{'s' if cpus != 1 else ''}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from filelock import FileLock
 
 from conftest import REPO, quiet, tiny_config
@@ -271,6 +273,76 @@ def test_methods_without_vae_have_no_vae_stage(trials, trial_with):
 
 def test_data_key_is_shared_by_every_trial_on_the_same_data(trials):
     assert len({keys(r)["data"] for r, _ in trials.values()}) == 1
+
+
+def test_an_unreadable_entry_is_discarded_and_rebuilt(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds, value="v")
+    entry = tmp_path / "stage" / make_key(PARTS)
+    (entry / "value.txt").unlink()  # e.g. a hand edit, or a disk that lost the file
+    value, info = get(cache, builds, value="rebuilt")
+    assert (value, info["hit"], builds) == ("rebuilt", False, ["v", "rebuilt"])
+    assert info["repaired"].startswith("FileNotFoundError")
+    assert "FileNotFoundError" in json.loads((entry / "entry.json").read_text())[
+        "replaced_unreadable"]
+    assert [p.name for p in (tmp_path / "stage").iterdir() if p.is_dir()] == [entry.name]
+    assert get(cache, builds, value="third")[0] == "rebuilt" and len(builds) == 2
+    assert_lock_free(tmp_path)
+
+
+def test_a_request_that_fails_to_read_then_finds_the_entry_repaired_does_not_rebuild(
+        tmp_path):
+    # Two readers of a damaged entry: the first repairs it under the lock; the second, whose
+    # first read failed before the repair, reads the repaired entry instead of rebuilding.
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds, value="v")
+    entry = tmp_path / "stage" / make_key(PARTS)
+    reads = []
+
+    def restore(folder):
+        reads.append(folder)
+        if len(reads) == 1:
+            (folder / "value.txt").write_text("fixed")  # another process repaired it
+            raise OSError("read failed")
+        return (folder / "value.txt").read_text()
+
+    value, info = cache.get_or_build("stage", PARTS, lambda: builds.append("x") or "x",
+                                     lambda v, f: (f / "value.txt").write_text(v), restore)
+    assert (value, info["hit"], builds, "repaired" in info) == ("fixed", True, ["v"], False)
+    assert reads == [entry, entry]
+
+
+def test_trial_rebuilds_a_truncated_backbone_entry_with_the_same_results(
+        tmp_path, stage_cache, trials, demo_root):
+    cache_root = tmp_path / "cache"
+    shutil.copytree(stage_cache.root, cache_root)
+    first = trials["vae"][0]
+    entry = cache_root / "backbone" / first["cache"]["backbone"]["key"]
+    features = entry / "features.pt"
+    features.write_bytes(features.read_bytes()[:1000])
+    logged = []
+    again = run_trial(tiny_config(demo_root, method="vae"),
+                      cache=StageCache(cache_root, log=logged.append), log=quiet)
+    info = again["cache"]["backbone"]
+    assert info["hit"] is False and info["key"] == first["cache"]["backbone"]["key"]
+    assert info["repaired"]
+    assert any("could not be read" in line for line in logged), logged
+    assert again["cache"]["vae"]["hit"] is True  # its key, the backbone's key, is unchanged
+    assert again["metrics"] == first["metrics"]
+    assert torch.load(features, weights_only=True).keys() == {"train", "val", "test"}
+
+
+def test_trial_rebuilds_a_truncated_data_entry(tmp_path, stage_cache, trials, demo_root):
+    cache_root = tmp_path / "cache"
+    shutil.copytree(stage_cache.root, cache_root)
+    first = trials["plain"][0]
+    images = cache_root / "data" / first["cache"]["data"]["key"] / "images.npy"
+    images.write_bytes(images.read_bytes()[:5000])
+    again = run_trial(tiny_config(demo_root, method="plain"), cache=StageCache(cache_root,
+                      log=quiet), log=quiet)
+    assert again["cache"]["data"]["hit"] is False and again["cache"]["data"]["repaired"]
+    assert again["cache"]["backbone"]["hit"] is True
+    assert again["metrics"] == first["metrics"]
 
 
 def test_a_save_that_fails_leaves_no_temporary_folder(tmp_path):

@@ -55,6 +55,20 @@ def test_curves_are_logged_per_epoch_when_a_stage_ends(store):
     assert store["client"].get_run(run_id).data.tags["cache.vae"] == "miss"
 
 
+def test_a_repaired_cache_entry_is_tagged_with_its_read_error(store):
+    rec = recorder(store, "r1")
+    run_id = rec.start(CONFIG)
+    rec.progress({"stage": "cache", "name": "backbone", "key": "k" * 32, "hit": False,
+                  "repaired": "RuntimeError: truncated features.pt"})
+    rec.progress({"stage": "cache", "name": "vae", "key": "v" * 32, "hit": True,
+                  "repaired": None})
+    rec.flush()
+    tags = store["client"].get_run(run_id).data.tags
+    assert tags["cache.backbone"] == "miss"
+    assert tags["cache.backbone.repaired"] == "RuntimeError: truncated features.pt"
+    assert "cache.vae.repaired" not in tags
+
+
 def test_a_rerun_trial_replaces_its_earlier_run(store):
     first = recorder(store, "r1")
     old = first.start(CONFIG)  # left RUNNING, as a killed trial leaves it
