@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -190,6 +191,34 @@ def _study_location(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    rc = _main(args)
+    if argv is None and args.command in ("run", "resume"):
+        _exit_now(rc)
+    return rc
+
+
+def _exit_now(rc: int) -> None:
+    """Ends a study's process without the interpreter's teardown. After a study, the
+    work is done and saved (MLflow writes are synchronous, Ray is shut down), but tearing
+    down Ray's native client library takes about 2 s of a 2-core machine's time. atexit
+    handlers still run, other threads are waited for as at a normal exit, and the output
+    is flushed first."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe
+            pass
+    os._exit(rc)
+
+
+def _main(args: argparse.Namespace) -> int:
     from fsvae import errors
     from search_spaces import SpaceError
     from study.errors import StudyError
