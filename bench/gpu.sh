@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Every GPU check of the project in one device call (well under 10 minutes on an H100/H200).
-# Needs the ray/optuna/mlflow wheels in .whl/ (../shared/device/make-wheels.sh, run from the
-# repo root); without them the study step is skipped and says so. Call through the device
-# tool with carry [".whl"]:   bash bench/gpu.sh
+# Every GPU check of the project in one call (well under 10 minutes on an H100/H200).
+# On a GPU machine with the project installed:   PYTHON=.venv/bin/python bash bench/gpu.sh
+# On a machine with torch but without ray/optuna/mlflow, put their wheels in .whl/ first
+# (our lent device machines: ../shared/device/make-wheels.sh from the repo root, then carry
+# [".whl"]); without them the study step is skipped and says so. Results go to $OUT
+# (default gpu-out/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
 site="${TMPDIR:-/tmp}/fsvae-site"
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl || exit 1
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl || exit 1
   export PYTHONPATH="$site:$PWD"
 else
   export PYTHONPATH=$PWD
@@ -15,4 +18,5 @@ fi
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 OUT=${OUT:-gpu-out}
-python3 bench/gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu.log"
+mkdir -p "$OUT"
+"$PY" bench/gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu.log"
