@@ -67,10 +67,13 @@ def main() -> None:
     p.add_argument("--small", action="store_true", help="tiny sizes: check the script on CPU")
     p.add_argument("--batch", type=int, default=128, help="stage 1 batch size")
     p.add_argument("--study-trials", type=int, default=24)
+    p.add_argument("--work", default=str(Path(os.environ.get("TMPDIR", "/tmp"),
+                                              "fsvae-gpu-bench")),
+                   help="scratch folder (generated data, the study); emptied first")
     a = p.parse_args()
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / "fsvae-gpu-bench"
+    work = Path(a.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
@@ -146,7 +149,7 @@ def main() -> None:
     res["vae_plus_classifier_s"] = res[vae_key] + res["classifier_s"]
     print(f"  VAE + classifier {res['vae_plus_classifier_s']:.2f} s", flush=True)
 
-    res.update(study(work, a, device))
+    res.update(study(work, a, device, out / "study.log"))
     (out / "gpu.json").write_text(json.dumps(res, indent=1))
     print(f"\n| {name} | value |\n|---|---|")
     print(f"| JPEG decode once (fsvae.data.load, {os.cpu_count()} CPUs) | "
@@ -170,7 +173,7 @@ def main() -> None:
     print(f"\nfull numbers: {out / 'gpu.json'}")
 
 
-def study(work: Path, a, device: torch.device) -> dict:
+def study(work: Path, a, device: torch.device, log: Path) -> dict:
     """A VAE search with fractional GPUs; trials/hour counted after the backbone is built."""
     try:
         import mlflow  # noqa: F401
@@ -192,7 +195,7 @@ def study(work: Path, a, device: torch.device) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    (work.parent / "fsvae-gpu-bench-study.log").write_text(proc.stdout + proc.stderr)
+    log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         return {"study_skipped": f"study failed: {proc.stdout[-500:]} {proc.stderr[-1500:]}"}
     mlflow.set_tracking_uri(f"sqlite:///{storage / 'mlflow.db'}")

@@ -211,6 +211,17 @@ def _write_plan(plan: dict) -> None:
     Path(study_dir, "space.yaml").write_text(plan["space_text"])
 
 
+def _forget_plan(plan: dict) -> bool:
+    """Removes a new study's study.json and space.yaml; False on a URI storage, where they
+    stay (and `resume` continues the study)."""
+    study_dir = _study_dir(plan)
+    if _is_uri(study_dir):
+        return False
+    for name in ("study.json", "space.yaml"):
+        Path(study_dir, name).unlink(missing_ok=True)
+    return True
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     existing = _read_plan(_study_dir(plan))
@@ -266,7 +277,11 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> int:
     client = setup.get("client")
     if ray_error is not None:
         if "parent_run_id" in setup:  # nothing ran: no RUNNING parent left behind
-            client.set_terminated(setup["parent_run_id"], "KILLED")
+            if not resuming and _forget_plan(plan):
+                # A new study that never started: the same command can simply be re-run.
+                client.delete_run(setup["parent_run_id"])
+            else:
+                client.set_terminated(setup["parent_run_id"], "KILLED")
         raise ray_error
     if "error" in setup:
         if started_ray:
@@ -563,7 +578,21 @@ def _init_ray(address: str | None) -> None:
                              f"{type(e).__name__}: {e} (is `ray start --head` running there? "
                              f"RAY_AUTH_MODE must match the head's)") from None
     else:
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except Exception as e:
+            raise StudyError(f"cannot start a local Ray: {type(e).__name__}: {e}"
+                             + _ray_tmp_hint(str(e))) from None
+
+
+def _ray_tmp_hint(message: str) -> str:
+    if "AF_UNIX path length" not in message:
+        return ""
+    from ray._common.utils import get_default_system_temp_dir
+
+    return (f" (Ray keeps its sockets under $RAY_TMPDIR, else $TMPDIR: now "
+            f"{get_default_system_temp_dir()}, too long a path for a socket; set RAY_TMPDIR "
+            f"to a short folder, e.g. RAY_TMPDIR=/tmp)")
 
 
 def _resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:

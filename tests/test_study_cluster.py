@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studies import FAST, cli, free_port, env, make_data, tracking_uri, trial_runs
+from studies import (FAST, REPO, cli, env, free_port, make_data, runs, tracking_uri,
+                     trial_runs)
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -44,3 +45,27 @@ def test_wrong_address_is_a_clear_error(tmp_path):
     assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()  # refused before anything was created
+
+
+def test_a_local_ray_that_cannot_start_is_a_clear_error_and_the_command_can_be_rerun(
+        tmp_path):
+    # Ray puts its sockets under $TMPDIR; a long one exceeds the 107-byte AF_UNIX limit.
+    data = make_data(tmp_path / "data")
+    storage = tmp_path / "s"
+    deep = tmp_path / ("t" * 60) / ("u" * 60)
+    deep.mkdir(parents=True)
+    args = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--data", str(data),
+            "--storage", str(storage), "--name", "local", *FAST]
+    e = {k: v for k, v in env().items() if k != "RAY_TMPDIR"}
+    failed = subprocess.run(args, cwd=REPO, env={**e, "TMPDIR": str(deep)},
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert "cannot start a local Ray" in failed.stderr and "RAY_TMPDIR" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert not (storage / "local" / "study.json").exists()
+    assert runs(tracking_uri(storage), "local").empty  # its parent run was deleted
+
+    again = subprocess.run(args, cwd=REPO, env={**e, "RAY_TMPDIR": "/tmp"},
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(trial_runs(tracking_uri(storage), "local")) == 3
