@@ -128,6 +128,63 @@ class StageCache:
                  f"discarded it, rebuilding")
 
 
+def entries(root: str | Path) -> list[dict[str, Any]]:
+    """Every entry and unfinished build under a cache root, for `fsvae-study cache`: dicts
+    with stage, key, state (complete | building: a .tmp folder, being built now or left by
+    a crashed builder), path, bytes, created (epoch s), build_s and parts."""
+    out = []
+    root = Path(root)
+    for stage_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        for path in sorted(stage_dir.iterdir()):
+            if not path.is_dir():
+                continue  # .lock files
+            state = "building" if path.name.startswith(".tmp-") else \
+                None if path.name.startswith(".") else "complete"
+            if state is None:
+                continue  # .bad-/.removed- folders being deleted right now
+            meta = {}
+            try:
+                meta = json.loads((path / "entry.json").read_text())
+            except (OSError, ValueError):
+                pass
+            files = [f for f in path.rglob("*") if f.is_file()]
+            key = path.name if state == "complete" else path.name.split("-")[1]
+            out.append({"stage": stage_dir.name, "key": key, "state": state, "path": str(path),
+                        "bytes": sum(f.stat().st_size for f in files),
+                        "created": meta.get("created", path.stat().st_mtime),
+                        "build_s": meta.get("build_s"), "parts": meta.get("parts", {})})
+    return out
+
+
+def remove(root: str | Path, key_prefix: str) -> dict[str, Any]:
+    """Deletes the one complete entry whose key starts with key_prefix, under its key's lock
+    (so never an entry being built). Returns its entries() row. ValueError when the prefix
+    matches no entry or several; TimeoutError when the key is being built. A trial that has
+    already opened the entry keeps its open files; one that reads it afterwards rebuilds it."""
+    found = [e for e in entries(root) if e["state"] == "complete"
+             and e["key"].startswith(key_prefix)]
+    if len(found) != 1:
+        which = ", ".join(f"{e['stage']}/{e['key'][:12]}" for e in found)
+        raise ValueError(f"cache key {key_prefix!r} matches {len(found)} entries"
+                         + (f" ({which}); give more of the key" if found else
+                            f" in {Path(root).resolve()}; `fsvae-study cache` lists them"))
+    entry = found[0]
+    final = Path(entry["path"])
+    lock = FileLock(str(final.parent / f"{final.name}.lock"))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        raise TimeoutError(f"{entry['stage']} {entry['key'][:12]} is being built by a trial "
+                           f"now; try again when it is done") from None
+    try:
+        gone = final.parent / f".removed-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(final, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    finally:
+        lock.release()
+    return entry
+
+
 def _fsync_tree(folder: Path) -> None:
     """Flush the files' data before the rename makes them visible (crash safety)."""
     for path in folder.iterdir():

@@ -16,7 +16,7 @@ import torch
 from filelock import FileLock
 
 from conftest import REPO, quiet, tiny_config
-from fsvae.cache import StageCache, make_key
+from fsvae.cache import StageCache, entries, make_key, remove
 from fsvae.trial import run_trial
 
 PARTS = {"data": "abc", "n_f": 5}
@@ -343,6 +343,58 @@ def test_trial_rebuilds_a_truncated_data_entry(tmp_path, stage_cache, trials, de
     assert again["cache"]["data"]["hit"] is False and again["cache"]["data"]["repaired"]
     assert again["cache"]["backbone"]["hit"] is True
     assert again["metrics"] == first["metrics"]
+
+
+# -- listing and removing entries (`fsvae-study cache`) --------------------------------------
+
+def test_entries_lists_complete_entries_and_unfinished_builds(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds, value="hello")
+    key = make_key(PARTS)
+    (tmp_path / "stage" / f".tmp-{'f' * 32}-123-abcd1234").mkdir()  # a crashed builder's
+    rows = {r["key"]: r for r in entries(tmp_path)}
+    assert rows[key]["state"] == "complete" and rows[key]["stage"] == "stage"
+    assert rows[key]["parts"] == PARTS
+    assert rows[key]["bytes"] == len("hello") + (tmp_path / "stage" / key /
+                                                 "entry.json").stat().st_size
+    assert rows["f" * 32]["state"] == "building"
+    assert len(rows) == 2  # no .lock files
+
+
+def test_remove_deletes_the_entry_a_unique_prefix_names_and_it_is_rebuilt(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds, value="v")
+    key = make_key(PARTS)
+    assert remove(tmp_path, key[:6])["key"] == key
+    assert not (tmp_path / "stage" / key).exists()
+    assert [p.name for p in (tmp_path / "stage").iterdir() if p.is_dir()] == []
+    value, info = get(cache, builds, value="again")
+    assert (value, info["hit"]) == ("again", False)
+
+
+def test_remove_refuses_a_prefix_matching_no_entry_or_several(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds)
+    get(cache, builds, parts={"data": "other"})
+    with pytest.raises(ValueError, match="matches 2 entries"):
+        remove(tmp_path, "")
+    with pytest.raises(ValueError, match="matches 0 entries"):
+        remove(tmp_path, "zz")
+    assert len(entries(tmp_path)) == 2
+
+
+def test_remove_does_not_touch_an_entry_whose_key_is_being_built(tmp_path):
+    cache, builds = text_cache(tmp_path)
+    get(cache, builds)
+    key = make_key(PARTS)
+    lock = FileLock(str(tmp_path / "stage" / f"{key}.lock"))
+    lock.acquire()
+    try:
+        with pytest.raises(TimeoutError, match="being built"):
+            remove(tmp_path, key)
+    finally:
+        lock.release()
+    assert (tmp_path / "stage" / key).is_dir()
 
 
 def test_a_save_that_fails_leaves_no_temporary_folder(tmp_path):
