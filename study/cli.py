@@ -122,18 +122,21 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return ""
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _what(stage: str, parts: dict) -> str:
     """The config values that tell one entry from another, shortly."""
-    def _short(v):
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
     if stage == "data":
         return f"load_size={parts.get('load_size')}"
     if stage == "backbone":
