@@ -38,7 +38,7 @@ def study(args: list[str], log: Path) -> tuple[float, float, float]:
            "PYTHONUNBUFFERED": "1"}
     start, t0 = time.time(), time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, "-m", "study.cli", "run", *args], cwd=REPO,
+        proc = subprocess.run([sys.executable, "-m", "fsvae_study", "run", *args], cwd=REPO,
                               env=env, stdout=f, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:

@@ -184,7 +184,7 @@ def study(work: Path, a, device: torch.device, log: Path) -> dict:
     gpu = 0.25 if device.type == "cuda" else 0
     n = 4 if a.small else a.study_trials
     storage = work / "studies"
-    args = [sys.executable, "-m", "study.cli", "run", "--space", "search", "--data",
+    args = [sys.executable, "-m", "fsvae_study", "run", "--space", "search", "--data",
             str(work / "data"), "--storage", str(storage), "--name", "bench",
             "--num-samples", str(n), "--set", "n_f=5", "--set", "backbone_weights=none",
             "--set", f"backbone_epochs={2 if a.small else 10}", "--gpus-per-trial", str(gpu),

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from studies import REPO, env
+from helpers import REPO, env
 
 
 def test_gpu_bench_runs_end_to_end_and_writes_every_figure(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from conftest import REPO, quiet, tiny_config
+from helpers import REPO, quiet, tiny_config
 from fsvae.cache import StageCache, entries, make_key, remove
 from fsvae.trial import run_trial
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 import fsvae
-from conftest import quiet, tiny_config
+from helpers import quiet, tiny_config
 from fsvae import data, demo_data
 from fsvae.cache import StageCache, code_version
 from fsvae.trial import run_trial

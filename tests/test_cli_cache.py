@@ -3,17 +3,14 @@ tell entries apart), and removing entries by key prefix, on a cache built by rea
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import cli as fsvae_study
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study.cli", "cache", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+def cli(*args: str):
+    return fsvae_study("cache", *args, timeout=120)
 
 
 @pytest.fixture

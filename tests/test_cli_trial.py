@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli
+from helpers import cli
 from fsvae.config import KEYS
 
 TINY_SETS = ["--set", "backbone_epochs=1", "--set", "vae_epochs=3", "--set",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_folders, make_fs14, quiet, write_image
+from helpers import make_folders, make_fs14, quiet, write_image
 from fsvae import data, demo_data
 from fsvae.data import DataError
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import statistics
-import subprocess
-import sys
 from io import StringIO
 from pathlib import Path
 
@@ -20,11 +17,11 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from fsvae_study.cli import main as cli_main
+from helpers import REPO, cli
 from results import tables
 from results.tables import ResultsError
-from study.cli import main as cli_main
 
-REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000_000  # ms; runs start one second apart, in list order
 
 # A grid study: (method, sampling_factor, latent_dim, n_f, seed, test_acc_h, test_acc, status,
@@ -513,10 +510,8 @@ def test_cli_unknown_experiment_exits_2_naming_it(store, capsys):
 
 
 def test_real_cli_subprocess_prints_the_table_and_exits_0(store):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run([sys.executable, "-m", "study.cli", "table", "--experiment", "grid",
-                         "--tracking-uri", store["uri"], "--format", "markdown"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    ok = cli("table", "--experiment", "grid", "--tracking-uri", store["uri"], "--format",
+             "markdown", timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "| vae x30 [latent_dim=64] | 32.00 ± 2.83 (n=2) |" in ok.stdout
     assert "Not shown: 1 failed run (status FAILED), 1 stopped run" in ok.stdout

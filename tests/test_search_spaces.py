@@ -9,7 +9,7 @@ import pytest
 import search_spaces
 from search_spaces import SpaceError, load, parse
 
-from studies import cli
+from helpers import cli
 
 GOOD_OPTUNA = {
     "name": "s", "kind": "optuna", "num_samples": 3,

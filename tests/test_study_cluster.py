@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from studies import (FAST, REPO, cli, env, free_port, make_data, runs, tracking_uri,
+from helpers import (FAST, REPO, cli, env, free_port, make_data, runs, tracking_uri,
                      trial_runs)
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -54,7 +54,7 @@ def test_a_local_ray_that_cannot_start_is_a_clear_error_and_the_command_can_be_r
     storage = tmp_path / "s"
     deep = tmp_path / ("t" * 60) / ("u" * 60)
     deep.mkdir(parents=True)
-    args = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--data", str(data),
+    args = [sys.executable, "-m", "fsvae_study", "run", "--space", "smoke", "--data", str(data),
             "--storage", str(storage), "--name", "local", *FAST]
     e = {k: v for k, v in env().items() if k != "RAY_TMPDIR"}
     failed = subprocess.run(args, cwd=REPO, env={**e, "TMPDIR": str(deep)},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studies import FAST, cli, make_data, runs, tracking_uri, trial_runs
+from helpers import FAST, cli, make_data, runs, tracking_uri, trial_runs
 
 SPACE = """
 name: failing

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fsvae import config as config_mod
-from studies import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
+from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from studies import FAST, cli, free_port, client, make_data, runs, trial_runs
+from helpers import FAST, cli, free_port, client, make_data, runs, trial_runs
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from studies import FAST, cli, make_data, runs, start_cli, tracking_uri, trial_runs
+from helpers import FAST, cli, make_data, runs, start_cli, tracking_uri, trial_runs
 
 N = 6
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import search_spaces
-from studies import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
+from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
 from study.run import _shared_config
 
 N = 3

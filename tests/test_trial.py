@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import quiet, tiny_config
+from helpers import quiet, tiny_config
 from fsvae import demo_data
 from fsvae.backbone import BackboneError
 from fsvae.split import SplitError

@@ -1,0 +1,141 @@
+"""Helpers for every test: data built in the test, the real `fsvae-study` command in a
+subprocess, and MLflow reads. Fixtures live in conftest.py; plain functions live here.
+
+Everything is sized for a 2-core CPU: 16 px crops, one backbone epoch, a few VAE and
+classifier epochs.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fsvae import config as config_mod, demo_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A trial small enough for seconds on CPU: the `tiny` preset, shrunk further.
+TINY = {
+    **config_mod.PRESETS["tiny"],
+    "image_size": 16,
+    "backbone_epochs": 1,
+    "vae_epochs": 3,
+    "beta_warmup_epochs": 2,
+    "classifier_epochs": 2,
+    "sampling_factor": 4,
+    "device": "cpu",
+    "data_workers": 1,
+}
+# The same cut for every trial of a test study, as `fsvae-study run` flags.
+FAST = ["--set", "image_size=16", "--set", "backbone_epochs=1", "--set", "vae_epochs=3",
+        "--set", "classifier_epochs=2", "--set", "data_workers=1"]
+
+
+def tiny_config(root: Path | str, **overrides) -> dict:
+    """A run_trial config on `root` with the TINY settings and `overrides`."""
+    return {**TINY, "data": str(root), **overrides}
+
+
+def quiet(_msg: str) -> None:
+    """A log function that drops messages."""
+
+
+def write_image(path: Path, seed: int, size: int = 12, fmt: str = "JPEG") -> Path:
+    """A small random-noise image; different seeds give different bytes."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def make_folders(root: Path, counts: dict[str, dict[str, int]], seed: int = 0) -> Path:
+    """<root>/<split>/<class>/<file>.jpg with counts[split][class] distinct images."""
+    k = seed * 10_000
+    for split, per_class in counts.items():
+        for name, n in per_class.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                k += 1
+                write_image(root / split / name / f"{name}_{i}.jpg", k)
+    return root
+
+
+def make_fs14(root: Path, lists: dict[str, list[str]], seed: int = 0) -> Path:
+    """FashionStyle14 layout: each listed `dataset/<class>/<file>` written as an image."""
+    k = seed * 10_000
+    for split, rels in lists.items():
+        for rel in rels:
+            k += 1
+            write_image(root / rel, k)
+        (root / f"{split}.csv").write_text("".join(r + "\n" for r in rels), encoding="utf-8")
+    return root
+
+
+def make_data(folder: Path) -> Path:
+    """Generated FashionStyle14-layout data for a test study: 20 images per class."""
+    demo_data.make(folder, per_class=20, image_size=32, seed=0)
+    return folder
+
+
+def env(**extra: str) -> dict:
+    """The environment of a command under test: this checkout's code, one thread each."""
+    e = dict(os.environ)
+    e.update({"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
+              "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    e.update(extra)
+    return e
+
+
+def cli(*args: str, timeout: float = 600, cwd: Path | None = None,
+        environ: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `fsvae-study ARGS` (as `python -m fsvae_study`) and waits for it."""
+    return subprocess.run([sys.executable, "-m", "fsvae_study", *args], cwd=cwd or REPO,
+                          env=environ or env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_cli(*args: str, log: Path, environ: dict | None = None) -> subprocess.Popen:
+    """Starts `fsvae-study ARGS` with stdout and stderr going to `log`; returns at once."""
+    out = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "fsvae_study", *args], cwd=REPO,
+                            env=environ or env(), stdout=out, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def tracking_uri(storage: Path) -> str:
+    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
+
+
+def runs(uri: str, experiment: str, deleted_too: bool = False):
+    """All runs of an experiment as a DataFrame (params, metrics, tags columns)."""
+    import mlflow
+    from mlflow.entities import ViewType
+
+    mlflow.set_tracking_uri(uri)
+    view = ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY
+    return mlflow.search_runs(experiment_names=[experiment], run_view_type=view)
+
+
+def trial_runs(uri: str, experiment: str):
+    df = runs(uri, experiment)
+    if df.empty:
+        return df
+    return df[df["tags.fsvae.role"] == "trial"].reset_index(drop=True)
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
