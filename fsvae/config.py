@@ -298,6 +298,21 @@ def decides_backbone(key: str, config: dict[str, Any]) -> bool:
     return _spec(key).stage in _BACKBONE_STAGES or key in _BACKBONE_EXTRA
 
 
+def short(value: Any) -> str:
+    """A config value for a label, a console line or a table cell: a float (or a float as
+    MLflow stores it, a string) to 4 significant digits; anything else as str()."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str) and "." in value:
+        try:
+            return f"{float(value):.4g}"
+        except ValueError:
+            return value
+    return str(value)
+
+
 def describe() -> str:
     """Markdown table of every key: the README's "Config keys" section is generated from it."""
     rows = ["| key | default | tiny | meaning |", "|---|---|---|---|"]

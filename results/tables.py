@@ -38,7 +38,7 @@ from scipy import stats
 
 from fsvae.config import METHODS
 from study.errors import StudyError
-from study.records import PARENT, ROLE, default_tracking_uri
+from study.schema import PARENT, ROLE, default_tracking_uri
 
 # Params that say where or how fast a trial ran, not what it computed: never split rows.
 BOOKKEEPING = frozenset({"data", "data_workers", "device"})

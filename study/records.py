@@ -35,11 +35,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.uris import default_tracking_uri, is_local_store  # noqa: F401  (re-exported)
+from study.schema import PARENT, ROLE, TRIAL_ID, default_tracking_uri, is_local_store  # noqa: F401
 
-ROLE = "fsvae.role"
-TRIAL_ID = "fsvae.trial_id"
-PARENT = "mlflow.parentRunId"
 CURVE_KEYS = {
     "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
     "vae": ("recon", "kl", "beta", "loss", "val_recon", "val_kl"),

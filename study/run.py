@@ -91,7 +91,7 @@ def plan_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raise StudyError("with a URI --storage, give --tracking-uri (an MLflow server); the "
                          "embedded SQLite store needs a local path")
     else:
-        from study.uris import default_tracking_uri
+        from study.schema import default_tracking_uri
         tracking_uri = default_tracking_uri(Path(storage))
     return {
         "name": name, "storage": storage, "space": space.to_dict(),

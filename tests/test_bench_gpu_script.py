@@ -2,12 +2,15 @@
 GPU machine is lent rarely and briefly, so the script must not have rotted when one is."""
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import subprocess
 import sys
 
 from helpers import REPO, env
+
+pytestmark = pytest.mark.slow
 
 
 def test_gpu_bench_runs_end_to_end_and_writes_every_figure(tmp_path):

@@ -11,6 +11,9 @@ import pytest
 from helpers import (FAST, REPO, cli, env, free_port, make_data, runs, tracking_uri,
                      trial_runs)
 
+pytestmark = pytest.mark.slow
+
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 

@@ -6,6 +6,9 @@ import pytest
 
 from helpers import FAST, cli, make_data, runs, tracking_uri, trial_runs
 
+pytestmark = pytest.mark.slow
+
+
 SPACE = """
 name: failing
 kind: grid

@@ -10,6 +10,8 @@ import pytest
 from fsvae import config as config_mod
 from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):

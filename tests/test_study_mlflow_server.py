@@ -12,6 +12,8 @@ import pytest
 
 from helpers import FAST, cli, free_port, client, make_data, runs, trial_runs
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

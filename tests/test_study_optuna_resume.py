@@ -11,6 +11,9 @@ import pytest
 
 from helpers import FAST, cli, make_data, runs, start_cli, tracking_uri, trial_runs
 
+pytestmark = pytest.mark.slow
+
+
 N = 6
 
 

@@ -12,6 +12,9 @@ import search_spaces
 from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
 from study.run import _shared_config
 
+pytestmark = pytest.mark.slow
+
+
 N = 3
 
 

@@ -1,0 +1,29 @@
+"""What a study writes to MLflow, by name: the tags and roles that `results/` reads back, and
+where the default store lives. No MLflow import here, so planning a study (and failing fast
+on a bad argument) stays quick.
+
+Identity of a trial (README "Failures and resuming"): the tag `fsvae.trial_key`. A grid
+trial is its point in the grid ("grid:" + a hash of the point's keys and values, seed
+included); an Optuna trial is its number in the stratum's Optuna study ("n_f=5#3", "#3"
+without strata). A study holds at most one active run per key; a re-run of a key replaces
+its earlier run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROLE = "fsvae.role"  # "study" (the parent run) or "trial"
+PARENT = "mlflow.parentRunId"
+TRIAL_KEY = "fsvae.trial_key"
+TRIAL_ID = "fsvae.trial_id"  # Ray Tune's id of the attempt that wrote the run
+STRATUM = "fsvae.stratum"
+ERROR = "fsvae.error"  # a failed trial's reason
+STOPPED = "fsvae.stopped"  # a trial an early-stopping scheduler ended
+
+
+def default_tracking_uri(storage: Path) -> str:
+    return f"sqlite:///{(Path(storage) / 'mlflow.db').resolve()}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
