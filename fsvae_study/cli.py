@@ -131,10 +131,6 @@ def _size(n: float) -> str:
             return f"{n:.1f} {unit}"
 
 
-def _short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def _what(stage: str, parts: dict) -> str:
     """The config values that tell one entry from another, shortly."""
     if stage == "data":
@@ -148,8 +144,10 @@ def _what(stage: str, parts: dict) -> str:
             shown.append(f"oversample x{parts['oversample']}")
         return " ".join(shown)
     if stage == "vae":
+        from fsvae.config import short
+
         v = parts.get("vae", {})
-        shown = [f"{k}={_short(v[k])}" for k in ("latent_dim", "beta_schedule", "beta_max",
+        shown = [f"{k}={short(v[k])}" for k in ("latent_dim", "beta_schedule", "beta_max",
                                                  "vae_epochs") if k in v]
         return " ".join(shown + [f"on backbone {str(parts.get('backbone', ''))[:12]}"])
     return ""
@@ -218,9 +216,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--max-concurrent", type=int,
                    help="trials at once (default: as many as the resources allow)")
     r.add_argument("--max-failures", type=int, default=0,
-                   help="retries of a failing trial before it counts as failed (default 0)")
+                   help="retries of any failing trial, its own errors included, before it "
+                   "counts as failed (default 0)")
+    r.add_argument("--infra-retries", type=int, default=2,
+                   help="retries of a trial whose worker process or node died, or that "
+                   "could not reach MLflow (default 2)")
     r.add_argument("--asha", action="store_true",
                    help="early-stop weak trials with ASHA (stage-3 epochs as time)")
+    r.add_argument("--optuna-storage", metavar="URL",
+                   help="Optuna searches: the database of their Optuna studies (default: "
+                   "sqlite <storage>/optuna.db; with an s3:// storage, a file on this "
+                   "machine's disk)")
     r.add_argument("--cache-dir", help="stage cache (default: <storage>/cache)")
     r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
     r.add_argument("--resume", action="store_true",
@@ -232,7 +238,8 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--storage", help="study storage (default ./fsvae-studies)")
     rs.add_argument("--address", help="Ray cluster address (default: as the study ran)")
     rs.add_argument("--retry-failed", action="store_true",
-                    help="also re-run trials that failed")
+                    help="also re-run trials that failed (a search retries each failed "
+                    "trial's parameters as a new Optuna trial)")
     rs.set_defaults(func=_resume)
 
     tb = sub.add_parser("table", help="Table 2 (and more) from a study's MLflow runs")

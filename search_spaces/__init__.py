@@ -12,8 +12,9 @@ A space is one of two kinds (see the shipped files for examples):
                   learn that larger n_f is better.
 
 Top-level keys: name, kind, description, preset, objective, mode, fixed, grid, variants,
-params, strata, num_samples, sampler_seed, resources. Config keys anywhere in a space are
-fsvae config keys (`fsvae-study keys`), and their values are checked like `--set` values.
+params, strata, num_samples, sampler_seed (absent or null: unseeded), resources. Config
+keys anywhere in a space are fsvae config keys (`fsvae-study keys`), and their values are
+checked like `--set` values.
 
 A searched parameter is {type: int|float|categorical, low, high, log, step, choices,
 when}. `when: {parent: value-or-list}` makes it conditional: it is sampled only when the
@@ -56,7 +57,7 @@ class Space:
     params: dict[str, dict] = field(default_factory=dict)
     strata: dict[str, list] = field(default_factory=dict)
     num_samples: int = 1
-    sampler_seed: int = 0
+    sampler_seed: int | None = None  # None: an unseeded sampler
     resources: dict[str, float] = field(default_factory=dict)
 
     def trials(self) -> list[dict[str, Any]]:
@@ -165,9 +166,10 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise fail(f"num_samples must be a positive integer, got {n!r}")
         space.num_samples = n
-        seed = raw.get("sampler_seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise fail(f"sampler_seed must be an integer, got {seed!r}")
+        seed = raw.get("sampler_seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise fail(f"sampler_seed must be an integer, or null (or absent) for an unseeded "
+                       f"sampler, got {seed!r}")
         space.sampler_seed = seed
         space.strata = _config_values(raw.get("strata") or {}, "strata", fail, lists=True)
         space.params = _params(raw.get("params") or {}, fail)

@@ -1,22 +1,23 @@
-"""One console line per trial event: done / running / failed counts and the best objective
-so far, instead of Ray's status tables. Stateless between events (it recounts from the
-trial list Tune passes), so it stays right after a study is restored.
+"""One console line per trial event (started, done, failed, stopped early, retried), with
+done / running / failed counts and the best objective so far, instead of Ray's tables.
+Counts start from what earlier sessions of the study finished.
 """
 from __future__ import annotations
 
 import re
 import time
 from pathlib import Path
+from typing import Callable
 
 from ray import tune
 
-from fsvae.config import RESAMPLING_METHODS
-from study.trainable import FINAL
+from fsvae.config import RESAMPLING_METHODS, short
+from study.trainable import FAILED, FINAL, handed
 
 
-def describe(config: dict, keys: list[str] | None = None) -> str:
+def describe(point: dict, keys: list[str] | None = None) -> str:
     """A trial's point in the space, shortly: "vae x30 n_f=5 seed=1"."""
-    point = {**config.get("trial", {}), **{k: v for k, v in config.items() if k != "trial"}}
+    point = dict(point)
     if keys is not None:
         point = {k: v for k, v in point.items() if k in keys}
     method = point.pop("method", None)
@@ -24,19 +25,76 @@ def describe(config: dict, keys: list[str] | None = None) -> str:
     if method and method not in RESAMPLING_METHODS:
         sf = None  # fixed for every trial by --set, but this method does not use it
     head = f"{method} x{sf}" if method and sf else (method or (f"x{sf}" if sf else ""))
-    rest = " ".join(f"{k}={_short(v)}" for k, v in point.items())
+    rest = " ".join(f"{k}={short(v)}" for k, v in point.items())
     return (head + " " + rest).strip()
 
 
-def _short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+def failure(trial) -> tuple[str, str, BaseException | None]:
+    """(kind, text, exception) of a Tune trial's last failure: kind is "node" (its node was
+    lost), "process" (its worker process died), "storage" (its node cannot see the shared
+    storage) or "error" (an exception outside the trial's own code, e.g. MLflow)."""
+    exc = _last_error(trial)
+    import ray.exceptions as rex
+
+    from study.cluster import SharedStorageError
+
+    text = str(exc) if exc is not None else _error_file_tail(trial)
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, SharedStorageError):
+        return "storage", str(cause), cause
+    if isinstance(exc, rex.RayActorError) or isinstance(exc, rex.NodeDiedError):
+        low = text.lower()
+        if isinstance(exc, rex.ActorUnavailableError) or getattr(exc, "preempted", False) \
+                or re.search(r"node (has )?died|node .*(dead|terminated|removed|lost)", low):
+            return "node", "node lost", exc
+        return "process", "its worker process died", exc
+    if cause is not None:
+        return "error", f"{type(cause).__name__}: {str(cause).strip()[:200]}", cause
+    return "error", _short_reason(text), exc
+
+
+def _last_error(trial) -> BaseException | None:
+    path = getattr(trial, "pickled_error_file", None)
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        import cloudpickle
+
+        with open(path, "rb") as f:
+            return cloudpickle.load(f)
+    except Exception:  # an error we cannot unpickle: the text file still says what it was
+        return None
+
+
+def _error_file_tail(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "see the trial's MLflow run"
+
+
+def _short_reason(text: str) -> str:
+    """"fsvae.errors.SplitError: n_f=..." -> "SplitError: n_f=..."."""
+    last = [ln for ln in text.splitlines() if ln.strip()]
+    line = last[-1] if last else text
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=\w+: )", "", line)[:200]
 
 
 class Progress(tune.Callback):
+    """The console. `prior` counts what earlier sessions finished: {"done", "failed",
+    "best": (value, point) or None}. `on_retry(trial, kind, text)` and
+    `on_failed(trial, kind, text)` let the study act on an infrastructure failure."""
+
     def __init__(self, total: int, objective: str, mode: str, label: str = "",
-                 keys: list[str] | None = None):
+                 keys: list[str] | None = None, prior: dict | None = None,
+                 retries: int = 0, on_retry: Callable | None = None,
+                 on_failed: Callable | None = None):
         self.total, self.objective, self.mode, self.label = total, objective, mode, label
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
+        self.prior = prior or {"done": 0, "failed": 0, "best": None}
+        self.retries, self.on_retry, self.on_failed = retries, on_retry, on_failed
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._line("started", trial, trials, "RUNNING")
@@ -44,43 +102,56 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         if FINAL in result:
-            self._line(f"done {self.objective}={result.get(self.objective, float('nan')):.4f}",
-                       trial, trials, "TERMINATED")
+            value = result.get(self.objective, float("nan"))
+            reused = " (its run had finished; not computed again)" \
+                if result.get("reused_finished_run") else ""
+            self._line(f"done {self.objective}={value:.4f}{reused}", trial, trials,
+                       "TERMINATED")
+        elif FAILED in result:
+            self._line(f"FAILED ({_short_reason(str(result.get('error', '')))})", trial,
+                       trials, "TERMINATED")
         else:
             self._line("stopped early", trial, trials, "TERMINATED")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        kind, text, _ = failure(trial)
+        attempt = trial.run_metadata.num_failures + 1
+        where = "on another node: " if kind == "node" else ": "
+        self._line(f"retrying{where}{text} (attempt {attempt} of {self.retries + 1})",
+                   trial, trials, "PENDING")
+        if self.on_retry is not None:
+            self.on_retry(trial, kind, text)
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._line(f"FAILED ({_reason(trial)})", trial, trials, "ERROR")
+        kind, text, _ = failure(trial)
+        attempts = trial.run_metadata.num_failures
+        self._line(f"FAILED after {attempts} attempt{'s' * (attempts != 1)} ({text})",
+                   trial, trials, "ERROR")
+        if self.on_failed is not None:
+            self.on_failed(trial, kind, text)
 
     def _line(self, event: str, trial, trials, new_status: str) -> None:
         # Tune calls these hooks before it updates the trial's status: count it as it starts
         # or ends.
         status = {t.trial_id: t.status for t in trials}
         status[trial.trial_id] = new_status
-        done = sum(1 for s in status.values() if s == "TERMINATED")
-        failed = sum(1 for s in status.values() if s == "ERROR")
+        ended = [t for t in trials if status[t.trial_id] in ("TERMINATED", "ERROR")]
+        failed = [t for t in ended if status[t.trial_id] == "ERROR"
+                  or FAILED in (t.last_result or {})]
         running = sum(1 for s in status.values() if s == "RUNNING")
-        finished = [t for t in trials if status[t.trial_id] == "TERMINATED"
-                    and FINAL in (t.last_result or {})]
+        finished = [t for t in ended if FINAL in (t.last_result or {})]
         best = ""
-        if finished:
+        candidates = [(t.last_result[self.objective], handed(t.config)["point"])
+                      for t in finished]
+        if self.prior["best"] is not None:
+            candidates.append(self.prior["best"])
+        if candidates:
             pick = max if self.mode == "max" else min
-            b = pick(finished, key=lambda t: t.last_result[self.objective])
-            best = f" | best {self.objective} {b.last_result[self.objective]:.4f} " \
-                   f"({describe(b.config, self.keys)})"
+            value, point = pick(candidates, key=lambda c: c[0])
+            best = f" | best {self.objective} {value:.4f} ({describe(point, self.keys)})"
         label = f"{self.label} " if self.label else ""
+        done = self.prior["done"] + len(ended)
         print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: "
-              f"{describe(trial.config, self.keys)} | done {done}/{self.total}, running {running}, "
-              f"failed {failed}{best}", flush=True)
-
-
-def _reason(trial) -> str:
-    path = getattr(trial, "error_file", None)
-    try:
-        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
-    except OSError:
-        lines = []
-    if not lines:
-        return "see the trial's MLflow run"
-    # "fsvae.errors.SplitError: n_f=..." -> "SplitError: n_f=..."
-    return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=\w+: )", "", lines[-1])[:200]
+              f"{describe(handed(trial.config)['point'], self.keys)} | done {done}/{self.total}, "
+              f"running {running}, failed {self.prior['failed'] + len(failed)}{best}",
+              flush=True)

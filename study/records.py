@@ -1,19 +1,23 @@
 """What a study writes to MLflow, and how: the names here are what users see in the UI and
-what `results/` reads back.
+what `results/` reads back (the tag names are in study/schema.py).
 
 One experiment per study name. One parent run per study:
   tags   fsvae.role=study, fsvae.space_kind (grid|optuna), fsvae.objective, fsvae.mode,
-         fsvae.strata, fsvae.data_fingerprint, fsvae.code_version, fsvae.command
+         fsvae.strata, fsvae.data_fingerprint, fsvae.code_version (git describe),
+         fsvae.command, fsvae.optuna_storage (searches)
   params the space's name/kind/preset/objective/num_samples, and its fixed keys
   artifacts space.yaml (the file as given), space.json (as resolved), command.txt
-  and, per search stratum whose shared backbone was built before its trials (run.py):
-  tags cache.backbone.prebuild.<stratum>=hit|miss and .key (or .error), metrics
-  prebuild_s, prebuild_wall_s, prebuild_cpu_s, prebuild_cpus, prebuild_gpus (step = stratum index)
-One child run per Ray Tune trial:
-  tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_id (Ray's id), fsvae.stratum,
-         fsvae.attempt, cache.<stage>=hit|miss and cache.<stage>.key for data/backbone/vae
-         (and cache.<stage>.repaired=<read error> where an unreadable entry was rebuilt),
-         fsvae.error (failed runs), fsvae.stopped (runs a scheduler stopped early)
+  and, per search stratum whose shared backbone was built before its trials
+  (study/prebuild.py): tags cache.backbone.prebuild.<stratum>=hit|miss and .key (or
+  .error), metrics prebuild_s, prebuild_wall_s, prebuild_cpu_s, prebuild_cpus,
+  prebuild_gpus (step = stratum index)
+One child run per trial (its key, fsvae.trial_key, is its identity):
+  tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_key, fsvae.trial_id (the Ray
+         Tune trial that wrote it), fsvae.stratum, fsvae.attempt, cache.<stage>=hit|miss
+         and cache.<stage>.key for data/backbone/vae (and cache.<stage>.repaired=<read
+         error> where an unreadable entry was rebuilt); failed runs: fsvae.error (the
+         reason) and fsvae.failure (trial | infrastructure); fsvae.stopped (ended early by
+         a scheduler), fsvae.interrupted (its study stopped before it finished)
   params exactly the trial's active config keys (fsvae.config.active_config)
   metrics val_* and test_* finals (acc, acc_majority, acc_minority, acc_h, *_samples,
          class_acc/<class>), curves per epoch (step = epoch): backbone_{train_loss,
@@ -21,13 +25,14 @@ One child run per Ray Tune trial:
          classifier_{train_loss,train_acc,val_acc,val_acc_h}; *_best_epoch; time_*_s
   artifacts the trial's outputs (config.json, data_report.json, split/, metrics.json,
          confusion.json, history.json, cache.json) and figures/ (confusion matrix, curves)
-A re-run of the same trial (a retry, or a resumed study) replaces its earlier run: the new
-run is tagged fsvae.replaces=<old ids> and the old one is deleted (MLflow's soft delete),
-so the UI shows one run per trial and no stale RUNNING run.
+A re-run of a key (a retry, or a resumed study) replaces its earlier run: the new run is
+tagged fsvae.replaces=<old ids> and the old one is deleted (MLflow's soft delete), so the
+UI shows one run per trial and no stale RUNNING run.
 """
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +40,10 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.schema import PARENT, ROLE, TRIAL_ID, default_tracking_uri, is_local_store  # noqa: F401
+import search_spaces
+from fsvae import data as data_mod
+from study import faults
+from study.schema import ERROR, FAILURE, PARENT, REPLACES, ROLE, TRIAL_KEY, is_local_store
 
 CURVE_KEYS = {
     "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
@@ -45,32 +53,66 @@ CURVE_KEYS = {
 
 
 def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> str:
-    """The study's experiment id, created (with a local artifact root) if needed."""
+    """The study's experiment id, created (with a local artifact root) if needed. Two
+    studies creating the same name at once: the second finds the first's."""
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    location = None
-    if storage is not None and is_local_store(client.tracking_uri):
-        location = (Path(storage) / "mlartifacts" / name).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = None
+        if storage is not None and is_local_store(client.tracking_uri):
+            location = (Path(storage) / "mlartifacts" / name).resolve().as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except Exception:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
 
 
-def child_runs(client: MlflowClient, exp_id: str, parent_id: str) -> list:
-    return client.search_runs([exp_id], filter_string=f"tags.`{PARENT}` = '{parent_id}'",
-                              max_results=50000)
+def start_parent(client: MlflowClient, exp_id: str, plan: dict,
+                 space: search_spaces.Space) -> str:
+    """The study's parent run, with what was asked and on which code and data."""
+    tags = {ROLE: "study", "fsvae.space_kind": space.kind,
+            "fsvae.objective": space.objective, "fsvae.mode": space.mode,
+            "fsvae.strata": ",".join(space.strata), "fsvae.command": plan["command"][:4000],
+            "fsvae.code_version": git_version(), "fsvae.storage": plan["storage"],
+            "fsvae.data": plan["data"],
+            "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"])}
+    if plan.get("optuna_storage"):
+        tags["fsvae.optuna_storage"] = plan["optuna_storage"]
+    run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
+    params = {"space": space.name, "space_kind": space.kind, "preset": plan["preset"],
+              "objective": space.objective, "mode": space.mode,
+              "num_trials": search_spaces.count(space)}
+    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_text(run.info.run_id, plan["space_text"], "space.yaml")
+    client.log_dict(run.info.run_id, space.to_dict(), "space.json")
+    client.log_text(run.info.run_id, plan["command"] + "\n", "command.txt")
+    return run.info.run_id
 
 
-def reconcile(client: MlflowClient, exp_id: str, parent_id: str) -> int:
-    """After a study stops: no child run may stay RUNNING. Returns how many were closed."""
-    closed = 0
-    for run in child_runs(client, exp_id, parent_id):
-        if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "fsvae.stopped", "stopped before it finished (early stopping, or the study ended)")
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed += 1
-    return closed
+def git_version() -> str:
+    """The project's version and `git describe --dirty` of its checkout, where there is one."""
+    import fsvae
+
+    root = Path(fsvae.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{fsvae.__version__}+{out.stdout.strip()}"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return fsvae.__version__
+
+
+def mark_failed(client: MlflowClient, run_id: str, reason: str, failure: str) -> None:
+    """Ends a run as FAILED with its reason (the driver's view: retries ran out)."""
+    client.log_batch(run_id, tags=[RunTag(ERROR, reason[:4000]), RunTag(FAILURE, failure)])
+    client.set_terminated(run_id, "FAILED")
 
 
 def params_of(config: dict) -> list[Param]:
@@ -78,39 +120,47 @@ def params_of(config: dict) -> list[Param]:
 
 
 class TrialRecorder:
-    """The MLflow side of one trial; lives in the trial's process."""
+    """The MLflow side of one trial; lives in the trial's process. `key` is the trial's
+    identity; `replaces` the key of a failed trial this one retries, if any."""
 
-    def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, trial_id: str,
-                 run_name: str, tags: dict[str, str] | None = None):
+    def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, key: str,
+                 run_name: str, tags: dict[str, str] | None = None,
+                 replaces: str | None = None):
         self.client = MlflowClient(tracking_uri)
-        self.exp_id, self.parent_id, self.trial_id = exp_id, parent_id, trial_id
+        self.exp_id, self.parent_id, self.key = exp_id, parent_id, key
+        self.replaces = replaces
         self.run_name, self.tags = run_name, tags or {}
         self.run_id: str | None = None
         self._pending: list[Metric] = []
         self._tags: list[RunTag] = []
 
-    def _earlier(self) -> list:
-        return self.client.search_runs(
-            [self.exp_id], filter_string=f"tags.`{PARENT}` = '{self.parent_id}' and "
-                                         f"tags.`{TRIAL_ID}` = '{self.trial_id}'")
+    def earlier(self) -> list:
+        """The active runs of this key (and of the key it retries), oldest first."""
+        keys = [self.key] + ([self.replaces] if self.replaces else [])
+        found = []
+        for key in keys:
+            found += self.client.search_runs(
+                [self.exp_id], filter_string=f"tags.`{PARENT}` = '{self.parent_id}' and "
+                                             f"tags.`{TRIAL_KEY}` = '{key}'")
+        return sorted(found, key=lambda r: r.info.start_time or 0)
 
     def finished_run(self, active_config: dict):
-        """This trial's FINISHED run with these very params, if one exists."""
+        """This key's FINISHED run with these very params, if one exists."""
         want = {p.key: p.value for p in params_of(active_config)}
-        for run in self._earlier():
-            if run.info.status == "FINISHED" and run.data.params == want:
+        for run in self.earlier():
+            if run.data.tags.get(TRIAL_KEY) == self.key and run.info.status == "FINISHED" \
+                    and run.data.params == want:
                 self.run_id = run.info.run_id
                 return run
         return None
 
     def start(self, active_config: dict) -> str:
-        earlier = self._earlier()
-        tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_ID: self.trial_id,
+        earlier = self.earlier()
+        tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_KEY: self.key,
                 "fsvae.attempt": str(len(earlier) + 1), **self.tags}
         if earlier:
-            tags["fsvae.replaces"] = ",".join(r.info.run_id for r in earlier)
-            last_error = [r.data.tags["fsvae.error"] for r in earlier
-                          if "fsvae.error" in r.data.tags]
+            tags[REPLACES] = ",".join(r.info.run_id for r in earlier)
+            last_error = [r.data.tags[ERROR] for r in earlier if ERROR in r.data.tags]
             if last_error:
                 tags["fsvae.previous_error"] = last_error[-1][:4000]
         run = self.client.create_run(self.exp_id, tags=tags, run_name=self.run_name)
@@ -165,21 +215,25 @@ class TrialRecorder:
         self.client.set_tag(self.run_id, "fsvae.minority_classes",
                             ",".join(result["minority_classes"]))
         self._artifacts(out_dir)
+        faults.pause("trial_finishing", key=self.key)
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
-    def fail(self, error: BaseException, out_dir: Path | None) -> None:
+    def fail(self, error: BaseException, out_dir: Path | None) -> str:
+        """Records the trial's own failure; returns its reason."""
         try:
             self.flush()
         except Exception:  # the run is failing anyway; its reason matters more
             pass
         reason = f"{type(error).__name__}: {error}"
-        self.client.set_tag(self.run_id, "fsvae.error", reason[:4000])
+        self.client.log_batch(self.run_id, tags=[RunTag(ERROR, reason[:4000]),
+                                                 RunTag(FAILURE, "trial")])
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "error.txt").write_text("".join(
                 traceback.format_exception(type(error), error, error.__traceback__)))
         self._artifacts(out_dir)
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+        return reason
 
     def stopped(self, why: str) -> None:
         self.flush()
@@ -189,3 +243,4 @@ class TrialRecorder:
     def _artifacts(self, out_dir: Path | None) -> None:
         if out_dir is not None and out_dir.is_dir():
             self.client.log_artifacts(self.run_id, str(out_dir))
+

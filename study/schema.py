@@ -18,7 +18,10 @@ TRIAL_KEY = "fsvae.trial_key"
 TRIAL_ID = "fsvae.trial_id"  # Ray Tune's id of the attempt that wrote the run
 STRATUM = "fsvae.stratum"
 ERROR = "fsvae.error"  # a failed trial's reason
+FAILURE = "fsvae.failure"  # who failed: "trial" (its own code) or "infrastructure"
 STOPPED = "fsvae.stopped"  # a trial an early-stopping scheduler ended
+INTERRUPTED = "fsvae.interrupted"  # a run its study stopped before it finished; it runs again
+REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run replaced
 
 
 def default_tracking_uri(storage: Path) -> str:

@@ -1,12 +1,21 @@
 """The Ray Tune trainable: one fsvae trial, recorded in MLflow, reported to Tune.
 
-Tune calls `trainable(config, ctx=...)` in a worker process. `config` is what Tune chose
-(a grid point under "trial", or Optuna's suggestions); `ctx` is the study's fixed part
-(base config, MLflow coordinates, cache, objective). Everything about scheduling lives
-outside this function; everything about the method lives in fsvae.
+Tune calls `trainable(config, ctx=...)` in a worker process. `config` is what the study
+handed out: {"key": the trial's identity, "point": its config keys (a grid point or
+Optuna's suggestions), "replaces": the key of a failed trial it retries, if any}; `ctx` is
+the study's fixed part (base config, MLflow coordinates, cache, objective). Everything
+about scheduling lives outside this function; everything about the method lives in fsvae.
+
+Two kinds of failure, told apart here (README "Failures and resuming"):
+- the trial's own (an exception from fsvae: bad data, a NaN loss): recorded once as a
+  FAILED run with its reason and reported to Tune as a finished trial that failed, so
+  Tune does not run it again (`--max-failures N` retries it here, N times);
+- the infrastructure's (the process or its node dies, MLflow cannot be reached): the
+  exception, if any, reaches Tune, which retries the trial (`--infra-retries`).
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -15,14 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from fsvae import config as config_mod
+from study import faults
+from study.schema import STRATUM, TRIAL_ID
 
-FINAL = "trial_complete"  # present (=1) only in a trial's last report
+FINAL = "trial_complete"  # present (=1) only in the last report of a trial that finished
+FAILED = "trial_failed"  # present (=1) in the last report of a trial whose own code raised
+
+
+def handed(config: dict) -> dict:
+    """What the study handed this trial, {"key", "point"[, "replaces"]}: a searcher's
+    suggestion as it is, a grid's value unwrapped from Tune's grid dimension."""
+    return config.get("grid", config)
 
 
 def trial_config(config: dict, ctx: dict) -> dict[str, Any]:
     """Base (preset + space fixed + --set) <- this trial's point <- stratum."""
-    point = config.get("trial", config)
-    return {**ctx["base"], **point, **ctx.get("stratum", {})}
+    return {**ctx["base"], **handed(config)["point"], **ctx.get("stratum", {})}
 
 
 def run_name(cfg: dict) -> str:
@@ -37,63 +54,53 @@ def trainable(config: dict, ctx: dict) -> None:
     from ray import tune
 
     from fsvae.cache import StageCache
-    from fsvae.trial import resolve, run_trial
+    from fsvae.trial import resolve
+    from study.cluster import check_shared
     from study.records import TrialRecorder
 
     t_start = time.perf_counter()
+    config = handed(config)
+    key = config["key"]
+    faults.pause("trial_start", key=key)
+    if ctx.get("marker"):
+        check_shared(ctx["marker"])  # a node that joined after the study started
     context = tune.get_context()
     trial_id = context.get_trial_id()
     # Threads = the CPUs this trial was given, whatever a reused worker process had set
     # before: the same config gives the same numbers whichever worker runs it.
     cpus = context.get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    overrides = trial_config(config, ctx)
-    cfg = resolve(config_mod.resolve(overrides, preset=ctx["preset"]))
+    cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx["preset"]))
     active = config_mod.active_config(cfg)
     stratum = ",".join(f"{k}={v}" for k, v in ctx.get("stratum", {}).items())
     recorder = TrialRecorder(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"],
-                             trial_id, f"{run_name(cfg)}-{trial_id}",
-                             tags={"fsvae.stratum": stratum, "fsvae.study": ctx["study"]})
+                             key, f"{run_name(cfg)}-{trial_id}",
+                             tags={STRATUM: stratum, "fsvae.study": ctx["study"],
+                                   TRIAL_ID: trial_id},
+                             replaces=config.get("replaces"))
     done = recorder.finished_run(active)
     if done is not None:
-        # Interrupted after the trial finished in MLflow but before Tune heard of it: Tune
-        # runs it again on resume. Report the recorded result instead of recomputing it.
+        # Its run finished in an earlier attempt whose end Tune never heard (the process
+        # died after the record was complete): report the record instead of recomputing.
         tune.report({**{k: v for k, v in done.data.metrics.items() if "/" not in k},
                      FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
                      "mlflow_run_id": done.info.run_id, "reused_finished_run": 1})
         return
-    recorder.start(active)
     cache = StageCache(ctx["cache_dir"], log=print) if ctx.get("cache_dir") else None
-    objective = ctx["objective"]
-    report_epochs = ctx.get("report_epochs", False)
-
-    def progress(event: dict) -> None:
-        recorder.progress(event)
-        # With an early-stopping scheduler, every stage-3 epoch but the last is a Tune
-        # result (the scheduler's time unit); the last epoch's result is the final report,
-        # which a scheduler reaching max_t must not cut short. Every report carries the
-        # objective (stack.md).
-        if report_epochs and event.get("stage") == "classifier" and "epoch" in event \
-                and event["epoch"] + 1 < cfg["classifier_epochs"]:
-            tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1})
-
-    out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{trial_id}-"))
-    try:
-        result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print)
-        from study.plots import trial_figures
-
-        trial_figures(result, out / "figures")
-        recorder.finish(result, out)
-    except SystemExit:
-        # Tune stops a function trainable early (a scheduler's decision) with sys.exit(0)
-        # inside tune.report: not a failure.
-        recorder.stopped("early-stopped by the scheduler")
-        raise
-    except BaseException as e:
-        recorder.fail(e, out)
-        raise
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    attempts = 1 + ctx.get("max_failures", 0)
+    for attempt in range(1, attempts + 1):
+        recorder.start(active)
+        result, error = _run(cfg, ctx, recorder, cache, key)
+        if error is None:
+            break
+        if attempt < attempts:
+            print(f"trial {key}: {error}; trying again ({attempt + 1} of {attempts})",
+                  flush=True)
+    if error is not None:
+        tune.report({ctx["objective"]: math.nan, FAILED: 1, "error": error,
+                     "mlflow_run_id": recorder.run_id})
+        return
+    faults.pause("trial_finished", key=key)
     final = {k: v for k, v in result["metrics"].items() if "/" not in k}
     final.update({FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
                   "mlflow_run_id": recorder.run_id, "worker_pid": os.getpid(),
@@ -103,19 +110,45 @@ def trainable(config: dict, ctx: dict) -> None:
     tune.report(final)
 
 
-def build_shared(config: dict, preset: str, cache_dir: str, threads: int) -> dict:
-    """A Ray task run before a stratum's trials: builds the data and backbone stages they all
-    share into the cache (fsvae.trial.prepare) with every CPU (and a whole GPU) that those
-    trials would hold between them, instead of one trial building while the rest wait."""
-    import torch
+def _run(cfg: dict, ctx: dict, recorder, cache, key: str) -> tuple[dict | None, str | None]:
+    """One attempt: (result, None) once its run is FINISHED, or (None, reason) once its run
+    is FAILED with the trial's own error. MLflow errors propagate: the infrastructure's."""
+    from ray import tune
 
-    from fsvae.cache import StageCache
-    from fsvae.trial import prepare, resolve
+    from fsvae.trial import run_trial
+    from study.plots import trial_figures
 
-    torch.set_num_threads(max(1, threads))
-    lines: list[str] = []
-    cpu0 = time.process_time()
-    out = prepare(resolve(config_mod.resolve(config, preset=preset)),
-                  StageCache(cache_dir, log=lines.append), log=lines.append)
-    return {"cache": out["cache"], "timings": out["timings"], "log": lines,
-            "cpu_s": time.process_time() - cpu0}
+    report_epochs = ctx.get("report_epochs", False)
+    objective = ctx["objective"]
+
+    def progress(event: dict) -> None:
+        recorder.progress(event)
+        if event.get("stage") == "cache" and event.get("name") == "backbone":
+            faults.pause("trial_running", key=key)
+        # With an early-stopping scheduler, every stage-3 epoch but the last is a Tune
+        # result (the scheduler's time unit); the last epoch's result is the final report,
+        # which a scheduler reaching max_t must not cut short. Every report carries the
+        # objective (Tune requires it).
+        if report_epochs and event.get("stage") == "classifier" and "epoch" in event \
+                and event["epoch"] + 1 < cfg["classifier_epochs"]:
+            tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1})
+
+    out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{recorder.run_id[:8]}-"))
+    try:
+        try:
+            result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print)
+        except SystemExit:
+            # Tune stops a function trainable early (a scheduler's decision) with sys.exit(0)
+            # inside tune.report: not a failure.
+            recorder.stopped("early-stopped by the scheduler")
+            raise
+        except Exception as e:  # the trial's own failure
+            return None, recorder.fail(e, out)
+        try:
+            trial_figures(result, out / "figures")
+        except Exception as e:  # a figure is not worth the trial: say so, keep the result
+            print(f"trial {key}: its figures failed ({type(e).__name__}: {e})", flush=True)
+        recorder.finish(result, out)
+        return result, None
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

@@ -1,12 +1,14 @@
-"""study.records against a real SQLite MLflow store: one visible run per trial, curves as
-step series, finished trials recognised, stale RUNNING runs closed."""
+"""study.records and study.ledger against a real SQLite MLflow store: one visible run per
+trial key, curves as step series, finished trials recognised, failures told apart, and the
+record read back per key with stale RUNNING runs closed."""
 from __future__ import annotations
 
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from study import records
+from study import ledger, records
+from study.schema import FAILURE, INTERRUPTED, ROLE, TRIAL_KEY
 
 CONFIG = {"method": "vae", "n_f": 5, "seed": 0, "latent_dim": 16}
 
@@ -17,18 +19,23 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = records.ensure_experiment(client, "rec", tmp)
-    parent = client.create_run(exp, tags={records.ROLE: "study"}).info.run_id
+    parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
     return {"uri": uri, "client": client, "exp": exp, "parent": parent, "tmp": tmp}
 
 
-def recorder(store, trial_id: str) -> records.TrialRecorder:
-    return records.TrialRecorder(store["uri"], store["exp"], store["parent"], trial_id,
-                                 f"run-{trial_id}")
+def recorder(store, key: str, replaces: str | None = None) -> records.TrialRecorder:
+    return records.TrialRecorder(store["uri"], store["exp"], store["parent"], key,
+                                 f"run-{key}", replaces=replaces)
 
 
 def fake_result() -> dict:
     return {"metrics": {"val_acc_h": 0.5, "test_acc_h": 0.4, "test_class_acc/a": 1.0},
             "timings": {"total": 1.0, "waited": 0.0}, "minority_classes": ["a"]}
+
+
+def visible(store, key: str) -> list[str]:
+    runs = store["client"].search_runs([store["exp"]], f"tags.`{TRIAL_KEY}` = '{key}'")
+    return [r.info.run_id for r in runs]
 
 
 def test_artifacts_of_a_local_store_live_under_the_storage(store):
@@ -37,13 +44,14 @@ def test_artifacts_of_a_local_store_live_under_the_storage(store):
 
 
 def test_params_are_the_config_keys_as_strings(store):
-    rec = recorder(store, "p1")
+    rec = recorder(store, "p#1")
     run_id = rec.start(CONFIG)
     assert store["client"].get_run(run_id).data.params == {k: str(v) for k, v in CONFIG.items()}
+    assert store["client"].get_run(run_id).data.tags[TRIAL_KEY] == "p#1"
 
 
 def test_curves_are_logged_per_epoch_when_a_stage_ends(store):
-    rec = recorder(store, "c1")
+    rec = recorder(store, "c#1")
     run_id = rec.start(CONFIG)
     for e in range(3):
         rec.progress({"stage": "vae", "epoch": e, "recon": 10.0 - e, "kl": 1.0, "beta": e / 10})
@@ -56,7 +64,7 @@ def test_curves_are_logged_per_epoch_when_a_stage_ends(store):
 
 
 def test_a_repaired_cache_entry_is_tagged_with_its_read_error(store):
-    rec = recorder(store, "r1")
+    rec = recorder(store, "r#1")
     run_id = rec.start(CONFIG)
     rec.progress({"stage": "cache", "name": "backbone", "key": "k" * 32, "hit": False,
                   "repaired": "RuntimeError: truncated features.pt"})
@@ -69,47 +77,78 @@ def test_a_repaired_cache_entry_is_tagged_with_its_read_error(store):
     assert "cache.vae.repaired" not in tags
 
 
-def test_a_rerun_trial_replaces_its_earlier_run(store):
-    first = recorder(store, "r1")
-    old = first.start(CONFIG)  # left RUNNING, as a killed trial leaves it
-    second = recorder(store, "r1")
-    new = second.start(CONFIG)
+def test_a_rerun_of_a_key_replaces_its_earlier_run(store):
+    old = recorder(store, "k#1").start(CONFIG)  # left RUNNING, as a killed trial leaves it
+    new = recorder(store, "k#1").start(CONFIG)
     client = store["client"]
     assert client.get_run(old).info.lifecycle_stage == "deleted"
     assert client.get_run(old).info.status == "KILLED"
     tags = client.get_run(new).data.tags
     assert tags["fsvae.replaces"] == old and tags["fsvae.attempt"] == "2"
-    visible = [r for r in records.child_runs(client, store["exp"], store["parent"])
-               if r.data.tags.get(records.TRIAL_ID) == "r1"]
-    assert [r.info.run_id for r in visible] == [new]
+    assert visible(store, "k#1") == [new]
 
 
-def test_a_finished_run_with_the_same_params_is_found(store):
-    rec = recorder(store, "f1")
+def test_a_finished_run_of_the_key_with_the_same_params_is_found(store):
+    rec = recorder(store, "f#1")
     run_id = rec.start(CONFIG)
     rec.finish(fake_result(), None)
-    assert recorder(store, "f1").finished_run(CONFIG).info.run_id == run_id
-    assert recorder(store, "f1").finished_run({**CONFIG, "latent_dim": 32}) is None
-    assert recorder(store, "other").finished_run(CONFIG) is None
+    assert recorder(store, "f#1").finished_run(CONFIG).info.run_id == run_id
+    assert recorder(store, "f#1").finished_run({**CONFIG, "latent_dim": 32}) is None
+    assert recorder(store, "other#1").finished_run(CONFIG) is None
 
 
-def test_a_failed_run_keeps_its_reason(store):
-    rec = recorder(store, "x1")
+def test_a_failed_run_keeps_its_reason_and_says_the_trial_failed(store):
+    rec = recorder(store, "x#1")
     run_id = rec.start(CONFIG)
-    rec.fail(ValueError("loss is nan at epoch 3"), store["tmp"] / "x1-out")
+    reason = rec.fail(ValueError("loss is nan at epoch 3"), store["tmp"] / "x1-out")
     run = store["client"].get_run(run_id)
+    assert reason == "ValueError: loss is nan at epoch 3"
     assert run.info.status == "FAILED"
-    assert run.data.tags["fsvae.error"] == "ValueError: loss is nan at epoch 3"
+    assert run.data.tags["fsvae.error"] == reason
+    assert run.data.tags[FAILURE] == "trial"
     assert "error.txt" in {a.path for a in store["client"].list_artifacts(run_id)}
 
 
-def test_reconcile_closes_runs_left_running(store):
-    rec = recorder(store, "k1")
-    run_id = rec.start(CONFIG)
-    closed = records.reconcile(store["client"], store["exp"], store["parent"])
+def test_a_retry_of_a_failed_trial_replaces_the_failed_run(store):
+    rec = recorder(store, "y#1")
+    failed = rec.start(CONFIG)
+    rec.fail(ValueError("boom"), None)
+    retry = recorder(store, "y#4", replaces="y#1")
+    new = retry.start(CONFIG)
+    tags = store["client"].get_run(new).data.tags
+    assert tags["fsvae.replaces"] == failed
+    assert tags["fsvae.previous_error"] == "ValueError: boom"
+    assert visible(store, "y#1") == [] and visible(store, "y#4") == [new]
+
+
+def test_an_infrastructure_failure_is_marked_as_such(store):
+    run_id = recorder(store, "i#1").start(CONFIG)
+    records.mark_failed(store["client"], run_id, "node: node lost", "infrastructure")
+    run = store["client"].get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[FAILURE] == "infrastructure"
+    assert run.data.tags["fsvae.error"] == "node: node lost"
+
+
+def test_the_ledger_holds_the_latest_run_of_every_key_and_its_state(store):
+    entries = ledger.read(store["client"], store["exp"], store["parent"])
+    assert entries["f#1"].state == "finished" and entries["f#1"].metrics["val_acc_h"] == 0.5
+    assert entries["x#1"].state == "failed" and entries["x#1"].failure == "trial"
+    assert entries["i#1"].failure == "infrastructure"
+    assert entries["k#1"].run_id == visible(store, "k#1")[0]
+    assert "y#1" not in entries  # replaced by its retry
+
+
+def test_closing_stale_runs_leaves_none_running_and_marks_them_interrupted(store):
+    run_id = recorder(store, "s#1").start(CONFIG)
+    entries = ledger.read(store["client"], store["exp"], store["parent"])
+    assert entries["s#1"].state == "unfinished"
+    closed = ledger.close_stale(store["client"], entries, "the driver stopped")
     assert closed >= 1
     run = store["client"].get_run(run_id)
-    assert run.info.status == "KILLED" and "fsvae.stopped" in run.data.tags
+    assert run.info.status == "KILLED" and run.data.tags[INTERRUPTED] == "the driver stopped"
+    assert ledger.read(store["client"], store["exp"], store["parent"])["s#1"].state == \
+        "unfinished"  # it runs again
     running = store["client"].search_runs([store["exp"]], "attributes.status = 'RUNNING'",
                                           run_view_type=ViewType.ALL)
     assert [r.info.run_id for r in running] == [store["parent"]]

@@ -10,7 +10,7 @@ import pytest
 
 import search_spaces
 from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
-from study.run import _shared_config
+from study.prebuild import shared_config as _shared_config
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,192 @@
+"""The Ray cluster a study runs on: start a local one or join one, size the trials to it,
+and check that every node sees the study's storage, cache and data.
+
+A local Ray keeps Ray's token authentication on (Ray's default for `ray.init()`): its
+processes listen on every interface, so without a token anyone who can reach the machine
+could join as a driver and run code. The token is `~/.ray/auth_token`, readable by its
+owner only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import search_spaces
+from study import storage
+from study.errors import StudyError
+
+DEFAULT_GPU_FRACTION = 0.25
+MARKER = ".fsvae-shared-check.json"
+
+
+class SharedStorageError(StudyError):
+    """A node cannot see a path that every node must share."""
+
+
+def init_ray(address: str | None) -> str:
+    """Starts a local Ray or joins `address`; returns a line saying which, for the console."""
+    import ray
+
+    import fsvae
+    import study
+
+    # MLflow prints "View run ... at http://..." when a run ends on a server: one line per
+    # trial that the console does not need (the summary says where the runs are).
+    quiet = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    os.environ.update(quiet)  # the driver, and the workers of a local Ray (they inherit it)
+    kwargs = dict(include_dashboard=False, log_to_driver=False,
+                  logging_level=logging.WARNING)
+    if address:
+        # Workers on other nodes get this code from the driver; their Python needs the
+        # packages of pyproject.toml (see README "On a Ray cluster").
+        kwargs["runtime_env"] = {"py_modules": [fsvae, study, search_spaces],
+                                 "env_vars": quiet}
+        try:
+            ctx = ray.init(address=address, **kwargs)
+        except Exception as e:
+            raise StudyError(f"cannot join the Ray cluster at {address}: "
+                             f"{type(e).__name__}: {e} (is `ray start --head` running there? "
+                             f"RAY_AUTH_MODE and the token must match the head's)") from None
+        return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}"
+    # Token authentication stays on (Ray's default for a new local cluster). Ray warns
+    # about it on every start; our own line below says whether it is on.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
+    try:
+        ctx = ray.init(**kwargs)
+    except Exception as e:
+        raise StudyError(f"cannot start a local Ray: {type(e).__name__}: {e}"
+                         + _ray_tmp_hint(str(e))) from None
+    token = Path.home() / ".ray" / "auth_token"
+    auth = os.environ.get("RAY_AUTH_MODE", "token").lower() != "disabled"
+    if auth and token.is_file():
+        token.chmod(0o600)
+    logs = Path(ctx.address_info.get("session_dir", "")) / "logs"
+    return (f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
+            f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs: {logs}")
+
+
+def _ray_tmp_hint(message: str) -> str:
+    if "AF_UNIX path length" not in message:
+        return ""
+    from ray._common.utils import get_default_system_temp_dir
+
+    return (f" (Ray keeps its sockets under $RAY_TMPDIR, else $TMPDIR: now "
+            f"{get_default_system_temp_dir()}, too long a path for a socket; set RAY_TMPDIR "
+            f"to a short folder, e.g. RAY_TMPDIR=/tmp)")
+
+
+def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
+    """Each trial's resources and how many trials run at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus_total, gpus_total = total.get("CPU", 1), total.get("GPU", 0)
+    cpu = plan["cpus_per_trial"] if plan["cpus_per_trial"] is not None \
+        else space.resources.get("cpu", 1.0)
+    gpu = plan["gpus_per_trial"] if plan["gpus_per_trial"] is not None \
+        else space.resources.get("gpu", DEFAULT_GPU_FRACTION if gpus_total else 0.0)
+    if gpu > 0 and gpus_total == 0:
+        print(f"no GPU in the Ray cluster: trials run on the CPU (asked for {gpu} GPU each)",
+              flush=True)
+        gpu = 0.0
+    if cpu > cpus_total:
+        raise StudyError(f"{cpu} CPUs per trial, but the cluster has {cpus_total}")
+    if gpu > max(gpus_total, 0) or (gpu > 1 and not float(gpu).is_integer()):
+        raise StudyError(f"{gpu} GPUs per trial, but the cluster has {gpus_total} (fractions "
+                         f"above 1 must be whole numbers)")
+    limits = [math.floor(cpus_total / cpu) if cpu > 0 else 10_000]
+    if gpu > 0:
+        limits.append(math.floor(gpus_total / gpu + 1e-9))
+    concurrency = max(1, min(limits))
+    if plan["max_concurrent"]:
+        concurrency = min(concurrency, plan["max_concurrent"])
+    res = {"cpu": cpu}
+    if gpu > 0:
+        res["gpu"] = gpu
+    return res, concurrency
+
+
+# -- shared storage ----------------------------------------------------------------------
+
+def write_markers(plan: dict, study_dir: str) -> dict:
+    """Writes a fresh token where every node must read it (the study's folder, the cache)
+    and returns what a node checks: {"files": [[location, token], ...], "data": path}."""
+    token = uuid.uuid4().hex
+    text = json.dumps({"token": token, "study": plan["name"], "host": socket.gethostname()})
+    files = [storage.join(study_dir, MARKER)]
+    if plan["cache_dir"]:
+        files.append(str(Path(plan["cache_dir"]) / f".fsvae-shared-check-{plan['name']}.json"))
+    for location in files:
+        storage.write_text(location, text)
+    return {"files": [[f, token] for f in files], "data": plan["data"]}
+
+
+def check_shared(marker: dict) -> None:
+    """On the node this runs on: every marker reads back with its token, and the data folder
+    exists. SharedStorageError naming the node and the path otherwise."""
+    for location, token in marker["files"]:
+        text = storage.read_text(location)
+        try:
+            found = json.loads(text).get("token") if text else None
+        except ValueError:
+            found = None
+        if found != token:
+            what = "the study's --storage" if MARKER in location else "the stage cache"
+            raise SharedStorageError(
+                f"{_node()} cannot see {location}, which the driver just wrote "
+                f"({'missing' if text is None else 'another copy'} there): {what} must be "
+                f"one filesystem shared by every node (an NFS/EFS mount at the same path, "
+                f"or s3:// for --storage); see README \"On a Ray cluster\"")
+    if not Path(marker["data"]).is_dir():
+        raise SharedStorageError(f"{_node()} has no dataset at {marker['data']}: the data "
+                                 f"must be at the same path on every node")
+
+
+def probe_nodes(marker: dict) -> int:
+    """Runs check_shared on every alive node before any trial starts; returns the number of
+    nodes checked. A node that joins later is checked by its first trial (trainable.py)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    task = ray.remote(num_cpus=0, max_retries=0)(_probe)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        n["NodeID"], soft=False)).remote(marker) for n in nodes]
+    try:
+        errors = [e for e in ray.get(refs, timeout=300) if e]
+    except ray.exceptions.GetTimeoutError:
+        raise StudyError("checking that every node sees the study's storage took over 300 s: "
+                         "a node does not run tasks (see `ray status`)") from None
+    if errors:
+        raise SharedStorageError(errors[0] + (f" ({len(errors) - 1} more node(s) likewise)"
+                                              if len(errors) > 1 else ""))
+    return len(nodes)
+
+
+def _probe(marker: dict) -> str | None:
+    try:
+        check_shared(marker)
+    except SharedStorageError as e:
+        return str(e)
+    return None
+
+
+def _node() -> str:
+    """'node 10.0.0.5 (host gpu-2, Ray node 1a2b3c4d)' for the process this runs in."""
+    host = socket.gethostname()
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            ip = ray.util.get_node_ip_address()
+            return f"node {ip} (host {host}, Ray node {ctx.get_node_id()[:8]})"
+    except Exception:  # not in a Ray process
+        pass
+    return f"host {host}"

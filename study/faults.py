@@ -1,0 +1,44 @@
+"""Fault injection for the failure tests: make a process wait at a named point, where a
+test can kill it (or its driver, or its node) knowing exactly what was done and what not.
+
+Off unless FSVAE_PAUSE_AT names points (comma-separated) and FSVAE_PAUSE_DIR a folder;
+then a process reaching one of those points writes `<dir>/<point>.<pid>.json` (with its
+node and, when given, the trial key) and waits until `<dir>/<point>.<pid>.go` exists.
+Otherwise `pause` costs one environment lookup.
+
+Points: trial_start (a trial's worker, before its MLflow run), trial_running (after the
+backbone stage), trial_finishing (its metrics logged, the run not yet FINISHED),
+trial_finished (its run FINISHED, Tune not yet told), searcher_tell (the driver, before it
+tells Optuna), shared_build (the task building a stratum's shared backbone).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+def pause(point: str, **info) -> None:
+    points = os.environ.get("FSVAE_PAUSE_AT")
+    if not points or point not in points.split(","):
+        return
+    folder = Path(os.environ["FSVAE_PAUSE_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{point}.{os.getpid()}"
+    record = {"point": point, "pid": os.getpid(), "node": _node_id(), **info}
+    tmp = stem.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, stem.with_suffix(".json"))
+    go = stem.with_suffix(".go")
+    while not go.exists():
+        time.sleep(0.1)
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # not in a Ray process
+        return None

@@ -1,0 +1,194 @@
+"""A search stratum as an Optuna study in a real database, kept in step with the study's
+MLflow record, and the Ray Tune searcher that asks it for trials.
+
+The Optuna study `<study name>/<stratum>` (or `<study name>` without strata) lives in an
+RDB storage that only the driver writes (README "Failures and resuming"). A trial is asked
+(`study.ask`, written at once) before Tune starts it, and told (`study.tell`) when Tune
+hears its end: COMPLETE with its value, FAIL, or PRUNED when an early-stopping scheduler
+ended it (with the intermediate values it reported). The Optuna trial number is the trial's
+identity: its key is "<stratum>#<number>".
+
+After the driver was killed, `reconcile` makes the Optuna study agree with MLflow before
+any new trial is asked: a trial still RUNNING whose MLflow run FINISHED is told its
+recorded value (adopted, not re-run); one that FAILED or was stopped is told so; one with
+no finished record is run again with the same number and parameters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+import search_spaces
+from study import faults
+from study.ledger import Entry
+from study.trainable import FAILED, FINAL
+
+RETRY_OF = "retry_of"  # user attr: the number of the failed trial this one retries
+
+
+def study_name(name: str, label: str) -> str:
+    return f"{name}/{label}" if label else name
+
+
+def trial_key(label: str, number: int) -> str:
+    return f"{label}#{number}"
+
+
+def open_study(storage_url: str, name: str, modes: list[str],
+               sampler_seed: int | None) -> optuna.Study:
+    """The stratum's study, created on first use. A seeded sampler is reseeded with the number
+    of trials already there, so that a resumed search does not replay its first draws."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs = {"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else {}
+    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=kwargs)
+    directions = ["maximize" if m == "max" else "minimize" for m in modes]
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions,
+                                load_if_exists=True)
+    n = len(study.get_trials(deepcopy=False))
+    seed = sampler_seed
+    if seed is not None and n:
+        seed = int(np.random.SeedSequence([seed, n]).generate_state(1)[0])
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
+    return study
+
+
+@dataclass
+class Stratum:
+    """A stratum's Optuna study after reconciliation: what is done, what runs again, and how
+    many trials are still to ask."""
+
+    done: int = 0  # trials in a final state (COMPLETE, PRUNED, FAIL) that the study counts
+    failed: int = 0
+    adopted: list[str] = field(default_factory=list)  # keys told from MLflow just now
+    rerun: list[tuple[int, dict, int | None]] = field(default_factory=list)  # (number, params,
+    # retry_of) of trials asked before the driver stopped, run again under their own number
+    asks: int = 0  # study.ask() calls left: enqueued retries first, then new trials
+    best: tuple[float, dict] | None = None  # (value, params) of the best COMPLETE trial
+
+    @property
+    def todo(self) -> int:
+        return len(self.rerun) + self.asks
+
+
+def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
+              objectives: list[str], num_samples: int, retry_failed: bool) -> Stratum:
+    """Brings the Optuna study in step with MLflow (see the module's docstring)."""
+    out = Stratum()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        entry = entries.get(trial_key(label, t.number))
+        state = entry.state if entry is not None else "unfinished"
+        if state == "finished":
+            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", entry.run_id)
+            values = [entry.metrics[o] for o in objectives]
+            study.tell(t.number, values if len(values) > 1 else values[0])
+            out.adopted.append(entry.key)
+        elif state == "failed":
+            study.tell(t.number, state=TrialState.FAIL)
+        elif state == "stopped":
+            study.tell(t.number, state=TrialState.PRUNED)
+        else:
+            out.rerun.append((t.number, dict(t.params), t.user_attrs.get(RETRY_OF)))
+    if retry_failed:
+        for t in counted(study, (TrialState.FAIL,)):
+            study.enqueue_trial(dict(t.params), user_attrs={RETRY_OF: t.number},
+                                skip_if_exists=False)
+    final = counted(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    waiting = counted(study, (TrialState.WAITING,))
+    out.done = len(final)
+    out.failed = sum(t.state == TrialState.FAIL for t in final)
+    out.asks = len(waiting) + max(0, num_samples - out.done - len(waiting) - len(out.rerun))
+    complete = [t for t in final if t.state == TrialState.COMPLETE]
+    if complete and len(objectives) == 1:
+        pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        best = pick(complete, key=lambda t: t.value)
+        out.best = (best.value, dict(best.params))
+    return out
+
+
+def counted(study: optuna.Study, states: tuple) -> list:
+    """The study's trials in `states`, less failed ones that a later trial retried."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
+    return [t for t in trials if t.state in states and t.number not in retried]
+
+
+class OptunaSearcher(Searcher):
+    """Ray Tune searcher over one stratum's Optuna study: hands out the trials that run again
+    first, then asks Optuna (enqueued retries, then new trials) until the budget is spent."""
+
+    def __init__(self, study: optuna.Study, label: str, params: dict[str, dict],
+                 objectives: list[str], modes: list[str], stratum: Stratum):
+        super().__init__(metric=objectives[0], mode=modes[0])
+        self.study, self.label, self.params = study, label, params
+        self.objectives = objectives
+        self.rerun, self.asks = list(stratum.rerun), stratum.asks
+        self.live: dict[str, tuple[int, int]] = {}  # Tune trial id -> (number, Optuna id)
+
+    @property
+    def todo(self) -> int:
+        """Trials this searcher will still hand out."""
+        return len(self.rerun) + self.asks
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.rerun:
+            number, params, retry_of = self.rerun.pop(0)
+            db_id = self.study._storage.get_trial_id_from_study_id_trial_number(
+                self.study._study_id, number)
+        elif self.asks > 0:
+            self.asks -= 1
+            trial = self.study.ask()
+            search_spaces.suggest(trial, self.params)
+            number, db_id, params = trial.number, trial._trial_id, dict(trial.params)
+            retry_of = trial.user_attrs.get(RETRY_OF)
+        else:
+            return Searcher.FINISHED
+        self.live[trial_id] = (number, db_id)
+        config = {"key": trial_key(self.label, number), "point": params}
+        if retry_of is not None:
+            config["replaces"] = trial_key(self.label, retry_of)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """An early-stopping scheduler's intermediate value, kept for a PRUNED trial."""
+        value = result.get(self.objectives[0])
+        step = result.get("classifier_epoch")
+        if trial_id in self.live and FINAL not in result and step is not None \
+                and isinstance(value, (int, float)) and math.isfinite(value):
+            number, db_id = self.live[trial_id]
+            optuna.trial.Trial(self.study, db_id).report(float(value), int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        number, db_id = self.live.pop(trial_id)
+        result = result or {}
+        faults.pause("searcher_tell")
+        if error or FAILED in result:
+            self.study.tell(number, state=TrialState.FAIL)
+        elif FINAL in result:
+            if result.get("mlflow_run_id"):
+                self.study._storage.set_trial_user_attr(db_id, "mlflow_run_id",
+                                                        result["mlflow_run_id"])
+            values = [float(result[o]) for o in self.objectives]
+            self.study.tell(number, values if len(values) > 1 else values[0])
+        else:  # ended early by the scheduler
+            self.study.tell(number, state=TrialState.PRUNED)
+
+    # The state lives in the Optuna database, not in Tune's checkpoints.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            f.write("state in the Optuna storage\n")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"label": self.label, "params": self.params}
+

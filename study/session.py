@@ -1,0 +1,281 @@
+"""The body of one session of a study: reconcile the record, run each stratum's remaining
+trials with Ray Tune, recount, and say where things stand.
+
+The record is MLflow (one run per trial key) and, for a search, the Optuna store; Ray
+Tune only executes. Whatever stopped the previous session, this one starts from the
+record: finished trials are counted (and a search's Optuna study told of any it missed),
+runs left RUNNING are closed, and everything else runs (README "Failures and resuming").
+"""
+from __future__ import annotations
+
+import math
+
+import search_spaces
+from fsvae import config as config_mod
+from study import cluster, ledger, plan as plan_mod, prebuild, records, storage, tuner
+from study.schema import TRIAL_KEY
+
+INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
+
+
+class Session:
+    def __init__(self, plan: dict, space: search_spaces.Space, client, experiment_id: str,
+                 parent_id: str, resuming: bool, retry_failed: bool):
+        self.plan, self.space, self.client = plan, space, client
+        self.exp_id, self.parent_id = experiment_id, parent_id
+        self.resuming, self.retry_failed = resuming, retry_failed
+        self.storage_error: str | None = None
+        self.prebuild = None
+        self.adopted = 0
+
+    def __getstate__(self) -> dict:
+        # Ray Tune pickles its callbacks and stopper (which call back into this session)
+        # with its experiment state; a session is never restored from there.
+        return {}
+
+    # -- the session ---------------------------------------------------------------------
+
+    def run(self, multi_node: bool) -> dict:
+        plan, space = self.plan, self.space
+        folder = plan_mod.study_dir(plan)
+        marker = cluster.write_markers(plan, folder)
+        if multi_node:
+            n = cluster.probe_nodes(marker)
+            print(f"every node ({n}) sees the study's storage, cache and data", flush=True)
+        resources, concurrency = cluster.trial_resources(plan, space)
+        plan["sessions"] = plan.get("sessions", 0) + 1
+        plan_mod.write(plan)
+        entries = ledger.read(self.client, self.exp_id, self.parent_id)
+        closed = ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
+        print(f"study {plan['name']}: {search_spaces.count(space)} trials "
+              f"({space.kind}{', strata ' + str(space.strata) if space.strata else ''}), "
+              f"{concurrency} at a time, {_fmt_resources(resources)} each"
+              + (f" (resuming, session {plan['sessions']}"
+                 + (f"; closed {closed} run(s) its last driver left running" if closed
+                    else "") + ")" if self.resuming else ""), flush=True)
+        ctx_base = {
+            "base": plan["base"], "preset": plan["preset"], "study": plan["name"],
+            "tracking_uri": plan["tracking_uri"], "experiment_id": self.exp_id,
+            "parent_run_id": self.parent_id, "cache_dir": plan["cache_dir"],
+            "objective": space.objective, "report_epochs": plan["asha"],
+            "max_failures": plan["max_failures"], "marker": marker,
+        }
+        interrupted = False
+        for step, (stratum, label) in enumerate(_strata(space)):
+            ctx = {**ctx_base, "stratum": stratum}
+            if not self._stratum(ctx, stratum, label, step, entries, resources, concurrency):
+                interrupted = True
+                break
+        if self.storage_error:
+            raise cluster.SharedStorageError(self.storage_error)
+        return self._finish(interrupted)
+
+    def _stratum(self, ctx: dict, stratum: dict, label: str, step: int, entries: dict,
+                 resources: dict, concurrency: int) -> bool:
+        """Runs what is left of one stratum; False when the session was interrupted."""
+        from ray import tune
+
+        from study.progress import Progress
+        from study.trainable import trainable
+
+        plan, space = self.plan, self.space
+        total = space.num_samples if space.kind == "optuna" else len(space.trials())
+        where = f"{label}: " if label else ""
+        if space.kind == "grid":
+            todo, prior = self._grid_todo(entries)
+            searcher = None
+        else:
+            searcher, prior = self._search(label, entries)
+            todo = searcher.todo if searcher is not None else 0
+        if not todo:
+            print(f"{where}all {total} trials were done in earlier sessions", flush=True)
+            return True
+        shared = prebuild.shared_config(plan, space, stratum, concurrency)
+        if shared is not None:
+            import ray
+
+            self.prebuild = prebuild.start(
+                self.client, self.parent_id, shared, plan, resources, concurrency, label,
+                step, alongside=not plan["address"] and ray.is_initialized()
+                and "gpu" not in resources)
+        progress = Progress(total, space.objective, space.mode, label, tuner.shown_keys(space),
+                            prior=prior, retries=plan["infra_retries"] + plan["max_failures"],
+                            on_retry=self._on_retry, on_failed=self._on_failed(ctx))
+        wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
+        experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan['sessions']}"
+        run = tuner.build(plan, space, wrapped, experiment, concurrency, progress,
+                          grid=todo if space.kind == "grid" else None, searcher=searcher,
+                          stop=self._stop_all)
+        run.fit()
+        if self.prebuild is not None:
+            # Done by now if the trials ran (they waited on it); an interrupted study does
+            # not wait for it (Ray's shutdown ends it; its entry stays unwritten).
+            self.prebuild.join(timeout=120 if self._stratum_complete(label) else 0)
+            self.prebuild = None
+        return self._stratum_complete(label)
+
+    def _grid_todo(self, entries: dict) -> tuple[list[dict], dict]:
+        """The grid points still to run, in sharing order, and what earlier sessions did."""
+        points = tuner.order_for_sharing(self.space.trials(), self.plan)
+        todo, done, failed, best = [], 0, 0, None
+        pick = max if self.space.mode == "max" else min
+        for point in points:
+            key = tuner.grid_key(point)
+            entry = entries.get(key)
+            state = entry.state if entry is not None else "unfinished"
+            if state == "unfinished" or (state == "failed" and self.retry_failed):
+                todo.append({"key": key, "point": point})
+                continue
+            done += 1
+            failed += state == "failed"
+            value = entry.metrics.get(self.space.objective)
+            if state == "finished" and value is not None and math.isfinite(value):
+                best = (value, point) if best is None else pick(best, (value, point),
+                                                               key=lambda b: b[0])
+        return todo, {"done": done, "failed": failed, "best": best}
+
+    def _search(self, label: str, entries: dict):
+        from study import optuna_search as search
+
+        space = self.space
+        name = search.study_name(self.plan["name"], label)
+        study = search.open_study(self.plan["optuna_storage"], name, [space.mode],
+                                  space.sampler_seed)
+        stratum = search.reconcile(study, label, entries, [space.objective],
+                                   space.num_samples, self.retry_failed)
+        for key in stratum.adopted:
+            print(f"{label + ': ' if label else ''}trial {key} had finished in MLflow before "
+                  f"the last driver stopped: its result is told to Optuna, not recomputed",
+                  flush=True)
+        self.adopted += len(stratum.adopted)
+        best = None
+        if stratum.best is not None:
+            best = (stratum.best[0], stratum.best[1])
+        prior = {"done": stratum.done, "failed": stratum.failed, "best": best}
+        searcher = search.OptunaSearcher(study, label, space.params, [space.objective],
+                                         [space.mode], stratum)
+        return searcher, prior
+
+    # -- failures of the infrastructure --------------------------------------------------
+
+    def _stop_all(self) -> bool:
+        return self.storage_error is not None
+
+    def _on_retry(self, trial, kind: str, text: str) -> None:
+        if kind == "storage" and self.storage_error is None:
+            self.storage_error = text  # no point retrying: every trial there would fail
+
+    def _on_failed(self, ctx: dict):
+        def record(trial, kind: str, text: str) -> None:
+            if kind == "storage" and self.storage_error is None:
+                self.storage_error = text
+            self._record_infra_failure(ctx, trial, f"{kind}: {text}")
+        return record
+
+    def _record_infra_failure(self, ctx: dict, trial, reason: str) -> None:
+        """A trial whose retries ran out: its run (or, if it never got one, a new run with its
+        params) ends FAILED with the reason, so the record has the trial exactly once."""
+        from study.trainable import handed, run_name, trial_config
+        from fsvae.trial import resolve
+
+        config = handed(trial.config)
+        runs = self.client.search_runs(
+            [self.exp_id], filter_string=f"tags.`{TRIAL_KEY}` = '{config['key']}'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if runs and runs[0].info.status == "RUNNING":
+            records.mark_failed(self.client, runs[0].info.run_id, reason, "infrastructure")
+            return
+        if runs and runs[0].info.status in ("FINISHED", "FAILED"):
+            return
+        cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx["preset"]))
+        rec = records.TrialRecorder(ctx["tracking_uri"], self.exp_id, self.parent_id,
+                                    config["key"], f"{run_name(cfg)}-{trial.trial_id}",
+                                    tags={"fsvae.stratum": ",".join(
+                                        f"{k}={v}" for k, v in ctx["stratum"].items()),
+                                        "fsvae.study": ctx["study"],
+                                        "fsvae.trial_id": trial.trial_id})
+        rec.start(config_mod.active_config(cfg))
+        records.mark_failed(self.client, rec.run_id, reason, "infrastructure")
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _stratum_complete(self, label: str) -> bool:
+        entries = ledger.read(self.client, self.exp_id, self.parent_id)
+        if self.space.kind == "grid":
+            return all(entries.get(tuner.grid_key(p)) is not None
+                       and entries[tuner.grid_key(p)].state != "unfinished"
+                       for p in self.space.trials())
+        import optuna
+        from optuna.trial import TrialState
+
+        from study import optuna_search as search
+
+        study = optuna.load_study(study_name=search.study_name(self.plan["name"], label),
+                                  storage=self.plan["optuna_storage"])
+        final = search.counted(study, (TrialState.COMPLETE, TrialState.PRUNED,
+                                       TrialState.FAIL))
+        open_ = search.counted(study, (TrialState.RUNNING, TrialState.WAITING))
+        return len(final) >= self.space.num_samples and not open_
+
+    def _finish(self, interrupted: bool) -> dict:
+        entries = ledger.read(self.client, self.exp_id, self.parent_id)
+        closed = ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
+        complete = not interrupted and all(self._stratum_complete(label)
+                                           for _, label in _strata(self.space))
+        finished = sum(e.state == "finished" for e in entries.values())
+        failed = sum(e.state == "failed" for e in entries.values())
+        self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
+        self._summary(complete, finished, failed, closed)
+        return {"exit_code": 0 if complete else 130, "complete": complete,
+                "finished": finished, "failed": failed, "experiment_id": self.exp_id,
+                "parent_run_id": self.parent_id, "name": self.plan["name"],
+                "tracking_uri": self.plan["tracking_uri"]}
+
+    def close(self) -> None:
+        """After an exception: no run of this study left RUNNING, the parent KILLED."""
+        try:
+            if self.client.get_run(self.parent_id).info.status == "RUNNING":
+                entries = ledger.read(self.client, self.exp_id, self.parent_id)
+                ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
+                self.client.set_terminated(self.parent_id, "KILLED")
+        except Exception:  # MLflow unreachable: the next session closes them
+            pass
+
+    def _summary(self, complete: bool, finished: int, failed: int, closed: int) -> None:
+        plan = self.plan
+        name = plan["name"]
+        adopted = f", {self.adopted} adopted from MLflow" if self.adopted else ""
+        print(f"\nstudy {name}: {'complete' if complete else 'INTERRUPTED'}; {finished} "
+              f"trials finished, {failed} failed{adopted}"
+              + (f", {closed} unfinished runs closed" if closed else ""))
+        print(f"  Ray Tune results: {plan_mod.study_dir(plan)}")
+        print(f"  MLflow: experiment {name!r} at {plan['tracking_uri']}")
+        if plan.get("optuna_storage"):
+            print(f"  Optuna: studies {name}/<stratum> at {plan['optuna_storage']}")
+        if plan["tracking_uri"].startswith("sqlite:"):
+            print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan['tracking_uri']} "
+                  f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
+        default = storage.resolve(plan_mod.DEFAULT_STORAGE)
+        where = "" if plan["storage"] == default else f" --storage {plan['storage']}"
+        uri = "" if plan["tracking_uri"].startswith("sqlite:") else \
+            f" --tracking-uri {plan['tracking_uri']}"
+        print(f"  table: fsvae-study table --experiment {name}{where}{uri}")
+        if failed and complete:
+            print(f"  re-run the failed trials with: fsvae-study resume --name {name}{where} "
+                  f"--retry-failed")
+        if not complete:
+            print(f"  continue with: fsvae-study resume --name {name}{where}")
+
+
+def _strata(space: search_spaces.Space):
+    """(stratum values, label) per separate search; one ({}, "") for a grid."""
+    if space.kind == "grid":
+        yield {}, ""
+        return
+    for stratum in space.stratum_values():
+        yield stratum, ",".join(f"{k}={v}" for k, v in stratum.items())
+
+
+def _fmt_resources(res: dict) -> str:
+    return ", ".join(f"{v:g} {k.upper()}" for k, v in res.items())
+

@@ -1,0 +1,151 @@
+"""The SQLite files a study writes (MLflow's store, Optuna's store), made whole before any
+other process can see them.
+
+MLflow and Optuna both create their schema on first use, and two processes doing that at
+once on one new file collide ("table ... already exists", "duplicate column name"); so does
+a reader (an `mlflow ui`) that opens the file while a study is still creating it. Here a new
+store is built under an exclusive lock in a temporary file beside the target, then linked
+into place in one step (link fails if the name exists, so nothing is overwritten); an
+out-of-date one is upgraded on a copy that replaces it. Servers and other databases
+(http://, postgresql://, ...) are left to their owners.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock, Timeout
+
+from study.errors import StudyError
+
+LOCK_TIMEOUT_S = 600  # an upgrade of a large store can take minutes
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///path` URL (MLflow and SQLAlchemy spell it alike)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url[len("sqlite:///"):])
+
+
+def ensure_mlflow_store(tracking_uri: str) -> None:
+    """An embedded MLflow store is complete and at this MLflow's schema version."""
+    from mlflow.store.db import utils
+
+    def init(url: str) -> None:
+        engine = utils.create_sqlalchemy_engine(url)
+        try:
+            utils._initialize_tables(engine)
+        finally:
+            engine.dispose()
+
+    def current(url: str) -> str | None:
+        engine = utils.create_sqlalchemy_engine(url)
+        try:
+            if not utils._all_tables_exist(engine):
+                return None
+            return utils._get_schema_version(engine)
+        finally:
+            engine.dispose()
+
+    def upgrade(url: str) -> None:
+        engine = utils.create_sqlalchemy_engine(url)
+        try:
+            utils._upgrade_db(engine)
+        finally:
+            engine.dispose()
+
+    _ensure(tracking_uri, "MLflow", init, current, utils._get_latest_schema_revision, upgrade)
+
+
+def ensure_optuna_store(url: str) -> None:
+    """An Optuna RDB store (SQLite file) is complete and at this Optuna's schema version."""
+    import optuna
+
+    def open_(u: str, create: bool):
+        return optuna.storages.RDBStorage(u, skip_compatibility_check=True,
+                                          skip_table_creation=not create)
+
+    def init(u: str) -> None:
+        open_(u, True).engine.dispose()
+
+    def current(u: str) -> str | None:
+        storage = open_(u, False)
+        try:
+            return storage.get_current_version()
+        except Exception:  # no version table yet: a store someone else is still creating
+            return None
+        finally:
+            storage.engine.dispose()
+
+    def head() -> str:
+        storage = optuna.storages.RDBStorage("sqlite://")  # in memory: only for the version
+        return storage.get_head_version()
+
+    def upgrade(u: str) -> None:
+        storage = open_(u, False)
+        try:
+            storage.upgrade()
+        finally:
+            storage.engine.dispose()
+
+    _ensure(url, "Optuna", init, current, head, upgrade)
+
+
+def _ensure(url: str, what: str, init: Callable[[str], None],
+            current: Callable[[str], str | None], head: Callable[[], str],
+            upgrade: Callable[[str], None]) -> None:
+    path = sqlite_path(url)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.with_name(f".{path.name}.lock")))
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT_S)
+    except Timeout:
+        raise StudyError(f"{what} store {path}: another process has held its lock "
+                         f"({lock.lock_file}) for {LOCK_TIMEOUT_S} s while creating or "
+                         f"upgrading it; if none is running, delete the lock file") from None
+    try:
+        if not path.exists():
+            tmp = _sibling(path, "new")
+            try:
+                init(f"sqlite:///{tmp}")
+                try:
+                    os.link(tmp, path)  # atomic, and never replaces a file that appeared
+                except FileExistsError:
+                    pass  # made meanwhile by a process that does not take this lock
+            finally:
+                tmp.unlink(missing_ok=True)
+        _wait_until_whole(path, what, current)
+        want = head()
+        if current(f"sqlite:///{path}") != want:
+            tmp = _sibling(path, "upgrade")
+            try:
+                shutil.copy2(path, tmp)
+                upgrade(f"sqlite:///{tmp}")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+    finally:
+        lock.release()
+
+
+def _wait_until_whole(path: Path, what: str, current: Callable[[str], str | None]) -> None:
+    """A store that a process not taking our lock (an `mlflow ui` opened on a new path) is
+    still creating: wait for its schema to be complete rather than write into it."""
+    deadline = time.monotonic() + 60
+    while current(f"sqlite:///{path}") is None:
+        if time.monotonic() > deadline:
+            raise StudyError(f"{what} store {path} exists but has no complete schema after "
+                             f"60 s (left half-made by a crashed process?); move it aside "
+                             f"and run again")
+        time.sleep(1)
+
+
+def _sibling(path: Path, why: str) -> Path:
+    return path.with_name(f".{path.name}.{why}-{os.getpid()}-{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,114 @@
+"""The Ray Tune run of one stratum in one session: the trials still to do, the searcher or
+grid that hands them out, the scheduler, and how failures are retried.
+
+Every session starts a new Tune experiment (`tune-<stratum>-s<session>` under the study's
+folder) with only the work that is left; what earlier sessions did is in MLflow and the
+Optuna store (README "Failures and resuming").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Callable
+
+from ray.tune import Stopper
+
+import search_spaces
+from fsvae import config as config_mod
+from study import storage
+
+
+def grid_key(point: dict) -> str:
+    """A grid trial's identity: its point (every key it sets, seed included)."""
+    blob = json.dumps(point, sort_keys=True, default=str, separators=(",", ":"))
+    return "grid:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def order_for_sharing(trials: list[dict], plan: dict) -> list[dict]:
+    """Grid order: the first trial of every distinct backbone first, then the rest, so
+    that concurrent trials build different backbones instead of waiting on one builder."""
+    groups: dict[str, list[dict]] = {}
+    for point in trials:
+        cfg = config_mod.resolve({**plan["base"], **point}, preset=plan["preset"])
+        key = json.dumps(config_mod.backbone_identity(cfg), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(point)
+    ordered = []
+    for rank in range(max(len(g) for g in groups.values())):
+        ordered += [g[rank] for g in groups.values() if rank < len(g)]
+    return ordered
+
+
+def shown_keys(space: search_spaces.Space) -> list[str] | None:
+    """The keys that tell a grid's trials apart (None: show Optuna's suggestions)."""
+    if space.kind != "grid":
+        return None
+    values: dict[str, set] = {}
+    for point in space.trials():
+        for k, v in point.items():
+            values.setdefault(k, set()).add(json.dumps(v))
+    return [k for k, vs in values.items() if len(vs) > 1 or k in ("method", "sampling_factor")]
+
+
+def trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def build(plan: dict, space: search_spaces.Space, trainable, experiment: str,
+          concurrency: int, progress, grid: list[dict] | None = None, searcher=None,
+          stop: Callable[[], bool] | None = None):
+    """A Tuner for `grid` (a list of {"key", "point"}) or for `searcher` (optuna_search);
+    `stop()` returning True ends the whole run (a node that cannot see the storage)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    # reuse_actors: a new trial runs in a worker that already imported torch, MLflow and
+    # fsvae (seconds per trial on a small machine; Tune's default is a fresh process).
+    tune_config = dict(metric=space.objective, mode=space.mode,
+                       max_concurrent_trials=concurrency, reuse_actors=True,
+                       trial_name_creator=trial_name, trial_dirname_creator=trial_name)
+    if plan["asha"]:
+        epochs = config_mod.resolve(plan["base"], preset=plan["preset"])["classifier_epochs"]
+        tune_config["scheduler"] = ASHAScheduler(time_attr="classifier_epoch", max_t=epochs,
+                                                 grace_period=max(1, epochs // 5),
+                                                 reduction_factor=3)
+    if grid is not None:
+        # Each grid value is one trial's {"key", "point"}: trainable.handed() unwraps it.
+        param_space = {"grid": tune.grid_search(grid)}
+        tune_config["num_samples"] = 1
+    else:
+        param_space = {}
+        tune_config["search_alg"] = searcher
+        tune_config["num_samples"] = searcher.todo
+    # Tune's own retries are for the infrastructure only: a trial's own failure reaches it
+    # as a finished trial (study/trainable.py), and --max-failures retries it there.
+    retries = plan["infra_retries"] + plan["max_failures"]
+    path, filesystem = _storage(plan)
+    run_config = tune.RunConfig(
+        name=experiment, storage_path=path, storage_filesystem=filesystem, verbose=0,
+        failure_config=tune.FailureConfig(max_failures=retries), callbacks=[progress],
+        stop=_StopAll(stop) if stop is not None else None)
+    return tune.Tuner(trainable, param_space=param_space,
+                      tune_config=tune.TuneConfig(**tune_config), run_config=run_config)
+
+
+class _StopAll(Stopper):
+    """A Tune stopper that never stops one trial and stops all of them when asked."""
+
+    def __init__(self, flag: Callable[[], bool]):
+        self.flag = flag
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.flag()
+
+
+def _storage(plan: dict):
+    """Tune's storage_path and filesystem: a URI's options (endpoint, scheme) go to an
+    explicit pyarrow filesystem, since Tune would append paths after the query string."""
+    folder = storage.join(plan["storage"], plan["name"])
+    if not storage.is_uri(folder):
+        return folder, None
+    fs, path = storage.filesystem(folder)
+    return path, fs
