@@ -139,3 +139,80 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- fault injection (study/faults.py) ------------------------------------------------------
+
+def pause_env(folder: Path, *points: str) -> dict:
+    """The environment of a study whose processes wait at `points` (see study/faults.py)."""
+    return env(FSVAE_PAUSE_AT=",".join(points), FSVAE_PAUSE_DIR=str(folder))
+
+
+def paused(folder: Path, point: str) -> list[dict]:
+    """The processes waiting at `point` now (or released since), oldest first."""
+    import json
+
+    found = []
+    for f in sorted(Path(folder).glob(f"{point}.*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            found.append({**json.loads(f.read_text()), "file": f})
+        except (OSError, ValueError):
+            pass  # being written
+    return found
+
+
+def release(record: dict) -> None:
+    """Lets a paused process go on."""
+    record["file"].with_suffix(".go").touch()
+
+
+def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None = None):
+    """Polls `predicate` until it returns something truthy; fails the test with `what` (and
+    the tail of `log`) if `timeout` passes or `proc` ends first."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    pytest.fail(f"timed out waiting for {what}\n{tail}")
+
+
+def kill_driver(proc) -> None:
+    """SIGKILL, as a preempted machine or the OOM killer does: no cleanup runs."""
+    import signal
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    reap_ray_orphans()
+
+
+def reap_ray_orphans() -> None:
+    """A SIGKILLed driver's local Ray loses its workers with it (Ray ties them to the driver),
+    but two of Ray's helper processes (dashboard agent, runtime-env agent) are left behind,
+    adopted by init. End them so that killed studies do not pile up processes."""
+    import os
+    import signal
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0].decode(errors="replace").strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == 1 and cmd in ("ray::DashboardAgent", "ray::RuntimeEnvAgent"):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
