@@ -18,10 +18,7 @@ import torch.nn.functional as F
 
 from fsvae import metrics, transforms
 from fsvae.errors import BackboneError  # noqa: F401  (re-exported)
-
-
-class NonFiniteLoss(RuntimeError):
-    """A training loss became NaN or infinite: the trial fails with this as its reason."""
+from fsvae.errors import NonFiniteLoss
 
 
 class Backbone(nn.Module):

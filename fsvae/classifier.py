@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fsvae import metrics
-from fsvae.backbone import NonFiniteLoss
+from fsvae.errors import NonFiniteLoss
 from fsvae.config import RESAMPLING_METHODS
 from fsvae.vae import BetaVAE
 

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from fsvae.backbone import NonFiniteLoss
+from fsvae.errors import NonFiniteLoss
 
 
 class BetaVAE(nn.Module):
