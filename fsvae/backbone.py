@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fsvae import metrics, transforms
+from fsvae import metrics, sampler, transforms
 from fsvae.errors import BackboneError  # noqa: F401  (re-exported)
 from fsvae.errors import NonFiniteLoss
 
@@ -143,9 +143,8 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
     model = model.to(device, memory_format=mem)
     images, labels = images.to(device), labels.to(device)
     step_model = torch.compile(model) if opts["compile"] else model
-    is_min = torch.isin(labels[train_idx], torch.tensor(minority, device=device))
-    order = torch.cat([train_idx.to(device)] +
-                      [train_idx.to(device)[is_min]] * (oversample - 1))
+    train_idx = train_idx.to(device)
+    order = train_idx[sampler.repeat_minority(labels[train_idx], minority, oversample)]
     bs = config["backbone_batch_size"]
     # A last batch of one image would break BatchNorm in train mode: drop it.
     n = len(order)

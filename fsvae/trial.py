@@ -115,7 +115,7 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
         **config_mod.backbone_identity(cfg), "data": ds.content_hash,
         "weights_file": _file_id(cfg["backbone_weights"]),
         "precision": backbone.settings(cfg, device)["bf16"],
-        "code": code_version("backbone", "transforms", "split", "metrics"),
+        "code": code_version("backbone", "sampler", "transforms", "split", "metrics"),
     }
 
     def build_backbone() -> dict:

@@ -28,7 +28,8 @@ def test_backbone_entry_is_keyed_on_its_stage_code(demo_root, stage_cache, trial
     result = trials["vae"][0]
     entry = stage_cache.entry("backbone", result["cache"]["backbone"]["key"])
     parts = json.loads((entry / "entry.json").read_text())["parts"]
-    assert parts["code"] == code_version("backbone", "transforms", "split", "metrics")
+    assert parts["code"] == code_version("backbone", "sampler", "transforms", "split",
+                                         "metrics")
     vae_entry = stage_cache.entry("vae", result["cache"]["vae"]["key"])
     assert json.loads((vae_entry / "entry.json").read_text())["parts"]["code"] == \
         code_version("vae")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fsvae import classifier, metrics
-from fsvae.classifier import Inputs, cb_weights, repeat_minority
+from fsvae.classifier import Inputs, cb_weights
 from fsvae.config import resolve
 from fsvae.vae import BetaVAE
 
@@ -54,25 +54,6 @@ def minority_predictions(preds) -> int:
 def small_vae(x_dim: int = 8, latent: int = 3) -> BetaVAE:
     torch.manual_seed(0)
     return BetaVAE(x_dim, latent, 16, 16).eval()
-
-
-# -- minority repetition ----------------------------------------------------------------------
-
-def test_repeat_minority_gives_majority_rows_plus_factor_times_minority_rows():
-    labels = torch.tensor([0, 0, 0, 1, 2, 2, 3])
-    rows = repeat_minority(labels, [2, 3], 30)
-    assert len(rows) == 4 + 30 * 3
-
-
-def test_repeat_minority_repeats_each_minority_row_factor_times_and_others_once():
-    labels = torch.tensor([0, 0, 1, 2, 2, 3])
-    rows = repeat_minority(labels, [2, 3], 5)
-    assert torch.bincount(rows, minlength=6).tolist() == [1, 1, 1, 5, 5, 5]
-
-
-def test_repeat_minority_with_factor_one_is_every_row_once():
-    labels = torch.tensor([0, 1, 2])
-    assert repeat_minority(labels, [2], 1).tolist() == [0, 1, 2]
 
 
 # -- classifier inputs per method -------------------------------------------------------------
