@@ -37,16 +37,20 @@ class BetaVAE(nn.Module):
         return self.mu(h), self.logvar(h).clamp(-30.0, 20.0)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + sigma * eps, fresh eps each call (the reparameterisation trick)."""
-        mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        return mu + eps * torch.exp(0.5 * logvar)
+        """z ~ q(z|x), a fresh draw each call."""
+        return reparameterize(*self.encode(x), generator)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decoder(z), mu, logvar
+        return self.decoder(reparameterize(mu, logvar, generator)), mu, logvar
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I) drawn afresh: the reparameterisation trick
+    (Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014, Sec. 2.4)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+    return mu + eps * torch.exp(0.5 * logvar)
 
 
 def beta_at(epoch: int, config: dict) -> float:

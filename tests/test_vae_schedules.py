@@ -134,3 +134,11 @@ def test_minmax_scales_training_features_to_the_unit_range():
     scaled = vae.MinMax.fit(x)(x)
     assert scaled.min(0).values.tolist() == [0.0, 0.0]
     assert scaled.max(0).values.tolist() == [1.0, 1.0]
+
+
+def test_reparameterize_draws_z_with_mean_mu_and_standard_deviation_exp_half_logvar():
+    mu = torch.tensor([1.0, -2.0]).expand(20000, 2)
+    logvar = torch.log(torch.tensor([4.0, 0.25])).expand(20000, 2)
+    z = vae.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert z.mean(0).tolist() == pytest.approx([1.0, -2.0], abs=0.03)
+    assert z.std(0).tolist() == pytest.approx([2.0, 0.5], rel=0.02)
