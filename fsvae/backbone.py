@@ -7,6 +7,7 @@ the whole uint8 image tensor on the GPU, optional torch.compile.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -130,6 +131,25 @@ def settings(config: dict, device: torch.device) -> dict:
             "compile": bool(config["compile"])}
 
 
+def fit(images: torch.Tensor, labels: torch.Tensor, rows: dict[str, torch.Tensor],
+        minority: list[int], classes: list[str], config: dict, oversample: int,
+        device: torch.device, progress: Callable[[dict], None]) -> dict:
+    """The whole stage, as the stage cache keeps it: a backbone built from `config`,
+    fine-tuned on images[rows["train"]] (rows["val"] picks the epoch), and the features and
+    logits of every split in `rows`. Returns {"state", "features", "history"}, where
+    features[split] = {"x", "y", "logits"}."""
+    torch.manual_seed(config["seed"])  # the new head's (and an untrained trunk's) weights
+    model = build(config["backbone"], config["backbone_weights"], len(classes))
+    model, history = train(model, images, labels, rows["train"], rows["val"], minority,
+                           classes, config, oversample, device, progress)
+    features = {}
+    for split, idx in rows.items():
+        x, logits = extract(model, images, idx, config, device)
+        features[split] = {"x": x, "y": labels[idx], "logits": logits}
+    return {"state": {k: v.cpu() for k, v in model.state_dict().items()},
+            "features": features, "history": history}
+
+
 def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
           train_idx: torch.Tensor, val_idx: torch.Tensor, minority: list[int],
           classes: list[str], config: dict, oversample: int, device: torch.device,
@@ -219,3 +239,18 @@ def extract(model: Backbone, images: torch.Tensor, idx: torch.Tensor, config: di
         logits.append(l.float())
     model.train(was_training)
     return torch.cat(feats).cpu(), torch.cat(logits).cpu()
+
+
+def save(stage: dict, folder: Path) -> None:
+    """Writes fit()'s output as a cache entry: model.pt, features.pt, history.json."""
+    torch.save(stage["state"], folder / "model.pt")
+    torch.save(stage["features"], folder / "features.pt")
+    (folder / "history.json").write_text(json.dumps(stage["history"]))
+
+
+def restore(folder: Path) -> dict:
+    """A cache entry back as fit()'s output; the weights stay on disk ("state": None): the
+    later stages only need the features."""
+    return {"state": None,
+            "features": torch.load(folder / "features.pt", weights_only=True),
+            "history": json.loads((folder / "history.json").read_text())}

@@ -12,8 +12,10 @@ beta moves, so the last epoch is kept.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -94,6 +96,13 @@ class MinMax:
         return {"low": self.low, "high": self.high}
 
 
+def scale_features(features: dict[str, dict]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Stage 1's features[split] = {"x", "y", ...} -> split: (min-max scaled x, y), the
+    scaler fitted on the train split alone: the input of stages 2 and 3."""
+    scaler = MinMax.fit(features["train"]["x"])
+    return {split: (scaler(f["x"]), f["y"]) for split, f in features.items()}
+
+
 def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-batch mean of (reconstruction summed over dims, KL summed over latent dims)."""
@@ -104,6 +113,13 @@ def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
         recon = (x_hat - x).pow(2).sum(1)
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
     return recon.mean(), kl.mean()
+
+
+def fit(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torch.device,
+        progress: Callable[[dict], None]) -> dict:
+    """The whole stage, as the stage cache keeps it: {"model", "history"} of train()."""
+    model, history = train(x_train, x_val, config, device, progress)
+    return {"model": model, "history": history}
 
 
 def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torch.device,
@@ -145,3 +161,22 @@ def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torc
         history.append(row)
         progress(row)
     return model.eval(), history
+
+
+def save(stage: dict, folder: Path) -> None:
+    """Writes fit()'s output as a cache entry: vae.pt (sizes and weights), history.json."""
+    m = stage["model"]
+    dims = {"input_dim": m.decoder[-1].out_features, "latent_dim": m.mu.out_features,
+            "enc_hidden": m.mu.in_features, "dec_hidden": m.decoder[0].out_features}
+    torch.save({"dims": dims, "state": {k: t.cpu() for k, t in m.state_dict().items()}},
+               folder / "vae.pt")
+    (folder / "history.json").write_text(json.dumps(stage["history"]))
+
+
+def restore(folder: Path) -> dict:
+    """A cache entry back as fit()'s output, the model on the CPU in eval mode."""
+    saved = torch.load(folder / "vae.pt", map_location="cpu", weights_only=True)
+    model = BetaVAE(**saved["dims"])
+    model.load_state_dict(saved["state"])
+    return {"model": model.eval(),
+            "history": json.loads((folder / "history.json").read_text())}
