@@ -2,7 +2,8 @@
 
 Architecture (not in the paper): CADA-VAE's image VAE, x -> 1560 -> (mu, logvar) and
 z -> 1660 -> x, ReLU; sizes are config keys. Inputs are min-max scaled to [0, 1] per
-dimension with the training features' range (CADA-VAE).
+dimension with the training features' range (CADA-VAE; MinMax says what happens to a
+constant dimension and to held-out values outside that range).
 Loss per sample = reconstruction (L1 or squared error, *summed* over the feature dims)
 + beta * KL(q(z|x) || N(0, I)) (*summed* over the latent dims); the batch loss is the
 *mean* over samples. beta's absolute value only means something with these reductions:
@@ -79,7 +80,16 @@ def beta_at(epoch: int, config: dict) -> float:
 
 
 class MinMax:
-    """Per-dimension min-max scaling fitted on the training features."""
+    """Per-dimension min-max scaling to [0, 1], fitted on the training features (CADA-VAE).
+
+    A dimension constant over the training rows (a dead ReLU channel) carries no information
+    and maps to 0 everywhere: dividing by its zero range turned a val/test value of 0.01
+    into 1e6. Held-out values outside the training range are clipped to [0, 1], the range
+    the VAE and the classifier are trained on (as scikit-learn's MinMaxScaler(clip=True)),
+    so that no single dimension of an unseen row can swamp the logits.
+    """
+
+    CONSTANT = 1e-8  # a training range at most this wide counts as constant
 
     def __init__(self, low: torch.Tensor, high: torch.Tensor):
         self.low, self.high = low, high
@@ -90,7 +100,10 @@ class MinMax:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         low, high = self.low.to(x.device), self.high.to(x.device)
-        return (x - low) / (high - low).clamp(min=1e-8)
+        span = high - low
+        constant = span <= self.CONSTANT
+        scaled = (x - low) / torch.where(constant, torch.ones_like(span), span)
+        return torch.where(constant, torch.zeros_like(scaled), scaled).clamp(0.0, 1.0)
 
     def state(self) -> dict:
         return {"low": self.low, "high": self.high}

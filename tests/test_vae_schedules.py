@@ -136,6 +136,32 @@ def test_minmax_scales_training_features_to_the_unit_range():
     assert scaled.max(0).values.tolist() == [1.0, 1.0]
 
 
+def test_minmax_maps_a_dimension_constant_over_training_to_zero_on_every_row():
+    # Column 1 is a dead ReLU channel in training; a val/test row has 0.01 there.
+    train = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    held_out = torch.tensor([[1.0, 0.01], [0.5, 0.0]])
+    scaler = vae.MinMax.fit(train)
+    assert scaler(train)[:, 1].tolist() == [0.0, 0.0, 0.0]
+    assert scaler(held_out).tolist() == [[0.5, 0.0], [0.25, 0.0]]
+
+
+def test_minmax_clips_held_out_values_outside_the_training_range_to_zero_and_one():
+    scaler = vae.MinMax.fit(torch.tensor([[0.0], [10.0]]))
+    assert scaler(torch.tensor([[-5.0], [5.0], [25.0]])).flatten().tolist() == [0.0, 0.5, 1.0]
+
+
+def test_features_are_scaled_with_the_range_of_the_train_split_only():
+    features = {"train": {"x": torch.tensor([[0.0], [2.0]]), "y": torch.tensor([0, 1])},
+                "val": {"x": torch.tensor([[1.0], [4.0]]), "y": torch.tensor([0, 1])},
+                "test": {"x": torch.tensor([[-2.0], [0.5]]), "y": torch.tensor([1, 0])}}
+    scaled = vae.scale_features(features)
+    # Fitted on all three splits (range -2..4) train would be [1/3, 2/3].
+    assert scaled["train"][0].flatten().tolist() == [0.0, 1.0]
+    assert scaled["val"][0].flatten().tolist() == [0.5, 1.0]
+    assert scaled["test"][0].flatten().tolist() == [0.0, 0.25]
+    assert all(torch.equal(scaled[s][1], features[s]["y"]) for s in features)
+
+
 def test_reparameterize_draws_z_with_mean_mu_and_standard_deviation_exp_half_logvar():
     mu = torch.tensor([1.0, -2.0]).expand(20000, 2)
     logvar = torch.log(torch.tensor([4.0, 0.25])).expand(20000, 2)
