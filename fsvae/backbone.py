@@ -4,6 +4,7 @@ The pooled feature x (2048-d for ResNet-50) feeds stages 2 and 3; the backbone's
 head is the `plain` and `oversample` baselines' classifier. The epoch with the best
 validation `selection_metric` (paper: acc) is kept. On CUDA: bf16 autocast, channels_last,
 the whole uint8 image tensor on the GPU, optional torch.compile.
+`fit` is the whole stage as the stage cache keeps it; `save` and `restore` its entry.
 """
 from __future__ import annotations
 

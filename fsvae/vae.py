@@ -10,6 +10,7 @@ Loss per sample = reconstruction (L1 or squared error, *summed* over the feature
 with 2048 summed L1 terms the paper's beta_max = 5.04e-4 makes the KL a weak regulariser.
 The VAE has no accuracy to select on and its loss is not comparable across epochs while
 beta moves, so the last epoch is kept.
+`fit` is the whole stage as the stage cache keeps it; `save` and `restore` its entry.
 """
 from __future__ import annotations
 
@@ -124,6 +125,7 @@ def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
         recon = (x_hat - x).abs().sum(1)
     else:
         recon = (x_hat - x).pow(2).sum(1)
+    # KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma and Welling 2014, Appendix B).
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
     return recon.mean(), kl.mean()
 
