@@ -13,7 +13,8 @@ from helpers import quiet, tiny_config
 from fsvae import demo_data
 from fsvae.backbone import BackboneError
 from fsvae.split import SplitError
-from fsvae.trial import TrialError, run_trial
+from fsvae.cache import StageCache
+from fsvae.trial import TrialError, prepare, run_trial
 
 METHODS = ("plain", "oversample", "vae")
 
@@ -176,6 +177,19 @@ def test_cached_backbone_curves_are_replayed_to_progress(demo_root, stage_cache,
               log=quiet)
     replayed = [e for e in events if e["stage"] == "backbone" and "epoch" in e]
     assert replayed and all(e["replayed"] for e in replayed)
+
+
+def test_prepare_builds_the_data_and_backbone_that_a_trial_then_finds_in_the_cache(
+        demo_root, tmp_path):
+    cache = StageCache(tmp_path, log=quiet)
+    cfg = tiny_config(demo_root, method="vae")
+    built = prepare(cfg, cache, log=quiet)
+    assert sorted(built["cache"]) == ["backbone", "data"]
+    assert not any(info["hit"] for info in built["cache"].values())
+    assert {"data", "backbone", "total", "waited"} <= set(built["timings"])
+    trial = run_trial(cfg, cache=cache, log=quiet)["cache"]
+    assert trial["data"]["hit"] and trial["backbone"]["hit"] and not trial["vae"]["hit"]
+    assert trial["backbone"]["key"] == built["cache"]["backbone"]["key"]
 
 
 # -- reproducibility --------------------------------------------------------------------------
