@@ -1,5 +1,5 @@
 # `make test` and `make demo` work on a fresh clone: they create .venv and install.
-# torch/torchvision: the versions this machine serves from local disk (see DEVELOPERS.md);
+# torch/torchvision: the pair this project's CI machines serve from disk (README, top);
 # override TORCH for another machine, e.g. make test TORCH="torch torchvision".
 PYTHON ?= python3
 VENV ?= .venv

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one call (well under 10 minutes on an H100/H200).
 # On a GPU machine with the project installed:   PYTHON=.venv/bin/python bash bench/gpu.sh
-# On a machine with torch but without ray/optuna/mlflow, put their wheels in .whl/ first
-# (our lent device machines: ../shared/device/make-wheels.sh from the repo root, then carry
-# [".whl"]); without them the study step is skipped and says so. Results go to $OUT
-# (default gpu-out/).
+# On a machine with torch but without ray/optuna/mlflow and no package index, put their
+# wheels in .whl/ first (e.g. `pip wheel -w .whl "ray[tune]" optuna mlflow` where there is
+# one); without them the study step is skipped and says so. Results go to $OUT (default
+# gpu-out/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -4,9 +4,11 @@ The pooled feature x (2048-d for ResNet-50) feeds stages 2 and 3; the backbone's
 head is the `plain` and `oversample` baselines' classifier. The epoch with the best
 validation `selection_metric` (paper: acc) is kept. On CUDA: bf16 autocast, channels_last,
 the whole uint8 image tensor on the GPU, optional torch.compile.
+`fit` is the whole stage as the stage cache keeps it; `save` and `restore` its entry.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -16,12 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fsvae import metrics, transforms
+from fsvae import metrics, sampler, transforms
 from fsvae.errors import BackboneError  # noqa: F401  (re-exported)
-
-
-class NonFiniteLoss(RuntimeError):
-    """A training loss became NaN or infinite: the trial fails with this as its reason."""
+from fsvae.errors import NonFiniteLoss
 
 
 class Backbone(nn.Module):
@@ -133,6 +132,25 @@ def settings(config: dict, device: torch.device) -> dict:
             "compile": bool(config["compile"])}
 
 
+def fit(images: torch.Tensor, labels: torch.Tensor, rows: dict[str, torch.Tensor],
+        minority: list[int], classes: list[str], config: dict, oversample: int,
+        device: torch.device, progress: Callable[[dict], None]) -> dict:
+    """The whole stage, as the stage cache keeps it: a backbone built from `config`,
+    fine-tuned on images[rows["train"]] (rows["val"] picks the epoch), and the features and
+    logits of every split in `rows`. Returns {"state", "features", "history"}, where
+    features[split] = {"x", "y", "logits"}."""
+    torch.manual_seed(config["seed"])  # the new head's (and an untrained trunk's) weights
+    model = build(config["backbone"], config["backbone_weights"], len(classes))
+    model, history = train(model, images, labels, rows["train"], rows["val"], minority,
+                           classes, config, oversample, device, progress)
+    features = {}
+    for split, idx in rows.items():
+        x, logits = extract(model, images, idx, config, device)
+        features[split] = {"x": x, "y": labels[idx], "logits": logits}
+    return {"state": {k: v.cpu() for k, v in model.state_dict().items()},
+            "features": features, "history": history}
+
+
 def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
           train_idx: torch.Tensor, val_idx: torch.Tensor, minority: list[int],
           classes: list[str], config: dict, oversample: int, device: torch.device,
@@ -146,9 +164,8 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
     model = model.to(device, memory_format=mem)
     images, labels = images.to(device), labels.to(device)
     step_model = torch.compile(model) if opts["compile"] else model
-    is_min = torch.isin(labels[train_idx], torch.tensor(minority, device=device))
-    order = torch.cat([train_idx.to(device)] +
-                      [train_idx.to(device)[is_min]] * (oversample - 1))
+    train_idx = train_idx.to(device)
+    order = train_idx[sampler.repeat_minority(labels[train_idx], minority, oversample)]
     bs = config["backbone_batch_size"]
     # A last batch of one image would break BatchNorm in train mode: drop it.
     n = len(order)
@@ -223,3 +240,18 @@ def extract(model: Backbone, images: torch.Tensor, idx: torch.Tensor, config: di
         logits.append(l.float())
     model.train(was_training)
     return torch.cat(feats).cpu(), torch.cat(logits).cpu()
+
+
+def save(stage: dict, folder: Path) -> None:
+    """Writes fit()'s output as a cache entry: model.pt, features.pt, history.json."""
+    torch.save(stage["state"], folder / "model.pt")
+    torch.save(stage["features"], folder / "features.pt")
+    (folder / "history.json").write_text(json.dumps(stage["history"]))
+
+
+def restore(folder: Path) -> dict:
+    """A cache entry back as fit()'s output; the weights stay on disk ("state": None): the
+    later stages only need the features."""
+    return {"state": None,
+            "features": torch.load(folder / "features.pt", weights_only=True),
+            "history": json.loads((folder / "history.json").read_text())}

@@ -3,7 +3,8 @@
 An entry is the output of one stage (decoded data, a fine-tuned backbone with its features,
 a trained VAE) under `<root>/<stage>/<key>/`, where key = sha256 of everything that
 determines it: the data's identity, the stage's config keys, the seed, and the source code
-of the modules that compute it (any edit to them gives new keys: nothing stale is reused).
+of the modules that compute it and of every fsvae module they import (`source_hash`; any
+edit to them gives new keys: nothing stale is reused).
 
 Protocol, per key:
   1. the entry folder exists -> hit (it only ever appears complete, see 4).
@@ -23,6 +24,7 @@ in 4. The rebuild's info carries "repaired": the read error, and its entry.json 
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -38,12 +40,60 @@ from filelock import FileLock, Timeout
 import fsvae
 
 
-def code_version(*modules: str) -> str:
-    """sha256 of the named fsvae modules' source (e.g. "backbone", "transforms")."""
+def source_hash(*modules: str) -> str:
+    """sha256 of the source of the named fsvae modules (e.g. "backbone") and of every fsvae
+    module they import, directly or not (source_modules): the code part of a stage's key."""
     h = hashlib.sha256()
-    for name in sorted(modules):
-        h.update((Path(fsvae.__file__).parent / f"{name}.py").read_bytes())
+    for name in sorted(source_modules(*modules)):
+        h.update(f"{name}\0".encode())
+        h.update(_source_file(name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def source_modules(*modules: str) -> set[str]:
+    """The named fsvae modules and every fsvae module they import, directly or not, found by
+    parsing their source (imports inside functions too). The list is derived, not written
+    down, so that code moved into a new module cannot drop out of a stage's key."""
+    found: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(_imports(name))
+    return found
+
+
+def _source_file(name: str) -> Path:
+    path = Path(fsvae.__file__).parent / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"fsvae module {name!r}: no file {path}; expected the name of a "
+                         f"module in the fsvae package, e.g. 'backbone'")
+    return path
+
+
+def _imports(name: str) -> set[str]:
+    """The fsvae modules that fsvae.<name> imports (the package's own __init__ left out: it
+    holds no code a stage runs)."""
+    tree = ast.parse(_source_file(name).read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            dotted = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: fsvae's modules are one package deep
+                module = f"fsvae.{module}".rstrip(".")
+            # `from fsvae import data` names a module; `from fsvae.data import load`, a name.
+            dotted = [f"{module}.{a.name}" for a in node.names] if module == "fsvae" else [module]
+        else:
+            continue
+        for full in dotted:
+            parts = full.split(".")
+            if parts[0] == "fsvae" and len(parts) > 1 and \
+                    (Path(fsvae.__file__).parent / f"{parts[1]}.py").is_file():
+                found.add(parts[1])
+    return found
 
 
 def make_key(parts: dict[str, Any]) -> str:

@@ -26,17 +26,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fsvae import metrics
-from fsvae.backbone import NonFiniteLoss
+from fsvae import metrics, sampler
+from fsvae.errors import NonFiniteLoss
 from fsvae.config import RESAMPLING_METHODS
 from fsvae.vae import BetaVAE
-
-
-def repeat_minority(labels: torch.Tensor, minority: list[int], factor: int) -> torch.Tensor:
-    """Row indices for one epoch: every row once, minority rows `factor` times in all."""
-    rows = torch.arange(len(labels), device=labels.device)
-    is_min = torch.isin(labels, torch.tensor(minority, device=labels.device))
-    return torch.cat([rows] + [rows[is_min]] * (factor - 1))
 
 
 def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -105,7 +98,7 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
                           momentum=config["classifier_momentum"],
                           weight_decay=config["classifier_weight_decay"])
     factor = config["sampling_factor"] if method in RESAMPLING_METHODS else 1
-    rows = repeat_minority(y_tr, minority, factor)
+    rows = sampler.repeat_minority(y_tr, minority, factor)
     counts = class_counts(y_tr, k).to(device)
     log_prior = torch.log(counts.clamp(min=1) / counts.sum())
     train_shift = torch.log(counts.clamp(min=1)) if method == "balanced_softmax" else None

@@ -15,11 +15,13 @@ wrong with it is recorded as one row of the report (file, split, problem, action
   duplicate_across_splits  byte-identical to a file in another split (leakage): the copy in
                            the lower split is skipped (test > val > train), so the test set
                            stays whole and no test image is trained on
+  label_conflict           byte-identical files listed under different classes: every copy
+                           is skipped (in any split), since which label is right is unknown
   odd_extension            no extension or not .jpg                    kept
   non_ascii_name           non-ASCII characters in the path            kept
 Usable images are kept as one uint8 tensor (N, 3, S, S): shorter side resized to S, centre
 square crop. Decoding once and reusing the tensor across epochs and trials is what keeps a
-GPU fed (see ../shared/notes/method.md, "Feeding the GPU").
+GPU fed: decoding JPEGs every epoch is CPU-bound (README "Speed").
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from fsvae.errors import DataError  # noqa: F401  (re-exported)
 SPLITS = ("train", "val", "test")
 SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}  # which copy of a leaked duplicate stays
 SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
-           "duplicate_across_splits")
+           "duplicate_across_splits", "label_conflict")
 NOTED = ("odd_extension", "non_ascii_name")
 USUAL_EXTENSIONS = (".jpg",)
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger is a decompression bomb: reported unreadable
@@ -187,35 +189,16 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
         noted.append(problems[first_row:])
 
     decoded = _decode_all([str(p) for _, p in candidates], load_size, workers)
-
-    # Duplicates: within a split keep the first; across splits keep the higher-priority
-    # split's copy (test > val > train) so that no test image is also trained on.
-    by_hash: dict[str, list[int]] = {}
-    for i, (_, _, digest) in enumerate(decoded):
-        if digest is not None:
-            by_hash.setdefault(digest, []).append(i)
-    keep = [True] * len(candidates)
-    for i, ((item, _), (array, error, _)) in enumerate(zip(candidates, decoded)):
+    keep = [array is not None for array, _, _ in decoded]
+    for (item, _), (array, error, _) in zip(candidates, decoded):
         if array is None:
-            keep[i] = False
             kind = "not_image" if error.startswith("not_image") else "unreadable"
             problem(item, kind, error.split(":", 1)[1].strip())
-    for group in by_hash.values():
-        group = [i for i in group if keep[i]]
-        if len(group) < 2:
-            continue
-        best = min(group, key=lambda i: (SPLIT_PRIORITY[candidates[i][0].split], i))
-        for i in group:
-            if i == best:
-                continue
+    items = [item for item, _ in candidates]
+    for group in _copies(decoded, keep):
+        for i, kind, detail in _copies_to_skip(group, items):
             keep[i] = False
-            item, other = candidates[i][0], candidates[best][0]
-            same = "same file listed again" if other.rel == item.rel else "identical bytes"
-            if other.split == item.split:
-                problem(item, "duplicate", f"{same} as {other.rel}")
-            else:
-                problem(item, "duplicate_across_splits",
-                        f"{same} as {other.rel} in {other.split} (leakage); kept there")
+            problem(items[i], kind, detail)
 
     for i, rows in enumerate(noted):
         if not keep[i]:  # e.g. a truncated .png: skipped, so its odd_extension row too
@@ -302,6 +285,44 @@ def _inside(root: Path, rel: str) -> Path | None:
     except ValueError:
         return None
     return path
+
+
+def _copies(decoded: list, keep: list[bool]) -> list[list[int]]:
+    """Groups (two or more, in listing order) of decoded files with identical bytes."""
+    by_hash: dict[str, list[int]] = {}
+    for i, (_, _, digest) in enumerate(decoded):
+        if keep[i]:
+            by_hash.setdefault(digest, []).append(i)
+    return [group for group in by_hash.values() if len(group) > 1]
+
+
+def _copies_to_skip(group: list[int], items: list[Listed]) -> list[tuple[int, str, str]]:
+    """(index, problem, detail) of each file of a group of identical copies that is skipped.
+
+    Copies under different classes are a label conflict: all are skipped, in every split,
+    since which label is right is unknown. Otherwise one copy stays, the first of the
+    highest split (test > val > train), so that the test set stays whole and no test
+    image is also trained on.
+    """
+    labels = sorted({items[i].label for i in group})
+    if len(labels) > 1:
+        names = ", ".join(repr(label) for label in labels[:-1]) + f" and {labels[-1]!r}"
+        where = ", ".join(f"{items[i].rel} in {items[i].split}" for i in group)
+        detail = f"identical bytes listed under classes {names} ({where}); every copy skipped"
+        return [(i, "label_conflict", detail) for i in group]
+    best = min(group, key=lambda i: (SPLIT_PRIORITY[items[i].split], i))
+    skipped = []
+    for i in group:
+        if i == best:
+            continue
+        item, other = items[i], items[best]
+        same = "same file listed again" if other.rel == item.rel else "identical bytes"
+        if other.split == item.split:
+            skipped.append((i, "duplicate", f"{same} as {other.rel}"))
+        else:
+            skipped.append((i, "duplicate_across_splits",
+                            f"{same} as {other.rel} in {other.split} (leakage); kept there"))
+    return skipped
 
 
 def _decode_file(args: tuple[str, int]) -> tuple[np.ndarray | None, str, str | None]:

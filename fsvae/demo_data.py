@@ -132,6 +132,12 @@ def _add_defects(root: Path, lists: dict, first: dict, size: int,
     leaked = root / "dataset" / b / "leak_0001.jpg"
     shutil.copyfile(first[f"test:{b}"], leaked)
     add("train", leaked.relative_to(root).as_posix(), "duplicate_across_splits")
+    # One image under two classes: both copies are reported, both skipped.
+    _draw(2, size, rng).save(root / "dataset" / a / "conflict_0001.jpg")
+    shutil.copyfile(root / "dataset" / a / "conflict_0001.jpg",
+                    root / "dataset" / b / "conflict_0002.jpg")
+    add("train", f"dataset/{a}/conflict_0001.jpg", "label_conflict")
+    add("train", f"dataset/{b}/conflict_0002.jpg", "label_conflict")
     add("train", "dataset/../../outside_0001.jpg", "outside_root")
     lists["train"].append("")  # an empty line: ignored, not a defect
     return written

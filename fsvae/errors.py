@@ -1,6 +1,9 @@
-"""Errors a user can fix, in one light module (no torch import), so that the CLI can catch
-them without paying for torch when the command does not need it. Each is re-exported by
-the module that raises it (fsvae.config.ConfigError, fsvae.data.DataError, ...)."""
+"""The errors fsvae raises with a reason it can name, in one light module (no torch import).
+
+The CLI catches the ones a user can fix (all but NonFiniteLoss) without paying for torch
+when the command does not need it. Each user error is re-exported by the module that
+raises it (fsvae.config.ConfigError, fsvae.data.DataError, ...).
+"""
 
 
 class ConfigError(ValueError):
@@ -21,3 +24,8 @@ class BackboneError(ValueError):
 
 class TrialError(ValueError):
     """The trial's inputs cannot work together (e.g. load_size smaller than image_size)."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training loss became NaN or infinite (in any of the three stages): the trial fails
+    with this as its reason."""

@@ -2,24 +2,28 @@
 
 Architecture (not in the paper): CADA-VAE's image VAE, x -> 1560 -> (mu, logvar) and
 z -> 1660 -> x, ReLU; sizes are config keys. Inputs are min-max scaled to [0, 1] per
-dimension with the training features' range (CADA-VAE).
+dimension with the training features' range (CADA-VAE; MinMax says what happens to a
+constant dimension and to held-out values outside that range).
 Loss per sample = reconstruction (L1 or squared error, *summed* over the feature dims)
 + beta * KL(q(z|x) || N(0, I)) (*summed* over the latent dims); the batch loss is the
 *mean* over samples. beta's absolute value only means something with these reductions:
 with 2048 summed L1 terms the paper's beta_max = 5.04e-4 makes the KL a weak regulariser.
 The VAE has no accuracy to select on and its loss is not comparable across epochs while
 beta moves, so the last epoch is kept.
+`fit` is the whole stage as the stage cache keeps it; `save` and `restore` its entry.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from fsvae.backbone import NonFiniteLoss
+from fsvae.errors import NonFiniteLoss
 
 
 class BetaVAE(nn.Module):
@@ -37,16 +41,20 @@ class BetaVAE(nn.Module):
         return self.mu(h), self.logvar(h).clamp(-30.0, 20.0)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + sigma * eps, fresh eps each call (the reparameterisation trick)."""
-        mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        return mu + eps * torch.exp(0.5 * logvar)
+        """z ~ q(z|x), a fresh draw each call."""
+        return reparameterize(*self.encode(x), generator)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decoder(z), mu, logvar
+        return self.decoder(reparameterize(mu, logvar, generator)), mu, logvar
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I) drawn afresh: the reparameterisation trick
+    (Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014, Sec. 2.4)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+    return mu + eps * torch.exp(0.5 * logvar)
 
 
 def beta_at(epoch: int, config: dict) -> float:
@@ -73,7 +81,16 @@ def beta_at(epoch: int, config: dict) -> float:
 
 
 class MinMax:
-    """Per-dimension min-max scaling fitted on the training features."""
+    """Per-dimension min-max scaling to [0, 1], fitted on the training features (CADA-VAE).
+
+    A dimension constant over the training rows (a dead ReLU channel) carries no information
+    and maps to 0 everywhere: dividing by its zero range turned a val/test value of 0.01
+    into 1e6. Held-out values outside the training range are clipped to [0, 1], the range
+    the VAE and the classifier are trained on (as scikit-learn's MinMaxScaler(clip=True)),
+    so that no single dimension of an unseen row can swamp the logits.
+    """
+
+    CONSTANT = 1e-8  # a training range at most this wide counts as constant
 
     def __init__(self, low: torch.Tensor, high: torch.Tensor):
         self.low, self.high = low, high
@@ -84,10 +101,20 @@ class MinMax:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         low, high = self.low.to(x.device), self.high.to(x.device)
-        return (x - low) / (high - low).clamp(min=1e-8)
+        span = high - low
+        constant = span <= self.CONSTANT
+        scaled = (x - low) / torch.where(constant, torch.ones_like(span), span)
+        return torch.where(constant, torch.zeros_like(scaled), scaled).clamp(0.0, 1.0)
 
     def state(self) -> dict:
         return {"low": self.low, "high": self.high}
+
+
+def scale_features(features: dict[str, dict]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Stage 1's features[split] = {"x", "y", ...} -> split: (min-max scaled x, y), the
+    scaler fitted on the train split alone: the input of stages 2 and 3."""
+    scaler = MinMax.fit(features["train"]["x"])
+    return {split: (scaler(f["x"]), f["y"]) for split, f in features.items()}
 
 
 def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
@@ -98,8 +125,16 @@ def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
         recon = (x_hat - x).abs().sum(1)
     else:
         recon = (x_hat - x).pow(2).sum(1)
+    # KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma and Welling 2014, Appendix B).
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
     return recon.mean(), kl.mean()
+
+
+def fit(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torch.device,
+        progress: Callable[[dict], None]) -> dict:
+    """The whole stage, as the stage cache keeps it: {"model", "history"} of train()."""
+    model, history = train(x_train, x_val, config, device, progress)
+    return {"model": model, "history": history}
 
 
 def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torch.device,
@@ -141,3 +176,22 @@ def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torc
         history.append(row)
         progress(row)
     return model.eval(), history
+
+
+def save(stage: dict, folder: Path) -> None:
+    """Writes fit()'s output as a cache entry: vae.pt (sizes and weights), history.json."""
+    m = stage["model"]
+    dims = {"input_dim": m.decoder[-1].out_features, "latent_dim": m.mu.out_features,
+            "enc_hidden": m.mu.in_features, "dec_hidden": m.decoder[0].out_features}
+    torch.save({"dims": dims, "state": {k: t.cpu() for k, t in m.state_dict().items()}},
+               folder / "vae.pt")
+    (folder / "history.json").write_text(json.dumps(stage["history"]))
+
+
+def restore(folder: Path) -> dict:
+    """A cache entry back as fit()'s output, the model on the CPU in eval mode."""
+    saved = torch.load(folder / "vae.pt", map_location="cpu", weights_only=True)
+    model = BetaVAE(**saved["dims"])
+    model.load_state_dict(saved["state"])
+    return {"model": model.eval(),
+            "history": json.loads((folder / "history.json").read_text())}

@@ -3,35 +3,80 @@ from __future__ import annotations
 
 import hashlib
 import json
+import modulefinder
 import os
+import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageOps
 
 import fsvae
 from helpers import quiet, tiny_config
 from fsvae import data, demo_data
-from fsvae.cache import StageCache, code_version
+from fsvae.cache import StageCache, source_hash, source_modules
 from fsvae.trial import run_trial
 
 
-def test_code_version_is_the_hash_of_the_stage_sources():
-    src = Path(fsvae.__file__).parent
+FSVAE = Path(fsvae.__file__).parent
+MODULES = sorted(p.stem for p in FSVAE.glob("*.py") if p.stem != "__init__")
+# Code a trial runs between two cache lookups that only assembles keys from values the key
+# holds (the config, the cache itself): not part of any stage's work.
+ORCHESTRATION = {"trial", "cache", "config"}
+
+
+def test_source_hash_is_the_hash_of_the_named_modules_sources():
+    # transforms and sampler import nothing from fsvae: the hash is of these two alone.
     h = hashlib.sha256()
-    for name in sorted(["backbone", "transforms"]):
-        h.update((src / f"{name}.py").read_bytes())
-    assert code_version("transforms", "backbone") == h.hexdigest()[:16]
-    assert code_version("vae") != code_version("backbone")
+    for name in ("sampler", "transforms"):
+        h.update(f"{name}\0".encode() + (FSVAE / f"{name}.py").read_bytes())
+    assert source_hash("transforms", "sampler") == h.hexdigest()[:16]
+    assert source_hash("vae") != source_hash("backbone")
 
 
-def test_backbone_entry_is_keyed_on_its_stage_code(demo_root, stage_cache, trials):
-    result = trials["vae"][0]
-    entry = stage_cache.entry("backbone", result["cache"]["backbone"]["key"])
-    parts = json.loads((entry / "entry.json").read_text())["parts"]
-    assert parts["code"] == code_version("backbone", "transforms", "split", "metrics")
-    vae_entry = stage_cache.entry("vae", result["cache"]["vae"]["key"])
-    assert json.loads((vae_entry / "entry.json").read_text())["parts"]["code"] == \
-        code_version("vae")
+@pytest.mark.parametrize("module", MODULES)
+def test_source_modules_are_a_module_and_everything_it_imports_from_fsvae(module):
+    # The standard library's own import scanner, as an independent reading of the imports.
+    finder = modulefinder.ModuleFinder(path=[str(FSVAE.parent)])
+    finder.run_script(str(FSVAE / f"{module}.py"))
+    imported = {name.split(".")[1] for name in finder.modules if name.startswith("fsvae.")}
+    assert source_modules(module) == imported | {module}
+
+
+def test_source_modules_of_an_unknown_module_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="fsvae module 'backbon'"):
+        source_modules("backbon")
+
+
+def test_every_fsvae_module_a_cached_stage_runs_is_hashed_into_its_key(demo_root, tmp_path):
+    # The fsvae code that runs between one cache lookup and the next is that stage's work and
+    # the making of its inputs (the split, before the backbone): all of it must be in the key.
+    phases = ["data", "backbone", "vae", "classifier"]
+    ran: dict[str, set[str]] = {phase: set() for phase in phases}
+    at = [0]
+
+    def progress(event: dict) -> None:
+        if event["stage"] == "cache":
+            at[0] += 1
+
+    def profile(frame, event, arg) -> None:
+        if event == "call" and frame.f_code.co_filename.startswith(str(FSVAE)):
+            ran[phases[at[0]]].add(Path(frame.f_code.co_filename).stem)
+
+    cache = StageCache(tmp_path, log=quiet)
+    sys.setprofile(profile)
+    try:
+        result = run_trial(tiny_config(demo_root, method="vae"), progress=progress, cache=cache,
+                           log=quiet)
+    finally:
+        sys.setprofile(None)
+    for stage in ("data", "backbone", "vae"):
+        entry = cache.entry(stage, result["cache"][stage]["key"])
+        parts = json.loads((entry / "entry.json").read_text())["parts"]
+        work = ran[stage] - ORCHESTRATION
+        assert stage in work  # the profile saw the stage run
+        assert work <= set(parts["sources"]), stage
+        assert parts["code"] == source_hash(*parts["sources"])
 
 
 def test_fingerprint_changes_when_a_listed_file_changes(tmp_path):

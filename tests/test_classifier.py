@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fsvae import classifier, metrics
-from fsvae.classifier import Inputs, cb_weights, repeat_minority
+from fsvae.classifier import Inputs, cb_weights
 from fsvae.config import resolve
 from fsvae.vae import BetaVAE
 
@@ -22,7 +22,7 @@ CPU = torch.device("cpu")
 def toy_features(seed: int = 0, n_major: int = 300, n_minor: int = 6, n_eval: int = 100,
                  dim: int = 8) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    means = torch.randn(4, dim, generator=g) * 1.5
+    means = torch.randn(4, dim, generator=g) * 1.5  # toy_means() draws the same
 
     def draw(sizes):
         y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
@@ -30,6 +30,11 @@ def toy_features(seed: int = 0, n_major: int = 300, n_minor: int = 6, n_eval: in
 
     return {"train": draw([n_major, n_major, n_minor, n_minor]),
             "val": draw([n_eval] * 4), "test": draw([n_eval] * 4)}
+
+
+def toy_means(seed: int = 0, dim: int = 8) -> torch.Tensor:
+    """The class means toy_features(seed) draws first."""
+    return torch.randn(4, dim, generator=torch.Generator().manual_seed(seed)) * 1.5
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +59,6 @@ def minority_predictions(preds) -> int:
 def small_vae(x_dim: int = 8, latent: int = 3) -> BetaVAE:
     torch.manual_seed(0)
     return BetaVAE(x_dim, latent, 16, 16).eval()
-
-
-# -- minority repetition ----------------------------------------------------------------------
-
-def test_repeat_minority_gives_majority_rows_plus_factor_times_minority_rows():
-    labels = torch.tensor([0, 0, 0, 1, 2, 2, 3])
-    rows = repeat_minority(labels, [2, 3], 30)
-    assert len(rows) == 4 + 30 * 3
-
-
-def test_repeat_minority_repeats_each_minority_row_factor_times_and_others_once():
-    labels = torch.tensor([0, 0, 1, 2, 2, 3])
-    rows = repeat_minority(labels, [2, 3], 5)
-    assert torch.bincount(rows, minlength=6).tolist() == [1, 1, 1, 5, 5, 5]
-
-
-def test_repeat_minority_with_factor_one_is_every_row_once():
-    labels = torch.tensor([0, 1, 2])
-    assert repeat_minority(labels, [2], 1).tolist() == [0, 1, 2]
 
 
 # -- classifier inputs per method -------------------------------------------------------------
@@ -211,11 +197,16 @@ def test_loss_based_ablations_ignore_sampling_factor(toy, method):
     assert torch.equal(once["test"], many["test"])
 
 
-def test_vae_method_trains_on_x_and_z_and_predicts_every_eval_row(toy):
+def test_vae_method_predicts_every_eval_row_nearly_as_well_as_the_bayes_rule(toy):
     preds, history = train(toy, small_vae(8, 3), method="vae", latent_dim=3,
                            sampling_factor=5)
     assert preds["val"].shape == (400,) and preds["test"].shape == (400,)
-    assert 0.25 < scores_on_test(toy, preds)["acc"] <= 1.0  # better than chance on 4 classes
+    # Equal priors and one isotropic covariance on the balanced test set: the Bayes rule is
+    # the nearest true class mean (0.94 here). The VAE classifier, 6 rows per minority
+    # class repeated x5, gets within 0.1 of it (0.89 measured); chance is 0.25.
+    x, y = toy["test"]
+    bayes = (torch.cdist(x, toy_means()).argmin(1) == y).float().mean().item()
+    assert bayes - 0.1 <= scores_on_test(toy, preds)["acc"] <= bayes + 0.02
 
 
 def test_returned_predictions_are_from_the_epoch_with_best_validation_acc(toy):

@@ -26,6 +26,8 @@ DEFECTS = {
     "dataset/dressy/ドレス_0001.jpg": ("non_ascii_name", "kept"),
     "dataset/dressy/copy_0001.jpg": ("duplicate", "skipped"),
     "dataset/dressy/leak_0001.jpg": ("duplicate_across_splits", "skipped"),
+    "dataset/conservative/conflict_0001.jpg": ("label_conflict", "skipped"),
+    "dataset/dressy/conflict_0002.jpg": ("label_conflict", "skipped"),
     "dataset/../../outside_0001.jpg": ("outside_root", "refused"),
 }
 
@@ -46,7 +48,7 @@ def test_demo_data_with_defects_writes_one_file_of_each_defect_kind(tmp_path):
     assert kinds == sorted(data.SKIPPED + data.NOTED)
     for kind in kinds:
         written = [d for d in info["defects"] if d["expect"] == kind]
-        assert len(written) == (3 if kind == "odd_extension" else 1), kind
+        assert len(written) == {"odd_extension": 3, "label_conflict": 2}.get(kind, 1), kind
 
 
 def test_demo_data_refuses_a_non_empty_folder(tmp_path):
@@ -69,7 +71,8 @@ def test_reader_reports_each_demo_defect_with_its_kind_and_action(demo_ds, rel):
 def test_report_summary_counts_each_defect_kind(demo_ds):
     assert demo_ds.report["summary"] == {
         "missing": 1, "outside_root": 1, "not_image": 1, "unreadable": 1, "duplicate": 1,
-        "duplicate_across_splits": 1, "odd_extension": 3, "non_ascii_name": 1}
+        "duplicate_across_splits": 1, "label_conflict": 2, "odd_extension": 3,
+        "non_ascii_name": 1}
 
 
 def test_report_has_one_problem_row_per_defect_and_none_for_clean_files(demo_ds):
@@ -77,11 +80,11 @@ def test_report_has_one_problem_row_per_defect_and_none_for_clean_files(demo_ds)
 
 
 def test_report_split_counts_are_listed_and_usable_files(demo_ds):
-    # 20 per class: 12 train, 2 val, 6 test; 10 defects + 1 ignored empty line in train.
+    # 20 per class: 12 train, 2 val, 6 test; 12 defects + 1 ignored empty line in train.
     splits = demo_ds.report["splits"]
     assert splits["val"] == {"listed": 28, "usable": 28}
     assert splits["test"] == {"listed": 84, "usable": 84}
-    assert splits["train"] == {"listed": 168 + 10, "usable": 168 + 4}
+    assert splits["train"] == {"listed": 168 + 12, "usable": 168 + 4}
 
 
 def test_skipped_and_refused_files_are_not_in_the_dataset(demo_ds):
@@ -97,9 +100,9 @@ def test_files_with_noted_defects_are_kept(demo_ds):
 def test_reader_logs_the_report_counts(demo_loaded):
     _, lines = demo_loaded
     text = "\n".join(lines)
-    assert "284 usable of 290 listed" in text
+    assert "284 usable of 292 listed" in text
     assert "1 missing" in text and "3 odd_extension" in text and "1 outside_root" in text
-    assert "train: 172 usable of 178 listed" in text
+    assert "train: 172 usable of 180 listed" in text
 
 
 def test_duplicate_within_a_split_keeps_the_first_copy(demo_ds):
@@ -131,6 +134,34 @@ def test_duplicate_across_val_and_train_keeps_the_val_copy(tmp_path):
     ds = data.load(root, 8, workers=1, log=quiet)
     assert rows_for(ds, "dataset/b/copy.jpg")[0]["problem"] == "duplicate_across_splits"
     assert "dataset/b/b2.jpg" in ds.paths and "dataset/b/copy.jpg" not in ds.paths
+
+
+def test_identical_files_under_two_classes_are_a_label_conflict_naming_both(tmp_path):
+    root = make_fs14(tmp_path / "r", {
+        "train": ["dataset/a/a1.jpg", "dataset/a/x.jpg", "dataset/b/b1.jpg", "dataset/b/y.jpg"],
+        "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
+        "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg"]})
+    (root / "dataset/b/y.jpg").write_bytes((root / "dataset/a/x.jpg").read_bytes())
+    ds = data.load(root, 8, workers=1, log=quiet)
+    for rel in ("dataset/a/x.jpg", "dataset/b/y.jpg"):
+        [row] = rows_for(ds, rel)
+        assert (row["problem"], row["action"]) == ("label_conflict", "skipped")
+        assert "classes 'a' and 'b'" in row["detail"]
+        assert "dataset/a/x.jpg in train" in row["detail"]
+        assert "dataset/b/y.jpg in train" in row["detail"]
+    assert ds.report["summary"]["duplicate"] == 0
+
+
+def test_every_copy_of_a_label_conflict_is_skipped_the_test_copy_too(tmp_path):
+    root = make_fs14(tmp_path / "r", {
+        "train": ["dataset/a/a1.jpg", "dataset/a/x.jpg", "dataset/b/b1.jpg"],
+        "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
+        "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg", "dataset/b/y.jpg"]})
+    (root / "dataset/b/y.jpg").write_bytes((root / "dataset/a/x.jpg").read_bytes())
+    ds = data.load(root, 8, workers=1, log=quiet)
+    assert "dataset/a/x.jpg" not in ds.paths and "dataset/b/y.jpg" not in ds.paths
+    assert [r["problem"] for r in rows_for(ds, "dataset/b/y.jpg")] == ["label_conflict"]
+    assert ds.report["splits"]["test"] == {"listed": 3, "usable": 2}
 
 
 def test_the_same_file_listed_twice_in_a_split_is_read_once(tmp_path):

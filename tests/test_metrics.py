@@ -1,4 +1,4 @@
-"""fsvae.metrics against hand-computed cases (method.md "Metrics")."""
+"""fsvae.metrics against hand-computed cases (README "Metrics")."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""fsvae.split: the GFSL split (method.md "Problem setting")."""
+"""fsvae.split: the GFSL split (README "Data", GFSL split)."""
 from __future__ import annotations
 
 import hashlib

@@ -13,22 +13,72 @@ from helpers import quiet, tiny_config
 from fsvae import demo_data
 from fsvae.backbone import BackboneError
 from fsvae.split import SplitError
-from fsvae.trial import TrialError, run_trial
+from fsvae.cache import StageCache
+from fsvae.trial import TrialError, prepare, run_trial
 
 METHODS = ("plain", "oversample", "vae")
 
 
-def group_metrics(result: dict, prefix: str) -> tuple[float, float, float]:
-    m = result["metrics"]
-    return m[f"{prefix}acc_majority"], m[f"{prefix}acc_minority"], m[f"{prefix}acc_h"]
+def by_hand(y: list[int], pred: list[int], classes: list[str], minority: list[str]) -> dict:
+    """The paper's metrics from labels and predictions, written out plainly: group accuracies
+    are the mean of per-class accuracies (CADA-VAE), acc_h their harmonic mean; *_samples
+    the share of a group's images predicted right."""
+    per_class = {}
+    for k, name in enumerate(classes):
+        rows = [i for i, label in enumerate(y) if label == k]
+        if rows:
+            per_class[name] = sum(pred[i] == k for i in rows) / len(rows)
+    maj = [a for c, a in per_class.items() if c not in minority]
+    mnr = [a for c, a in per_class.items() if c in minority]
+    maj, mnr = sum(maj) / len(maj), sum(mnr) / len(mnr)
+    in_minority = [classes[label] in minority for label in y]
+    hits = [p == t for p, t in zip(pred, y)]
+    maj_s = sum(h for h, m in zip(hits, in_minority) if not m) / in_minority.count(False)
+    mnr_s = sum(h for h, m in zip(hits, in_minority) if m) / in_minority.count(True)
+    return {"acc": sum(hits) / len(y), "acc_majority": maj, "acc_minority": mnr,
+            "acc_h": harmonic(maj, mnr), "acc_majority_samples": maj_s,
+            "acc_minority_samples": mnr_s, "acc_h_samples": harmonic(maj_s, mnr_s),
+            **{f"class_acc/{c}": a for c, a in per_class.items()}}
 
 
-@pytest.mark.parametrize("prefix", ["val_", "test_"])
+def harmonic(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
 @pytest.mark.parametrize("method", METHODS)
-def test_acc_h_is_the_harmonic_mean_of_the_reported_group_accuracies(trials, method, prefix):
-    maj, mnr, h = group_metrics(trials[method][0], prefix)
-    expected = 0.0 if maj + mnr == 0 else 2 * maj * mnr / (maj + mnr)
-    assert h == pytest.approx(expected, abs=1e-12)
+def test_group_accuracies_and_acc_h_follow_from_the_confusion_matrix(trials, method, split):
+    result = trials[method][0]
+    cm, classes = result["confusion"][split], result["classes"]
+    # Expand the matrix (row = true class, column = prediction) back into labels.
+    y = [k for k, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
+    pred = [j for row in cm for j, n in enumerate(row) for _ in range(n)]
+    expected = by_hand(y, pred, classes, result["minority_classes"])
+    for name, value in expected.items():
+        assert result["metrics"][f"{split}_{name}"] == pytest.approx(value, abs=1e-6), name
+
+
+@pytest.mark.parametrize("method", ["plain", "oversample"])
+def test_backbone_methods_score_the_heads_predictions_on_the_stored_features(
+        trials, stage_cache, method):
+    result = trials[method][0]
+    entry = stage_cache.entry("backbone", result["cache"]["backbone"]["key"])
+    features = torch.load(entry / "features.pt", weights_only=True)
+    for split in ("val", "test"):
+        y = features[split]["y"].tolist()
+        pred = features[split]["logits"].argmax(1).tolist()
+        expected = by_hand(y, pred, result["classes"], result["minority_classes"])
+        for name, value in expected.items():
+            assert result["metrics"][f"{split}_{name}"] == pytest.approx(value, abs=1e-6), name
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+@pytest.mark.parametrize("method", METHODS)
+def test_confusion_rows_count_each_classs_images_in_the_split(trials, method, split):
+    result, out = trials[method]
+    counts = json.loads((out / "split" / "split.json").read_text())["counts"][split]
+    assert [sum(row) for row in result["confusion"][split]] == [
+        counts[c] for c in result["classes"]]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -83,7 +133,7 @@ def test_trial_proceeds_with_the_usable_files_and_reports_the_defects(trials):
     report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
     assert result["data_summary"] == report["summary"]
     assert report["summary"]["missing"] == 1 and report["summary"]["odd_extension"] == 3
-    assert report["splits"]["train"] == {"listed": 178, "usable": 172}
+    assert report["splits"]["train"] == {"listed": 180, "usable": 172}
 
 
 def test_split_files_list_n_f_train_images_per_minority_class(trials):
@@ -127,6 +177,19 @@ def test_cached_backbone_curves_are_replayed_to_progress(demo_root, stage_cache,
               log=quiet)
     replayed = [e for e in events if e["stage"] == "backbone" and "epoch" in e]
     assert replayed and all(e["replayed"] for e in replayed)
+
+
+def test_prepare_builds_the_data_and_backbone_that_a_trial_then_finds_in_the_cache(
+        demo_root, tmp_path):
+    cache = StageCache(tmp_path, log=quiet)
+    cfg = tiny_config(demo_root, method="vae")
+    built = prepare(cfg, cache, log=quiet)
+    assert sorted(built["cache"]) == ["backbone", "data"]
+    assert not any(info["hit"] for info in built["cache"].values())
+    assert {"data", "backbone", "total", "waited"} <= set(built["timings"])
+    trial = run_trial(cfg, cache=cache, log=quiet)["cache"]
+    assert trial["data"]["hit"] and trial["backbone"]["hit"] and not trial["vae"]["hit"]
+    assert trial["backbone"]["key"] == built["cache"]["backbone"]["key"]
 
 
 # -- reproducibility --------------------------------------------------------------------------

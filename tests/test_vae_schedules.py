@@ -106,6 +106,29 @@ def test_vae_training_uses_the_scheduled_beta_each_epoch():
     assert [row["beta"] for row in history] == pytest.approx([0.0, 0.1, 0.2, 0.3])
 
 
+def trained_weights(epochs: int, **schedule) -> list[torch.Tensor]:
+    cfg = small_vae_config(vae_epochs=epochs, **schedule)
+    x = torch.rand(40, 8, generator=torch.Generator().manual_seed(0))
+    model, _ = vae.train(x, x[:10], cfg, torch.device("cpu"), lambda row: None)
+    return list(model.state_dict().values())
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(s, t) for s, t in zip(a, b))
+
+
+def test_vae_loss_of_each_epoch_weights_the_kl_by_that_epochs_scheduled_beta():
+    # Betas per epoch: 0.5 over 2 warm-up epochs -> 0, 0.25; 0.25 over 1 -> 0, 0.25;
+    # 1.0 over 2 -> 0, 0.5. Training is deterministic, so two epochs give the same model
+    # exactly when the losses used the same betas, whatever the history says.
+    used = trained_weights(2, beta_max=0.5, beta_warmup_epochs=2)
+    assert same(used, trained_weights(2, beta_max=0.25, beta_warmup_epochs=1))
+    assert not same(used, trained_weights(2, beta_max=1.0, beta_warmup_epochs=2))
+    # Epoch 0 used beta 0 in all three: one epoch gives the same model.
+    assert same(trained_weights(1, beta_max=0.5, beta_warmup_epochs=2),
+                trained_weights(1, beta_max=1.0, beta_warmup_epochs=2))
+
+
 def test_vae_training_reports_every_epoch_to_progress():
     cfg = small_vae_config()
     seen = []
@@ -129,8 +152,58 @@ def test_vae_losses_sum_over_dims_and_average_over_the_batch():
     assert recon2.item() == pytest.approx((14 + 1) / 2)
 
 
+def test_vae_kl_is_the_closed_form_kl_of_the_encoders_gaussian_from_the_standard_normal():
+    model = vae.BetaVAE(3, 2, 5, 5)
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    # Every row encodes to mu = (1, -2), sigma^2 = (4, 0.25).
+    model.mu.bias.data = torch.tensor([1.0, -2.0])
+    model.logvar.bias.data = torch.log(torch.tensor([4.0, 0.25]))
+    _, kl = vae.losses(model, torch.rand(6, 3), "l1")
+    # KL = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2) (Kingma and Welling 2014, App. B):
+    # 1/2 (1 + 4 - 1 - log 4) + 1/2 (4 + 0.25 - 1 - log 0.25) = 3.625.
+    assert kl.item() == pytest.approx(3.625, rel=1e-6)
+    q = torch.distributions.Normal(torch.tensor([1.0, -2.0]), torch.tensor([2.0, 0.5]))
+    p = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+    assert kl.item() == pytest.approx(torch.distributions.kl_divergence(q, p).sum().item())
+
+
 def test_minmax_scales_training_features_to_the_unit_range():
     x = torch.tensor([[0.0, 10.0], [2.0, 30.0], [1.0, 20.0]])
     scaled = vae.MinMax.fit(x)(x)
     assert scaled.min(0).values.tolist() == [0.0, 0.0]
     assert scaled.max(0).values.tolist() == [1.0, 1.0]
+
+
+def test_minmax_maps_a_dimension_constant_over_training_to_zero_on_every_row():
+    # Column 1 is a dead ReLU channel in training; a val/test row has 0.01 there.
+    train = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    held_out = torch.tensor([[1.0, 0.01], [0.5, 0.0]])
+    scaler = vae.MinMax.fit(train)
+    assert scaler(train)[:, 1].tolist() == [0.0, 0.0, 0.0]
+    assert scaler(held_out).tolist() == [[0.5, 0.0], [0.25, 0.0]]
+
+
+def test_minmax_clips_held_out_values_outside_the_training_range_to_zero_and_one():
+    scaler = vae.MinMax.fit(torch.tensor([[0.0], [10.0]]))
+    assert scaler(torch.tensor([[-5.0], [5.0], [25.0]])).flatten().tolist() == [0.0, 0.5, 1.0]
+
+
+def test_features_are_scaled_with_the_range_of_the_train_split_only():
+    features = {"train": {"x": torch.tensor([[0.0], [2.0]]), "y": torch.tensor([0, 1])},
+                "val": {"x": torch.tensor([[1.0], [4.0]]), "y": torch.tensor([0, 1])},
+                "test": {"x": torch.tensor([[-2.0], [0.5]]), "y": torch.tensor([1, 0])}}
+    scaled = vae.scale_features(features)
+    # Fitted on all three splits (range -2..4) train would be [1/3, 2/3].
+    assert scaled["train"][0].flatten().tolist() == [0.0, 1.0]
+    assert scaled["val"][0].flatten().tolist() == [0.5, 1.0]
+    assert scaled["test"][0].flatten().tolist() == [0.0, 0.25]
+    assert all(torch.equal(scaled[s][1], features[s]["y"]) for s in features)
+
+
+def test_reparameterize_draws_z_with_mean_mu_and_standard_deviation_exp_half_logvar():
+    mu = torch.tensor([1.0, -2.0]).expand(20000, 2)
+    logvar = torch.log(torch.tensor([4.0, 0.25])).expand(20000, 2)
+    z = vae.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert z.mean(0).tolist() == pytest.approx([1.0, -2.0], abs=0.03)
+    assert z.std(0).tolist() == pytest.approx([2.0, 0.5], rel=0.02)
