@@ -25,12 +25,12 @@ def pause(point: str, **info) -> None:
         return
     folder = Path(os.environ["FSVAE_PAUSE_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{point}.{os.getpid()}"
+    stem = f"{point}.{os.getpid()}"
     record = {"point": point, "pid": os.getpid(), "node": _node_id(), **info}
-    tmp = stem.with_suffix(".tmp")
+    tmp = folder / f".{stem}.tmp"
     tmp.write_text(json.dumps(record))
-    os.replace(tmp, stem.with_suffix(".json"))
-    go = stem.with_suffix(".go")
+    os.replace(tmp, folder / f"{stem}.json")
+    go = folder / f"{stem}.go"
     while not go.exists():
         time.sleep(0.1)
 

@@ -163,7 +163,7 @@ def paused(folder: Path, point: str) -> list[dict]:
 
 def release(record: dict) -> None:
     """Lets a paused process go on."""
-    record["file"].with_suffix(".go").touch()
+    record["file"].with_name(record["file"].name[:-len(".json")] + ".go").touch()
 
 
 def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None = None):

@@ -1,0 +1,205 @@
+"""Exactly once, whatever is killed and when: the driver is SIGKILLed at each point a study
+can be at (before any trial finished, mid-trial, while a trial writes its run, after its
+run FINISHED but before anyone heard, before the driver told Optuna, during the shared
+backbone build, after some trials finished), for a grid and for an Optuna search with a
+seeded and an unseeded sampler; then `resume`. A killed worker process is retried without
+a resume. Kills are triggered by the processes themselves reaching a named point
+(study/faults.py) or by console lines, never by sleeps.
+
+After each: exactly one FINISHED run per trial key and as many keys as the study has
+trials, no RUNNING run (deleted ones included), finished runs kept rather than recomputed,
+and, for a search, an Optuna study holding exactly those trials, all COMPLETE, with the
+values MLflow has."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import optuna
+import pytest
+
+from helpers import (FAST, cli, kill_driver, make_data, pause_env, paused, release, runs,
+                     start_cli, tracking_uri, trial_runs, wait_until)
+
+pytestmark = pytest.mark.slow
+
+N = 4  # trials of a search; 2 at a time
+UNSEEDED = """
+name: unseeded
+kind: optuna
+preset: tiny
+objective: val_acc_h
+num_samples: 4
+strata: {n_f: [5]}
+fixed: {method: vae, seed: 0}
+params:
+  latent_dim: {type: int, low: 8, high: 64, log: true}
+  beta_max: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+resources: {cpu: 1}
+"""
+GRID = """
+name: grid4
+kind: grid
+preset: tiny
+objective: val_acc_h
+grid: {n_f: [5], seed: [0, 1]}
+variants: [{method: [plain, vae], sampling_factor: [4]}]
+resources: {cpu: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kills")
+    (tmp / "unseeded.yaml").write_text(UNSEEDED)
+    (tmp / "grid4.yaml").write_text(GRID)
+    return {"tmp": tmp, "data": make_data(tmp / "data")}
+
+
+def study_args(base, space: str, storage: Path, name: str) -> list[str]:
+    extra = ["--num-samples", str(N)] if space != "grid4" else []
+    space = space if space == "smoke-search" else str(base["tmp"] / f"{space}.yaml")
+    return ["run", "--space", space, "--data", str(base["data"]), "--storage", str(storage),
+            "--name", name, "--max-concurrent", "2", *extra, *FAST]
+
+
+def kill_then_resume(base, tmp: Path, space: str, point: str | None, count: int = 1,
+                     console: str | None = None) -> dict:
+    """Runs a study until `count` processes wait at `point` (or `console` appears on its
+    console), SIGKILLs its driver, then resumes it. Returns what a test checks."""
+    storage, name = tmp / "studies", "k"
+    uri = tracking_uri(storage)
+    pauses = tmp / "pauses"
+    log = tmp / "first.log"
+    environ = pause_env(pauses, point) if point else None
+    proc = start_cli(*study_args(base, space, storage, name), log=log, environ=environ)
+    try:
+        if point:
+            wait_until(lambda: len(paused(pauses, point)) >= count, 400,
+                       f"{count} process(es) at {point}", proc, log)
+        else:
+            wait_until(lambda: console in log.read_text(), 400, repr(console), proc, log)
+    finally:
+        kill_driver(proc)
+    before = trial_runs(uri, name) if (storage / "mlflow.db").exists() else None
+    resumed = cli("resume", "--name", name, "--storage", str(storage), timeout=900)
+    return {"uri": uri, "name": name, "storage": storage, "before": before,
+            "resumed": resumed, "log": log.read_text()}
+
+
+def assert_exactly_once(result: dict, n: int, search: bool) -> None:
+    proc = result["resumed"]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "complete;" in proc.stdout
+    children = trial_runs(result["uri"], result["name"])
+    assert len(children) == n, children[["tags.fsvae.trial_key", "status"]]
+    assert children["tags.fsvae.trial_key"].is_unique
+    assert set(children["status"]) == {"FINISHED"}
+    every = runs(result["uri"], result["name"], deleted_too=True)
+    assert "RUNNING" not in set(every["status"])
+    before = result["before"]
+    if before is not None and len(before):
+        done = set(before[before["status"] == "FINISHED"]["run_id"])
+        assert done <= set(children["run_id"]), "a finished trial was computed again"
+    if search:
+        study = optuna.load_study(study_name=f"{result['name']}/n_f=5",
+                                  storage=f"sqlite:///{result['storage'] / 'optuna.db'}")
+        trials = study.get_trials()
+        assert len(trials) == n
+        assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+        by_key = {f"n_f=5#{t.number}": t for t in trials}
+        assert set(by_key) == set(children["tags.fsvae.trial_key"])
+        for _, run in children.iterrows():
+            trial = by_key[run["tags.fsvae.trial_key"]]
+            assert trial.value == pytest.approx(run["metrics.val_acc_h"])
+            assert trial.user_attrs["mlflow_run_id"] == run["run_id"]
+
+
+def test_search_killed_before_any_trial_finished(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "smoke-search", "trial_start", count=2)
+    assert result["before"] is None or not (result["before"]["status"] == "FINISHED").any()
+    assert_exactly_once(result, N, search=True)
+
+
+def test_search_killed_after_runs_finished_unseen_adopts_them(base, tmp_path):
+    # Both trials' runs are FINISHED in MLflow; neither Tune nor Optuna has heard.
+    result = kill_then_resume(base, tmp_path, "smoke-search", "trial_finished", count=2)
+    assert (result["before"]["status"] == "FINISHED").sum() == 2
+    assert "had finished in MLflow before the last driver stopped" in result["resumed"].stdout
+    assert "2 adopted from MLflow" in result["resumed"].stdout
+    assert_exactly_once(result, N, search=True)
+
+
+def test_search_killed_before_the_driver_told_optuna(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "smoke-search", "searcher_tell", count=1)
+    # The run that finished is adopted (and maybe the other trial's, which went on while
+    # the driver waited).
+    assert re.search(r"[12] adopted from MLflow", result["resumed"].stdout)
+    assert_exactly_once(result, N, search=True)
+
+
+def test_search_killed_while_a_trial_writes_its_run(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "smoke-search", "trial_finishing", count=1)
+    assert_exactly_once(result, N, search=True)
+
+
+def test_search_killed_during_the_shared_backbone_build(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "smoke-search", "shared_build", count=1)
+    assert_exactly_once(result, N, search=True)
+
+
+def test_unseeded_search_killed_after_some_trials_finished(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "unseeded", None, console="| done 2/4")
+    assert (result["before"]["status"] == "FINISHED").sum() >= 2
+    assert_exactly_once(result, N, search=True)
+    space = json.loads((result["storage"] / "k" / "study.json").read_text())["space"]
+    assert space["sampler_seed"] is None
+
+
+def test_grid_killed_mid_trial(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "grid4", "trial_running", count=2)
+    assert_exactly_once(result, 4, search=False)
+
+
+def test_grid_killed_after_some_trials_finished(base, tmp_path):
+    result = kill_then_resume(base, tmp_path, "grid4", None, console="| done 2/4")
+    assert (result["before"]["status"] == "FINISHED").sum() >= 2
+    assert "all 4 trials were done" not in result["resumed"].stdout
+    assert_exactly_once(result, 4, search=False)
+
+
+def test_a_killed_worker_process_is_retried_without_a_resume(base, tmp_path):
+    storage = tmp_path / "studies"
+    pauses = tmp_path / "pauses"
+    log = tmp_path / "run.log"
+    proc = start_cli(*study_args(base, "grid4", storage, "w"), log=log,
+                     environ=pause_env(pauses, "trial_running"))
+    first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
+                       proc, log)[0]
+    os.kill(first["pid"], signal.SIGKILL)  # as the kernel's OOM killer would
+    seen = {first["pid"]}
+
+    def release_the_rest():
+        for record in paused(pauses, "trial_running"):
+            if record["pid"] not in seen:
+                seen.add(record["pid"])
+                release(record)
+        return proc.poll() is not None
+
+    wait_until(release_the_rest, 600, "the study to end", None, log)
+    out = log.read_text()
+    assert proc.returncode == 0, out[-4000:]
+    assert "retrying: its worker process died (attempt 2 of 3)" in out
+    result = {"uri": tracking_uri(storage), "name": "w", "storage": storage, "before": None,
+              "resumed": _Done(out)}
+    assert_exactly_once(result, 4, search=False)
+
+
+class _Done:
+    """A finished study's console, shaped like a CompletedProcess for assert_exactly_once."""
+
+    def __init__(self, out: str):
+        self.returncode, self.stdout, self.stderr = 0, out, ""
