@@ -73,15 +73,47 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from results.tables import table_from_args
+    """Prints (or writes to --out) the table, then the comparison lines. CSV keeps stdout
+    machine-readable: its notes and summary lines go to stderr."""
+    from results import RENDERERS, build_table, load_study, parse_compare, store_uri
 
-    return table_from_args(args)
+    if args.compare:
+        parse_compare(args.compare)  # bad syntax fails before MLflow is read
+    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage))
+    table = build_table(study, args.metric_set, args.with_paper, args.compare)
+    text = RENDERERS[args.format](table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}")
+        if args.format == "csv":
+            print("\n".join(table.notes))
+        if table.summaries:
+            print("\n".join(table.summaries))
+    else:
+        sys.stdout.write(text)
+        if args.format == "csv":
+            print("\n".join(table.notes + table.summaries), file=sys.stderr)
+    return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from results.figures import figures_from_args
+    """Writes the PNGs under --out and prints their paths."""
+    from results import load_study, store_uri
+    from results.figures import curve_figure, metric_figures
 
-    return figures_from_args(args)
+    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage))
+    out = Path(args.out)
+    paths = metric_figures(study, args.metric_set, out)
+    curve = curve_figure(study, args.run, out)
+    if curve is None:
+        print(f"(no learning curves logged for the chosen run; {len(paths)} figures)")
+    else:
+        paths.append(curve)
+    for p in paths:
+        print(p)
+    return 0
 
 
 def _cache(args: argparse.Namespace) -> int:

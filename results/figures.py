@@ -1,4 +1,4 @@
-"""`fsvae-study figures`: PNGs from a study's MLflow runs.
+"""PNG figures from a study's MLflow runs (what `fsvae-study figures` writes).
 
 - `<set>_acc_h_vs_n_f.png`, `<set>_acc_vs_n_f.png`: the metric against n_f, one line per
   table row (method, sampling factor, differing keys), error bars = std over seeds; the same
@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from pathlib import Path
@@ -21,8 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from results.tables import (METRICS, ResultsError, Study, build_table,  # noqa: E402
-                            load_study, tracking_uri_from)
+from results import ResultsError, Study, build_table  # noqa: E402
 from study.records import CURVE_KEYS  # noqa: E402
 
 
@@ -30,7 +28,7 @@ def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
     """One PNG per metric (acc_h, acc) against n_f; returns the paths written."""
     table = build_table(study, metric_set)
     paths = []
-    for metric in METRICS:
+    for metric in table.metrics:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         if study.kind == "optuna":
             _plot_optuna(ax, table.cells, metric, study)
@@ -138,18 +136,3 @@ def curve_figure(study: Study, run: str | None, out: Path) -> Path | None:
                         if k in chosen and not pd.isna(chosen[k]))
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     return curves(rows, out / f"curves_{safe}.png", f"{study.name}: {name}  {metrics}")
-
-
-def figures_from_args(args: argparse.Namespace) -> int:
-    """`fsvae-study figures`: writes the PNGs under --out and prints their paths."""
-    study = load_study(args.experiment, tracking_uri_from(args))
-    out = Path(args.out)
-    paths = metric_figures(study, args.metric_set, out)
-    curve = curve_figure(study, args.run, out)
-    if curve is None:
-        print(f"(no learning curves logged for the chosen run; {len(paths)} figures)")
-    else:
-        paths.append(curve)
-    for p in paths:
-        print(p)
-    return 0

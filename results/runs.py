@@ -1,0 +1,101 @@
+"""Which trial runs a grid table counts: finished ones with the metrics, each (config, seed)
+once; the notes say what was left out and why."""
+from __future__ import annotations
+
+import pandas as pd
+
+from results.errors import ResultsError
+from results.labels import row_labels
+from results.store import Study
+from study.schema import ROLE
+
+# Params that say where or how fast a trial ran, not what it computed: never split rows.
+BOOKKEEPING = frozenset({"data", "data_workers", "device"})
+NAMED = ("method", "sampling_factor", "n_f", "seed")  # keys a row label or column already shows
+
+
+def status_notes(trials: pd.DataFrame) -> list[str]:
+    """The runs a table leaves out, counted by why (always shown, zeros included)."""
+    counts = trials["status"].value_counts()
+    failed, killed = int(counts.get("FAILED", 0)), int(counts.get("KILLED", 0))
+    notes = [f"Not shown: {failed} failed run{'s' * (failed != 1)} (status FAILED), "
+             f"{killed} stopped run{'s' * (killed != 1)} (status KILLED)."]
+    running = int(counts.get("RUNNING", 0)) + int(counts.get("SCHEDULED", 0))
+    if running:
+        notes.append(f"{running} run{'s' * (running != 1)} still running, not shown.")
+    return notes
+
+
+def no_finished(study: Study) -> ResultsError:
+    """The error for an experiment with nothing to show, saying what it does hold."""
+    counts = study.trials["status"].value_counts()
+    held = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+    other = (f"; {study.n_other} other run(s) not tagged {ROLE}=trial/study"
+             if study.n_other else "")
+    return ResultsError(f"experiment {study.name!r} has no finished trial runs, nothing to "
+                        f"show (trial runs: {held}{other})")
+
+
+def finished_runs(study: Study, metric_set: str, metrics: tuple[str, ...]
+                  ) -> tuple[pd.DataFrame, list[str]]:
+    """The runs a grid table uses, labelled, with duplicates removed; plus the notes saying
+    what was left out and why.
+
+    Columns: run_id, start_time, method, sampling_factor ('' when unused), n_f (int), seed,
+    extra (sorted (key, value) pairs of every other non-bookkeeping param), row (label),
+    params (the keys the label shows) and the metric columns.
+    """
+    trials = study.trials
+    cols = [f"{metric_set}_{m}" for m in metrics]
+    notes = status_notes(trials)
+    fin = trials[trials["status"] == "FINISHED"]
+    if fin.empty:
+        raise no_finished(study)
+    has = fin[cols].notna().all(axis=1) if all(c in fin for c in cols) else \
+        pd.Series(False, index=fin.index)
+    if (~has).any():
+        notes.append(f"{int((~has).sum())} finished run(s) without {' or '.join(cols)}, "
+                     f"not shown.")
+    fin = fin[has]
+    if fin.empty:
+        raise ResultsError(f"experiment {study.name!r}: no finished trial run has "
+                           f"{' and '.join(cols)}")
+    rows = []
+    no_nf = 0
+    for r in fin.itertuples(index=False):
+        cfg = {k: v for k, v in r.config.items() if k not in BOOKKEEPING}
+        if "n_f" not in cfg:
+            no_nf += 1
+            continue
+        rows.append({"run_id": r.run_id, "start_time": r.start_time,
+                     "method": cfg.get("method", "?"), "sampling_factor":
+                     cfg.get("sampling_factor", ""), "n_f": int(float(cfg["n_f"])),
+                     "seed": cfg.get("seed", ""),
+                     "extra": tuple(sorted((k, v) for k, v in cfg.items() if k not in NAMED)),
+                     **{c: getattr(r, c) for c in cols}})
+    if no_nf:
+        notes.append(f"{no_nf} finished run(s) without an n_f param, not shown.")
+    runs = pd.DataFrame(rows)
+    runs, dropped = _drop_duplicates(runs)
+    if dropped:
+        shown = ", ".join(dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        notes.append(f"{len(dropped)} duplicate run(s) (same config and seed as a later run) "
+                     f"ignored, the latest kept: {shown}.")
+    runs["row"], runs["params"] = row_labels(runs)
+    return runs, notes
+
+
+def _drop_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Same configuration and seed twice: keep the run that started last (it is the one the
+    study would have produced now); return the ids of the others so a note can name them."""
+    key = ["method", "sampling_factor", "extra", "n_f", "seed"]
+    ordered = runs.sort_values("start_time", kind="stable")
+    dup = ordered.duplicated(subset=key, keep="last")
+    return ordered[~dup].reset_index(drop=True), list(ordered.loc[dup, "run_id"])
+
+
+def varying(runs: pd.DataFrame) -> list[str]:
+    """Keys whose value differs between runs: what a search without space.json varied."""
+    dicts = [{k: v for k, v in c.items() if k not in BOOKKEEPING} for c in runs["config"]]
+    keys = sorted({k for d in dicts for k in d})
+    return [k for k in keys if len({d.get(k) for d in dicts}) > 1]

@@ -1,0 +1,48 @@
+"""The Table every renderer reads: tidy cells in a DataFrame, row and column order, notes.
+
+What a number in a table is (the tables' notes say the same):
+- Only trial runs (tag fsvae.role=trial) that FINISHED and carry the metric are used. FAILED,
+  KILLED (stopped early) and still RUNNING runs are counted in a note, never averaged in.
+- Values are percent. One cell pools the seeds of ONE configuration: runs are grouped by every
+  MLflow param (the trial's active config keys) except `seed` and the bookkeeping keys, so two
+  configurations are never averaged together. Runs of one method that differ in another key
+  become separate rows labelled with the keys that differ, e.g. `vae x30 [latent_dim=64]`.
+- Several seeds: mean ± sample std (ddof=1) and n; the CSV adds the 95% Student-t interval
+  mean ± t(0.975, n-1)·std/sqrt(n), left empty for n < 2 (one seed has no spread to use).
+- Duplicates (the same configuration and seed finished twice, e.g. a study run twice under
+  one name): the run that started last is kept, the others are named in a note.
+- Optuna studies: one row per stratum, the trial best by the study's *validation* objective
+  (parent tags fsvae.objective / fsvae.mode), shown with its test metrics, so the test set
+  never picks a configuration.
+- `compare="A:B"`: per-seed paired differences A - B (see results.compare).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from results.store import Study
+
+METRICS = ("acc_h", "acc")  # the paper's two columns per n_f
+
+
+@dataclass
+class Table:
+    """What a renderer needs: tidy cells, row/column order, notes, optional comparisons."""
+
+    study: Study
+    metric_set: str
+    cells: pd.DataFrame  # tidy: one row per (row, n_f, metric)
+    rows: list[str]
+    n_fs: list[int]
+    notes: list[str] = field(default_factory=list)
+    with_paper: bool = False
+    comparisons: pd.DataFrame | None = None
+    summaries: list[str] = field(default_factory=list)
+    metrics: tuple[str, ...] = METRICS
+
+    @property
+    def title(self) -> str:
+        kind = "Optuna search" if self.study.kind == "optuna" else "grid study"
+        return f"{self.study.name} ({kind}): {self.metric_set} metrics, percent"

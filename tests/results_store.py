@@ -1,0 +1,206 @@
+"""The MLflow store the results tests read: a real SQLite store, written here the way
+study/records.py writes one (a parent run per study, one child run per trial, params = the
+active config keys, metrics in [0, 1]), and the values a reader works out from it by hand.
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from io import StringIO
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+import results
+
+T0 = 1_700_000_000_000  # ms; runs start one second apart, in list order
+
+# A grid study: (method, sampling_factor, latent_dim, n_f, seed, test_acc_h, test_acc, status,
+# extra params). Bookkeeping keys (data, device, data_workers) vary without splitting rows.
+GRID = [
+    ("plain", None, None, 5, 0, 0.09, 0.49, "FINISHED", {}),  # older duplicate of the next
+    ("plain", None, None, 5, 0, 0.00, 0.50, "FINISHED", {}),
+    ("plain", None, None, 5, 1, 0.02, 0.52, "FINISHED", {"device": "cuda", "data_workers": "8"}),
+    ("plain", None, None, 5, 2, 0.04, 0.57, "FINISHED", {}),
+    ("plain", None, None, 10, 0, 0.10, 0.55, "FINISHED", {}),
+    ("oversample", 30, None, 5, 0, 0.20, 0.54, "FINISHED", {}),
+    ("oversample", 30, None, 5, 1, 0.30, 0.56, "FINISHED", {}),
+    ("oversample", 30, None, 5, 2, None, None, "KILLED", {}),
+    ("vae", 30, 32, 5, 0, 0.40, 0.60, "FINISHED", {}),
+    ("vae", 30, 32, 5, 1, 0.44, 0.61, "FINISHED", {}),
+    ("vae", 30, 32, 5, 2, 0.48, 0.62, "FINISHED", {}),
+    ("vae", 30, 32, 5, 3, None, None, "FAILED", {}),
+    ("vae", 30, 64, 5, 0, 0.30, 0.58, "FINISHED", {}),
+    ("vae", 30, 64, 5, 1, 0.34, 0.60, "FINISHED", {}),
+    ("vae", 50, 32, 5, 0, 0.50, 0.63, "FINISHED", {}),
+    ("vae", 50, 32, 5, 1, 0.52, 0.64, "FINISHED", {}),
+    ("vae", 50, 32, 5, 2, 0.60, 0.65, "FINISHED", {}),
+    ("vae", 50, 32, 10, 0, 0.55, 0.66, "FINISHED", {}),
+    ("vae", 50, 32, 10, 1, 0.61, 0.70, "FINISHED", {}),
+    ("crt", 30, None, 5, 0, 0.35, 0.59, "FINISHED", {}),
+    ("crt", 30, None, 5, 1, 0.41, 0.60, "FINISHED", {}),
+    ("crt", 30, None, 5, 2, 0.41, 0.60, "FINISHED", {}),
+    ("crt", 50, None, 5, 0, 0.45, 0.62, "FINISHED", {}),
+    ("crt", 50, None, 5, 1, 0.46, 0.62, "FINISHED", {}),
+]
+
+# Typed by hand from GRID, in percent: (row label, n_f, metric) -> the seeds' values.
+EXPECTED = {
+    ("plain", 5, "acc_h"): [0, 2, 4], ("plain", 5, "acc"): [50, 52, 57],
+    ("plain", 10, "acc_h"): [10], ("plain", 10, "acc"): [55],
+    ("oversample x30", 5, "acc_h"): [20, 30], ("oversample x30", 5, "acc"): [54, 56],
+    ("vae x30 [latent_dim=32]", 5, "acc_h"): [40, 44, 48],
+    ("vae x30 [latent_dim=32]", 5, "acc"): [60, 61, 62],
+    ("vae x30 [latent_dim=64]", 5, "acc_h"): [30, 34],
+    ("vae x30 [latent_dim=64]", 5, "acc"): [58, 60],
+    ("vae x50 [latent_dim=32]", 5, "acc_h"): [50, 52, 60],
+    ("vae x50 [latent_dim=32]", 5, "acc"): [63, 64, 65],
+    ("vae x50 [latent_dim=32]", 10, "acc_h"): [55, 61],
+    ("vae x50 [latent_dim=32]", 10, "acc"): [66, 70],
+    ("crt x30", 5, "acc_h"): [35, 41, 41], ("crt x30", 5, "acc"): [59, 60, 60],
+    ("crt x50", 5, "acc_h"): [45, 46], ("crt x50", 5, "acc"): [62, 62],
+}
+ROW_ORDER = ["plain", "oversample x30", "vae x30 [latent_dim=32]", "vae x30 [latent_dim=64]",
+             "vae x50 [latent_dim=32]", "crt x30", "crt x50"]
+
+# An Optuna search, strata n_f: (n_f, sampling_factor, latent_dim, val_acc_h, test_acc_h,
+# test_acc, status). At n_f=5 the best TEST acc_h (0.70) is not the best by validation.
+SEARCH = [
+    (5, 10, 16, 0.50, 0.70, 0.60, "FINISHED"),
+    (5, 30, 32, 0.60, 0.45, 0.61, "FINISHED"),
+    (5, 30, 8, 0.55, 0.50, 0.62, "FINISHED"),
+    (5, 30, 8, None, None, None, "FAILED"),
+    (10, 30, 64, 0.52, 0.48, 0.62, "FINISHED"),
+    (10, 50, 16, 0.65, 0.58, 0.66, "FINISHED"),
+]
+
+
+def _study(client: MlflowClient, root: Path, name: str, kind: str, strata: str) -> tuple:
+    """An experiment and its parent run, tagged as study/run.py tags them."""
+    exp = client.create_experiment(name, artifact_location=(root / "art" / name).as_uri())
+    parent = client.create_run(exp, start_time=T0 - 10_000, run_name=f"study:{name}", tags={
+        "fsvae.role": "study", "fsvae.space_kind": kind, "fsvae.objective": "val_acc_h",
+        "fsvae.mode": "max", "fsvae.strata": strata}).info.run_id
+    return exp, parent
+
+
+def _trial(client: MlflowClient, exp: str, parent: str, i: int, params: dict,
+           metrics: dict, status: str, stratum: str = "") -> str:
+    """One child run: params are strings, metrics fractions, status as the recorder ends it."""
+    run = client.create_run(exp, start_time=T0 + 1000 * i, run_name=f"trial-{i}", tags={
+        "mlflow.parentRunId": parent, "fsvae.role": "trial", "fsvae.trial_id": f"t{i:03d}",
+        "fsvae.stratum": stratum})
+    rid = run.info.run_id
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(params.items())],
+                     metrics=[Metric(k, float(v), T0, 0) for k, v in metrics.items()
+                              if v is not None])
+    client.set_terminated(rid, status)
+    return rid
+
+
+def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed: int) -> dict:
+    """The active config keys such a trial logs (sampling_factor only where it is used)."""
+    p = {"method": method, "n_f": n_f, "seed": seed, "backbone": "resnet18",
+         "image_size": 32, "num_minority": 5, "data": "/data/fs14", "device": "cpu",
+         "data_workers": 0}
+    if sf is not None:
+        p["sampling_factor"] = sf
+    if method != "plain" and method != "oversample":
+        p["classifier_lr"] = 0.05
+    if latent is not None:
+        p["latent_dim"] = latent
+    return p
+
+
+# Learning curves of one run (GRID[18], the best by val_acc_h): stage -> key -> per-epoch
+# values, and the best epochs; the figures tests rebuild the progress rows from them.
+CURVES = {
+    "backbone": {"train_loss": [2.0, 1.5, 1.0], "train_acc": [0.3, 0.5, 0.7],
+                 "val_acc": [0.2, 0.3, 0.35], "val_acc_h": [0.0, 0.1, 0.2],
+                 "lr": [0.01, 0.005, 0.0]},
+    "vae": {"recon": [100.0, 80.0], "kl": [1.0, 2.0], "beta": [0.0, 5e-4],
+            "loss": [100.0, 80.001], "val_recon": [110.0, 90.0], "val_kl": [1.5, 2.5]},
+    "classifier": {"train_loss": [1.2, 0.8, 0.6], "train_acc": [0.5, 0.6, 0.8],
+                   "val_acc": [0.4, 0.5, 0.45], "val_acc_h": [0.3, 0.4, 0.35]},
+}
+BEST_EPOCHS = {"backbone": 2, "classifier": 1}
+CURVE_RUN = 18
+
+
+def make_store(root: Path) -> dict:
+    """The three experiments: grid (GRID), search (SEARCH, optuna) and broken (only a
+    failed run). Returns the tracking URI and the run ids in GRID and SEARCH order."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp, parent = _study(client, root, "grid", "grid", "")
+    ids = []
+    for i, (method, sf, latent, n_f, seed, acc_h, acc, status, extra) in enumerate(GRID):
+        params = {**grid_params(method, sf, latent, n_f, seed), **extra}
+        metrics = {"test_acc_h": acc_h, "test_acc": acc,
+                   "val_acc_h": None if acc_h is None else acc_h + 0.01,
+                   "val_acc": None if acc is None else acc + 0.01}
+        ids.append(_trial(client, exp, parent, i, params, metrics, status))
+    client.log_batch(ids[CURVE_RUN], metrics=[
+        Metric(f"{stage}_{key}", v, T0 + epoch, epoch)
+        for stage, keys in CURVES.items() for key, values in keys.items()
+        for epoch, v in enumerate(values)] + [
+        Metric(f"{stage}_best_epoch", float(e), T0, 0) for stage, e in BEST_EPOCHS.items()])
+    exp, parent = _study(client, root, "search", "optuna", "n_f")
+    client.log_dict(parent, {"params": {"latent_dim": {}, "sampling_factor": {}}},
+                    "space.json")
+    search_ids = []
+    for i, (n_f, sf, latent, val, acc_h, acc, status) in enumerate(SEARCH):
+        params = grid_params("vae", sf, latent, n_f, 0)
+        metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
+        search_ids.append(_trial(client, exp, parent, i, params, metrics, status,
+                                 stratum=f"n_f={n_f}"))
+    exp, parent = _study(client, root, "broken", "grid", "")
+    _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
+    return {"uri": uri, "ids": ids, "search_ids": search_ids}
+
+
+_SHARED: dict = {}
+
+
+def shared_store(tmp_path_factory) -> dict:
+    """make_store once per session: creating an MLflow database costs seconds, and the
+    figures tests read the same runs (nothing here writes to the store after it is built)."""
+    if not _SHARED:
+        _SHARED.update(make_store(tmp_path_factory.mktemp("mlflow")))
+    return _SHARED
+
+
+def table(store: dict, experiment: str = "grid", **kw) -> results.Table:
+    return results.build_table(results.load_study(experiment, store["uri"]), **kw)
+
+
+def tidy(t: results.Table) -> pd.DataFrame:
+    """The CSV as a reader gets it back."""
+    return pd.read_csv(StringIO(results.to_csv(t)), dtype={"sampling_factor": str,
+                                                           "seeds": str, "params": str},
+                       keep_default_na=True)
+
+
+def hand_stats(values: list[float]) -> dict:
+    """mean, sample std, n, 95% Student-t interval, computed independently of the code."""
+    n = len(values)
+    mean = statistics.mean(values)
+    if n < 2:
+        return {"mean": mean, "std": math.nan, "n": n, "lo": math.nan, "hi": math.nan}
+    sd = statistics.stdev(values)
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "std": sd, "n": n, "lo": mean - half, "hi": mean + half}
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-9)
+
+
+def md_cells(line: str) -> list[str]:
+    """The cells of one markdown table line (escaped pipes stay inside a cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
