@@ -75,13 +75,12 @@ def _resume(args: argparse.Namespace) -> int:
 def _table(args: argparse.Namespace) -> int:
     """Prints (or writes to --out) the table, then the comparison lines. CSV keeps stdout
     machine-readable: its notes and summary lines go to stderr."""
-    from results import RENDERERS, build_table, load_study, parse_compare, store_uri
+    from results import load_table
 
-    if args.compare:
-        parse_compare(args.compare)  # bad syntax fails before MLflow is read
-    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage))
-    table = build_table(study, args.metric_set, args.with_paper, args.compare)
-    text = RENDERERS[args.format](table)
+    table = load_table(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
+                       metric_set=args.metric_set, with_paper=args.with_paper,
+                       compare=args.compare)
+    text = table.render(args.format)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from results.latex import to_latex
+from results.markdown import to_markdown
 from results.store import Study
+from results.tidy import to_csv
 
+FORMATS = ("markdown", "latex", "csv")
 METRICS = ("acc_h", "acc")  # the paper's two columns per n_f
 
 
@@ -46,3 +50,22 @@ class Table:
     def title(self) -> str:
         kind = "Optuna search" if self.study.kind == "optuna" else "grid study"
         return f"{self.study.name} ({kind}): {self.metric_set} metrics, percent"
+
+    def to_markdown(self) -> str:
+        return to_markdown(self)
+
+    def to_latex(self) -> str:
+        return to_latex(self)
+
+    def to_csv(self) -> str:
+        return to_csv(self)
+
+    def render(self, fmt: str) -> str:
+        """The table as one of FORMATS (markdown, latex, csv)."""
+        if fmt not in FORMATS:
+            raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        return {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](self)
+
+    def _repr_markdown_(self) -> str:
+        """A notebook shows the table as rendered markdown."""
+        return to_markdown(self)

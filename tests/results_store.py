@@ -181,7 +181,7 @@ def table(store: dict, experiment: str = "grid", **kw) -> results.Table:
 
 def tidy(t: results.Table) -> pd.DataFrame:
     """The CSV as a reader gets it back."""
-    return pd.read_csv(StringIO(results.to_csv(t)), dtype={"sampling_factor": str,
+    return pd.read_csv(StringIO(t.to_csv()), dtype={"sampling_factor": str,
                                                            "seeds": str, "params": str},
                        keep_default_na=True)
 

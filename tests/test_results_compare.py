@@ -69,7 +69,7 @@ def test_compare_against_a_method_without_sampling_factor_uses_each_factor(store
 
 def test_compare_appears_in_every_format(store):
     t = table(store, compare="vae:crt")
-    md, tex, csv = results.to_markdown(t), results.to_latex(t), tidy(t)
+    md, tex, csv = t.to_markdown(), t.to_latex(), tidy(t)
     assert "| vae x50 [latent_dim=32] minus crt x50 | 5 | +5.50 |" in md
     assert r"vae x50 [latent\_dim=32] minus crt x50 & 5 & +5.50 &" in tex
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import results
 from results_store import ROW_ORDER, md_cells, shared_store, table
 
 
@@ -15,7 +14,7 @@ def store(tmp_path_factory) -> dict:
 
 def test_markdown_has_one_line_per_row_and_consistent_columns(store):
     t = table(store)
-    lines = [ln for ln in results.to_markdown(t).splitlines() if ln.startswith("|")]
+    lines = [ln for ln in t.to_markdown().splitlines() if ln.startswith("|")]
     widths = {len(md_cells(ln)) for ln in lines}
     assert widths == {1 + 2 * 2}  # method + (acc_h, acc) for n_f 5 and 10
     body = lines[2:]
@@ -23,12 +22,12 @@ def test_markdown_has_one_line_per_row_and_consistent_columns(store):
     vae50 = md_cells(body[4])
     assert vae50[1] == "**54.00 ± 5.29 (n=3)**"  # column best: 50, 52, 60
     assert md_cells(body[0])[3] == "10.00 (n=1)"  # one seed: no spread, n=1 marked
-    assert "Not shown: 1 failed run" in results.to_markdown(t)
+    assert "Not shown: 1 failed run" in t.to_markdown()
 
 
 def test_latex_is_booktabs_balanced_with_one_line_per_row_and_bold_column_best(store):
     t = table(store)
-    tex = results.to_latex(t)
+    tex = t.to_latex()
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
     depth = 0

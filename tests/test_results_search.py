@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import results
 from results import ResultsError
 from results_store import md_cells, shared_store, table, tidy
 
@@ -28,7 +27,7 @@ def test_optuna_rows_are_the_best_by_validation_with_test_metrics(store):
     assert ten["run_ids"] == ids[5] and ten["value"] == pytest.approx(58.0)
     assert ten["paper"] == pytest.approx(37.24)  # vae x50 at n_f=10
     assert ten["diff"] == pytest.approx(58.0 - 37.24)
-    md = [ln for ln in results.to_markdown(t).splitlines() if ln.startswith("|")]
+    md = [ln for ln in t.to_markdown().splitlines() if ln.startswith("|")]
     assert len(md) == 4 and len({len(md_cells(ln)) for ln in md}) == 1
     assert "3/1/0 of 4" in md[2]
 

@@ -117,7 +117,7 @@ def test_with_paper_adds_the_published_numbers_and_our_difference(store):
     by = cells.set_index(["row", "n_f", "metric"])
     assert by.loc[("plain", 5, "acc"), "diff"] == pytest.approx(53.0 - 53.75)
     assert by.loc[("vae x30 [latent_dim=64]", 5, "acc_h"), "paper"] == pytest.approx(3.64)
-    md = results.to_markdown(t)
+    md = t.to_markdown()
     assert "| plain | 2.00 ± 2.00 (n=3) | 0.00 | +2.00 | 53.00 ± 3.61 (n=3) | 53.75 | -0.75 |" \
         in md
     assert "Paper rows with no runs here: oversample x50." in md
