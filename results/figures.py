@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from results import ResultsError, Study, build_table  # noqa: E402
+from results.runs import one_run_per_trial  # noqa: E402
 from study.records import CURVE_KEYS  # noqa: E402
 
 
@@ -76,7 +77,7 @@ def _plot_optuna(ax, cells: pd.DataFrame, metric: str, study: Study) -> None:
 
 def pick_run(study: Study, run: str | None) -> pd.Series:
     """The trial run named by id or run name; by default the finished trial that is best by
-    the study's validation objective (never a test metric)."""
+    the study's validation objective (never a test metric), among the runs a table counts."""
     trials = study.trials
     if run:
         hit = trials[trials["run_id"] == run]
@@ -90,7 +91,8 @@ def pick_run(study: Study, run: str | None) -> pd.Series:
             raise ResultsError(f"--run {run!r} names {len(hit)} runs "
                                f"({', '.join(hit['run_id'])}); pass a run id")
         return hit.iloc[0]
-    fin = trials[trials["status"] == "FINISHED"]
+    counted, _ = one_run_per_trial(trials)
+    fin = counted[counted["status"] == "FINISHED"]
     if study.objective in fin:
         fin = fin[fin[study.objective].notna()]
     else:

@@ -1,5 +1,4 @@
-"""Which trial runs a grid table counts: finished ones with the metrics, each (config, seed)
-once; the notes say what was left out and why."""
+"""Which trial runs a table counts, never one trial twice; the notes say what was left out."""
 from __future__ import annotations
 
 import pandas as pd
@@ -92,6 +91,25 @@ def _drop_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     ordered = runs.sort_values("start_time", kind="stable")
     dup = ordered.duplicated(subset=key, keep="last")
     return ordered[~dup].reset_index(drop=True), list(ordered.loc[dup, "run_id"])
+
+
+def one_run_per_trial(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One run per trial key (a study re-run under one name, or a retry that did not replace
+    its run, leaves several): the latest FINISHED one if any, else the latest. Returns the
+    runs kept, in start order, and the ids of the others so a note can name them."""
+    ordered = trials.assign(_finished=trials["status"] == "FINISHED").sort_values(
+        ["_finished", "start_time"], kind="stable")
+    extra = ordered.duplicated("trial_key", keep="last")
+    kept = ordered[~extra].drop(columns="_finished").sort_values("start_time", kind="stable")
+    others = ordered[extra].sort_values("start_time", kind="stable")
+    return kept, list(others["run_id"])
+
+
+def uncounted_note(run_ids: list[str]) -> str:
+    """The note naming runs of a trial that another run of it stands for."""
+    shown = ", ".join(run_ids[:5]) + (", ..." if len(run_ids) > 5 else "")
+    return (f"{len(run_ids)} more run(s) of a trial counted once (same trial key; its latest "
+            f"finished run, else its latest run, is counted) not counted: {shown}.")
 
 
 def varying(runs: pd.DataFrame) -> list[str]:

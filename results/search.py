@@ -7,7 +7,8 @@ import pandas as pd
 from fsvae.config import short
 from results.labels import stratum_key
 from results.paper import PAPER_SOURCE, merge_paper
-from results.runs import BOOKKEEPING, no_finished, status_notes, varying
+from results.runs import (BOOKKEEPING, no_finished, one_run_per_trial, status_notes,
+                          uncounted_note, varying)
 from results.store import Study
 from results.table import METRICS, Table
 
@@ -15,7 +16,7 @@ from results.table import METRICS, Table
 def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = False) -> Table:
     """One row per stratum: the trial best by the validation objective (the test set never
     chooses), its metrics, the searched keys' values and how many trials the stratum ran."""
-    trials = study.trials
+    trials, uncounted = one_run_per_trial(study.trials)
     if trials[trials["status"] == "FINISHED"].empty:
         raise no_finished(study)
     records = []
@@ -32,7 +33,9 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
                           f"validation objective {study.objective} ({study.mode}; ties: the "
                           f"earlier trial), shown with its {metric_set} metrics in percent; "
                           f"params: {how}; trials: finished/failed/stopped of all in the "
-                          f"stratum.")
+                          f"stratum, each trial once.")
+    if uncounted:
+        table.notes.append(uncounted_note(uncounted))
     if with_paper:
         table.cells, table.with_paper = merge_paper(cells, metric_set, "value"), True
         table.notes.append(f"paper: {PAPER_SOURCE}, the row of the best trial's method, "

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from results.errors import ResultsError
-from study.schema import PARENT, ROLE, default_tracking_uri
+from study.schema import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
 
 DEFAULT_OBJECTIVE, DEFAULT_MODE = "val_acc_h", "max"
 DEFAULT_STORAGE = "fsvae-studies"
@@ -27,7 +27,8 @@ class Study:
     """One experiment's trial runs and its study settings, as the tables and figures use them.
 
     `trials` has one row per trial run: run_id, run_name, status, start_time, stratum,
-    config (dict of its MLflow params, strings) and one column per metric (no prefix).
+    trial_key (which trial of the study the run is), config (dict of its MLflow params,
+    strings) and one column per metric (no prefix).
     """
 
     name: str
@@ -152,9 +153,20 @@ def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:
         "start_time": _col(runs, "start_time"),
         "stratum": _col(runs, "tags.fsvae.stratum").fillna("").astype(object),
         "parent": _col(runs, f"tags.{PARENT}").astype(object),
+        "trial_key": _trial_keys(runs),
     }, index=runs.index)
     out["config"] = [{c[len("params."):]: row[c] for c in params if isinstance(row[c], str)}
                      for _, row in runs.iterrows()]
     for c in metrics:
         out[c[len("metrics."):]] = runs[c].astype(float)
     return out.reset_index(drop=True)
+
+
+def _trial_keys(runs: pd.DataFrame) -> pd.Series:
+    """The trial each run is a run of: its fsvae.trial_key tag; runs written before that tag
+    existed fall back to fsvae.trial_id (Ray's id of the trial), and a run with neither is
+    a trial of its own."""
+    key = _col(runs, f"tags.{TRIAL_KEY}").astype(object)
+    key = key.where(key.notna() & (key != ""), _col(runs, f"tags.{TRIAL_ID}"))
+    key = key.where(key.notna() & (key != ""), _col(runs, "run_id"))
+    return key.astype(object)

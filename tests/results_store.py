@@ -90,11 +90,12 @@ def _study(client: MlflowClient, root: Path, name: str, kind: str, strata: str) 
 
 
 def _trial(client: MlflowClient, exp: str, parent: str, i: int, params: dict,
-           metrics: dict, status: str, stratum: str = "") -> str:
-    """One child run: params are strings, metrics fractions, status as the recorder ends it."""
+           metrics: dict, status: str, stratum: str = "", tags: dict | None = None) -> str:
+    """One child run: params are strings, metrics fractions, status as the recorder ends it.
+    `tags` adds to (or replaces) the recorder's tags, e.g. fsvae.trial_key."""
     run = client.create_run(exp, start_time=T0 + 1000 * i, run_name=f"trial-{i}", tags={
         "mlflow.parentRunId": parent, "fsvae.role": "trial", "fsvae.trial_id": f"t{i:03d}",
-        "fsvae.stratum": stratum})
+        "fsvae.stratum": stratum, **(tags or {})})
     rid = run.info.run_id
     client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(params.items())],
                      metrics=[Metric(k, float(v), T0, 0) for k, v in metrics.items()
@@ -117,6 +118,22 @@ def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed:
     return p
 
 
+# An Optuna search run twice under one name, one stratum: (fsvae.trial_key, fsvae.trial_id,
+# status, val_acc_h, test_acc_h, test_acc), in start order. Trial n_f=5#0 ran twice: its first
+# run has the highest val_acc_h (0.90) but is not counted. Runs 6 and 7 were written before
+# the trial_key tag existed and share a trial_id.
+RERUN = [
+    ("n_f=5#0", "a0", "FINISHED", 0.90, 0.30, 0.50),  # #0 again later: not counted
+    ("n_f=5#1", "b0", "FINISHED", 0.52, 0.42, 0.55),  # counted: #1's finished run
+    ("n_f=5#0", "a1", "FINISHED", 0.55, 0.45, 0.57),  # counted: #0's latest finished run
+    ("n_f=5#1", "b1", "FAILED", None, None, None),  # #1 has a finished run: not counted
+    ("n_f=5#2", "c0", "FAILED", None, None, None),  # #2 failed again later: not counted
+    ("n_f=5#2", "c1", "FAILED", None, None, None),  # counted: #2's latest run
+    (None, "t9", "FINISHED", 0.60, 0.48, 0.59),  # counted, and the best by validation
+    (None, "t9", "KILLED", None, None, None),  # t9 has a finished run: not counted
+]
+RERUN_UNCOUNTED = [0, 3, 4, 7]
+
 # Learning curves of one run (GRID[18], the best by val_acc_h): stage -> key -> per-epoch
 # values, and the best epochs; the figures tests rebuild the progress rows from them.
 CURVES = {
@@ -133,10 +150,20 @@ CURVE_RUN = 18
 
 
 def make_store(root: Path) -> dict:
-    """The three experiments: grid (GRID), search (SEARCH, optuna) and broken (only a
-    failed run). Returns the tracking URI and the run ids in GRID and SEARCH order."""
+    """The experiments: grid (GRID), search (SEARCH, optuna), broken (only a failed run) and
+    search-rerun (RERUN, optuna). Returns the tracking URI and the run ids of each, in order
+    (ids, search_ids, rerun_ids)."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
+    out = {"uri": uri, "ids": _grid_experiment(client, root),
+           "search_ids": _search_experiment(client, root)}
+    exp, parent = _study(client, root, "broken", "grid", "")
+    _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
+    out["rerun_ids"] = _rerun_experiment(client, root)
+    return out
+
+
+def _grid_experiment(client: MlflowClient, root: Path) -> list[str]:
     exp, parent = _study(client, root, "grid", "grid", "")
     ids = []
     for i, (method, sf, latent, n_f, seed, acc_h, acc, status, extra) in enumerate(GRID):
@@ -150,18 +177,31 @@ def make_store(root: Path) -> dict:
         for stage, keys in CURVES.items() for key, values in keys.items()
         for epoch, v in enumerate(values)] + [
         Metric(f"{stage}_best_epoch", float(e), T0, 0) for stage, e in BEST_EPOCHS.items()])
+    return ids
+
+
+def _search_experiment(client: MlflowClient, root: Path) -> list[str]:
     exp, parent = _study(client, root, "search", "optuna", "n_f")
     client.log_dict(parent, {"params": {"latent_dim": {}, "sampling_factor": {}}},
                     "space.json")
-    search_ids = []
+    ids = []
     for i, (n_f, sf, latent, val, acc_h, acc, status) in enumerate(SEARCH):
         params = grid_params("vae", sf, latent, n_f, 0)
         metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
-        search_ids.append(_trial(client, exp, parent, i, params, metrics, status,
-                                 stratum=f"n_f={n_f}"))
-    exp, parent = _study(client, root, "broken", "grid", "")
-    _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
-    return {"uri": uri, "ids": ids, "search_ids": search_ids}
+        ids.append(_trial(client, exp, parent, i, params, metrics, status,
+                          stratum=f"n_f={n_f}"))
+    return ids
+
+
+def _rerun_experiment(client: MlflowClient, root: Path) -> list[str]:
+    exp, parent = _study(client, root, "search-rerun", "optuna", "n_f")
+    ids = []
+    for i, (key, trial_id, status, val, acc_h, acc) in enumerate(RERUN):
+        tags = {"fsvae.trial_id": trial_id, **({"fsvae.trial_key": key} if key else {})}
+        metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
+        ids.append(_trial(client, exp, parent, i, grid_params("vae", 30, 32, 5, 0), metrics,
+                          status, stratum="n_f=5", tags=tags))
+    return ids
 
 
 _SHARED: dict = {}

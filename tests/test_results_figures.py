@@ -47,6 +47,12 @@ def test_default_curve_run_is_the_best_by_validation_objective(store):
     assert figures.pick_run(study, None)["run_id"] == store["ids"][CURVE_RUN]  # val 0.62
 
 
+def test_default_curve_run_is_never_a_run_the_table_does_not_count(store):
+    study = results.load_study("search-rerun", store["uri"])
+    # run 0 has the highest val_acc_h (0.90), but its trial was run again and finished
+    assert figures.pick_run(study, None)["run_id"] == store["rerun_ids"][6]  # val 0.60
+
+
 def test_run_is_found_by_id_or_name_and_an_unknown_one_is_an_error(store):
     study = results.load_study("grid", store["uri"])
     assert figures.pick_run(study, "trial-5")["run_id"] == store["ids"][5]
