@@ -134,6 +134,18 @@ RERUN = [
 ]
 RERUN_UNCOUNTED = [0, 3, 4, 7]
 
+# A grid where vae ran at two backbone learning rates and crt at one, n_f=5, sampling factor
+# 30: (method, backbone_lr, seed, test_acc_h, test_acc). Only vae logs latent_dim; noise
+# ran only at the rate crt did not.
+SETUPS = [
+    ("vae", "0.1", 0, 0.70, 0.80), ("vae", "0.1", 1, 0.72, 0.80), ("vae", "0.1", 2, 0.74, 0.80),
+    ("vae", "0.01", 0, 0.42, 0.60), ("vae", "0.01", 1, 0.44, 0.61),
+    ("vae", "0.01", 2, 0.49, 0.62),
+    ("crt", "0.01", 0, 0.40, 0.60), ("crt", "0.01", 1, 0.41, 0.60),
+    ("crt", "0.01", 2, 0.43, 0.60),
+    ("noise", "0.1", 0, 0.50, 0.60),
+]
+
 # Learning curves of one run (GRID[18], the best by val_acc_h): stage -> key -> per-epoch
 # values, and the best epochs; the figures tests rebuild the progress rows from them.
 CURVES = {
@@ -150,9 +162,9 @@ CURVE_RUN = 18
 
 
 def make_store(root: Path) -> dict:
-    """The experiments: grid (GRID), search (SEARCH, optuna), broken (only a failed run) and
-    search-rerun (RERUN, optuna). Returns the tracking URI and the run ids of each, in order
-    (ids, search_ids, rerun_ids)."""
+    """The experiments: grid (GRID), search (SEARCH, optuna), broken (only a failed run),
+    search-rerun (RERUN, optuna) and setups (SETUPS). Returns the tracking URI and the run
+    ids of each, in order (ids, search_ids, rerun_ids, setups_ids)."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     out = {"uri": uri, "ids": _grid_experiment(client, root),
@@ -160,6 +172,7 @@ def make_store(root: Path) -> dict:
     exp, parent = _study(client, root, "broken", "grid", "")
     _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
     out["rerun_ids"] = _rerun_experiment(client, root)
+    out["setups_ids"] = _setups_experiment(client, root)
     return out
 
 
@@ -190,6 +203,17 @@ def _search_experiment(client: MlflowClient, root: Path) -> list[str]:
         metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
         ids.append(_trial(client, exp, parent, i, params, metrics, status,
                           stratum=f"n_f={n_f}"))
+    return ids
+
+
+def _setups_experiment(client: MlflowClient, root: Path) -> list[str]:
+    exp, parent = _study(client, root, "setups", "grid", "")
+    ids = []
+    for i, (method, lr, seed, acc_h, acc) in enumerate(SETUPS):
+        params = {**grid_params(method, 30, 32 if method == "vae" else None, 5, seed),
+                  "backbone_lr": lr}
+        ids.append(_trial(client, exp, parent, i, params,
+                          {"test_acc_h": acc_h, "test_acc": acc}, "FINISHED"))
     return ids
 
 

@@ -91,3 +91,53 @@ def test_compare_appears_in_every_format(store):
 def test_compare_errors_name_the_problem(store, text, message):
     with pytest.raises(ResultsError, match=re.escape(message)):
         table(store, compare=text)
+
+
+# -- pairing only like with like ---------------------------------------------------------
+
+
+def test_compare_pairs_only_runs_that_agree_on_every_key_both_methods_use(store):
+    t = table(store, experiment="setups", compare="vae:crt")
+    got = _comparisons(t)
+    # vae at backbone_lr 0.01 minus crt (at 0.01) per seed, by hand from SETUPS (points);
+    # vae at 0.1 is a different setup and is not paired with crt
+    pair = "vae x30 [backbone_lr=0.01] minus crt x30"
+    assert set(got) == {(pair, 5, "acc_h"), (pair, 5, "acc")}
+    for metric, diffs in (("acc_h", [2, 3, 6]), ("acc", [0, 1, 2])):
+        h, r = hand_stats(diffs), got[(pair, 5, metric)]
+        assert same(r.mean, h["mean"]) and same(r.std, h["std"]) and r.n == 3, metric
+        assert same(r.ci95_low, h["lo"]) and same(r.ci95_high, h["hi"]), metric
+    ids = store["setups_ids"]
+    assert got[(pair, 5, "acc_h")].run_ids.split(";") == [f"{ids[3 + s]}:{ids[6 + s]}"
+                                                           for s in range(3)]
+
+
+def test_a_key_only_one_method_uses_is_not_matched(store):
+    # only vae logs latent_dim (32); crt has no such key, and the rows still pair
+    t = table(store, experiment="setups", compare="crt:vae")
+    assert {k[0] for k in _comparisons(t)} == {"crt x30 minus vae x30 [backbone_lr=0.01]"}
+
+
+def test_a_row_without_partner_is_listed_as_unmatched_with_the_differing_keys(store):
+    t = table(store, experiment="setups", compare="vae:crt")
+    assert t.summaries[-1] == ("Unmatched, not compared: vae x30 [backbone_lr=0.1] (nearest: "
+                               "crt x30, which differs in backbone_lr: 0.1 vs 0.01).")
+    assert "vae x30 [backbone_lr=0.1] minus" not in t.to_markdown()
+
+
+def test_a_sampling_factor_both_use_is_matched_and_the_other_rows_listed(store):
+    # crt and oversample both use a factor: crt x50 has no oversample x50 to pair with
+    t = table(store, compare="crt:oversample")
+    assert {k[0] for k in _comparisons(t)} == {"crt x30 minus oversample x30"}
+    assert t.summaries[-1] == ("Unmatched, not compared: crt x50 (nearest: oversample x30, "
+                               "which differs in sampling_factor: 50 vs 30).")
+
+
+def test_no_row_pair_that_agrees_is_an_error_naming_the_differing_keys(store):
+    with pytest.raises(ResultsError) as e:
+        table(store, experiment="setups", compare="noise:crt")
+    assert str(e.value) == (
+        "--compare noise:crt: no configuration of noise agrees with one of crt on the keys "
+        "both use. Unmatched, not compared: noise x30 (nearest: crt x30, which differs in "
+        "backbone_lr: 0.1 vs 0.01). Unmatched, not compared: crt x30 (nearest: noise x30, "
+        "which differs in backbone_lr: 0.01 vs 0.1).")
