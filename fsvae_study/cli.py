@@ -79,7 +79,7 @@ def _table(args: argparse.Namespace) -> int:
 
     table = load_table(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
                        metric_set=args.metric_set, with_paper=args.with_paper,
-                       compare=args.compare)
+                       compare=args.compare, acc_h=args.acc_h)
     text = table.render(args.format)
     if args.out:
         out = Path(args.out)
@@ -278,6 +278,10 @@ def parser() -> argparse.ArgumentParser:
                     help="add the paper's published numbers and our difference")
     tb.add_argument("--compare", metavar="A:B",
                     help="paired per-seed difference of method A minus method B")
+    tb.add_argument("--acc-h", default="classes", choices=("classes", "samples"),
+                    help="acc_h from the mean of per-class accuracies in each group "
+                    "(classes, CADA-VAE's, default) or from the images of each group "
+                    "(samples: acc_h_samples)")
     tb.set_defaults(func=_table)
 
     fg = sub.add_parser("figures", help="PNG figures from a study's MLflow runs")

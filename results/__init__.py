@@ -41,41 +41,46 @@ from results.errors import ResultsError
 from results.grid import grid_table
 from results.search import optuna_table
 from results.store import Study, load_study, store_uri
-from results.table import FORMATS, Table
+from results.table import ACC_H, FORMATS, Table, table_metrics
 
 METRIC_SETS = ("test", "val")
 
 
 def load_table(experiment: str, tracking_uri: str | None = None,
                storage: str | Path | None = None, metric_set: str = "test",
-               with_paper: bool = False, compare: str | None = None) -> Table:
+               with_paper: bool = False, compare: str | None = None,
+               acc_h: str = "classes") -> Table:
     """The table of one study (MLflow experiment), as `fsvae-study table` prints it.
 
     tracking_uri: an MLflow tracking URI; else the sqlite store under `storage` (default
     ./fsvae-studies). metric_set: "test" or "val". with_paper: add the paper's Table 2
     numbers and our difference (test metrics only). compare: "A:B", per-seed paired
-    differences of method A minus method B (grid studies). ResultsError (a ValueError)
-    names a bad option, a missing store or experiment.
+    differences of method A minus method B (grid studies). acc_h: "classes" (the mean of
+    per-class accuracies within each group, CADA-VAE's) or "samples" (acc_h_samples, over
+    the images of each group). ResultsError (a ValueError) names a bad option, a missing
+    store or experiment.
     """
     if metric_set not in METRIC_SETS:
         raise ResultsError(f"metric_set={metric_set!r}: expected one of "
                            f"{', '.join(METRIC_SETS)}")
+    table_metrics(acc_h)  # a bad choice fails before MLflow is read
     if compare:
-        parse_compare(compare)  # bad syntax fails before MLflow is read
+        parse_compare(compare)
     return build_table(load_study(experiment, store_uri(tracking_uri, storage)), metric_set,
-                       with_paper, compare)
+                       with_paper, compare, acc_h)
 
 
 def build_table(study: Study, metric_set: str = "test", with_paper: bool = False,
-                compare: str | None = None) -> Table:
+                compare: str | None = None, acc_h: str = "classes") -> Table:
     """The table for the study's kind (grid: Table 2 layout; optuna: best per stratum)."""
+    metrics = table_metrics(acc_h)
     if study.kind == "optuna":
         if compare:
             raise ResultsError("--compare pairs seeds of grid studies; this experiment is an "
                                "Optuna search (one best trial per stratum)")
-        return optuna_table(study, metric_set, with_paper)
-    return grid_table(study, metric_set, with_paper, compare)
+        return optuna_table(study, metric_set, with_paper, metrics)
+    return grid_table(study, metric_set, with_paper, compare, metrics)
 
 
-__all__ = ["FORMATS", "ResultsError", "Study", "Table", "build_table", "load_study",
+__all__ = ["ACC_H", "FORMATS", "ResultsError", "Study", "Table", "build_table", "load_study",
            "load_table", "store_uri"]

@@ -10,7 +10,6 @@ import pandas as pd
 from results.errors import ResultsError
 from results.labels import method_key, num_key, row_order
 from results.stats import summarize
-from results.table import METRICS
 
 COMPARE_FORM = ("A:B where A and B are METHOD or METHOD@SAMPLING_FACTOR, "
                 "e.g. vae:crt or vae@50:oversample@50")
@@ -129,7 +128,7 @@ def _unmatched(label: str, config: dict, others: dict[str, dict], keys: list[str
     return f"Unmatched, not compared: {label} (nearest: {nearest}, which differs in {diffs})."
 
 
-def compare_runs(runs: pd.DataFrame, text: str, metric_set: str
+def compare_runs(runs: pd.DataFrame, text: str, metric_set: str, metrics: tuple[str, ...]
                  ) -> tuple[pd.DataFrame, list[str]]:
     """Per-seed paired differences A - B (points) for every n_f both rows of a pair have,
     with the mean, sample std, n and 95% t interval; plus one plain-language line per n_f
@@ -149,7 +148,7 @@ def compare_runs(runs: pd.DataFrame, text: str, metric_set: str
         ga, gb = ra[ra["row"] == la], rb[rb["row"] == lb]
         for n_f in sorted(set(ga["n_f"]) & set(gb["n_f"])):
             rec, line = _paired(f"{la} minus {lb}", la, lb, ga[ga["n_f"] == n_f],
-                                gb[gb["n_f"] == n_f], int(n_f), metric_set)
+                                gb[gb["n_f"] == n_f], int(n_f), metric_set, metrics)
             records += rec
             lines.append(line)
     if not records:
@@ -175,12 +174,12 @@ def _no_pairs(text: str, a: Side, b: Side, ra: pd.DataFrame, rb: pd.DataFrame,
 
 
 def _paired(label: str, la: str, lb: str, ga: pd.DataFrame, gb: pd.DataFrame, n_f: int,
-            metric_set: str) -> tuple[list[dict], str]:
+            metric_set: str, metrics: tuple[str, ...]) -> tuple[list[dict], str]:
     """The paired cells of one pair of rows at one n_f (one per metric), and its line."""
     merged = ga.merge(gb, on="seed", suffixes=("_a", "_b"))
     merged = merged.sort_values("seed", key=lambda s: s.map(num_key))
     per_metric, records = {}, []
-    for m in METRICS:
+    for m in metrics:
         diffs = (merged[f"{metric_set}_{m}_a"] - merged[f"{metric_set}_{m}_b"]) * 100.0
         per_metric[m] = summarize(diffs.to_numpy())
         records.append({

@@ -20,17 +20,32 @@ def load_paper() -> pd.DataFrame:
     return paper
 
 
-def merge_paper(cells: pd.DataFrame, metric_set: str, value: str) -> pd.DataFrame:
+def merge_paper(cells: pd.DataFrame, metric_set: str, value: str, acc_h: str = "acc_h"
+                ) -> pd.DataFrame:
     """`cells` with `paper` (the published number of the same method, sampling factor, n_f
-    and metric; NaN where the paper has none) and `diff` = cells[value] - paper, in points."""
+    and metric; NaN where the paper has none) and `diff` = cells[value] - paper, in points.
+    The paper's acc_h is set beside our metric named `acc_h` (acc_h or acc_h_samples)."""
     if metric_set != "test":
         raise ResultsError("--with-paper compares with the paper's test accuracies; use "
                            "--metric-set test")
     paper = load_paper().melt(id_vars=["method", "sampling_factor", "n_f"],
                               value_vars=list(METRICS), var_name="metric", value_name="paper")
+    paper["metric"] = paper["metric"].replace({"acc_h": acc_h})
     out = cells.merge(paper, on=["method", "sampling_factor", "n_f", "metric"], how="left")
     out["diff"] = out[value] - out["paper"]
     return out
+
+
+def acc_h_note(acc_h: str) -> str:
+    """Which of our acc_h the paper's is set beside, and why the other one exists."""
+    wording = ("The paper defines acc_h from the \"accuracy of the data belonging to "
+               "majority/minority classes\", which reads as sample-weighted")
+    if acc_h == "acc_h_samples":
+        return (f"Beside the paper's acc_h: our acc_h_samples (accuracy over the images of "
+                f"each group). {wording}; CADA-VAE's per-class mean is the default acc_h.")
+    return (f"Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within "
+            f"each group (CADA-VAE, Schonfeld et al. 2019). {wording}: --acc-h samples sets "
+            f"acc_h_samples beside it instead.")
 
 
 def missing_rows(cells: pd.DataFrame) -> list[str]:

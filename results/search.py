@@ -6,14 +6,15 @@ import pandas as pd
 
 from fsvae.config import short
 from results.labels import stratum_key
-from results.paper import PAPER_SOURCE, merge_paper
+from results.paper import PAPER_SOURCE, acc_h_note, merge_paper
 from results.runs import (BOOKKEEPING, no_finished, one_run_per_trial, status_notes,
                           uncounted_note, varying)
 from results.store import Study
 from results.table import METRICS, Table
 
 
-def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = False) -> Table:
+def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = False,
+                 metrics: tuple[str, ...] = METRICS) -> Table:
     """One row per stratum: the trial best by the validation objective (the test set never
     chooses), its metrics, the searched keys' values and how many trials the stratum ran."""
     trials, uncounted = one_run_per_trial(study.trials)
@@ -22,11 +23,11 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
     records = []
     for stratum in sorted(set(trials["stratum"]), key=stratum_key):
         group = trials[trials["stratum"] == stratum].sort_values("start_time", kind="stable")
-        records += _stratum_records(study, stratum, group, metric_set)
+        records += _stratum_records(study, stratum, group, metric_set, metrics)
     cells = pd.DataFrame(records)
     table = Table(study=study, metric_set=metric_set, cells=cells,
                   rows=list(dict.fromkeys(cells["stratum"])), n_fs=[],
-                  notes=status_notes(trials))
+                  notes=status_notes(trials), metrics=tuple(metrics))
     how = "the searched keys of the space" if study.searched is not None else \
         "keys that vary between the stratum's trials (no space.json recorded)"
     table.notes.insert(0, f"Optuna study: per stratum, the finished trial best by the "
@@ -37,17 +38,19 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
     if uncounted:
         table.notes.append(uncounted_note(uncounted))
     if with_paper:
-        table.cells, table.with_paper = merge_paper(cells, metric_set, "value"), True
+        table.cells = merge_paper(cells, metric_set, "value", metrics[0])
+        table.with_paper = True
         table.notes.append(f"paper: {PAPER_SOURCE}, the row of the best trial's method, "
-                           f"sampling factor and n_f; diff = ours - paper (points).")
+                           f"sampling factor and n_f; diff = ours - paper (points). "
+                           f"{acc_h_note(metrics[0])}")
     return table
 
 
-def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set: str
-                     ) -> list[dict]:
+def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set: str,
+                     metrics: tuple[str, ...]) -> list[dict]:
     """The stratum's cells, one per metric: its trial counts, and its best trial if any."""
     objective, mode = study.objective, study.mode
-    cols = [f"{metric_set}_{m}" for m in METRICS]
+    cols = [f"{metric_set}_{m}" for m in metrics]
     counts = group["status"].value_counts()
     ok = group[group["status"] == "FINISHED"]
     ok = ok[ok[[objective, *cols]].notna().all(axis=1)] \
@@ -58,7 +61,7 @@ def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set
             "n_killed": int(counts.get("KILLED", 0)),
             "objective": f"{objective} ({mode})"}
     if ok.empty:
-        return [{**base, "metric": m} for m in METRICS]
+        return [{**base, "metric": m} for m in metrics]
     scores = ok[objective]
     best = ok.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
     cfg = {k: v for k, v in best["config"].items() if k not in BOOKKEEPING}
@@ -69,4 +72,4 @@ def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set
              "n_f": int(float(cfg["n_f"])) if "n_f" in cfg else None,
              "objective_value": float(best[objective]), "params": shown, "metric": m,
              "value": float(best[f"{metric_set}_{m}"]) * 100.0,
-             "run_ids": best["run_id"], "run_name": best["run_name"]} for m in METRICS]
+             "run_ids": best["run_id"], "run_name": best["run_name"]} for m in metrics]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from results.errors import ResultsError
 from results.latex import to_latex
 from results.markdown import to_markdown
 from results.store import Study
@@ -29,6 +30,17 @@ from results.tidy import to_csv
 
 FORMATS = ("markdown", "latex", "csv")
 METRICS = ("acc_h", "acc")  # the paper's two columns per n_f
+# Which acc_h a table shows (fsvae.metrics): the mean of per-class accuracies within the
+# majority and the minority classes (CADA-VAE's convention, the default), or the accuracy
+# over the images of each group (the sample-weighted reading of the paper's wording).
+ACC_H = {"classes": "acc_h", "samples": "acc_h_samples"}
+
+
+def table_metrics(acc_h: str) -> tuple[str, str]:
+    """The metrics a table shows for an acc_h choice: ('acc_h', 'acc') for 'classes'."""
+    if acc_h not in ACC_H:
+        raise ResultsError(f"acc_h={acc_h!r}: expected one of {', '.join(ACC_H)}")
+    return ACC_H[acc_h], "acc"
 
 
 @dataclass

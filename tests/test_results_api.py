@@ -45,3 +45,8 @@ def test_a_bad_metric_set_is_named():
 def test_bad_compare_syntax_fails_before_the_store_is_read(tmp_path):
     with pytest.raises(ResultsError, match="expected A:B"):
         load_table("grid", storage=tmp_path / "none", compare="vae")
+
+
+def test_a_bad_acc_h_is_named():
+    with pytest.raises(ResultsError, match=r"acc_h='images': expected one of classes, samples"):
+        load_table("grid", tracking_uri="sqlite:////nowhere/mlflow.db", acc_h="images")

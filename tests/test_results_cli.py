@@ -33,6 +33,15 @@ def test_cli_writes_csv_to_out_and_prints_the_summaries(store, tmp_path, capsys)
     assert len(pd.read_csv(out)) == len(EXPECTED) + 2
 
 
+def test_cli_acc_h_samples_flag_shows_acc_h_samples(store, capsys):
+    assert cli_main(["table", "--experiment", "grid", "--tracking-uri", store["uri"],
+                     "--acc-h", "samples"]) == 0
+    out = capsys.readouterr().out
+    assert "| method | n_f=5 acc_h_samples | n_f=5 acc | n_f=10 acc_h_samples | n_f=10 acc |" \
+        in out
+    assert "| plain | 5.00 ± 2.00 (n=3) |" in out  # 3, 5, 7 (acc_h + 3 points)
+
+
 def test_cli_unknown_experiment_exits_2_naming_it(store, capsys):
     rc = cli_main(["table", "--experiment", "nope", "--tracking-uri", store["uri"]])
     captured = capsys.readouterr()

@@ -128,6 +128,40 @@ def test_with_paper_refuses_validation_metrics(store):
         table(store, metric_set="val", with_paper=True)
 
 
+# -- which acc_h -------------------------------------------------------------------------
+
+
+def test_acc_h_samples_shows_the_sample_weighted_metric_instead(store):
+    cells = tidy(table(store, acc_h="samples")).set_index(["row", "n_f", "metric"])
+    # plain at n_f=5: acc_h 0, 2, 4 plus SAMPLES_OFFSET (3 points) each -> 3, 5, 7
+    r = cells.loc[("plain", 5, "acc_h_samples")]
+    assert (r["mean"], r["std"], r["n"]) == (pytest.approx(5.0), pytest.approx(2.0), 3)
+    assert set(cells.index.get_level_values("metric")) == {"acc_h_samples", "acc"}
+
+
+def test_with_paper_sets_the_papers_acc_h_beside_the_chosen_one(store):
+    key = ["row", "n_f", "metric"]
+    classes = tidy(table(store, with_paper=True)).set_index(key)
+    samples = tidy(table(store, with_paper=True, acc_h="samples")).set_index(key)
+    # the paper's plain acc_h at n_f=5 is 0.00; ours: 2 (classes), 5 (samples)
+    assert classes.loc[("plain", 5, "acc_h"), "paper"] == pytest.approx(0.0)
+    assert classes.loc[("plain", 5, "acc_h"), "diff"] == pytest.approx(2.0)
+    assert samples.loc[("plain", 5, "acc_h_samples"), "paper"] == pytest.approx(0.0)
+    assert samples.loc[("plain", 5, "acc_h_samples"), "diff"] == pytest.approx(5.0)
+
+
+def test_with_paper_says_which_acc_h_it_compares(store):
+    def paper_note(**kw) -> str:
+        return next(n for n in table(store, with_paper=True, **kw).notes
+                    if n.startswith("paper:"))
+
+    assert ("Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within "
+            "each group") in paper_note()
+    assert "--acc-h samples sets acc_h_samples beside it instead." in paper_note()
+    assert ("Beside the paper's acc_h: our acc_h_samples (accuracy over the images of each "
+            "group).") in paper_note(acc_h="samples")
+
+
 # -- reading the store ----------------------------------------------------------------------
 
 
