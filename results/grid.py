@@ -6,10 +6,10 @@ import pandas as pd
 
 from results.compare import compare_runs
 from results.labels import row_order
-from results.paper import PAPER_SOURCE, acc_h_note, merge_paper, missing_rows
+from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper, missing_rows
 from results.runs import finished_runs
 from results.stats import summarize
-from results.store import Study
+from results.store import Study, read_split_sizes
 from results.table import METRICS, Table
 
 
@@ -54,3 +54,6 @@ def _add_paper(table: Table) -> None:
                        f"(points). {acc_h_note(table.metrics[0])}"
                        + (f" Paper rows with no runs here: {', '.join(missing)}."
                           if missing else ""))
+    run_ids = sorted({r for ids in table.cells["run_ids"] for r in ids.split(";")})
+    table.split_sizes = SplitSizes.of(read_split_sizes(table.study, run_ids))
+    table.notes.append(table.split_sizes.note())

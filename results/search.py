@@ -6,10 +6,10 @@ import pandas as pd
 
 from fsvae.config import short
 from results.labels import stratum_key
-from results.paper import PAPER_SOURCE, acc_h_note, merge_paper
+from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper
 from results.runs import (BOOKKEEPING, no_finished, one_run_per_trial, status_notes,
                           uncounted_note, varying)
-from results.store import Study
+from results.store import Study, read_split_sizes
 from results.table import METRICS, Table
 
 
@@ -43,6 +43,9 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
         table.notes.append(f"paper: {PAPER_SOURCE}, the row of the best trial's method, "
                            f"sampling factor and n_f; diff = ours - paper (points). "
                            f"{acc_h_note(metrics[0])}")
+        best = sorted({r for r in cells.get("run_ids", []) if isinstance(r, str)})
+        table.split_sizes = SplitSizes.of(read_split_sizes(study, best))
+        table.notes.append(table.split_sizes.note())
     return table
 
 

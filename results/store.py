@@ -7,6 +7,7 @@ whose params are exactly the trial's active config keys.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from study.schema import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
 
 DEFAULT_OBJECTIVE, DEFAULT_MODE = "val_acc_h", "max"
 DEFAULT_STORAGE = "fsvae-studies"
+SPLITS = ("train", "val", "test")
+# A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
+# these metrics where it logs them, else its data_report.json artifact (fsvae.data's report).
+SPLIT_METRICS = tuple(f"data_usable_{s}" for s in SPLITS)
 
 
 @dataclass
@@ -27,8 +32,9 @@ class Study:
     """One experiment's trial runs and its study settings, as the tables and figures use them.
 
     `trials` has one row per trial run: run_id, run_name, status, start_time, stratum,
-    trial_key (which trial of the study the run is), config (dict of its MLflow params,
-    strings) and one column per metric (no prefix).
+    trial_key (which trial of the study the run is), artifact_uri, data_key (the tag
+    cache.data.key: runs with one key read the same data), config (dict of its MLflow
+    params, strings) and one column per metric (no prefix).
     """
 
     name: str
@@ -141,6 +147,36 @@ def read_json_artifact(tracking_uri: str, artifact_uri: str, name: str) -> dict 
         return None
 
 
+def read_split_sizes(study: Study, run_ids: list[str]
+                     ) -> dict[str, tuple[int, int, int] | None]:
+    """Each run's (train, val, test) split sizes; None where the run recorded none. The
+    artifact is read once per data key, not once per run."""
+    trials = study.trials.set_index("run_id")
+    out: dict[str, tuple[int, int, int] | None] = {}
+    by_data: dict[str, tuple[int, int, int] | None] = {}
+    for rid in run_ids:
+        row = trials.loc[rid]
+        logged = [row.get(m) for m in SPLIT_METRICS]
+        if all(isinstance(v, float) and not math.isnan(v) for v in logged):
+            out[rid] = tuple(int(v) for v in logged)
+            continue
+        key = row["data_key"] if isinstance(row["data_key"], str) else rid
+        if key not in by_data:
+            report = read_json_artifact(study.tracking_uri, str(row["artifact_uri"]),
+                                        "data_report.json")
+            by_data[key] = _report_sizes(report)
+        out[rid] = by_data[key]
+    return out
+
+
+def _report_sizes(report: dict | None) -> tuple[int, int, int] | None:
+    """(train, val, test) usable images from a data_report.json; None if it has none."""
+    try:
+        return tuple(int(report["splits"][s]["usable"]) for s in SPLITS)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per trial run with its params gathered into one dict (absent keys stay absent,
     so inactive keys such as sampling_factor for `plain` are not invented)."""
@@ -154,6 +190,8 @@ def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:
         "stratum": _col(runs, "tags.fsvae.stratum").fillna("").astype(object),
         "parent": _col(runs, f"tags.{PARENT}").astype(object),
         "trial_key": _trial_keys(runs),
+        "artifact_uri": _col(runs, "artifact_uri").astype(object),
+        "data_key": _col(runs, "tags.cache.data.key").astype(object),
     }, index=runs.index)
     out["config"] = [{c[len("params."):]: row[c] for c in params if isinstance(row[c], str)}
                      for _, row in runs.iterrows()]

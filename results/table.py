@@ -19,6 +19,7 @@ What a number in a table is (the tables' notes say the same):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -27,6 +28,9 @@ from results.latex import to_latex
 from results.markdown import to_markdown
 from results.store import Study
 from results.tidy import to_csv
+
+if TYPE_CHECKING:
+    from results.paper import SplitSizes
 
 FORMATS = ("markdown", "latex", "csv")
 METRICS = ("acc_h", "acc")  # the paper's two columns per n_f
@@ -57,6 +61,7 @@ class Table:
     comparisons: pd.DataFrame | None = None
     summaries: list[str] = field(default_factory=list)
     metrics: tuple[str, ...] = METRICS
+    split_sizes: SplitSizes | None = None  # with the paper: our split sizes and its Table 1
 
     @property
     def title(self) -> str:

@@ -49,6 +49,11 @@ GRID = [
     ("crt", 50, None, 5, 1, 0.46, 0.62, "FINISHED", {}),
 ]
 
+# Every GRID run read the data of cache key d1 except run 23 (d2: one train file fewer);
+# each run's data_report.json says how many images of each list were usable.
+DATA_KEYS = {i: "d2" if i == 23 else "d1" for i in range(len(GRID))}
+USABLE = {"d1": (7702, 655, 4490), "d2": (7701, 655, 4490)}
+
 # Every GRID run's test_acc_h_samples is its test_acc_h plus this (0.03 = 3 points).
 SAMPLES_OFFSET = 0.03
 
@@ -105,6 +110,15 @@ def _trial(client: MlflowClient, exp: str, parent: str, i: int, params: dict,
                               if v is not None])
     client.set_terminated(rid, status)
     return rid
+
+
+def data_report(usable: tuple[int, int, int]) -> dict:
+    """A data_report.json as fsvae.data writes it, with these usable counts per list (and
+    10 more listed in each than usable)."""
+    splits = {s: {"listed": n + 10, "usable": n} for s, n in zip(("train", "val", "test"),
+                                                                   usable)}
+    return {"root": "/data/fs14", "layout": "fashionstyle14", "splits": splits,
+            "summary": {"missing": 30}, "problems": []}
 
 
 def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed: int) -> dict:
@@ -188,7 +202,9 @@ def _grid_experiment(client: MlflowClient, root: Path) -> list[str]:
                    "val_acc_h": None if acc_h is None else acc_h + 0.01,
                    "val_acc": None if acc is None else acc + 0.01,
                    "test_acc_h_samples": None if acc_h is None else acc_h + SAMPLES_OFFSET}
-        ids.append(_trial(client, exp, parent, i, params, metrics, status))
+        ids.append(_trial(client, exp, parent, i, params, metrics, status,
+                          tags={"cache.data.key": DATA_KEYS[i]}))
+        client.log_dict(ids[-1], data_report(USABLE[DATA_KEYS[i]]), "data_report.json")
     client.log_batch(ids[CURVE_RUN], metrics=[
         Metric(f"{stage}_{key}", v, T0 + epoch, epoch)
         for stage, keys in CURVES.items() for key, values in keys.items()
@@ -211,13 +227,15 @@ def _search_experiment(client: MlflowClient, root: Path) -> list[str]:
 
 
 def _setups_experiment(client: MlflowClient, root: Path) -> list[str]:
+    """SETUPS; its runs log their split sizes as metrics (the paper's: 7770, 661, 4528)."""
     exp, parent = _study(client, root, "setups", "grid", "")
     ids = []
+    sizes = {"data_usable_train": 7770, "data_usable_val": 661, "data_usable_test": 4528}
     for i, (method, lr, seed, acc_h, acc) in enumerate(SETUPS):
         params = {**grid_params(method, 30, 32 if method == "vae" else None, 5, seed),
                   "backbone_lr": lr}
         ids.append(_trial(client, exp, parent, i, params,
-                          {"test_acc_h": acc_h, "test_acc": acc}, "FINISHED"))
+                          {"test_acc_h": acc_h, "test_acc": acc, **sizes}, "FINISHED"))
     return ids
 
 

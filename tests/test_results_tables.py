@@ -11,7 +11,7 @@ import pytest
 
 import results
 from helpers import REPO
-from results import ResultsError
+from results import ResultsError, paper
 from results_store import EXPECTED, GRID, ROW_ORDER, hand_stats, same, shared_store, table, tidy
 
 
@@ -126,6 +126,34 @@ def test_with_paper_adds_the_published_numbers_and_our_difference(store):
 def test_with_paper_refuses_validation_metrics(store):
     with pytest.raises(ResultsError, match="paper's test"):
         table(store, metric_set="val", with_paper=True)
+
+
+# -- split sizes beside the paper's Table 1 -----------------------------------------------
+
+SPLIT_HEAD = ("Split sizes, train / val / test images (the dataset's lists minus unusable "
+              "files, before the GFSL subsampling): ")
+
+
+def test_the_packaged_table1_sums_to_the_papers_split():
+    assert paper.paper_split() == (7770, 661, 4528)  # the paper's Table 1 totals
+
+
+def test_with_paper_sets_our_split_sizes_beside_the_papers(store):
+    t = table(store, with_paper=True)
+    # 21 runs shown; run 23 (crt x50, seed 1) read data key d2, the other 20 d1 (USABLE)
+    assert SPLIT_HEAD + ("ours 7,702 / 655 / 4,490 (20 runs), 7,701 / 655 / 4,490 (1 run); "
+                         "the paper's Table 1: 7,770 / 661 / 4,528.") in t.notes
+
+
+def test_split_sizes_logged_as_metrics_need_no_artifact(store):
+    t = table(store, experiment="setups", with_paper=True)
+    assert SPLIT_HEAD + "7,770 / 661 / 4,528, as in the paper's Table 1." in t.notes
+
+
+def test_split_sizes_nobody_recorded_are_said_to_be_missing(store):
+    t = table(store, experiment="search", with_paper=True)
+    assert SPLIT_HEAD + ("not recorded by these runs; the paper's Table 1: 7,770 / 661 / "
+                         "4,528.") in t.notes
 
 
 # -- which acc_h -------------------------------------------------------------------------
