@@ -16,17 +16,17 @@ def to_markdown(table: Table) -> str:
     """A pipe table that renders in a README, notes as a list, comparisons as a second table
     followed by the plain-language lines."""
     if table.study.kind == "optuna":
-        header, rows = optuna_matrix(table)
+        header, rows = _optuna_matrix(table)
     else:
         header = ["method"] + [f"n_f={n} {m}" + ("" if w == "ours" else f" {w}")
-                               for n, m, w in grid_columns(table)]
-        rows = grid_matrix(table, "±", lambda t: f"**{t}**" if t else t)
+                               for n, m, w in _grid_columns(table)]
+        rows = _grid_matrix(table, "±", lambda t: f"**{t}**" if t else t)
     lines = [f"**{_md(table.title)}**", "", _md_row(header),
              _md_row(["---"] + ["---:"] * (len(header) - 1))]
     lines += [_md_row([c if c else "–" for c in r]) for r in rows]
     lines += [""] + [f"- {_md(n)}" for n in table.notes]
     if table.comparisons is not None:
-        header, rows = compare_matrix(table)
+        header, rows = _compare_matrix(table)
         lines += ["", f"**Paired differences, A minus B ({table.metric_set}, points; "
                       f"95% Student-t CI over seeds)**", "", _md_row(header),
                   _md_row(["---", "---:"] + ["---:"] * (len(header) - 2))]
@@ -52,20 +52,20 @@ def _fmt_cell(s: pd.Series | None, pm: str) -> str:
     return f"{s['mean']:.2f} {pm} {s['std']:.2f} (n={int(s['n'])})"
 
 
-def grid_columns(table: Table) -> list[tuple[int, str, str]]:
+def _grid_columns(table: Table) -> list[tuple[int, str, str]]:
     """(n_f, metric, what) for each value column: what = ours | paper | diff."""
     whats = ("ours", "paper", "diff") if table.with_paper else ("ours",)
     return [(n_f, m, w) for n_f in table.n_fs for m in table.metrics for w in whats]
 
 
-def grid_matrix(table: Table, pm: str, bold: Callable[[str], str]) -> list[list[str]]:
+def _grid_matrix(table: Table, pm: str, bold: Callable[[str], str]) -> list[list[str]]:
     """Cell texts, one list per row, with the column best (max mean) passed through `bold`."""
     cells = table.cells.set_index(["row", "n_f", "metric"])
     best = table.cells.groupby(["n_f", "metric"])["mean"].max()
     out = []
     for row in table.rows:
         texts = []
-        for n_f, m, what in grid_columns(table):
+        for n_f, m, what in _grid_columns(table):
             s = cells.loc[(row, n_f, m)] if (row, n_f, m) in cells.index else None
             if what == "ours":
                 text = _fmt_cell(s, pm)
@@ -80,7 +80,7 @@ def grid_matrix(table: Table, pm: str, bold: Callable[[str], str]) -> list[list[
     return out
 
 
-def optuna_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
+def _optuna_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
     ms = table.metric_set
     header = ["stratum", "trials (finished/failed/stopped of all)", "best trial",
               table.study.objective]
@@ -106,7 +106,7 @@ def optuna_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def compare_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
+def _compare_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
     header = ["comparison", "n_f"]
     for m in table.metrics:
         header += [f"{m} diff", f"{m} 95% CI"]

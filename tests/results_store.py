@@ -163,6 +163,13 @@ SETUPS = [
     ("noise", "0.1", 0, 0.50, 0.60),
 ]
 
+# A grid of the paper's Table 2 shape: its 5 method rows, n_f 5, 10, 30, 50 and seeds 0-2.
+# Seed s of row r at n_f index j: acc_h 30 + 10 j + 2 r + 12.5 (s - 1) percent (std 12.5,
+# the widest cells a table of percentages has), acc 55 + 3 j + r + 1.5 (s - 1).
+TABLE2_ROWS = [("plain", None), ("oversample", 30), ("oversample", 50), ("vae", 30),
+               ("vae", 50)]
+TABLE2_NF = [5, 10, 30, 50]
+
 # Learning curves of one run (GRID[18], the best by val_acc_h): stage -> key -> per-epoch
 # values, and the best epochs; the figures tests rebuild the progress rows from them.
 CURVES = {
@@ -180,8 +187,9 @@ CURVE_RUN = 18
 
 def make_store(root: Path) -> dict:
     """The experiments: grid (GRID), search (SEARCH, optuna), broken (only a failed run),
-    search-rerun (RERUN, optuna) and setups (SETUPS). Returns the tracking URI and the run
-    ids of each, in order (ids, search_ids, rerun_ids, setups_ids)."""
+    search-rerun (RERUN, optuna), setups (SETUPS) and table2-shape (TABLE2_ROWS x
+    TABLE2_NF). Returns the tracking URI and the run ids of the first four, in order (ids,
+    search_ids, rerun_ids, setups_ids)."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     out = {"uri": uri, "ids": _grid_experiment(client, root),
@@ -190,6 +198,7 @@ def make_store(root: Path) -> dict:
     _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
     out["rerun_ids"] = _rerun_experiment(client, root)
     out["setups_ids"] = _setups_experiment(client, root)
+    _table2_experiment(client, root)
     return out
 
 
@@ -237,6 +246,19 @@ def _setups_experiment(client: MlflowClient, root: Path) -> list[str]:
         ids.append(_trial(client, exp, parent, i, params,
                           {"test_acc_h": acc_h, "test_acc": acc, **sizes}, "FINISHED"))
     return ids
+
+
+def _table2_experiment(client: MlflowClient, root: Path) -> None:
+    exp, parent = _study(client, root, "table2-shape", "grid", "")
+    i = 0
+    for r, (method, sf) in enumerate(TABLE2_ROWS):
+        for j, n_f in enumerate(TABLE2_NF):
+            for seed in range(3):
+                metrics = {"test_acc_h": (30 + 10 * j + 2 * r + 12.5 * (seed - 1)) / 100,
+                           "test_acc": (55 + 3 * j + r + 1.5 * (seed - 1)) / 100}
+                _trial(client, exp, parent, i, grid_params(method, sf, None, n_f, seed),
+                       metrics, "FINISHED")
+                i += 1
 
 
 def _rerun_experiment(client: MlflowClient, root: Path) -> list[str]:

@@ -71,7 +71,9 @@ def test_compare_appears_in_every_format(store):
     t = table(store, compare="vae:crt")
     md, tex, csv = t.to_markdown(), t.to_latex(), tidy(t)
     assert "| vae x50 [latent_dim=32] minus crt x50 | 5 | +5.50 |" in md
-    assert r"vae x50 [latent\_dim=32] minus crt x50 & 5 & +5.50 &" in tex
+    # acc_h 5, 6 and acc 1, 2: t(0.975, 1) = 12.706 -> half-widths 6.35
+    assert "\n".join([r"\multicolumn{4}{l}{vae x50 [latent\_dim=32] minus crt x50} \\",
+                      r"5 & +5.5 [$-$0.9, 11.9] & +1.5 [$-$4.9, 7.9] & 2 \\"]) in tex
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
     comp = csv[csv["section"] == "comparison"]
     assert len(comp) == 6 and set(comp["a"]) == {"vae x30 [latent_dim=32]",
