@@ -20,8 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mlflow.tracking import MlflowClient  # noqa: E402
+
 from results import ResultsError, Study, build_table  # noqa: E402
 from results.runs import one_run_per_trial  # noqa: E402
+from study.plots import curves  # noqa: E402
 from study.records import CURVE_KEYS  # noqa: E402
 
 
@@ -107,8 +110,6 @@ def pick_run(study: Study, run: str | None) -> pd.Series:
 def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
     """The fsvae progress rows of one trial, rebuilt from MLflow's metric histories: one row
     per (stage, epoch) with the curve keys, plus {"stage", "best_epoch"} where logged."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(tracking_uri)
     rows: dict[tuple[str, int], dict] = {}
     best = []
@@ -128,8 +129,6 @@ def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
 
 def curve_figure(study: Study, run: str | None, out: Path) -> Path | None:
     """curves_<run name>.png for the chosen trial; None when it logged no curves."""
-    from study.plots import curves
-
     chosen = pick_run(study, run)
     rows = history_rows(study.tracking_uri, chosen["run_id"])
     name = chosen["run_name"] if isinstance(chosen["run_name"], str) else chosen["run_id"]

@@ -46,7 +46,8 @@ def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
 
 
 def _add_paper(table: Table) -> None:
-    """Adds `paper` and `diff` (ours - paper, points) to the cells the paper also reports."""
+    """Adds `paper` and `diff` (ours - paper, points) to the cells the paper also reports,
+    and the split sizes of the runs behind them beside the paper's."""
     table.cells = merge_paper(table.cells, table.metric_set, "mean", table.metrics[0])
     table.with_paper = True
     missing = missing_rows(table.cells)

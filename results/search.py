@@ -38,15 +38,21 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
     if uncounted:
         table.notes.append(uncounted_note(uncounted))
     if with_paper:
-        table.cells = merge_paper(cells, metric_set, "value", metrics[0])
-        table.with_paper = True
-        table.notes.append(f"paper: {PAPER_SOURCE}, the row of the best trial's method, "
-                           f"sampling factor and n_f; diff = ours - paper (points). "
-                           f"{acc_h_note(metrics[0])}")
-        best = sorted({r for r in cells.get("run_ids", []) if isinstance(r, str)})
-        table.split_sizes = SplitSizes.of(read_split_sizes(study, best))
-        table.notes.append(table.split_sizes.note())
+        _add_paper(table)
     return table
+
+
+def _add_paper(table: Table) -> None:
+    """Adds `paper` and `diff` (ours - paper, points) for each best trial's method, sampling
+    factor and n_f, and the best trials' split sizes beside the paper's."""
+    table.cells = merge_paper(table.cells, table.metric_set, "value", table.metrics[0])
+    table.with_paper = True
+    table.notes.append(f"paper: {PAPER_SOURCE}, the row of the best trial's method, "
+                       f"sampling factor and n_f; diff = ours - paper (points). "
+                       f"{acc_h_note(table.metrics[0])}")
+    best = sorted({r for r in table.cells.get("run_ids", []) if isinstance(r, str)})
+    table.split_sizes = SplitSizes.of(read_split_sizes(table.study, best))
+    table.notes.append(table.split_sizes.note())
 
 
 def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set: str,

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import mlflow
 import pandas as pd
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
 from study.schema import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
@@ -59,10 +62,7 @@ def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None
 @contextmanager
 def _tracking(uri: str) -> Iterator[None]:
     """mlflow.search_runs reads the global tracking URI: set it for the call, then restore."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
-
-    before = mlflow.get_tracking_uri() if utils.is_tracking_uri_set() else None
+    before = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(uri)
     try:
         yield
@@ -81,9 +81,6 @@ def _check_store(uri: str) -> None:
 
 def load_study(experiment: str, tracking_uri: str) -> Study:
     """Reads an experiment's runs; ResultsError naming the experiments there if it is unknown."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     _check_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
@@ -139,8 +136,6 @@ def read_json_artifact(tracking_uri: str, artifact_uri: str, name: str) -> dict 
         if artifact_uri.startswith("file:"):
             path = Path(unquote(urlparse(artifact_uri).path)) / name
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        import mlflow
-
         with _tracking(tracking_uri):
             return mlflow.artifacts.load_dict(f"{artifact_uri}/{name}")
     except Exception:  # a missing or unreadable artifact only costs what it would have added

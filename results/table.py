@@ -9,11 +9,15 @@ What a number in a table is (the tables' notes say the same):
   become separate rows labelled with the keys that differ, e.g. `vae x30 [latent_dim=64]`.
 - Several seeds: mean ± sample std (ddof=1) and n; the CSV adds the 95% Student-t interval
   mean ± t(0.975, n-1)·std/sqrt(n), left empty for n < 2 (one seed has no spread to use).
-- Duplicates (the same configuration and seed finished twice, e.g. a study run twice under
-  one name): the run that started last is kept, the others are named in a note.
+- No trial counts twice. Grid: the same configuration and seed finished twice (e.g. a study
+  run twice under one name): the run that started last is kept. Optuna: one run per trial
+  (tag fsvae.trial_key, else fsvae.trial_id), its latest FINISHED run, else its latest run.
+  The others are named in a note.
 - Optuna studies: one row per stratum, the trial best by the study's *validation* objective
   (parent tags fsvae.objective / fsvae.mode), shown with its test metrics, so the test set
   never picks a configuration.
+- acc_h is the mean of per-class accuracies within each group unless `acc_h="samples"`
+  asks for the sample-weighted acc_h_samples (ACC_H below).
 - `compare="A:B"`: per-seed paired differences A - B (see results.compare).
 """
 from __future__ import annotations
@@ -80,7 +84,7 @@ class Table:
     def render(self, fmt: str) -> str:
         """The table as one of FORMATS (markdown, latex, csv)."""
         if fmt not in FORMATS:
-            raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+            raise ResultsError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
         return {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](self)
 
     def _repr_markdown_(self) -> str:
