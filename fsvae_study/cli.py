@@ -275,7 +275,8 @@ def parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", help="write the table here instead of stdout")
     tb.add_argument("--metric-set", default="test", choices=("test", "val"))
     tb.add_argument("--with-paper", action="store_true",
-                    help="add the paper's published numbers and our difference")
+                    help="add the paper's published numbers and our difference, and our "
+                    "split sizes beside the paper's")
     tb.add_argument("--compare", metavar="A:B",
                     help="paired per-seed difference of method A minus method B")
     tb.add_argument("--acc-h", default="classes", choices=("classes", "samples"),

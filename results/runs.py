@@ -59,22 +59,14 @@ def finished_runs(study: Study, metric_set: str, metrics: tuple[str, ...]
     if fin.empty:
         raise ResultsError(f"experiment {study.name!r}: no finished trial run has "
                            f"{' and '.join(cols)}")
-    rows = []
-    no_nf = 0
-    for r in fin.itertuples(index=False):
-        cfg = {k: v for k, v in r.config.items() if k not in BOOKKEEPING}
-        if "n_f" not in cfg:
-            no_nf += 1
-            continue
-        rows.append({"run_id": r.run_id, "start_time": r.start_time,
-                     "method": cfg.get("method", "?"), "sampling_factor":
-                     cfg.get("sampling_factor", ""), "n_f": int(float(cfg["n_f"])),
-                     "seed": cfg.get("seed", ""),
-                     "extra": tuple(sorted((k, v) for k, v in cfg.items() if k not in NAMED)),
-                     **{c: getattr(r, c) for c in cols}})
-    if no_nf:
-        notes.append(f"{no_nf} finished run(s) without an n_f param, not shown.")
-    runs = pd.DataFrame(rows)
+    with_nf = fin[["n_f" in c for c in fin["config"]]]
+    if len(with_nf) < len(fin):
+        notes.append(f"{len(fin) - len(with_nf)} finished run(s) without an n_f param, not "
+                     f"shown.")
+    if with_nf.empty:
+        raise ResultsError(f"experiment {study.name!r}: no finished trial run has an n_f "
+                           f"param (params: the trial's config keys)")
+    runs = pd.DataFrame([_described(r, cols) for r in with_nf.itertuples(index=False)])
     runs, dropped = _drop_duplicates(runs)
     if dropped:
         shown = ", ".join(dropped[:5]) + (", ..." if len(dropped) > 5 else "")
@@ -82,6 +74,17 @@ def finished_runs(study: Study, metric_set: str, metrics: tuple[str, ...]
                      f"ignored, the latest kept: {shown}.")
     runs["row"], runs["params"] = row_labels(runs)
     return runs, notes
+
+
+def _described(run, cols: list[str]) -> dict:
+    """One run as a grid table groups it: its configuration split into the keys a label
+    or column shows and the rest (`extra`), and its metric values."""
+    cfg = {k: v for k, v in run.config.items() if k not in BOOKKEEPING}
+    return {"run_id": run.run_id, "start_time": run.start_time,
+            "method": cfg.get("method", "?"), "sampling_factor": cfg.get("sampling_factor", ""),
+            "n_f": int(float(cfg["n_f"])), "seed": cfg.get("seed", ""),
+            "extra": tuple(sorted((k, v) for k, v in cfg.items() if k not in NAMED)),
+            **{c: getattr(run, c) for c in cols}}
 
 
 def _drop_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
