@@ -187,8 +187,8 @@ CURVE_RUN = 18
 
 def make_store(root: Path) -> dict:
     """The experiments: grid (GRID), search (SEARCH, optuna), broken (only a failed run),
-    search-rerun (RERUN, optuna), setups (SETUPS) and table2-shape (TABLE2_ROWS x
-    TABLE2_NF). Returns the tracking URI and the run ids of the first four, in order (ids,
+    search-rerun (RERUN, optuna), setups (SETUPS), table2-shape (TABLE2_ROWS x TABLE2_NF)
+    and without-nf (one finished run that logged no n_f). Returns the tracking URI and the run ids of the first four, in order (ids,
     search_ids, rerun_ids, setups_ids)."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -199,6 +199,9 @@ def make_store(root: Path) -> dict:
     out["rerun_ids"] = _rerun_experiment(client, root)
     out["setups_ids"] = _setups_experiment(client, root)
     _table2_experiment(client, root)
+    exp, parent = _study(client, root, "without-nf", "grid", "")
+    params = {k: v for k, v in grid_params("plain", None, None, 5, 0).items() if k != "n_f"}
+    _trial(client, exp, parent, 0, params, {"test_acc_h": 0.1, "test_acc": 0.5}, "FINISHED")
     return out
 
 

@@ -205,6 +205,12 @@ def test_experiment_without_finished_runs_says_so(store):
         table(store, experiment="broken")
 
 
+def test_finished_runs_without_n_f_are_an_error_naming_the_missing_param(store):
+    with pytest.raises(ResultsError, match=r"'without-nf': no finished trial run has an n_f "
+                                           r"param"):
+        table(store, experiment="without-nf")
+
+
 def test_missing_store_is_an_error_not_a_new_empty_database(tmp_path):
     with pytest.raises(ResultsError, match="no MLflow store"):
         results.load_study("grid", f"sqlite:///{tmp_path / 'none.db'}")
