@@ -188,8 +188,9 @@ CURVE_RUN = 18
 def make_store(root: Path) -> dict:
     """The experiments: grid (GRID), search (SEARCH, optuna), broken (only a failed run),
     search-rerun (RERUN, optuna), setups (SETUPS), table2-shape (TABLE2_ROWS x TABLE2_NF)
-    and without-nf (one finished run that logged no n_f). Returns the tracking URI and the run ids of the first four, in order (ids,
-    search_ids, rerun_ids, setups_ids)."""
+    and without-nf (one finished run that logged no n_f). Returns the tracking URI and the
+    run ids of grid, search, search-rerun and setups, in order (ids, search_ids, rerun_ids,
+    setups_ids)."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     out = {"uri": uri, "ids": _grid_experiment(client, root),
