@@ -73,15 +73,46 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from results.tables import table_from_args
+    """Prints (or writes to --out) the table, then the comparison lines. CSV keeps stdout
+    machine-readable: its notes and summary lines go to stderr."""
+    from results import load_table
 
-    return table_from_args(args)
+    table = load_table(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
+                       metric_set=args.metric_set, with_paper=args.with_paper,
+                       compare=args.compare, acc_h=args.acc_h)
+    text = table.render(args.format)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}")
+        if args.format == "csv":
+            print("\n".join(table.notes))
+        if table.summaries:
+            print("\n".join(table.summaries))
+    else:
+        sys.stdout.write(text)
+        if args.format == "csv":
+            print("\n".join(table.notes + table.summaries), file=sys.stderr)
+    return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from results.figures import figures_from_args
+    """Writes the PNGs under --out and prints their paths."""
+    from results import load_study, store_uri
+    from results.figures import curve_figure, metric_figures
 
-    return figures_from_args(args)
+    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage))
+    out = Path(args.out)
+    paths = metric_figures(study, args.metric_set, out)
+    curve = curve_figure(study, args.run, out)
+    if curve is None:
+        print(f"(no learning curves logged for the chosen run; {len(paths)} figures)")
+    else:
+        paths.append(curve)
+    for p in paths:
+        print(p)
+    return 0
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -251,9 +282,14 @@ def parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", help="write the table here instead of stdout")
     tb.add_argument("--metric-set", default="test", choices=("test", "val"))
     tb.add_argument("--with-paper", action="store_true",
-                    help="add the paper's published numbers and our difference")
+                    help="add the paper's published numbers and our difference, and our "
+                    "split sizes beside the paper's")
     tb.add_argument("--compare", metavar="A:B",
                     help="paired per-seed difference of method A minus method B")
+    tb.add_argument("--acc-h", default="classes", choices=("classes", "samples"),
+                    help="acc_h from the mean of per-class accuracies in each group "
+                    "(classes, CADA-VAE's, default) or from the images of each group "
+                    "(samples: acc_h_samples)")
     tb.set_defaults(func=_table)
 
     fg = sub.add_parser("figures", help="PNG figures from a study's MLflow runs")

@@ -1,0 +1,86 @@
+'''results: a study's MLflow runs as tables and figures. From Python, `load_table`.
+
+`load_table` takes the options of `fsvae-study table` and returns a `Table`: its `cells`
+are a pandas DataFrame (one row per row, n_f and metric: mean, std, n, 95% interval, the
+run ids), and `to_markdown()`, `to_latex()`, `to_csv()` render it (a notebook shows the
+markdown). For a study run with the defaults, `load_table("paper")` reads
+./fsvae-studies/mlflow.db.
+
+Example: a two-seed study written the way `fsvae-study run` writes one, then its table.
+
+>>> import tempfile
+>>> from mlflow.entities import Param
+>>> from mlflow.tracking import MlflowClient
+>>> from results import load_table
+>>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+>>> client = MlflowClient(uri)
+>>> exp = client.create_experiment("demo")
+>>> parent = client.create_run(exp, tags={"fsvae.role": "study"}).info.run_id
+>>> for seed, acc_h in [(0, 0.40), (1, 0.44)]:
+...     run = client.create_run(exp, tags={"fsvae.role": "trial",
+...                                        "mlflow.parentRunId": parent}).info.run_id
+...     config = {"method": "vae", "sampling_factor": 30, "n_f": 5, "seed": seed}
+...     client.log_batch(run, params=[Param(k, str(v)) for k, v in config.items()])
+...     client.log_metric(run, "test_acc_h", acc_h)
+...     client.log_metric(run, "test_acc", 0.60)
+...     client.set_terminated(run)
+>>> table = load_table("demo", tracking_uri=uri)
+>>> table.cells[["row", "n_f", "metric", "mean", "n"]]
+       row  n_f metric  mean  n
+0  vae x30    5  acc_h  42.0  2
+1  vae x30    5    acc  60.0  2
+>>> print(table.to_markdown().splitlines()[2])
+| method | n_f=5 acc_h | n_f=5 acc |
+'''
+from __future__ import annotations
+
+from pathlib import Path
+
+from results.compare import parse_compare
+from results.errors import ResultsError
+from results.grid import grid_table
+from results.search import optuna_table
+from results.store import Study, load_study, store_uri
+from results.table import ACC_H, FORMATS, Table, table_metrics
+
+METRIC_SETS = ("test", "val")
+
+
+def load_table(experiment: str, tracking_uri: str | None = None,
+               storage: str | Path | None = None, metric_set: str = "test",
+               with_paper: bool = False, compare: str | None = None,
+               acc_h: str = "classes") -> Table:
+    """The table of one study (MLflow experiment), as `fsvae-study table` prints it.
+
+    tracking_uri: an MLflow tracking URI; else the sqlite store under `storage` (default
+    ./fsvae-studies). metric_set: "test" or "val". with_paper: add the paper's Table 2
+    numbers and our difference (test metrics only). compare: "A:B", per-seed paired
+    differences of method A minus method B (grid studies). acc_h: "classes" (the mean of
+    per-class accuracies within each group, CADA-VAE's) or "samples" (acc_h_samples, over
+    the images of each group). ResultsError (a ValueError) names a bad option, a missing
+    store or experiment.
+    """
+    if metric_set not in METRIC_SETS:
+        raise ResultsError(f"metric_set={metric_set!r}: expected one of "
+                           f"{', '.join(METRIC_SETS)}")
+    table_metrics(acc_h)  # a bad choice fails before MLflow is read
+    if compare:
+        parse_compare(compare)
+    return build_table(load_study(experiment, store_uri(tracking_uri, storage)), metric_set,
+                       with_paper, compare, acc_h)
+
+
+def build_table(study: Study, metric_set: str = "test", with_paper: bool = False,
+                compare: str | None = None, acc_h: str = "classes") -> Table:
+    """The table for the study's kind (grid: Table 2 layout; optuna: best per stratum)."""
+    metrics = table_metrics(acc_h)
+    if study.kind == "optuna":
+        if compare:
+            raise ResultsError("--compare pairs seeds of grid studies; this experiment is an "
+                               "Optuna search (one best trial per stratum)")
+        return optuna_table(study, metric_set, with_paper, metrics)
+    return grid_table(study, metric_set, with_paper, compare, metrics)
+
+
+__all__ = ["ACC_H", "FORMATS", "ResultsError", "Study", "Table", "build_table", "load_study",
+           "load_table", "store_uri"]

@@ -1,4 +1,4 @@
-"""`fsvae-study figures`: PNGs from a study's MLflow runs.
+"""PNG figures from a study's MLflow runs (what `fsvae-study figures` writes).
 
 - `<set>_acc_h_vs_n_f.png`, `<set>_acc_vs_n_f.png`: the metric against n_f, one line per
   table row (method, sampling factor, differing keys), error bars = std over seeds; the same
@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from pathlib import Path
@@ -21,8 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from results.tables import (METRICS, ResultsError, Study, build_table,  # noqa: E402
-                            load_study, tracking_uri_from)
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from results import ResultsError, Study, build_table  # noqa: E402
+from results.runs import one_run_per_trial  # noqa: E402
+from study.plots import curves  # noqa: E402
 from study.records import CURVE_KEYS  # noqa: E402
 
 
@@ -30,7 +32,7 @@ def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
     """One PNG per metric (acc_h, acc) against n_f; returns the paths written."""
     table = build_table(study, metric_set)
     paths = []
-    for metric in METRICS:
+    for metric in table.metrics:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         if study.kind == "optuna":
             _plot_optuna(ax, table.cells, metric, study)
@@ -78,7 +80,7 @@ def _plot_optuna(ax, cells: pd.DataFrame, metric: str, study: Study) -> None:
 
 def pick_run(study: Study, run: str | None) -> pd.Series:
     """The trial run named by id or run name; by default the finished trial that is best by
-    the study's validation objective (never a test metric)."""
+    the study's validation objective (never a test metric), among the runs a table counts."""
     trials = study.trials
     if run:
         hit = trials[trials["run_id"] == run]
@@ -92,7 +94,8 @@ def pick_run(study: Study, run: str | None) -> pd.Series:
             raise ResultsError(f"--run {run!r} names {len(hit)} runs "
                                f"({', '.join(hit['run_id'])}); pass a run id")
         return hit.iloc[0]
-    fin = trials[trials["status"] == "FINISHED"]
+    counted, _ = one_run_per_trial(trials)
+    fin = counted[counted["status"] == "FINISHED"]
     if study.objective in fin:
         fin = fin[fin[study.objective].notna()]
     else:
@@ -107,8 +110,6 @@ def pick_run(study: Study, run: str | None) -> pd.Series:
 def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
     """The fsvae progress rows of one trial, rebuilt from MLflow's metric histories: one row
     per (stage, epoch) with the curve keys, plus {"stage", "best_epoch"} where logged."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(tracking_uri)
     rows: dict[tuple[str, int], dict] = {}
     best = []
@@ -128,8 +129,6 @@ def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
 
 def curve_figure(study: Study, run: str | None, out: Path) -> Path | None:
     """curves_<run name>.png for the chosen trial; None when it logged no curves."""
-    from study.plots import curves
-
     chosen = pick_run(study, run)
     rows = history_rows(study.tracking_uri, chosen["run_id"])
     name = chosen["run_name"] if isinstance(chosen["run_name"], str) else chosen["run_id"]
@@ -138,18 +137,3 @@ def curve_figure(study: Study, run: str | None, out: Path) -> Path | None:
                         if k in chosen and not pd.isna(chosen[k]))
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     return curves(rows, out / f"curves_{safe}.png", f"{study.name}: {name}  {metrics}")
-
-
-def figures_from_args(args: argparse.Namespace) -> int:
-    """`fsvae-study figures`: writes the PNGs under --out and prints their paths."""
-    study = load_study(args.experiment, tracking_uri_from(args))
-    out = Path(args.out)
-    paths = metric_figures(study, args.metric_set, out)
-    curve = curve_figure(study, args.run, out)
-    if curve is None:
-        print(f"(no learning curves logged for the chosen run; {len(paths)} figures)")
-    else:
-        paths.append(curve)
-    for p in paths:
-        print(p)
-    return 0

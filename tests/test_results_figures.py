@@ -3,15 +3,14 @@ written and readable, and the learning curves are the metric histories put back 
 progress rows study.plots.curves draws."""
 from __future__ import annotations
 
-import argparse
-
 import matplotlib.image
 import pytest
 from PIL import Image
 
-from results import figures, tables
-from results.tables import ResultsError
-from test_results_tables import BEST_EPOCHS, CURVE_RUN, CURVES, shared_store
+import results
+from fsvae_study.cli import main as cli_main
+from results import ResultsError, figures
+from results_store import BEST_EPOCHS, CURVE_RUN, CURVES, shared_store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -44,12 +43,18 @@ def test_history_rows_are_the_progress_rows_of_each_stage(store):
 
 
 def test_default_curve_run_is_the_best_by_validation_objective(store):
-    study = tables.load_study("grid", store["uri"])
+    study = results.load_study("grid", store["uri"])
     assert figures.pick_run(study, None)["run_id"] == store["ids"][CURVE_RUN]  # val 0.62
 
 
+def test_default_curve_run_is_never_a_run_the_table_does_not_count(store):
+    study = results.load_study("search-rerun", store["uri"])
+    # run 0 has the highest val_acc_h (0.90), but its trial was run again and finished
+    assert figures.pick_run(study, None)["run_id"] == store["rerun_ids"][6]  # val 0.60
+
+
 def test_run_is_found_by_id_or_name_and_an_unknown_one_is_an_error(store):
-    study = tables.load_study("grid", store["uri"])
+    study = results.load_study("grid", store["uri"])
     assert figures.pick_run(study, "trial-5")["run_id"] == store["ids"][5]
     assert figures.pick_run(study, store["ids"][7])["status"] == "KILLED"
     with pytest.raises(ResultsError, match="'trial-99': no trial run with that id or name"):
@@ -58,9 +63,8 @@ def test_run_is_found_by_id_or_name_and_an_unknown_one_is_an_error(store):
 
 def test_figures_command_writes_valid_pngs_and_prints_their_paths(store, tmp_path, capsys):
     out = tmp_path / "figs"
-    args = argparse.Namespace(experiment="grid", tracking_uri=store["uri"], storage=None,
-                              out=str(out), metric_set="test", run=None)
-    assert figures.figures_from_args(args) == 0
+    assert cli_main(["figures", "--experiment", "grid", "--tracking-uri", store["uri"],
+                     "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     expected = [out / "test_acc_h_vs_n_f.png", out / "test_acc_vs_n_f.png",
                 out / f"curves_trial-{CURVE_RUN}.png"]
@@ -70,22 +74,22 @@ def test_figures_command_writes_valid_pngs_and_prints_their_paths(store, tmp_pat
 
 
 def test_a_run_without_curves_gets_no_curve_figure(store, tmp_path):
-    study = tables.load_study("grid", store["uri"])
+    study = results.load_study("grid", store["uri"])
     assert figures.curve_figure(study, "trial-5", tmp_path) is None
     assert list(tmp_path.iterdir()) == []
 
 
 def test_optuna_study_figures_plot_the_best_trial_per_stratum(store, tmp_path):
-    study = tables.load_study("search", store["uri"])
+    study = results.load_study("search", store["uri"])
     paths = figures.metric_figures(study, "test", tmp_path)
     assert [p.name for p in paths] == ["test_acc_h_vs_n_f.png", "test_acc_vs_n_f.png"]
     for p in paths:
         assert_png(p)
 
 
-def test_unknown_experiment_is_an_error_and_writes_nothing(store, tmp_path):
-    args = argparse.Namespace(experiment="nope", tracking_uri=store["uri"], storage=None,
-                              out=str(tmp_path / "figs"), metric_set="test", run=None)
-    with pytest.raises(ResultsError, match="no experiment named 'nope'"):
-        figures.figures_from_args(args)
+def test_unknown_experiment_is_an_error_and_writes_nothing(store, tmp_path, capsys):
+    rc = cli_main(["figures", "--experiment", "nope", "--tracking-uri", store["uri"],
+                   "--out", str(tmp_path / "figs")])
+    assert rc == 2
+    assert "no experiment named 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "figs").exists()

@@ -1,182 +1,18 @@
-"""`fsvae-study table` reads a real SQLite MLflow store, written here the way study/records.py
-writes one (a parent run per study, one child run per trial, params = active config keys,
-metrics in [0, 1]), and every number it shows is checked against values worked out by hand.
+"""The grid table read from a real SQLite MLflow store (tests/results_store.py): every number
+it shows is checked against values worked out by hand.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import re
 import statistics
-from io import StringIO
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
-from scipy import stats
 
-from fsvae_study.cli import main as cli_main
-from helpers import REPO, cli
-from results import tables
-from results.tables import ResultsError
-
-T0 = 1_700_000_000_000  # ms; runs start one second apart, in list order
-
-# A grid study: (method, sampling_factor, latent_dim, n_f, seed, test_acc_h, test_acc, status,
-# extra params). Bookkeeping keys (data, device, data_workers) vary without splitting rows.
-GRID = [
-    ("plain", None, None, 5, 0, 0.09, 0.49, "FINISHED", {}),  # older duplicate of the next
-    ("plain", None, None, 5, 0, 0.00, 0.50, "FINISHED", {}),
-    ("plain", None, None, 5, 1, 0.02, 0.52, "FINISHED", {"device": "cuda", "data_workers": "8"}),
-    ("plain", None, None, 5, 2, 0.04, 0.57, "FINISHED", {}),
-    ("plain", None, None, 10, 0, 0.10, 0.55, "FINISHED", {}),
-    ("oversample", 30, None, 5, 0, 0.20, 0.54, "FINISHED", {}),
-    ("oversample", 30, None, 5, 1, 0.30, 0.56, "FINISHED", {}),
-    ("oversample", 30, None, 5, 2, None, None, "KILLED", {}),
-    ("vae", 30, 32, 5, 0, 0.40, 0.60, "FINISHED", {}),
-    ("vae", 30, 32, 5, 1, 0.44, 0.61, "FINISHED", {}),
-    ("vae", 30, 32, 5, 2, 0.48, 0.62, "FINISHED", {}),
-    ("vae", 30, 32, 5, 3, None, None, "FAILED", {}),
-    ("vae", 30, 64, 5, 0, 0.30, 0.58, "FINISHED", {}),
-    ("vae", 30, 64, 5, 1, 0.34, 0.60, "FINISHED", {}),
-    ("vae", 50, 32, 5, 0, 0.50, 0.63, "FINISHED", {}),
-    ("vae", 50, 32, 5, 1, 0.52, 0.64, "FINISHED", {}),
-    ("vae", 50, 32, 5, 2, 0.60, 0.65, "FINISHED", {}),
-    ("vae", 50, 32, 10, 0, 0.55, 0.66, "FINISHED", {}),
-    ("vae", 50, 32, 10, 1, 0.61, 0.70, "FINISHED", {}),
-    ("crt", 30, None, 5, 0, 0.35, 0.59, "FINISHED", {}),
-    ("crt", 30, None, 5, 1, 0.41, 0.60, "FINISHED", {}),
-    ("crt", 30, None, 5, 2, 0.41, 0.60, "FINISHED", {}),
-    ("crt", 50, None, 5, 0, 0.45, 0.62, "FINISHED", {}),
-    ("crt", 50, None, 5, 1, 0.46, 0.62, "FINISHED", {}),
-]
-
-# Typed by hand from GRID, in percent: (row label, n_f, metric) -> the seeds' values.
-EXPECTED = {
-    ("plain", 5, "acc_h"): [0, 2, 4], ("plain", 5, "acc"): [50, 52, 57],
-    ("plain", 10, "acc_h"): [10], ("plain", 10, "acc"): [55],
-    ("oversample x30", 5, "acc_h"): [20, 30], ("oversample x30", 5, "acc"): [54, 56],
-    ("vae x30 [latent_dim=32]", 5, "acc_h"): [40, 44, 48],
-    ("vae x30 [latent_dim=32]", 5, "acc"): [60, 61, 62],
-    ("vae x30 [latent_dim=64]", 5, "acc_h"): [30, 34],
-    ("vae x30 [latent_dim=64]", 5, "acc"): [58, 60],
-    ("vae x50 [latent_dim=32]", 5, "acc_h"): [50, 52, 60],
-    ("vae x50 [latent_dim=32]", 5, "acc"): [63, 64, 65],
-    ("vae x50 [latent_dim=32]", 10, "acc_h"): [55, 61],
-    ("vae x50 [latent_dim=32]", 10, "acc"): [66, 70],
-    ("crt x30", 5, "acc_h"): [35, 41, 41], ("crt x30", 5, "acc"): [59, 60, 60],
-    ("crt x50", 5, "acc_h"): [45, 46], ("crt x50", 5, "acc"): [62, 62],
-}
-ROW_ORDER = ["plain", "oversample x30", "vae x30 [latent_dim=32]", "vae x30 [latent_dim=64]",
-             "vae x50 [latent_dim=32]", "crt x30", "crt x50"]
-
-# An Optuna search, strata n_f: (n_f, sampling_factor, latent_dim, val_acc_h, test_acc_h,
-# test_acc, status). At n_f=5 the best TEST acc_h (0.70) is not the best by validation.
-SEARCH = [
-    (5, 10, 16, 0.50, 0.70, 0.60, "FINISHED"),
-    (5, 30, 32, 0.60, 0.45, 0.61, "FINISHED"),
-    (5, 30, 8, 0.55, 0.50, 0.62, "FINISHED"),
-    (5, 30, 8, None, None, None, "FAILED"),
-    (10, 30, 64, 0.52, 0.48, 0.62, "FINISHED"),
-    (10, 50, 16, 0.65, 0.58, 0.66, "FINISHED"),
-]
-
-
-def _study(client: MlflowClient, root: Path, name: str, kind: str, strata: str) -> tuple:
-    """An experiment and its parent run, tagged as study/run.py tags them."""
-    exp = client.create_experiment(name, artifact_location=(root / "art" / name).as_uri())
-    parent = client.create_run(exp, start_time=T0 - 10_000, run_name=f"study:{name}", tags={
-        "fsvae.role": "study", "fsvae.space_kind": kind, "fsvae.objective": "val_acc_h",
-        "fsvae.mode": "max", "fsvae.strata": strata}).info.run_id
-    return exp, parent
-
-
-def _trial(client: MlflowClient, exp: str, parent: str, i: int, params: dict,
-           metrics: dict, status: str, stratum: str = "") -> str:
-    """One child run: params are strings, metrics fractions, status as the recorder ends it."""
-    run = client.create_run(exp, start_time=T0 + 1000 * i, run_name=f"trial-{i}", tags={
-        "mlflow.parentRunId": parent, "fsvae.role": "trial", "fsvae.trial_id": f"t{i:03d}",
-        "fsvae.stratum": stratum})
-    rid = run.info.run_id
-    client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(params.items())],
-                     metrics=[Metric(k, float(v), T0, 0) for k, v in metrics.items()
-                              if v is not None])
-    client.set_terminated(rid, status)
-    return rid
-
-
-def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed: int) -> dict:
-    """The active config keys such a trial logs (sampling_factor only where it is used)."""
-    p = {"method": method, "n_f": n_f, "seed": seed, "backbone": "resnet18",
-         "image_size": 32, "num_minority": 5, "data": "/data/fs14", "device": "cpu",
-         "data_workers": 0}
-    if sf is not None:
-        p["sampling_factor"] = sf
-    if method != "plain" and method != "oversample":
-        p["classifier_lr"] = 0.05
-    if latent is not None:
-        p["latent_dim"] = latent
-    return p
-
-
-# Learning curves of one run (GRID[18], the best by val_acc_h): stage -> key -> per-epoch
-# values, and the best epochs; the figures tests rebuild the progress rows from them.
-CURVES = {
-    "backbone": {"train_loss": [2.0, 1.5, 1.0], "train_acc": [0.3, 0.5, 0.7],
-                 "val_acc": [0.2, 0.3, 0.35], "val_acc_h": [0.0, 0.1, 0.2],
-                 "lr": [0.01, 0.005, 0.0]},
-    "vae": {"recon": [100.0, 80.0], "kl": [1.0, 2.0], "beta": [0.0, 5e-4],
-            "loss": [100.0, 80.001], "val_recon": [110.0, 90.0], "val_kl": [1.5, 2.5]},
-    "classifier": {"train_loss": [1.2, 0.8, 0.6], "train_acc": [0.5, 0.6, 0.8],
-                   "val_acc": [0.4, 0.5, 0.45], "val_acc_h": [0.3, 0.4, 0.35]},
-}
-BEST_EPOCHS = {"backbone": 2, "classifier": 1}
-CURVE_RUN = 18
-
-
-def make_store(root: Path) -> dict:
-    """The three experiments: grid (GRID), search (SEARCH, optuna) and broken (only a
-    failed run). Returns the tracking URI and the run ids in GRID and SEARCH order."""
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp, parent = _study(client, root, "grid", "grid", "")
-    ids = []
-    for i, (method, sf, latent, n_f, seed, acc_h, acc, status, extra) in enumerate(GRID):
-        params = {**grid_params(method, sf, latent, n_f, seed), **extra}
-        metrics = {"test_acc_h": acc_h, "test_acc": acc,
-                   "val_acc_h": None if acc_h is None else acc_h + 0.01,
-                   "val_acc": None if acc is None else acc + 0.01}
-        ids.append(_trial(client, exp, parent, i, params, metrics, status))
-    client.log_batch(ids[CURVE_RUN], metrics=[
-        Metric(f"{stage}_{key}", v, T0 + epoch, epoch)
-        for stage, keys in CURVES.items() for key, values in keys.items()
-        for epoch, v in enumerate(values)] + [
-        Metric(f"{stage}_best_epoch", float(e), T0, 0) for stage, e in BEST_EPOCHS.items()])
-    exp, parent = _study(client, root, "search", "optuna", "n_f")
-    client.log_dict(parent, {"params": {"latent_dim": {}, "sampling_factor": {}}},
-                    "space.json")
-    search_ids = []
-    for i, (n_f, sf, latent, val, acc_h, acc, status) in enumerate(SEARCH):
-        params = grid_params("vae", sf, latent, n_f, 0)
-        metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
-        search_ids.append(_trial(client, exp, parent, i, params, metrics, status,
-                                 stratum=f"n_f={n_f}"))
-    exp, parent = _study(client, root, "broken", "grid", "")
-    _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
-    return {"uri": uri, "ids": ids, "search_ids": search_ids}
-
-
-_SHARED: dict = {}
-
-
-def shared_store(tmp_path_factory) -> dict:
-    """make_store once per session: creating an MLflow database costs seconds, and the
-    figures tests read the same runs (nothing here writes to the store after it is built)."""
-    if not _SHARED:
-        _SHARED.update(make_store(tmp_path_factory.mktemp("mlflow")))
-    return _SHARED
+import results
+from helpers import REPO
+from results import ResultsError, paper
+from results_store import EXPECTED, GRID, ROW_ORDER, hand_stats, same, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")
@@ -184,32 +20,7 @@ def store(tmp_path_factory) -> dict:
     return shared_store(tmp_path_factory)
 
 
-def table(store: dict, experiment: str = "grid", **kw) -> tables.Table:
-    return tables.build_table(tables.load_study(experiment, store["uri"]), **kw)
-
-
-def tidy(t: tables.Table) -> pd.DataFrame:
-    """The CSV as a reader gets it back."""
-    return pd.read_csv(StringIO(tables.to_csv(t)), dtype={"sampling_factor": str, "seeds": str,
-                                                          "params": str}, keep_default_na=True)
-
-
-def hand_stats(values: list[float]) -> dict:
-    """mean, sample std, n, 95% Student-t interval, computed independently of the code."""
-    n = len(values)
-    mean = statistics.mean(values)
-    if n < 2:
-        return {"mean": mean, "std": math.nan, "n": n, "lo": math.nan, "hi": math.nan}
-    sd = statistics.stdev(values)
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "std": sd, "n": n, "lo": mean - half, "hi": mean + half}
-
-
-def same(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-9)
-
-
-# -- cells -------------------------------------------------------------------------------
+# -- cells ----------------------------------------------------------------------------------
 
 
 def test_every_cell_is_mean_std_n_and_t_interval_of_its_seeds(store):
@@ -283,46 +94,7 @@ def test_val_metric_set_reads_the_val_metrics(store):
     assert cells.loc[("plain", 10, "acc_h"), "mean"] == pytest.approx(11.0)
 
 
-# -- formats -----------------------------------------------------------------------------
-
-
-def _md_cells(line: str) -> list[str]:
-    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-
-
-def test_markdown_has_one_line_per_row_and_consistent_columns(store):
-    t = table(store)
-    lines = [ln for ln in tables.to_markdown(t).splitlines() if ln.startswith("|")]
-    widths = {len(_md_cells(ln)) for ln in lines}
-    assert widths == {1 + 2 * 2}  # method + (acc_h, acc) for n_f 5 and 10
-    body = lines[2:]
-    assert [_md_cells(ln)[0] for ln in body] == ROW_ORDER
-    vae50 = _md_cells(body[4])
-    assert vae50[1] == "**54.00 ± 5.29 (n=3)**"  # column best: 50, 52, 60
-    assert _md_cells(body[0])[3] == "10.00 (n=1)"  # one seed: no spread, n=1 marked
-    assert "Not shown: 1 failed run" in tables.to_markdown(t)
-
-
-def test_latex_is_booktabs_balanced_with_one_line_per_row_and_bold_column_best(store):
-    t = table(store)
-    tex = tables.to_latex(t)
-    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
-    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
-    depth = 0
-    for ch in tex.replace(r"\{", "").replace(r"\}", ""):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        assert depth >= 0
-    assert depth == 0
-    body = tex[tex.index(r"\midrule"):tex.index(r"\bottomrule")].splitlines()[1:]
-    assert len(body) == len(ROW_ORDER) and all(ln.endswith(r"\\") for ln in body)
-    assert body[2].startswith(r"vae x30 [latent\_dim=32] & ")
-    assert "latent_dim" not in tex.replace(r"latent\_dim", "")  # every underscore escaped
-    grid = [ln[:-2].split(" & ") for ln in body]
-    for col in range(1, 5):  # n_f=5 acc_h, n_f=5 acc, n_f=10 acc_h, n_f=10 acc
-        bold = [row[0] for row in grid if row[col].startswith(r"\textbf{")]
-        assert bold == ["vae x50 [latent\\_dim=32]"], col
-    assert r"\textbf{54.00 $\pm$ 5.29 (n=3)}" in tex
-    assert "1 failed run" in tex
+# -- the paper's numbers --------------------------------------------------------------------
 
 
 def test_with_paper_adds_the_published_numbers_and_our_difference(store):
@@ -345,7 +117,7 @@ def test_with_paper_adds_the_published_numbers_and_our_difference(store):
     by = cells.set_index(["row", "n_f", "metric"])
     assert by.loc[("plain", 5, "acc"), "diff"] == pytest.approx(53.0 - 53.75)
     assert by.loc[("vae x30 [latent_dim=64]", 5, "acc_h"), "paper"] == pytest.approx(3.64)
-    md = tables.to_markdown(t)
+    md = t.to_markdown()
     assert "| plain | 2.00 ± 2.00 (n=3) | 0.00 | +2.00 | 53.00 ± 3.61 (n=3) | 53.75 | -0.75 |" \
         in md
     assert "Paper rows with no runs here: oversample x50." in md
@@ -356,117 +128,74 @@ def test_with_paper_refuses_validation_metrics(store):
         table(store, metric_set="val", with_paper=True)
 
 
-# -- paired comparisons ------------------------------------------------------------------
+# -- split sizes beside the paper's Table 1 -----------------------------------------------
+
+SPLIT_HEAD = ("Split sizes, train / val / test images (the dataset's lists minus unusable "
+              "files, before the GFSL subsampling): ")
 
 
-def _comparisons(t: tables.Table) -> dict:
-    return {(r.row, r.n_f, r.metric): r for r in t.comparisons.itertuples()}
+def test_the_packaged_table1_sums_to_the_papers_split():
+    assert paper.paper_split() == (7770, 661, 4528)  # the paper's Table 1 totals
 
 
-def test_compare_pairs_seeds_with_matching_sampling_factor(store):
-    t = table(store, compare="vae:crt")
-    got = _comparisons(t)
-    # vae - crt per seed, by hand from GRID (points)
-    want = {
-        ("vae x30 [latent_dim=32] minus crt x30", 5, "acc_h"): [5, 3, 7],
-        ("vae x30 [latent_dim=32] minus crt x30", 5, "acc"): [1, 1, 2],
-        ("vae x30 [latent_dim=64] minus crt x30", 5, "acc_h"): [-5, -7],
-        ("vae x30 [latent_dim=64] minus crt x30", 5, "acc"): [-1, 0],
-        ("vae x50 [latent_dim=32] minus crt x50", 5, "acc_h"): [5, 6],
-        ("vae x50 [latent_dim=32] minus crt x50", 5, "acc"): [1, 2],
-    }
-    assert set(got) == set(want)
-    for key, diffs in want.items():
-        h, r = hand_stats(diffs), got[key]
-        assert same(r.mean, h["mean"]) and same(r.std, h["std"]) and r.n == h["n"], key
-        assert same(r.ci95_low, h["lo"]) and same(r.ci95_high, h["hi"]), key
-    assert got[("vae x30 [latent_dim=32] minus crt x30", 5, "acc_h")].run_ids.split(";")[0] \
-        == f"{store['ids'][8]}:{store['ids'][19]}"
-    line = next(s for s in t.summaries if s.startswith("vae x30 [latent_dim=32] minus crt x30"))
-    lo, hi = 5 - 4.302653 * 2 / math.sqrt(3), 5 + 4.302653 * 2 / math.sqrt(3)
-    assert line.startswith(f"vae x30 [latent_dim=32] minus crt x30 at n_f=5: +5.00 acc_h "
-                           f"points, 95% CI [{lo:.2f}, {hi:.2f}]; +1.33 acc points")
-    assert line.endswith("3 seeds.")
+def test_with_paper_sets_our_split_sizes_beside_the_papers(store):
+    t = table(store, with_paper=True)
+    # 21 runs shown; run 23 (crt x50, seed 1) read data key d2, the other 20 d1 (USABLE)
+    assert SPLIT_HEAD + ("ours 7,702 / 655 / 4,490 (20 runs), 7,701 / 655 / 4,490 (1 run); "
+                         "the paper's Table 1: 7,770 / 661 / 4,528.") in t.notes
 
 
-def test_compare_pinned_factors(store):
-    one = _comparisons(table(store, compare="vae@50:crt"))  # pins crt to x50 as well
-    assert {k[0] for k in one} == {"vae x50 [latent_dim=32] minus crt x50"}
-    both = _comparisons(table(store, compare="vae@50:crt@30"))  # exactly these two
-    r = both[("vae x50 [latent_dim=32] minus crt x30", 5, "acc_h")]
-    assert (r.mean, r.std, r.n) == (pytest.approx(15.0), pytest.approx(4.0), 3)  # 15, 11, 19
+def test_split_sizes_logged_as_metrics_need_no_artifact(store):
+    t = table(store, experiment="setups", with_paper=True)
+    assert SPLIT_HEAD + "7,770 / 661 / 4,528, as in the paper's Table 1." in t.notes
 
 
-def test_compare_against_a_method_without_sampling_factor_uses_each_factor(store):
-    t = table(store, compare="vae:plain")
-    rows = {k[0] for k in _comparisons(t)}
-    assert rows == {f"{r} minus plain" for r in ROW_ORDER if r.startswith("vae")}
-    r = _comparisons(t)[("vae x50 [latent_dim=32] minus plain", 10, "acc_h")]
-    assert r.n == 1 and r.mean == pytest.approx(45.0) and math.isnan(r.ci95_low)
-    line = next(s for s in t.summaries if "minus plain at n_f=10" in s)
-    assert "+45.00 acc_h points" in line and "CI" not in line.split(";")[0]
-    assert "confidence interval is undefined" in line
-
-
-def test_compare_appears_in_every_format(store):
-    t = table(store, compare="vae:crt")
-    md, tex, csv = tables.to_markdown(t), tables.to_latex(t), tidy(t)
-    assert "| vae x50 [latent_dim=32] minus crt x50 | 5 | +5.50 |" in md
-    assert r"vae x50 [latent\_dim=32] minus crt x50 & 5 & +5.50 &" in tex
-    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
-    comp = csv[csv["section"] == "comparison"]
-    assert len(comp) == 6 and set(comp["a"]) == {"vae x30 [latent_dim=32]",
-                                                  "vae x30 [latent_dim=64]",
-                                                  "vae x50 [latent_dim=32]"}
-    assert md.rstrip().endswith("2 seeds.")  # the plain-language lines follow the table
-
-
-@pytest.mark.parametrize("text, message", [
-    ("vae-crt", "expected A:B where A and B are METHOD or METHOD@SAMPLING_FACTOR"),
-    ("vae:crt:plain", "expected A:B"),
-    ("vae:vae", "with itself"),
-    ("noise:crt", "no finished runs of method 'noise'; methods with finished runs: plain, "
-                  "oversample, vae, crt"),
-    ("vae@70:crt", "no finished runs of vae@70; vae has sampling factors: 30, 50"),
-])
-def test_compare_errors_name_the_problem(store, text, message):
-    with pytest.raises(ResultsError, match=re.escape(message)):
-        table(store, compare=text)
-
-
-# -- optuna studies ----------------------------------------------------------------------
-
-
-def test_optuna_rows_are_the_best_by_validation_with_test_metrics(store):
+def test_split_sizes_nobody_recorded_are_said_to_be_missing(store):
     t = table(store, experiment="search", with_paper=True)
-    cells = tidy(t).set_index(["stratum", "metric"])
-    ids = store["search_ids"]
-    five, ten = cells.loc[("n_f=5", "acc_h")], cells.loc[("n_f=10", "acc_h")]
-    assert five["run_ids"] == ids[1]  # val 0.60 wins; the test-best (0.70) is not chosen
-    assert five["value"] == pytest.approx(45.0)
-    assert cells.loc[("n_f=5", "acc"), "value"] == pytest.approx(61.0)
-    assert five["objective_value"] == pytest.approx(0.60)
-    assert five["params"] == "latent_dim=32; sampling_factor=30"  # space.json's keys
-    assert (five["n_trials"], five["n_finished"], five["n_failed"]) == (4, 3, 1)
-    assert ten["run_ids"] == ids[5] and ten["value"] == pytest.approx(58.0)
-    assert ten["paper"] == pytest.approx(37.24)  # vae x50 at n_f=10
-    assert ten["diff"] == pytest.approx(58.0 - 37.24)
-    md = [ln for ln in tables.to_markdown(t).splitlines() if ln.startswith("|")]
-    assert len(md) == 4 and len({len(_md_cells(ln)) for ln in md}) == 1
-    assert "3/1/0 of 4" in md[2]
+    assert SPLIT_HEAD + ("not recorded by these runs; the paper's Table 1: 7,770 / 661 / "
+                         "4,528.") in t.notes
 
 
-def test_optuna_studies_refuse_compare(store):
-    with pytest.raises(ResultsError, match="Optuna search"):
-        table(store, experiment="search", compare="vae:crt")
+# -- which acc_h -------------------------------------------------------------------------
 
 
-# -- errors and the command line ---------------------------------------------------------
+def test_acc_h_samples_shows_the_sample_weighted_metric_instead(store):
+    cells = tidy(table(store, acc_h="samples")).set_index(["row", "n_f", "metric"])
+    # plain at n_f=5: acc_h 0, 2, 4 plus SAMPLES_OFFSET (3 points) each -> 3, 5, 7
+    r = cells.loc[("plain", 5, "acc_h_samples")]
+    assert (r["mean"], r["std"], r["n"]) == (pytest.approx(5.0), pytest.approx(2.0), 3)
+    assert set(cells.index.get_level_values("metric")) == {"acc_h_samples", "acc"}
+
+
+def test_with_paper_sets_the_papers_acc_h_beside_the_chosen_one(store):
+    key = ["row", "n_f", "metric"]
+    classes = tidy(table(store, with_paper=True)).set_index(key)
+    samples = tidy(table(store, with_paper=True, acc_h="samples")).set_index(key)
+    # the paper's plain acc_h at n_f=5 is 0.00; ours: 2 (classes), 5 (samples)
+    assert classes.loc[("plain", 5, "acc_h"), "paper"] == pytest.approx(0.0)
+    assert classes.loc[("plain", 5, "acc_h"), "diff"] == pytest.approx(2.0)
+    assert samples.loc[("plain", 5, "acc_h_samples"), "paper"] == pytest.approx(0.0)
+    assert samples.loc[("plain", 5, "acc_h_samples"), "diff"] == pytest.approx(5.0)
+
+
+def test_with_paper_says_which_acc_h_it_compares(store):
+    def paper_note(**kw) -> str:
+        return next(n for n in table(store, with_paper=True, **kw).notes
+                    if n.startswith("paper:"))
+
+    assert ("Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within "
+            "each group") in paper_note()
+    assert "--acc-h samples sets acc_h_samples beside it instead." in paper_note()
+    assert ("Beside the paper's acc_h: our acc_h_samples (accuracy over the images of each "
+            "group).") in paper_note(acc_h="samples")
+
+
+# -- reading the store ----------------------------------------------------------------------
 
 
 def test_unknown_experiment_names_it_and_lists_the_existing_ones(store):
     with pytest.raises(ResultsError) as e:
-        tables.load_study("nope", store["uri"])
+        results.load_study("nope", store["uri"])
     assert "'nope'" in str(e.value) and "broken, grid, search" in str(e.value)
 
 
@@ -476,42 +205,13 @@ def test_experiment_without_finished_runs_says_so(store):
         table(store, experiment="broken")
 
 
+def test_finished_runs_without_n_f_are_an_error_naming_the_missing_param(store):
+    with pytest.raises(ResultsError, match=r"'without-nf': no finished trial run has an n_f "
+                                           r"param"):
+        table(store, experiment="without-nf")
+
+
 def test_missing_store_is_an_error_not_a_new_empty_database(tmp_path):
     with pytest.raises(ResultsError, match="no MLflow store"):
-        tables.load_study("grid", f"sqlite:///{tmp_path / 'none.db'}")
+        results.load_study("grid", f"sqlite:///{tmp_path / 'none.db'}")
     assert not (tmp_path / "none.db").exists()
-
-
-def test_cli_errors_exit_2_with_one_line(store, capsys):
-    rc = cli_main(["table", "--experiment", "grid", "--tracking-uri", store["uri"],
-                   "--compare", "vae"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "expected A:B" in err[0]
-
-
-def test_cli_writes_csv_to_out_and_prints_the_summaries(store, tmp_path, capsys):
-    out = tmp_path / "t.csv"
-    args = argparse.Namespace(experiment="grid", tracking_uri=store["uri"], storage=None,
-                              format="csv", out=str(out), metric_set="test",
-                              with_paper=False, compare="vae@50:crt")
-    assert tables.table_from_args(args) == 0
-    printed = capsys.readouterr().out
-    assert f"wrote {out}" in printed
-    assert "vae x50 [latent_dim=32] minus crt x50 at n_f=5: +5.50 acc_h points" in printed
-    assert len(pd.read_csv(out)) == len(EXPECTED) + 2
-
-
-def test_cli_unknown_experiment_exits_2_naming_it(store, capsys):
-    rc = cli_main(["table", "--experiment", "nope", "--tracking-uri", store["uri"]])
-    captured = capsys.readouterr()
-    assert rc == 2 and captured.out == ""
-    assert captured.err.startswith("fsvae-study table: error: no experiment named 'nope'")
-    assert "grid" in captured.err
-
-
-def test_real_cli_subprocess_prints_the_table_and_exits_0(store):
-    ok = cli("table", "--experiment", "grid", "--tracking-uri", store["uri"], "--format",
-             "markdown", timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    assert "| vae x30 [latent_dim=64] | 32.00 ± 2.83 (n=2) |" in ok.stdout
-    assert "Not shown: 1 failed run (status FAILED), 1 stopped run" in ok.stdout

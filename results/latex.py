@@ -1,0 +1,197 @@
+"""A table as LaTeX: a booktabs table float that fits an article's text width.
+
+The layout keeps cells narrow so the table fits at its natural size: one column per n_f,
+the metrics (acc_h, then acc) as two blocks of rows, cells "67.7 ± 13.7" with n stated once
+in the caption (a cell with another n carries it as a superscript), the paper's numbers as
+a second row under each method. Where a table is still wider than the line (many n_f
+values, long labels), it is scaled down to the line width rather than cut off. The notes
+are LaTeX comments above the float; the caption says only what a cell is.
+Needs \\usepackage{booktabs,graphicx}.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from results.text import num, objective_text
+
+if TYPE_CHECKING:
+    from results.table import Table
+
+BOX = r"\fsvaetablebox"  # holds a tabular while its width is checked
+PAPER_ROW = r"\quad Park (2021)"
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text -> LaTeX text ('latent_dim' -> 'latent\\_dim'; ± becomes $\\pm$; '--'
+    stays two hyphens, where LaTeX would print an en dash)."""
+    out = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    out = re.sub(r"-(?=-)", "-{}", out)
+    return out.replace("±", r"$\pm$").replace("–", "--").replace("−", "-")
+
+
+def to_latex(table: Table) -> str:
+    """The table float: notes as comments above it, a short caption, the table (and the
+    comparisons as a second tabular), the plain-language comparison lines as comments."""
+    rows = _optuna_rows(table) if table.study.kind == "optuna" else _grid_rows(table)
+    tabulars = [_tabular(*rows)]
+    if table.comparisons is not None:
+        tabulars.append(_tabular(*_compare_rows(table)))
+    label = re.sub(r"[^A-Za-z0-9]+", "-", f"{table.study.name}-{table.metric_set}")
+    lines = [r"% fsvae-study table: needs \usepackage{booktabs,graphicx}; run ids in the "
+             r"CSV output", *(f"% {n}" for n in table.notes),
+             r"\begin{table}[t]", r"\centering", rf"\caption{{{_caption(table)}}}",
+             rf"\label{{tab:{label}}}", r"\small", r"\setlength{\tabcolsep}{4pt}",
+             rf"\ifdefined{BOX}\else\newsavebox{BOX}\fi"]
+    for i, tabular in enumerate(tabulars):
+        lines += ([r"\par\medskip"] if i else []) + _fitted(tabular)
+    lines.append(r"\end{table}")
+    lines += [f"% {s}" for s in table.summaries]
+    return "\n".join(lines) + "\n"
+
+
+def _fitted(tabular: str) -> list[str]:
+    """The tabular at its natural size; scaled down to the line only if it is wider."""
+    return [rf"\sbox{BOX}{{%", tabular + "}%",
+            rf"\ifdim\wd{BOX}>\linewidth\resizebox{{\linewidth}}{{!}}{{\usebox{BOX}}}"
+            rf"\else\usebox{BOX}\fi"]
+
+
+def _tabular(head: list[str], body: list[str]) -> str:
+    """booktabs: head (LaTeX cells), a rule, body (whole LaTeX lines), a rule."""
+    return "\n".join([rf"\begin{{tabular}}{{l{'r' * (len(head) - 1)}}}", r"\toprule",
+                      _line(head), r"\midrule", *body, r"\bottomrule", r"\end{tabular}"])
+
+
+def _line(cells: list[str]) -> str:
+    return " & ".join(c if c else "--" for c in cells) + r" \\"
+
+
+def _caption(table: Table) -> str:
+    """Title and what a cell is; the paper's rows and split sizes where shown."""
+    parts = [table.title]
+    if table.study.kind == "optuna":
+        parts.append(f"Per stratum, the trial best by {table.study.objective} "
+                     f"({table.study.mode}); trials: finished/failed/stopped of all")
+    else:
+        n, marked = _common_n(table.cells)
+        spread = f"Mean ± std over seeds, n = {n} per cell" if n >= 2 else \
+            "One seed per cell, so no spread"
+        parts.append(spread + (" (other n marked)" if marked else "") +
+                     "; best per column in bold")
+    if table.with_paper:
+        parts.append("Second rows: Park (2021), Table 2")
+        if table.split_sizes is not None and table.split_sizes.ours:
+            parts.append(table.split_sizes.caption().rstrip("."))
+    if table.comparisons is not None:
+        parts.append("Below: paired differences A minus B over seeds, mean [95% CI]")
+    return latex_escape(". ".join(parts) + ".")
+
+
+def _common_n(cells: pd.DataFrame) -> tuple[int, bool]:
+    """The number of seeds most cells have (ties: the larger), and whether any differ."""
+    counts = Counter(int(n) for n in cells.drop_duplicates(["row", "n_f"])["n"])
+    n = max(counts, key=lambda k: (counts[k], k))
+    return n, len(counts) > 1
+
+
+def _grid_rows(table: Table) -> tuple[list[str], list[str]]:
+    """One column per n_f; a block of rows per metric; the paper's row under each method."""
+    cells = table.cells.set_index(["row", "n_f", "metric"])
+    n, _ = _common_n(table.cells)
+    head = ["Method"] + [rf"$n_f = {n_f}$" for n_f in table.n_fs]
+    body = []
+    for i, metric in enumerate(table.metrics):
+        best = table.cells[table.cells["metric"] == metric].groupby("n_f")["mean"].max()
+        body += [r"\midrule"] * bool(i) + [
+            rf"\multicolumn{{{len(head)}}}{{l}}{{\textit{{{latex_escape(metric)}}}}} \\"]
+        for row in table.rows:
+            body.append(_line([latex_escape(row)] + [
+                _grid_cell(cells, (row, n_f, metric), best[n_f], n) for n_f in table.n_fs]))
+            if table.with_paper and _last_of_paper_method(table, row):
+                body.append(_line([PAPER_ROW] + [
+                    num(cells.loc[(row, n_f, metric), "paper"])
+                    if (row, n_f, metric) in cells.index else "" for n_f in table.n_fs]))
+    return head, body
+
+
+def _grid_cell(cells: pd.DataFrame, key: tuple, best: float, common_n: int) -> str:
+    """'67.7 $\\pm$ 13.7', bold where it is the column's best, '$^{n=2}$' where n is not
+    the one the caption states; '' where there is no run."""
+    if key not in cells.index or not cells.loc[key, "n"]:
+        return ""
+    s = cells.loc[key]
+    text = f"{s['mean']:.1f}" + (rf" $\pm$ {s['std']:.1f}" if s["n"] >= 2 else "")
+    if round(s["mean"], 1) == round(best, 1):
+        text = rf"\textbf{{{text}}}"
+    return text + (rf"$^{{n={int(s['n'])}}}$" if s["n"] != common_n else "")
+
+
+def _last_of_paper_method(table: Table, row: str) -> bool:
+    """Whether `row` is the last row of a method and sampling factor the paper reports
+    (rows of one method and factor are adjacent), so the paper's row goes under it."""
+    of = table.cells.drop_duplicates("row").set_index("row")
+    ident = (of.loc[row, "method"], of.loc[row, "sampling_factor"])
+    later = table.rows[table.rows.index(row) + 1:]
+    if later and (of.loc[later[0], "method"], of.loc[later[0], "sampling_factor"]) == ident:
+        return False
+    return bool(table.cells.loc[table.cells["row"] == row, "paper"].notna().any())
+
+
+def _optuna_rows(table: Table) -> tuple[list[str], list[str]]:
+    """A row per stratum (its best trial); under it the paper's row and the trial's
+    searched params."""
+    head = ["Stratum", "Trials", latex_escape(table.study.objective)] + [
+        latex_escape(f"{table.metric_set} {m}") for m in table.metrics]
+    body = []
+    for stratum, g in table.cells.groupby("stratum", sort=False):
+        g = g.set_index("metric")
+        first = g.iloc[0]
+        found = isinstance(first.get("run_ids"), str)
+        body.append(_line([
+            latex_escape(stratum),
+            f"{first['n_finished']}/{first['n_failed']}/{first['n_killed']} of "
+            f"{first['n_trials']}",
+            objective_text(table.study.objective, first.get("objective_value") if found
+                           else None)] + [num(g.loc[m].get("value"), digits=1) if found else ""
+                                          for m in table.metrics]))
+        if found and table.with_paper and g["paper"].notna().any():
+            sf = first["sampling_factor"]
+            what = latex_escape(first["method"] + (f" x{sf}" if sf else ""))
+            body.append(_line([f"{PAPER_ROW}, {what}", "{}", "{}"] +
+                              [num(g.loc[m, "paper"]) for m in table.metrics]))
+        if found and first.get("params"):
+            body.append(rf"\multicolumn{{{len(head)}}}{{l}}{{\quad\footnotesize "
+                        rf"{latex_escape(first['params'])}}} \\")
+    return head, body
+
+
+def _compare_rows(table: Table) -> tuple[list[str], list[str]]:
+    """Under each comparison's name, a row per n_f: mean difference [95% CI] per metric."""
+    head = [r"$n_f$"] + [latex_escape(f"{m}, A minus B [95% CI]") for m in table.metrics] + \
+        ["Seeds"]
+    body = []
+    for i, (label, g) in enumerate(table.comparisons.groupby("row", sort=False)):
+        body += [r"\addlinespace"] * bool(i) + [
+            rf"\multicolumn{{{len(head)}}}{{l}}{{{latex_escape(label)}}} \\"]
+        for n_f, h in g.groupby("n_f", sort=False):
+            h = h.set_index("metric")
+            body.append(_line([str(n_f)] + [_difference(h.loc[m]) for m in table.metrics] +
+                              [str(int(h.iloc[0]["n"]))]))
+    return head, body
+
+
+def _difference(s: pd.Series) -> str:
+    """'+5.0 [0.0, 9.9]' (a minus sign, not a hyphen); one seed: '+45.0 (n=1)', no
+    interval."""
+    if s["n"] < 2:
+        text = f"{s['mean']:+.1f} (n={int(s['n'])})" if s["n"] else ""
+    else:
+        text = f"{s['mean']:+.1f} [{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]"
+    return text.replace("-", "$-$")

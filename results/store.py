@@ -1,0 +1,205 @@
+"""Reads one experiment's runs back from MLflow: its trial runs and its study settings.
+
+What a study writes (README "MLflow"): a parent run tagged fsvae.role=study with the
+study's kind, objective and strata, and one child run per trial tagged fsvae.role=trial
+whose params are exactly the trial's active config keys.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from results.errors import ResultsError
+from study.schema import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
+
+DEFAULT_OBJECTIVE, DEFAULT_MODE = "val_acc_h", "max"
+DEFAULT_STORAGE = "fsvae-studies"
+SPLITS = ("train", "val", "test")
+# A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
+# these metrics where it logs them, else its data_report.json artifact (fsvae.data's report).
+SPLIT_METRICS = tuple(f"data_usable_{s}" for s in SPLITS)
+
+
+@dataclass
+class Study:
+    """One experiment's trial runs and its study settings, as the tables and figures use them.
+
+    `trials` has one row per trial run: run_id, run_name, status, start_time, stratum,
+    trial_key (which trial of the study the run is), artifact_uri, data_key (the tag
+    cache.data.key: runs with one key read the same data), config (dict of its MLflow
+    params, strings) and one column per metric (no prefix).
+    """
+
+    name: str
+    tracking_uri: str
+    kind: str  # grid | optuna
+    objective: str
+    mode: str  # max | min
+    strata: list[str]
+    trials: pd.DataFrame
+    searched: list[str] | None = None  # optuna: the space's searched keys, if space.json exists
+    n_other: int = 0  # runs that are neither study nor trial (not written by fsvae-study run)
+
+
+def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None) -> str:
+    """tracking_uri if given, else the sqlite store under `storage` (default ./fsvae-studies),
+    where `fsvae-study run` writes by default."""
+    if tracking_uri:
+        return tracking_uri
+    return default_tracking_uri(Path(storage or DEFAULT_STORAGE))
+
+
+@contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    """mlflow.search_runs reads the global tracking URI: set it for the call, then restore."""
+    before = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def _check_store(uri: str) -> None:
+    """Reading must not create an empty sqlite store where the user mistyped a path."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise ResultsError(f"no MLflow store at {path} (pass --tracking-uri, or --storage "
+                               f"where the study ran)")
+
+
+def load_study(experiment: str, tracking_uri: str) -> Study:
+    """Reads an experiment's runs; ResultsError naming the experiments there if it is unknown."""
+    _check_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or exp.lifecycle_stage != "active":
+        names = sorted(e.name for e in client.search_experiments())
+        raise ResultsError(f"no experiment named {experiment!r} in {tracking_uri}; experiments "
+                           f"there: {', '.join(names) if names else 'none'}")
+    with _tracking(tracking_uri):
+        runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
+    role = _col(runs, f"tags.{ROLE}")
+    parents = runs[role == "study"].sort_values("start_time") if len(runs) else runs
+    kinds = sorted(set(_col(parents, "tags.fsvae.space_kind").dropna()))
+    if len(kinds) > 1:
+        raise ResultsError(f"experiment {experiment!r} mixes study kinds {kinds}; a table "
+                           f"needs one (run each space under its own --name)")
+    objectives = sorted(set(zip(_col(parents, "tags.fsvae.objective").dropna(),
+                                _col(parents, "tags.fsvae.mode").dropna())))
+    if len(objectives) > 1 and kinds == ["optuna"]:
+        raise ResultsError(f"experiment {experiment!r} holds searches with different "
+                           f"objectives {objectives}; the best trial is undefined")
+    last = parents.iloc[-1] if len(parents) else None
+    study = Study(
+        name=experiment, tracking_uri=tracking_uri, kind=kinds[0] if kinds else "grid",
+        objective=_tag(last, "fsvae.objective") or DEFAULT_OBJECTIVE,
+        mode=_tag(last, "fsvae.mode") or DEFAULT_MODE,
+        strata=[s for s in (_tag(last, "fsvae.strata") or "").split(",") if s],
+        trials=_trial_frame(runs[role == "trial"]),
+        n_other=int((~role.isin(["study", "trial"])).sum()))
+    if study.kind == "optuna" and last is not None:
+        space = read_json_artifact(tracking_uri, last["artifact_uri"], "space.json")
+        if space and isinstance(space.get("params"), dict):
+            study.searched = sorted(space["params"])
+    return study
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or all-missing when no run has it (search_runs drops unused columns)."""
+    if name in df.columns:
+        return df[name]
+    return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def _tag(row: pd.Series | None, tag: str) -> str | None:
+    if row is None:
+        return None
+    value = row.get(f"tags.{tag}")
+    return value if isinstance(value, str) and value else None
+
+
+def read_json_artifact(tracking_uri: str, artifact_uri: str, name: str) -> dict | None:
+    """A run's JSON artifact; None where it was not recorded or cannot be read."""
+    try:
+        if artifact_uri.startswith("file:"):
+            path = Path(unquote(urlparse(artifact_uri).path)) / name
+            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        with _tracking(tracking_uri):
+            return mlflow.artifacts.load_dict(f"{artifact_uri}/{name}")
+    except Exception:  # a missing or unreadable artifact only costs what it would have added
+        return None
+
+
+def read_split_sizes(study: Study, run_ids: list[str]
+                     ) -> dict[str, tuple[int, int, int] | None]:
+    """Each run's (train, val, test) split sizes; None where the run recorded none. The
+    artifact is read once per data key, not once per run."""
+    trials = study.trials.set_index("run_id")
+    out: dict[str, tuple[int, int, int] | None] = {}
+    by_data: dict[str, tuple[int, int, int] | None] = {}
+    for rid in run_ids:
+        row = trials.loc[rid]
+        logged = [row.get(m) for m in SPLIT_METRICS]
+        if all(isinstance(v, float) and not math.isnan(v) for v in logged):
+            out[rid] = tuple(int(v) for v in logged)
+            continue
+        key = row["data_key"] if isinstance(row["data_key"], str) else rid
+        if key not in by_data:
+            report = read_json_artifact(study.tracking_uri, str(row["artifact_uri"]),
+                                        "data_report.json")
+            by_data[key] = _report_sizes(report)
+        out[rid] = by_data[key]
+    return out
+
+
+def _report_sizes(report: dict | None) -> tuple[int, int, int] | None:
+    """(train, val, test) usable images from a data_report.json; None if it has none."""
+    try:
+        return tuple(int(report["splits"][s]["usable"]) for s in SPLITS)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial run with its params gathered into one dict (absent keys stay absent,
+    so inactive keys such as sampling_factor for `plain` are not invented)."""
+    params = [c for c in runs.columns if c.startswith("params.")]
+    metrics = [c for c in runs.columns if c.startswith("metrics.")]
+    out = pd.DataFrame({
+        "run_id": _col(runs, "run_id").astype(object),
+        "run_name": _col(runs, "tags.mlflow.runName").astype(object),
+        "status": _col(runs, "status").astype(object),
+        "start_time": _col(runs, "start_time"),
+        "stratum": _col(runs, "tags.fsvae.stratum").fillna("").astype(object),
+        "parent": _col(runs, f"tags.{PARENT}").astype(object),
+        "trial_key": _trial_keys(runs),
+        "artifact_uri": _col(runs, "artifact_uri").astype(object),
+        "data_key": _col(runs, "tags.cache.data.key").astype(object),
+    }, index=runs.index)
+    out["config"] = [{c[len("params."):]: row[c] for c in params if isinstance(row[c], str)}
+                     for _, row in runs.iterrows()]
+    for c in metrics:
+        out[c[len("metrics."):]] = runs[c].astype(float)
+    return out.reset_index(drop=True)
+
+
+def _trial_keys(runs: pd.DataFrame) -> pd.Series:
+    """The trial each run is a run of: its fsvae.trial_key tag; runs written before that tag
+    existed fall back to fsvae.trial_id (Ray's id of the trial), and a run with neither is
+    a trial of its own."""
+    key = _col(runs, f"tags.{TRIAL_KEY}").astype(object)
+    key = key.where(key.notna() & (key != ""), _col(runs, f"tags.{TRIAL_ID}"))
+    key = key.where(key.notna() & (key != ""), _col(runs, "run_id"))
+    return key.astype(object)

@@ -1,0 +1,31 @@
+"""A table as tidy CSV: one line per cell, with the run ids behind each number."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from results.table import Table
+
+
+def to_csv(table: Table) -> str:
+    """Tidy: one line per (row, n_f, metric) cell, then the comparison lines, with the run
+    ids behind each number; NaN (no spread with one seed) as an empty field."""
+    frames = [table.cells]
+    if table.comparisons is not None:
+        frames.append(table.comparisons)
+    out = pd.concat(frames, ignore_index=True)
+    if table.study.kind == "optuna":
+        first = ["section", "stratum", "row", "method", "sampling_factor", "params", "n_f",
+                 "metric", "value", "objective", "objective_value", "n_trials", "n_finished",
+                 "n_failed", "n_killed", "run_name", "run_ids"]
+    else:
+        first = ["section", "row", "method", "sampling_factor", "params", "n_f", "metric",
+                 "mean", "std", "n", "ci95_low", "ci95_high", "seeds", "run_ids"]
+    if table.with_paper:
+        first += ["paper", "diff"]
+    if table.comparisons is not None:
+        first += ["a", "b"]
+    out = out.reindex(columns=first + [c for c in out.columns if c not in first])
+    return out.to_csv(index=False)
