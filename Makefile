@@ -7,7 +7,8 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 DEMO := demo-out
-export RAY_AUTH_MODE ?= disabled
+# Ray's token authentication stays on: a local study's Ray listens on every interface
+# (README "Failures and resuming", security).
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: install test demo bench clean

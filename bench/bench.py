@@ -34,7 +34,7 @@ TINY_EPOCHS = ["--set", "backbone_epochs=6", "--set", "vae_epochs=30",
 
 def study(args: list[str], log: Path) -> tuple[float, float, float]:
     """Runs one study; returns (wall seconds, start and end as epoch seconds)."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONUNBUFFERED": "1"}
     start, t0 = time.time(), time.perf_counter()
     with open(log, "w") as f:

@@ -191,7 +191,7 @@ def study(work: Path, a, device: torch.device, log: Path) -> dict:
             "--cpus-per-trial", "1" if a.small else "2"]
     if a.small:
         args += ["--preset", "tiny", "--set", "vae_epochs=5", "--set", "classifier_epochs=2"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -22,7 +22,8 @@ One child run per trial (its key, fsvae.trial_key, is its identity):
   metrics val_* and test_* finals (acc, acc_majority, acc_minority, acc_h, *_samples,
          class_acc/<class>), curves per epoch (step = epoch): backbone_{train_loss,
          train_acc,val_acc,val_acc_h,lr,images_per_s}, vae_{recon,kl,beta,loss,val_recon,val_kl},
-         classifier_{train_loss,train_acc,val_acc,val_acc_h}; *_best_epoch; time_*_s
+         classifier_{train_loss,train_acc,val_acc,val_acc_h}; *_best_epoch; time_*_s;
+         data_usable_{train,val,test} (the usable images of each split of this data)
   artifacts the trial's outputs (config.json, data_report.json, split/, metrics.json,
          confusion.json, history.json, cache.json) and figures/ (confusion matrix, curves)
 A re-run of a key (a retry, or a resumed study) replaces its earlier run: the new run is
@@ -186,6 +187,12 @@ class TrialRecorder:
             self._pending.append(Metric(f"{stage}_best_epoch", float(event["best_epoch"]),
                                         now, 0))
             self.flush()
+        elif stage == "data" and isinstance(event.get("splits"), dict):
+            # The split sizes this copy of the data gives (the paper's Table 1 has its own).
+            for split, counts in event["splits"].items():
+                if isinstance(counts, dict) and "usable" in counts:
+                    self._pending.append(Metric(f"data_usable_{split}",
+                                                float(counts["usable"]), now, 0))
         elif stage == "cache":
             self._tags += [RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
                            RunTag(f"cache.{event['name']}.key", event["key"])]
