@@ -216,3 +216,45 @@ def reap_ray_orphans() -> None:
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
                 pass
+
+
+def start_mlflow_server(folder: Path, port: int):
+    """A real `mlflow server` on loopback with its SQLite store and artifacts in `folder`;
+    returns (process, uri) once it answers /health."""
+    import time
+    import urllib.request
+
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    log = open(folder / f"server-{port}.log", "a")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{folder / 'srv.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
+                return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    stop_process_group(proc)
+    raise RuntimeError("mlflow server did not start: "
+                       + (folder / f"server-{port}.log").read_text()[-2000:])
+
+
+def stop_process_group(proc) -> None:
+    """Ends a process started with start_new_session=True and every process it started."""
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait(timeout=30)

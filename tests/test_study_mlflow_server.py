@@ -1,16 +1,14 @@
 """`--tracking-uri http://...`: a study logs to a real `mlflow server` process, as on a
-cluster, with artifacts proxied by the server; and ASHA early stopping on the way."""
+cluster, with artifacts proxied by the server; and ASHA early stopping on the way, whose
+stopped trials are PRUNED in the search's Optuna store."""
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
+import optuna
 import pytest
+from optuna.trial import TrialState
 
-from helpers import FAST, cli, free_port, client, make_data, runs, trial_runs
+from helpers import (FAST, cli, client, free_port, make_data, runs,
+                     start_mlflow_server, stop_process_group, trial_runs)
 
 pytestmark = pytest.mark.slow
 
@@ -18,27 +16,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
-    port = free_port()
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp / 'srv.db'}",
-         "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        cwd=tmp, stdout=open(tmp / "server.log", "w"), stderr=subprocess.STDOUT)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start: " + (tmp / "server.log").read_text()[-2000:])
+    proc, uri = start_mlflow_server(tmp, free_port())
     yield {"uri": uri, "tmp": tmp}
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +62,21 @@ def test_asha_stopped_trials_are_closed_not_left_running(server, study):
     assert stopped["metrics.test_acc_h"].isna().all()
     parent = runs(server["uri"], "srv")
     assert (parent["tags.fsvae.role"] == "study").sum() == 1
+
+
+def test_asha_stopped_trials_are_pruned_in_optuna_with_their_intermediate_values(
+        server, study):
+    storage = f"sqlite:///{server['tmp'] / 'studies' / 'optuna.db'}"
+    trials = optuna.load_study(study_name="srv/n_f=5", storage=storage).get_trials()
+    children = trial_runs(server["uri"], "srv")
+    keys = {state: set(children[children["status"] == state]["tags.fsvae.trial_key"])
+            for state in ("FINISHED", "KILLED")}
+    by_state = {s: {f"n_f=5#{t.number}" for t in trials if t.state == s}
+                for s in (TrialState.COMPLETE, TrialState.PRUNED)}
+    assert len(trials) == 6
+    assert by_state[TrialState.PRUNED] == keys["KILLED"]
+    assert by_state[TrialState.COMPLETE] == keys["FINISHED"]
+    for t in trials:
+        if t.state == TrialState.PRUNED:
+            steps = sorted(t.intermediate_values)
+            assert steps and steps[-1] < 9  # stopped at a rung before the last epoch
