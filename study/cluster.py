@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -28,8 +29,9 @@ class SharedStorageError(StudyError):
     """A node cannot see a path that every node must share."""
 
 
-def init_ray(address: str | None) -> str:
-    """Starts a local Ray or joins `address`; returns a line saying which, for the console."""
+def init_ray(address: str | None, error_log: Path) -> str:
+    """Starts a local Ray or joins `address`; returns a line saying which, for the console.
+    Messages the cluster publishes to its drivers go to `error_log` (see _errors_to_file)."""
     import ray
 
     import fsvae
@@ -52,6 +54,7 @@ def init_ray(address: str | None) -> str:
             raise StudyError(f"cannot join the Ray cluster at {address}: "
                              f"{type(e).__name__}: {e} (is `ray start --head` running there? "
                              f"RAY_AUTH_MODE and the token must match the head's)") from None
+        _errors_to_file(error_log)
         return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}"
     # Token authentication stays on (Ray's default for a new local cluster). Ray warns
     # about it on every start; our own line below says whether it is on.
@@ -62,6 +65,7 @@ def init_ray(address: str | None) -> str:
     except Exception as e:
         raise StudyError(f"cannot start a local Ray: {type(e).__name__}: {e}"
                          + _ray_tmp_hint(str(e))) from None
+    _errors_to_file(error_log)
     token = Path.home() / ".ray" / "auth_token"
     auth = os.environ.get("RAY_AUTH_MODE", "token").lower() != "disabled"
     if auth and token.is_file():
@@ -69,6 +73,34 @@ def init_ray(address: str | None) -> str:
     logs = Path(ctx.address_info.get("session_dir", "")) / "logs"
     return (f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
             f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs: {logs}")
+
+
+def _errors_to_file(path: Path) -> None:
+    """Ray's driver prints every error message the cluster publishes to stdout, whatever
+    log_to_driver says: a lost node's raylet sends its last twenty log lines, `[state-dump]`
+    and all, several times. The study's console says what happened to its trials in its own
+    lines; Ray's messages go to `path`, with one console line per distinct message saying
+    where. (Ray calls ray._private.worker.print_to_stdstream for them; other output is
+    passed on unchanged.)"""
+    import ray._private.worker as ray_worker
+
+    original = ray_worker.print_to_stdstream
+    shown: set[str] = set()
+
+    def to_file(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            return original(data, ignore_prefix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            f.writelines(line + "\n" for line in data.get("lines", []))
+        first = next((ln.strip() for ln in data.get("lines", []) if ln.strip()), "")
+        head = first.split(". ")[0][:120]
+        if head and head not in shown:
+            shown.add(head)
+            print(f"Ray: {head} (Ray's message in {path})", flush=True)
+
+    ray_worker.print_to_stdstream = to_file
 
 
 def _ray_tmp_hint(message: str) -> str:

@@ -116,7 +116,7 @@ class Progress(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         kind, text, _ = failure(trial)
         attempt = trial.run_metadata.num_failures + 1
-        where = "on another node: " if kind == "node" else ": "
+        where = " on another node: " if kind == "node" else ": "
         self._line(f"retrying{where}{text} (attempt {attempt} of {self.retries + 1})",
                    trial, trials, "PENDING")
         if self.on_retry is not None:

@@ -74,6 +74,11 @@ def execute(plan: dict, resuming: bool, retry_failed: bool) -> dict[str, Any]:
     space = search_spaces.parse(plan["space"], plan["space_path"], plan["space_text"])
     for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A trial's failure is one console line with its reason (study/progress.py); its
+    # traceback is in its MLflow run (error.txt) and in Tune's error file.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                 "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).addFilter(_QuietTrialFailures())
     with _one_driver(plan):
         return _session(plan, space, resuming, retry_failed)
 
@@ -118,7 +123,7 @@ def _session(plan: dict, space: search_spaces.Space, resuming: bool,
     ray_error, ray_line = None, "Ray: already running in this process"
     try:
         if started_ray:
-            ray_line = cluster.init_ray(plan["address"])
+            ray_line = cluster.init_ray(plan["address"], _error_log(plan))
     except StudyError as e:
         ray_error = e
     worker.join()
@@ -148,6 +153,27 @@ def _session(plan: dict, space: search_spaces.Space, resuming: bool,
         if started_ray:
             ray.shutdown()
     return outcome
+
+
+class _QuietTrialFailures(logging.Filter):
+    """Drops Tune's messages that the study's own lines replace (failure reasons, how to
+    resume)."""
+
+    DROP = ("Trial task failed", "Trials did not complete", "Experiment has been interrupted",
+            "Failed to fetch metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROP)
+
+
+def _error_log(plan: dict) -> Path:
+    """Where messages Ray publishes to the driver go: beside study.json when that is local."""
+    folder = plan_mod.study_dir(plan)
+    if storage.is_uri(folder):
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"fsvae-study-{plan['name']}-ray-messages.log"
+    return Path(folder) / "ray-messages.log"
 
 
 def _setup_records(plan: dict, space: search_spaces.Space, out: dict) -> None:
