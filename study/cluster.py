@@ -44,6 +44,7 @@ def init_ray(address: str | None, error_log: Path) -> str:
     kwargs = dict(include_dashboard=False, log_to_driver=False,
                   logging_level=logging.WARNING)
     if address:
+        _token_auth_if_token()
         # Workers on other nodes get this code from the driver; their Python needs the
         # packages of pyproject.toml (see README "On a Ray cluster").
         kwargs["runtime_env"] = {"py_modules": [fsvae, study, search_spaces],
@@ -73,6 +74,24 @@ def init_ray(address: str | None, error_log: Path) -> str:
     logs = Path(ctx.address_info.get("session_dir", "")) / "logs"
     return (f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
             f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs: {logs}")
+
+
+def _token_auth_if_token() -> None:
+    """A driver joining by address sends Ray's token only in token mode, which Ray sets for
+    `ray.init()` of a new local cluster but not for a join: with RAY_AUTH_MODE unset and a
+    token at hand, join in token mode (which also works with a cluster that has none)."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray reads its settings once, at import: make it read them again
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except Exception:
+        pass
 
 
 def _errors_to_file(path: Path) -> None:

@@ -62,7 +62,7 @@ def test_a_20_second_mlflow_outage_mid_study_loses_nothing(tmp_path):
         c = client(uri)
         for _, run in children.iterrows():
             assert run["metrics.test_acc_h"] >= 0
-            assert c.get_metric_history(run["run_id"], "classifier_val_acc"), run["run_id"]
+            assert c.get_metric_history(run["run_id"], "backbone_val_acc"), run["run_id"]
     finally:
         if proc.poll() is None:
             proc.kill()

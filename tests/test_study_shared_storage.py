@@ -52,7 +52,7 @@ def test_a_node_that_cannot_see_the_storage_stops_the_study_before_any_trial(tmp
         node = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
              f"mount -t tmpfs none {storage} && exec {RAY} start --address={address} "
-             f"--num-cpus=1 --block"], env=env(), stdout=open(logs, "a"),
+             f"--num-cpus=1 --block"], env=env(RAY_AUTH_MODE="token"), stdout=open(logs, "a"),
             stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: _alive_nodes(address) == 2, 180, "the second node", node, logs)
         proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
@@ -82,7 +82,8 @@ def _answers(port: int) -> bool:
 
 
 def _alive_nodes(address: str) -> int:
-    out = subprocess.run([sys.executable, "-c", COUNT.format(a=address)], env=env(),
+    out = subprocess.run([sys.executable, "-c", COUNT.format(a=address)],
+                         env=env(RAY_AUTH_MODE="token"),
                          capture_output=True, text=True, timeout=120)
     time.sleep(1)
     try:
