@@ -9,11 +9,13 @@ runs left RUNNING are closed, and everything else runs (README "Failures and res
 from __future__ import annotations
 
 import math
+import shlex
+from pathlib import Path
 
 import search_spaces
 from fsvae import config as config_mod
 from study import cluster, ledger, plan as plan_mod, prebuild, records, storage, tuner
-from study.schema import TRIAL_KEY
+from study.schema import TRIAL_KEY, default_tracking_uri
 
 INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
 
@@ -256,10 +258,11 @@ class Session:
             print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan['tracking_uri']} "
                   f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
         default = storage.resolve(plan_mod.DEFAULT_STORAGE)
-        where = "" if plan["storage"] == default else f" --storage {plan['storage']}"
-        uri = "" if plan["tracking_uri"].startswith("sqlite:") else \
-            f" --tracking-uri {plan['tracking_uri']}"
-        print(f"  table: fsvae-study table --experiment {name}{where}{uri}")
+        where = "" if plan["storage"] == default else f" --storage {shlex.quote(plan['storage'])}"
+        local_store = not storage.is_uri(plan["storage"]) and \
+            plan["tracking_uri"] == default_tracking_uri(Path(plan["storage"]))
+        reads = where if local_store else f" --tracking-uri {shlex.quote(plan['tracking_uri'])}"
+        print(f"  table: fsvae-study table --experiment {name}{reads}")
         if failed and complete:
             print(f"  re-run the failed trials with: fsvae-study resume --name {name}{where} "
                   f"--retry-failed")
