@@ -85,8 +85,8 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
             trained = vae_stage(cfg, scaled, device, stages)
             history += trained["history"]
             model = trained["model"].to(device)
-        preds, cls_history = classifier_stage(cfg, scaled, sp, ds.classes, model, device,
-                                              stages)
+        preds, cls_history, _ = classifier_stage(cfg, scaled, sp, ds.classes, model,
+                                                 device, stages)
         history += cls_history
     results, confusion = metrics_stage(bb["features"], preds, sp, ds.classes)
     record = {"metrics": results, "confusion": confusion, "classes": ds.classes,
@@ -180,9 +180,9 @@ def vae_stage(cfg: dict[str, Any], scaled: dict[str, tuple[torch.Tensor, torch.T
 def classifier_stage(cfg: dict[str, Any], scaled: dict[str, tuple[torch.Tensor, torch.Tensor]],
                      sp: split.Split, classes: list[str], model: vae.BetaVAE | None,
                      device: torch.device, stages: Stages
-                     ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Stage 3 (fsvae.classifier): val/test predictions and the epochs' history. Seconds
-    of work, so never cached."""
+                     ) -> tuple[dict[str, torch.Tensor], list[dict], classifier.Head]:
+    """Stage 3 (fsvae.classifier): val/test predictions, the epochs' history and the
+    classifier of the best epoch. Seconds of work, so never cached."""
     return stages.timed("classifier", partial(classifier.train, scaled, sp.minority, classes,
                                               cfg, model, device, stages.emit))
 
