@@ -262,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
     r.add_argument("--resume", action="store_true",
                    help="continue the study of this name if it exists")
+    r.add_argument("--log-model", action="store_true",
+                   help="when the study is complete, log the best trial's model to its parent "
+                   "run (README: The best model)")
     r.set_defaults(func=_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study")
