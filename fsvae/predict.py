@@ -20,11 +20,14 @@ BATCH = 64  # images decoded and classified at once
 
 
 def image_files(folder: str | Path) -> list[Path]:
-    """Every file under `folder` (recursively), sorted by path."""
+    """Every file under `folder` (recursively), sorted by path; DataError if there is none."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"images folder {str(root)!r} is not a directory")
-    return sorted((p for p in root.rglob("*") if p.is_file()), key=str)
+    files = sorted((p for p in root.rglob("*") if p.is_file()), key=str)
+    if not files:
+        raise DataError(f"images folder {str(root)!r} holds no file")
+    return files
 
 
 def predict_files(model: PackagedModel, paths: list[Path]

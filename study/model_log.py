@@ -105,6 +105,8 @@ def load_model(run_or_uri: str, tracking_uri: str) -> packaged.PackagedModel:
 
 
 def model_uri(client: MlflowClient, run_or_uri: str) -> str:
+    """A runs:/ or models:/ URI as it is; for a run id, the URI the run is tagged with (a
+    study's run and its best trial's), else the best_model logged to that run."""
     if ":/" in run_or_uri:
         return run_or_uri
     try:

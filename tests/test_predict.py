@@ -54,3 +54,9 @@ def test_image_files_are_every_file_under_the_folder_sorted_by_path(tmp_path):
 def test_a_missing_images_folder_is_a_data_error_naming_it(tmp_path):
     with pytest.raises(DataError, match="nowhere.*is not a directory"):
         image_files(tmp_path / "nowhere")
+
+
+def test_an_empty_images_folder_is_a_data_error_naming_it(tmp_path):
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DataError, match="holds no file"):
+        image_files(tmp_path)
