@@ -43,6 +43,19 @@ def cb_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
     return (w / w.sum() * (counts > 0).sum()).float()
 
 
+class Head(nn.Module):
+    """The stage-3 classifier as it predicts: one FC layer, then a fixed shift of the logits
+    (-tau*log prior for logit_adjust, zero for every other method)."""
+
+    def __init__(self, in_dim: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, num_classes)
+        self.register_buffer("shift", torch.zeros(num_classes))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.fc(rows) + self.shift
+
+
 class Inputs:
     """Builds the classifier's input rows for one method."""
 
@@ -85,16 +98,18 @@ class Inputs:
 
 def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[int],
           classes: list[str], config: dict, vae: BetaVAE | None, device: torch.device,
-          progress: Callable[[dict], None]) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """feats: split -> (scaled x, labels). Returns val/test predictions of the best epoch."""
+          progress: Callable[[dict], None]
+          ) -> tuple[dict[str, torch.Tensor], list[dict], Head]:
+    """feats: split -> (scaled x, labels). Returns the val/test predictions of the best
+    epoch, the epochs' history, and the head of the best epoch (on the CPU)."""
     method, k = config["method"], len(classes)
     gen = torch.Generator(device=device).manual_seed(config["seed"] + 3)
     torch.manual_seed(config["seed"] + 3)
     x_tr, y_tr = (t.to(device) for t in feats["train"])
     evals = {s: (feats[s][0].to(device), feats[s][1]) for s in ("val", "test")}
     inputs = Inputs(method, vae, config, gen)
-    fc = nn.Linear(inputs.dim(x_tr.shape[1]), k).to(device)
-    opt = torch.optim.SGD(fc.parameters(), lr=config["classifier_lr"],
+    head = Head(inputs.dim(x_tr.shape[1]), k).to(device)
+    opt = torch.optim.SGD(head.fc.parameters(), lr=config["classifier_lr"],
                           momentum=config["classifier_momentum"],
                           weight_decay=config["classifier_weight_decay"])
     factor = config["sampling_factor"] if method in RESAMPLING_METHODS else 1
@@ -102,7 +117,8 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
     counts = class_counts(y_tr, k).to(device)
     log_prior = torch.log(counts.clamp(min=1) / counts.sum())
     train_shift = torch.log(counts.clamp(min=1)) if method == "balanced_softmax" else None
-    test_shift = -config["tau"] * log_prior if method == "logit_adjust" else None
+    if method == "logit_adjust":
+        head.shift.copy_(-config["tau"] * log_prior)  # at prediction only
     weight = cb_weights(counts.cpu(), config["cb_beta"]).to(device) if method == "cb_loss" else None
     eval_x = {s: inputs.eval_rows(x) for s, (x, _) in evals.items()}
     bs = config["classifier_batch_size"]
@@ -115,7 +131,7 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
         sums = torch.zeros(2, device=device)
         for s in range(0, len(rows), bs):
             idx = perm[s:s + bs]
-            logits = fc(x_epoch[idx])
+            logits = head.fc(x_epoch[idx])
             if train_shift is not None:
                 logits = logits + train_shift
             loss = F.cross_entropy(logits, y_epoch[idx], weight=weight)
@@ -125,12 +141,7 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
             sums += torch.stack([loss.detach() * len(idx),
                                  (logits.argmax(1) == y_epoch[idx]).sum().float()])
         with torch.no_grad():
-            preds = {}
-            for s, x in eval_x.items():
-                logits = fc(x)
-                if test_shift is not None:
-                    logits = logits + test_shift
-                preds[s] = logits.argmax(1).cpu()
+            preds = {s: head(x).argmax(1).cpu() for s, x in eval_x.items()}
         train_loss, train_acc = (sums / len(rows)).tolist()
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"classifier loss is {train_loss} at epoch {epoch}")
@@ -143,6 +154,9 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
         score = val[config["selection_metric"]]
         if score > best_score:
             best_score, best = score, preds
+            best_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
     best_epoch = max(history, key=lambda r: r["val_" + config["selection_metric"]])["epoch"]
     history.append({"stage": "classifier", "best_epoch": best_epoch})
-    return best, history
+    head = head.cpu()
+    head.load_state_dict(best_state)
+    return best, history, head.eval()

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from fsvae import backbone, classifier, config as config_mod, data, metrics, split, vae
+from fsvae import packaged
 from fsvae.cache import StageCache, make_key, source_hash, source_modules
 from fsvae.errors import BackboneError
 from fsvae.errors import TrialError  # noqa: F401  (re-exported)
@@ -76,17 +77,20 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
     sp = split_stage(cfg, ds, out, log)
     bb = backbone_stage(cfg, ds, sp, device, stages)
     history = list(bb["history"])
+    head = scaler = None
     if cfg["method"] in config_mod.BACKBONE_METHODS:  # the fine-tuned head classifies
         preds = {s: bb["features"][s]["logits"].argmax(1) for s in EVAL_SPLITS}
     else:
         scaled = vae.scale_features(bb["features"])
+        # The same fit on the same rows, kept for the trial's model (fsvae.packaged).
+        scaler = vae.MinMax.fit(bb["features"]["train"]["x"])
         model = None
         if cfg["method"] in config_mod.VAE_METHODS:
             trained = vae_stage(cfg, scaled, device, stages)
             history += trained["history"]
             model = trained["model"].to(device)
-        preds, cls_history = classifier_stage(cfg, scaled, sp, ds.classes, model, device,
-                                              stages)
+        preds, cls_history, head = classifier_stage(cfg, scaled, sp, ds.classes, model,
+                                                    device, stages)
         history += cls_history
     results, confusion = metrics_stage(bb["features"], preds, sp, ds.classes)
     record = {"metrics": results, "confusion": confusion, "classes": ds.classes,
@@ -95,6 +99,7 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
     if out is not None:
         for name in ("metrics", "confusion", "cache", "timings", "history"):
             _write(out / f"{name}.json", record[name])
+        packaged.save_trial_part(out / "model", record, head, scaler)
     return record
 
 
@@ -180,9 +185,9 @@ def vae_stage(cfg: dict[str, Any], scaled: dict[str, tuple[torch.Tensor, torch.T
 def classifier_stage(cfg: dict[str, Any], scaled: dict[str, tuple[torch.Tensor, torch.Tensor]],
                      sp: split.Split, classes: list[str], model: vae.BetaVAE | None,
                      device: torch.device, stages: Stages
-                     ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Stage 3 (fsvae.classifier): val/test predictions and the epochs' history. Seconds
-    of work, so never cached."""
+                     ) -> tuple[dict[str, torch.Tensor], list[dict], classifier.Head]:
+    """Stage 3 (fsvae.classifier): val/test predictions, the epochs' history and the
+    classifier of the best epoch. Seconds of work, so never cached."""
     return stages.timed("classifier", partial(classifier.train, scaled, sp.minority, classes,
                                               cfg, model, device, stages.emit))
 

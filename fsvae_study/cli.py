@@ -115,6 +115,37 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from fsvae.predict import image_files, predict_files
+    from study.errors import StudyError
+    from study.model_log import default_store, load_model
+
+    paths = image_files(args.images)  # a bad folder fails before the model is loaded
+    model = load_model(args.model, args.tracking_uri or default_store(args.storage))
+    rows, skipped = predict_files(model, paths)
+    for path, why in skipped:
+        _err(f"skipped {path}: {why}")
+    for path, style, p in sorted(rows):
+        print(f"{path}\t{style}\t{p:.4f}")
+    if not rows:
+        raise StudyError(f"no readable image under {args.images} ({len(paths)} files)")
+    return 0
+
+
+def _predict_parser(sub) -> None:
+    pr = sub.add_parser("predict", help="the style of every image in a folder, by a logged "
+                        "best model (README: The best model)")
+    pr.add_argument("--model", required=True, metavar="RUN_OR_URI",
+                    help="a study's run id (its best model), runs:/RUN_ID/best_model or "
+                    "models:/NAME/VERSION")
+    pr.add_argument("--images", required=True, metavar="DIR",
+                    help="every file under DIR; prints path, style, probability per image")
+    pr.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local "
+                    "studies' store, ./fsvae-studies/mlflow.db)")
+    pr.add_argument("--storage", help="where the default store lives (default ./fsvae-studies)")
+    pr.set_defaults(func=_predict)
+
+
 def _cache(args: argparse.Namespace) -> int:
     from fsvae import cache as cache_mod
     from study.errors import StudyError
@@ -262,6 +293,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
     r.add_argument("--resume", action="store_true",
                    help="continue the study of this name if it exists")
+    r.add_argument("--log-model", action="store_true",
+                   help="when the study is complete, log the best trial's model to its parent "
+                   "run (README: The best model)")
     r.set_defaults(func=_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study")
@@ -301,6 +335,7 @@ def parser() -> argparse.ArgumentParser:
     fg.add_argument("--run", help="run id or trial name for the learning curves "
                     "(default: the best run by the validation objective)")
     fg.set_defaults(func=_figures)
+    _predict_parser(sub)
     return p
 
 

@@ -33,7 +33,8 @@ def make_plan(space: str, data: str, *, name: str | None = None, storage_path: s
               address: str | None = None, cpus_per_trial: float | None = None,
               gpus_per_trial: float | None = None, max_concurrent: int | None = None,
               max_failures: int = 0, infra_retries: int = 2, asha: bool = False,
-              cache_dir: str | None = None, no_cache: bool = False) -> dict[str, Any]:
+              cache_dir: str | None = None, no_cache: bool = False,
+              log_model: bool = False) -> dict[str, Any]:
     """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
     the bad input. The options are `fsvae-study run`'s flags (README "Studies")."""
     sp = search_spaces.load(space)
@@ -60,6 +61,9 @@ def make_plan(space: str, data: str, *, name: str | None = None, storage_path: s
     for flag, value in (("--max-failures", max_failures), ("--infra-retries", infra_retries)):
         if value < 0:
             raise StudyError(f"{flag} must be >= 0, got {value}")
+    if log_model and no_cache:
+        raise StudyError("--log-model needs the stage cache, where the best trial's backbone "
+                         "is kept; drop --no-cache")
     preset = preset or sp.preset
     base = {**sp.fixed, "data": str(data_root)}
     config_mod.resolve(base, preset=preset)
@@ -73,7 +77,7 @@ def make_plan(space: str, data: str, *, name: str | None = None, storage_path: s
         "address": reachable(address or os.environ.get("RAY_ADDRESS")),
         "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
         "max_concurrent": max_concurrent, "max_failures": max_failures,
-        "infra_retries": infra_retries, "asha": bool(asha),
+        "infra_retries": infra_retries, "asha": bool(asha), "log_model": bool(log_model),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "sessions": 0,
     }

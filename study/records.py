@@ -11,6 +11,8 @@ One experiment per study name. One parent run per study:
   (study/prebuild.py): tags cache.backbone.prebuild.<stratum>=hit|miss and .key (or
   .error), metrics prebuild_s, prebuild_wall_s, prebuild_cpu_s, prebuild_cpus,
   prebuild_gpus (step = stratum index)
+  and, once the best model is logged (study/model_log.py), the MLflow model best_model and
+  tags fsvae.best_model (its URI, also on the best trial's run) and fsvae.best_model.run
 One child run per trial (its key, fsvae.trial_key, is its identity):
   tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_key, fsvae.trial_id (the Ray
          Tune trial that wrote it), fsvae.stratum, fsvae.attempt, cache.<stage>=hit|miss
@@ -25,7 +27,8 @@ One child run per trial (its key, fsvae.trial_key, is its identity):
          classifier_{train_loss,train_acc,val_acc,val_acc_h}; *_best_epoch; time_*_s;
          data_usable_{train,val,test} (the usable images of each split of this data)
   artifacts the trial's outputs (config.json, data_report.json, split/, metrics.json,
-         confusion.json, history.json, cache.json) and figures/ (confusion matrix, curves)
+         confusion.json, history.json, cache.json, model/) and figures/ (confusion matrix,
+         curves)
 A re-run of a key (a retry, or a resumed study) replaces its earlier run: the new run is
 tagged fsvae.replaces=<old ids> and the old one is deleted (MLflow's soft delete), so the
 UI shows one run per trial and no stale RUNNING run.

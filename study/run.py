@@ -34,7 +34,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         grid=args.grid, address=args.address, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         max_failures=args.max_failures, infra_retries=args.infra_retries, asha=args.asha,
-        cache_dir=args.cache_dir, no_cache=args.no_cache)
+        cache_dir=args.cache_dir, no_cache=args.no_cache, log_model=args.log_model)
     return start(plan, resume=args.resume)["exit_code"]
 
 

@@ -22,6 +22,8 @@ FAILURE = "fsvae.failure"  # who failed: "trial" (its own code) or "infrastructu
 STOPPED = "fsvae.stopped"  # a trial an early-stopping scheduler ended
 INTERRUPTED = "fsvae.interrupted"  # a run its study stopped before it finished; it runs again
 REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run replaced
+BEST_MODEL = "fsvae.best_model"  # parent and best trial run: the logged model's URI
+BEST_MODEL_RUN = "fsvae.best_model.run"  # parent: the trial run the model was built from
 
 
 def default_tracking_uri(storage: Path) -> str:

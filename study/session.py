@@ -228,10 +228,21 @@ class Session:
         failed = sum(e.state == "failed" for e in entries.values())
         self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
         self._summary(complete, finished, failed, closed)
+        model_uri = self._log_model() if complete and self.plan.get("log_model") else None
         return {"exit_code": 0 if complete else 130, "complete": complete,
                 "finished": finished, "failed": failed, "experiment_id": self.exp_id,
                 "parent_run_id": self.parent_id, "name": self.plan["name"],
-                "tracking_uri": self.plan["tracking_uri"]}
+                "tracking_uri": self.plan["tracking_uri"], "model_uri": model_uri}
+
+    def _log_model(self) -> str:
+        """--log-model: the best trial's model, logged to the parent run (study/model_log)."""
+        from study.model_log import log_best_model
+
+        uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan["cache_dir"],
+                             self.space.objective, self.space.mode)
+        print(f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
+              f"--tracking-uri {self.plan['tracking_uri']} --images DIR", flush=True)
+        return uri
 
     def close(self) -> None:
         """After an exception: no run of this study left RUNNING, the parent KILLED."""

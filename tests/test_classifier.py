@@ -43,6 +43,11 @@ def toy():
 
 
 def train(feats, vae=None, **overrides):
+    """(predictions, history) of classifier.train; train_with_head() also returns the head."""
+    return train_with_head(feats, vae, **overrides)[:2]
+
+
+def train_with_head(feats, vae=None, **overrides):
     cfg = resolve({"classifier_epochs": 5, "classifier_batch_size": 32, **overrides})
     return classifier.train(feats, MINORITY, CLASSES, cfg, vae, CPU, lambda row: None)
 
@@ -222,3 +227,16 @@ def test_same_seed_gives_the_same_predictions(toy):
     a, _ = train(toy, method="noise", seed=4)
     b, _ = train(toy, method="noise", seed=4)
     assert torch.equal(a["test"], b["test"])
+
+
+@pytest.mark.parametrize("method", ["crt", "logit_adjust", "vae"])
+def test_returned_head_gives_the_returned_test_predictions(toy, method):
+    # logit_adjust: the head shifts its logits by -tau*log(prior), as the trial predicted.
+    vae = small_vae(8, 3) if method == "vae" else None
+    keys = {"method": method, "latent_dim": 3, "tau": 1.0}
+    preds, _, head = train_with_head(toy, vae, **keys)
+    rows = Inputs(method, vae, resolve(keys), None).eval_rows(toy["test"][0])
+    with torch.no_grad():
+        assert torch.equal(head(rows).argmax(1), preds["test"])
+    if method == "logit_adjust":
+        assert head.shift.abs().sum() > 0
