@@ -6,6 +6,7 @@ a second, before any process or record exists.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shlex
@@ -18,7 +19,7 @@ from typing import Any
 import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
-from study import storage
+from study import storage as locations
 from study.errors import StudyError
 from study.schema import default_tracking_uri
 
@@ -26,7 +27,8 @@ DEFAULT_STORAGE = "fsvae-studies"
 FORMAT = 2  # study.json written by this version: trial keys, Optuna store, sessions
 
 
-def make_plan(space: str, data: str, *, name: str | None = None, storage_path: str | None = None,
+def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None = None,
+              storage: str | None = None,
               tracking_uri: str | None = None, optuna_storage: str | None = None,
               num_samples: int | None = None, preset: str | None = None,
               overrides: list[str] | None = None, grid: list[str] | None = None,
@@ -36,11 +38,13 @@ def make_plan(space: str, data: str, *, name: str | None = None, storage_path: s
               cache_dir: str | None = None, no_cache: bool = False,
               log_model: bool = False) -> dict[str, Any]:
     """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
-    the bad input. The options are `fsvae-study run`'s flags (README "Studies")."""
-    sp = search_spaces.load(space)
+    the bad input. `space` is a YAML file, a shipped space's name or a parsed Space; the
+    options are `fsvae-study run`'s flags (README "Studies")."""
+    sp = copy.deepcopy(space) if isinstance(space, search_spaces.Space) else \
+        search_spaces.load(space)
     sp = apply_overrides(sp, config_mod.parse_overrides(overrides or []))
     sp = apply_grid(sp, grid or [])
-    location = storage.resolve(storage_path or DEFAULT_STORAGE)
+    location = locations.resolve(storage or DEFAULT_STORAGE)
     name = name or sp.name
     if "/" in name or not name.strip():
         raise StudyError(f"--name {name!r}: expected a non-empty name without '/'")
@@ -86,7 +90,7 @@ def make_plan(space: str, data: str, *, name: str | None = None, storage_path: s
 def _tracking_uri(given: str | None, location: str) -> str:
     if given:
         return given
-    if storage.is_uri(location):
+    if locations.is_uri(location):
         raise StudyError("with a URI --storage, give --tracking-uri (an MLflow server); the "
                          "embedded SQLite store needs a local path")
     return default_tracking_uri(Path(location))
@@ -101,7 +105,7 @@ def _optuna_storage(given: str | None, location: str, kind: str) -> str | None:
         return None
     if given:
         return given
-    if not storage.is_uri(location):
+    if not locations.is_uri(location):
         return f"sqlite:///{Path(location) / 'optuna.db'}"
     home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return f"sqlite:///{home / 'fsvae-study' / 'optuna.db'}"
@@ -114,7 +118,7 @@ def _cache_dir(given: str | None, no_cache: bool, location: str) -> str | None:
         return None
     if given:
         return str(Path(given).expanduser().resolve())
-    if storage.is_uri(location):
+    if locations.is_uri(location):
         raise StudyError(f"--storage {location} is not a filesystem path, so the stage cache "
                          f"cannot live there: give --cache-dir on a shared filesystem, or "
                          f"--no-cache")
@@ -183,13 +187,13 @@ def apply_grid(space: search_spaces.Space, pairs: list[str]) -> search_spaces.Sp
 
 
 def study_dir(plan: dict) -> str:
-    return storage.join(plan["storage"], plan["name"])
+    return locations.join(plan["storage"], plan["name"])
 
 
 def read(location: str, name: str) -> dict | None:
     """The study.json of study `name` under a storage, or None when there is none."""
-    where = storage.join(location, name, "study.json")
-    text = storage.read_text(where)
+    where = locations.join(location, name, "study.json")
+    text = locations.read_text(where)
     if text is None:
         return None
     try:
@@ -210,9 +214,9 @@ def read(location: str, name: str) -> dict | None:
 def write(plan: dict) -> None:
     """study.json (whole, atomically) and, once, the space file as given."""
     folder = study_dir(plan)
-    storage.write_text(storage.join(folder, "study.json"), json.dumps(plan, indent=1))
-    if storage.read_text(storage.join(folder, "space.yaml")) is None:
-        storage.write_text(storage.join(folder, "space.yaml"), plan["space_text"])
+    locations.write_text(locations.join(folder, "study.json"), json.dumps(plan, indent=1))
+    if locations.read_text(locations.join(folder, "space.yaml")) is None:
+        locations.write_text(locations.join(folder, "space.yaml"), plan["space_text"])
 
 
 def forget(plan: dict) -> None:
@@ -220,4 +224,4 @@ def forget(plan: dict) -> None:
     again after a study that never started."""
     folder = study_dir(plan)
     for name in ("study.json", "space.yaml"):
-        storage.remove(storage.join(folder, name))
+        locations.remove(locations.join(folder, name))

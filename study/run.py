@@ -14,6 +14,7 @@ as a fresh Ray Tune experiment (README "Failures and resuming"). Layout under --
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import threading
@@ -28,7 +29,7 @@ from study.errors import StudyError
 
 def run_from_args(args: argparse.Namespace) -> int:
     plan = plan_mod.make_plan(
-        args.space, args.data, name=args.name, storage_path=args.storage,
+        args.space, args.data, name=args.name, storage=args.storage,
         tracking_uri=args.tracking_uri, optuna_storage=args.optuna_storage,
         num_samples=args.num_samples, preset=args.preset, overrides=args.set,
         grid=args.grid, address=args.address, cpus_per_trial=args.cpus_per_trial,
@@ -180,7 +181,7 @@ def _setup_records(plan: dict, space: search_spaces.Space, out: dict) -> None:
     """The MLflow store, experiment and parent run (reused on resume) and the Optuna store,
     each created whole before use; records them in study.json."""
     try:
-        import mlflow  # noqa: F401  (its import sets up its loggers: quiet them after it)
+        importlib.import_module("mlflow")  # it sets up its loggers: quiet them after it
 
         from study import stores
 

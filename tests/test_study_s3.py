@@ -1,21 +1,17 @@
 """`--storage s3://bucket/prefix?endpoint_override=...` against a real S3-compatible server
-on loopback (moto's server mode): the study's files and Ray Tune's experiments go to the
+on loopback (moto's server, run in the test's own process): the study's files and Ray Tune's experiments go to the
 bucket, the stage cache stays on a shared filesystem (--cache-dir), MLflow and Optuna on
 the driver's disk; a driver killed after its trials' runs finished is resumed from the
 bucket, and every trial is recorded exactly once."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
 
 from helpers import (FAST, cli, env, free_port, kill_driver, make_data, pause_env, paused,
-                     start_cli, stop_process_group, trial_runs, wait_until)
+                     start_cli, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,78 @@
+"""The commands that run studies: `run` and `resume` (README "Studies", "Failures and
+resuming")."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="run a study (grid or Optuna search) with Ray Tune")
+    r.add_argument("--space", required=True, help="search space YAML (see search_spaces/)")
+    r.add_argument("--data", required=True, help="dataset root")
+    study_location(r)
+    r.add_argument("--num-samples", type=int,
+                   help="Optuna: trials per stratum (overrides the space's num_samples)")
+    r.add_argument("--preset", choices=("paper", "tiny"),
+                   help="config preset under the space's values (default: the space's)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a config key for every trial, wherever the space varied it "
+                   "(repeatable)")
+    r.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                   help="grid spaces: replace (or add) one grid dimension, e.g. "
+                   "--grid seed=0,1,2 (repeatable)")
+    r.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
+                   "else start a local Ray)")
+    r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    r.add_argument("--gpus-per-trial", type=float,
+                   help="GPU fraction per trial (default: 0.25 where the cluster has GPUs)")
+    r.add_argument("--max-concurrent", type=int,
+                   help="trials at once (default: as many as the resources allow)")
+    r.add_argument("--max-failures", type=int, default=0,
+                   help="retries of any failing trial, its own errors included, before it "
+                   "counts as failed (default 0)")
+    r.add_argument("--infra-retries", type=int, default=2,
+                   help="retries of a trial whose worker process or node died, or that "
+                   "could not reach MLflow (default 2)")
+    r.add_argument("--asha", action="store_true",
+                   help="early-stop weak trials with ASHA (stage-3 epochs as time)")
+    r.add_argument("--optuna-storage", metavar="URL",
+                   help="Optuna searches: the database of their Optuna studies (default: "
+                   "sqlite <storage>/optuna.db; with an s3:// storage, a file on this "
+                   "machine's disk)")
+    r.add_argument("--cache-dir", help="stage cache (default: <storage>/cache)")
+    r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the study of this name if it exists")
+    r.add_argument("--log-model", action="store_true",
+                   help="when the study is complete, log the best trial's model to its parent "
+                   "run (README: The best model)")
+    r.set_defaults(func=_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted study")
+    rs.add_argument("--name", required=True)
+    rs.add_argument("--storage", help="study storage (default ./fsvae-studies)")
+    rs.add_argument("--address", help="Ray cluster address (default: as the study ran)")
+    rs.add_argument("--retry-failed", action="store_true",
+                    help="also re-run trials that failed (a search retries each failed "
+                    "trial's parameters as a new Optuna trial)")
+    rs.set_defaults(func=_resume)
+
+
+def study_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="study name (default: the space's name)")
+    p.add_argument("--storage", help="Ray results, cache and default MLflow store: a local "
+                   "folder (default ./fsvae-studies) or a shared path on a cluster")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite file "
+                   "<storage>/mlflow.db; http://host:port for a server)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from study.run import run_from_args
+
+    return run_from_args(args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from study.run import resume_from_args
+
+    return resume_from_args(args)
