@@ -12,7 +12,9 @@ A space is one of two kinds (see the shipped files for examples):
                   learn that larger n_f is better.
 
 Top-level keys: name, kind, description, preset, objective, mode, fixed, grid, variants,
-params, strata, num_samples, sampler_seed (absent or null: unseeded), resources. Config
+params, strata, num_samples, sampler (tpe or nsga2), sampler_seed (absent or null:
+unseeded), resources. `objective` may be a list of validation metrics, with `mode` a
+list as long: a multi-objective search (a Pareto front instead of one best trial). Config
 keys anywhere in a space are fsvae config keys (`fsvae-study keys`), and their values are
 checked like `--set` values.
 
@@ -32,7 +34,9 @@ import yaml
 from fsvae import config as config_mod
 
 TOP_KEYS = {"name", "kind", "description", "preset", "objective", "mode", "fixed", "grid",
-            "variants", "params", "strata", "num_samples", "sampler_seed", "resources"}
+            "variants", "params", "strata", "num_samples", "sampler", "sampler_seed",
+            "resources"}
+SAMPLERS = ("tpe", "nsga2")
 PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
 HERE = Path(__file__).parent
 
@@ -49,14 +53,15 @@ class Space:
     text: str  # the file as given, logged with the study
     description: str = ""
     preset: str = "paper"
-    objective: str = "val_acc_h"
-    mode: str = "max"
+    objective: str | list[str] = "val_acc_h"  # a list: a multi-objective search
+    mode: str | list[str] = "max"
     fixed: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list] = field(default_factory=dict)
     variants: list[dict[str, list]] = field(default_factory=list)
     params: dict[str, dict] = field(default_factory=dict)
     strata: dict[str, list] = field(default_factory=dict)
     num_samples: int = 1
+    sampler: str = "tpe"
     sampler_seed: int | None = None  # None: an unseeded sampler
     resources: dict[str, float] = field(default_factory=dict)
 
@@ -77,8 +82,17 @@ class Space:
         keys = ["name", "kind", "description", "preset", "objective", "mode", "fixed",
                 "resources"]
         keys += ["grid", "variants"] if self.kind == "grid" else \
-            ["params", "strata", "num_samples", "sampler_seed"]
+            ["params", "strata", "num_samples", "sampler", "sampler_seed"]
         return {k: getattr(self, k) for k in keys}
+
+    @property
+    def objectives(self) -> list[str]:
+        """The optimised metrics, the primary one first."""
+        return list(self.objective) if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.mode) if isinstance(self.mode, list) else [self.mode]
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -121,13 +135,8 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
     preset = raw.get("preset", "paper")
     if preset not in config_mod.PRESETS:
         raise fail(f"preset {preset!r} is not one of {sorted(config_mod.PRESETS)}")
-    objective = raw.get("objective", "val_acc_h")
-    if not isinstance(objective, str) or not objective.startswith("val_"):
-        raise fail(f"objective must be a validation metric (val_...), got {objective!r}: "
-                   f"test metrics are reported, never optimised")
-    mode = raw.get("mode", "max")
-    if mode not in ("max", "min"):
-        raise fail(f"mode must be max or min, got {mode!r}")
+    objective, mode = _objectives(raw.get("objective", "val_acc_h"), raw.get("mode", "max"),
+                                  kind, fail)
 
     fixed = _config_values(raw.get("fixed") or {}, "fixed", fail, lists=False)
     space = Space(name=name, kind=kind, path=where, text=text,
@@ -135,7 +144,7 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
                   objective=objective, mode=mode, fixed=fixed,
                   resources=_resources(raw.get("resources") or {}, fail))
     if kind == "grid":
-        for key in ("params", "strata", "num_samples", "sampler_seed"):
+        for key in ("params", "strata", "num_samples", "sampler", "sampler_seed"):
             if key in raw:
                 raise fail(f"{key!r} belongs to kind: optuna, not a grid")
         space.grid = _config_values(raw.get("grid") or {}, "grid", fail, lists=True)
@@ -171,6 +180,10 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
             raise fail(f"sampler_seed must be an integer, or null (or absent) for an unseeded "
                        f"sampler, got {seed!r}")
         space.sampler_seed = seed
+        sampler = raw.get("sampler", "tpe")
+        if sampler not in SAMPLERS:
+            raise fail(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        space.sampler = sampler
         space.strata = _config_values(raw.get("strata") or {}, "strata", fail, lists=True)
         space.params = _params(raw.get("params") or {}, fail)
         if not space.params:
@@ -189,6 +202,27 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
             except config_mod.ConfigError as e:
                 raise fail(f"stratum {stratum}: {e}") from None
     return space
+
+
+def _objectives(objective: Any, mode: Any, kind: str, fail) -> tuple:
+    """One objective and mode, or (a multi-objective search) lists of each, as long as
+    each other: validation metrics only, since test metrics are reported, never optimised."""
+    many = isinstance(objective, list)
+    objectives = objective if many else [objective]
+    modes = mode if isinstance(mode, list) else [mode] * len(objectives)
+    if not objectives or len(set(map(str, objectives))) != len(objectives):
+        raise fail(f"objective must be a metric or a list of distinct metrics, got "
+                   f"{objective!r}")
+    for o in objectives:
+        if not isinstance(o, str) or not o.startswith("val_"):
+            raise fail(f"objective must be a validation metric (val_...), got {o!r}: test "
+                       f"metrics are reported, never optimised")
+    if len(modes) != len(objectives) or any(m not in ("max", "min") for m in modes):
+        raise fail(f"mode must be max or min, one per objective, got {mode!r} for "
+                   f"{objectives}")
+    if many and kind != "optuna":
+        raise fail("several objectives need kind: optuna (a grid has no search to steer)")
+    return (objectives, modes) if many else (objectives[0], modes[0])
 
 
 def _product(grid: dict[str, list]) -> list[dict[str, Any]]:

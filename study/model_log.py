@@ -70,8 +70,11 @@ def log_best_of_experiment(tracking_uri: str, experiment: str,
                          f"expected one")
     tags = parents[0].data.tags
     cache = cache_dir or _study_cache(tags.get("fsvae.storage"), experiment)
+    # A multi-objective study's tags list its objectives: its best model is the best by the
+    # first (the primary objective), as its table's best-so-far is.
     return log_best_model(client, exp.experiment_id, parents[0].info.run_id, cache,
-                          tags["fsvae.objective"], tags["fsvae.mode"])
+                          tags["fsvae.objective"].split(",")[0],
+                          tags["fsvae.mode"].split(",")[0])
 
 
 def best_trial(client: MlflowClient, experiment_id: str, parent_run_id: str,

@@ -40,10 +40,11 @@ def trial_key(label: str, number: int) -> str:
     return f"{label}#{number}"
 
 
-def open_study(storage_url: str, name: str, modes: list[str],
-               sampler_seed: int | None) -> optuna.Study:
-    """The stratum's study, created on first use. A seeded sampler is reseeded with the number
-    of trials already there, so that a resumed search does not replay its first draws."""
+def open_study(storage_url: str, name: str, modes: list[str], sampler_seed: int | None,
+               sampler: str = "tpe") -> optuna.Study:
+    """The stratum's study, created on first use, with TPE (multi-objective too) or NSGA-II.
+    A seeded sampler is reseeded with the number of trials already there, so that a resumed
+    search does not replay its first draws."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else {}
     storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=kwargs)
@@ -54,7 +55,8 @@ def open_study(storage_url: str, name: str, modes: list[str],
     seed = sampler_seed
     if seed is not None and n:
         seed = int(np.random.SeedSequence([seed, n]).generate_state(1)[0])
-    study.sampler = optuna.samplers.TPESampler(seed=seed)
+    study.sampler = optuna.samplers.NSGAIISampler(seed=seed) if sampler == "nsga2" else \
+        optuna.samplers.TPESampler(seed=seed)
     return study
 
 

@@ -68,6 +68,9 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
     if log_model and no_cache:
         raise StudyError("--log-model needs the stage cache, where the best trial's backbone "
                          "is kept; drop --no-cache")
+    if asha and len(sp.objectives) > 1:
+        raise StudyError(f"--asha stops trials on one metric; this space optimises "
+                         f"{sp.objectives}: run it without --asha")
     preset = preset or sp.preset
     base = {**sp.fixed, "data": str(data_root)}
     config_mod.resolve(base, preset=preset)

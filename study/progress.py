@@ -85,13 +85,16 @@ def _short_reason(text: str) -> str:
 class Progress(tune.Callback):
     """The console. `prior` counts what earlier sessions finished: {"done", "failed",
     "best": (value, point) or None}. `on_retry(trial, kind, text)` and
-    `on_failed(trial, kind, text)` let the study act on an infrastructure failure."""
+    `on_failed(trial, kind, text)` let the study act on an infrastructure failure. With
+    several objectives there is no single best: the line shows the size of this session's
+    Pareto front instead."""
 
-    def __init__(self, total: int, objective: str, mode: str, label: str = "",
+    def __init__(self, total: int, objectives: list[str], modes: list[str], label: str = "",
                  keys: list[str] | None = None, prior: dict | None = None,
                  retries: int = 0, on_retry: Callable | None = None,
                  on_failed: Callable | None = None):
-        self.total, self.objective, self.mode, self.label = total, objective, mode, label
+        self.total, self.objectives, self.modes, self.label = total, objectives, modes, label
+        self.objective, self.mode = objectives[0], modes[0]
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
         self.prior = prior or {"done": 0, "failed": 0, "best": None}
         self.retries, self.on_retry, self.on_failed = retries, on_retry, on_failed
@@ -102,11 +105,11 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         if FINAL in result:
-            value = result.get(self.objective, float("nan"))
+            values = ", ".join(f"{o}={result.get(o, float('nan')):.4f}"
+                               for o in self.objectives)
             reused = " (its run had finished; not computed again)" \
                 if result.get("reused_finished_run") else ""
-            self._line(f"done {self.objective}={value:.4f}{reused}", trial, trials,
-                       "TERMINATED")
+            self._line(f"done {values}{reused}", trial, trials, "TERMINATED")
         elif FAILED in result:
             self._line(f"FAILED ({_short_reason(str(result.get('error', '')))})", trial,
                        trials, "TERMINATED")
@@ -140,9 +143,9 @@ class Progress(tune.Callback):
                   or FAILED in (t.last_result or {})]
         running = sum(1 for s in status.values() if s == "RUNNING")
         finished = [t for t in ended if FINAL in (t.last_result or {})]
-        best = ""
-        candidates = [(t.last_result[self.objective], handed(t.config)["point"])
-                      for t in finished]
+        best = self._front(finished) if len(self.objectives) > 1 else ""
+        candidates = [] if best else [(t.last_result[self.objective],
+                                       handed(t.config)["point"]) for t in finished]
         if self.prior["best"] is not None:
             candidates.append(self.prior["best"])
         if candidates:
@@ -155,3 +158,14 @@ class Progress(tune.Callback):
               f"{describe(handed(trial.config)['point'], self.keys)} | done {done}/{self.total}, "
               f"running {running}, failed {self.prior['failed'] + len(failed)}{best}",
               flush=True)
+
+    def _front(self, finished: list) -> str:
+        """' | Pareto front: k of this session's n finished trials' (on the objectives)."""
+        signs = [1 if m == "max" else -1 for m in self.modes]
+        points = [[s * t.last_result[o] for s, o in zip(signs, self.objectives)]
+                  for t in finished]
+        front = [p for p in points
+                 if not any(all(q_i >= p_i for q_i, p_i in zip(q, p)) and q != p
+                            for q in points)]
+        return f" | Pareto front: {len(front)} of this session's {len(points)} finished" \
+            if points else ""

@@ -2,7 +2,8 @@
 what `results/` reads back (the tag names are in study/schema.py).
 
 One experiment per study name. One parent run per study:
-  tags   fsvae.role=study, fsvae.space_kind (grid|optuna), fsvae.objective, fsvae.mode,
+  tags   fsvae.role=study, fsvae.space_kind (grid|optuna), fsvae.objective, fsvae.mode (a
+         multi-objective search: comma-separated, the primary first),
          fsvae.strata, fsvae.data_fingerprint, fsvae.code_version (git describe),
          fsvae.command, fsvae.optuna_storage (searches)
   params the space's name/kind/preset/objective/num_samples, and its fixed keys
@@ -79,7 +80,7 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
                  space: search_spaces.Space) -> str:
     """The study's parent run, with what was asked and on which code and data."""
     tags = {ROLE: "study", "fsvae.space_kind": space.kind,
-            "fsvae.objective": space.objective, "fsvae.mode": space.mode,
+            "fsvae.objective": ",".join(space.objectives), "fsvae.mode": ",".join(space.modes),
             "fsvae.strata": ",".join(space.strata), "fsvae.command": plan["command"][:4000],
             "fsvae.code_version": git_version(), "fsvae.storage": plan["storage"],
             "fsvae.data": plan["data"],
@@ -88,7 +89,7 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
         tags["fsvae.optuna_storage"] = plan["optuna_storage"]
     run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
     params = {"space": space.name, "space_kind": space.kind, "preset": plan["preset"],
-              "objective": space.objective, "mode": space.mode,
+              "objective": ",".join(space.objectives), "mode": ",".join(space.modes),
               "num_trials": search_spaces.count(space)}
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])

@@ -59,7 +59,8 @@ class Session:
             "base": plan["base"], "preset": plan["preset"], "study": plan["name"],
             "tracking_uri": plan["tracking_uri"], "experiment_id": self.exp_id,
             "parent_run_id": self.parent_id, "cache_dir": plan["cache_dir"],
-            "objective": space.objective, "report_epochs": plan["asha"],
+            "objective": space.objectives[0], "objectives": space.objectives,
+            "report_epochs": plan["asha"],
             "max_failures": plan["max_failures"], "marker": marker,
         }
         interrupted = False
@@ -100,7 +101,7 @@ class Session:
                 self.client, self.parent_id, shared, plan, resources, concurrency, label,
                 step, alongside=not plan["address"] and ray.is_initialized()
                 and "gpu" not in resources)
-        progress = Progress(total, space.objective, space.mode, label, tuner.shown_keys(space),
+        progress = Progress(total, space.objectives, space.modes, label, tuner.shown_keys(space),
                             prior=prior, retries=plan["infra_retries"] + plan["max_failures"],
                             on_retry=self._on_retry, on_failed=self._on_failed(ctx))
         wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
@@ -120,7 +121,7 @@ class Session:
         """The grid points still to run, in sharing order, and what earlier sessions did."""
         points = tuner.order_for_sharing(self.space.trials(), self.plan)
         todo, done, failed, best = [], 0, 0, None
-        pick = max if self.space.mode == "max" else min
+        pick = max if self.space.modes[0] == "max" else min
         for point in points:
             key = tuner.grid_key(point)
             entry = entries.get(key)
@@ -130,8 +131,9 @@ class Session:
                 continue
             done += 1
             failed += state == "failed"
-            value = entry.metrics.get(self.space.objective)
-            if state == "finished" and value is not None and math.isfinite(value):
+            value = entry.metrics.get(self.space.objectives[0])
+            if state == "finished" and value is not None and math.isfinite(value) \
+                    and len(self.space.objectives) == 1:
                 best = (value, point) if best is None else pick(best, (value, point),
                                                                key=lambda b: b[0])
         return todo, {"done": done, "failed": failed, "best": best}
@@ -141,9 +143,9 @@ class Session:
 
         space = self.space
         name = search.study_name(self.plan["name"], label)
-        study = search.open_study(self.plan["optuna_storage"], name, [space.mode],
-                                  space.sampler_seed)
-        stratum = search.reconcile(study, label, entries, [space.objective],
+        study = search.open_study(self.plan["optuna_storage"], name, space.modes,
+                                  space.sampler_seed, space.sampler)
+        stratum = search.reconcile(study, label, entries, space.objectives,
                                    space.num_samples, self.retry_failed)
         for key in stratum.adopted:
             print(f"{label + ': ' if label else ''}trial {key} had finished in MLflow before "
@@ -154,8 +156,8 @@ class Session:
         if stratum.best is not None:
             best = (stratum.best[0], stratum.best[1])
         prior = {"done": stratum.done, "failed": stratum.failed, "best": best}
-        searcher = search.OptunaSearcher(study, label, space.params, [space.objective],
-                                         [space.mode], stratum)
+        searcher = search.OptunaSearcher(study, label, space.params, space.objectives,
+                                         space.modes, stratum)
         return searcher, prior
 
     # -- failures of the infrastructure --------------------------------------------------
@@ -239,7 +241,7 @@ class Session:
         from study.model_log import log_best_model
 
         uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan["cache_dir"],
-                             self.space.objective, self.space.mode)
+                             self.space.objectives[0], self.space.modes[0])
         print(f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
               f"--tracking-uri {self.plan['tracking_uri']} --images DIR", flush=True)
         return uri

@@ -97,7 +97,8 @@ def trainable(config: dict, ctx: dict) -> None:
             print(f"trial {key}: {error}; trying again ({attempt + 1} of {attempts})",
                   flush=True)
     if error is not None:
-        tune.report({ctx["objective"]: math.nan, FAILED: 1, "error": error,
+        # Tune wants its metric in every report: a failed trial has none to give.
+        tune.report({**{o: math.nan for o in ctx["objectives"]}, FAILED: 1, "error": error,
                      "mlflow_run_id": recorder.run_id})
         return
     faults.pause("trial_finished", key=key)

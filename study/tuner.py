@@ -63,7 +63,8 @@ def build(plan: dict, space: search_spaces.Space, trainable, experiment: str,
 
     # reuse_actors: a new trial runs in a worker that already imported torch, MLflow and
     # fsvae (seconds per trial on a small machine; Tune's default is a fresh process).
-    tune_config = dict(metric=space.objective, mode=space.mode,
+    # Tune's own metric is the primary objective (a multi-objective search's first).
+    tune_config = dict(metric=space.objectives[0], mode=space.modes[0],
                        max_concurrent_trials=concurrency, reuse_actors=True,
                        trial_name_creator=trial_name, trial_dirname_creator=trial_name)
     if plan["asha"]:
