@@ -2,9 +2,10 @@
 
 An entry is the output of one stage (decoded data, a fine-tuned backbone with its features,
 a trained VAE) under `<root>/<stage>/<key>/`, where key = sha256 of everything that
-determines it: the data's identity, the stage's config keys, the seed, and the source code
+determines it: the data's identity, the stage's config keys, the seed, the source code
 of the modules that compute it and of every fsvae module they import (`source_hash`; any
-edit to them gives new keys: nothing stale is reused).
+edit to them gives new keys: nothing stale is reused), and the torch and torchvision
+versions (`library_versions`).
 
 Protocol, per key:
   1. the entry folder exists -> hit (it only ever appears complete, see 4).
@@ -96,8 +97,19 @@ def _imports(name: str) -> set[str]:
     return found
 
 
+def library_versions() -> dict[str, str]:
+    """The torch and torchvision that compute a stage. Another release can give other
+    numbers for the same code and config (kernels, pretrained weights), so an entry built
+    by one is not reused silently by another: the versions are part of every key."""
+    import torch
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
 def make_key(parts: dict[str, Any]) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps({**parts, "libraries": library_versions()}, sort_keys=True,
+                      default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -154,6 +166,7 @@ class StageCache:
                 save(value, tmp)
                 info["build_s"] = time.perf_counter() - t1
                 meta = {"stage": stage, "key": key, "parts": parts,
+                        "libraries": library_versions(),
                         "host": socket.gethostname(), "pid": os.getpid(),
                         "created": time.time(), "build_s": info["build_s"]}
                 if "repaired" in info:

@@ -3,9 +3,13 @@ what `results/` reads back (the tag names are in study/schema.py).
 
 One experiment per study name. One parent run per study:
   tags   fsvae.role=study, fsvae.space_kind (grid|optuna), fsvae.objective, fsvae.mode (a
-         multi-objective search: comma-separated, the primary first),
-         fsvae.strata, fsvae.data_fingerprint, fsvae.code_version (git describe),
-         fsvae.command, fsvae.optuna_storage (searches)
+         multi-objective search: comma-separated, the primary first), fsvae.strata,
+         fsvae.data_fingerprint, fsvae.code_version (git describe), fsvae.command,
+         fsvae.optuna_storage (searches)
+  on every run, parent and child: tags mlflow.source.git.commit and fsvae.git_dirty (the
+         driver's checkout), fsvae.version.<python|torch|torchvision|cuda|ray|optuna|mlflow>
+         (of the process that wrote the run); the dataset as an input (its folder, digest =
+         the data fingerprint)
   params the space's name/kind/preset/objective/num_samples, and its fixed keys
   artifacts space.yaml (the file as given), space.json (as resolved), command.txt
   and, per search stratum whose shared backbone was built before its trials
@@ -36,13 +40,14 @@ UI shows one run per trial and no stale RUNNING run.
 """
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
 import traceback
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 import search_spaces
@@ -87,7 +92,11 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
             "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"])}
     if plan.get("optuna_storage"):
         tags["fsvae.optuna_storage"] = plan["optuna_storage"]
+    tags.update(git_state())
+    tags.update(library_tags())
     run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
+    client.log_inputs(run.info.run_id, datasets=[
+        dataset_input(plan["data"], tags["fsvae.data_fingerprint"], "study")])
     params = {"space": space.name, "space_kind": space.kind, "preset": plan["preset"],
               "objective": ",".join(space.objectives), "mode": ",".join(space.modes),
               "num_trials": search_spaces.count(space)}
@@ -97,6 +106,81 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
     client.log_dict(run.info.run_id, space.to_dict(), "space.json")
     client.log_text(run.info.run_id, plan["command"] + "\n", "command.txt")
     return run.info.run_id
+
+
+def git_state() -> dict[str, str]:
+    """The project checkout's commit and whether its tree had changes, as MLflow's own tag
+    (`mlflow.source.git.commit`, which its UI shows) and fsvae.git_dirty; {} outside git."""
+    import fsvae
+
+    root = str(Path(fsvae.__file__).resolve().parent.parent)
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "."],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if commit.returncode != 0 or status.returncode != 0:
+        return {}
+    return {"mlflow.source.git.commit": commit.stdout.strip(),
+            "fsvae.git_dirty": "true" if status.stdout.strip() else "false"}
+
+
+def library_tags() -> dict[str, str]:
+    """The versions of what computed a run, in the process that computed it (a cluster's
+    nodes may differ): fsvae.version.<python|torch|torchvision|cuda|ray|optuna|mlflow>.
+    torch's and torchvision's are their builds' own (e.g. 2.14.1+cu130), cuda the CUDA
+    torch was built with ("none" for a CPU build); read without importing torch, which
+    the driver never needs."""
+    import platform
+    from importlib import metadata
+
+    tags = {"fsvae.version.python": platform.python_version()}
+    for lib in ("torch", "torchvision", "ray", "optuna", "mlflow"):
+        try:
+            tags[f"fsvae.version.{lib}"] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            tags[f"fsvae.version.{lib}"] = "not installed"
+    build = _module_constants("torch", "version.py")
+    tags["fsvae.version.torch"] = build.get("__version__", tags["fsvae.version.torch"])
+    tags["fsvae.version.cuda"] = build.get("cuda") or "none"
+    vision = _module_constants("torchvision", "version.py")
+    tags["fsvae.version.torchvision"] = vision.get("__version__",
+                                                   tags["fsvae.version.torchvision"])
+    return tags
+
+
+def _module_constants(package: str, filename: str) -> dict[str, str]:
+    """String constants assigned at the top of a package's file (its version.py)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return {}
+    try:
+        tree = ast.parse((Path(spec.origin).parent / filename).read_text())
+    except (OSError, SyntaxError):
+        return {}
+    found = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else \
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) \
+                and isinstance(value.value, str):
+            found[target.id] = value.value
+    return found
+
+
+def dataset_input(data: str, fingerprint: str, context: str) -> DatasetInput:
+    """The dataset as an MLflow input: its folder as the source, the data fingerprint (of
+    its file lists and files' sizes and times, fsvae.data.fingerprint) as the digest."""
+    source = json.dumps({"uri": data})
+    dataset = Dataset(name=Path(data).name or data, digest=fingerprint[:36],
+                      source_type="local", source=source)
+    return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", context)])
 
 
 def git_version() -> str:
@@ -130,8 +214,9 @@ class TrialRecorder:
 
     def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, key: str,
                  run_name: str, tags: dict[str, str] | None = None,
-                 replaces: str | None = None):
+                 replaces: str | None = None, dataset: DatasetInput | None = None):
         self.client = MlflowClient(tracking_uri)
+        self.dataset = dataset
         self.exp_id, self.parent_id, self.key = exp_id, parent_id, key
         self.replaces = replaces
         self.run_name, self.tags = run_name, tags or {}
@@ -168,9 +253,12 @@ class TrialRecorder:
             last_error = [r.data.tags[ERROR] for r in earlier if ERROR in r.data.tags]
             if last_error:
                 tags["fsvae.previous_error"] = last_error[-1][:4000]
-        run = self.client.create_run(self.exp_id, tags=tags, run_name=self.run_name)
+        run = self.client.create_run(self.exp_id, tags={**tags, **library_tags()},
+                                     run_name=self.run_name)
         self.run_id = run.info.run_id
         self.client.log_batch(self.run_id, params=params_of(active_config))
+        if self.dataset is not None:
+            self.client.log_inputs(self.run_id, datasets=[self.dataset])
         for old in earlier:
             if old.info.status == "RUNNING":
                 self.client.set_terminated(old.info.run_id, "KILLED")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import search_spaces
 from fsvae import config as config_mod
+from fsvae import data as data_mod
 from study import cluster, ledger, plan as plan_mod, prebuild, records, storage, tuner
 from study.schema import TRIAL_KEY, default_tracking_uri
 
@@ -62,6 +63,7 @@ class Session:
             "objective": space.objectives[0], "objectives": space.objectives,
             "report_epochs": plan["asha"],
             "max_failures": plan["max_failures"], "marker": marker,
+            "git": records.git_state(), "data_fingerprint": data_mod.fingerprint(plan["data"]),
         }
         interrupted = False
         for step, (stratum, label) in enumerate(_strata(space)):

@@ -56,7 +56,7 @@ def trainable(config: dict, ctx: dict) -> None:
     from fsvae.cache import StageCache
     from fsvae.trial import resolve
     from study.cluster import check_shared
-    from study.records import TrialRecorder
+    from study.records import TrialRecorder, dataset_input
 
     t_start = time.perf_counter()
     config = handed(config)
@@ -76,8 +76,11 @@ def trainable(config: dict, ctx: dict) -> None:
     recorder = TrialRecorder(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"],
                              key, f"{run_name(cfg)}-{trial_id}",
                              tags={STRATUM: stratum, "fsvae.study": ctx["study"],
-                                   TRIAL_ID: trial_id},
-                             replaces=config.get("replaces"))
+                                   TRIAL_ID: trial_id, **ctx.get("git", {})},
+                             replaces=config.get("replaces"),
+                             dataset=dataset_input(ctx["base"]["data"],
+                                                   ctx["data_fingerprint"], "trial")
+                             if ctx.get("data_fingerprint") else None)
     done = recorder.finished_run(active)
     if done is not None:
         # Its run finished in an earlier attempt whose end Tune never heard (the process

@@ -1,4 +1,5 @@
-"""Nothing stale is reused: a changed data file or changed stage code gives new keys."""
+"""Nothing stale is reused: a changed data file, changed stage code or another torch gives
+new keys."""
 from __future__ import annotations
 
 import hashlib
@@ -9,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 import fsvae
-from helpers import quiet, tiny_config
 from fsvae import data, demo_data
-from fsvae.cache import StageCache, source_hash, source_modules
+from fsvae.cache import StageCache, make_key, source_hash, source_modules
 from fsvae.trial import run_trial
+from helpers import quiet, tiny_config
 
 
 FSVAE = Path(fsvae.__file__).parent
@@ -105,3 +107,28 @@ def test_changed_image_bytes_give_new_data_and_backbone_keys(tmp_path):
     assert changed["data"]["key"] != first["data"]["key"] and not changed["data"]["hit"]
     assert changed["backbone"]["key"] != first["backbone"]["key"]
     assert not changed["backbone"]["hit"]
+
+
+def test_the_key_changes_with_the_torch_or_torchvision_version(monkeypatch):
+    import torchvision
+
+    parts = {"data": "abc", "n_f": 5}
+    before = make_key(parts)
+    assert make_key(dict(parts)) == before  # same parts, same libraries: same key
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu128")
+    after_torch = make_key(parts)
+    assert after_torch != before
+    monkeypatch.setattr(torchvision, "__version__", "0.26.0")
+    assert make_key(parts) not in (before, after_torch)
+
+
+def test_an_entry_records_the_libraries_that_built_it(tmp_path):
+    import torchvision
+
+    cache = StageCache(tmp_path, log=quiet)
+    _, info = cache.get_or_build("stage", {"n_f": 5}, lambda: 1,
+                                 lambda v, d: (d / "v.json").write_text(json.dumps(v)),
+                                 lambda d: json.loads((d / "v.json").read_text()))
+    meta = json.loads((tmp_path / "stage" / info["key"] / "entry.json").read_text())
+    assert meta["libraries"] == {"torch": torch.__version__,
+                                 "torchvision": torchvision.__version__}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from fsvae import config as config_mod
 from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
@@ -130,3 +131,22 @@ def test_study_json_records_what_resume_needs(study):
     assert plan["preset"] == "tiny"
     assert plan["parent_run_id"]
     assert plan["base"]["backbone_epochs"] == 1
+
+
+def test_every_run_records_the_code_the_libraries_and_the_dataset(study):
+    from fsvae import data as data_mod
+
+    df = runs(study["uri"], "g")
+    assert len(df) == 4  # the parent and three trials
+    for _, run in df.iterrows():
+        commit = run["tags.mlflow.source.git.commit"]
+        assert isinstance(commit, str) and len(commit) == 40, run["run_id"]
+        assert run["tags.fsvae.git_dirty"] in ("true", "false")
+        for lib in ("python", "torch", "torchvision", "cuda", "ray", "optuna", "mlflow"):
+            assert run[f"tags.fsvae.version.{lib}"], (run["run_id"], lib)
+        assert run["tags.fsvae.version.torch"] == torch.__version__
+    fingerprint = data_mod.fingerprint(study["data"])
+    for run_id in df["run_id"]:
+        inputs = client(study["uri"]).get_run(run_id).inputs.dataset_inputs
+        assert [i.dataset.digest for i in inputs] == [fingerprint[:36]]
+        assert json.loads(inputs[0].dataset.source)["uri"] == str(study["data"].resolve())
