@@ -4,7 +4,9 @@ test can kill it (or its driver, or its node) knowing exactly what was done and 
 Off unless FSVAE_PAUSE_AT names points (comma-separated) and FSVAE_PAUSE_DIR a folder;
 then a process reaching one of those points writes `<dir>/<point>.<pid>.json` (with its
 node and, when given, the trial key) and waits until `<dir>/<point>.<pid>.go` exists.
-Otherwise `pause` costs one environment lookup.
+FSVAE_FAIL_AT=point[,point] instead makes a process reaching a point raise InjectedFault
+there (inside a trial: a failure of the trial's own code). Otherwise `pause` costs two
+environment lookups.
 
 Points: trial_start (a trial's worker, before its MLflow run), trial_running (after the
 backbone stage), trial_finishing (its metrics logged, the run not yet FINISHED),
@@ -19,7 +21,13 @@ import time
 from pathlib import Path
 
 
+class InjectedFault(RuntimeError):
+    """Raised where FSVAE_FAIL_AT asked for a failure."""
+
+
 def pause(point: str, **info) -> None:
+    if point in os.environ.get("FSVAE_FAIL_AT", "").split(","):
+        raise InjectedFault(f"fault injected at {point} (FSVAE_FAIL_AT)")
     points = os.environ.get("FSVAE_PAUSE_AT")
     if not points or point not in points.split(","):
         return

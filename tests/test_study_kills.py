@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import (FAST, cli, kill_driver, make_data, pause_env, paused, release, runs,
+from helpers import (FAST, cli, env, kill_driver, make_data, pause_env, paused, release, runs,
                      start_cli, tracking_uri, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
@@ -203,3 +203,67 @@ class _Done:
 
     def __init__(self, out: str):
         self.returncode, self.stdout, self.stderr = 0, out, ""
+
+
+def test_a_worker_lost_with_no_retries_left_is_failed_once_then_retried_on_request(
+        base, tmp_path):
+    storage = tmp_path / "studies"
+    pauses = tmp_path / "pauses"
+    log = tmp_path / "run.log"
+    proc = start_cli(*study_args(base, "grid4", storage, "z"), "--infra-retries", "0",
+                     log=log, environ=pause_env(pauses, "trial_running"))
+    first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
+                       proc, log)[0]
+    os.kill(first["pid"], signal.SIGKILL)
+    seen = {first["pid"]}
+
+    def release_the_rest():
+        for record in paused(pauses, "trial_running"):
+            if record["pid"] not in seen:
+                seen.add(record["pid"])
+                release(record)
+        return proc.poll() is not None
+
+    wait_until(release_the_rest, 600, "the study to end", None, log)
+    out = log.read_text()
+    assert proc.returncode == 0, out[-4000:]
+    assert "FAILED after 1 attempt (its worker process died)" in out
+    assert "complete; 3 trials finished, 1 failed" in out
+    assert f"fsvae-study resume --name z --storage {storage} --retry-failed" in out
+    uri = tracking_uri(storage)
+    children = trial_runs(uri, "z")
+    failed = children[children["status"] == "FAILED"]
+    assert len(children) == 4 and len(failed) == 1
+    assert failed.iloc[0]["tags.fsvae.failure"] == "infrastructure"
+    assert "worker process died" in failed.iloc[0]["tags.fsvae.error"]
+
+    again = cli("resume", "--name", "z", "--storage", str(storage), "--retry-failed")
+    result = {"uri": uri, "name": "z", "storage": storage, "before": children,
+              "resumed": again}
+    assert_exactly_once(result, 4, search=False)
+    retried = trial_runs(uri, "z")
+    retried = retried[retried["tags.fsvae.trial_key"] == failed.iloc[0]["tags.fsvae.trial_key"]]
+    assert retried.iloc[0]["tags.fsvae.replaces"] == failed.iloc[0]["run_id"]
+
+
+def test_failed_search_trials_are_retried_with_their_parameters_on_request(base, tmp_path):
+    storage = tmp_path / "studies"
+    environ = env(FSVAE_FAIL_AT="trial_running")  # every trial's own code raises
+    first = cli(*study_args(base, "smoke-search", storage, "f"), environ=environ)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert f"complete; 0 trials finished, {N} failed" in first.stdout
+    url = f"sqlite:///{storage / 'optuna.db'}"
+    failed = optuna.load_study(study_name="f/n_f=5", storage=url).get_trials()
+    assert [t.state for t in failed] == [optuna.trial.TrialState.FAIL] * N
+    again = cli("resume", "--name", "f", "--storage", str(storage), "--retry-failed")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"done {N}/{N}" in again.stdout
+    trials = optuna.load_study(study_name="f/n_f=5", storage=url).get_trials()
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert len(trials) == 2 * N and len(retries) == N
+    for t in retries:
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert t.params == trials[t.user_attrs["retry_of"]].params  # the same point again
+    children = trial_runs(tracking_uri(storage), "f")
+    assert len(children) == N and set(children["status"]) == {"FINISHED"}
+    assert set(children["tags.fsvae.trial_key"]) == {f"n_f=5#{t.number}" for t in retries}
