@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from results import ResultsError, Study, build_table  # noqa: E402
 from results.runs import one_run_per_trial  # noqa: E402
 from study.plots import curves  # noqa: E402
-from study.records import CURVE_KEYS  # noqa: E402
+from study.schema import CURVE_KEYS  # noqa: E402
 
 
 def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:

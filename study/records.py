@@ -53,13 +53,9 @@ from mlflow.tracking import MlflowClient
 import search_spaces
 from fsvae import data as data_mod
 from study import faults
-from study.schema import ERROR, FAILURE, PARENT, REPLACES, ROLE, TRIAL_KEY, is_local_store
+from study.schema import (CURVE_KEYS, ERROR, FAILURE, PARENT, REPLACES, ROLE, TRIAL_KEY,
+                          is_local_store)
 
-CURVE_KEYS = {
-    "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
-    "vae": ("recon", "kl", "beta", "loss", "val_recon", "val_kl"),
-    "classifier": ("train_loss", "train_acc", "val_acc", "val_acc_h"),
-}
 
 
 def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> str:

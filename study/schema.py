@@ -25,6 +25,13 @@ REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run re
 BEST_MODEL = "fsvae.best_model"  # parent and best trial run: the logged model's URI
 BEST_MODEL_RUN = "fsvae.best_model.run"  # parent: the trial run the model was built from
 
+# A trial's curves: metric "<stage>_<key>", one step per epoch (the paper's Figures 3 and 4).
+CURVE_KEYS = {
+    "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
+    "vae": ("recon", "kl", "beta", "loss", "val_recon", "val_kl"),
+    "classifier": ("train_loss", "train_acc", "val_acc", "val_acc_h"),
+}
+
 
 def default_tracking_uri(storage: Path) -> str:
     return f"sqlite:///{(Path(storage) / 'mlflow.db').resolve()}"

@@ -19,3 +19,15 @@ def test_readme_lists_every_config_key_as_the_code_defines_it():
 def test_readme_names_the_test_and_demo_commands():
     text = README.read_text(encoding="utf-8")
     assert "make test" in text and "make demo" in text
+
+
+def test_the_cluster_example_keeps_every_service_off_the_open_network():
+    """Ray's dashboard runs code for whoever reaches it, and MLflow's server has no login:
+    the launcher example binds neither to every interface and keeps Ray's token on."""
+    text = (README.parent / "cluster" / "aws-gpu.yaml").read_text(encoding="utf-8")
+    commands = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    assert not any("0.0.0.0" in ln for ln in commands)
+    assert not any("RAY_AUTH_MODE=disabled" in ln for ln in commands)
+    assert "--dashboard-host=127.0.0.1" in text
+    assert all("RAY_AUTH_MODE=token ray start" in ln for ln in commands
+               if "ray start" in ln)
