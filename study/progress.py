@@ -154,10 +154,10 @@ class Progress(tune.Callback):
             best = f" | best {self.objective} {value:.4f} ({describe(point, self.keys)})"
         label = f"{self.label} " if self.label else ""
         done = self.prior["done"] + len(ended)
-        print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: "
-              f"{describe(handed(trial.config)['point'], self.keys)} | done {done}/{self.total}, "
-              f"running {running}, failed {self.prior['failed'] + len(failed)}{best}",
-              flush=True)
+        point = describe(handed(trial.config)["point"], self.keys)
+        print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: {point} "
+              f"| done {done}/{self.total}, running {running}, "
+              f"failed {self.prior['failed'] + len(failed)}{best}", flush=True)
 
     def _front(self, finished: list) -> str:
         """' | Pareto front: k of this session's n finished trials' (on the objectives)."""
