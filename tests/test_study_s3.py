@@ -1,8 +1,8 @@
 """`--storage s3://bucket/prefix?endpoint_override=...` against a real S3-compatible server
 on loopback (moto's server, run in the test's own process): the study's files and Ray
-Tune's experiments go to the bucket, the stage cache stays on a shared filesystem (--cache-dir), MLflow and Optuna on
-the driver's disk; a driver killed after its trials' runs finished is resumed from the
-bucket, and every trial is recorded exactly once."""
+Tune's experiments go to the bucket, the stage cache stays on a shared filesystem
+(--cache-dir), MLflow and Optuna on the driver's disk; a driver killed after its trials'
+runs finished is resumed from the bucket, and every trial is recorded exactly once."""
 from __future__ import annotations
 
 import json
