@@ -104,6 +104,23 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
     return run.info.run_id
 
 
+def close_orphan_parents(client: MlflowClient, exp_id: str) -> int:
+    """Parent runs left RUNNING with no trial, by a driver killed before it wrote study.json
+    (so the same `run` starts the study anew): KILLED, so that none stays RUNNING. Called
+    under the study's lock, when no other driver of this study can be running."""
+    closed = 0
+    for run in client.search_runs([exp_id], f"tags.`{ROLE}` = 'study' and "
+                                            f"attributes.status = 'RUNNING'"):
+        children = client.search_runs([exp_id], f"tags.`{PARENT}` = '{run.info.run_id}'",
+                                      max_results=1)
+        if not children:
+            client.set_tag(run.info.run_id, "fsvae.interrupted",
+                           "its driver stopped before the study started")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed += 1
+    return closed
+
+
 def git_state() -> dict[str, str]:
     """The project checkout's commit and whether its tree had changes, as MLflow's own tag
     (`mlflow.source.git.commit`, which its UI shows) and fsvae.git_dirty; {} outside git."""

@@ -203,6 +203,7 @@ def _setup_records(plan: dict, space: search_spaces.Space, out: dict) -> None:
         exp_id = records.ensure_experiment(client, plan["name"], local_storage)
         parent_id = plan.get("parent_run_id")
         if parent_id is None:
+            records.close_orphan_parents(client, exp_id)
             parent_id = records.start_parent(client, exp_id, plan, space)
             plan["parent_run_id"] = parent_id
         else:

@@ -152,3 +152,12 @@ def test_closing_stale_runs_leaves_none_running_and_marks_them_interrupted(store
     running = store["client"].search_runs([store["exp"]], "attributes.status = 'RUNNING'",
                                           run_view_type=ViewType.ALL)
     assert [r.info.run_id for r in running] == [store["parent"]]
+
+
+def test_a_parent_run_left_running_without_trials_is_closed(store):
+    client = store["client"]
+    orphan = client.create_run(store["exp"], tags={ROLE: "study"}).info.run_id
+    assert records.close_orphan_parents(client, store["exp"]) == 1
+    assert client.get_run(orphan).info.status == "KILLED"
+    # the module's parent has trials: it stays as it is
+    assert client.get_run(store["parent"]).info.status == "RUNNING"
