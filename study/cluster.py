@@ -44,7 +44,6 @@ def init_ray(address: str | None, error_log: Path) -> str:
     kwargs = dict(include_dashboard=False, log_to_driver=False,
                   logging_level=logging.WARNING)
     if address:
-        _token_auth_if_token()
         # Workers on other nodes get this code from the driver; their Python needs the
         # packages of pyproject.toml (see README "On a Ray cluster").
         kwargs["runtime_env"] = {"py_modules": [fsvae, study, search_spaces],
@@ -53,8 +52,8 @@ def init_ray(address: str | None, error_log: Path) -> str:
             ctx = ray.init(address=address, **kwargs)
         except Exception as e:
             raise StudyError(f"cannot join the Ray cluster at {address}: "
-                             f"{type(e).__name__}: {e} (is `ray start --head` running there? "
-                             f"RAY_AUTH_MODE and the token must match the head's)") from None
+                             f"{type(e).__name__}: {_first_line(e)}"
+                             + _auth_hint(str(e))) from None
         _errors_to_file(error_log)
         return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}"
     # Token authentication stays on (Ray's default for a new local cluster). Ray warns
@@ -76,22 +75,19 @@ def init_ray(address: str | None, error_log: Path) -> str:
             f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs: {logs}")
 
 
-def _token_auth_if_token() -> None:
-    """A driver joining by address sends Ray's token only in token mode, which Ray sets for
-    `ray.init()` of a new local cluster but not for a join: with RAY_AUTH_MODE unset and a
-    token at hand, join in token mode (which also works with a cluster that has none)."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-            or (Path.home() / ".ray" / "auth_token").is_file()):
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    try:  # Ray reads its settings once, at import: make it read them again
-        from ray._raylet import Config
+def _first_line(e: Exception) -> str:
+    return next((ln for ln in str(e).splitlines() if ln.strip()), "")[:300]
 
-        Config.initialize("")
-    except Exception:
-        pass
+
+def _auth_hint(message: str) -> str:
+    """Ray sends its token only in token mode, which it turns on by itself for a new local
+    cluster but not for a driver that joins by address (README "On a Ray cluster")."""
+    if "InvalidAuthToken" in message or "uthentication" in message:
+        mode = os.environ.get("RAY_AUTH_MODE", "unset")
+        return (f" (the cluster uses Ray's token authentication and this driver's "
+                f"RAY_AUTH_MODE is {mode}: set RAY_AUTH_MODE=token, with the cluster's token "
+                f"in ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+    return " (is `ray start --head` running there?)"
 
 
 def _errors_to_file(path: Path) -> None:

@@ -29,14 +29,29 @@ def head(tmp_path_factory):
 
 
 def test_study_runs_on_an_existing_cluster(head, tmp_path):
+    # `ray start --head` keeps Ray's token authentication on; a driver joining by address
+    # sends the token in token mode (README "On a Ray cluster").
     data = make_data(tmp_path / "data")
     storage = tmp_path / "studies"
     proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-               "--name", "c", "--address", head, *FAST)
+               "--name", "c", "--address", head, *FAST, environ=env(RAY_AUTH_MODE="token"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert "Ray: joined the cluster at" in proc.stdout
     children = trial_runs(tracking_uri(storage), "c")
     assert len(children) == 3 and set(children["status"]) == {"FINISHED"}
+
+
+def test_joining_a_token_cluster_without_token_mode_says_what_to_set(head, tmp_path):
+    data = make_data(tmp_path / "data")
+    e = env()
+    e.pop("RAY_AUTH_MODE", None)
+    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage",
+               str(tmp_path / "s"), "--address", head, *FAST, environ=e, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"cannot join the Ray cluster at {head}" in proc.stderr
+    assert "set RAY_AUTH_MODE=token" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_wrong_address_is_a_clear_error(tmp_path):

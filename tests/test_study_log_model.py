@@ -12,7 +12,7 @@ from helpers import FAST, cli, make_data, runs, tracking_uri
 
 
 def test_log_model_is_kept_in_study_json_for_resume(demo_root, tmp_path):
-    plan = plan_mod.make_plan("smoke", str(demo_root), storage_path=str(tmp_path),
+    plan = plan_mod.make_plan("smoke", str(demo_root), storage=str(tmp_path),
                               log_model=True)
     plan_mod.write(plan)
     assert plan_mod.read(plan["storage"], "smoke")["log_model"] is True
@@ -21,7 +21,7 @@ def test_log_model_is_kept_in_study_json_for_resume(demo_root, tmp_path):
 def test_log_model_without_the_stage_cache_is_refused_before_anything_starts(demo_root,
                                                                            tmp_path):
     with pytest.raises(StudyError, match="--log-model needs the stage cache"):
-        plan_mod.make_plan("smoke", str(demo_root), storage_path=str(tmp_path),
+        plan_mod.make_plan("smoke", str(demo_root), storage=str(tmp_path),
                            log_model=True, no_cache=True)
     assert not (tmp_path / "smoke").exists()
 

@@ -56,7 +56,8 @@ def test_a_node_that_cannot_see_the_storage_stops_the_study_before_any_trial(tmp
             stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: _alive_nodes(address) == 2, 180, "the second node", node, logs)
         proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-                   "--name", "x", "--address", address, *FAST, timeout=600)
+                   "--name", "x", "--address", address, *FAST, timeout=600,
+                   environ=env(RAY_AUTH_MODE="token"))
     finally:
         for p in (node, head):
             if p is not None:
