@@ -61,7 +61,9 @@ def init_ray(address: str | None, error_log: Path) -> str:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR)
     try:
-        ctx = ray.init(**kwargs)
+        # "local": a new Ray of the study's own, never one that `ray start` left running on
+        # this machine (which plain ray.init() would join, even when it has died).
+        ctx = ray.init(address="local", **kwargs)
     except Exception as e:
         raise StudyError(f"cannot start a local Ray: {type(e).__name__}: {e}"
                          + _ray_tmp_hint(str(e))) from None

@@ -85,19 +85,21 @@ def _short_reason(text: str) -> str:
 class Progress(tune.Callback):
     """The console. `prior` counts what earlier sessions finished: {"done", "failed",
     "best": (value, point) or None}. `on_retry(trial, kind, text)` and
-    `on_failed(trial, kind, text)` let the study act on an infrastructure failure. With
+    `on_failed(trial, kind, text)` let the study act on an infrastructure failure, and
+    `on_stopped(trial)` on a trial the scheduler stopped. With
     several objectives there is no single best: the line shows the size of this session's
     Pareto front instead."""
 
     def __init__(self, total: int, objectives: list[str], modes: list[str], label: str = "",
                  keys: list[str] | None = None, prior: dict | None = None,
                  retries: int = 0, on_retry: Callable | None = None,
-                 on_failed: Callable | None = None):
+                 on_failed: Callable | None = None, on_stopped: Callable | None = None):
         self.total, self.objectives, self.modes, self.label = total, objectives, modes, label
         self.objective, self.mode = objectives[0], modes[0]
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
         self.prior = prior or {"done": 0, "failed": 0, "best": None}
         self.retries, self.on_retry, self.on_failed = retries, on_retry, on_failed
+        self.on_stopped = on_stopped
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._line("started", trial, trials, "RUNNING")
@@ -115,6 +117,8 @@ class Progress(tune.Callback):
                        trials, "TERMINATED")
         else:
             self._line("stopped early", trial, trials, "TERMINATED")
+            if self.on_stopped is not None:
+                self.on_stopped(trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         kind, text, _ = failure(trial)

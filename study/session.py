@@ -16,7 +16,7 @@ import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study import cluster, ledger, plan as plan_mod, prebuild, records, storage, tuner
-from study.schema import TRIAL_KEY, default_tracking_uri
+from study.schema import STOPPED, TRIAL_KEY, default_tracking_uri
 
 INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
 
@@ -105,7 +105,8 @@ class Session:
                 and "gpu" not in resources)
         progress = Progress(total, space.objectives, space.modes, label, tuner.shown_keys(space),
                             prior=prior, retries=plan["infra_retries"] + plan["max_failures"],
-                            on_retry=self._on_retry, on_failed=self._on_failed(ctx))
+                            on_retry=self._on_retry, on_failed=self._on_failed(ctx),
+                            on_stopped=self._record_stopped)
         wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
         experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan['sessions']}"
         run = tuner.build(plan, space, wrapped, experiment, concurrency, progress,
@@ -177,6 +178,19 @@ class Session:
                 self.storage_error = text
             self._record_infra_failure(ctx, trial, f"{kind}: {text}")
         return record
+
+    def _record_stopped(self, trial) -> None:
+        """A trial the scheduler (ASHA) stopped: its run ends KILLED with fsvae.stopped even
+        when its process is ended before it can say so itself, so that it counts as done
+        (stopped), not as interrupted."""
+        from study.trainable import handed
+
+        runs = self.client.search_runs(
+            [self.exp_id], filter_string=f"tags.`{TRIAL_KEY}` = '{handed(trial.config)['key']}'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if runs and runs[0].info.status == "RUNNING":
+            self.client.set_tag(runs[0].info.run_id, STOPPED, "early-stopped by the scheduler")
+            self.client.set_terminated(runs[0].info.run_id, "KILLED")
 
     def _record_infra_failure(self, ctx: dict, trial, reason: str) -> None:
         """A trial whose retries ran out: its run (or, if it never got one, a new run with its

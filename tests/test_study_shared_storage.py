@@ -62,6 +62,7 @@ def test_a_node_that_cannot_see_the_storage_stops_the_study_before_any_trial(tmp
         for p in (node, head):
             if p is not None:
                 stop_process_group(p)
+        _forget_cluster(address)
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     err = proc.stderr
     assert "fsvae-study run: error: node 127.0.0.1" in err or "node " in err
@@ -70,6 +71,17 @@ def test_a_node_that_cannot_see_the_storage_stops_the_study_before_any_trial(tmp
     assert "Traceback" not in err
     trials = runs(tracking_uri(storage), "x")
     assert trials.empty or (trials["tags.fsvae.role"] != "trial").all()  # no trial ran
+
+
+def _forget_cluster(address: str) -> None:
+    """`ray start` records its cluster in /tmp/ray/ray_current_cluster for later drivers; a
+    head ended by a signal leaves it behind, pointing at nothing."""
+    current = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if current.read_text().strip().endswith(address.rsplit(":", 1)[1]):
+            current.unlink()
+    except OSError:
+        pass
 
 
 def _answers(port: int) -> bool:
