@@ -53,7 +53,7 @@ def init_ray(address: str | None, error_log: Path) -> str:
         except Exception as e:
             raise StudyError(f"cannot join the Ray cluster at {address}: "
                              f"{type(e).__name__}: {_first_line(e)}"
-                             + _auth_hint(str(e))) from None
+                             + _auth_hint(_chain(e))) from None
         _errors_to_file(error_log)
         return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}"
     # Token authentication stays on (Ray's default for a new local cluster). Ray warns
@@ -75,6 +75,16 @@ def init_ray(address: str | None, error_log: Path) -> str:
     logs = Path(ctx.address_info.get("session_dir", "")) / "logs"
     return (f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
             f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs: {logs}")
+
+
+def _chain(e: BaseException) -> str:
+    """The messages of an exception and of those it was raised from."""
+    texts, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        texts.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    return "\n".join(texts)
 
 
 def _first_line(e: Exception) -> str:
