@@ -4,7 +4,8 @@ what `results/` reads back (the tag names are in study/schema.py).
 One experiment per study name. One parent run per study:
   tags   fsvae.role=study, fsvae.space_kind (grid|optuna), fsvae.objective, fsvae.mode,
          fsvae.strata, fsvae.data_fingerprint, fsvae.code_version (git describe),
-         fsvae.command, fsvae.optuna_storage (searches)
+         fsvae.command, fsvae.optuna_storage (searches), fsvae.confirms (a confirmation:
+         the search it reruns; the search's parent gets fsvae.confirmed_by)
   params the space's name/kind/preset/objective/num_samples, and its fixed keys
   artifacts space.yaml (the file as given), space.json (as resolved), command.txt
   and, per search stratum whose shared backbone was built before its trials
@@ -86,6 +87,7 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
             "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"])}
     if plan.get("optuna_storage"):
         tags["fsvae.optuna_storage"] = plan["optuna_storage"]
+    tags.update(plan.get("tags") or {})  # the caller's own, e.g. a confirmation's search
     run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
     params = {"space": space.name, "space_kind": space.kind, "preset": plan["preset"],
               "objective": space.objective, "mode": space.mode,
