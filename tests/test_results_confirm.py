@@ -1,5 +1,6 @@
 """A confirmation's table on a hand-built store: a search, and a grid that reran its top two
-configurations of each stratum with seeds 1-3, its parent run tagged with the search.
+configurations of each stratum with seeds 1-3, its parent run tagged with the search. Also
+the `confirm` command's refusals, which come before any study starts.
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from mlflow.tracking import MlflowClient
 
 import results
 from fsvae_study.cli import main as cli_main
+from fsvae_study.confirm import default_seeds, parse_seeds
 from results.ranking import ranked, top
 from results_store import T0, grid_params, hand_stats, md_cells, tidy
+from study.errors import StudyError
 
 # The search: (trial key, n_f, latent_dim, beta_max, val_acc_h, status), in start order.
 # n_f=5: #4 tried #1's configuration again (rank 2), so the top two configurations are #1
@@ -213,3 +216,49 @@ def test_cli_table_prints_the_confirmation(store, capsys):
     assert out.startswith("**s-confirm (confirmation of the search s)")
     assert "is still the best by mean val_acc_h" in out
 
+
+# -- the command's input -------------------------------------------------------------------
+
+
+def test_seeds_are_read_as_ranges_and_lists():
+    assert parse_seeds("1-3") == [1, 2, 3]
+    assert parse_seeds("7, 1-2,2") == [1, 2, 7]
+
+
+@pytest.mark.parametrize("spec", ["3-1", "a", "", "1-", "-2"])
+def test_a_bad_seeds_spec_is_an_error_naming_it(spec):
+    with pytest.raises(StudyError, match=f"--seeds '{spec}'.*expected comma-separated"):
+        parse_seeds(spec)
+
+
+def test_default_seeds_are_the_five_after_the_largest_the_search_used():
+    assert default_seeds({0}) == [1, 2, 3, 4, 5]
+    assert default_seeds({0, 7, 3}) == [8, 9, 10, 11, 12]
+
+
+def test_cli_bad_seeds_exits_2_naming_the_spec(store, capsys):
+    rc = cli_main(["confirm", "--experiment", "s", "--tracking-uri", store["uri"],
+                   "--seeds", "5-2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "--seeds '5-2': the range 5-2 runs backwards" in err[0]
+
+
+def test_cli_refuses_seeds_the_search_used(store, capsys):
+    rc = cli_main(["confirm", "--experiment", "s", "--tracking-uri", store["uri"],
+                   "--seeds", "0-2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the search used seed(s) 0" in err and "default: 1-5" in err
+
+
+def test_cli_refuses_a_grid_experiment(store, capsys):
+    rc = cli_main(["confirm", "--experiment", "g", "--tracking-uri", store["uri"]])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "experiment 'g' is a grid study; confirm reruns the best configurations of an " \
+           "Optuna search" in err
+
+
+def test_cli_refuses_a_confirmation(store, capsys):
+    rc = cli_main(["confirm", "--experiment", "s-confirm", "--tracking-uri", store["uri"]])
+    assert rc == 2 and "is itself a confirmation (of 's')" in capsys.readouterr().err
