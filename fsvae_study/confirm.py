@@ -73,13 +73,7 @@ def _confirm(args: argparse.Namespace) -> int:
     uri = store_uri(args.tracking_uri, args.storage)
     search = load_study(args.experiment, uri)
     _check_search(search)
-    used = {int(c["seed"]) for c in search.trials["config"] if "seed" in c}
-    seeds = asked if asked is not None else default_seeds(used)
-    again = sorted(used & set(seeds))
-    if again:
-        raise StudyError(f"--seeds {args.seeds}: the search used seed(s) "
-                         f"{', '.join(map(str, again))}; a confirmation needs splits the "
-                         f"search did not see (default: {_spec(default_seeds(used))})")
+    seeds = _new_seeds(search, asked, args.seeds)
     plan = plan_mod.read(location, search.name)
     if plan is None:
         raise StudyError(f"no study.json of the search {search.name!r} under {location}: "
@@ -93,6 +87,20 @@ def _confirm(args: argparse.Namespace) -> int:
                         tracking_uri=uri, tags={CONFIRMS: search.name}, **_settings(args, plan))
     _link(uri, plan["parent_run_id"], name)
     return summary["exit_code"]
+
+
+def _new_seeds(search, asked: list[int] | None, spec: str | None) -> list[int]:
+    """The seeds asked (`spec` as given), or the default; StudyError if the search used one."""
+    from study.errors import StudyError
+
+    used = {int(c["seed"]) for c in search.trials["config"] if "seed" in c}
+    seeds = asked if asked is not None else default_seeds(used)
+    again = sorted(used & set(seeds))
+    if again:
+        raise StudyError(f"--seeds {spec}: the search used seed(s) "
+                         f"{', '.join(map(str, again))}; a confirmation needs splits the "
+                         f"search did not see (default: {_spec(default_seeds(used))})")
+    return seeds
 
 
 def _check_search(search) -> None:
