@@ -120,8 +120,8 @@ def _origin(conf: tuple, ranking: pd.DataFrame, search: Study) -> tuple[pd.Serie
     return trial, {
         "section": "confirm", "stratum": stratum, "row": row, "rank": rank,
         "of": int((ranking["stratum"] == stratum).sum()),
-        "trial_key": None if trial is None else trial["trial_key"],
-        "search_run_id": None if trial is None else trial["run_id"],
+        "trial_key": "" if trial is None else trial["trial_key"],
+        "search_run_id": "" if trial is None else trial["run_id"],
         "params": "; ".join(f"{k}={short(v)}" for k, v in conf if k not in search.strata)}
 
 

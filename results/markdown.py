@@ -141,7 +141,7 @@ def _confirm_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
         cells = [interval(g.loc[(s, m)]) for s in ("val", "test") for m in table.metrics]
         if first["best"]:
             cells[0] = f"**{cells[0]}**"  # the objective comes first
-        rows.append([first["stratum"], rank_text(first), first["trial_key"] or "",
+        rows.append([first["stratum"], rank_text(first), first["trial_key"],
                      num(first["search_value"]), first["seeds"].replace(";", ", "), *cells,
                      first["params"]])
     return header, rows

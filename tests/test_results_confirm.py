@@ -39,6 +39,9 @@ CONFIRMED = {
     (10, 64, 0.001): [0.40, 0.41, 0.42],
 }
 SEEDS = [1, 2, 3]
+# Another confirmation of the same search, at n_f=5 and seed 1 only: (latent_dim, beta_max)
+# of #2 (rank 3), and of a configuration the search never tried. The search's best is absent.
+PARTIAL = [(8, 0.001), (128, 0.5)]
 
 
 def _metrics(val_acc_h: float | None) -> dict:
@@ -94,6 +97,10 @@ def store(tmp_path_factory) -> dict:
             i += 1
     _run(client, exp, parent, i, _params(5, 8, 0.001, 4), {}, "FAILED",
          {"fsvae.trial_key": f"grid:{i}"})
+    exp, parent = _parent(client, root, "s-partial", "grid", "", {"fsvae.confirms": "s"})
+    for i, (latent, beta) in enumerate(PARTIAL):
+        _run(client, exp, parent, i, _params(5, latent, beta, 1), _metrics(0.5), "FINISHED",
+             {"fsvae.trial_key": f"grid:{i}"})
     exp, parent = _parent(client, root, "g", "grid", "")
     _run(client, exp, parent, 0, _params(5, 8, 0.001, 0), _metrics(0.5), "FINISHED", {})
     return {"uri": uri, "search": search, "runs": runs}
@@ -181,6 +188,21 @@ def test_the_sentence_says_when_the_search_best_is_still_best(store):
     assert ten == ("n_f=10: the search's best (trial n_f=10#1) is still the best by mean "
                    "val_acc_h: 64.00 (3 seeds) against 41.00 (3 seeds) for rank 2 (trial "
                    "n_f=10#0).")
+
+
+def test_the_sentence_says_when_the_search_best_was_not_confirmed(store):
+    [five] = results.load_table("s-partial", tracking_uri=store["uri"]).summaries
+    assert five == ("n_f=5: the search's best (trial n_f=5#1) has no finished confirmation "
+                    "run, so whether it is still best is unknown.")
+
+
+def test_a_configuration_the_search_never_tried_has_no_rank_and_a_note(store):
+    t = results.load_table("s-partial", tracking_uri=store["uri"])
+    assert t.rows == ["n_f=5 rank 3", "n_f=5 not in the search"]
+    unranked = [md_cells(ln) for ln in t.to_markdown().splitlines() if "latent_dim=128" in ln]
+    assert unranked[0][:4] == ["n_f=5", "–", "–", "–"]
+    assert "Not among the search's finished trials (no rank): n_f=5 not in the search." \
+        in t.notes
 
 
 def test_failed_runs_of_the_confirmation_are_counted_in_a_note(store):
