@@ -20,19 +20,7 @@ def register(sub) -> None:
     r.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                    help="grid spaces: replace (or add) one grid dimension, e.g. "
                    "--grid seed=0,1,2 (repeatable)")
-    r.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
-                   "else start a local Ray)")
-    r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
-    r.add_argument("--gpus-per-trial", type=float,
-                   help="GPU fraction per trial (default: 0.25 where the cluster has GPUs)")
-    r.add_argument("--max-concurrent", type=int,
-                   help="trials at once (default: as many as the resources allow)")
-    r.add_argument("--max-failures", type=int, default=0,
-                   help="retries of any failing trial, its own errors included, before it "
-                   "counts as failed (default 0)")
-    r.add_argument("--infra-retries", type=int, default=2,
-                   help="retries of a trial whose worker process or node died, or that "
-                   "could not reach MLflow (default 2)")
+    trial_resources(r)
     r.add_argument("--asha", action="store_true",
                    help="early-stop weak trials with ASHA (stage-3 epochs as time)")
     r.add_argument("--optuna-storage", metavar="URL",
@@ -58,8 +46,32 @@ def register(sub) -> None:
     rs.set_defaults(func=_resume)
 
 
-def study_location(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", help="study name (default: the space's name)")
+def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> None:
+    """--address, the resources of a trial and its retries. With `inherit` (say "the
+    search"), every default but --address is that study's setting: the flags are left
+    None where not given."""
+    def default(own: str) -> str:
+        return f"as {inherit} ran" if inherit else own
+
+    p.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
+                   "else start a local Ray)")
+    p.add_argument("--cpus-per-trial", type=float,
+                   help=f"CPUs per trial (default: {default('1')})")
+    p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: "
+                   f"{default('0.25 where the cluster has GPUs')})")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: "
+                   f"{default('as many as the resources allow')})")
+    p.add_argument("--max-failures", type=int, default=None if inherit else 0,
+                   help="retries of any failing trial, its own errors included, before it "
+                   f"counts as failed (default: {default('0')})")
+    p.add_argument("--infra-retries", type=int, default=None if inherit else 2,
+                   help="retries of a trial whose worker process or node died, or that "
+                   f"could not reach MLflow (default: {default('2')})")
+
+
+def study_location(p: argparse.ArgumentParser,
+                   name: str = "study name (default: the space's name)") -> None:
+    p.add_argument("--name", help=name)
     p.add_argument("--storage", help="Ray results, cache and default MLflow store: a local "
                    "folder (default ./fsvae-studies) or a shared path on a cluster")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite file "

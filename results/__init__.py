@@ -37,6 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from results.compare import parse_compare
+from results.confirm import confirm_table
 from results.errors import ResultsError
 from results.grid import grid_table
 from results.search import optuna_table
@@ -54,7 +55,8 @@ def load_table(experiment: str, tracking_uri: str | None = None,
 
     tracking_uri: an MLflow tracking URI; else the sqlite store under `storage` (default
     ./fsvae-studies). metric_set: "test" or "val". with_paper: add the paper's Table 2
-    numbers and our difference (test metrics only). compare: "A:B", per-seed paired
+    numbers and our difference (test metrics only; not for a confirmation, whose table
+    shows val and test). compare: "A:B", per-seed paired
     differences of method A minus method B (grid studies). acc_h: "classes" (the mean of
     per-class accuracies within each group, CADA-VAE's) or "samples" (acc_h_samples, over
     the images of each group). ResultsError (a ValueError) names a bad option, a missing
@@ -72,8 +74,16 @@ def load_table(experiment: str, tracking_uri: str | None = None,
 
 def build_table(study: Study, metric_set: str = "test", with_paper: bool = False,
                 compare: str | None = None, acc_h: str = "classes") -> Table:
-    """The table for the study's kind (grid: Table 2 layout; optuna: best per stratum)."""
+    """The table for the study's kind (grid: Table 2 layout; optuna: best per stratum;
+    a confirmation: its configurations over the new seeds, val and test)."""
     metrics = table_metrics(acc_h)
+    if study.confirms:
+        if compare or with_paper:
+            raise ResultsError(f"experiment {study.name!r} confirms the search "
+                               f"{study.confirms!r}: its table shows each configuration over "
+                               f"the new seeds; --compare and --with-paper apply to grid "
+                               f"studies")
+        return confirm_table(study, metrics)
     if study.kind == "optuna":
         if compare:
             raise ResultsError("--compare pairs seeds of grid studies; this experiment is an "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from results.text import num, objective_text
+from results.text import interval, num, objective_text, rank_text
 
 if TYPE_CHECKING:
     from results.table import Table
@@ -39,7 +39,8 @@ def latex_escape(text: str) -> str:
 def to_latex(table: Table) -> str:
     """The table float: notes as comments above it, a short caption, the table (and the
     comparisons as a second tabular), the plain-language comparison lines as comments."""
-    rows = _optuna_rows(table) if table.study.kind == "optuna" else _grid_rows(table)
+    rows = {"optuna": _optuna_rows, "confirm": _confirm_rows, "grid": _grid_rows}[
+        table.kind](table)
     tabulars = [_tabular(*rows)]
     if table.comparisons is not None:
         tabulars.append(_tabular(*_compare_rows(table)))
@@ -76,7 +77,11 @@ def _line(cells: list[str]) -> str:
 def _caption(table: Table) -> str:
     """Title and what a cell is; the paper's rows and split sizes where shown."""
     parts = [table.title]
-    if table.study.kind == "optuna":
+    if table.kind == "confirm":
+        parts.append(f"Mean [95% CI] over the new seeds; rank: place among the stratum's "
+                     f"finished trials of the search; best mean {table.study.objective} "
+                     f"per stratum in bold")
+    elif table.study.kind == "optuna":
         parts.append(f"Per stratum, the trial best by {table.study.objective} "
                      f"({table.study.mode}); trials: finished/failed/stopped of all")
     else:
@@ -195,3 +200,24 @@ def _difference(s: pd.Series) -> str:
     else:
         text = f"{s['mean']:+.1f} [{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]"
     return text.replace("-", "$-$")
+
+
+def _confirm_rows(table: Table) -> tuple[list[str], list[str]]:
+    """A row per configuration (stratum, rank, its value in the search, then mean [95% CI]
+    per metric on val and test); under it the searched params and the seeds."""
+    objective = table.study.objective
+    head = ["Stratum", "Rank", latex_escape(f"search {objective}")] + [
+        latex_escape(f"{s} {m}") for s in ("val", "test") for m in table.metrics]
+    body = []
+    for _, g in table.cells.groupby("row", sort=False):
+        first, g = g.iloc[0], g.set_index(["metric_set", "metric"])
+        cells = [interval(g.loc[(s, m)], 1) for s in ("val", "test") for m in table.metrics]
+        if first["best"]:
+            cells[0] = rf"\textbf{{{cells[0]}}}"  # the objective comes first
+        body.append(_line([latex_escape(first["stratum"]), rank_text(first),
+                           num(first["search_value"], digits=1), *cells]))
+        below = "; ".join(p for p in (first["params"], "seeds " + first["seeds"].replace(
+            ";", ", ")) if p)
+        body.append(rf"\multicolumn{{{len(head)}}}{{l}}{{\quad\footnotesize "
+                    rf"{latex_escape(below)}}} \\")
+    return head, body

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from results.text import num, objective_text
+from results.text import interval, num, objective_text, rank_text
 
 if TYPE_CHECKING:
     from results.table import Table
@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 def to_markdown(table: Table) -> str:
     """A pipe table that renders in a README, notes as a list, comparisons as a second table
-    followed by the plain-language lines."""
-    if table.study.kind == "optuna":
+    followed by the plain-language lines; a confirmation's lines come under its table."""
+    if table.kind == "confirm":
+        header, rows = _confirm_matrix(table)
+    elif table.kind == "optuna":
         header, rows = _optuna_matrix(table)
     else:
         header = ["method"] + [f"n_f={n} {m}" + ("" if w == "ours" else f" {w}")
@@ -24,6 +26,8 @@ def to_markdown(table: Table) -> str:
     lines = [f"**{_md(table.title)}**", "", _md_row(header),
              _md_row(["---"] + ["---:"] * (len(header) - 1))]
     lines += [_md_row([c if c else "–" for c in r]) for r in rows]
+    if table.kind == "confirm":
+        lines += [line for s in table.summaries for line in ("", s)]
     lines += [""] + [f"- {_md(n)}" for n in table.notes]
     if table.comparisons is not None:
         header, rows = _compare_matrix(table)
@@ -122,4 +126,22 @@ def _compare_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
                     "undefined (n<2)"]
         row += [str(int(g.iloc[0]["n"])), g.iloc[0]["seeds"].replace(";", ", ")]
         rows.append(row)
+    return header, rows
+
+
+def _confirm_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
+    """A row per configuration: its rank and value in the search, then mean [95% CI] of
+    each metric on val and test; the best mean validation objective per stratum in bold."""
+    objective = table.study.objective
+    header = ["stratum", "rank in search", "search trial", f"search {objective}", "seeds"]
+    header += [f"{s} {m}" for s in ("val", "test") for m in table.metrics] + ["params"]
+    rows = []
+    for _, g in table.cells.groupby("row", sort=False):
+        first, g = g.iloc[0], g.set_index(["metric_set", "metric"])
+        cells = [interval(g.loc[(s, m)]) for s in ("val", "test") for m in table.metrics]
+        if first["best"]:
+            cells[0] = f"**{cells[0]}**"  # the objective comes first
+        rows.append([first["stratum"], rank_text(first), first["trial_key"],
+                     num(first["search_value"]), first["seeds"].replace(";", ", "), *cells,
+                     first["params"]])
     return header, rows

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
-from study.schema import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
+from study.schema import CONFIRMS, PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
 
 DEFAULT_OBJECTIVE, DEFAULT_MODE = "val_acc_h", "max"
 DEFAULT_STORAGE = "fsvae-studies"
@@ -49,6 +49,7 @@ class Study:
     trials: pd.DataFrame
     searched: list[str] | None = None  # optuna: the space's searched keys, if space.json exists
     n_other: int = 0  # runs that are neither study nor trial (not written by fsvae-study run)
+    confirms: str | None = None  # a confirmation: the search whose winners it reran
 
 
 def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None) -> str:
@@ -108,7 +109,7 @@ def load_study(experiment: str, tracking_uri: str) -> Study:
         mode=_tag(last, "fsvae.mode") or DEFAULT_MODE,
         strata=[s for s in (_tag(last, "fsvae.strata") or "").split(",") if s],
         trials=_trial_frame(runs[role == "trial"]),
-        n_other=int((~role.isin(["study", "trial"])).sum()))
+        n_other=int((~role.isin(["study", "trial"])).sum()), confirms=_tag(last, CONFIRMS))
     if study.kind == "optuna" and last is not None:
         space = read_json_artifact(tracking_uri, last["artifact_uri"], "space.json")
         if space and isinstance(space.get("params"), dict):

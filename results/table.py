@@ -19,6 +19,9 @@ What a number in a table is (the tables' notes say the same):
 - acc_h is the mean of per-class accuracies within each group unless `acc_h="samples"`
   asks for the sample-weighted acc_h_samples (ACC_H below).
 - `compare="A:B"`: per-seed paired differences A - B (see results.compare).
+- A confirmation (a grid study whose parent run names a search, tag fsvae.confirms): one row
+  per rerun configuration, mean and 95% interval over its new seeds on val and test, beside
+  its rank in the search (see results.confirm).
 """
 from __future__ import annotations
 
@@ -68,7 +71,16 @@ class Table:
     split_sizes: SplitSizes | None = None  # with the paper: our split sizes and its Table 1
 
     @property
+    def kind(self) -> str:
+        """grid, optuna, or confirm: a grid study that reran a search's best configurations
+        with new seeds (its parent run names the search, results.confirm)."""
+        return "confirm" if self.study.confirms else self.study.kind
+
+    @property
     def title(self) -> str:
+        if self.kind == "confirm":
+            return (f"{self.study.name} (confirmation of the search {self.study.confirms}): "
+                    f"validation and test metrics, percent")
         kind = "Optuna search" if self.study.kind == "optuna" else "grid study"
         return f"{self.study.name} ({kind}): {self.metric_set} metrics, percent"
 

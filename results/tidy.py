@@ -16,7 +16,11 @@ def to_csv(table: Table) -> str:
     if table.comparisons is not None:
         frames.append(table.comparisons)
     out = pd.concat(frames, ignore_index=True)
-    if table.study.kind == "optuna":
+    if table.kind == "confirm":
+        first = ["section", "stratum", "row", "rank", "of", "trial_key", "search_run_id",
+                 "params", "metric_set", "metric", "mean", "std", "n", "ci95_low",
+                 "ci95_high", "search_value", "best", "seeds", "run_ids"]
+    elif table.study.kind == "optuna":
         first = ["section", "stratum", "row", "method", "sampling_factor", "params", "n_f",
                  "metric", "value", "objective", "objective_value", "n_trials", "n_finished",
                  "n_failed", "n_killed", "run_name", "run_ids"]

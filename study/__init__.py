@@ -20,10 +20,10 @@ def run_study(space, data: str, *, resume: bool = False, **options: Any) -> dict
     run`'s flags (name, storage, tracking_uri, optuna_storage, num_samples, preset,
     overrides=["key=value", ...], grid=["key=a,b", ...], address, cpus_per_trial,
     gpus_per_trial, max_concurrent, max_failures, infra_retries, asha, cache_dir, no_cache,
-    log_model). Returns {"name", "experiment_id", "parent_run_id", "tracking_uri",
-    "complete", "finished", "failed", "exit_code"} (exit_code as the command's: 0 complete,
-    130 interrupted). Raises StudyError (and the config, space and data errors) on bad
-    input, before anything starts."""
+    log_model), and tags={...} for the parent run. Returns {"name", "experiment_id",
+    "parent_run_id", "tracking_uri", "complete", "finished", "failed", "exit_code"}
+    (exit_code as the command's: 0 complete, 130 interrupted). Raises StudyError (and the
+    config, space and data errors) on bad input, before anything starts."""
     from study import plan, run
 
     return run.start(plan.make_plan(space, data, **options), resume=resume)

@@ -36,10 +36,11 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
               gpus_per_trial: float | None = None, max_concurrent: int | None = None,
               max_failures: int = 0, infra_retries: int = 2, asha: bool = False,
               cache_dir: str | None = None, no_cache: bool = False,
-              log_model: bool = False) -> dict[str, Any]:
+              log_model: bool = False, tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
     the bad input. `space` is a YAML file, a shipped space's name or a parsed Space; the
-    options are `fsvae-study run`'s flags (README "Studies")."""
+    options are `fsvae-study run`'s flags (README "Studies"); `tags` go on the study's parent
+    run (a confirmation's link to its search)."""
     sp = copy.deepcopy(space) if isinstance(space, search_spaces.Space) else \
         search_spaces.load(space)
     sp = apply_overrides(sp, config_mod.parse_overrides(overrides or []))
@@ -85,6 +86,7 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
         "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
         "max_concurrent": max_concurrent, "max_failures": max_failures,
         "infra_retries": infra_retries, "asha": bool(asha), "log_model": bool(log_model),
+        "tags": dict(tags or {}),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "sessions": 0,
     }

@@ -18,6 +18,8 @@ One experiment per study name. One parent run per study:
   prebuild_gpus (step = stratum index)
   and, once the best model is logged (study/model_log.py), the MLflow model best_model and
   tags fsvae.best_model (its URI, also on the best trial's run) and fsvae.best_model.run
+  and the plan's own tags (study.plan.make_plan's `tags`): a confirmation's parent has
+  fsvae.confirms=<the search>, whose parent `fsvae-study confirm` tags fsvae.confirmed_by
 One child run per trial (its key, fsvae.trial_key, is its identity):
   tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_key, fsvae.trial_id (the Ray
          Tune trial that wrote it), fsvae.stratum, fsvae.attempt, cache.<stage>=hit|miss
@@ -86,6 +88,7 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
             "fsvae.code_version": git_version(), "fsvae.storage": plan["storage"],
             "fsvae.data": plan["data"],
             "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"])}
+    tags.update(plan.get("tags") or {})  # the caller's own, e.g. a confirmation's search
     if plan.get("optuna_storage"):
         tags["fsvae.optuna_storage"] = plan["optuna_storage"]
     tags.update(git_state())

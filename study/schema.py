@@ -24,6 +24,8 @@ INTERRUPTED = "fsvae.interrupted"  # a run its study stopped before it finished;
 REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run replaced
 BEST_MODEL = "fsvae.best_model"  # parent and best trial run: the logged model's URI
 BEST_MODEL_RUN = "fsvae.best_model.run"  # parent: the trial run the model was built from
+CONFIRMS = "fsvae.confirms"  # a confirmation's parent: the search whose winners it reruns
+CONFIRMED_BY = "fsvae.confirmed_by"  # a search's parent: its confirmations, comma-separated
 
 # A trial's curves: metric "<stage>_<key>", one step per epoch (the paper's Figures 3 and 4).
 CURVE_KEYS = {
