@@ -18,12 +18,12 @@ import pandas as pd  # noqa: E402
 from optuna.exceptions import ExperimentalWarning  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
-from results.importance import Importance, evaluator, target  # noqa: E402
+from results.importance import ALL, Importance, evaluator, target  # noqa: E402
 
 DPI = 100
 
 
-def save(draw: Callable, path: Path, title: str) -> Path:
+def save(draw: Callable, path: Path, title: str, width: float | None = None) -> Path:
     """Draws one Optuna plot, titles it with what it shows and writes it. Optuna sets the
     ggplot style globally and marks its matplotlib backend experimental: both stay inside
     this call, and matplotlib's warnings about a parameter with one value are left out."""
@@ -33,6 +33,8 @@ def save(draw: Callable, path: Path, title: str) -> Path:
         drawn = draw()
         ax = drawn.flat[0] if isinstance(drawn, np.ndarray) else drawn
         fig = ax.figure
+        if width is not None:
+            fig.set_size_inches(width, fig.get_size_inches()[1])
         if isinstance(drawn, np.ndarray):
             fig.suptitle(title, fontsize=10)
         else:
@@ -64,10 +66,11 @@ def slices(study: optuna.Study, index: int, name: str, path: Path, title: str) -
 
 def parallel(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
              title: str) -> Path:
-    """The parameters every trial has (a conditional one would draw 'None' as a value)."""
+    """The parameters every trial has (a conditional one would draw 'None' as a value),
+    an inch and a half apart so that their tick labels do not overlap."""
     return save(lambda: ovm.plot_parallel_coordinate(
         study, params=params, target=_target(study, index), target_name=name), path,
-        f"Parallel coordinates: {title}")
+        f"Parallel coordinates: {title}", width=max(6.4, 1.5 * (len(params) + 2)))
 
 
 def contour(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
@@ -83,7 +86,8 @@ def importances(scope_study: optuna.Study, imp: Importance, index: int, path: Pa
     return save(lambda: ovm.plot_param_importances(
         scope_study, evaluator=evaluator(), target=_target(scope_study, index),
         target_name=imp.objective), path,
-        f"fANOVA importance ({imp.scope}, {imp.n_trials} trials): {title}")
+        f"fANOVA importance, {'' if imp.scope == ALL else imp.scope + ', '}"
+        f"{imp.n_trials} trials: {title}")
 
 
 def pareto(study: optuna.Study, names: list[str], path: Path, title: str) -> Path:
