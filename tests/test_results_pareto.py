@@ -1,11 +1,13 @@
-"""A two-objective search's Pareto front, checked by hand: `results.pareto` and the rows
-`fsvae-study table` shows for it."""
+"""A two-objective search's Pareto front, checked by hand: `results.pareto`, the rows
+`fsvae-study table` shows for it, and what `figures` draws of it."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from analysis_store import FRONT, PARETO, shared_stores
+from results import ResultsError, load_study
+from results.figures import metric_figures, pick_run
 from results.pareto import on_front
 from results_store import md_cells, table, tidy
 
@@ -39,3 +41,12 @@ def test_table_notes_say_what_the_pareto_front_is(stores):
     md = [md_cells(ln) for ln in t.to_markdown().splitlines() if ln.startswith("| ")]
     assert md[0][2:6] == ["Pareto-front trial", "on the front", "val_acc_h", "val_acc"]
     assert [r[3] for r in md[2:]] == ["1 of 4", "2 of 4", "3 of 4", "4 of 4"]
+
+
+def test_figures_draw_the_front_and_ask_which_trials_curves_to_draw(stores, tmp_path):
+    study = load_study("pareto", stores["uri"])
+    paths = metric_figures(study, "test", tmp_path)
+    assert [p.name for p in paths] == ["test_acc_h_vs_n_f.png", "test_acc_vs_n_f.png"]
+    with pytest.raises(ResultsError, match="no trial is best, so pass --run"):
+        pick_run(study, None)
+    assert pick_run(study, stores["pareto"][FRONT[0]])["run_id"] == stores["pareto"][FRONT[0]]
