@@ -60,8 +60,8 @@ def _stratum(s: StratumAnalysis, top: int) -> list[str]:
     other = total - sum(counts.get(k, 0) for k in ("COMPLETE", "FAIL", "PRUNED"))
     lines = [f"## {s.title}", "",
              f"Trials: {counts.get('COMPLETE', 0)} complete, {counts.get('FAIL', 0)} failed, "
-             f"{counts.get('PRUNED', 0)} stopped early (pruned), {other} other, of {total}.",
-             ""]
+             f"{counts.get('PRUNED', 0)} stopped early (pruned), "
+             + (f"{other} still running or waiting, " if other else "") + f"of {total}.", ""]
     lines += _importance(s) + _branches(s) + _ranked(s, top)
     if s.figures:
         lines += ["### Plots", ""] + [_figure(f, f.stem) for f in s.figures] + [""]
@@ -136,7 +136,8 @@ def _ranked(s: StratumAnalysis, top: int) -> list[str]:
                 f"best first by {s.objectives[0]}; test metrics beside, from each trial's "
                 "MLflow run.", ""]
     else:
-        head = [f"### Best {top} trials by {s.objectives[0]}", "",
+        shown = len(s.ranked) or top  # fewer complete trials than --top: say how many
+        head = [f"### Best {shown} trial{'s' * (shown != 1)} by {s.objectives[0]}", "",
                 f"Ranked by the validation objective ({s.modes[0]}); validation and test "
                 f"metrics from each trial's MLflow run.", ""]
     if s.ranked.empty:

@@ -113,6 +113,13 @@ def test_the_best_trials_are_listed_with_the_val_and_test_metrics_of_their_runs(
         assert row[3:9] == [f"{run.data.metrics[k] * 100:.2f}" for k in keys]
 
 
+def test_fewer_complete_trials_than_top_are_all_listed_and_counted(stores, tmp_path):
+    analysis = analyze("few", tracking_uri=stores["uri"], out=tmp_path, top=10)
+    section = analysis.markdown.split(f"### Best {FEW_TRIALS} trials by val_acc_h")[1]
+    rows = [ln for ln in section.split("### ")[0].splitlines() if ln.startswith("| ")]
+    assert len(rows) == 2 + FEW_TRIALS
+
+
 def test_analyze_lists_the_pareto_front_with_its_test_metrics(stores, tmp_path):
     analysis = analyze("pareto", tracking_uri=stores["uri"], out=tmp_path)
     section = analysis.markdown.split("### Pareto front on val_acc_h, val_acc")[1]
