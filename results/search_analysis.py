@@ -119,32 +119,38 @@ def _draw(result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.S
     if not result.counts.get("COMPLETE"):
         result.notes.append("No complete trial: no plots.")
         return
-    prefix, many = slug(result.label), len(result.objectives) > 1
+    for i in range(len(result.objectives)):
+        _draw_objective(result, ost, scopes, out, i)
+    if 1 < len(result.objectives) <= 3:
+        _try(result, "Pareto front", lambda: plots.pareto(
+            ost, result.objectives, out / f"{slug(result.label)}_pareto.png", result.title))
+
+
+def _draw_objective(result: StratumAnalysis, ost: optuna.Study,
+                    scopes: dict[str, optuna.Study], out: Path, i: int) -> None:
+    """The plots of objective `i`; file names end in the objective's name when there are
+    several (n_f=5_history_val_acc.png)."""
+    name, prefix = result.objectives[i], slug(result.label)
+    end, title = (f"_{name}" if len(result.objectives) > 1 else ""), f"{result.title}, {name}"
     every = [k for k, d in optuna.search_space.intersection_search_space(
         ost.get_trials(deepcopy=False)).items() if not d.single()]
-    for i, name in enumerate(result.objectives):
-        end = f"_{name}" if many else ""
-        title = f"{result.title}, {name}"
-        _try(result, "history", lambda: plots.history(
-            ost, i, name, out / f"{prefix}_history{end}.png", title))
-        _try(result, "slice", lambda: plots.slices(
-            ost, i, name, out / f"{prefix}_slice{end}.png", title))
-        if every:
-            _try(result, "parallel coordinates", lambda: plots.parallel(
-                ost, i, name, every, out / f"{prefix}_parallel{end}.png", title))
-        top2 = list(result.importances[i].values)[:2]
-        if len(top2) == 2:
-            _try(result, "contour", lambda: plots.contour(
-                ost, i, name, top2, out / f"{prefix}_contour{end}.png", title))
-        for imp in [result.importances[i]] + [b.importances[i] for b in result.branches]:
-            if imp.values:
-                scope = "" if imp.scope == ALL else "_" + slug(imp.scope)
-                _try(result, f"importance ({imp.scope})", lambda: plots.importances(
-                    scopes[imp.scope], imp, i, out / f"{prefix}_importance{scope}{end}.png",
-                    title), result.importance_figures.setdefault(imp.scope, []))
-    if many and len(result.objectives) <= 3:
-        _try(result, "Pareto front", lambda: plots.pareto(
-            ost, result.objectives, out / f"{prefix}_pareto.png", result.title))
+    _try(result, "history", lambda: plots.history(
+        ost, i, name, out / f"{prefix}_history{end}.png", title))
+    _try(result, "slice", lambda: plots.slices(
+        ost, i, name, out / f"{prefix}_slice{end}.png", title))
+    if every:
+        _try(result, "parallel coordinates", lambda: plots.parallel(
+            ost, i, name, every, out / f"{prefix}_parallel{end}.png", title))
+    top2 = list(result.importances[i].values)[:2]
+    if len(top2) == 2:
+        _try(result, "contour", lambda: plots.contour(
+            ost, i, name, top2, out / f"{prefix}_contour{end}.png", title))
+    for imp in [result.importances[i]] + [b.importances[i] for b in result.branches]:
+        if imp.values:
+            scope = "" if imp.scope == ALL else "_" + slug(imp.scope)
+            _try(result, f"importance ({imp.scope})", lambda: plots.importances(
+                scopes[imp.scope], imp, i, out / f"{prefix}_importance{scope}{end}.png",
+                title), result.importance_figures.setdefault(imp.scope, []))
 
 
 def _try(result: StratumAnalysis, what: str, draw, into: list[Path] | None = None) -> None:
