@@ -11,11 +11,11 @@ import argparse
 import os
 import sys
 
-from fsvae_study import cache, confirm, method, read, studies
+from fsvae_study import analyze, cache, confirm, method, read, studies
 from fsvae_study.output import err
 
 EXIT_USAGE = 2
-COMMANDS = (method, cache, studies, confirm, read)  # in the order `--help` lists them
+COMMANDS = (method, cache, studies, confirm, read, analyze)  # the order `--help` lists them
 
 
 def parser() -> argparse.ArgumentParser:

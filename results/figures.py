@@ -40,8 +40,8 @@ def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
             _plot_grid(ax, table.cells, table.rows, metric)
         ax.set_xlabel("n_f (images per minority class)")
         ax.set_ylabel(f"{metric_set} {metric} (%)")
-        how = "best trial per stratum" if study.kind == "optuna" else \
-            "mean ± std over seeds"
+        how = "mean ± std over seeds" if study.kind != "optuna" else \
+            "best trial per stratum" if len(study.objectives) == 1 else "Pareto front"
         ax.set_title(f"{study.name}: {metric_set} {metric} vs n_f ({how})", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -68,9 +68,15 @@ def _plot_grid(ax, cells: pd.DataFrame, rows: list[str], metric: str) -> None:
 
 
 def _plot_optuna(ax, cells: pd.DataFrame, metric: str, study: Study) -> None:
+    """The best trial per stratum joined by a line; with several objectives, each stratum's
+    Pareto-front trials as points (no one of them is the stratum's value)."""
     g = cells[(cells["metric"] == metric) & cells["value"].notna()].sort_values("n_f")
-    ax.plot(g["n_f"], g["value"], marker="o",
-            label=f"best trial per stratum (by {study.objective}, {study.mode})")
+    if len(study.objectives) > 1:
+        ax.plot(g["n_f"], g["value"], marker="o", linestyle="none",
+                label=f"Pareto-front trials per stratum (on {', '.join(study.objectives)})")
+    else:
+        ax.plot(g["n_f"], g["value"], marker="o",
+                label=f"best trial per stratum (by {study.objective}, {study.mode})")
     for _, r in g.iterrows():
         ax.annotate(r["method"] + (f" x{r['sampling_factor']}" if r["sampling_factor"] else ""),
                     (r["n_f"], r["value"]), fontsize=7, textcoords="offset points",
@@ -94,6 +100,10 @@ def pick_run(study: Study, run: str | None) -> pd.Series:
             raise ResultsError(f"--run {run!r} names {len(hit)} runs "
                                f"({', '.join(hit['run_id'])}); pass a run id")
         return hit.iloc[0]
+    if len(study.objectives) > 1:
+        raise ResultsError(f"experiment {study.name!r} optimised {study.objective}: no trial "
+                           f"is best, so pass --run (a Pareto-front trial of `fsvae-study "
+                           f"table`)")
     counted, _ = one_run_per_trial(trials)
     fin = counted[counted["status"] == "FINISHED"]
     if study.objective in fin:

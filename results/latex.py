@@ -82,8 +82,12 @@ def _caption(table: Table) -> str:
                      f"finished trials of the search; best mean {table.study.objective} "
                      f"per stratum in bold")
     elif table.study.kind == "optuna":
-        parts.append(f"Per stratum, the trial best by {table.study.objective} "
-                     f"({table.study.mode}); trials: finished/failed/stopped of all")
+        study = table.study
+        goals = ", ".join(f"{o} ({m})" for o, m in zip(study.objectives, study.modes))
+        parts.append((f"Per stratum, the trials of the Pareto front on {goals}"
+                      if len(study.objectives) > 1 else
+                      f"Per stratum, the trial best by {study.objective} ({study.mode})")
+                     + "; trials: finished/failed/stopped of all")
     else:
         n, marked = _common_n(table.cells)
         spread = f"Mean ± std over seeds, n = {n} per cell" if n >= 2 else \
@@ -150,26 +154,30 @@ def _last_of_paper_method(table: Table, row: str) -> bool:
 
 
 def _optuna_rows(table: Table) -> tuple[list[str], list[str]]:
-    """A row per stratum (its best trial); under it the paper's row and the trial's
-    searched params."""
-    head = ["Stratum", "Trials", latex_escape(table.study.objective)] + [
+    """A row per shown trial (a stratum's best, or each of its Pareto front with several
+    objectives); under it the paper's row and the trial's searched params."""
+    objectives = table.study.objectives
+    head = ["Stratum", "Trials"] + [latex_escape(o) for o in objectives] + [
         latex_escape(f"{table.metric_set} {m}") for m in table.metrics]
     body = []
-    for stratum, g in table.cells.groupby("stratum", sort=False):
+    cells = table.cells.assign(trial_key=table.cells.get("trial_key", ""))
+    for _, g in cells.groupby(["stratum", "trial_key"], sort=False, dropna=False):
         g = g.set_index("metric")
         first = g.iloc[0]
         found = isinstance(first.get("run_ids"), str)
+        front = f", front {first['front']}" if found and len(objectives) > 1 else ""
+        values = [first.get("objective_value")] if len(objectives) == 1 else \
+            [first.get(o) for o in objectives]
         body.append(_line([
-            latex_escape(stratum),
+            latex_escape(first["stratum"] + front),
             f"{first['n_finished']}/{first['n_failed']}/{first['n_killed']} of "
-            f"{first['n_trials']}",
-            objective_text(table.study.objective, first.get("objective_value") if found
-                           else None)] + [num(g.loc[m].get("value"), digits=1) if found else ""
-                                          for m in table.metrics]))
+            f"{first['n_trials']}"] +
+            [objective_text(o, v if found else None) for o, v in zip(objectives, values)] +
+            [num(g.loc[m].get("value"), digits=1) if found else "" for m in table.metrics]))
         if found and table.with_paper and g["paper"].notna().any():
             sf = first["sampling_factor"]
             what = latex_escape(first["method"] + (f" x{sf}" if sf else ""))
-            body.append(_line([f"{PAPER_ROW}, {what}", "{}", "{}"] +
+            body.append(_line([f"{PAPER_ROW}, {what}", "{}"] + ["{}"] * len(objectives) +
                               [num(g.loc[m, "paper"]) for m in table.metrics]))
         if found and first.get("params"):
             body.append(rf"\multicolumn{{{len(head)}}}{{l}}{{\quad\footnotesize "

@@ -23,18 +23,18 @@ def to_markdown(table: Table) -> str:
         header = ["method"] + [f"n_f={n} {m}" + ("" if w == "ours" else f" {w}")
                                for n, m, w in _grid_columns(table)]
         rows = _grid_matrix(table, "±", lambda t: f"**{t}**" if t else t)
-    lines = [f"**{_md(table.title)}**", "", _md_row(header),
-             _md_row(["---"] + ["---:"] * (len(header) - 1))]
-    lines += [_md_row([c if c else "–" for c in r]) for r in rows]
+    lines = [f"**{_md(table.title)}**", "", md_row(header),
+             md_row(["---"] + ["---:"] * (len(header) - 1))]
+    lines += [md_row([c if c else "–" for c in r]) for r in rows]
     if table.kind == "confirm":
         lines += [line for s in table.summaries for line in ("", s)]
     lines += [""] + [f"- {_md(n)}" for n in table.notes]
     if table.comparisons is not None:
         header, rows = _compare_matrix(table)
         lines += ["", f"**Paired differences, A minus B ({table.metric_set}, points; "
-                      f"95% Student-t CI over seeds)**", "", _md_row(header),
-                  _md_row(["---", "---:"] + ["---:"] * (len(header) - 2))]
-        lines += [_md_row([c if c else "–" for c in r]) for r in rows]
+                      f"95% Student-t CI over seeds)**", "", md_row(header),
+                  md_row(["---", "---:"] + ["---:"] * (len(header) - 2))]
+        lines += [md_row([c if c else "–" for c in r]) for r in rows]
         lines += [""] + table.summaries
     return "\n".join(lines) + "\n"
 
@@ -43,7 +43,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _md_row(cells: list[str]) -> str:
+def md_row(cells: list[str]) -> str:
     return "| " + " | ".join(_md(str(c)) for c in cells) + " |"
 
 
@@ -85,22 +85,31 @@ def _grid_matrix(table: Table, pm: str, bold: Callable[[str], str]) -> list[list
 
 
 def _optuna_matrix(table: Table) -> tuple[list[str], list[list[str]]]:
-    ms = table.metric_set
-    header = ["stratum", "trials (finished/failed/stopped of all)", "best trial",
-              table.study.objective]
+    """One row per shown trial: a stratum's best trial, or each trial of its Pareto front
+    when the search has several objectives (then one column per objective)."""
+    ms, objectives = table.metric_set, table.study.objectives
+    many = len(objectives) > 1
+    header = ["stratum", "trials (finished/failed/stopped of all)",
+              "Pareto-front trial" if many else "best trial"]
+    header += (["on the front"] + objectives) if many else [table.study.objective]
     for m in table.metrics:
         header += [f"{ms} {m}"] + ([f"{m} paper", f"{m} diff"] if table.with_paper else [])
     header += ["searched params"]
+    cells = table.cells.assign(trial_key=table.cells.get("trial_key", ""))
     rows = []
-    for stratum, g in table.cells.groupby("stratum", sort=False):
+    for _, g in cells.groupby(["stratum", "trial_key"], sort=False, dropna=False):
         g = g.set_index("metric")
         first = g.iloc[0]
         found = isinstance(first.get("run_ids"), str)
-        objective = first.get("objective_value") if found else None
-        row = [stratum, f"{first['n_finished']}/{first['n_failed']}/{first['n_killed']} of "
-                        f"{first['n_trials']}",
-               f"{first['run_name']} ({first['run_ids'][:8]})" if found else "",
-               objective_text(table.study.objective, objective)]
+        row = [first["stratum"], f"{first['n_finished']}/{first['n_failed']}/"
+                                 f"{first['n_killed']} of {first['n_trials']}",
+               f"{first['run_name']} ({first['run_ids'][:8]})" if found else ""]
+        if many:
+            row += [first.get("front") if found else ""]
+            row += [objective_text(o, first.get(o) if found else None) for o in objectives]
+        else:
+            row += [objective_text(table.study.objective,
+                                   first.get("objective_value") if found else None)]
         for m in table.metrics:
             row.append(num(g.loc[m].get("value")) if found else "")
             if table.with_paper:

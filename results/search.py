@@ -1,11 +1,13 @@
-"""An Optuna search's table: per stratum, the trial best by the validation objective, shown
-with its test metrics (so the test set never picks a configuration)."""
+"""An Optuna search's table: per stratum, the trial best by the validation objective (with
+several objectives: every trial of the Pareto front), shown with its test metrics, so the
+test set never picks a configuration."""
 from __future__ import annotations
 
 import pandas as pd
 
 from fsvae.config import short
 from results.labels import stratum_key
+from results.pareto import on_front
 from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper
 from results.runs import (BOOKKEEPING, no_finished, one_run_per_trial, status_notes,
                           uncounted_note, varying)
@@ -16,7 +18,8 @@ from results.table import METRICS, Table
 def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = False,
                  metrics: tuple[str, ...] = METRICS) -> Table:
     """One row per stratum: the trial best by the validation objective (the test set never
-    chooses), its metrics, the searched keys' values and how many trials the stratum ran."""
+    chooses), its metrics, the searched keys' values and how many trials the stratum ran.
+    A multi-objective search has one row per trial of each stratum's Pareto front."""
     trials, uncounted = one_run_per_trial(study.trials)
     if trials[trials["status"] == "FINISHED"].empty:
         raise no_finished(study)
@@ -28,13 +31,7 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
     table = Table(study=study, metric_set=metric_set, cells=cells,
                   rows=list(dict.fromkeys(cells["stratum"])), n_fs=[],
                   notes=status_notes(trials), metrics=tuple(metrics))
-    how = "the searched keys of the space" if study.searched is not None else \
-        "keys that vary between the stratum's trials (no space.json recorded)"
-    table.notes.insert(0, f"Optuna study: per stratum, the finished trial best by the "
-                          f"validation objective {study.objective} ({study.mode}; ties: the "
-                          f"earlier trial), shown with its {metric_set} metrics in percent; "
-                          f"params: {how}; trials: finished/failed/stopped of all in the "
-                          f"stratum, each trial once.")
+    table.notes.insert(0, _how_note(study, metric_set))
     if uncounted:
         table.notes.append(uncounted_note(uncounted))
     if with_paper:
@@ -42,12 +39,31 @@ def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = Fals
     return table
 
 
+def _how_note(study: Study, metric_set: str) -> str:
+    """The first note: which trials are rows, and what the other columns are."""
+    how = "the searched keys of the space" if study.searched is not None else \
+        "keys that vary between the stratum's trials (no space.json recorded)"
+    tail = (f"params: {how}; trials: finished/failed/stopped of all in the stratum, each "
+            f"trial once.")
+    if len(study.objectives) == 1:
+        return (f"Optuna study: per stratum, the finished trial best by the validation "
+                f"objective {study.objective} ({study.mode}; ties: the earlier trial), shown "
+                f"with its {metric_set} metrics in percent; {tail}")
+    goals = ", ".join(f"{o} ({m})" for o, m in zip(study.objectives, study.modes))
+    return (f"Optuna study with {len(study.objectives)} objectives: no one trial is best, so "
+            f"the rows of a stratum are its Pareto front on the validation objectives "
+            f"{goals}: the finished trials that no other finished trial of the stratum "
+            f"equals or beats on every objective while beating on one. Front trials are "
+            f"listed best first by {study.objectives[0]}, shown with their {metric_set} "
+            f"metrics in percent (the test set never chooses); {tail}")
+
+
 def _add_paper(table: Table) -> None:
     """Adds `paper` and `diff` (ours - paper, points) for each best trial's method, sampling
     factor and n_f, and the best trials' split sizes beside the paper's."""
     table.cells = merge_paper(table.cells, table.metric_set, "value", table.metrics[0])
     table.with_paper = True
-    table.notes.append(f"paper: {PAPER_SOURCE}, the row of the best trial's method, "
+    table.notes.append(f"paper: {PAPER_SOURCE}, the row of each shown trial's method, "
                        f"sampling factor and n_f; diff = ours - paper (points). "
                        f"{acc_h_note(table.metrics[0])}")
     best = sorted({r for r in table.cells.get("run_ids", []) if isinstance(r, str)})
@@ -57,28 +73,51 @@ def _add_paper(table: Table) -> None:
 
 def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set: str,
                      metrics: tuple[str, ...]) -> list[dict]:
-    """The stratum's cells, one per metric: its trial counts, and its best trial if any."""
-    objective, mode = study.objective, study.mode
+    """The stratum's cells, one per metric and shown trial: its trial counts, and its best
+    trial (several objectives: its Pareto-front trials) if any."""
+    objectives = study.objectives
     cols = [f"{metric_set}_{m}" for m in metrics]
     counts = group["status"].value_counts()
     ok = group[group["status"] == "FINISHED"]
-    ok = ok[ok[[objective, *cols]].notna().all(axis=1)] \
-        if all(c in ok for c in [objective, *cols]) else ok.iloc[0:0]
+    ok = ok[ok[[*objectives, *cols]].notna().all(axis=1)] \
+        if all(c in ok for c in [*objectives, *cols]) else ok.iloc[0:0]
     base = {"section": "optuna", "stratum": stratum or "(all)",
             "n_trials": len(group), "n_finished": int(counts.get("FINISHED", 0)),
             "n_failed": int(counts.get("FAILED", 0)),
             "n_killed": int(counts.get("KILLED", 0)),
-            "objective": f"{objective} ({mode})"}
+            "objective": ", ".join(f"{o} ({m})" for o, m in zip(objectives, study.modes))}
     if ok.empty:
         return [{**base, "metric": m} for m in metrics]
-    scores = ok[objective]
-    best = ok.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
-    cfg = {k: v for k, v in best["config"].items() if k not in BOOKKEEPING}
     searched = study.searched if study.searched is not None else varying(ok)
+    if len(objectives) == 1:
+        scores = ok[study.objective]
+        best = ok.loc[scores.idxmax() if study.mode == "max" else scores.idxmin()]
+        shown = {"objective_value": float(best[study.objective])}
+        return _trial_records(best, searched, {**base, **shown}, metric_set, metrics)
+    front = _front(ok, objectives, study.modes)
+    return [rec for i, (_, trial) in enumerate(front.iterrows())
+            for rec in _trial_records(trial, searched, {
+                **base, "front": f"{i + 1} of {len(front)}",
+                **{o: float(trial[o]) for o in objectives}}, metric_set, metrics)]
+
+
+def _front(ok: pd.DataFrame, objectives: list[str], modes: list[str]) -> pd.DataFrame:
+    """The Pareto-front trials, best first by the first objective (then the next; ties:
+    the earlier trial)."""
+    front = ok[on_front(ok[objectives], modes)]
+    return front.sort_values(objectives, ascending=[m == "min" for m in modes],
+                             kind="stable")
+
+
+def _trial_records(trial: pd.Series, searched: list[str], base: dict, metric_set: str,
+                   metrics: tuple[str, ...]) -> list[dict]:
+    """One trial's cells, one per metric: its method, searched keys and values."""
+    cfg = {k: v for k, v in trial["config"].items() if k not in BOOKKEEPING}
     shown = "; ".join(f"{k}={short(cfg[k])}" for k in searched if k in cfg)
-    return [{**base, "row": stratum or "(all)", "method": cfg.get("method", ""),
+    return [{**base, "row": base["stratum"], "method": cfg.get("method", ""),
              "sampling_factor": cfg.get("sampling_factor", ""),
              "n_f": int(float(cfg["n_f"])) if "n_f" in cfg else None,
-             "objective_value": float(best[objective]), "params": shown, "metric": m,
-             "value": float(best[f"{metric_set}_{m}"]) * 100.0,
-             "run_ids": best["run_id"], "run_name": best["run_name"]} for m in metrics]
+             "params": shown, "metric": m,
+             "value": float(trial[f"{metric_set}_{m}"]) * 100.0,
+             "trial_key": trial["trial_key"],
+             "run_ids": trial["run_id"], "run_name": trial["run_name"]} for m in metrics]

@@ -48,8 +48,21 @@ class Study:
     strata: list[str]
     trials: pd.DataFrame
     searched: list[str] | None = None  # optuna: the space's searched keys, if space.json exists
+    space_params: dict[str, dict] | None = None  # optuna: space.json's params (type, when...)
     n_other: int = 0  # runs that are neither study nor trial (not written by fsvae-study run)
     confirms: str | None = None  # a confirmation: the search whose winners it reran
+    parent_run_id: str | None = None  # the latest parent run (fsvae.role=study), if any
+
+    @property
+    def objectives(self) -> list[str]:
+        """The validation objectives: several for a multi-objective search, whose parent
+        run's fsvae.objective tag joins them with commas ("val_acc_h,val_acc")."""
+        return self.objective.split(",")
+
+    @property
+    def modes(self) -> list[str]:
+        """max or min per objective (fsvae.mode "max,max")."""
+        return self.mode.split(",")
 
 
 def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None) -> str:
@@ -109,11 +122,13 @@ def load_study(experiment: str, tracking_uri: str) -> Study:
         mode=_tag(last, "fsvae.mode") or DEFAULT_MODE,
         strata=[s for s in (_tag(last, "fsvae.strata") or "").split(",") if s],
         trials=_trial_frame(runs[role == "trial"]),
-        n_other=int((~role.isin(["study", "trial"])).sum()), confirms=_tag(last, CONFIRMS))
+        n_other=int((~role.isin(["study", "trial"])).sum()), confirms=_tag(last, CONFIRMS),
+        parent_run_id=None if last is None else str(last["run_id"]))
     if study.kind == "optuna" and last is not None:
         space = read_json_artifact(tracking_uri, last["artifact_uri"], "space.json")
         if space and isinstance(space.get("params"), dict):
             study.searched = sorted(space["params"])
+            study.space_params = space["params"]
     return study
 
 

@@ -1,0 +1,46 @@
+"""The command that analyses a study that ran: `analyze` (README "Analysing a search")."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    an = sub.add_parser("analyze", help="a study's analysis (search: importance, best trials, "
+                        "Optuna's plots; grid: each key's effect over seeds) as PNGs and "
+                        "analysis.md, logged to its parent run")
+    an.add_argument("--experiment", required=True, help="study name (MLflow experiment)")
+    an.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local "
+                    "studies' store, ./fsvae-studies/mlflow.db)")
+    an.add_argument("--storage", help="where the default stores live (default ./fsvae-studies)")
+    an.add_argument("--optuna-storage", metavar="URL", help="the search's Optuna storage "
+                    "(default: the one its parent run records, else <storage>/optuna.db)")
+    an.add_argument("--out", help="folder for analysis.md and the PNGs (default "
+                    "analysis/<experiment>)")
+    an.add_argument("--top", type=int, default=5, help="best trials listed per stratum "
+                    "(default 5)")
+    an.add_argument("--log-best", action="store_true", help="also log the best trial's model "
+                    "to the parent run (README: The best model)")
+    an.add_argument("--cache-dir", help="with --log-best: the stage cache the study used "
+                    "(default: the one its study.json names)")
+    an.set_defaults(func=_analyze)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    """Writes the analysis, prints where, then logs the best model if asked."""
+    from results import store_uri
+    from results.analysis import analyze
+
+    analysis = analyze(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
+                       optuna_storage=args.optuna_storage, out=args.out, top=args.top)
+    print(f"wrote {analysis.path} and {len(analysis.files) - 1} figures")
+    if analysis.logged_to:
+        print(f"logged to run {analysis.logged_to} under analysis/")
+    else:
+        print("not logged: the experiment has no parent run (fsvae.role=study)")
+    if args.log_best:
+        from study.model_log import log_best_of_experiment
+
+        uri = log_best_of_experiment(store_uri(args.tracking_uri, args.storage),
+                                     args.experiment, args.cache_dir)
+        print(f"best model: {uri}")
+    return 0
