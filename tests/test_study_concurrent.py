@@ -1,16 +1,18 @@
 """Several studies at once on one fresh --storage, as someone starting one study per n_f in
-two terminals would, with a reader polling the store meanwhile (as an `mlflow ui` opened
-on it would): all run, nobody sees a half-made store, and the backbone they share is built
-once, through the stage cache."""
+two terminals would (here a grid and a search, so both the MLflow and the Optuna store are
+created at once), with a reader polling the store meanwhile (as an `mlflow ui` opened on it
+would): all run, nobody sees a half-made store, and the backbone they share is built once,
+through the stage cache."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import optuna
 import pandas as pd
 import pytest
 
-from helpers import (FAST, REPO, env, make_data, start_cli, tracking_uri, trial_runs,
+from helpers import (FAST, REPO, env, make_data, runs, start_cli, tracking_uri, trial_runs,
                      wait_until)
 
 pytestmark = pytest.mark.slow
@@ -42,8 +44,8 @@ def test_two_studies_on_one_fresh_storage_both_run_and_share_their_backbones(tmp
                               cwd=REPO, env=env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     procs = {}
-    for name in ("a", "b"):
-        procs[name] = start_cli("run", "--space", "smoke", "--data", str(data), "--storage",
+    for name, space in (("a", ["smoke"]), ("b", ["smoke-search", "--num-samples", "3"])):
+        procs[name] = start_cli("run", "--space", *space, "--data", str(data), "--storage",
                                 str(storage), "--name", name, *FAST,
                                 log=tmp_path / f"{name}.log")
     wait_until(lambda: all(p.poll() is not None for p in procs.values()), 900,
@@ -53,14 +55,22 @@ def test_two_studies_on_one_fresh_storage_both_run_and_share_their_backbones(tmp
     for name, proc in procs.items():
         out = (tmp_path / f"{name}.log").read_text()
         assert proc.returncode == 0, f"study {name}:\n{out[-4000:]}"
-        assert "complete; 3 trials finished, 0 failed" in out
+        assert "complete; 3 trials finished, 0 failed" in out, out[-3000:]
     assert "reader done, 0 errors" in reader_out, reader_out[-3000:]
     both = pd.concat([trial_runs(uri, name) for name in ("a", "b")], ignore_index=True)
     assert len(both) == 6 and set(both["status"]) == {"FINISHED"}
-    # Two distinct backbones (plain/vae share one; oversample x10 has its own), each built
-    # by exactly one trial of the two studies; every other trial found it in the cache.
+    # Two distinct backbones: the grid's plain and vae and every trial of the search (the
+    # same data, split and backbone keys) share one; oversample x10 has its own. Each was
+    # built exactly once: by one trial of either study or by the search's shared build
+    # (then no trial misses it); everyone else found it in the cache.
     built = both.groupby("tags.cache.backbone.key")["tags.cache.backbone"].apply(list)
     assert len(built) == 2
+    parent = runs(uri, "b").query("`tags.fsvae.role` == 'study'").iloc[0]
+    prebuilt_key = parent.get("tags.cache.backbone.prebuild.n_f-5.key") \
+        if parent.get("tags.cache.backbone.prebuild.n_f-5") == "miss" else None
     for key, tags in built.items():
-        assert tags.count("miss") == 1, (key, tags)
+        assert tags.count("miss") + (key == prebuilt_key) == 1, (key, tags, prebuilt_key)
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(
+        f"sqlite:///{storage / 'optuna.db'}")}
+    assert studies == {"b/n_f=5": 3}
     assert not list(storage.glob(".mlflow.db.*-*")), "a temporary store was left behind"
