@@ -31,6 +31,16 @@ TINY = {
     "device": "cpu",
     "data_workers": 1,
 }
+# A four-trial grid for the failure tests: plain and vae at two seeds (two backbones).
+GRID4 = """
+name: grid4
+kind: grid
+preset: tiny
+objective: val_acc_h
+grid: {n_f: [5], seed: [0, 1]}
+variants: [{method: [plain, vae], sampling_factor: [4]}]
+resources: {cpu: 1}
+"""
 # The same cut for every trial of a test study, as `fsvae-study run` flags.
 FAST = ["--set", "image_size=16", "--set", "backbone_epochs=1", "--set", "vae_epochs=3",
         "--set", "classifier_epochs=2", "--set", "data_workers=1"]
@@ -164,6 +174,14 @@ def paused(folder: Path, point: str) -> list[dict]:
 def release(record: dict) -> None:
     """Lets a paused process go on."""
     record["file"].with_name(record["file"].name[:-len(".json")] + ".go").touch()
+
+
+def release_new(folder: Path, point: str, seen: set[int]) -> None:
+    """Lets every process waiting at `point` go, but those in `seen` (which it extends)."""
+    for record in paused(folder, point):
+        if record["pid"] not in seen:
+            seen.add(record["pid"])
+            release(record)
 
 
 def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None = None):

@@ -21,8 +21,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import (FAST, cli, env, kill_driver, make_data, pause_env, paused, release, runs,
-                     start_cli, tracking_uri, trial_runs, wait_until)
+from helpers import (FAST, GRID4, cli, env, kill_driver, make_data, pause_env, paused,
+                     release_new, runs, start_cli, tracking_uri, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +40,13 @@ params:
   beta_max: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
 resources: {cpu: 1}
 """
-GRID = """
-name: grid4
-kind: grid
-preset: tiny
-objective: val_acc_h
-grid: {n_f: [5], seed: [0, 1]}
-variants: [{method: [plain, vae], sampling_factor: [4]}]
-resources: {cpu: 1}
-"""
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kills")
     (tmp / "unseeded.yaml").write_text(UNSEEDED)
-    (tmp / "grid4.yaml").write_text(GRID)
+    (tmp / "grid4.yaml").write_text(GRID4)
     return {"tmp": tmp, "data": make_data(tmp / "data")}
 
 
@@ -171,27 +162,32 @@ def test_grid_killed_after_some_trials_finished(base, tmp_path):
     assert_exactly_once(result, 4, search=False)
 
 
-def test_a_killed_worker_process_is_retried_without_a_resume(base, tmp_path):
+def kill_a_worker(base, tmp_path: Path, name: str, *extra: str) -> tuple[str, Path]:
+    """Runs the grid, SIGKILLs the first trial's process mid-trial (as the kernel's OOM
+    killer would), lets the others run, and waits for the study to end. Returns (console,
+    storage)."""
     storage = tmp_path / "studies"
     pauses = tmp_path / "pauses"
     log = tmp_path / "run.log"
-    proc = start_cli(*study_args(base, "grid4", storage, "w"), log=log,
+    proc = start_cli(*study_args(base, "grid4", storage, name), *extra, log=log,
                      environ=pause_env(pauses, "trial_running"))
     first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
                        proc, log)[0]
-    os.kill(first["pid"], signal.SIGKILL)  # as the kernel's OOM killer would
+    os.kill(first["pid"], signal.SIGKILL)
     seen = {first["pid"]}
 
     def release_the_rest():
-        for record in paused(pauses, "trial_running"):
-            if record["pid"] not in seen:
-                seen.add(record["pid"])
-                release(record)
+        release_new(pauses, "trial_running", seen)
         return proc.poll() is not None
 
     wait_until(release_the_rest, 600, "the study to end", None, log)
     out = log.read_text()
     assert proc.returncode == 0, out[-4000:]
+    return out, storage
+
+
+def test_a_killed_worker_process_is_retried_without_a_resume(base, tmp_path):
+    out, storage = kill_a_worker(base, tmp_path, "w")
     assert "retrying: its worker process died (attempt 2 of 3)" in out
     result = {"uri": tracking_uri(storage), "name": "w", "storage": storage, "before": None,
               "resumed": _Done(out)}
@@ -207,26 +203,7 @@ class _Done:
 
 def test_a_worker_lost_with_no_retries_left_is_failed_once_then_retried_on_request(
         base, tmp_path):
-    storage = tmp_path / "studies"
-    pauses = tmp_path / "pauses"
-    log = tmp_path / "run.log"
-    proc = start_cli(*study_args(base, "grid4", storage, "z"), "--infra-retries", "0",
-                     log=log, environ=pause_env(pauses, "trial_running"))
-    first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
-                       proc, log)[0]
-    os.kill(first["pid"], signal.SIGKILL)
-    seen = {first["pid"]}
-
-    def release_the_rest():
-        for record in paused(pauses, "trial_running"):
-            if record["pid"] not in seen:
-                seen.add(record["pid"])
-                release(record)
-        return proc.poll() is not None
-
-    wait_until(release_the_rest, 600, "the study to end", None, log)
-    out = log.read_text()
-    assert proc.returncode == 0, out[-4000:]
+    out, storage = kill_a_worker(base, tmp_path, "z", "--infra-retries", "0")
     assert "FAILED after 1 attempt (its worker process died)" in out
     assert "complete; 3 trials finished, 1 failed" in out
     assert f"fsvae-study resume --name z --storage {storage} --retry-failed" in out

@@ -6,21 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import (FAST, make_data, paused, release, start_cli, tracking_uri, trial_runs,
+from helpers import (FAST, GRID4, make_data, paused, release, start_cli, tracking_uri, trial_runs,
                      wait_until)
 
 pytestmark = pytest.mark.slow
-
-GRID = """
-name: grid4
-kind: grid
-preset: tiny
-objective: val_acc_h
-grid: {n_f: [5], seed: [0, 1]}
-variants: [{method: [plain, vae], sampling_factor: [4]}]
-resources: {cpu: 1}
-"""
-
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
@@ -42,7 +31,7 @@ def test_a_trial_on_a_lost_node_is_retried_on_another_and_the_study_completes(
         cluster, tmp_path):
     c, worker, pauses = cluster
     data = make_data(tmp_path / "data")
-    (tmp_path / "grid4.yaml").write_text(GRID)
+    (tmp_path / "grid4.yaml").write_text(GRID4)
     storage = tmp_path / "studies"
     log = tmp_path / "run.log"
     proc = start_cli("run", "--space", str(tmp_path / "grid4.yaml"), "--data", str(data),
