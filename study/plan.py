@@ -109,11 +109,26 @@ def _optuna_storage(given: str | None, location: str, kind: str) -> str | None:
     if kind != "optuna":
         return None
     if given:
-        return given
+        return _database_url(given)
     if not locations.is_uri(location):
         return f"sqlite:///{Path(location) / 'optuna.db'}"
     home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return f"sqlite:///{home / 'fsvae-study' / 'optuna.db'}"
+
+
+def _database_url(url: str) -> str:
+    """An --optuna-storage URL SQLAlchemy can open (sqlite:///..., postgresql://...): checked
+    here, before any process or record exists."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as e:
+        raise StudyError(f"--optuna-storage {url!r}: not a database URL this machine can open "
+                         f"({type(e).__name__}: {e}); expected e.g. sqlite:////abs/optuna.db "
+                         f"or postgresql://user@host/db") from None
+    return url
 
 
 def _cache_dir(given: str | None, no_cache: bool, location: str) -> str | None:

@@ -9,7 +9,7 @@ import pytest
 import search_spaces
 from search_spaces import SpaceError, load, parse
 
-from helpers import cli
+from helpers import cli, make_data
 
 GOOD_OPTUNA = {
     "name": "s", "kind": "optuna", "num_samples": 3,
@@ -161,3 +161,13 @@ def test_resume_with_a_corrupt_study_json_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "study.json is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
     assert (study_dir / "study.json").read_text() == '{"name": "broken", '  # untouched
+
+
+def test_an_optuna_storage_that_is_no_database_url_is_refused_before_anything_starts(tmp_path):
+    data = make_data(tmp_path / "data")
+    proc = cli("run", "--space", "smoke-search", "--data", str(data), "--storage",
+               str(tmp_path / "s"), "--optuna-storage", "nonsense://x", timeout=120)
+    assert proc.returncode == 2
+    assert "--optuna-storage 'nonsense://x': not a database URL" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists()
