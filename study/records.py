@@ -60,14 +60,30 @@ from study.schema import (CURVE_KEYS, ERROR, FAILURE, PARENT, REPLACES, ROLE, TR
 
 
 
+def artifact_root(tracking_uri: str, storage: Path | None) -> Path | None:
+    """Where an embedded store's artifacts go: `<storage>/mlartifacts`, or, when the storage
+    is no local folder (s3://), `mlartifacts` beside the SQLite database. Left to MLflow,
+    they would go to `./mlruns` under whatever folder the driver was started from. A server
+    (http://) keeps its own artifact root: None."""
+    if not is_local_store(tracking_uri):
+        return None
+    if storage is not None:
+        return Path(storage) / "mlartifacts"
+    if tracking_uri.startswith("sqlite:///"):
+        database = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+        return Path(database).parent / "mlartifacts"
+    return None
+
+
 def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> str:
-    """The study's experiment id, created (with a local artifact root) if needed. Two
-    studies creating the same name at once: the second finds the first's."""
+    """The study's experiment id, created (with a local artifact root, see artifact_root)
+    if needed. Two studies creating the same name at once: the second finds the first's."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
         location = None
-        if storage is not None and is_local_store(client.tracking_uri):
-            location = (Path(storage) / "mlartifacts" / name).resolve().as_uri()
+        root = artifact_root(client.tracking_uri, storage)
+        if root is not None:
+            location = (root / name).resolve().as_uri()
         try:
             return client.create_experiment(name, artifact_location=location)
         except Exception:

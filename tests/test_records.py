@@ -23,6 +23,16 @@ def store(tmp_path_factory):
     return {"uri": uri, "client": client, "exp": exp, "parent": parent, "tmp": tmp}
 
 
+def test_artifact_root_is_the_storage_or_beside_sqlite_never_the_working_folder(tmp_path):
+    db = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
+    assert records.artifact_root(db, tmp_path / "st") == tmp_path / "st" / "mlartifacts"
+    assert records.artifact_root(db, None) == tmp_path / "db" / "mlartifacts"
+    assert records.artifact_root("http://127.0.0.1:5000", tmp_path / "st") is None
+    client = MlflowClient(db)
+    exp = client.get_experiment(records.ensure_experiment(client, "s3-study", None))
+    assert exp.artifact_location == (tmp_path / "db" / "mlartifacts" / "s3-study").as_uri()
+
+
 def recorder(store, key: str, replaces: str | None = None) -> records.TrialRecorder:
     return records.TrialRecorder(store["uri"], store["exp"], store["parent"], key,
                                  f"run-{key}", replaces=replaces)

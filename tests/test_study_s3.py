@@ -65,6 +65,11 @@ def test_a_study_on_s3_storage_killed_and_resumed_records_every_trial_once(bucke
     children = trial_runs(tracking, "s3")
     assert len(children) == 4 and set(children["status"]) == {"FINISHED"}
     assert children["tags.fsvae.trial_key"].is_unique
+    # artifacts beside the SQLite store, not in ./mlruns of the folder the driver started in
+    artifacts = (local / "mlartifacts" / "s3").as_uri()
+    where = list(children["artifact_uri"])
+    assert all(uri.startswith(artifacts) for uri in where), where
+    assert all(any(p.iterdir()) for p in (local / "mlartifacts" / "s3").iterdir())
     trials = optuna.load_study(study_name="s3/n_f=5",
                                storage=f"sqlite:///{local / 'optuna.db'}").get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
