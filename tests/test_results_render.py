@@ -141,6 +141,14 @@ def compile_table(folder: Path, tex: str, preamble: str = "") -> tuple[str, list
     return log, [float(w) for w in re.findall(r"TABULAR-WIDTH=([\d.]+)pt", log)]
 
 
+def assert_fits_an_article_column(log: str, widths: list[float], tables: int) -> None:
+    """Each of the `tables` tabulars compiled at its natural size within an article's text
+    width, and TeX reported no line too wide."""
+    assert f"TEXTWIDTH={ARTICLE_TEXTWIDTH}pt" in log
+    assert len(widths) == tables and all(0 < w <= ARTICLE_TEXTWIDTH for w in widths)
+    assert "Overfull \\hbox" not in log
+
+
 @needs_tex
 def test_a_table_of_the_papers_shape_fits_an_article_column_at_its_natural_size(store,
                                                                                  tmp_path):
@@ -148,9 +156,7 @@ def test_a_table_of_the_papers_shape_fits_an_article_column_at_its_natural_size(
     # 1,426 pt too wide with these numbers
     tex = table(store, "table2-shape", with_paper=True).to_latex()
     log, widths = compile_table(tmp_path, tex, MEASURE + NO_SHRINK)
-    assert f"TEXTWIDTH={ARTICLE_TEXTWIDTH}pt" in log
-    assert len(widths) == 1 and 0 < widths[0] <= ARTICLE_TEXTWIDTH
-    assert "Overfull \\hbox" not in log
+    assert_fits_an_article_column(log, widths, tables=1)
 
 
 @needs_tex
@@ -158,18 +164,14 @@ def test_the_grid_with_long_labels_the_paper_and_comparisons_fits_at_its_natural
         store, tmp_path):
     tex = table(store, with_paper=True, compare="vae:crt").to_latex()
     log, widths = compile_table(tmp_path, tex, MEASURE + NO_SHRINK)
-    assert f"TEXTWIDTH={ARTICLE_TEXTWIDTH}pt" in log
-    assert len(widths) == 2 and all(0 < w <= ARTICLE_TEXTWIDTH for w in widths)
-    assert "Overfull \\hbox" not in log
+    assert_fits_an_article_column(log, widths, tables=2)
 
 
 @needs_tex
 def test_the_optuna_table_with_the_paper_fits_at_its_natural_size(store, tmp_path):
     tex = table(store, "search", with_paper=True).to_latex()
     log, widths = compile_table(tmp_path, tex, MEASURE + NO_SHRINK)
-    assert f"TEXTWIDTH={ARTICLE_TEXTWIDTH}pt" in log
-    assert len(widths) == 1 and 0 < widths[0] <= ARTICLE_TEXTWIDTH
-    assert "Overfull \\hbox" not in log
+    assert_fits_an_article_column(log, widths, tables=1)
 
 
 @needs_tex
