@@ -2,8 +2,10 @@
 test can kill it (or its driver, or its node) knowing exactly what was done and what not.
 
 Off unless FSVAE_PAUSE_AT names points (comma-separated) and FSVAE_PAUSE_DIR a folder;
-then a process reaching one of those points writes `<dir>/<point>.<pid>.json` (with its
-node and, when given, the trial key) and waits until `<dir>/<point>.<pid>.go` exists.
+then a process reaching one of those points writes `<dir>/<point>.<pid>[.<trial key>].json`
+(with its node and, when given, the trial key) and waits until the same name with `.go` in
+place of `.json` exists. The key is in the name because Tune reuses worker processes: each
+trial a process runs waits at a point once, not only the process's first.
 FSVAE_FAIL_AT=point[,point] instead makes a process reaching a point raise InjectedFault
 there (inside a trial: a failure of the trial's own code). Otherwise `pause` costs two
 environment lookups.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -34,6 +37,8 @@ def pause(point: str, **info) -> None:
     folder = Path(os.environ["FSVAE_PAUSE_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{point}.{os.getpid()}"
+    if info.get("key"):
+        stem += "." + re.sub(r"[^A-Za-z0-9=#:,_-]", "_", str(info["key"]))
     record = {"point": point, "pid": os.getpid(), "node": _node_id(), **info}
     tmp = folder / f".{stem}.tmp"
     tmp.write_text(json.dumps(record))

@@ -176,11 +176,12 @@ def release(record: dict) -> None:
     record["file"].with_name(record["file"].name[:-len(".json")] + ".go").touch()
 
 
-def release_new(folder: Path, point: str, seen: set[int]) -> None:
-    """Lets every process waiting at `point` go, but those in `seen` (which it extends)."""
+def release_new(folder: Path, point: str, seen: set[Path]) -> None:
+    """Lets every wait at `point` go, but those whose files are in `seen` (which it
+    extends)."""
     for record in paused(folder, point):
-        if record["pid"] not in seen:
-            seen.add(record["pid"])
+        if record["file"] not in seen:
+            seen.add(record["file"])
             release(record)
 
 

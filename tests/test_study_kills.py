@@ -4,7 +4,8 @@ run FINISHED but before anyone heard, before the driver told Optuna, during the 
 backbone build, after some trials finished), for a grid and for an Optuna search with a
 seeded and an unseeded sampler; then `resume`. A killed worker process is retried without
 a resume. Kills are triggered by the processes themselves reaching a named point
-(study/faults.py) or by console lines, never by sleeps.
+(study/faults.py), never by sleeps or by racing a console line: "after some trials
+finished" holds the later trials at their start.
 
 After each: exactly one FINISHED run per trial key and as many keys as the study has
 trials, no RUNNING run (deleted ones included), finished runs kept rather than recomputed,
@@ -22,7 +23,7 @@ import optuna
 import pytest
 
 from helpers import (FAST, GRID4, cli, env, kill_driver, make_data, pause_env, paused,
-                     release_new, runs, start_cli, tracking_uri, trial_runs, wait_until)
+                     release, release_new, runs, start_cli, tracking_uri, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -58,27 +59,49 @@ def study_args(base, space: str, storage: Path, name: str) -> list[str]:
 
 
 def kill_then_resume(base, tmp: Path, space: str, point: str | None, count: int = 1,
-                     console: str | None = None) -> dict:
-    """Runs a study until `count` processes wait at `point` (or `console` appears on its
-    console), SIGKILLs its driver, then resumes it. Returns what a test checks."""
+                     done: int | None = None) -> dict:
+    """Runs a study until `count` processes wait at `point` (or, with `done`, until exactly
+    `done` trials have finished and the next two wait at their start), SIGKILLs its driver,
+    then resumes it. Returns what a test checks."""
     storage, name = tmp / "studies", "k"
     uri = tracking_uri(storage)
     pauses = tmp / "pauses"
     log = tmp / "first.log"
-    environ = pause_env(pauses, point) if point else None
-    proc = start_cli(*study_args(base, space, storage, name), log=log, environ=environ)
+    proc = start_cli(*study_args(base, space, storage, name), log=log,
+                     environ=pause_env(pauses, point or "trial_start"))
     try:
         if point:
             wait_until(lambda: len(paused(pauses, point)) >= count, 400,
                        f"{count} process(es) at {point}", proc, log)
         else:
-            wait_until(lambda: console in log.read_text(), 400, repr(console), proc, log)
+            # The first `done` trials may go; the rest wait at their start, so the kill
+            # cannot come after more of them finished.
+            let_go: set[Path] = set()
+
+            def first_done_and_next_two_waiting() -> bool:
+                waiting = paused(pauses, "trial_start")
+                for record in waiting[:done]:
+                    if record["file"] not in let_go:
+                        let_go.add(record["file"])
+                        release(record)
+                return (f"| done {done}/" in log.read_text()
+                        and len(waiting) >= done + 2)
+
+            wait_until(first_done_and_next_two_waiting, 400,
+                       f"{done} trials done and two more waiting", proc, log)
     finally:
         kill_driver(proc)
     before = trial_runs(uri, name) if (storage / "mlflow.db").exists() else None
     resumed = cli("resume", "--name", name, "--storage", str(storage), timeout=900)
     return {"uri": uri, "name": name, "storage": storage, "before": before,
             "resumed": resumed, "log": log.read_text()}
+
+
+def counted_from(console: str) -> int:
+    """The 'done' count of a session's first trial line: what earlier sessions finished."""
+    counts = re.findall(r"\| done (\d+)/", console)
+    assert counts, console[-3000:]
+    return int(counts[0])
 
 
 def assert_exactly_once(result: dict, n: int, search: bool) -> None:
@@ -143,8 +166,9 @@ def test_search_killed_during_the_shared_backbone_build(base, tmp_path):
 
 
 def test_unseeded_search_killed_after_some_trials_finished(base, tmp_path):
-    result = kill_then_resume(base, tmp_path, "unseeded", None, console="| done 2/4")
-    assert (result["before"]["status"] == "FINISHED").sum() >= 2
+    result = kill_then_resume(base, tmp_path, "unseeded", None, done=2)
+    assert (result["before"]["status"] == "FINISHED").sum() == 2
+    assert counted_from(result["resumed"].stdout) == 2
     assert_exactly_once(result, N, search=True)
     space = json.loads((result["storage"] / "k" / "study.json").read_text())["space"]
     assert space["sampler_seed"] is None
@@ -156,9 +180,9 @@ def test_grid_killed_mid_trial(base, tmp_path):
 
 
 def test_grid_killed_after_some_trials_finished(base, tmp_path):
-    result = kill_then_resume(base, tmp_path, "grid4", None, console="| done 2/4")
-    assert (result["before"]["status"] == "FINISHED").sum() >= 2
-    assert "all 4 trials were done" not in result["resumed"].stdout
+    result = kill_then_resume(base, tmp_path, "grid4", None, done=2)
+    assert (result["before"]["status"] == "FINISHED").sum() == 2
+    assert counted_from(result["resumed"].stdout) == 2
     assert_exactly_once(result, 4, search=False)
 
 
@@ -174,7 +198,7 @@ def kill_a_worker(base, tmp_path: Path, name: str, *extra: str) -> tuple[str, Pa
     first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
                        proc, log)[0]
     os.kill(first["pid"], signal.SIGKILL)
-    seen = {first["pid"]}
+    seen = {first["file"]}
 
     def release_the_rest():
         release_new(pauses, "trial_running", seen)

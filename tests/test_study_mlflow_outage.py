@@ -36,12 +36,12 @@ def test_a_20_second_mlflow_outage_mid_study_loses_nothing(tmp_path):
         for record in first:
             release(record)  # ... while the trials log their curves and results
         down_until = time.monotonic() + OUTAGE_S
-        seen = {r["pid"] for r in first}
+        seen = {r["file"] for r in first}
 
         def release_new() -> bool:
             for record in paused(pauses, "trial_running"):
-                if record["pid"] not in seen:
-                    seen.add(record["pid"])
+                if record["file"] not in seen:
+                    seen.add(record["file"])
                     release(record)
             return time.monotonic() >= down_until
 

@@ -4,6 +4,8 @@ that trial on the other node by itself and completes without `resume`, every tri
 FINISHED once, and its console stays one line per trial event."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from helpers import (FAST, GRID4, make_data, paused, release, start_cli, tracking_uri, trial_runs,
@@ -37,14 +39,14 @@ def test_a_trial_on_a_lost_node_is_retried_on_another_and_the_study_completes(
     proc = start_cli("run", "--space", str(tmp_path / "grid4.yaml"), "--data", str(data),
                      "--storage", str(storage), "--name", "n", "--address", c.address, *FAST,
                      log=log)
-    seen: set[int] = set()
+    seen: set[Path] = set()
     lost = {"pid": None}
 
     def drive() -> bool:
         for record in paused(pauses, "trial_running"):
-            if record["pid"] in seen:
+            if record["file"] in seen:
                 continue
-            seen.add(record["pid"])
+            seen.add(record["file"])
             if lost["pid"] is None and record["node"] == worker.node_id:
                 lost["pid"] = record["pid"]
                 c.remove_node(worker, allow_graceful=False)  # the node dies mid-trial

@@ -3,13 +3,12 @@ after two trials finished and then resumed: every trial ends exactly once, Optun
 varied the parameters, and MLflow holds no stale or duplicate run."""
 from __future__ import annotations
 
-import json
 import signal
-import time
 
 import pytest
 
-from helpers import FAST, cli, make_data, runs, start_cli, tracking_uri, trial_runs
+from helpers import (FAST, cli, make_data, pause_env, paused, release, runs, start_cli,
+                     tracking_uri, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -23,25 +22,24 @@ def study(tmp_path_factory):
     data = make_data(tmp / "data")
     storage = tmp / "studies"
     uri = tracking_uri(storage)
-    # One trial at a time and a 20-epoch VAE: after the second trial finishes, the others
-    # still need several seconds, so Ctrl-C reliably lands mid-study.
+    # One trial at a time; the third and later wait at their start (study/faults.py), so
+    # Ctrl-C lands after exactly two trials finished, whatever the machine's speed.
     args = ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
-            "--name", "o", "--num-samples", str(N), "--max-concurrent", "1", *FAST,
-            "--set", "vae_epochs=20"]
-    proc = start_cli(*args, log=tmp / "first.log")
-    deadline = time.time() + 400
-    finished = 0
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        # Read MLflow only once the study has created its store (study.json then names the
-        # parent run): two processes creating one new SQLite store at once collide.
-        plan = storage / "o" / "study.json"
-        if plan.exists() and "parent_run_id" in json.loads(plan.read_text()):
-            df = trial_runs(uri, "o")
-            finished = int((df["status"] == "FINISHED").sum()) if len(df) else 0
-        if finished >= 2:
-            break
-    assert proc.poll() is None, "the study ended before it could be interrupted"
+            "--name", "o", "--num-samples", str(N), "--max-concurrent", "1", *FAST]
+    pauses = tmp / "pauses"
+    proc = start_cli(*args, log=tmp / "first.log", environ=pause_env(pauses, "trial_start"))
+    let_go: set = set()
+
+    def two_done_and_the_third_waiting() -> bool:
+        waiting = paused(pauses, "trial_start")
+        for record in waiting[:2]:
+            if record["file"] not in let_go:
+                let_go.add(record["file"])
+                release(record)
+        return "| done 2/" in (tmp / "first.log").read_text() and len(waiting) >= 3
+
+    wait_until(two_done_and_the_third_waiting, 400, "two trials done and a third waiting",
+               proc, tmp / "first.log")
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
     first_rc = proc.wait(timeout=180)
     first_log = (tmp / "first.log").read_text()
@@ -56,7 +54,7 @@ def test_interrupt_stops_the_study_and_says_how_to_resume(study):
     assert "INTERRUPTED" in study["first_log"]
     assert "fsvae-study resume --name o" in study["first_log"]
     assert "RUNNING" not in set(study["interrupted"]["status"])
-    assert (study["interrupted"]["status"] == "FINISHED").sum() < N
+    assert (study["interrupted"]["status"] == "FINISHED").sum() == 2
 
 
 def test_resume_finishes_every_trial_exactly_once(study):
