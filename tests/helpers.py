@@ -185,6 +185,24 @@ def release_new(folder: Path, point: str, seen: set[Path]) -> None:
             release(record)
 
 
+def first_trials_done(folder: Path, log: Path, done: int, held: int):
+    """A predicate for `wait_until` on a study run with `pause_env(folder, "trial_start")`:
+    lets the first `done` trials past their start and holds the rest there; true once those
+    are done on the console (`log`) and `held` more wait. A kill then lands after exactly
+    `done` trials, however fast they run."""
+    let_go: set[Path] = set()
+
+    def ready() -> bool:
+        waiting = paused(folder, "trial_start")
+        for record in waiting[:done]:
+            if record["file"] not in let_go:
+                let_go.add(record["file"])
+                release(record)
+        return f"| done {done}/" in log.read_text() and len(waiting) >= done + held
+
+    return ready
+
+
 def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None = None):
     """Polls `predicate` until it returns something truthy; fails the test with `what` (and
     the tail of `log`) if `timeout` passes or `proc` ends first."""

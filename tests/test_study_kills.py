@@ -22,8 +22,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import (FAST, GRID4, cli, env, kill_driver, make_data, pause_env, paused,
-                     release, release_new, runs, start_cli, tracking_uri, trial_runs, wait_until)
+from helpers import (FAST, GRID4, cli, env, first_trials_done, kill_driver, make_data,
+                     pause_env, paused, release_new, runs, start_cli, tracking_uri,
+                     trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -74,20 +75,7 @@ def kill_then_resume(base, tmp: Path, space: str, point: str | None, count: int 
             wait_until(lambda: len(paused(pauses, point)) >= count, 400,
                        f"{count} process(es) at {point}", proc, log)
         else:
-            # The first `done` trials may go; the rest wait at their start, so the kill
-            # cannot come after more of them finished.
-            let_go: set[Path] = set()
-
-            def first_done_and_next_two_waiting() -> bool:
-                waiting = paused(pauses, "trial_start")
-                for record in waiting[:done]:
-                    if record["file"] not in let_go:
-                        let_go.add(record["file"])
-                        release(record)
-                return (f"| done {done}/" in log.read_text()
-                        and len(waiting) >= done + 2)
-
-            wait_until(first_done_and_next_two_waiting, 400,
+            wait_until(first_trials_done(pauses, log, done, held=2), 400,
                        f"{done} trials done and two more waiting", proc, log)
     finally:
         kill_driver(proc)

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from helpers import (FAST, cli, make_data, pause_env, paused, release, runs, start_cli,
+from helpers import (FAST, cli, first_trials_done, make_data, pause_env, runs, start_cli,
                      tracking_uri, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
@@ -27,22 +27,13 @@ def study(tmp_path_factory):
     args = ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
             "--name", "o", "--num-samples", str(N), "--max-concurrent", "1", *FAST]
     pauses = tmp / "pauses"
-    proc = start_cli(*args, log=tmp / "first.log", environ=pause_env(pauses, "trial_start"))
-    let_go: set = set()
-
-    def two_done_and_the_third_waiting() -> bool:
-        waiting = paused(pauses, "trial_start")
-        for record in waiting[:2]:
-            if record["file"] not in let_go:
-                let_go.add(record["file"])
-                release(record)
-        return "| done 2/" in (tmp / "first.log").read_text() and len(waiting) >= 3
-
-    wait_until(two_done_and_the_third_waiting, 400, "two trials done and a third waiting",
-               proc, tmp / "first.log")
+    log = tmp / "first.log"
+    proc = start_cli(*args, log=log, environ=pause_env(pauses, "trial_start"))
+    wait_until(first_trials_done(pauses, log, 2, held=1), 400,
+               "two trials done and a third waiting", proc, log)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
     first_rc = proc.wait(timeout=180)
-    first_log = (tmp / "first.log").read_text()
+    first_log = log.read_text()
     interrupted = trial_runs(uri, "o")
     resumed = cli("resume", "--name", "o", "--storage", str(storage), timeout=600)
     return {"uri": uri, "first_rc": first_rc, "first_log": first_log,
