@@ -3,7 +3,7 @@
 From Python, e.g. a notebook (the same options as `fsvae-study run`):
 
     from study import run_study
-    summary = run_study("smoke", data="demo/data", storage="/tmp/studies", name="demo",
+    summary = run_study("smoke", data="demo/data", storage="fsvae-studies", name="demo",
                         overrides=["backbone_epochs=1"])
     summary["experiment_id"], summary["complete"], summary["finished"], summary["failed"]
 """
