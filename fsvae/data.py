@@ -151,6 +151,24 @@ def fingerprint(root: str | Path, layout: str = "auto") -> str:
     return h.hexdigest()
 
 
+def content_fingerprint(root: str | Path, layout: str = "auto") -> str:
+    """What a dataset holds, wherever it lies: its split lists and each listed file's size,
+    without its root path or file times, so that a copy on another machine or mount point
+    matches and an edited list or a replaced file does not. No file is read (two different
+    images of one size in one place would match: the cheap check a resume can afford)."""
+    root = Path(root).resolve()
+    layout = detect_layout(root) if layout == "auto" else layout
+    h = hashlib.sha256(f"{layout}\n".encode())
+    for item in list_files(root, layout):
+        path = _inside(root, item.rel)
+        try:
+            size = str(path.stat().st_size) if path is not None else "absent"
+        except OSError:
+            size = "absent"
+        h.update(f"{item.split}\t{item.rel}\t{item.label}\t{size}\n".encode())
+    return h.hexdigest()
+
+
 def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 0,
          log=print) -> Dataset:
     """Reads, checks, de-duplicates and decodes every listed image. See module docstring."""
