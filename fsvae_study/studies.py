@@ -30,20 +30,48 @@ def register(sub) -> None:
     r.add_argument("--cache-dir", help="stage cache (default: <storage>/cache)")
     r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
     r.add_argument("--resume", action="store_true",
-                   help="continue the study of this name if it exists")
+                   help="continue the study of this name if its tracking store has it (it "
+                   "must be the same study: space, preset, --set and data)")
+    accept_changed_data(r)
     r.add_argument("--log-model", action="store_true",
                    help="when the study is complete, log the best trial's model to its parent "
                    "run (README: The best model)")
     r.set_defaults(func=_run)
 
-    rs = sub.add_parser("resume", help="continue an interrupted study")
-    rs.add_argument("--name", required=True)
-    rs.add_argument("--storage", help="study storage (default ./fsvae-studies)")
+    rs = sub.add_parser("resume", help="continue an interrupted study, from its folder or, "
+                        "when that is gone or on another machine, from its MLflow record")
+    rs.add_argument("--name", required=True, help="the study's name")
+    rs.add_argument("--storage", help="its folder's storage (default ./fsvae-studies); a "
+                    "study found only in its record continues here")
+    rs.add_argument("--tracking-uri", help="the MLflow store that records it (default: the "
+                    "one its study.json names, else sqlite <storage>/mlflow.db)")
+    rs.add_argument("--optuna-storage", metavar="URL", help="its Optuna store (default: as "
+                    "the study ran; a lost one is rebuilt from MLflow)")
+    rs.add_argument("--data", help="its dataset, where it is on this machine (default: where "
+                    "the study read it)")
     rs.add_argument("--address", help="Ray cluster address (default: as the study ran)")
     rs.add_argument("--retry-failed", action="store_true",
                     help="also re-run trials that failed (a search retries each failed "
                     "trial's parameters as a new Optuna trial)")
+    accept_changed_data(rs)
     rs.set_defaults(func=_resume)
+
+    d = sub.add_parser("discard", help="discard a study: its MLflow runs, its Optuna studies "
+                       "and its folder, so that its name is free again")
+    d.add_argument("--name", required=True, help="the study's name")
+    d.add_argument("--storage", help="its folder's storage (default ./fsvae-studies)")
+    d.add_argument("--tracking-uri", help="the MLflow store that records it (default: the "
+                   "one its study.json names, else sqlite <storage>/mlflow.db)")
+    d.add_argument("--optuna-storage", metavar="URL", help="its Optuna store (default: the "
+                   "one its study.json names, else sqlite <storage>/optuna.db)")
+    d.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    d.set_defaults(func=_discard)
+
+
+def accept_changed_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-changed-data", action="store_true",
+                   help="continue although the data differs from the study's (compared by "
+                   "its split lists and each file's size, not its path or file times)")
 
 
 def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> None:
@@ -88,3 +116,28 @@ def _resume(args: argparse.Namespace) -> int:
     from study.run import resume_from_args
 
     return resume_from_args(args)
+
+
+def _discard(args: argparse.Namespace) -> int:
+    import sys
+
+    from study.discard import discard, find
+    from study.errors import StudyError
+
+    found = find(args.name, args.storage, args.tracking_uri, args.optuna_storage)
+
+    def confirm(description: str) -> bool:
+        print(f"discard study {args.name!r}: this removes\n{description}", flush=True)
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise StudyError("not discarded: confirm with --yes (no terminal to ask)")
+        return input("discard it? [y/N] ").strip().lower() in ("y", "yes")
+
+    done, aside = discard(found, confirm)
+    if not done:
+        print("not discarded")
+        return 1
+    print(f"discarded study {args.name!r}" + (f"; its MLflow runs are deleted, under the "
+                                              f"experiment {aside!r}" if aside else ""))
+    return 0

@@ -21,6 +21,7 @@ from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study import storage as locations
 from study.errors import StudyError
+from study.identity import redact, redact_words
 from study.schema import default_tracking_uri
 
 DEFAULT_STORAGE = "fsvae-studies"
@@ -75,20 +76,27 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
     preset = preset or sp.preset
     base = {**sp.fixed, "data": str(data_root)}
     config_mod.resolve(base, preset=preset)
+    address = reachable(address or os.environ.get("RAY_ADDRESS"))
+    uri = _tracking_uri(tracking_uri, location)
+    optuna_url = _optuna_storage(optuna_storage, location, sp.kind)
+    if address:
+        from study.cluster import check_record_for_cluster
+
+        check_record_for_cluster(uri, optuna_url)
     return {
         "format": FORMAT, "name": name, "storage": location, "space": sp.to_dict(),
         "space_path": str(Path(sp.path).resolve()), "space_text": sp.text,
         "data": str(data_root), "preset": preset, "base": base,
-        "tracking_uri": _tracking_uri(tracking_uri, location),
-        "optuna_storage": _optuna_storage(optuna_storage, location, sp.kind),
+        "tracking_uri": uri, "optuna_storage": optuna_url,
         "cache_dir": _cache_dir(cache_dir, no_cache, location),
-        "address": reachable(address or os.environ.get("RAY_ADDRESS")),
+        "address": address,
         "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
         "max_concurrent": max_concurrent, "max_failures": max_failures,
         "infra_retries": infra_retries, "asha": bool(asha), "log_model": bool(log_model),
         "tags": dict(tags or {}),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": " ".join(shlex.quote(a) for a in redact_words(sys.argv)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "sessions": 0,
+        "data_content": data_mod.content_fingerprint(data_root),
     }
 
 
@@ -105,11 +113,16 @@ def _optuna_storage(given: str | None, location: str, kind: str) -> str | None:
     """Where a search's Optuna studies live. Only the driver writes there, so a SQLite file
     is safe on a cluster as long as it is on the driver's disk: beside a local storage, or
     on the driver's own disk when the storage is an object store (SQLite needs a POSIX
-    filesystem; a network one is unsafe for it)."""
+    filesystem; a network one is unsafe for it). Losing it loses nothing: it is rebuilt
+    from MLflow (study/optuna_sync.py)."""
     if kind != "optuna":
         return None
     if given:
         return _database_url(given)
+    return default_optuna_storage(location)
+
+
+def default_optuna_storage(location: str) -> str:
     if not locations.is_uri(location):
         return f"sqlite:///{Path(location) / 'optuna.db'}"
     home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
@@ -210,6 +223,76 @@ def study_dir(plan: dict) -> str:
     return locations.join(plan["storage"], plan["name"])
 
 
+# What a resumed study must share with the study it continues (README "Failures and
+# resuming"); everything else (where its files live, which machine drives it) may change.
+SAME_ON_RESUME = ("space", "preset", "base")
+DATA_RULE = ("the data is compared by its split lists and each file's size, not by its path "
+             "(a copy on another machine or mount point matches) or file times")
+
+
+def differences(stored: dict, new: dict, accept_changed_data: bool = False) -> list[str]:
+    """What `new` (a `run --resume`, or `resume --data`) changes that a resume may not, as
+    phrases for the error; [] when it is the same study."""
+    out = []
+    for key in SAME_ON_RESUME:
+        a, b = stored[key], new[key]
+        if key == "base":  # the data's path is compared below, by content
+            a, b = ({k: v for k, v in x.items() if k != "data"} for x in (a, b))
+        if a != b:
+            out.append(f"another {key} ({'--set overrides' if key == 'base' else key}: "
+                       f"started with {_short(a)}, now {_short(b)})")
+    if not accept_changed_data and not same_data(stored, new):
+        out.append(f"other data ({new['data']} against {stored['data']}: {DATA_RULE}; "
+                   f"if the change is intended, pass --accept-changed-data)")
+    return out
+
+
+def same_data(stored: dict, new: dict) -> bool:
+    if stored.get("data_content") and new.get("data_content"):
+        return stored["data_content"] == new["data_content"]
+    return stored["data"] == new["data"]  # a study.json from before content fingerprints
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def with_data(plan: dict, data: str) -> dict:
+    """The plan reading its data from `data` (checked, as make_plan checks it)."""
+    root = Path(data).expanduser().resolve()
+    data_mod.detect_layout(root)
+    return {**plan, "data": str(root), "base": {**plan["base"], "data": str(root)},
+            "data_content": data_mod.content_fingerprint(root)}
+
+
+def relocate(plan: dict, location: str, tracking_uri: str,
+             optuna_storage: str | None = None) -> dict:
+    """The plan of a study continued from another folder or machine: its folder, default
+    cache and default Optuna store move to `location`, the tracking URI is the one it was
+    found at, and a given Optuna store replaces the recorded one."""
+    old = plan["storage"]
+    plan = {**plan, "storage": location, "tracking_uri": tracking_uri}
+    if old != location:
+        if plan.get("cache_dir") and not locations.is_uri(location) \
+                and plan["cache_dir"] == str(Path(old) / "cache"):
+            plan["cache_dir"] = str(Path(location) / "cache")
+        if plan.get("optuna_storage") == default_optuna_storage(old):
+            plan["optuna_storage"] = default_optuna_storage(location)
+    if optuna_storage:
+        plan["optuna_storage"] = _database_url(optuna_storage)
+    return plan
+
+
+def recorded(plan: dict) -> dict:
+    """The plan as study.json and the parent run keep it: URLs without passwords (they
+    come back from ~/.pgpass, PGPASSWORD or MLFLOW_TRACKING_PASSWORD)."""
+    out = dict(plan)
+    for key in ("tracking_uri", "optuna_storage", "storage"):
+        out[key] = redact(out.get(key))
+    return out
+
+
 def read(location: str, name: str) -> dict | None:
     """The study.json of study `name` under a storage, or None when there is none."""
     where = locations.join(location, name, "study.json")
@@ -234,7 +317,8 @@ def read(location: str, name: str) -> dict | None:
 def write(plan: dict) -> None:
     """study.json (whole, atomically) and, once, the space file as given."""
     folder = study_dir(plan)
-    locations.write_text(locations.join(folder, "study.json"), json.dumps(plan, indent=1))
+    locations.write_text(locations.join(folder, "study.json"),
+                         json.dumps(recorded(plan), indent=1))
     if locations.read_text(locations.join(folder, "space.yaml")) is None:
         locations.write_text(locations.join(folder, "space.yaml"), plan["space_text"])
 

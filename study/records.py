@@ -36,9 +36,10 @@ One child run per trial (its key, fsvae.trial_key, is its identity):
   artifacts the trial's outputs (config.json, data_report.json, split/, metrics.json,
          confusion.json, history.json, cache.json, model/) and figures/ (confusion matrix,
          curves)
-A re-run of a key (a retry, or a resumed study) replaces its earlier run: the new run is
-tagged fsvae.replaces=<old ids> and the old one is deleted (MLflow's soft delete), so the
-UI shows one run per trial and no stale RUNNING run.
+A re-run of a key (a retry, or a resumed study) replaces its earlier unfinished or failed
+run: the new run is tagged fsvae.replaces=<old ids> and the old one is deleted (MLflow's
+soft delete), so the UI shows one run per trial and no stale RUNNING run. A FINISHED run is
+never deleted, overwritten or demoted: its key is done.
 """
 from __future__ import annotations
 
@@ -54,10 +55,15 @@ from mlflow.tracking import MlflowClient
 
 import search_spaces
 from fsvae import data as data_mod
-from study import faults
-from study.schema import (CURVE_KEYS, ERROR, FAILURE, PARENT, REPLACES, ROLE, TRIAL_KEY,
-                          is_local_store)
+from study import faults, identity, plan as plan_mod
+from study.errors import StudyError
+from study.identity import redact
+from study.schema import (CURVE_KEYS, ERROR, FAILURE, INTERRUPTED, PARENT, PLAN, REPLACES,
+                          ROLE, TRIAL_KEY, is_local_store)
 
+
+class RecordConflict(StudyError):
+    """A write would change a FINISHED run, which the record never does."""
 
 
 def artifact_root(tracking_uri: str, storage: Path | None) -> Path | None:
@@ -77,8 +83,16 @@ def artifact_root(tracking_uri: str, storage: Path | None) -> Path | None:
 
 def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> str:
     """The study's experiment id, created (with a local artifact root, see artifact_root)
-    if needed. Two studies creating the same name at once: the second finds the first's."""
+    if needed. Two studies creating the same name at once: the second finds the first's.
+
+    A deleted experiment (in the MLflow UI, or by `fsvae-study discard`) frees its name.
+    MLflow keeps a deleted experiment's name taken, and restoring it would bring back every
+    run it held, replaced ones included; so it moves aside, still deleted, under a name of
+    its own ("<name> (deleted <time>, <id>)"), and the study gets a new experiment."""
     exp = client.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        set_aside(client, exp.experiment_id, name)
+        exp = None
     if exp is None:
         location = None
         root = artifact_root(client.tracking_uri, storage)
@@ -88,25 +102,36 @@ def ensure_experiment(client: MlflowClient, name: str, storage: Path | None) -> 
             return client.create_experiment(name, artifact_location=location)
         except Exception:
             exp = client.get_experiment_by_name(name)
-            if exp is None:
+            if exp is None or exp.lifecycle_stage != "active":
                 raise
-    if exp.lifecycle_stage == "deleted":
-        client.restore_experiment(exp.experiment_id)
     return exp.experiment_id
+
+
+def set_aside(client: MlflowClient, experiment_id: str, name: str) -> str:
+    """Renames a (deleted or active) experiment out of the way of its name and leaves it
+    deleted, its runs with it; returns its new name."""
+    aside = f"{name} (deleted {time.strftime('%Y-%m-%d %H:%M:%S')}, {experiment_id})"
+    if client.get_experiment(experiment_id).lifecycle_stage == "deleted":
+        client.restore_experiment(experiment_id)  # MLflow renames active experiments only
+    client.rename_experiment(experiment_id, aside)
+    client.delete_experiment(experiment_id)
+    return aside
 
 
 def start_parent(client: MlflowClient, exp_id: str, plan: dict,
                  space: search_spaces.Space) -> str:
-    """The study's parent run, with what was asked and on which code and data."""
+    """The study's parent run, RUNNING and naming its driver (study/identity.py), with what
+    was asked and on which code and data. URLs are recorded without their passwords."""
     tags = {ROLE: "study", "fsvae.space_kind": space.kind,
             "fsvae.objective": ",".join(space.objectives), "fsvae.mode": ",".join(space.modes),
             "fsvae.strata": ",".join(space.strata), "fsvae.command": plan["command"][:4000],
-            "fsvae.code_version": git_version(), "fsvae.storage": plan["storage"],
+            "fsvae.code_version": git_version(), "fsvae.storage": redact(plan["storage"]),
             "fsvae.data": plan["data"],
-            "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"])}
+            "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"]),
+            **identity.driver_tags()}
     tags.update(plan.get("tags") or {})  # the caller's own, e.g. a confirmation's search
     if plan.get("optuna_storage"):
-        tags["fsvae.optuna_storage"] = plan["optuna_storage"]
+        tags["fsvae.optuna_storage"] = redact(plan["optuna_storage"])
     tags.update(git_state())
     tags.update(library_tags())
     run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
@@ -124,20 +149,38 @@ def start_parent(client: MlflowClient, exp_id: str, plan: dict,
 
 
 def close_orphan_parents(client: MlflowClient, exp_id: str) -> int:
-    """Parent runs left RUNNING with no trial, by a driver killed before it wrote study.json
-    (so the same `run` starts the study anew): KILLED, so that none stays RUNNING. Called
-    under the study's lock, when no other driver of this study can be running."""
-    closed = 0
-    for run in client.search_runs([exp_id], f"tags.`{ROLE}` = 'study' and "
-                                            f"attributes.status = 'RUNNING'"):
-        children = client.search_runs([exp_id], f"tags.`{PARENT}` = '{run.info.run_id}'",
-                                      max_results=1)
-        if not children:
-            client.set_tag(run.info.run_id, "fsvae.interrupted",
-                           "its driver stopped before the study started")
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed += 1
-    return closed
+    """Parent runs left RUNNING with no trial and no live driver, by a driver killed in its
+    first seconds (so the same `run` starts the study anew): KILLED, so that none stays
+    RUNNING. Called under the name's lock (study/identity.py)."""
+    return close_orphans(client, identity.holder(client, exp_id)[1])
+
+
+def close_orphans(client: MlflowClient, runs: list) -> int:
+    for run in runs:
+        client.set_tag(run.info.run_id, INTERRUPTED,
+                       "its driver stopped before the study started")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(runs)
+
+
+def read_plan(client: MlflowClient, parent_id: str) -> dict | None:
+    """The plan a parent run carries (log_plan); None for a parent written before."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory(prefix="fsvae-plan-") as tmp:
+        try:
+            path = client.download_artifacts(parent_id, PLAN, tmp)
+        except Exception:  # no such artifact
+            return None
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def log_plan(client: MlflowClient, parent_id: str, plan: dict) -> None:
+    """The plan (study.json, without passwords) as the parent run's artifact, so that a
+    study can be resumed from its record alone (its folder lost, or another machine)."""
+    client.log_text(parent_id, json.dumps(plan_mod.recorded(plan), indent=1), PLAN)
 
 
 def git_state() -> dict[str, str]:
@@ -277,7 +320,15 @@ class TrialRecorder:
         return None
 
     def start(self, active_config: dict) -> str:
+        """A new run for this key. Its earlier runs that did not finish (and a failed trial's
+        that it retries) are replaced; a FINISHED run is never touched: a key that has one is
+        done, so starting it again is a conflict, never an overwrite."""
         earlier = self.earlier()
+        done = [r.info.run_id for r in earlier if r.info.status == "FINISHED"
+                and r.data.tags.get(TRIAL_KEY) == self.key]
+        if done:
+            raise RecordConflict(f"trial {self.key} already has a FINISHED run ({done[0]}) "
+                                 f"with other params; it is not replaced")
         tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_KEY: self.key,
                 "fsvae.attempt": str(len(earlier) + 1), **self.tags}
         if earlier:
@@ -366,9 +417,12 @@ class TrialRecorder:
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
         return reason
 
-    def stopped(self, why: str) -> None:
+    def interrupted(self, why: str) -> None:
+        """Its study stopped it (Ctrl-C, the driver's stop, a lost session): KILLED and
+        tagged so, and it runs again on resume. Whether a scheduler stopped it instead is
+        the driver's to record (study/outcomes.py): inside the trial both look alike."""
         self.flush()
-        self.client.set_tag(self.run_id, "fsvae.stopped", why)
+        self.client.log_batch(self.run_id, tags=[RunTag(INTERRUPTED, why)])
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def _artifacts(self, out_dir: Path | None) -> None:

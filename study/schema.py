@@ -2,11 +2,13 @@
 where the default store lives. No MLflow import here, so planning a study (and failing fast
 on a bad argument) stays quick.
 
-Identity of a trial (README "Failures and resuming"): the tag `fsvae.trial_key`. A grid
-trial is its point in the grid ("grid:" + a hash of the point's keys and values, seed
-included); an Optuna trial is its number in the stratum's Optuna study ("n_f=5#3", "#3"
-without strata). A study holds at most one active run per key; a re-run of a key replaces
-its earlier run.
+Identity of a study (README "Failures and resuming"): its name in its tracking store, held
+by its parent run (study/identity.py). Identity of a trial: the tag `fsvae.trial_key` under
+that parent run. A grid trial is its point in the grid ("grid:" + a hash of the point's
+keys and values, seed included); an Optuna trial is its number in the stratum's Optuna
+study ("n_f=5#3", "#3" without strata). Keys are unique within one parent run only, so
+every look-up by key goes through the parent. A key with a FINISHED run is done; an
+unfinished run of a key is replaced by its re-run.
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ INTERRUPTED = "fsvae.interrupted"  # a run its study stopped before it finished;
 REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run replaced
 BEST_MODEL = "fsvae.best_model"  # parent and best trial run: the logged model's URI
 BEST_MODEL_RUN = "fsvae.best_model.run"  # parent: the trial run the model was built from
+STUDY = "fsvae.study"  # a trial run: the name of its study
+POINT = "fsvae.point"  # a trial run: what the study handed it (JSON), e.g. Optuna's choices
+RETRY_OF = "fsvae.retry_of"  # a trial run: the key of the failed trial it retries
+DRIVER = "fsvae.driver"  # the parent: the process driving the study now (JSON)
+HEARTBEAT = "fsvae.heartbeat"  # the parent: when that driver last said it was alive (Unix s)
+PLAN = "study.json"  # the parent's artifact: the study's plan, what `resume` needs
+OPTUNA_PARENT = "fsvae.parent_run_id"  # an Optuna study's user attr: its study's parent run
 CONFIRMS = "fsvae.confirms"  # a confirmation's parent: the search whose winners it reruns
 CONFIRMED_BY = "fsvae.confirmed_by"  # a search's parent: its confirmations, comma-separated
 
