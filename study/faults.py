@@ -10,10 +10,13 @@ FSVAE_FAIL_AT=point[,point] instead makes a process reaching a point raise Injec
 there (inside a trial: a failure of the trial's own code). Otherwise `pause` costs two
 environment lookups.
 
-Points: trial_start (a trial's worker, before its MLflow run), trial_running (after the
-backbone stage), trial_finishing (its metrics logged, the run not yet FINISHED),
-trial_finished (its run FINISHED, Tune not yet told), searcher_tell (the driver, before it
-tells Optuna), shared_build (the task building a stratum's shared backbone).
+Points: name_claimed (a driver holding its study name's lock, before it looks at the
+record), trial_start (a trial's worker, before its MLflow run), trial_running (after the
+backbone stage), trial_classifier (with --asha, after the first stage-3 epoch, before it
+is reported), trial_finishing (its metrics logged, the run not yet FINISHED),
+trial_finished (its run FINISHED, Tune not yet told), searcher_tell (the driver, the
+trial's end written to MLflow, Optuna not yet told), searcher_told (the driver, Optuna
+told), shared_build (the task building a stratum's shared backbone).
 """
 from __future__ import annotations
 

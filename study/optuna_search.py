@@ -2,16 +2,19 @@
 MLflow record, and the Ray Tune searcher that asks it for trials.
 
 The Optuna study `<study name>/<stratum>` (or `<study name>` without strata) lives in an
-RDB storage that only the driver writes (README "Failures and resuming"). A trial is asked
-(`study.ask`, written at once) before Tune starts it, and told (`study.tell`) when Tune
-hears its end: COMPLETE with its value, FAIL, or PRUNED when an early-stopping scheduler
-ended it (with the intermediate values it reported). The Optuna trial number is the trial's
-identity: its key is "<stratum>#<number>".
+RDB storage that only the driver writes (README "Failures and resuming"), and records its
+study's parent run (user attr fsvae.parent_run_id). A trial is asked (`study.ask`, written
+at once) before Tune starts it, and told (`study.tell`) when Tune hears its end, after its
+MLflow run says how it ended (study/outcomes.py): COMPLETE with its value, FAIL, or PRUNED
+when the early-stopping scheduler stopped it (with the intermediate values it reported).
+A trial its study interrupted is not told: it runs again. The Optuna trial number is the
+trial's identity: its key is "<stratum>#<number>".
 
-After the driver was killed, `reconcile` makes the Optuna study agree with MLflow before
-any new trial is asked: a trial still RUNNING whose MLflow run FINISHED is told its
-recorded value (adopted, not re-run); one that FAILED or was stopped is told so; one with
-no finished record is run again with the same number and parameters.
+Before any trial is asked, study/optuna_sync.py brings the Optuna study in step with MLflow
+(adding what it lacks, rebuilding it where it disagrees), and `reconcile` settles the
+trials it holds as RUNNING: one whose MLflow run FINISHED is told its recorded value
+(adopted, not re-run); one that FAILED or was stopped is told so; one with no finished
+record is run again with the same number and parameters.
 """
 from __future__ import annotations
 
@@ -27,9 +30,8 @@ from ray.tune.search import Searcher
 import search_spaces
 from study import faults
 from study.ledger import Entry
-from study.trainable import FAILED, FINAL
-
-RETRY_OF = "retry_of"  # user attr: the number of the failed trial this one retries
+from study.optuna_sync import PLACEHOLDER, RETRY_OF, RUN_ID, values_of
+from study.trainable import FINAL
 
 
 def study_name(name: str, label: str) -> str:
@@ -40,17 +42,15 @@ def trial_key(label: str, number: int) -> str:
     return f"{label}#{number}"
 
 
-def open_study(storage_url: str, name: str, modes: list[str], sampler_seed: int | None,
+def open_study(storage_url: str, name: str, sampler_seed: int | None,
                sampler: str = "tpe") -> optuna.Study:
-    """The stratum's study, created on first use, with TPE (multi-objective too) or NSGA-II.
-    A seeded sampler is reseeded with the number of trials already there, so that a resumed
-    search does not replay its first draws."""
+    """The stratum's study (made by optuna_sync.sync), with TPE (multi-objective too) or
+    NSGA-II. A seeded sampler is reseeded with the number of trials already there, so that a
+    resumed search does not replay its first draws."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else {}
     storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=kwargs)
-    directions = ["maximize" if m == "max" else "minimize" for m in modes]
-    study = optuna.create_study(storage=storage, study_name=name, directions=directions,
-                                load_if_exists=True)
+    study = optuna.load_study(storage=storage, study_name=name)
     n = len(study.get_trials(deepcopy=False))
     seed = sampler_seed
     if seed is not None and n:
@@ -85,12 +85,12 @@ def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         entry = entries.get(trial_key(label, t.number))
         state = entry.state if entry is not None else "unfinished"
-        if state == "finished":
-            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", entry.run_id)
-            values = [entry.metrics[o] for o in objectives]
+        values = values_of(entry, objectives) if state == "finished" else None
+        if values is not None:
+            study._storage.set_trial_user_attr(t._trial_id, RUN_ID, entry.run_id)
             study.tell(t.number, values if len(values) > 1 else values[0])
             out.adopted.append(entry.key)
-        elif state == "failed":
+        elif state in ("failed", "finished"):
             study.tell(t.number, state=TrialState.FAIL)
         elif state == "stopped":
             study.tell(t.number, state=TrialState.PRUNED)
@@ -114,10 +114,12 @@ def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
 
 
 def counted(study: optuna.Study, states: tuple) -> list:
-    """The study's trials in `states`, less failed ones that a later trial retried."""
+    """The study's trials in `states`, less failed ones that a later trial retried and the
+    placeholders of numbers MLflow has no run for (optuna_sync)."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
-    return [t for t in trials if t.state in states and t.number not in retried]
+    return [t for t in trials if t.state in states and t.number not in retried
+            and not t.user_attrs.get(PLACEHOLDER)]
 
 
 class OptunaSearcher(Searcher):
@@ -125,12 +127,13 @@ class OptunaSearcher(Searcher):
     first, then asks Optuna (enqueued retries, then new trials) until the budget is spent."""
 
     def __init__(self, study: optuna.Study, label: str, params: dict[str, dict],
-                 objectives: list[str], modes: list[str], stratum: Stratum):
+                 objectives: list[str], modes: list[str], stratum: Stratum, ends):
         super().__init__(metric=objectives[0], mode=modes[0])
         self.study, self.label, self.params = study, label, params
-        self.objectives = objectives
+        self.objectives, self.ends = objectives, ends
         self.rerun, self.asks = list(stratum.rerun), stratum.asks
-        self.live: dict[str, tuple[int, int]] = {}  # Tune trial id -> (number, Optuna id)
+        # Tune trial id -> (number, Optuna id, what it was handed)
+        self.live: dict[str, tuple[int, int, dict]] = {}
 
     @property
     def todo(self) -> int:
@@ -150,10 +153,10 @@ class OptunaSearcher(Searcher):
             retry_of = trial.user_attrs.get(RETRY_OF)
         else:
             return Searcher.FINISHED
-        self.live[trial_id] = (number, db_id)
         config = {"key": trial_key(self.label, number), "point": params}
         if retry_of is not None:
             config["replaces"] = trial_key(self.label, retry_of)
+        self.live[trial_id] = (number, db_id, config)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -162,26 +165,26 @@ class OptunaSearcher(Searcher):
         step = result.get("classifier_epoch")
         if trial_id in self.live and FINAL not in result and step is not None \
                 and isinstance(value, (int, float)) and math.isfinite(value):
-            number, db_id = self.live[trial_id]
+            number, db_id, _ = self.live[trial_id]
             optuna.trial.Trial(self.study, db_id).report(float(value), int(step))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        """MLflow first (Ends.record), then Optuna; an interrupted trial is not told."""
         if trial_id not in self.live:
             return
-        number, db_id = self.live.pop(trial_id)
-        result = result or {}
-        faults.pause("searcher_tell")
-        if error or FAILED in result:
-            self.study.tell(number, state=TrialState.FAIL)
-        elif FINAL in result:
-            if result.get("mlflow_run_id"):
-                self.study._storage.set_trial_user_attr(db_id, "mlflow_run_id",
-                                                        result["mlflow_run_id"])
-            values = [float(result[o]) for o in self.objectives]
+        number, db_id, config = self.live.pop(trial_id)
+        outcome = self.ends.record(trial_id, config, result, error)
+        if outcome.state == "finished":
+            if outcome.run_id:
+                self.study._storage.set_trial_user_attr(db_id, RUN_ID, outcome.run_id)
+            values = outcome.values
             self.study.tell(number, values if len(values) > 1 else values[0])
-        else:  # ended early by the scheduler
+        elif outcome.state == "failed":
+            self.study.tell(number, state=TrialState.FAIL)
+        elif outcome.state == "stopped":
             self.study.tell(number, state=TrialState.PRUNED)
+        faults.pause("searcher_told", key=config["key"])
 
     # The state lives in the Optuna database, not in Tune's checkpoints.
     def save(self, checkpoint_path: str) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 from ray import tune
 
 from fsvae.config import RESAMPLING_METHODS, short
-from study.trainable import FAILED, FINAL, handed
+from study.trainable import handed
 
 
 def describe(point: dict, keys: list[str] | None = None) -> str:
@@ -84,41 +84,49 @@ def _short_reason(text: str) -> str:
 
 class Progress(tune.Callback):
     """The console. `prior` counts what earlier sessions finished: {"done", "failed",
-    "best": (value, point) or None}. `on_retry(trial, kind, text)` and
-    `on_failed(trial, kind, text)` let the study act on an infrastructure failure, and
-    `on_stopped(trial)` on a trial the scheduler stopped. With
-    several objectives there is no single best: the line shows the size of this session's
-    Pareto front instead."""
+    "best": (value, point) or None}; `ends` (study/outcomes.Ends) says how each trial of
+    this session ended, as the record has it. `on_retry(trial, kind, text)` lets the study
+    act on an infrastructure failure. With several objectives there is no single best: the
+    line shows the size of this session's Pareto front instead."""
 
-    def __init__(self, total: int, objectives: list[str], modes: list[str], label: str = "",
-                 keys: list[str] | None = None, prior: dict | None = None,
-                 retries: int = 0, on_retry: Callable | None = None,
-                 on_failed: Callable | None = None, on_stopped: Callable | None = None):
+    def __init__(self, total: int, objectives: list[str], modes: list[str], ends,
+                 label: str = "", keys: list[str] | None = None, prior: dict | None = None,
+                 retries: int = 0, on_retry: Callable | None = None):
         self.total, self.objectives, self.modes, self.label = total, objectives, modes, label
         self.objective, self.mode = objectives[0], modes[0]
+        self.ends = ends
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
         self.prior = prior or {"done": 0, "failed": 0, "best": None}
-        self.retries, self.on_retry, self.on_failed = retries, on_retry, on_failed
-        self.on_stopped = on_stopped
+        self.retries, self.on_retry = retries, on_retry
+        self.points: dict[str, dict] = {}  # trial id -> its point, for the best's label
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune pickles its callbacks; this one is never restored from there
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.points[trial.trial_id] = handed(trial.config)["point"]
         self._line("started", trial, trials, "RUNNING")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
-        if FINAL in result:
-            values = ", ".join(f"{o}={result.get(o, float('nan')):.4f}"
-                               for o in self.objectives)
-            reused = " (its run had finished; not computed again)" \
-                if result.get("reused_finished_run") else ""
-            self._line(f"done {values}{reused}", trial, trials, "TERMINATED")
-        elif FAILED in result:
-            self._line(f"FAILED ({_short_reason(str(result.get('error', '')))})", trial,
-                       trials, "TERMINATED")
+        self._ended(trial, trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial, trials)
+
+    def _ended(self, trial, trials) -> None:
+        outcome = self.ends.outcomes.get(trial.trial_id)
+        state = outcome.state if outcome is not None else "interrupted"
+        if state == "finished":
+            values = ", ".join(f"{o}={v:.4f}" for o, v in zip(self.objectives, outcome.values))
+            event = f"done {values}" + (f" ({outcome.text})" if outcome.text else "")
+        elif state == "failed":
+            attempts = trial.run_metadata.num_failures
+            after = f" after {attempts} attempt{'s' * (attempts != 1)}" \
+                if trial.status == "ERROR" or attempts else ""
+            event = f"FAILED{after} ({_short_reason(outcome.text)})"
         else:
-            self._line("stopped early", trial, trials, "TERMINATED")
-            if self.on_stopped is not None:
-                self.on_stopped(trial)
+            event = "stopped early" if state == "stopped" else "interrupted"
+        self._line(event, trial, trials, "ENDED")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         kind, text, _ = failure(trial)
@@ -129,27 +137,19 @@ class Progress(tune.Callback):
         if self.on_retry is not None:
             self.on_retry(trial, kind, text)
 
-    def on_trial_error(self, iteration, trials, trial, **info):
-        kind, text, _ = failure(trial)
-        attempts = trial.run_metadata.num_failures
-        self._line(f"FAILED after {attempts} attempt{'s' * (attempts != 1)} ({text})",
-                   trial, trials, "ERROR")
-        if self.on_failed is not None:
-            self.on_failed(trial, kind, text)
-
     def _line(self, event: str, trial, trials, new_status: str) -> None:
         # Tune calls these hooks before it updates the trial's status: count it as it starts
-        # or ends.
+        # or ends. Ended trials are counted as the record has them (Ends.outcomes).
         status = {t.trial_id: t.status for t in trials}
         status[trial.trial_id] = new_status
-        ended = [t for t in trials if status[t.trial_id] in ("TERMINATED", "ERROR")]
-        failed = [t for t in ended if status[t.trial_id] == "ERROR"
-                  or FAILED in (t.last_result or {})]
         running = sum(1 for s in status.values() if s == "RUNNING")
-        finished = [t for t in ended if FINAL in (t.last_result or {})]
-        best = self._front(finished) if len(self.objectives) > 1 else ""
-        candidates = [] if best else [(t.last_result[self.objective],
-                                       handed(t.config)["point"]) for t in finished]
+        outcomes = self.ends.outcomes
+        ended = [o for o in outcomes.values() if o.state in ("finished", "failed", "stopped")]
+        failed = sum(o.state == "failed" for o in ended)
+        finished = {tid: o for tid, o in outcomes.items() if o.state == "finished"}
+        best = self._front(list(finished.values())) if len(self.objectives) > 1 else ""
+        candidates = [] if best else [(o.values[0], self.points.get(tid, {}))
+                                      for tid, o in finished.items()]
         if self.prior["best"] is not None:
             candidates.append(self.prior["best"])
         if candidates:
@@ -161,13 +161,12 @@ class Progress(tune.Callback):
         point = describe(handed(trial.config)["point"], self.keys)
         print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: {point} "
               f"| done {done}/{self.total}, running {running}, "
-              f"failed {self.prior['failed'] + len(failed)}{best}", flush=True)
+              f"failed {self.prior['failed'] + failed}{best}", flush=True)
 
     def _front(self, finished: list) -> str:
         """' | Pareto front: k of this session's n finished trials' (on the objectives)."""
         signs = [1 if m == "max" else -1 for m in self.modes]
-        points = [[s * t.last_result[o] for s, o in zip(signs, self.objectives)]
-                  for t in finished]
+        points = [[s * v for s, v in zip(signs, o.values)] for o in finished]
         front = [p for p in points
                  if not any(all(q_i >= p_i for q_i, p_i in zip(q, p)) and q != p
                             for q in points)]

@@ -8,6 +8,7 @@ runs left RUNNING are closed, and everything else runs (README "Failures and res
 """
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from pathlib import Path
@@ -16,9 +17,9 @@ import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study import cluster, ledger, plan as plan_mod, prebuild, records, storage, tuner
-from study.schema import STOPPED, TRIAL_KEY, default_tracking_uri
-
-INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
+from study.identity import redact
+from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID, default_tracking_uri
+from study.trainable import INTERRUPTED_WHY
 
 
 class Session:
@@ -38,7 +39,9 @@ class Session:
 
     # -- the session ---------------------------------------------------------------------
 
-    def run(self, multi_node: bool) -> dict:
+    def run(self, multi_node: bool) -> bool:
+        """Runs what is left of every stratum; returns whether the session was interrupted.
+        `finish` (after Ray is down) closes what is left open and says where things stand."""
         plan, space = self.plan, self.space
         folder = plan_mod.study_dir(plan)
         marker = cluster.write_markers(plan, folder)
@@ -48,6 +51,7 @@ class Session:
         resources, concurrency = cluster.trial_resources(plan, space)
         plan["sessions"] = plan.get("sessions", 0) + 1
         plan_mod.write(plan)
+        records.log_plan(self.client, self.parent_id, plan)
         entries = ledger.read(self.client, self.exp_id, self.parent_id)
         closed = ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
         print(f"study {plan['name']}: {search_spaces.count(space)} trials "
@@ -73,26 +77,29 @@ class Session:
                 break
         if self.storage_error:
             raise cluster.SharedStorageError(self.storage_error)
-        return self._finish(interrupted)
+        return interrupted
 
     def _stratum(self, ctx: dict, stratum: dict, label: str, step: int, entries: dict,
                  resources: dict, concurrency: int) -> bool:
         """Runs what is left of one stratum; False when the session was interrupted."""
         from ray import tune
 
+        from study.outcomes import Ends, GridSearcher
         from study.progress import Progress
         from study.trainable import trainable
 
         plan, space = self.plan, self.space
         total = space.num_samples if space.kind == "optuna" else len(space.trials())
         where = f"{label}: " if label else ""
+        stops: set[str] = set()
+        ends = Ends(self.client, self.exp_id, self.parent_id, space.objectives,
+                    self._infra_failure(ctx), stops)
         if space.kind == "grid":
             todo, prior = self._grid_todo(entries)
-            searcher = None
+            searcher = GridSearcher(todo, ends, space.objectives[0], space.modes[0])
         else:
-            searcher, prior = self._search(label, entries)
-            todo = searcher.todo if searcher is not None else 0
-        if not todo:
+            searcher, prior = self._search(label, entries, ends)
+        if not searcher.todo:
             print(f"{where}all {total} trials were done in earlier sessions", flush=True)
             return True
         shared = prebuild.shared_config(plan, space, stratum, concurrency)
@@ -103,15 +110,14 @@ class Session:
                 self.client, self.parent_id, shared, plan, resources, concurrency, label,
                 step, alongside=not plan["address"] and ray.is_initialized()
                 and "gpu" not in resources)
-        progress = Progress(total, space.objectives, space.modes, label, tuner.shown_keys(space),
-                            prior=prior, retries=plan["infra_retries"] + plan["max_failures"],
-                            on_retry=self._on_retry, on_failed=self._on_failed(ctx),
-                            on_stopped=self._record_stopped)
+        progress = Progress(total, space.objectives, space.modes, ends, label,
+                            tuner.shown_keys(space), prior=prior,
+                            retries=plan["infra_retries"] + plan["max_failures"],
+                            on_retry=self._on_retry)
         wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
         experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan['sessions']}"
-        run = tuner.build(plan, space, wrapped, experiment, concurrency, progress,
-                          grid=todo if space.kind == "grid" else None, searcher=searcher,
-                          stop=self._stop_all)
+        run = tuner.build(plan, space, wrapped, experiment, concurrency, [ends, progress],
+                          searcher, stops, stop=self._stop_all)
         run.fit()
         if self.prebuild is not None:
             # Done by now if the trials ran (they waited on it); an interrupted study does
@@ -141,13 +147,24 @@ class Session:
                                                                key=lambda b: b[0])
         return todo, {"done": done, "failed": failed, "best": best}
 
-    def _search(self, label: str, entries: dict):
+    def _search(self, label: str, entries: dict, ends):
         from study import optuna_search as search
+        from study.optuna_sync import sync
 
         space = self.space
+        where = f"{label}: " if label else ""
         name = search.study_name(self.plan["name"], label)
-        study = search.open_study(self.plan["optuna_storage"], name, space.modes,
-                                  space.sampler_seed, space.sampler)
+        synced = sync(self.plan["optuna_storage"], name, label, entries, space, self.parent_id,
+                      self.client)
+        if synced.rebuilt:
+            print(f"{where}the Optuna study {name} disagreed with MLflow, the study's record: "
+                  f"rebuilt from it ({synced.added} trials)", flush=True)
+        elif synced.added:
+            print(f"{where}{synced.added} trial(s) that MLflow holds were added to the Optuna "
+                  f"study {name}" + (" (its store was new or lost)" if synced.created else ""),
+                  flush=True)
+        study = search.open_study(self.plan["optuna_storage"], name, space.sampler_seed,
+                                  space.sampler)
         stratum = search.reconcile(study, label, entries, space.objectives,
                                    space.num_samples, self.retry_failed)
         for key in stratum.adopted:
@@ -160,7 +177,7 @@ class Session:
             best = (stratum.best[0], stratum.best[1])
         prior = {"done": stratum.done, "failed": stratum.failed, "best": best}
         searcher = search.OptunaSearcher(study, label, space.params, space.objectives,
-                                         space.modes, stratum)
+                                         space.modes, stratum, ends)
         return searcher, prior
 
     # -- failures of the infrastructure --------------------------------------------------
@@ -172,50 +189,44 @@ class Session:
         if kind == "storage" and self.storage_error is None:
             self.storage_error = text  # no point retrying: every trial there would fail
 
-    def _on_failed(self, ctx: dict):
-        def record(trial, kind: str, text: str) -> None:
+    def _infra_failure(self, ctx: dict):
+        """For study/outcomes.Ends: a trial whose retries ran out ends FAILED with the reason
+        (its run, or, if it never got one, a new run with its params), so that the record has
+        the trial exactly once. Returns the reason."""
+        from study.progress import failure
+
+        def record(trial, config: dict, run) -> str:
+            kind, text, _ = failure(trial) if trial is not None else \
+                ("error", "its worker failed before it started", None)
             if kind == "storage" and self.storage_error is None:
                 self.storage_error = text
-            self._record_infra_failure(ctx, trial, f"{kind}: {text}")
+            reason = f"{kind}: {text}"
+            if run is not None and run.info.status == "FAILED":
+                return run.data.tags.get("fsvae.error", reason)
+            if run is None or run.info.status != "RUNNING":
+                run_id = self._failed_run(ctx, trial, config)
+            else:
+                run_id = run.info.run_id
+            records.mark_failed(self.client, run_id, reason, "infrastructure")
+            return text
         return record
 
-    def _record_stopped(self, trial) -> None:
-        """A trial the scheduler (ASHA) stopped: its run ends KILLED with fsvae.stopped even
-        when its process is ended before it can say so itself, so that it counts as done
-        (stopped), not as interrupted."""
-        from study.trainable import handed
-
-        runs = self.client.search_runs(
-            [self.exp_id], filter_string=f"tags.`{TRIAL_KEY}` = '{handed(trial.config)['key']}'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-        if runs and runs[0].info.status == "RUNNING":
-            self.client.set_tag(runs[0].info.run_id, STOPPED, "early-stopped by the scheduler")
-            self.client.set_terminated(runs[0].info.run_id, "KILLED")
-
-    def _record_infra_failure(self, ctx: dict, trial, reason: str) -> None:
-        """A trial whose retries ran out: its run (or, if it never got one, a new run with its
-        params) ends FAILED with the reason, so the record has the trial exactly once."""
-        from study.trainable import handed, run_name, trial_config
+    def _failed_run(self, ctx: dict, trial, config: dict) -> str:
+        """A run for a trial that failed before it wrote one, with its params."""
         from fsvae.trial import resolve
+        from study.trainable import run_name, trial_config
 
-        config = handed(trial.config)
-        runs = self.client.search_runs(
-            [self.exp_id], filter_string=f"tags.`{TRIAL_KEY}` = '{config['key']}'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-        if runs and runs[0].info.status == "RUNNING":
-            records.mark_failed(self.client, runs[0].info.run_id, reason, "infrastructure")
-            return
-        if runs and runs[0].info.status in ("FINISHED", "FAILED"):
-            return
         cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx["preset"]))
+        trial_id = trial.trial_id if trial is not None else "-"
+        tags = {STRATUM: ",".join(f"{k}={v}" for k, v in ctx["stratum"].items()),
+                STUDY: ctx["study"], TRIAL_ID: trial_id,
+                POINT: json.dumps(config["point"], sort_keys=True, default=str)}
+        if config.get("replaces"):
+            tags[RETRY_OF] = config["replaces"]
         rec = records.TrialRecorder(ctx["tracking_uri"], self.exp_id, self.parent_id,
-                                    config["key"], f"{run_name(cfg)}-{trial.trial_id}",
-                                    tags={"fsvae.stratum": ",".join(
-                                        f"{k}={v}" for k, v in ctx["stratum"].items()),
-                                        "fsvae.study": ctx["study"],
-                                        "fsvae.trial_id": trial.trial_id})
-        rec.start(config_mod.active_config(cfg))
-        records.mark_failed(self.client, rec.run_id, reason, "infrastructure")
+                                    config["key"], f"{run_name(cfg)}-{trial_id}", tags=tags,
+                                    replaces=config.get("replaces"))
+        return rec.start(config_mod.active_config(cfg))
 
     # -- the end -------------------------------------------------------------------------
 
@@ -237,7 +248,10 @@ class Session:
         open_ = search.counted(study, (TrialState.RUNNING, TrialState.WAITING))
         return len(final) >= self.space.num_samples and not open_
 
-    def _finish(self, interrupted: bool) -> dict:
+    def finish(self, interrupted: bool) -> dict:
+        """The session's end, once Ray is down (no trial of it can still write): runs left
+        RUNNING are closed as interrupted, the parent ends FINISHED (complete) or KILLED, and
+        the summary says where things stand. Returns run_study's result."""
         entries = ledger.read(self.client, self.exp_id, self.parent_id)
         closed = ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
         complete = not interrupted and all(self._stratum_complete(label)
@@ -259,7 +273,7 @@ class Session:
         uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan["cache_dir"],
                              self.space.objectives[0], self.space.modes[0])
         print(f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
-              f"--tracking-uri {self.plan['tracking_uri']} --images DIR", flush=True)
+              f"--tracking-uri {redact(self.plan['tracking_uri'])} --images DIR", flush=True)
         return uri
 
     def close(self) -> None:
@@ -280,9 +294,9 @@ class Session:
               f"trials finished, {failed} failed{adopted}"
               + (f", {closed} unfinished runs closed" if closed else ""))
         print(f"  Ray Tune results: {plan_mod.study_dir(plan)}")
-        print(f"  MLflow: experiment {name!r} at {plan['tracking_uri']}")
+        print(f"  MLflow: experiment {name!r} at {redact(plan['tracking_uri'])}")
         if plan.get("optuna_storage"):
-            print(f"  Optuna: studies {name}/<stratum> at {plan['optuna_storage']}")
+            print(f"  Optuna: studies {name}/<stratum> at {redact(plan['optuna_storage'])}")
         if plan["tracking_uri"].startswith("sqlite:"):
             print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan['tracking_uri']} "
                   f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
@@ -290,7 +304,8 @@ class Session:
         where = "" if plan["storage"] == default else f" --storage {shlex.quote(plan['storage'])}"
         local_store = not storage.is_uri(plan["storage"]) and \
             plan["tracking_uri"] == default_tracking_uri(Path(plan["storage"]))
-        reads = where if local_store else f" --tracking-uri {shlex.quote(plan['tracking_uri'])}"
+        reads = where if local_store else \
+            f" --tracking-uri {shlex.quote(redact(plan['tracking_uri']))}"
         print(f"  table: fsvae-study table --experiment {name}{reads}")
         if failed and complete:
             print(f"  re-run the failed trials with: fsvae-study resume --name {name}{where} "

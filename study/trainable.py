@@ -15,6 +15,7 @@ Two kinds of failure, told apart here (README "Failures and resuming"):
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -25,7 +26,9 @@ from typing import Any
 
 from fsvae import config as config_mod
 from study import faults
-from study.schema import STRATUM, TRIAL_ID
+from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
+
+INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
 
 FINAL = "trial_complete"  # present (=1) only in the last report of a trial that finished
 FAILED = "trial_failed"  # present (=1) in the last report of a trial whose own code raised
@@ -73,10 +76,13 @@ def trainable(config: dict, ctx: dict) -> None:
     cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx["preset"]))
     active = config_mod.active_config(cfg)
     stratum = ",".join(f"{k}={v}" for k, v in ctx.get("stratum", {}).items())
+    tags = {STRATUM: stratum, STUDY: ctx["study"], TRIAL_ID: trial_id,
+            POINT: json.dumps(config["point"], sort_keys=True, default=str),
+            **ctx.get("git", {})}
+    if config.get("replaces"):
+        tags[RETRY_OF] = config["replaces"]
     recorder = TrialRecorder(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"],
-                             key, f"{run_name(cfg)}-{trial_id}",
-                             tags={STRATUM: stratum, "fsvae.study": ctx["study"],
-                                   TRIAL_ID: trial_id, **ctx.get("git", {})},
+                             key, f"{run_name(cfg)}-{trial_id}", tags=tags,
                              replaces=config.get("replaces"),
                              dataset=dataset_input(ctx["base"]["data"],
                                                    ctx["data_fingerprint"], "trial")
@@ -135,16 +141,21 @@ def _run(cfg: dict, ctx: dict, recorder, cache, key: str) -> tuple[dict | None, 
         # objective (Tune requires it).
         if report_epochs and event.get("stage") == "classifier" and "epoch" in event \
                 and event["epoch"] + 1 < cfg["classifier_epochs"]:
-            tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1})
+            if event["epoch"] == 0:
+                faults.pause("trial_classifier", key=key)
+            tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1,
+                         "mlflow_run_id": recorder.run_id})
 
     out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{recorder.run_id[:8]}-"))
     try:
         try:
             result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print)
         except SystemExit:
-            # Tune stops a function trainable early (a scheduler's decision) with sys.exit(0)
-            # inside tune.report: not a failure.
-            recorder.stopped("early-stopped by the scheduler")
+            # Tune ends a function trainable with a SystemExit inside tune.report, both when
+            # the scheduler stops it and when the study shuts down: not a failure, and not
+            # for the trial to tell apart. It is marked interrupted; the driver records a
+            # scheduler's stop itself, which takes precedence (study/outcomes.py).
+            recorder.interrupted(INTERRUPTED_WHY)
             raise
         except Exception as e:  # the trial's own failure
             return None, recorder.fail(e, out)

@@ -54,41 +54,37 @@ def trial_name(trial) -> str:
 
 
 def build(plan: dict, space: search_spaces.Space, trainable, experiment: str,
-          concurrency: int, progress, grid: list[dict] | None = None, searcher=None,
+          concurrency: int, callbacks: list, searcher, stops: set[str],
           stop: Callable[[], bool] | None = None):
-    """A Tuner for `grid` (a list of {"key", "point"}) or for `searcher` (optuna_search);
-    `stop()` returning True ends the whole run (a node that cannot see the storage)."""
+    """A Tuner that runs the trials `searcher` hands out (study/outcomes.GridSearcher for a
+    grid, study/optuna_search.OptunaSearcher for a search); `stops` collects the trials the
+    early-stopping scheduler stops; `stop()` returning True ends the whole run (a node that
+    cannot see the storage)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+
+    from study.outcomes import RecordedASHA
 
     # reuse_actors: a new trial runs in a worker that already imported torch, MLflow and
     # fsvae (seconds per trial on a small machine; Tune's default is a fresh process).
     # Tune's own metric is the primary objective (a multi-objective search's first).
     tune_config = dict(metric=space.objectives[0], mode=space.modes[0],
                        max_concurrent_trials=concurrency, reuse_actors=True,
-                       trial_name_creator=trial_name, trial_dirname_creator=trial_name)
+                       trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                       search_alg=searcher, num_samples=searcher.todo)
     if plan["asha"]:
         epochs = config_mod.resolve(plan["base"], preset=plan["preset"])["classifier_epochs"]
-        tune_config["scheduler"] = ASHAScheduler(time_attr="classifier_epoch", max_t=epochs,
-                                                 grace_period=max(1, epochs // 5),
-                                                 reduction_factor=3)
-    if grid is not None:
-        # Each grid value is one trial's {"key", "point"}: trainable.handed() unwraps it.
-        param_space = {"grid": tune.grid_search(grid)}
-        tune_config["num_samples"] = 1
-    else:
-        param_space = {}
-        tune_config["search_alg"] = searcher
-        tune_config["num_samples"] = searcher.todo
+        tune_config["scheduler"] = RecordedASHA(stops, time_attr="classifier_epoch",
+                                                max_t=epochs, grace_period=max(1, epochs // 5),
+                                                reduction_factor=3)
     # Tune's own retries are for the infrastructure only: a trial's own failure reaches it
     # as a finished trial (study/trainable.py), and --max-failures retries it there.
     retries = plan["infra_retries"] + plan["max_failures"]
     path, filesystem = _storage(plan)
     run_config = tune.RunConfig(
         name=experiment, storage_path=path, storage_filesystem=filesystem, verbose=0,
-        failure_config=tune.FailureConfig(max_failures=retries), callbacks=[progress],
+        failure_config=tune.FailureConfig(max_failures=retries), callbacks=callbacks,
         stop=_StopAll(stop) if stop is not None else None)
-    return tune.Tuner(trainable, param_space=param_space,
+    return tune.Tuner(trainable, param_space={},
                       tune_config=tune.TuneConfig(**tune_config), run_config=run_config)
 
 
