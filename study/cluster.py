@@ -23,6 +23,15 @@ from study.errors import StudyError
 
 DEFAULT_GPU_FRACTION = 0.25
 MARKER = ".fsvae-shared-check.json"
+# Filesystems whose locking SQLite cannot rely on (https://www.sqlite.org/faq.html#q5):
+# several processes writing one SQLite file there can corrupt it.
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "lustre", "gpfs", "ceph",
+              "glusterfs", "beegfs", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.ceph",
+              "fuse.glusterfs", "fuse.juicefs", "fuse.rclone", "fuse.mountpoint-s3"}
+SERVER_SETUP = ("on a cluster every node writes the record: run an MLflow server backed by "
+                "PostgreSQL (`mlflow server --backend-store-uri postgresql://...`) and pass "
+                "--tracking-uri http://HEAD:5000, and put Optuna's store on PostgreSQL too "
+                "(--optuna-storage postgresql://...); see README \"On a Ray cluster\"")
 
 
 class SharedStorageError(StudyError):
@@ -173,6 +182,45 @@ def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
 
 # -- shared storage ----------------------------------------------------------------------
 
+def filesystem_type(path: str | Path) -> str:
+    """The type of the filesystem holding `path` (Linux's /proc/self/mountinfo), "" when it
+    cannot be told. FSVAE_NETWORK_FS (comma-separated types, e.g. "ext4") adds types to treat
+    as network filesystems: a test hook, as in study/faults.py."""
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                point = left.split()[4].replace("\\040", " ")
+                if (target == point or target.startswith(point.rstrip("/") + "/")) \
+                        and len(point) >= len(best):
+                    best, kind = point, right.split()[0]
+    except (OSError, IndexError):
+        return ""
+    return kind
+
+
+def network_filesystem(path: str | Path) -> str | None:
+    """The network filesystem type holding `path`, None when it is local."""
+    kind = filesystem_type(path)
+    extra = {t.strip() for t in os.environ.get("FSVAE_NETWORK_FS", "").split(",") if t.strip()}
+    return kind if kind in NETWORK_FS | extra else None
+
+
+def check_record_for_cluster(tracking_uri: str, optuna_storage: str | None) -> None:
+    """A study that joins a cluster (--address) must not keep its record in SQLite on a
+    network filesystem; StudyError naming the file and the server setup otherwise."""
+    for what, url in (("MLflow", tracking_uri), ("Optuna", optuna_storage)):
+        if url and url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///"):])
+            kind = network_filesystem(path.parent if not path.exists() else path)
+            if kind:
+                raise StudyError(f"the {what} store {path} is SQLite on a network filesystem "
+                                 f"({kind}), where SQLite's locking fails and several "
+                                 f"writers can corrupt it; {SERVER_SETUP}")
+
+
 def write_markers(plan: dict, study_dir: str) -> dict:
     """Writes a fresh token where every node must read it (the study's folder, the cache)
     and returns what a node checks: {"files": [[location, token], ...], "data": path}."""
@@ -183,7 +231,9 @@ def write_markers(plan: dict, study_dir: str) -> dict:
         files.append(str(Path(plan["cache_dir"]) / f".fsvae-shared-check-{plan['name']}.json"))
     for location in files:
         storage.write_text(location, text)
-    return {"files": [[f, token] for f in files], "data": plan["data"]}
+    stores = [plan["tracking_uri"][len("sqlite:///"):]] \
+        if plan["tracking_uri"].startswith("sqlite:///") else []
+    return {"files": [[f, token] for f in files], "data": plan["data"], "stores": stores}
 
 
 def check_shared(marker: dict) -> None:
@@ -205,6 +255,10 @@ def check_shared(marker: dict) -> None:
     if not Path(marker["data"]).is_dir():
         raise SharedStorageError(f"{_node()} has no dataset at {marker['data']}: the data "
                                  f"must be at the same path on every node")
+    for db in marker.get("stores", []):
+        if not Path(db).is_file():
+            raise SharedStorageError(f"{_node()} cannot see the MLflow store {db}, a SQLite "
+                                     f"file on the driver's disk; {SERVER_SETUP}")
 
 
 def probe_nodes(marker: dict) -> int:

@@ -1,13 +1,20 @@
 """The SQLite files a study writes (MLflow's store, Optuna's store), made whole before any
-other process can see them.
+other process can see them, and upgraded only when no other study is writing to them.
 
 MLflow and Optuna both create their schema on first use, and two processes doing that at
 once on one new file collide ("table ... already exists", "duplicate column name"); so does
 a reader (an `mlflow ui`) that opens the file while a study is still creating it. Here a new
 store is built under an exclusive lock in a temporary file beside the target, then linked
-into place in one step (link fails if the name exists, so nothing is overwritten); an
-out-of-date one is upgraded on a copy that replaces it. Servers and other databases
-(http://, postgresql://, ...) are left to their owners.
+into place in one step (link fails if the name exists, so nothing is overwritten).
+
+An out-of-date store (the store of an older MLflow or Optuna) is upgraded on a copy that
+replaces it, so that a crash half-way leaves the old one whole. A process still writing to
+the old file would lose its writes, and MLflow clients and `mlflow ui` never take this
+lock: so a store is not upgraded while it holds another study whose driver is alive (a
+RUNNING parent run with a live driver, study/identity.py; in an Optuna store, RUNNING
+trials of another study's Optuna studies). The error names that study. Servers and other
+databases (http://, postgresql://, ...) are left to their owners: MLflow and Optuna refuse
+an old schema there and say how to upgrade it.
 """
 from __future__ import annotations
 
@@ -32,8 +39,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len("sqlite:///"):])
 
 
-def ensure_mlflow_store(tracking_uri: str) -> None:
-    """An embedded MLflow store is complete and at this MLflow's schema version."""
+def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
+    """An embedded MLflow store is complete and at this MLflow's schema version; `study`
+    (the one starting) does not count as a writer that blocks an upgrade."""
     from mlflow.store.db import utils
 
     def init(url: str) -> None:
@@ -59,10 +67,11 @@ def ensure_mlflow_store(tracking_uri: str) -> None:
         finally:
             engine.dispose()
 
-    _ensure(tracking_uri, "MLflow", init, current, utils._get_latest_schema_revision, upgrade)
+    _ensure(tracking_uri, "MLflow", init, current, utils._get_latest_schema_revision, upgrade,
+            lambda path: _mlflow_writers(path, study))
 
 
-def ensure_optuna_store(url: str) -> None:
+def ensure_optuna_store(url: str, study: str | None = None) -> None:
     """An Optuna RDB store (SQLite file) is complete and at this Optuna's schema version."""
     import optuna
 
@@ -93,12 +102,57 @@ def ensure_optuna_store(url: str) -> None:
         finally:
             storage.engine.dispose()
 
-    _ensure(url, "Optuna", init, current, head, upgrade)
+    _ensure(url, "Optuna", init, current, head, upgrade,
+            lambda path: _optuna_writers(path, study))
+
+
+def _mlflow_writers(path: Path, study: str | None) -> list[str]:
+    """The other studies whose live drivers write to an MLflow SQLite store, read with
+    SQL that every MLflow schema since 1.0 answers (runs, tags, experiments)."""
+    from study import identity
+    from study.schema import DRIVER, HEARTBEAT, ROLE
+
+    rows = _query(path, f"""
+        SELECT r.run_uuid, e.name, r.status,
+               (SELECT value FROM tags WHERE run_uuid = r.run_uuid AND key = '{DRIVER}'),
+               (SELECT value FROM tags WHERE run_uuid = r.run_uuid AND key = '{HEARTBEAT}')
+        FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id
+        JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = '{ROLE}' AND t.value = 'study'
+        WHERE r.status = 'RUNNING' AND r.lifecycle_stage = 'active'""")
+    out = []
+    for run_id, name, status, driver, beat in rows:
+        tags = {k: v for k, v in ((DRIVER, driver), (HEARTBEAT, beat)) if v is not None}
+        if name != study and (driver is None or identity.alive(status, tags)):
+            who = identity.describe_driver(tags) if driver else "a driver of an earlier " \
+                "fsvae-study, which does not say whether it is alive"
+            out.append(f"study {name!r} (parent run {run_id}, {who})")
+    return out
+
+
+def _optuna_writers(path: Path, study: str | None) -> list[str]:
+    rows = _query(path, """
+        SELECT s.study_name, COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id
+        WHERE t.state = 'RUNNING' GROUP BY s.study_name""")
+    return [f"Optuna study {name!r} ({n} RUNNING trials)" for name, n in rows
+            if study is None or not (name == study or name.startswith(study + "/"))]
+
+
+def _query(path: Path, sql: str) -> list[tuple]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.Error:  # a store too old or too odd to say: nobody known to write
+        return []
+    finally:
+        con.close()
 
 
 def _ensure(url: str, what: str, init: Callable[[str], None],
             current: Callable[[str], str | None], head: Callable[[], str],
-            upgrade: Callable[[str], None]) -> None:
+            upgrade: Callable[[str], None],
+            writers: Callable[[Path], list[str]] = lambda path: []) -> None:
     path = sqlite_path(url)
     if path is None:
         return
@@ -123,7 +177,16 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
                 tmp.unlink(missing_ok=True)
         _wait_until_whole(path, what, current)
         want = head()
-        if current(f"sqlite:///{path}") != want:
+        found = current(f"sqlite:///{path}")
+        if found != want:
+            busy = writers(path)
+            if busy:
+                raise StudyError(
+                    f"{what} store {path} is at schema version {found} and needs an upgrade "
+                    f"to {want} for this {what}, but {busy[0]} is writing to it now"
+                    + (f" (and {len(busy) - 1} more)" if len(busy) > 1 else "")
+                    + ": an upgrade would move the store from under it. Run this study "
+                    f"once that one has ended (or stop it), or with its own --storage")
             tmp = _sibling(path, "upgrade")
             try:
                 shutil.copy2(path, tmp)
