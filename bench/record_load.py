@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     print(header(args))
     rows = []
     for backend in args.backends:
-        t0 = time.monotonic()
         rows.append((backend, run_backend(backend, folder / backend, args)))
-        print(f"  {backend}: done in {time.monotonic() - t0:.0f} s", flush=True)
     print(f"at the end: {load()}")
     print(table(rows))
 
@@ -102,8 +100,10 @@ def parse_args(argv):
 
 def run_backend(backend: str, folder: Path, args) -> tuple[list[Result], int]:
     """Starts what `backend` needs, runs the writers on it, stops it again; the writers'
-    results and how many trial runs the store then holds as FINISHED."""
+    results and how many trial runs the store then holds as FINISHED. Prints where the
+    time went."""
     folder.mkdir(parents=True)
+    clock = Phases()
     pg = start_postgres(durable=True) if backend.startswith("postgres") else None
     server = None
     try:
@@ -113,9 +113,12 @@ def run_backend(backend: str, folder: Path, args) -> tuple[list[Result], int]:
         if backend.endswith("-server"):
             server, uri = start_mlflow_server(folder, free_port(), backend_store_uri=store,
                                               extra_env=env, workers=args.server_workers)
+        clock.lap("servers")
         os.environ.update(env)
         exp_id, parent_id = in_child(setup, uri)
+        clock.lap("schema and experiment")
         results = run_writers(uri, exp_id, parent_id, args)
+        clock.lap("writers (opening stores, writing)")
         return results, in_child(finished_runs, uri, exp_id)
     finally:
         if server is not None:
@@ -123,6 +126,23 @@ def run_backend(backend: str, folder: Path, args) -> tuple[list[Result], int]:
         if pg is not None:
             pg.stop()
             os.environ.pop("PGPASSWORD", None)
+        clock.lap("check and stop")
+        print(f"  {backend}: {clock}", flush=True)
+
+
+class Phases:
+    """Seconds per named phase, for the progress line."""
+
+    def __init__(self):
+        self.t, self.laps = time.monotonic(), []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append(f"{name} {now - self.t:.0f} s")
+        self.t = now
+
+    def __str__(self) -> str:
+        return ", ".join(self.laps)
 
 
 def setup(uri: str) -> tuple[str, str]:
