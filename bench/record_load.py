@@ -73,8 +73,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for name in ("mlflow", "alembic"):  # schema creation logs every step at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    folder = Path(args.out or tempfile.mkdtemp(prefix="fsvae-record-load-")).resolve()
+    if args.out is None:  # stores and logs go when the figures are printed
+        with tempfile.TemporaryDirectory(prefix="fsvae-record-load-") as tmp:
+            measure(args, Path(tmp))
+        return
+    folder = Path(args.out).resolve()
+    if folder.exists() and any(folder.iterdir()):
+        sys.exit(f"record_load: --out {folder} is not empty: expected a new or empty folder "
+                 "(every backend starts from a fresh store)")
     folder.mkdir(parents=True, exist_ok=True)
+    measure(args, folder)
+
+
+def measure(args, folder: Path) -> None:
+    """Runs every backend in `folder`; prints progress, then the table."""
     print(header(args))
     rows = []
     for backend in args.backends:
@@ -92,7 +104,8 @@ def parse_args(argv):
     p.add_argument("--server-workers", type=int, default=2,
                    help="`mlflow server --workers` for the two server backends")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    p.add_argument("--out", help="folder for the stores and logs (default: a new temp one)")
+    p.add_argument("--out", help="a new folder to keep the stores and server logs in "
+                                 "(default: a temporary one, removed at the end)")
     return p.parse_args(argv)
 
 
