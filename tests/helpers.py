@@ -1,5 +1,6 @@
 """Helpers for every test: data built in the test, the real `fsvae-study` command in a
-subprocess, and MLflow reads. Fixtures live in conftest.py; plain functions live here.
+subprocess, and MLflow reads. Fixtures live in conftest.py; plain functions live here (a
+PostgreSQL server's, start_postgres, in postgres_server.py, which bench scripts import too).
 
 Everything is sized for a 2-core CPU: 16 px crops, one backbone epoch, a few VAE and
 classifier epochs.

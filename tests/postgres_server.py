@@ -52,7 +52,7 @@ def find_bin_dir() -> Path:
     looked = []
     for where, folder in candidate_bin_dirs():
         looked.append(f"{where} ({folder})" if folder else where)
-        if folder and (Path(folder) / "initdb").is_file() and (Path(folder) / "pg_ctl").is_file():
+        if folder and all((Path(folder) / exe).is_file() for exe in ("initdb", "pg_ctl")):
             return Path(folder)
     raise PostgresMissing("no PostgreSQL server binaries (initdb, pg_ctl) in "
                           + "; ".join(looked) + f": {INSTALL_HINT}")
