@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# Optional extras of pyproject.toml, besides `test` (which every install has), e.g.
+# make install EXTRAS=postgres; several: EXTRAS=postgres,other.
+EXTRAS ?=
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 DEMO := demo-out
@@ -14,6 +17,9 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 .PHONY: install test demo bench clean
 
 install: $(VENV)/.installed
+ifneq ($(strip $(EXTRAS)),)
+	$(PY) -m pip install -q -e ".[$(strip $(EXTRAS))]"
+endif
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,6 +1,6 @@
-"""Shared fixtures: one generated dataset, one stage cache and three tiny trials per session.
-Tests that only read a dataset, a split or trial outputs share these; plain helper
-functions are in helpers.py."""
+"""Shared fixtures: one generated dataset, one stage cache, three tiny trials and one
+PostgreSQL server per session. Tests that only read a dataset, a split or trial outputs
+share these; plain helper functions are in helpers.py."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,7 @@ import torch
 from fsvae import data, demo_data
 from fsvae.cache import StageCache
 from fsvae.trial import run_trial
-from helpers import quiet, tiny_config, write_image
+from helpers import PostgresMissing, quiet, start_postgres, tiny_config, write_image
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -65,3 +65,19 @@ def trials(demo_root, stage_cache, tmp_path_factory) -> dict[str, tuple[dict, Pa
                            cache=stage_cache, log=quiet)
         out[method] = (result, folder)
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (helpers.start_postgres): loopback, a
+    password-protected role, a database per test through `postgres.create_database(name)`.
+    Without the server binaries the tests that use it fail (they never skip): CI must run
+    them."""
+    try:
+        server, missing = start_postgres(), None
+    except PostgresMissing as e:
+        server, missing = None, str(e)
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    yield server
+    server.stop()

@@ -1,5 +1,6 @@
 """Helpers for every test: data built in the test, the real `fsvae-study` command in a
-subprocess, and MLflow reads. Fixtures live in conftest.py; plain functions live here.
+subprocess, and MLflow reads. Fixtures live in conftest.py; plain functions live here (a
+PostgreSQL server's, start_postgres, in postgres_server.py, which bench scripts import too).
 
 Everything is sized for a 2-core CPU: 16 px crops, one backbone epoch, a few VAE and
 classifier epochs.
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from fsvae import config as config_mod, demo_data
+from postgres_server import Postgres, PostgresMissing, start_postgres  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,19 +257,24 @@ def reap_ray_orphans() -> None:
                 pass
 
 
-def start_mlflow_server(folder: Path, port: int):
-    """A real `mlflow server` on loopback with its SQLite store and artifacts in `folder`;
-    returns (process, uri) once it answers /health."""
+def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None = None,
+                        extra_env: dict | None = None, workers: int = 1):
+    """A real `mlflow server` on loopback with its artifacts in `folder` and its store in
+    `backend_store_uri` (default: SQLite in `folder`); `extra_env` adds to its environment
+    (e.g. a PostgreSQL server's PGPASSWORD). Returns (process, uri) once it answers
+    /health; its log is `folder`/server-PORT.log."""
     import time
     import urllib.request
 
     mlflow_bin = Path(sys.executable).parent / "mlflow"
+    store = backend_store_uri or f"sqlite:///{folder / 'srv.db'}"
     log = open(folder / f"server-{port}.log", "a")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{folder / 'srv.db'}",
+        [str(mlflow_bin), "server", "--backend-store-uri", store,
          "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+         "--port", str(port), "--workers", str(workers)],
+        cwd=folder, env={**os.environ, **(extra_env or {})}, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
