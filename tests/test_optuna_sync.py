@@ -1,0 +1,139 @@
+"""study.optuna_sync against real stores (an MLflow SQLite store written by the study's own
+TrialRecorder, an Optuna SQLite store): the Optuna study follows MLflow. A lost store is
+rebuilt with every finished, failed and stopped trial under its own number; a trial Optuna
+holds as final but MLflow otherwise makes the study rebuild; a number MLflow has no run for
+is a placeholder that does not count; an interrupted trial goes back to RUNNING with its
+parameters; conditional parameters carry the space's exact distributions; another study's
+Optuna study is refused."""
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+import search_spaces
+from study import ledger, optuna_search, records
+from study.errors import StudyError
+from study.optuna_sync import PLACEHOLDER, sync
+from study.schema import POINT, ROLE
+
+SPACE = """
+name: s
+kind: optuna
+objective: val_acc_h
+num_samples: 6
+strata: {n_f: [5]}
+params:
+  beta_schedule: {type: categorical, choices: [linear, cyclical]}
+  beta_cycles: {type: int, low: 1, high: 8, when: {beta_schedule: cyclical}}
+  beta_max: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+"""
+POINTS = [{"beta_schedule": "linear", "beta_max": 0.001},
+          {"beta_schedule": "cyclical", "beta_cycles": 4, "beta_max": 0.02},
+          {"beta_schedule": "linear", "beta_max": 0.0005},
+          {"beta_schedule": "cyclical", "beta_cycles": 2, "beta_max": 0.0001}]
+
+
+@pytest.fixture
+def stores(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = records.ensure_experiment(client, "s", tmp_path)
+    parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
+    space = search_spaces.parse(__import__("yaml").safe_load(SPACE), "s.yaml", SPACE)
+    return {"uri": uri, "client": client, "exp": exp, "parent": parent, "space": space,
+            "optuna": f"sqlite:///{tmp_path / 'optuna.db'}", "tmp": tmp_path}
+
+
+def record(stores, number: int, state: str, value: float = 0.5) -> str:
+    """A trial run as the study writes one: finished, failed, stopped or interrupted."""
+    rec = records.TrialRecorder(stores["uri"], stores["exp"], stores["parent"],
+                                f"n_f=5#{number}", f"run-{number}",
+                                tags={POINT: json.dumps(POINTS[number], sort_keys=True)})
+    run_id = rec.start({**POINTS[number], "n_f": 5})
+    if state == "finished":
+        rec.finish({"metrics": {"val_acc_h": value}, "timings": {}, "minority_classes": []},
+                   None)
+    elif state == "failed":
+        rec.fail(ValueError("loss is nan"), None)
+    elif state == "stopped":
+        rec.progress({"stage": "classifier", "epoch": 0, "val_acc_h": 0.2})
+        rec.progress({"stage": "classifier", "best_epoch": 0})
+        stores["client"].set_tag(run_id, "fsvae.stopped", "early-stopped by the scheduler")
+        stores["client"].set_terminated(run_id, "KILLED")
+    elif state == "interrupted":
+        rec.interrupted("its study stopped")
+    return run_id
+
+
+def run_sync(stores):
+    entries = ledger.read(stores["client"], stores["exp"], stores["parent"])
+    synced = sync(stores["optuna"], "s/n_f=5", "n_f=5", entries, stores["space"],
+                  stores["parent"], stores["client"])
+    study = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"])
+    return synced, study
+
+
+def test_a_lost_store_is_rebuilt_with_every_recorded_trial_under_its_number(stores):
+    ids = [record(stores, 0, "finished", 0.4), record(stores, 1, "failed"),
+           record(stores, 2, "stopped"), record(stores, 3, "interrupted")]
+    synced, study = run_sync(stores)
+    assert synced.created and synced.added == 3
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.PRUNED, TrialState.RUNNING]
+    assert trials[0].value == 0.4 and trials[0].user_attrs["mlflow_run_id"] == ids[0]
+    assert trials[2].intermediate_values == {1: 0.2}  # the epoch-0 value, reported as step 1
+    assert [t.params for t in trials] == POINTS  # the conditional beta_cycles only where used
+    assert study.user_attrs["fsvae.parent_run_id"] == stores["parent"]
+    # The interrupted trial runs again under its own number, with its own parameters.
+    stratum = optuna_search.reconcile(study, "n_f=5", ledger.read(
+        stores["client"], stores["exp"], stores["parent"]), ["val_acc_h"], 6, False)
+    assert stratum.rerun == [(3, POINTS[3], None)]
+    assert stratum.done == 3 and stratum.asks == 2
+
+
+def test_a_trial_optuna_holds_as_failed_but_mlflow_as_finished_rebuilds_the_study(stores):
+    record(stores, 0, "finished", 0.4)
+    run_sync(stores)
+    record(stores, 1, "finished", 0.7)
+    study = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"])
+    trial = study.ask()  # asked as number 1, then told FAIL: a worker died after its run
+    search_spaces.suggest(trial, stores["space"].params)
+    study.tell(trial, state=TrialState.FAIL)
+    synced, study = run_sync(stores)
+    assert synced.rebuilt
+    assert [(t.number, t.state, t.value) for t in study.get_trials()] == \
+        [(0, TrialState.COMPLETE, 0.4), (1, TrialState.COMPLETE, 0.7)]
+
+
+def test_a_number_without_a_run_is_a_placeholder_that_does_not_count(stores):
+    record(stores, 0, "finished")
+    record(stores, 2, "finished")  # number 1 was asked, but its trial never wrote a run
+    synced, study = run_sync(stores)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.COMPLETE]
+    assert trials[1].user_attrs[PLACEHOLDER]
+    counted = optuna_search.counted(study, (TrialState.COMPLETE, TrialState.FAIL))
+    assert [t.number for t in counted] == [0, 2]
+
+
+def test_a_store_that_agrees_is_left_as_it_is(stores):
+    record(stores, 0, "finished")
+    run_sync(stores)
+    synced, study = run_sync(stores)
+    assert not synced.rebuilt and not synced.created and synced.added == 0
+    assert len(study.get_trials()) == 1
+
+
+def test_another_studys_optuna_study_is_refused(stores):
+    record(stores, 0, "finished")
+    run_sync(stores)
+    other = stores["client"].create_run(stores["exp"], tags={ROLE: "study"}).info.run_id
+    with pytest.raises(StudyError, match="belongs to another study record"):
+        sync(stores["optuna"], "s/n_f=5", "n_f=5", {}, stores["space"], other,
+             stores["client"])
