@@ -216,13 +216,14 @@ def has_trials(client, experiment_id: str, parent_id: str) -> bool:
                                    max_results=1))
 
 
-def holder(client, experiment_id: str) -> tuple[object | None, list]:
+def holder(client, experiment_id: str, own: str | None = None) -> tuple[object | None, list]:
     """(the parent run that takes the name, or None; parents that do not: RUNNING ones with
-    no trial and no live driver, left by a driver killed in its first seconds)."""
+    no trial and no live driver, left by a driver killed before any trial started). `own`,
+    the parent run a resumed study's plan names, is its study whatever it holds."""
     taking, orphans = [], []
     for run in parents(client, experiment_id):
         live = alive(run.info.status, run.data.tags)
-        if live or has_trials(client, experiment_id, run.info.run_id):
+        if live or run.info.run_id == own or has_trials(client, experiment_id, run.info.run_id):
             taking.append(run)
         elif run.info.status == "RUNNING":
             orphans.append(run)

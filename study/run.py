@@ -131,8 +131,10 @@ def plan_from_record(tracking_uri: str, name: str) -> dict:
 
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(name)
-    holder = identity.holder(client, exp.experiment_id)[0] \
-        if exp is not None and exp.lifecycle_stage == "active" else None
+    holder = None
+    if exp is not None and exp.lifecycle_stage == "active":
+        holder, orphans = identity.holder(client, exp.experiment_id)
+        holder = holder or next(iter(orphans), None)  # killed before any trial started
     if holder is None:
         names = sorted(e.name for e in client.search_experiments())
         raise StudyError(f"no study {name!r} in {redact(tracking_uri)}; studies there: "
@@ -307,7 +309,8 @@ def _claim(client, plan: dict, space: search_spaces.Space, claim: Claim,
 
     name = plan["name"]
     exp_id = records.ensure_experiment(client, name, local_storage)
-    holder, orphans = identity.holder(client, exp_id)
+    own = plan.get("parent_run_id") if claim.mode == "resume" else None
+    holder, orphans = identity.holder(client, exp_id, own)
     records.close_orphans(client, orphans)
     optuna_store = plan.get("optuna_storage") or _default_optuna(plan)
     optuna = identity.optuna_studies(optuna_store, name)

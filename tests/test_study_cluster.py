@@ -87,3 +87,28 @@ def test_a_local_ray_that_cannot_start_is_a_clear_error_and_the_command_can_be_r
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(trial_runs(tracking_uri(storage), "local")) == 3
+
+
+def test_a_cluster_study_with_its_sqlite_record_on_a_network_filesystem_is_refused(tmp_path):
+    # The tests' folders are on a local disk; FSVAE_NETWORK_FS makes its type count as a
+    # network filesystem (study/cluster.py), as an NFS mount would be.
+    import socket
+
+    from study.cluster import filesystem_type
+
+    data = make_data(tmp_path / "data")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    address = f"127.0.0.1:{listener.getsockname()[1]}"  # answers, as a head node would
+    try:
+        proc = cli("run", "--space", "smoke", "--data", str(data), "--storage",
+                   str(tmp_path / "s"), "--address", address, *FAST, timeout=120,
+                   environ=env(FSVAE_NETWORK_FS=filesystem_type(tmp_path)))
+    finally:
+        listener.close()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"the MLflow store {tmp_path / 's' / 'mlflow.db'} is SQLite on a network " \
+           f"filesystem" in proc.stderr
+    assert "--tracking-uri http://" in proc.stderr and "postgresql://" in proc.stderr
+    assert not (tmp_path / "s").exists()  # refused before anything was created
