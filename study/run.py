@@ -282,7 +282,13 @@ def _setup_records(plan: dict, space: search_spaces.Space, claim: Claim, out: di
             logging.getLogger(name).setLevel(logging.WARNING)
         stores.ensure_mlflow_store(plan["tracking_uri"], plan["name"])
         if plan.get("optuna_storage"):
-            stores.ensure_optuna_store(plan["optuna_storage"], plan["name"])
+            try:
+                stores.ensure_optuna_store(plan["optuna_storage"], plan["name"])
+            except StudyError:
+                raise
+            except Exception as e:
+                raise StudyError(f"the Optuna store at {redact(plan['optuna_storage'])} is "
+                                 f"not usable: {type(e).__name__}: {e}") from None
         from mlflow.tracking import MlflowClient
 
         client = out["client"] = MlflowClient(plan["tracking_uri"])

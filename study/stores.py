@@ -52,10 +52,10 @@ def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
             engine.dispose()
 
     def current(url: str) -> str | None:
+        """The store's schema revision; None while it has none (MLflow writes it in the
+        transaction that creates the schema, so a store with one is whole, old or new)."""
         engine = utils.create_sqlalchemy_engine(url)
         try:
-            if not utils._all_tables_exist(engine):
-                return None
             return utils._get_schema_version(engine)
         finally:
             engine.dispose()
@@ -83,7 +83,10 @@ def ensure_optuna_store(url: str, study: str | None = None) -> None:
         open_(u, True).engine.dispose()
 
     def current(u: str) -> str | None:
-        storage = open_(u, False)
+        try:
+            storage = open_(u, False)
+        except Exception:  # no version table yet (PostgreSQL fails here already)
+            return None
         try:
             return storage.get_current_version()
         except Exception:  # no version table yet: a store someone else is still creating
@@ -153,6 +156,8 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
             current: Callable[[str], str | None], head: Callable[[], str],
             upgrade: Callable[[str], None],
             writers: Callable[[Path], list[str]] = lambda path: []) -> None:
+    if url.startswith("postgresql"):
+        _ensure_postgres(url, what, init, current)
     path = sqlite_path(url)
     if path is None:
         return
@@ -196,6 +201,32 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
                 tmp.unlink(missing_ok=True)
     finally:
         lock.release()
+
+
+def _ensure_postgres(url: str, what: str, init: Callable[[str], None],
+                     current: Callable[[str], str | None]) -> None:
+    """A PostgreSQL database gets its schema once: two drivers starting on a fresh database
+    at once (two machines) would both create it and collide ("duplicate key value violates
+    unique constraint"). Creation runs under a PostgreSQL advisory lock, which every client
+    of the server sees (https://www.postgresql.org/docs/current/explicit-locking.html)."""
+    import hashlib
+
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"fsvae-study {what} schema".encode()).digest()[:8],
+                         "big", signed=True)
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                if current(url) is None:
+                    init(url)
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"),
+                                   {"k": key})
+    finally:
+        engine.dispose()
 
 
 def _wait_until_whole(path: Path, what: str, current: Callable[[str], str | None]) -> None:

@@ -106,10 +106,11 @@ def env(**extra: str) -> dict:
 
 def cli(*args: str, timeout: float = 600, cwd: Path | None = None,
         environ: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs `fsvae-study ARGS` (as `python -m fsvae_study`) and waits for it."""
+    """Runs `fsvae-study ARGS` (as `python -m fsvae_study`) and waits for it, with no
+    terminal on its stdin (a command that would ask a question refuses instead)."""
     return subprocess.run([sys.executable, "-m", "fsvae_study", *args], cwd=cwd or REPO,
                           env=environ or env(), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def start_cli(*args: str, log: Path, environ: dict | None = None) -> subprocess.Popen:
