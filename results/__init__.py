@@ -36,11 +36,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from results.compare import parse_compare
 from results.confirm import confirm_table
 from results.errors import ResultsError
-from results.grid import grid_table
-from results.search import optuna_table
+from results.grid import grid_table, parse_compare
+from results.search import search_table
 from results.store import Study, load_study, store_uri
 from results.table import ACC_H, FORMATS, Table, table_metrics
 
@@ -88,7 +87,7 @@ def build_table(study: Study, metric_set: str = "test", with_paper: bool = False
         if compare:
             raise ResultsError("--compare pairs seeds of grid studies; this experiment is an "
                                "Optuna search (one best trial per stratum)")
-        return optuna_table(study, metric_set, with_paper, metrics)
+        return search_table(study, metric_set, with_paper, metrics)
     return grid_table(study, metric_set, with_paper, compare, metrics)
 
 

@@ -1,8 +1,9 @@
-"""Reads one experiment's runs back from MLflow: its trial runs and its study settings.
+"""Reads one study back from its MLflow record: its parent run's settings and its trial runs.
 
 What a study writes (README "MLflow"): a parent run tagged fsvae.role=study with the
 study's kind, objective and strata, and one child run per trial tagged fsvae.role=trial
-whose params are exactly the trial's active config keys.
+whose params are exactly the trial's active config keys. An experiment (a study's name)
+can hold several parent runs.
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
+from results.selection import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, goals
 from study.schema import CONFIRMS, PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
 
-DEFAULT_OBJECTIVE, DEFAULT_MODE = "val_acc_h", "max"
-DEFAULT_STORAGE = "fsvae-studies"
+DEFAULT_STORAGE = "fsvae-studies"  # as study/plan.py's: where `fsvae-study run` writes
 SPLITS = ("train", "val", "test")
 # A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
 # these metrics where it logs them, else its data_report.json artifact (fsvae.data's report).
@@ -32,7 +33,7 @@ SPLIT_METRICS = tuple(f"data_usable_{s}" for s in SPLITS)
 
 @dataclass
 class Study:
-    """One experiment's trial runs and its study settings, as the tables and figures use them.
+    """One study's trial runs and its settings, as the tables, figures and analyses use them.
 
     `trials` has one row per trial run: run_id, run_name, status, start_time, stratum,
     trial_key (which trial of the study the run is), artifact_uri, data_key (the tag
@@ -43,8 +44,8 @@ class Study:
     name: str
     tracking_uri: str
     kind: str  # grid | optuna
-    objective: str
-    mode: str  # max | min
+    objective: str  # several (a multi-objective search): joined by commas
+    mode: str  # max | min, likewise
     strata: list[str]
     trials: pd.DataFrame
     searched: list[str] | None = None  # optuna: the space's searched keys, if space.json exists
@@ -54,15 +55,23 @@ class Study:
     parent_run_id: str | None = None  # the latest parent run (fsvae.role=study), if any
 
     @property
+    def goals(self) -> list[Goal]:
+        """[(objective, mode), ...], the primary first (results.selection)."""
+        return goals(self.objective, self.mode)
+
+    @property
     def objectives(self) -> list[str]:
-        """The validation objectives: several for a multi-objective search, whose parent
-        run's fsvae.objective tag joins them with commas ("val_acc_h,val_acc")."""
-        return self.objective.split(",")
+        return [o for o, _ in self.goals]
 
     @property
     def modes(self) -> list[str]:
-        """max or min per objective (fsvae.mode "max,max")."""
-        return self.mode.split(",")
+        return [m for _, m in self.goals]
+
+    @property
+    def table_kind(self) -> str:
+        """grid, optuna, or confirm: a grid study that reran a search's best configurations
+        with new seeds (its parent run names the search, tag fsvae.confirms)."""
+        return "confirm" if self.confirms else self.kind
 
 
 def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from results.latex import latex_escape
+from results.formats import latex_escape
 from results_store import ROW_ORDER, md_cells, shared_store, table
 
 
