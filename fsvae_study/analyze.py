@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from fsvae_study.output import err
+from fsvae_study.read import study_arguments
+
 
 def register(sub) -> None:
     an = sub.add_parser("analyze", help="a study's analysis (search: importance, best trials, "
                         "Optuna's plots; grid: each key's effect over seeds) as PNGs and "
                         "analysis.md, logged to its parent run")
-    an.add_argument("--experiment", required=True, help="study name (MLflow experiment)")
-    an.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local "
-                    "studies' store, ./fsvae-studies/mlflow.db)")
-    an.add_argument("--storage", help="where the default stores live (default ./fsvae-studies)")
+    study_arguments(an)
     an.add_argument("--optuna-storage", metavar="URL", help="the search's Optuna storage "
                     "(default: the one its parent run records, else <storage>/optuna.db)")
     an.add_argument("--out", help="folder for analysis.md and the PNGs (default "
@@ -31,8 +31,11 @@ def _analyze(args: argparse.Namespace) -> int:
     from results.analysis import analyze
 
     analysis = analyze(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
-                       optuna_storage=args.optuna_storage, out=args.out, top=args.top)
+                       optuna_storage=args.optuna_storage, out=args.out, top=args.top,
+                       parent_run=args.parent_run)
     print(f"wrote {analysis.path} and {len(analysis.files) - 1} figures")
+    for note in analysis.study.notes:
+        err(note)
     if analysis.logged_to:
         print(f"logged to run {analysis.logged_to} under analysis/")
     else:

@@ -62,15 +62,18 @@ class Analysis:
 
 def analyze(experiment: str, tracking_uri: str | None = None,
             storage: str | Path | None = None, optuna_storage: str | None = None,
-            out: str | Path | None = None, top: int = 5, log: bool = True) -> Analysis:
-    """Analyses the study, writes analysis.md and its PNGs under `out` (default analysis/<experiment>) and, with `log`,
+            out: str | Path | None = None, top: int = 5, log: bool = True,
+            parent_run: str | None = None) -> Analysis:
+    """Analyses the study (the experiment's latest parent run, or `parent_run`), writes
+    analysis.md and its PNGs under `out` (default analysis/<experiment>) and, with `log`,
     logs them to its parent run.
-    ResultsError names a bad option, a missing store, experiment or Optuna storage."""
+    ResultsError names a bad option, a missing store, experiment, parent run or Optuna
+    storage."""
     if top < 1:
         raise ResultsError(f"top={top}: expected at least 1 trial to list")
-    study = load_study(experiment, store_uri(tracking_uri, storage))
+    study = load_study(experiment, store_uri(tracking_uri, storage), parent_run)
     analysis = Analysis(study=study, out=Path(out or Path("analysis") / slug(experiment)),
-                        top=top)
+                        top=top, notes=list(study.notes))
     analysis.out.mkdir(parents=True, exist_ok=True)
     if study.kind == "optuna":
         _search(analysis, storage_url(study, optuna_storage, storage))

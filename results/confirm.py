@@ -37,7 +37,7 @@ def confirm_table(study: Study, metrics: tuple[str, ...]) -> Table:
     cells = _cells(_finished(study, runs, shown), ranking, search, shown, study.mode)
     table = Table(study=study, metric_set="val+test", cells=cells,
                   rows=list(dict.fromkeys(cells["row"])), n_fs=[], metrics=shown,
-                  notes=[_how(study, search), *status_notes(runs)])
+                  notes=[_how(study, search), *status_notes(runs), *search.notes])
     table.summaries = [still_best(stratum, cells, ranking, study)
                        for stratum in dict.fromkeys(cells["stratum"])]
     if uncounted:
