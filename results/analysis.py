@@ -3,10 +3,11 @@ PNGs, logged to the study's parent MLflow run under analysis/ (README "Analysing
 
 A search: per stratum, results.search_analysis (importance, best trials or Pareto front,
 Optuna's plots). A grid: results.grid_effects (each varied key's effect over seeds) and a
-figure per key. From Python:
+figure per key. By default the files go to the study's folder,
+<storage>/<experiment>/analysis/. From Python:
 
     from results.analysis import analyze
-    analysis = analyze("search-nf", storage="fsvae-studies", out="analysis/search-nf")
+    analysis = analyze("search-nf", storage="fsvae-studies")
     print(analysis.markdown)
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ from results.errors import ResultsError
 from results.formats import md_row, num, objective_text
 from results.grid_effects import effect_figure, grid_effects
 from results.search_analysis import (ALL, MIN_TRIALS, Importance, StratumAnalysis,
-                                     analyze_stratum, open_strata, slug, storage_url)
-from results.store import Study, load_study, store_uri
+                                     analyze_stratum, open_strata, storage_url)
+from results.store import Study, load_study, store_uri, study_folder
 from results.table import METRICS
 
 ARTIFACT_DIR = "analysis"
@@ -65,15 +66,15 @@ def analyze(experiment: str, tracking_uri: str | None = None,
             out: str | Path | None = None, top: int = 5, log: bool = True,
             parent_run: str | None = None) -> Analysis:
     """Analyses the study (the experiment's latest parent run, or `parent_run`), writes
-    analysis.md and its PNGs under `out` (default analysis/<experiment>) and, with `log`,
-    logs them to its parent run.
+    analysis.md and its PNGs under `out` (default the study's folder:
+    <storage>/<experiment>/analysis) and, with `log`, logs them to its parent run.
     ResultsError names a bad option, a missing store, experiment, parent run or Optuna
     storage."""
     if top < 1:
         raise ResultsError(f"top={top}: expected at least 1 trial to list")
     study = load_study(experiment, store_uri(tracking_uri, storage), parent_run)
-    analysis = Analysis(study=study, out=Path(out or Path("analysis") / slug(experiment)),
-                        top=top, notes=list(study.notes))
+    folder = Path(out) if out else study_folder(experiment, storage) / ARTIFACT_DIR
+    analysis = Analysis(study=study, out=folder, top=top, notes=list(study.notes))
     analysis.out.mkdir(parents=True, exist_ok=True)
     if study.kind == "optuna":
         _search(analysis, storage_url(study, optuna_storage, storage))

@@ -23,6 +23,7 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 from results.errors import ResultsError
 from results.selection import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, goals
 from study.schema import CONFIRMS, PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
+from study.storage import is_uri
 
 DEFAULT_STORAGE = "fsvae-studies"  # as study/plan.py's: where `fsvae-study run` writes
 SPLITS = ("train", "val", "test")
@@ -81,6 +82,16 @@ def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None
     if tracking_uri:
         return tracking_uri
     return default_tracking_uri(Path(storage or DEFAULT_STORAGE))
+
+
+def study_folder(experiment: str, storage: str | Path | None = None) -> Path:
+    """The study's own folder, <storage>/<experiment> (storage default ./fsvae-studies),
+    where `fsvae-study run` keeps its study.json: its figures/ and analysis/ go there.
+    ResultsError for an object-store storage, which this machine cannot write PNGs into."""
+    if is_uri(str(storage or "")):
+        raise ResultsError(f"--storage {storage} is not a folder on this machine: pass --out "
+                           f"for the files")
+    return Path(storage or DEFAULT_STORAGE) / experiment
 
 
 @contextmanager

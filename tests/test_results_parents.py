@@ -95,7 +95,7 @@ def test_parent_run_picks_the_other_study_in_table_figures_and_analyze(store, tm
     assert not any(r in out for r in store[("twice", "newer", "runs")])
     assert cli_main(["figures", "--experiment", "twice", "--tracking-uri", store["uri"],
                      "--parent-run", older, "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "test_acc_h_vs_n_f.png").is_file()
+    assert (tmp_path / "twice" / "test_acc_h_vs_n_f.png").is_file()
     assert "as --parent-run asked" in capsys.readouterr().err
     grid_older = store[("grid-twice", "older")]
     assert cli_main(["analyze", "--experiment", "grid-twice", "--tracking-uri", store["uri"],

@@ -1,0 +1,57 @@
+"""`figures` and `analyze` as a user runs them (the real command in a subprocess): each
+writes beside the study unless told otherwise, and keeps two studies' files apart."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis_store import shared_stores
+from fsvae_study.cli import parser
+from helpers import cli
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict:
+    return shared_stores(tmp_path_factory)
+
+
+def pngs(folder: Path) -> list[Path]:
+    found = sorted(folder.glob("*.png"))
+    assert all(p.read_bytes()[:8] == PNG for p in found)
+    return found
+
+
+def test_outputs_go_to_the_study_folder_of_the_default_storage(stores, tmp_path):
+    for command, what in (("figures", "figures"), ("analyze", "analysis")):
+        done = cli(command, "--experiment", "few", "--tracking-uri", stores["uri"],
+                   cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "fsvae-studies" / "few" / what).is_dir(), command
+    assert pngs(tmp_path / "fsvae-studies" / "few" / "figures")
+    assert (tmp_path / "fsvae-studies" / "few" / "analysis" / "analysis.md").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fsvae-studies"]
+
+
+def test_two_studies_sharing_an_out_folder_keep_their_own_files(stores, tmp_path):
+    for experiment in ("few", "importance"):  # both draw test_acc_h_vs_n_f.png
+        done = cli("figures", "--experiment", experiment, "--tracking-uri", stores["uri"],
+                   "--out", str(tmp_path), timeout=120)
+        assert done.returncode == 0, done.stderr
+    few, other = (tmp_path / e / "test_acc_h_vs_n_f.png" for e in ("few", "importance"))
+    assert few.read_bytes() != other.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["few", "importance"]
+
+
+@pytest.mark.parametrize("command", ["table", "figures", "analyze"])
+def test_every_argument_of_the_reading_commands_says_what_it_does(command):
+    sub = next(a for a in parser()._actions if a.dest == "command").choices[command]
+    for action in sub._actions:
+        assert action.help, (command, action.dest)
+    helps = {o: a.help for a in sub._actions for o in a.option_strings}
+    assert "--parent-run" in helps and "./fsvae-studies" in helps["--storage"]
+    if command != "table":  # the default that applies: the study's own folder
+        what = "figures" if command == "figures" else "analysis"
+        assert f"<storage>/<experiment>/{what}/" in helps["--out"]
