@@ -35,9 +35,11 @@ def register(sub) -> None:
     fg.add_argument("--out", metavar="DIR", help="write the PNGs to DIR/<experiment>/ "
                     "(default: the study's folder, <storage>/<experiment>/figures/)")
     fg.add_argument("--metric-set", default="test", choices=("test", "val"),
-                    help="which metrics the figures plot against n_f (default test)")
+                    help="which metrics the figures plot against n_f (default test; a "
+                    "confirmation's show both)")
     fg.add_argument("--run", help="run id or trial name for the learning curves (default: "
-                    "the best trial by the validation objective)")
+                    "the best trial by the validation objective; with several objectives, "
+                    "each trial of the Pareto front)")
     fg.set_defaults(func=_figures)
     _predict_parser(sub)
 
@@ -84,7 +86,7 @@ def _figures(args: argparse.Namespace) -> int:
     """Writes the PNGs (to --out/<experiment>, else the study's folder) and prints their
     paths; the notes on what was read go to stderr."""
     from results import load_study, store_uri
-    from results.figures import curve_figure, metric_figures
+    from results.figures import curve_figures, metric_figures
     from results.store import study_folder
 
     study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage),
@@ -92,12 +94,10 @@ def _figures(args: argparse.Namespace) -> int:
     out = Path(args.out) / args.experiment if args.out else \
         study_folder(args.experiment, args.storage) / "figures"
     paths = metric_figures(study, args.metric_set, out)
-    curve = curve_figure(study, args.run, out)
-    if curve is None:
-        print(f"(no learning curves logged for the chosen run; {len(paths)} figures)")
-    else:
-        paths.append(curve)
-    for p in paths:
+    drawn = curve_figures(study, args.run, out)
+    if not drawn:
+        print(f"(no learning curves logged for the chosen run(s); {len(paths)} figures)")
+    for p in paths + drawn:
         print(p)
     for note in study.notes:
         err(note)

@@ -4,9 +4,14 @@
   per table row (method, sampling factor, differing keys), error bars = std over seeds.
 - Optuna search: the same files, the best trial per stratum by the validation objective
   (several objectives: each stratum's Pareto-front trials, as points).
-- `curves_<run>.png`: the learning curves of one trial (the paper's Figures 3 and 4), rebuilt
+- Confirmation: `val_test_acc_h_by_configuration.png`, `val_test_acc_by_configuration.png`:
+  per rerun configuration, the mean and 95% interval over the new seeds on val and test,
+  beside the value its trial had in the search (one seed).
+- `curves_<run>.png`: the learning curves of a trial (the paper's Figures 3 and 4), rebuilt
   from MLflow's metric histories and drawn by study.plots.curves, the same function that
-  drew the trial's own figure when it ran.
+  drew the trial's own figure when it ran: by default of the study's best trials
+  (results.selection: the best by the validation objective, or each trial of the Pareto
+  front), else of the run named.
 
 Each figure plots the numbers of the study's table (`fsvae-study table`), so a figure and
 its table cannot disagree.
@@ -38,14 +43,15 @@ DPI = 110
 
 
 def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
-    """One PNG per metric (acc_h, acc) of the study's table; returns the paths written."""
+    """One PNG per metric (acc_h, acc) of the study's table; returns the paths written.
+    A confirmation shows val and test together, whatever `metric_set`."""
     kind = study.table_kind
     if kind == "confirm":
-        table = confirm_table(study, METRICS)
+        table, name = confirm_table(study, METRICS), "val_test_{}_by_configuration.png"
     else:
-        table = (search_table if kind == "optuna" else grid_table)(study, metric_set)
-    name = f"{metric_set}_{{}}_vs_n_f.png"
-    draw = _plot_search if kind == "optuna" else _plot_grid
+        build = search_table if kind == "optuna" else grid_table
+        table, name = build(study, metric_set), f"{metric_set}_{{}}_vs_n_f.png"
+    draw = {"grid": _plot_grid, "optuna": _plot_search, "confirm": _plot_confirm}[kind]
     paths = []
     for metric in table.metrics:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -105,6 +111,27 @@ def _labels(ax, table: Table, metric: str, how: str) -> None:
                  fontsize=10)
 
 
+def _plot_confirm(ax, table: Table, metric: str) -> None:
+    """Per configuration (x): the mean and 95% interval over the new seeds on val and on
+    test, and the value its trial had in the search, each a little apart."""
+    cells = table.cells[table.cells["metric"] == metric]
+    x = {row: i for i, row in enumerate(table.rows)}
+    for shift, metric_set in ((-0.12, "val"), (0.12, "test")):
+        g = cells[cells["metric_set"] == metric_set]
+        low = [0.0 if math.isnan(v) else m - v for m, v in zip(g["mean"], g["ci95_low"])]
+        high = [0.0 if math.isnan(v) else v - m for m, v in zip(g["mean"], g["ci95_high"])]
+        ax.errorbar([x[r] + shift for r in g["row"]], g["mean"], yerr=[low, high], marker="o",
+                    capsize=3, linestyle="none", label=f"{metric_set}: mean, 95% CI over seeds")
+        searched = g[g["search_value"].notna()]
+        ax.plot([x[r] + shift for r in searched["row"]], searched["search_value"], marker="x",
+                linestyle="none", color="grey",
+                label="its trial in the search (one seed)" if metric_set == "val" else None)
+    ax.set_xticks(range(len(table.rows)), table.rows, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"{table.study.name}: {metric} per configuration of the search "
+                 f"{table.study.confirms}", fontsize=10)
+
+
 # -- learning curves ------------------------------------------------------------------------
 
 def pick_run(study: Study, run: str | None) -> pd.Series:
@@ -135,12 +162,12 @@ def _named(study: Study, run: str) -> pd.Series:
     return hit.iloc[0]
 
 
-def _best(study: Study) -> pd.DataFrame:
-    """The study's best trials (one, or the Pareto front), best first; ResultsError when
-    no finished trial has the objectives."""
+def _best(study: Study, missing_ok: bool = False) -> pd.DataFrame:
+    """The study's best trials (one, or the Pareto front), best first; when no finished
+    trial has the objectives: none with `missing_ok`, else ResultsError."""
     counted, _ = one_run_per_trial(study.trials)
     best = best_trials(counted, study.goals)
-    if best.empty:
+    if best.empty and not missing_ok:
         raise ResultsError(f"experiment {study.name!r} has no finished trial run with "
                            f"{study.objective}; pass --run")
     return best
@@ -169,6 +196,15 @@ def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
 def curve_figure(study: Study, run: str | None, out: Path) -> Path | None:
     """curves_<run name>.png for the run `pick_run` chooses; None when it logged no curves."""
     return _curves(study, pick_run(study, run), out)
+
+
+def curve_figures(study: Study, run: str | None, out: Path) -> list[Path]:
+    """The curves of the run named, else of each of the study's best trials (several
+    objectives: the Pareto front; none where no trial has the objective); runs that logged
+    no curves get none."""
+    chosen = [_named(study, run)] if run else \
+        [r for _, r in _best(study, missing_ok=True).iterrows()]
+    return [p for p in (_curves(study, r, out) for r in chosen) if p is not None]
 
 
 def _curves(study: Study, chosen: pd.Series, out: Path) -> Path | None:

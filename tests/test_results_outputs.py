@@ -1,5 +1,6 @@
-"""`figures` and `analyze` as a user runs them (the real command in a subprocess): each
-writes beside the study unless told otherwise, and keeps two studies' files apart."""
+"""`table`, `figures` and `analyze` as a user runs them (the real command in a subprocess):
+each works on every kind of study, writes beside the study unless told otherwise, keeps
+two studies' files apart."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +19,38 @@ def stores(tmp_path_factory) -> dict:
     return shared_stores(tmp_path_factory)
 
 
+def storage_of(uri: str) -> Path:
+    """The folder holding a test store's mlflow.db (and optuna.db): a study storage."""
+    return Path(uri.removeprefix("sqlite:///")).parent
+
+
 def pngs(folder: Path) -> list[Path]:
     found = sorted(folder.glob("*.png"))
     assert all(p.read_bytes()[:8] == PNG for p in found)
     return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, kind", [
+    ("grid-fx", "grid"), ("few", "search"), ("pareto", "multi-objective search"),
+    ("few-confirm", "confirmation")])
+def test_table_figures_and_analyze_work_on_every_kind_of_study(stores, experiment, kind):
+    storage = storage_of(stores["uri"])
+    table = cli("table", "--experiment", experiment, "--storage", str(storage), timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith(f"**{experiment} (")
+    figures = cli("figures", "--experiment", experiment, "--storage", str(storage),
+                  timeout=120)
+    assert figures.returncode == 0, kind + figures.stderr
+    drawn = pngs(storage / experiment / "figures")
+    assert len(drawn) >= 2 and [str(p) for p in drawn] == sorted(
+        ln for ln in figures.stdout.splitlines() if ln.endswith(".png"))
+    analyze = cli("analyze", "--experiment", experiment, "--storage", str(storage),
+                  timeout=300)
+    assert analyze.returncode == 0, kind + analyze.stderr
+    page = storage / experiment / "analysis" / "analysis.md"
+    assert f"wrote {page} and " in analyze.stdout
+    assert page.read_text().startswith(f"# Analysis: {experiment} (")
 
 
 def test_outputs_go_to_the_study_folder_of_the_default_storage(stores, tmp_path):
