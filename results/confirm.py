@@ -21,8 +21,8 @@ from fsvae.config import short
 from results.errors import ResultsError
 from results.selection import candidates, goals, one_run_per_trial, order
 from results.store import Study, load_study
-from results.table import (Table, no_finished, num_key, status_notes, stratum_key, summarize,
-                           uncounted_note, varying)
+from results.table import (PERCENT, Table, few_seeds_note, no_finished, num_key, status_notes,
+                           stratum_key, summarize, uncounted_note, varying)
 
 SETS = ("val", "test")
 
@@ -38,6 +38,9 @@ def confirm_table(study: Study, metrics: tuple[str, ...]) -> Table:
     table = Table(study=study, metric_set="val+test", cells=cells,
                   rows=list(dict.fromkeys(cells["row"])), n_fs=[], metrics=shown,
                   notes=[_how(study, search), *status_notes(runs), *search.notes])
+    few = few_seeds_note(cells)
+    if few:
+        table.notes.append(few)
     table.summaries = [still_best(stratum, cells, ranking, study)
                        for stratum in dict.fromkeys(cells["stratum"])]
     if uncounted:
@@ -100,7 +103,7 @@ def _records(conf: tuple, group: pd.DataFrame, ranking: pd.DataFrame, search: St
         for m in shown:
             before = math.nan if trial is None else trial.get(f"{s}_{m}", math.nan)
             out.append({**base, "metric_set": s, "metric": m,
-                        **summarize((group[f"{s}_{m}"] * 100.0).to_numpy()),
+                        **summarize((group[f"{s}_{m}"] * 100.0).to_numpy(), PERCENT),
                         "search_value": float(before) * 100.0})
     return out
 
@@ -145,8 +148,9 @@ def _how(study: Study, search: Study) -> str:
             f"stratum by {by}; ties: the earlier trial), rerun "
             f"with seeds the search did not use (it used {', '.join(used) or 'none'}); a "
             f"seed redraws the minority classes and their images. Cells: mean [95% "
-            f"Student-t interval] over the seeds, percent; rank: the configuration's place "
-            f"among the stratum's finished trials of the search; search: its value there.")
+            f"Student-t interval, cut to [0, 100]] over the seeds, percent; rank: the "
+            f"configuration's place among the stratum's finished trials of the search; "
+            f"search: its value there.")
 
 
 def still_best(stratum: str, cells: pd.DataFrame, ranking: pd.DataFrame,

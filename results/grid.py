@@ -11,8 +11,8 @@ import pandas as pd
 from results.errors import ResultsError
 from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper, missing_rows
 from results.store import Study, read_split_sizes
-from results.table import (BOOKKEEPING, METRICS, Table, method_key, no_finished, num_key,
-                           status_notes, summarize)
+from results.table import (BOOKKEEPING, METRICS, PERCENT, Table, few_seeds_note, method_key,
+                           no_finished, num_key, status_notes, summarize)
 
 NAMED = ("method", "sampling_factor", "n_f", "seed")  # keys a row label or column already shows
 
@@ -31,7 +31,7 @@ def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
                 "section": "table", "row": row, "method": first["method"],
                 "sampling_factor": first["sampling_factor"],
                 "params": first["params"],
-                "n_f": int(n_f), "metric": m, **summarize(values.to_numpy()),
+                "n_f": int(n_f), "metric": m, **summarize(values.to_numpy(), PERCENT),
                 "seeds": ";".join(map(str, group["seed"])),
                 "run_ids": ";".join(group["run_id"])})
     cells = pd.DataFrame(records)
@@ -41,7 +41,10 @@ def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
     table.notes.insert(0, "Cells: mean ± std over seeds (sample std, ddof=1), n = seeds; "
                           "one configuration per row (keys in "
                           "[brackets] differ between rows of a method); 95% Student-t "
-                          "intervals and run ids in --format csv.")
+                          "intervals (cut to [0, 100]) and run ids in --format csv.")
+    few = few_seeds_note(cells)
+    if few:
+        table.notes.append(few)
     if with_paper:
         _add_paper(table)
     if compare:

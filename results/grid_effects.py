@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 
 from results.grid import finished_runs  # noqa: E402
 from results.store import Study  # noqa: E402
-from results.table import METRICS, method_key, num_key, summarize  # noqa: E402
+from results.table import METRICS, PERCENT, method_key, num_key, summarize  # noqa: E402
 
 UNSET = "unset"  # a key the run does not use (sampling_factor for plain)
 
@@ -105,7 +105,7 @@ def _rows(key: str, setting: str, metric: str, per_value: dict[str, dict[str, fl
     for v in values:
         mine = per_value[v]
         row = {"key": key, "setting": setting, "value": v, "metric": metric,
-               **summarize(list(mine.values())), "reference": values[0],
+               **summarize(list(mine.values()), PERCENT), "reference": values[0],
                "seeds": ";".join(sorted(mine, key=num_key))}
         if v != values[0]:
             paired = sorted(set(mine) & set(ref), key=num_key)

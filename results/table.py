@@ -8,8 +8,12 @@ What a number in a table is (the tables' notes say the same):
   MLflow param (the trial's active config keys) except `seed` and the bookkeeping keys, so two
   configurations are never averaged together. Runs of one method that differ in another key
   become separate rows labelled with the keys that differ, e.g. `vae x30 [latent_dim=64]`.
-- Several seeds: mean ± sample std (ddof=1) and n; the CSV adds the 95% Student-t interval
-  mean ± t(0.975, n-1)·std/sqrt(n), left empty for n < 2 (one seed has no spread to use).
+- Several seeds: mean ± sample std (ddof=1) and n, and the 95% Student-t interval of the
+  mean, mean ± t(0.975, n-1)·std/sqrt(n), cut to [0, 100]: a mean accuracy cannot lie
+  outside, so the cut keeps the interval's coverage while it stops the interval from
+  promising the impossible (with 2 seeds t is 12.71, and a spread of a few points reaches
+  past 100). One seed: no std and no interval (nothing to use). Two seeds: a note says
+  that their std and interval say little.
 - No trial counts twice (results.selection). Grid: the same configuration and seed
   finished twice: the run that started last is kept. Optuna: one run per trial (tag
   fsvae.trial_key, else fsvae.trial_id), its latest FINISHED run, else its latest run. The
@@ -49,6 +53,8 @@ METRICS = ("acc_h", "acc")  # the paper's two columns per n_f
 ACC_H = {"classes": "acc_h", "samples": "acc_h_samples"}
 # Params that say where or how fast a trial ran, not what it computed: never split rows.
 BOOKKEEPING = frozenset({"data", "data_workers", "device"})
+PERCENT = (0.0, 100.0)  # where a mean accuracy in percent lies
+FEW_SEEDS = 3  # below this many seeds a cell's std and interval say little
 
 
 def table_metrics(acc_h: str) -> tuple[str, str]:
@@ -110,8 +116,9 @@ class Table:
 
 # -- a cell's number ------------------------------------------------------------------------
 
-def summarize(values: Sequence[float]) -> dict:
-    """mean, sample std (ddof=1), n and the 95% Student-t interval of the mean.
+def summarize(values: Sequence[float], within: tuple[float, float] | None = None) -> dict:
+    """mean, sample std (ddof=1), n and the 95% Student-t interval of the mean, cut to
+    `within` where given (PERCENT for accuracies; differences are not cut).
 
     std and the interval are NaN for n < 2: one seed says nothing about the spread, and a
     made-up interval would look like evidence.
@@ -127,7 +134,23 @@ def summarize(values: Sequence[float]) -> dict:
                 "ci95_high": math.nan}
     std = float(v.std(ddof=1))
     half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half}
+    low, high = mean - half, mean + half
+    if within is not None:
+        low, high = max(low, within[0]), min(high, within[1])
+    return {"mean": mean, "std": std, "n": n, "ci95_low": low, "ci95_high": high}
+
+
+def few_seeds_note(cells: pd.DataFrame) -> str | None:
+    """The note naming the rows with a cell of 2 seeds (up to FEW_SEEDS): their std and
+    interval rest on two values."""
+    few = cells[(cells["n"] >= 2) & (cells["n"] < FEW_SEEDS)]
+    if few.empty:
+        return None
+    t = {k: float(stats.t.ppf(0.975, k - 1)) for k in (2, 3, 5)}
+    rows = list(dict.fromkeys(few["row"]))
+    return (f"Cells over 2 seeds (rows {', '.join(rows)}): their std and 95% interval rest "
+            f"on two values and say little (the interval is the mean ± {t[2]:.2f} standard "
+            f"errors; with 3 seeds ± {t[3]:.2f}, with 5 ± {t[5]:.2f}).")
 
 
 # -- the order of rows ----------------------------------------------------------------------

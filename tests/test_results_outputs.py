@@ -1,10 +1,12 @@
 """`table`, `figures` and `analyze` as a user runs them (the real command in a subprocess):
 each works on every kind of study, writes beside the study unless told otherwise, keeps
-two studies' files apart."""
+two studies' files apart, and prints numbers a reader can take at their word."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis_store import shared_stores
@@ -72,6 +74,27 @@ def test_two_studies_sharing_an_out_folder_keep_their_own_files(stores, tmp_path
     few, other = (tmp_path / e / "test_acc_h_vs_n_f.png" for e in ("few", "importance"))
     assert few.read_bytes() != other.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["few", "importance"]
+
+
+def test_a_confirmation_with_two_seeds_keeps_its_intervals_within_0_and_100(stores,
+                                                                            tmp_path):
+    out = tmp_path / "t.md"
+    done = cli("table", "--experiment", "few-confirm", "--tracking-uri", stores["uri"],
+               "--out", str(out), timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    # val_acc_h 95 and 99: mean 97, the t interval 97 ± 12.71 · 2.00 reaches 122.41
+    assert "97.00 [71.59, 100.00]" in text
+    bounds = [float(b) for lo_hi in re.findall(r"\[([\d.]+), ([\d.]+)\]", text)
+              for b in lo_hi]
+    assert bounds and all(0 <= b <= 100 for b in bounds)
+    assert "Cells over 2 seeds (rows n_f=5 rank 1, n_f=5 rank 2): their std and 95% " \
+           "interval rest on two values and say little" in text
+    csv = tmp_path / "t.csv"
+    assert cli("table", "--experiment", "few-confirm", "--tracking-uri", stores["uri"],
+               "--format", "csv", "--out", str(csv), timeout=120).returncode == 0
+    cells = pd.read_csv(csv)
+    assert cells["ci95_high"].max() == 100.0 and cells["ci95_low"].min() >= 0
 
 
 @pytest.mark.parametrize("command", ["table", "figures", "analyze"])
