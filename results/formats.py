@@ -7,9 +7,10 @@ LaTeX (needs \\usepackage{booktabs,graphicx}) keeps cells narrow so the table fi
 article's text width at its natural size: one column per n_f, the metrics (acc_h, then acc)
 as two blocks of rows, cells "67.7 ± 13.7" with n stated once in the caption (a cell with
 another n carries it as a superscript), the paper's numbers as a second row under each
-method. Where a table is still wider than the line (many n_f values, long labels), it is
-scaled down to the line width rather than cut off. The notes are LaTeX comments above the
-float; the caption says only what a cell is.
+method. Every number has one decimal (LATEX_DIGITS), the paper's rounded to it, so that a
+column compares like with like. Where a table is still wider than the line (many n_f
+values, long labels), it is scaled down to the line width rather than cut off. The notes
+are LaTeX comments above the float; the caption says only what a cell is.
 
 CSV is tidy: one line per cell, with the run ids behind each number.
 """
@@ -26,7 +27,7 @@ import pandas as pd
 from results.paper import SplitSizes
 from results.store import Study
 
-LATEX_DIGITS = 1  # the decimals of a LaTeX table's cells
+LATEX_DIGITS = 1  # the decimals of every number in a LaTeX table
 
 
 class Shown(Protocol):
@@ -339,7 +340,7 @@ def _grid_rows(table: Shown) -> tuple[list[str], list[str]]:
                 _grid_cell(cells, (row, n_f, metric), best[n_f], n) for n_f in table.n_fs]))
             if table.with_paper and _last_of_paper_method(table, row):
                 body.append(_line([PAPER_ROW] + [
-                    num(cells.loc[(row, n_f, metric), "paper"])
+                    num(cells.loc[(row, n_f, metric), "paper"], digits=LATEX_DIGITS)
                     if (row, n_f, metric) in cells.index else "" for n_f in table.n_fs]))
     return head, body
 
@@ -387,14 +388,16 @@ def _optuna_rows(table: Shown) -> tuple[list[str], list[str]]:
             latex_escape(first["stratum"] + front),
             f"{first['n_finished']}/{first['n_failed']}/{first['n_killed']} of "
             f"{first['n_trials']}"] +
-            [objective_text(o, v if found else None) for o, v in zip(objectives, values)] +
+            [objective_text(o, v if found else None, LATEX_DIGITS)
+             for o, v in zip(objectives, values)] +
             [num(g.loc[m].get("value"), digits=LATEX_DIGITS) if found else ""
              for m in table.metrics]))
         if found and table.with_paper and g["paper"].notna().any():
             sf = first["sampling_factor"]
             what = latex_escape(first["method"] + (f" x{sf}" if sf else ""))
             body.append(_line([f"{PAPER_ROW}, {what}", "{}"] + ["{}"] * len(objectives) +
-                              [num(g.loc[m, "paper"]) for m in table.metrics]))
+                              [num(g.loc[m, "paper"], digits=LATEX_DIGITS)
+                               for m in table.metrics]))
         if found and first.get("params"):
             body.append(rf"\multicolumn{{{len(head)}}}{{l}}{{\quad\footnotesize "
                         rf"{latex_escape(first['params'])}}} \\")

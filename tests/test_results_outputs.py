@@ -12,6 +12,7 @@ import pytest
 from analysis_store import shared_stores
 from fsvae_study.cli import parser
 from helpers import cli
+from results_store import shared_store
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -95,6 +96,19 @@ def test_a_confirmation_with_two_seeds_keeps_its_intervals_within_0_and_100(stor
                "--format", "csv", "--out", str(csv), timeout=120).returncode == 0
     cells = pd.read_csv(csv)
     assert cells["ci95_high"].max() == 100.0 and cells["ci95_low"].min() >= 0
+
+
+def test_a_latex_table_has_one_precision(tmp_path_factory, tmp_path):
+    store = shared_store(tmp_path_factory)
+    for experiment in ("grid", "search"):
+        out = tmp_path / f"{experiment}.tex"
+        done = cli("table", "--experiment", experiment, "--tracking-uri", store["uri"],
+                   "--with-paper", "--format", "latex", "--out", str(out), timeout=120)
+        assert done.returncode == 0, done.stderr
+        typeset = "\n".join(ln for ln in out.read_text().splitlines()
+                            if not ln.startswith("%") and not ln.startswith(r"\caption"))
+        decimals = {len(d) for d in re.findall(r"\d\.(\d+)", typeset)}
+        assert decimals == {1}, (experiment, decimals)
 
 
 @pytest.mark.parametrize("command", ["table", "figures", "analyze"])
