@@ -80,7 +80,7 @@ def _confirm(args: argparse.Namespace) -> int:
                          f"give --storage where it ran (its data, preset and cache are there)")
     _check_seed_free(plan)
     name = args.name or f"{search.name}-confirm"
-    picks = _picks(search, plan, args.top)
+    picks = _picks(search, args.top)
     space = confirmation_space(plan, picks, seeds, name, storage.join(location, name))
     _announce(search.name, picks, seeds, space)
     summary = run_study(space, plan["data"], resume=args.resume, name=name, storage=location,
@@ -129,23 +129,16 @@ def _check_seed_free(plan: dict) -> None:
                              f"cannot be part of them")
 
 
-def objective_of(space: dict) -> tuple[str, str]:
-    """The search's objective and mode (a list: several objectives, the first primary)."""
-    objective, mode = space["objective"], space["mode"]
-    return (objective[0] if isinstance(objective, list) else objective,
-            mode[0] if isinstance(mode, list) else mode)
-
-
-def _picks(search, plan: dict, k: int):
-    """The top `k` configurations of each stratum (results.ranking.top)."""
-    from results.ranking import ranked, top
+def _picks(search, k: int):
+    """The top `k` configurations of each stratum, in the search's own order
+    (results.confirm.top: by its objectives in turn, then the earlier trial)."""
+    from results.confirm import ranked, top
     from study.errors import StudyError
 
-    objective, mode = objective_of(plan["space"])
-    picks = top(ranked(search, objective, mode), k)
+    picks = top(ranked(search, search.objective, search.mode), k)
     if picks.empty:
-        raise StudyError(f"search {search.name!r} has no finished trial with {objective}: "
-                         f"nothing to confirm")
+        raise StudyError(f"search {search.name!r} has no finished trial with "
+                         f"{search.objective}: nothing to confirm")
     return picks
 
 
@@ -156,9 +149,11 @@ def confirmation_space(plan: dict, picks, seeds: list[int], name: str, folder: s
 
     import search_spaces
     from fsvae.config import parse_value
+    from results.selection import goals
 
     space = plan["space"]
-    objective, mode = objective_of(space)
+    # a grid has one objective: the search's primary one
+    objective, mode = goals(space["objective"], space["mode"])[0]
     raw = {"name": name, "kind": "grid",
            "description": f"Confirmation of the search {plan['name']}: its top "
                           f"configurations of each stratum by {objective}, rerun with new "

@@ -11,13 +11,14 @@ from fsvae_study.output import err
 
 def register(sub) -> None:
     tb = sub.add_parser("table", help="Table 2 (and more) from a study's MLflow runs")
-    tb.add_argument("--experiment", required=True, help="study name (MLflow experiment)")
-    tb.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local "
-                    "studies' store, ./fsvae-studies/mlflow.db)")
-    tb.add_argument("--storage", help="where the default store lives (default ./fsvae-studies)")
-    tb.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"))
-    tb.add_argument("--out", help="write the table here instead of stdout")
-    tb.add_argument("--metric-set", default="test", choices=("test", "val"))
+    study_arguments(tb)
+    tb.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"),
+                    help="markdown (default), latex (a booktabs float) or csv (tidy, one "
+                    "line per cell with its run ids)")
+    tb.add_argument("--out", help="write the table to this file instead of stdout")
+    tb.add_argument("--metric-set", default="test", choices=("test", "val"),
+                    help="which metrics the cells show (default test; a confirmation shows "
+                    "both)")
     tb.add_argument("--with-paper", action="store_true",
                     help="add the paper's published numbers and our difference, and our "
                     "split sizes beside the paper's")
@@ -30,15 +31,30 @@ def register(sub) -> None:
     tb.set_defaults(func=_table)
 
     fg = sub.add_parser("figures", help="PNG figures from a study's MLflow runs")
-    fg.add_argument("--experiment", required=True)
-    fg.add_argument("--tracking-uri")
-    fg.add_argument("--storage")
-    fg.add_argument("--out", default="figures", help="folder for the PNGs (default figures/)")
-    fg.add_argument("--metric-set", default="test", choices=("test", "val"))
-    fg.add_argument("--run", help="run id or trial name for the learning curves "
-                    "(default: the best run by the validation objective)")
+    study_arguments(fg)
+    fg.add_argument("--out", metavar="DIR", help="write the PNGs to DIR/<experiment>/ "
+                    "(default: the study's folder, <storage>/<experiment>/figures/)")
+    fg.add_argument("--metric-set", default="test", choices=("test", "val"),
+                    help="which metrics the figures plot against n_f (default test; a "
+                    "confirmation's show both)")
+    fg.add_argument("--run", help="run id or trial name for the learning curves (default: "
+                    "the best trial by the validation objective; with several objectives, "
+                    "each trial of the Pareto front)")
     fg.set_defaults(func=_figures)
     _predict_parser(sub)
+
+
+def study_arguments(p: argparse.ArgumentParser) -> None:
+    """--experiment and where its record is: the options of every command that reads one."""
+    p.add_argument("--experiment", required=True, help="study name (MLflow experiment)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sqlite file "
+                   "<storage>/mlflow.db)")
+    p.add_argument("--storage", help="the studies' folder, as `run` was given it: the "
+                   "default MLflow store and each study's own folder <storage>/<experiment>/ "
+                   "are there (default ./fsvae-studies)")
+    p.add_argument("--parent-run", metavar="RUN_ID", help="which study of the experiment "
+                   "to read, by its parent run's id, where a name ran more than once "
+                   "(default: the latest; a note names the others)")
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -48,7 +64,7 @@ def _table(args: argparse.Namespace) -> int:
 
     table = load_table(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
                        metric_set=args.metric_set, with_paper=args.with_paper,
-                       compare=args.compare, acc_h=args.acc_h)
+                       compare=args.compare, acc_h=args.acc_h, parent_run=args.parent_run)
     text = table.render(args.format)
     if args.out:
         out = Path(args.out)
@@ -67,20 +83,24 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    """Writes the PNGs under --out and prints their paths."""
+    """Writes the PNGs (to --out/<experiment>, else the study's folder) and prints their
+    paths; the notes on what was read go to stderr."""
     from results import load_study, store_uri
-    from results.figures import curve_figure, metric_figures
+    from results.figures import curve_figures, metric_figures
+    from results.store import study_folder
 
-    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage))
-    out = Path(args.out)
+    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage),
+                       args.parent_run)
+    out = Path(args.out) / args.experiment if args.out else \
+        study_folder(args.experiment, args.storage) / "figures"
     paths = metric_figures(study, args.metric_set, out)
-    curve = curve_figure(study, args.run, out)
-    if curve is None:
-        print(f"(no learning curves logged for the chosen run; {len(paths)} figures)")
-    else:
-        paths.append(curve)
-    for p in paths:
+    drawn = curve_figures(study, args.run, out)
+    if not drawn:
+        print(f"(no learning curves logged for the chosen run(s); {len(paths)} figures)")
+    for p in paths + drawn:
         print(p)
+    for note in study.notes:
+        err(note)
     return 0
 
 

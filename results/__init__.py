@@ -36,11 +36,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from results.compare import parse_compare
 from results.confirm import confirm_table
 from results.errors import ResultsError
-from results.grid import grid_table
-from results.search import optuna_table
+from results.grid import grid_table, parse_compare
+from results.search import search_table
 from results.store import Study, load_study, store_uri
 from results.table import ACC_H, FORMATS, Table, table_metrics
 
@@ -50,7 +49,7 @@ METRIC_SETS = ("test", "val")
 def load_table(experiment: str, tracking_uri: str | None = None,
                storage: str | Path | None = None, metric_set: str = "test",
                with_paper: bool = False, compare: str | None = None,
-               acc_h: str = "classes") -> Table:
+               acc_h: str = "classes", parent_run: str | None = None) -> Table:
     """The table of one study (MLflow experiment), as `fsvae-study table` prints it.
 
     tracking_uri: an MLflow tracking URI; else the sqlite store under `storage` (default
@@ -59,8 +58,10 @@ def load_table(experiment: str, tracking_uri: str | None = None,
     shows val and test). compare: "A:B", per-seed paired
     differences of method A minus method B (grid studies). acc_h: "classes" (the mean of
     per-class accuracies within each group, CADA-VAE's) or "samples" (acc_h_samples, over
-    the images of each group). ResultsError (a ValueError) names a bad option, a missing
-    store or experiment.
+    the images of each group). parent_run: which of the experiment's parent runs (studies
+    run under its name) to read, by run id; default the latest, and a note names the
+    others. ResultsError (a ValueError) names a bad option, a missing store, experiment or
+    parent run.
     """
     if metric_set not in METRIC_SETS:
         raise ResultsError(f"metric_set={metric_set!r}: expected one of "
@@ -68,15 +69,22 @@ def load_table(experiment: str, tracking_uri: str | None = None,
     table_metrics(acc_h)  # a bad choice fails before MLflow is read
     if compare:
         parse_compare(compare)
-    return build_table(load_study(experiment, store_uri(tracking_uri, storage)), metric_set,
-                       with_paper, compare, acc_h)
+    study = load_study(experiment, store_uri(tracking_uri, storage), parent_run)
+    return build_table(study, metric_set, with_paper, compare, acc_h)
 
 
 def build_table(study: Study, metric_set: str = "test", with_paper: bool = False,
                 compare: str | None = None, acc_h: str = "classes") -> Table:
     """The table for the study's kind (grid: Table 2 layout; optuna: best per stratum;
-    a confirmation: its configurations over the new seeds, val and test)."""
-    metrics = table_metrics(acc_h)
+    a confirmation: its configurations over the new seeds, val and test), with the notes
+    on what was read (the study's other parent runs)."""
+    table = _table_of_kind(study, metric_set, with_paper, compare, table_metrics(acc_h))
+    table.notes += study.notes
+    return table
+
+
+def _table_of_kind(study: Study, metric_set: str, with_paper: bool, compare: str | None,
+                   metrics: tuple[str, str]) -> Table:
     if study.confirms:
         if compare or with_paper:
             raise ResultsError(f"experiment {study.name!r} confirms the search "
@@ -88,7 +96,7 @@ def build_table(study: Study, metric_set: str = "test", with_paper: bool = False
         if compare:
             raise ResultsError("--compare pairs seeds of grid studies; this experiment is an "
                                "Optuna search (one best trial per stratum)")
-        return optuna_table(study, metric_set, with_paper, metrics)
+        return search_table(study, metric_set, with_paper, metrics)
     return grid_table(study, metric_set, with_paper, compare, metrics)
 
 

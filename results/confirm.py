@@ -2,11 +2,14 @@
 mean and 95% interval over them on validation and test, beside its rank in the search.
 
 A confirmation is a grid study whose parent run names its search (tag fsvae.confirms). Its
-runs are matched to the search's trials by configuration (results.ranking): the stratum
-keys and the searched keys. A configuration's rank is its best trial's place among the
-stratum's finished trials of the search, ranked by the confirmation's objective (the
-search's). One sentence per stratum says whether the search's best (rank 1) is still the
-best by its mean validation objective over the new seeds.
+runs are matched to the search's trials by configuration: the stratum keys and the
+searched keys (a configuration is what a trial chose: its MLflow params, as strings; a
+conditional key it did not use is absent; two trials that chose the same values tried one
+configuration). A configuration's rank is its best trial's place among the stratum's
+finished trials of the search, in the search's own order (results.selection.order: by
+its objectives in turn, then the earlier trial), which is also how `fsvae-study confirm`
+picked the configurations to rerun. One sentence per stratum says whether the search's
+best (rank 1) is still the best by its mean validation objective over the new seeds.
 """
 from __future__ import annotations
 
@@ -16,12 +19,10 @@ import pandas as pd
 
 from fsvae.config import short
 from results.errors import ResultsError
-from results.labels import num_key, stratum_key
-from results.ranking import configuration, configuration_keys, ranked
-from results.runs import no_finished, one_run_per_trial, status_notes, uncounted_note
-from results.stats import summarize
+from results.selection import candidates, goals, one_run_per_trial, order
 from results.store import Study, load_study
-from results.table import Table
+from results.table import (PERCENT, Table, few_seeds_note, no_finished, num_key, status_notes,
+                           stratum_key, summarize, uncounted_note, varying)
 
 SETS = ("val", "test")
 
@@ -31,12 +32,15 @@ def confirm_table(study: Study, metrics: tuple[str, ...]) -> Table:
     mean, std, n and 95% interval over seeds of each metric on val and test (percent)."""
     search = _search_of(study)
     shown = tuple(dict.fromkeys([study.objective[len("val_"):], *metrics]))
-    ranking = ranked(search, study.objective, study.mode)
+    ranking = ranked(search, search.objective, search.mode)
     runs, uncounted = one_run_per_trial(study.trials)
     cells = _cells(_finished(study, runs, shown), ranking, search, shown, study.mode)
     table = Table(study=study, metric_set="val+test", cells=cells,
                   rows=list(dict.fromkeys(cells["row"])), n_fs=[], metrics=shown,
-                  notes=[_how(study, search), *status_notes(runs)])
+                  notes=[_how(study, search), *status_notes(runs), *search.notes])
+    few = few_seeds_note(cells)
+    if few:
+        table.notes.append(few)
     table.summaries = [still_best(stratum, cells, ranking, study)
                        for stratum in dict.fromkeys(cells["stratum"])]
     if uncounted:
@@ -99,7 +103,7 @@ def _records(conf: tuple, group: pd.DataFrame, ranking: pd.DataFrame, search: St
         for m in shown:
             before = math.nan if trial is None else trial.get(f"{s}_{m}", math.nan)
             out.append({**base, "metric_set": s, "metric": m,
-                        **summarize((group[f"{s}_{m}"] * 100.0).to_numpy()),
+                        **summarize((group[f"{s}_{m}"] * 100.0).to_numpy(), PERCENT),
                         "search_value": float(before) * 100.0})
     return out
 
@@ -139,12 +143,14 @@ def _how(study: Study, search: Study) -> str:
     """The note that says what a row and a cell are."""
     used = sorted({c.get("seed") for c in search.trials["config"] if c.get("seed")},
                   key=num_key)
+    by = ", then ".join(f"{o} ({m})" for o, m in search.goals)[:-1]
     return (f"Confirmation of the search {search.name!r}: its best configurations per "
-            f"stratum by {study.objective} ({study.mode}; ties: the earlier trial), rerun "
+            f"stratum by {by}; ties: the earlier trial), rerun "
             f"with seeds the search did not use (it used {', '.join(used) or 'none'}); a "
             f"seed redraws the minority classes and their images. Cells: mean [95% "
-            f"Student-t interval] over the seeds, percent; rank: the configuration's place "
-            f"among the stratum's finished trials of the search; search: its value there.")
+            f"Student-t interval, cut to [0, 100]] over the seeds, percent; rank: the "
+            f"configuration's place among the stratum's finished trials of the search; "
+            f"search: its value there.")
 
 
 def still_best(stratum: str, cells: pd.DataFrame, ranking: pd.DataFrame,
@@ -191,3 +197,44 @@ def _overlap(a: pd.Series, b: pd.Series) -> str:
     if a["ci95_low"] <= b["ci95_high"] and b["ci95_low"] <= a["ci95_high"]:
         return "; their 95% intervals overlap, so these seeds do not separate the two"
     return ""
+
+
+# -- the search's configurations, ranked ------------------------------------------------------
+
+def configuration_keys(search: Study) -> list[str]:
+    """The keys that tell the search's configurations apart: its strata, then its searched
+    keys (space.json's params, else the keys that vary between its finished runs)."""
+    searched = search.searched
+    if searched is None:
+        searched = varying(search.trials[search.trials["status"] == "FINISHED"])
+    return list(dict.fromkeys([*search.strata, *sorted(searched)]))
+
+
+def configuration(config: dict[str, str], keys: list[str]) -> tuple:
+    """A run's configuration: ((key, value), ...) for the keys it logged, in `keys` order."""
+    return tuple((k, config[k]) for k in keys if k in config)
+
+
+def ranked(search: Study, objective: str, mode: str) -> pd.DataFrame:
+    """The search's trials counted once each, FINISHED with a value of `objective` (several:
+    joined by commas, as the parent run tags them), ranked within each stratum from 1 in
+    the order of results.selection. Columns: the trial frame's (store.Study.trials), `rank`
+    and `configuration`; ordered by stratum, then rank."""
+    trials, _ = one_run_per_trial(search.trials)
+    by = goals(objective, mode)
+    ok = candidates(trials, by)
+    keys = configuration_keys(search)
+    parts = []
+    for stratum in sorted(set(ok["stratum"]), key=stratum_key):
+        group = order(ok[ok["stratum"] == stratum], by)
+        parts.append(group.assign(rank=range(1, len(group) + 1)))
+    out = pd.concat(parts, ignore_index=True) if parts else ok.assign(rank=[])
+    out["configuration"] = [configuration(c, keys) for c in out["config"]]
+    return out
+
+
+def top(ranking: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The best `k` configurations of each stratum, each at its best trial's rank (a
+    configuration two trials tried is one configuration)."""
+    distinct = ranking.drop_duplicates(["stratum", "configuration"], keep="first")
+    return distinct.groupby("stratum", sort=False).head(k).reset_index(drop=True)

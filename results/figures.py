@@ -1,12 +1,20 @@
-"""PNG figures from a study's MLflow runs (what `fsvae-study figures` writes).
+"""The PNGs `fsvae-study figures` draws from a study's record, for each kind of study.
 
-- `<set>_acc_h_vs_n_f.png`, `<set>_acc_vs_n_f.png`: the metric against n_f, one line per
-  table row (method, sampling factor, differing keys), error bars = std over seeds; the same
-  numbers as `fsvae-study table`, so a figure and its table cannot disagree. For an Optuna
-  study: the best trial per stratum (by the validation objective).
-- `curves_<run>.png`: the learning curves of one trial (the paper's Figures 3 and 4), rebuilt
+- Grid: `<set>_acc_h_vs_n_f.png`, `<set>_acc_vs_n_f.png`: the metric against n_f, one line
+  per table row (method, sampling factor, differing keys), error bars = std over seeds.
+- Optuna search: the same files, the best trial per stratum by the validation objective
+  (several objectives: each stratum's Pareto-front trials, as points).
+- Confirmation: `val_test_acc_h_by_configuration.png`, `val_test_acc_by_configuration.png`:
+  per rerun configuration, the mean and 95% interval over the new seeds on val and test,
+  beside the value its trial had in the search (one seed).
+- `curves_<run>.png`: the learning curves of a trial (the paper's Figures 3 and 4), rebuilt
   from MLflow's metric histories and drawn by study.plots.curves, the same function that
-  drew the trial's own figure when it ran.
+  drew the trial's own figure when it ran: by default of the study's best trials
+  (results.selection: the best by the validation objective, or each trial of the Pareto
+  front), else of the run named.
+
+Each figure plots the numbers of the study's table (`fsvae-study table`), so a figure and
+its table cannot disagree.
 """
 from __future__ import annotations
 
@@ -19,57 +27,67 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from results import ResultsError, Study, build_table  # noqa: E402
-from results.runs import one_run_per_trial  # noqa: E402
+from results.confirm import confirm_table  # noqa: E402
+from results.errors import ResultsError  # noqa: E402
+from results.grid import grid_table  # noqa: E402
+from results.search import search_table  # noqa: E402
+from results.selection import best_trials, one_run_per_trial  # noqa: E402
+from results.store import Study  # noqa: E402
+from results.table import METRICS, Table  # noqa: E402
 from study.plots import curves  # noqa: E402
 from study.schema import CURVE_KEYS  # noqa: E402
 
+DPI = 110
+
 
 def metric_figures(study: Study, metric_set: str, out: Path) -> list[Path]:
-    """One PNG per metric (acc_h, acc) against n_f; returns the paths written."""
-    table = build_table(study, metric_set)
+    """One PNG per metric (acc_h, acc) of the study's table; returns the paths written.
+    A confirmation shows val and test together, whatever `metric_set`."""
+    kind = study.table_kind
+    if kind == "confirm":
+        table, name = confirm_table(study, METRICS), "val_test_{}_by_configuration.png"
+    else:
+        build = search_table if kind == "optuna" else grid_table
+        table, name = build(study, metric_set), f"{metric_set}_{{}}_vs_n_f.png"
+    draw = {"grid": _plot_grid, "optuna": _plot_search, "confirm": _plot_confirm}[kind]
     paths = []
     for metric in table.metrics:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        if study.kind == "optuna":
-            _plot_optuna(ax, table.cells, metric, study)
-        else:
-            _plot_grid(ax, table.cells, table.rows, metric)
-        ax.set_xlabel("n_f (images per minority class)")
-        ax.set_ylabel(f"{metric_set} {metric} (%)")
-        how = "mean ± std over seeds" if study.kind != "optuna" else \
-            "best trial per stratum" if len(study.objectives) == 1 else "Pareto front"
-        ax.set_title(f"{study.name}: {metric_set} {metric} vs n_f ({how})", fontsize=10)
+        draw(ax, table, metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        path = out / f"{metric_set}_{metric}_vs_n_f.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / name.format(metric)))
     return paths
 
 
-def _plot_grid(ax, cells: pd.DataFrame, rows: list[str], metric: str) -> None:
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _plot_grid(ax, table: Table, metric: str) -> None:
     """Mean ± std (over seeds) per row; a single-seed point gets no bar, not a zero bar.
     Rows are nudged apart along x (by a few percent of n_f) so their bars do not overlap."""
-    mine = cells[cells["metric"] == metric]
-    for i, row in enumerate(rows):
+    mine = table.cells[table.cells["metric"] == metric]
+    for i, row in enumerate(table.rows):
         g = mine[mine["row"] == row].sort_values("n_f")
         yerr = [0.0 if math.isnan(s) else s for s in g["std"]]
-        nudge = 1 + 0.02 * (i - (len(rows) - 1) / 2)
+        nudge = 1 + 0.02 * (i - (len(table.rows) - 1) / 2)
         ax.errorbar(g["n_f"] * nudge, g["mean"], yerr=yerr, marker="o", capsize=3, label=row)
     n_fs = sorted(mine["n_f"].unique())
     ax.set_xticks(n_fs, [str(n) for n in n_fs])
+    _labels(ax, table, metric, "mean ± std over seeds")
 
 
-def _plot_optuna(ax, cells: pd.DataFrame, metric: str, study: Study) -> None:
+def _plot_search(ax, table: Table, metric: str) -> None:
     """The best trial per stratum joined by a line; with several objectives, each stratum's
     Pareto-front trials as points (no one of them is the stratum's value)."""
+    study, cells = table.study, table.cells
     g = cells[(cells["metric"] == metric) & cells["value"].notna()].sort_values("n_f")
     if len(study.objectives) > 1:
         ax.plot(g["n_f"], g["value"], marker="o", linestyle="none",
@@ -81,40 +99,78 @@ def _plot_optuna(ax, cells: pd.DataFrame, metric: str, study: Study) -> None:
         ax.annotate(r["method"] + (f" x{r['sampling_factor']}" if r["sampling_factor"] else ""),
                     (r["n_f"], r["value"]), fontsize=7, textcoords="offset points",
                     xytext=(4, 4))
-    ax.set_xticks(sorted(g["n_f"].unique()))
+    ax.set_xticks(sorted(g["n_f"].dropna().unique()))
+    _labels(ax, table, metric, "best trial per stratum" if len(study.objectives) == 1
+            else "Pareto front")
 
+
+def _labels(ax, table: Table, metric: str, how: str) -> None:
+    ax.set_xlabel("n_f (images per minority class)")
+    ax.set_ylabel(f"{table.metric_set} {metric} (%)")
+    ax.set_title(f"{table.study.name}: {table.metric_set} {metric} vs n_f ({how})",
+                 fontsize=10)
+
+
+def _plot_confirm(ax, table: Table, metric: str) -> None:
+    """Per configuration (x): the mean and 95% interval over the new seeds on val and on
+    test, and the value its trial had in the search, each a little apart."""
+    cells = table.cells[table.cells["metric"] == metric]
+    x = {row: i for i, row in enumerate(table.rows)}
+    for shift, metric_set in ((-0.12, "val"), (0.12, "test")):
+        g = cells[cells["metric_set"] == metric_set]
+        low = [0.0 if math.isnan(v) else m - v for m, v in zip(g["mean"], g["ci95_low"])]
+        high = [0.0 if math.isnan(v) else v - m for m, v in zip(g["mean"], g["ci95_high"])]
+        ax.errorbar([x[r] + shift for r in g["row"]], g["mean"], yerr=[low, high], marker="o",
+                    capsize=3, linestyle="none", label=f"{metric_set}: mean, 95% CI over seeds")
+        searched = g[g["search_value"].notna()]
+        ax.plot([x[r] + shift for r in searched["row"]], searched["search_value"], marker="x",
+                linestyle="none", color="grey",
+                label="its trial in the search (one seed)" if metric_set == "val" else None)
+    ax.set_xticks(range(len(table.rows)), table.rows, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"{table.study.name}: {metric} per configuration of the search "
+                 f"{table.study.confirms}", fontsize=10)
+
+
+# -- learning curves ------------------------------------------------------------------------
 
 def pick_run(study: Study, run: str | None) -> pd.Series:
-    """The trial run named by id or run name; by default the finished trial that is best by
-    the study's validation objective (never a test metric), among the runs a table counts."""
-    trials = study.trials
+    """The trial run named by id or run name; by default the study's best trial
+    (results.selection, among the runs a table counts): with several objectives no one
+    trial is best, and ResultsError asks for --run."""
     if run:
-        hit = trials[trials["run_id"] == run]
-        if hit.empty:
-            hit = trials[trials["run_name"] == run]
-        if hit.empty:
-            names = ", ".join(sorted(trials["run_name"].dropna())[:10])
-            raise ResultsError(f"--run {run!r}: no trial run with that id or name in "
-                               f"experiment {study.name!r}; names there: {names or 'none'}")
-        if len(hit) > 1:
-            raise ResultsError(f"--run {run!r} names {len(hit)} runs "
-                               f"({', '.join(hit['run_id'])}); pass a run id")
-        return hit.iloc[0]
+        return _named(study, run)
     if len(study.objectives) > 1:
         raise ResultsError(f"experiment {study.name!r} optimised {study.objective}: no trial "
                            f"is best, so pass --run (a Pareto-front trial of `fsvae-study "
                            f"table`)")
-    counted, _ = one_run_per_trial(trials)
-    fin = counted[counted["status"] == "FINISHED"]
-    if study.objective in fin:
-        fin = fin[fin[study.objective].notna()]
-    else:
-        fin = fin.iloc[0:0]
-    if fin.empty:
+    return _best(study).iloc[0]
+
+
+def _named(study: Study, run: str) -> pd.Series:
+    trials = study.trials
+    hit = trials[trials["run_id"] == run]
+    if hit.empty:
+        hit = trials[trials["run_name"] == run]
+    if hit.empty:
+        names = ", ".join(sorted(trials["run_name"].dropna())[:10])
+        raise ResultsError(f"--run {run!r}: no trial run with that id or name in "
+                           f"experiment {study.name!r}; names there: {names or 'none'}")
+    if len(hit) > 1:
+        raise ResultsError(f"--run {run!r} names {len(hit)} runs "
+                           f"({', '.join(hit['run_id'])}); pass a run id")
+    return hit.iloc[0]
+
+
+def _best(study: Study, missing_ok: bool = False) -> pd.DataFrame:
+    """The study's best trials (one, or the Pareto front), best first; when no finished
+    trial has the objectives: none with `missing_ok`, else ResultsError."""
+    counted, _ = one_run_per_trial(study.trials)
+    best = best_trials(counted, study.goals)
+    if best.empty and not missing_ok:
         raise ResultsError(f"experiment {study.name!r} has no finished trial run with "
                            f"{study.objective}; pass --run")
-    scores = fin[study.objective]
-    return fin.loc[scores.idxmax() if study.mode == "max" else scores.idxmin()]
+    return best
 
 
 def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
@@ -138,8 +194,20 @@ def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
 
 
 def curve_figure(study: Study, run: str | None, out: Path) -> Path | None:
-    """curves_<run name>.png for the chosen trial; None when it logged no curves."""
-    chosen = pick_run(study, run)
+    """curves_<run name>.png for the run `pick_run` chooses; None when it logged no curves."""
+    return _curves(study, pick_run(study, run), out)
+
+
+def curve_figures(study: Study, run: str | None, out: Path) -> list[Path]:
+    """The curves of the run named, else of each of the study's best trials (several
+    objectives: the Pareto front; none where no trial has the objective); runs that logged
+    no curves get none."""
+    chosen = [_named(study, run)] if run else \
+        [r for _, r in _best(study, missing_ok=True).iterrows()]
+    return [p for p in (_curves(study, r, out) for r in chosen) if p is not None]
+
+
+def _curves(study: Study, chosen: pd.Series, out: Path) -> Path | None:
     rows = history_rows(study.tracking_uri, chosen["run_id"])
     name = chosen["run_name"] if isinstance(chosen["run_name"], str) else chosen["run_id"]
     metrics = "  ".join(f"{k} {chosen[k] * 100:.2f}" for k in

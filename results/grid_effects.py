@@ -1,8 +1,9 @@
-"""A grid study's effect of each key it varied, with confidence intervals over seeds.
+"""A grid study's effect of each key it varied: per value, the mean and the paired
+difference over seeds with their intervals, as rows and as one figure per key.
 
 The estimate: for a key K (n_f, sampling_factor, ...) and each setting of the other keys
 (every other config key equal, a key a run does not use counting as one more value), the
-mean of each value of K over seeds with its 95% Student-t interval (results.stats, as the
+mean of each value of K over seeds with its 95% Student-t interval (results.table, as the
 tables' cells), and for every value after the first (in the tables' order) the paired
 difference from the first: the per-seed differences between runs of the same seed, with
 their mean and 95% Student-t interval. Seeds share the split and the backbone's
@@ -12,13 +13,18 @@ differs; `fsvae-study table --compare A:B` pairs methods on the keys both use.
 """
 from __future__ import annotations
 
-import pandas as pd
+import math
+from pathlib import Path
 
-from results.labels import method_key, num_key
-from results.runs import finished_runs
-from results.stats import summarize
-from results.store import Study
-from results.table import METRICS
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from results.grid import finished_runs  # noqa: E402
+from results.store import Study  # noqa: E402
+from results.table import METRICS, PERCENT, method_key, num_key, summarize  # noqa: E402
 
 UNSET = "unset"  # a key the run does not use (sampling_factor for plain)
 
@@ -99,7 +105,7 @@ def _rows(key: str, setting: str, metric: str, per_value: dict[str, dict[str, fl
     for v in values:
         mine = per_value[v]
         row = {"key": key, "setting": setting, "value": v, "metric": metric,
-               **summarize(list(mine.values())), "reference": values[0],
+               **summarize(list(mine.values()), PERCENT), "reference": values[0],
                "seeds": ";".join(sorted(mine, key=num_key))}
         if v != values[0]:
             paired = sorted(set(mine) & set(ref), key=num_key)
@@ -108,3 +114,33 @@ def _rows(key: str, setting: str, metric: str, per_value: dict[str, dict[str, fl
                         "diff_high": diff["ci95_high"], "diff_n": diff["n"]})
         out.append(row)
     return out
+
+
+def effect_figure(effects: pd.DataFrame, key: str, metrics: tuple[str, ...], path: Path,
+                  title: str) -> Path:
+    """One panel per metric: the mean over seeds per value of `key`, one line per setting
+    of the other keys, bars = the 95% Student-t interval (none with one seed)."""
+    mine = effects[effects["key"] == key]
+    values = list(dict.fromkeys(mine["value"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0),
+                             squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = mine[mine["metric"] == metric]
+        settings = list(dict.fromkeys(rows["setting"]))
+        for j, (setting, g) in enumerate(rows.groupby("setting", sort=False)):
+            nudge = 0.04 * (j - (len(settings) - 1) / 2)  # bars of two settings apart
+            x = [values.index(v) + nudge for v in g["value"]]
+            low = [0.0 if math.isnan(v) else m - v for m, v in zip(g["mean"], g["ci95_low"])]
+            high = [0.0 if math.isnan(v) else v - m for m, v in zip(g["mean"], g["ci95_high"])]
+            ax.errorbar(x, g["mean"], yerr=[low, high], marker="o", capsize=3, label=setting)
+        ax.set_xticks(range(len(values)), values)
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"{metric} (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{title}: mean and 95% CI over seeds per {key}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -6,16 +6,14 @@ from __future__ import annotations
 import pandas as pd
 
 from fsvae.config import short
-from results.labels import stratum_key
-from results.pareto import on_front
 from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper
-from results.runs import (BOOKKEEPING, no_finished, one_run_per_trial, status_notes,
-                          uncounted_note, varying)
+from results.selection import best_trials, candidates, one_run_per_trial
 from results.store import Study, read_split_sizes
-from results.table import METRICS, Table
+from results.table import (BOOKKEEPING, METRICS, Table, no_finished, status_notes,
+                           stratum_key, uncounted_note, varying)
 
 
-def optuna_table(study: Study, metric_set: str = "test", with_paper: bool = False,
+def search_table(study: Study, metric_set: str = "test", with_paper: bool = False,
                  metrics: tuple[str, ...] = METRICS) -> Table:
     """One row per stratum: the trial best by the validation objective (the test set never
     chooses), its metrics, the searched keys' values and how many trials the stratum ran.
@@ -78,35 +76,26 @@ def _stratum_records(study: Study, stratum: str, group: pd.DataFrame, metric_set
     objectives = study.objectives
     cols = [f"{metric_set}_{m}" for m in metrics]
     counts = group["status"].value_counts()
-    ok = group[group["status"] == "FINISHED"]
-    ok = ok[ok[[*objectives, *cols]].notna().all(axis=1)] \
-        if all(c in ok for c in [*objectives, *cols]) else ok.iloc[0:0]
+    ok = group[group["status"] == "FINISHED"]  # shown with every metric, so it needs them
+    ok = ok[ok[cols].notna().all(axis=1)] if all(c in ok for c in cols) else ok.iloc[0:0]
+    best = best_trials(ok, study.goals)
     base = {"section": "optuna", "stratum": stratum or "(all)",
             "n_trials": len(group), "n_finished": int(counts.get("FINISHED", 0)),
             "n_failed": int(counts.get("FAILED", 0)),
             "n_killed": int(counts.get("KILLED", 0)),
             "objective": ", ".join(f"{o} ({m})" for o, m in zip(objectives, study.modes))}
-    if ok.empty:
+    if best.empty:
         return [{**base, "metric": m} for m in metrics]
-    searched = study.searched if study.searched is not None else varying(ok)
+    searched = study.searched if study.searched is not None else \
+        varying(candidates(ok, study.goals))
     if len(objectives) == 1:
-        scores = ok[study.objective]
-        best = ok.loc[scores.idxmax() if study.mode == "max" else scores.idxmin()]
-        shown = {"objective_value": float(best[study.objective])}
-        return _trial_records(best, searched, {**base, **shown}, metric_set, metrics)
-    front = _front(ok, objectives, study.modes)
-    return [rec for i, (_, trial) in enumerate(front.iterrows())
+        trial = best.iloc[0]
+        shown = {"objective_value": float(trial[study.objective])}
+        return _trial_records(trial, searched, {**base, **shown}, metric_set, metrics)
+    return [rec for i, (_, trial) in enumerate(best.iterrows())
             for rec in _trial_records(trial, searched, {
-                **base, "front": f"{i + 1} of {len(front)}",
+                **base, "front": f"{i + 1} of {len(best)}",
                 **{o: float(trial[o]) for o in objectives}}, metric_set, metrics)]
-
-
-def _front(ok: pd.DataFrame, objectives: list[str], modes: list[str]) -> pd.DataFrame:
-    """The Pareto-front trials, best first by the first objective (then the next; ties:
-    the earlier trial)."""
-    front = ok[on_front(ok[objectives], modes)]
-    return front.sort_values(objectives, ascending=[m == "min" for m in modes],
-                             kind="stable")
 
 
 def _trial_records(trial: pd.Series, searched: list[str], base: dict, metric_set: str,

@@ -1,28 +1,219 @@
 """One search stratum analysed: what `fsvae-study analyze` reports of an Optuna study.
 
-For the stratum's Optuna study: fANOVA importances (results.importance) over all complete
-trials and per branch of each parent of conditional parameters (beta_schedule); the best k
-trials by the validation objective, or the Pareto front (`Study.best_trials`) with several
-objectives, each with its MLflow run's validation and test metrics; Optuna's plots as PNGs
-(results.analysis_plots). Only the validation objectives rank or choose trials.
+Where the studies are (README "Studies"): the study's parent run names the storage in its
+tag fsvae.optuna_storage (default sqlite:///<storage>/optuna.db); stratum `n_f=5` of study
+`search-nf` is the Optuna study `search-nf/n_f=5`, and a search without strata is the
+Optuna study `search-nf`. Trial number k of stratum L is the MLflow run tagged
+fsvae.trial_key = "L#k" (study/schema.py), whose metrics are shown beside it.
+
+For the stratum's Optuna study: fANOVA importances over all complete trials and per
+branch of each parent of conditional parameters (beta_schedule); the best k trials by the
+validation objective, or the Pareto front with several objectives (results.selection);
+Optuna's plots as PNGs (optuna.visualization.matplotlib). Only the validation objectives
+rank or choose trials.
+
+Importance is fANOVA (Hutter, Hoos and Leyton-Brown, "An Efficient Approach for Assessing
+Hyperparameter Importance", ICML 2014), through Optuna's seeded
+`FanovaImportanceEvaluator`: it fits a random forest to the complete trials and splits the
+variance of its prediction into the part each parameter explains on its own (its main
+effect) and the rest (interactions). It needs parameters every trial has, so conditional
+ones (`beta_cycles` exists only for `beta_schedule: cyclical`) are left out of the
+study-wide importance; each branch of their parent is then assessed on its own trials with
+its own parameters.
+
+MIN_TRIALS: below 20 complete trials nothing is computed. Measured with
+bench/fanova_floor.py: 40 seeded TPE searches per cell, shaped like smoke-search (four
+parameters, of which beta_max alone moves the objective), noise half the signal's spread.
+fANOVA ranked beta_max first in 18 of 40 searches at 10 trials (a guess: 10 of 40), 29 at
+15, 38 at 20, 40 at 30; with noise as large as the signal, 10, 25, 32 and 34. Below 20 the
+ranking is mostly the forest's luck. Above it, more parameters need more trials still:
+with five continuous parameters beside beta_max, 16 of 40 at 20 trials, 23 at 40.
 """
 from __future__ import annotations
 
 import math
 import re
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import optuna
-import pandas as pd
+import matplotlib
 
-from results import analysis_plots as plots
-from results.errors import ResultsError
-from results.importance import (ALL, MIN_TRIALS, Importance, branch_parents, importance,
-                                scoped)
-from results.optuna_studies import trial_frame
-from results.store import Study
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from optuna.exceptions import ExperimentalWarning  # noqa: E402
+from optuna.importance import FanovaImportanceEvaluator, get_param_importances  # noqa: E402
+from optuna.search_space import intersection_search_space  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from optuna.visualization import matplotlib as ovm  # noqa: E402
 
+from results.errors import ResultsError  # noqa: E402
+from results.selection import best_trials, one_run_per_trial, order  # noqa: E402
+from results.store import DEFAULT_STORAGE, Study  # noqa: E402
+from results.table import stratum_key  # noqa: E402
+
+STORAGE_TAG = "fsvae.optuna_storage"
+MIN_TRIALS = 20
+SEED = 0  # the forest's seed: the same trials give the same importances
+ALL = "all trials"
+DPI = 100
+
+
+# -- the stratum's Optuna study, read back ----------------------------------------------------
+
+def storage_url(study: Study, given: str | None = None,
+                storage: str | Path | None = None) -> str:
+    """`given` (--optuna-storage); else the URL the study's parent run recorded; else the
+    default sqlite file under `storage` (default ./fsvae-studies)."""
+    if given:
+        return given
+    if study.parent_run_id:
+        tags = MlflowClient(study.tracking_uri).get_run(study.parent_run_id).data.tags
+        if tags.get(STORAGE_TAG):
+            return tags[STORAGE_TAG]
+    return f"sqlite:///{(Path(storage or DEFAULT_STORAGE) / 'optuna.db').resolve()}"
+
+
+def open_strata(study: Study, url: str) -> dict[str, optuna.Study]:
+    """Stratum label ('' without strata) -> its Optuna study, in stratum order. Opening
+    never creates a database or a study; ResultsError names what the storage holds."""
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise ResultsError(f"no Optuna storage at {url} (the search's studies live there; "
+                           f"pass --optuna-storage, or --storage where the study ran)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    names = optuna.get_all_study_names(storage)
+    labels = {n: _label(study.name, n) for n in names}
+    mine = sorted((n for n, label in labels.items() if label is not None),
+                  key=lambda n: stratum_key(labels[n]))
+    if not mine:
+        raise ResultsError(f"no Optuna study of search {study.name!r} in {url} (expected "
+                           f"{study.name!r} or {study.name + '/<stratum>'!r}); studies there: "
+                           f"{', '.join(sorted(names)) or 'none'}")
+    return {labels[n]: optuna.load_study(study_name=n, storage=storage) for n in mine}
+
+
+def _label(experiment: str, name: str) -> str | None:
+    """The stratum label of Optuna study `name` if it belongs to `experiment`, else None."""
+    if name == experiment:
+        return ""
+    prefix = experiment + "/"
+    return name[len(prefix):] if name.startswith(prefix) else None
+
+
+def trial_frame(study: Study, label: str, optuna_study: optuna.Study) -> pd.DataFrame:
+    """One row per Optuna trial of a stratum: number, state, values (a list, or None),
+    params (dict) and, where its MLflow run exists (the run the tables count), run_id,
+    run_name and that run's metrics (val_*, test_*, ...)."""
+    runs, _ = one_run_per_trial(study.trials)
+    runs = runs.set_index("trial_key")
+    rows = []
+    for t in optuna_study.get_trials(deepcopy=False):
+        key = f"{label}#{t.number}"
+        run = runs.loc[key] if key in runs.index else None
+        metrics = {} if run is None else {
+            c: run[c] for c in runs.columns
+            if c.startswith(("val_", "test_")) and pd.notna(run[c])}
+        rows.append({"number": t.number, "state": t.state.name, "values": t.values,
+                     "params": dict(t.params), "trial_key": key,
+                     "run_id": None if run is None else run["run_id"],
+                     "run_name": None if run is None else run["run_name"], **metrics})
+    return pd.DataFrame(rows)
+
+
+# -- fANOVA importance ------------------------------------------------------------------------
+
+@dataclass
+class Importance:
+    """One objective's importances over one set of trials (`scope`: all, or one branch)."""
+
+    scope: str
+    objective: str
+    n_trials: int  # complete trials with a finite value
+    values: dict[str, float] = field(default_factory=dict)  # shares summing to 1, largest first
+    explained: float | None = None  # the main effects' share of the forest's variance
+    reason: str | None = None  # why `values` is empty
+    left_out: list[str] = field(default_factory=list)  # conditional: not in every trial
+
+
+def evaluator() -> FanovaImportanceEvaluator:
+    return FanovaImportanceEvaluator(seed=SEED)
+
+
+def target(index: int):
+    """The value fANOVA explains: objective `index` of a trial (several objectives are
+    assessed one at a time)."""
+    return lambda t: t.values[index]
+
+
+def scoped(study: optuna.Study, parent: str | None = None, value=None) -> optuna.Study:
+    """An in-memory copy of the study's complete trials with finite values; with `parent`,
+    only those where it took `value`, without that (now constant) parameter."""
+    out = optuna.create_study(directions=study.directions)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if not all(math.isfinite(v) for v in t.values):
+            continue
+        if parent is not None and t.params.get(parent, object()) != value:
+            continue
+        keep = {k: d for k, d in t.distributions.items() if k != parent}
+        out.add_trial(optuna.trial.create_trial(
+            params={k: t.params[k] for k in keep}, distributions=keep, values=t.values))
+    return out
+
+
+def importance(study: optuna.Study, index: int, objective: str,
+               scope: str = ALL) -> Importance:
+    """fANOVA importances of objective `index` over `study`'s complete trials (a `scoped`
+    copy), or the reason there are none."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    result = Importance(scope, objective, len(trials), left_out=_conditional(trials))
+    result.reason = _too_little(trials, index)
+    if result.reason is None:
+        with warnings.catch_warnings():  # `normalize` is experimental in Optuna
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            raw = get_param_importances(study, evaluator=evaluator(), target=target(index),
+                                        normalize=False)
+        total = sum(raw.values())
+        if total > 0:
+            result.values = {k: v / total for k, v in raw.items()}
+            result.explained = min(total, 1.0)
+        else:
+            result.reason = "no parameter explains any of the variance on its own"
+    return result
+
+
+def _too_little(trials: list[FrozenTrial], index: int) -> str | None:
+    """Why these trials cannot rank parameters, or None when they can."""
+    if len(trials) < MIN_TRIALS:
+        return (f"{len(trials)} complete trial{'s' * (len(trials) != 1)}, fewer than "
+                f"{MIN_TRIALS}: not computed (below that, fANOVA's ranking is mostly chance)")
+    space = intersection_search_space(trials)
+    if not any(not d.single() for d in space.values()):
+        return "no parameter takes two values in these trials"
+    if len({t.values[index] for t in trials}) == 1:
+        return "every trial has the same value: there is no variance to explain"
+    return None
+
+
+def _conditional(trials: list[FrozenTrial]) -> list[str]:
+    """Parameters some trials have and others lack."""
+    every = set(intersection_search_space(trials))
+    return sorted({k for t in trials for k in t.params} - every)
+
+
+def branch_parents(space_params: dict[str, dict]) -> list[str]:
+    """The parameters that conditional parameters depend on (`when: {parent: ...}` in the
+    space, e.g. beta_schedule), in space order."""
+    parents = {p for spec in space_params.values() for p in (spec.get("when") or {})}
+    return [k for k in space_params if k in parents]
+
+
+# -- the stratum's analysis -------------------------------------------------------------------
 
 @dataclass
 class Branch:
@@ -72,7 +263,7 @@ def analyze_stratum(study: Study, label: str, ost: optuna.Study, space_params: d
         label=label, objectives=study.objectives, modes=study.modes,
         counts=frame["state"].value_counts().to_dict() if len(frame) else {},
         importances=[importance(everything, i, o) for i, o in enumerate(study.objectives)],
-        branches=[], ranked=_ranked(frame, ost, study.objectives, study.modes, top))
+        branches=[], ranked=_ranked(frame, study, top))
     scopes = {ALL: everything}
     # A branch has no more trials than the stratum: below the floor, none is assessed.
     enough = len(everything.trials) >= MIN_TRIALS
@@ -95,22 +286,21 @@ def _choices(ost: optuna.Study, parent: str) -> list:
     return []
 
 
-def _ranked(frame: pd.DataFrame, ost: optuna.Study, objectives: list[str],
-            modes: list[str], top: int) -> pd.DataFrame:
-    """Complete trials with their objective values as columns: the best `top` by the
-    objective, or (several objectives) the Pareto front, best first by the first one."""
+def _ranked(frame: pd.DataFrame, study: Study, top: int) -> pd.DataFrame:
+    """Complete trials with their objective values as columns, in the order of
+    results.selection (an Optuna trial's number stands for its start): the best `top`, or
+    (several objectives) the Pareto front."""
+    objectives = study.objectives
     done = frame[frame["state"] == "COMPLETE"] if len(frame) else frame
     if done.empty:
         return done
     done = done[[all(math.isfinite(v) for v in vs) for vs in done["values"]]]
     values = pd.DataFrame(done["values"].tolist(), index=done.index, columns=objectives)
     done = pd.concat([done.drop(columns=[o for o in objectives if o in done]), values], axis=1)
+    trials = done.assign(status="FINISHED", start_time=done["number"])
     if len(objectives) > 1:
-        front = {t.number for t in ost.best_trials}
-        done = done[done["number"].isin(front)]
-    order = done.sort_values([*objectives, "number"],
-                             ascending=[m == "min" for m in modes] + [True], kind="stable")
-    return order if len(objectives) > 1 else order.head(top)
+        return best_trials(trials, study.goals).drop(columns=["status", "start_time"])
+    return order(trials, study.goals).head(top).drop(columns=["status", "start_time"])
 
 
 def _draw(result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.Study],
@@ -122,7 +312,7 @@ def _draw(result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.S
     for i in range(len(result.objectives)):
         _draw_objective(result, ost, scopes, out, i)
     if 1 < len(result.objectives) <= 3:
-        _try(result, "Pareto front", lambda: plots.pareto(
+        _try(result, "Pareto front", lambda: plot_pareto(
             ost, result.objectives, out / f"{slug(result.label)}_pareto.png", result.title))
 
 
@@ -134,21 +324,21 @@ def _draw_objective(result: StratumAnalysis, ost: optuna.Study,
     end, title = (f"_{name}" if len(result.objectives) > 1 else ""), f"{result.title}, {name}"
     every = [k for k, d in optuna.search_space.intersection_search_space(
         ost.get_trials(deepcopy=False)).items() if not d.single()]
-    _try(result, "history", lambda: plots.history(
+    _try(result, "history", lambda: plot_history(
         ost, i, name, out / f"{prefix}_history{end}.png", title))
-    _try(result, "slice", lambda: plots.slices(
+    _try(result, "slice", lambda: plot_slices(
         ost, i, name, out / f"{prefix}_slice{end}.png", title))
     if every:
-        _try(result, "parallel coordinates", lambda: plots.parallel(
+        _try(result, "parallel coordinates", lambda: plot_parallel(
             ost, i, name, every, out / f"{prefix}_parallel{end}.png", title))
     top2 = list(result.importances[i].values)[:2]
     if len(top2) == 2:
-        _try(result, "contour", lambda: plots.contour(
+        _try(result, "contour", lambda: plot_contour(
             ost, i, name, top2, out / f"{prefix}_contour{end}.png", title))
     for imp in [result.importances[i]] + [b.importances[i] for b in result.branches]:
         if imp.values:
             scope = "" if imp.scope == ALL else "_" + slug(imp.scope)
-            _try(result, f"importance ({imp.scope})", lambda: plots.importances(
+            _try(result, f"importance ({imp.scope})", lambda: plot_importances(
                 scopes[imp.scope], imp, i, out / f"{prefix}_importance{scope}{end}.png",
                 title), result.importance_figures.setdefault(imp.scope, []))
 
@@ -160,3 +350,78 @@ def _try(result: StratumAnalysis, what: str, draw, into: list[Path] | None = Non
         (result.figures if into is None else into).append(draw())
     except Exception as e:  # noqa: BLE001 - any failure of one plot is reported, not fatal
         result.notes.append(f"No {what} plot: {type(e).__name__}: {e}")
+
+
+# -- Optuna's plots ---------------------------------------------------------------------------
+
+def save(draw: Callable, path: Path, title: str, width: float | None = None) -> Path:
+    """Draws one Optuna plot, titles it with what it shows and writes it. Optuna sets the
+    ggplot style globally and marks its matplotlib backend experimental: both stay inside
+    this call, and matplotlib's warnings about a parameter with one value are left out."""
+    with plt.style.context("ggplot"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        drawn = draw()
+        ax = drawn.flat[0] if isinstance(drawn, np.ndarray) else drawn
+        fig = ax.figure
+        if width is not None:
+            fig.set_size_inches(width, fig.get_size_inches()[1])
+        if isinstance(drawn, np.ndarray):
+            fig.suptitle(title, fontsize=10)
+        else:
+            ax.set_title("", loc="left")
+            ax.set_title(title, fontsize=10)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _target(study: optuna.Study, index: int):
+    """None for one objective (Optuna then draws its best-so-far line), else objective
+    `index`."""
+    return None if len(study.directions) == 1 else target(index)
+
+
+def plot_history(study: optuna.Study, index: int, name: str, path: Path, title: str) -> Path:
+    return save(lambda: ovm.plot_optimization_history(
+        study, target=_target(study, index), target_name=name), path,
+        f"Optimisation history: {title}")
+
+
+def plot_slices(study: optuna.Study, index: int, name: str, path: Path, title: str) -> Path:
+    """Every searched parameter, conditional ones over the trials that have them."""
+    return save(lambda: ovm.plot_slice(study, target=_target(study, index), target_name=name),
+                path, f"Slice: {title}")
+
+
+def plot_parallel(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
+             title: str) -> Path:
+    """The parameters every trial has (a conditional one would draw 'None' as a value),
+    an inch and a half apart so that their tick labels do not overlap."""
+    return save(lambda: ovm.plot_parallel_coordinate(
+        study, params=params, target=_target(study, index), target_name=name), path,
+        f"Parallel coordinates: {title}", width=max(6.4, 1.5 * (len(params) + 2)))
+
+
+def plot_contour(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
+            title: str) -> Path:
+    """The objective over the two parameters given (the two most important)."""
+    return save(lambda: ovm.plot_contour(study, params=params, target=_target(study, index),
+                                         target_name=name), path, f"Contour: {title}")
+
+
+def plot_importances(scope_study: optuna.Study, imp: Importance, index: int, path: Path,
+                title: str) -> Path:
+    """Optuna's importance bars, from the same seeded fANOVA over the same trials as `imp`."""
+    return save(lambda: ovm.plot_param_importances(
+        scope_study, evaluator=evaluator(), target=_target(scope_study, index),
+        target_name=imp.objective), path,
+        f"fANOVA importance, {'' if imp.scope == ALL else imp.scope + ', '}"
+        f"{imp.n_trials} trials: {title}")
+
+
+def plot_pareto(study: optuna.Study, names: list[str], path: Path, title: str) -> Path:
+    """The trials on the validation objectives, the Pareto front highlighted."""
+    return save(lambda: ovm.plot_pareto_front(study, target_names=names), path,
+                f"Pareto front: {title}")

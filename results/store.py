@@ -1,8 +1,9 @@
-"""Reads one experiment's runs back from MLflow: its trial runs and its study settings.
+"""Reads one study back from its MLflow record: its parent run's settings and its trial runs.
 
 What a study writes (README "MLflow"): a parent run tagged fsvae.role=study with the
 study's kind, objective and strata, and one child run per trial tagged fsvae.role=trial
-whose params are exactly the trial's active config keys.
+whose params are exactly the trial's active config keys. An experiment (a study's name)
+can hold several parent runs; one is read at a time (`load_study`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -20,10 +21,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
+from results.selection import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, goals
 from study.schema import CONFIRMS, PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
+from study.storage import is_uri
 
-DEFAULT_OBJECTIVE, DEFAULT_MODE = "val_acc_h", "max"
-DEFAULT_STORAGE = "fsvae-studies"
+DEFAULT_STORAGE = "fsvae-studies"  # as study/plan.py's: where `fsvae-study run` writes
 SPLITS = ("train", "val", "test")
 # A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
 # these metrics where it logs them, else its data_report.json artifact (fsvae.data's report).
@@ -32,37 +34,46 @@ SPLIT_METRICS = tuple(f"data_usable_{s}" for s in SPLITS)
 
 @dataclass
 class Study:
-    """One experiment's trial runs and its study settings, as the tables and figures use them.
+    """One study's trial runs and its settings, as the tables, figures and analyses use them.
 
-    `trials` has one row per trial run: run_id, run_name, status, start_time, stratum,
-    trial_key (which trial of the study the run is), artifact_uri, data_key (the tag
-    cache.data.key: runs with one key read the same data), config (dict of its MLflow
-    params, strings) and one column per metric (no prefix).
+    `trials` has one row per trial run of the parent run read: run_id, run_name, status,
+    start_time, stratum, trial_key (which trial of the study the run is), artifact_uri,
+    data_key (the tag cache.data.key: runs with one key read the same data), config (dict
+    of its MLflow params, strings) and one column per metric (no prefix).
     """
 
     name: str
     tracking_uri: str
     kind: str  # grid | optuna
-    objective: str
-    mode: str  # max | min
+    objective: str  # several (a multi-objective search): joined by commas
+    mode: str  # max | min, likewise
     strata: list[str]
     trials: pd.DataFrame
     searched: list[str] | None = None  # optuna: the space's searched keys, if space.json exists
     space_params: dict[str, dict] | None = None  # optuna: space.json's params (type, when...)
     n_other: int = 0  # runs that are neither study nor trial (not written by fsvae-study run)
     confirms: str | None = None  # a confirmation: the search whose winners it reran
-    parent_run_id: str | None = None  # the latest parent run (fsvae.role=study), if any
+    parent_run_id: str | None = None  # the parent run read (fsvae.role=study), if any
+    notes: list[str] = field(default_factory=list)  # what was read: other parent runs
+
+    @property
+    def goals(self) -> list[Goal]:
+        """[(objective, mode), ...], the primary first (results.selection)."""
+        return goals(self.objective, self.mode)
 
     @property
     def objectives(self) -> list[str]:
-        """The validation objectives: several for a multi-objective search, whose parent
-        run's fsvae.objective tag joins them with commas ("val_acc_h,val_acc")."""
-        return self.objective.split(",")
+        return [o for o, _ in self.goals]
 
     @property
     def modes(self) -> list[str]:
-        """max or min per objective (fsvae.mode "max,max")."""
-        return self.mode.split(",")
+        return [m for _, m in self.goals]
+
+    @property
+    def table_kind(self) -> str:
+        """grid, optuna, or confirm: a grid study that reran a search's best configurations
+        with new seeds (its parent run names the search, tag fsvae.confirms)."""
+        return "confirm" if self.confirms else self.kind
 
 
 def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None) -> str:
@@ -71,6 +82,16 @@ def store_uri(tracking_uri: str | None = None, storage: str | Path | None = None
     if tracking_uri:
         return tracking_uri
     return default_tracking_uri(Path(storage or DEFAULT_STORAGE))
+
+
+def study_folder(experiment: str, storage: str | Path | None = None) -> Path:
+    """The study's own folder, <storage>/<experiment> (storage default ./fsvae-studies),
+    where `fsvae-study run` keeps its study.json: its figures/ and analysis/ go there.
+    ResultsError for an object-store storage, which this machine cannot write PNGs into."""
+    if is_uri(str(storage or "")):
+        raise ResultsError(f"--storage {storage} is not a folder on this machine: pass --out "
+                           f"for the files")
+    return Path(storage or DEFAULT_STORAGE) / experiment
 
 
 @contextmanager
@@ -93,8 +114,13 @@ def _check_store(uri: str) -> None:
                                f"where the study ran)")
 
 
-def load_study(experiment: str, tracking_uri: str) -> Study:
-    """Reads an experiment's runs; ResultsError naming the experiments there if it is unknown."""
+def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None) -> Study:
+    """One study of an experiment: the trial runs of one parent run (fsvae.role=study), the
+    latest by default, or `parent_run` (its run id). An experiment holds several parent runs
+    when a name was run again (or an older store kept them); a trial key is unique only
+    within one parent, so one is read at a time and `notes` names the others. Without any
+    parent run, every trial run is read. ResultsError names the experiments there if
+    `experiment` is unknown, and the parent runs there if `parent_run` is not one."""
     _check_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
@@ -105,31 +131,73 @@ def load_study(experiment: str, tracking_uri: str) -> Study:
     with _tracking(tracking_uri):
         runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
     role = _col(runs, f"tags.{ROLE}")
-    parents = runs[role == "study"].sort_values("start_time") if len(runs) else runs
-    kinds = sorted(set(_col(parents, "tags.fsvae.space_kind").dropna()))
-    if len(kinds) > 1:
-        raise ResultsError(f"experiment {experiment!r} mixes study kinds {kinds}; a table "
-                           f"needs one (run each space under its own --name)")
-    objectives = sorted(set(zip(_col(parents, "tags.fsvae.objective").dropna(),
-                                _col(parents, "tags.fsvae.mode").dropna())))
-    if len(objectives) > 1 and kinds == ["optuna"]:
-        raise ResultsError(f"experiment {experiment!r} holds searches with different "
-                           f"objectives {objectives}; the best trial is undefined")
-    last = parents.iloc[-1] if len(parents) else None
+    trials = runs[role == "trial"]
+    parents = _parents(runs[role == "study"], trials)
+    last, notes = _choose(experiment, parents, parent_run)
+    if last is not None:
+        trials = trials[_col(trials, f"tags.{PARENT}") == last["run_id"]]
     study = Study(
-        name=experiment, tracking_uri=tracking_uri, kind=kinds[0] if kinds else "grid",
+        name=experiment, tracking_uri=tracking_uri,
+        kind=_tag(last, "fsvae.space_kind") or "grid",
         objective=_tag(last, "fsvae.objective") or DEFAULT_OBJECTIVE,
         mode=_tag(last, "fsvae.mode") or DEFAULT_MODE,
         strata=[s for s in (_tag(last, "fsvae.strata") or "").split(",") if s],
-        trials=_trial_frame(runs[role == "trial"]),
+        trials=_trial_frame(trials),
         n_other=int((~role.isin(["study", "trial"])).sum()), confirms=_tag(last, CONFIRMS),
-        parent_run_id=None if last is None else str(last["run_id"]))
+        parent_run_id=None if last is None else str(last["run_id"]), notes=notes)
     if study.kind == "optuna" and last is not None:
         space = read_json_artifact(tracking_uri, last["artifact_uri"], "space.json")
         if space and isinstance(space.get("params"), dict):
             study.searched = sorted(space["params"])
             study.space_params = space["params"]
     return study
+
+
+def _parents(parents: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """The parent runs in start order, each with `n_trials`, its number of trial runs."""
+    if parents.empty:
+        return parents
+    counts = _col(trials, f"tags.{PARENT}").value_counts()
+    out = parents.sort_values("start_time", kind="stable")
+    return out.assign(n_trials=[int(counts.get(r, 0)) for r in out["run_id"]])
+
+
+def _choose(experiment: str, parents: pd.DataFrame, asked: str | None
+            ) -> tuple[pd.Series | None, list[str]]:
+    """The parent run to read, and the note naming the others. By default the latest that
+    has trial runs (a driver stopped before any trial leaves a parent with none), else the
+    latest."""
+    if parents.empty:
+        if asked:
+            raise ResultsError(f"--parent-run {asked}: experiment {experiment!r} has no parent "
+                               f"run (tag {ROLE}=study); all its trial runs are read together")
+        return None, []
+    if asked:
+        hit = parents[parents["run_id"] == asked]
+        if hit.empty:
+            raise ResultsError(f"--parent-run {asked}: no parent run of experiment "
+                               f"{experiment!r} has that id; its parent runs: "
+                               f"{'; '.join(_describe(p) for _, p in parents.iterrows())}")
+        chosen, why = hit.iloc[-1], "as --parent-run asked"
+    else:
+        full = parents[parents["n_trials"] > 0]
+        chosen, why = (full if len(full) else parents).iloc[-1], "the latest"
+    others = parents[parents["run_id"] != chosen["run_id"]]
+    if others.empty:
+        return chosen, []
+    return chosen, [f"Experiment {experiment!r} holds {len(parents)} studies (parent runs, "
+                    f"e.g. a name run again); trial keys are unique only within one, so one "
+                    f"is read: {_describe(chosen)}, {why}. Not read: "
+                    f"{'; '.join(_describe(p) for _, p in others.iterrows())}. Pick one with "
+                    f"--parent-run RUN_ID."]
+
+
+def _describe(parent: pd.Series) -> str:
+    """'<run id> (started 2026-11-29 10:00 UTC, FINISHED, 6 trial runs)'."""
+    start, n = pd.Timestamp(parent["start_time"]), int(parent["n_trials"])
+    when = start.strftime("%Y-%m-%d %H:%M:%S UTC") if not pd.isna(start) else "start unknown"
+    return f"{parent['run_id']} (started {when}, {parent['status']}, {n} " \
+           f"trial run{'s' * (n != 1)})"
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:

@@ -298,15 +298,19 @@ def tidy(t: results.Table) -> pd.DataFrame:
                        keep_default_na=True)
 
 
-def hand_stats(values: list[float]) -> dict:
-    """mean, sample std, n, 95% Student-t interval, computed independently of the code."""
+def hand_stats(values: list[float], within: tuple[float, float] | None = None) -> dict:
+    """mean, sample std, n, 95% Student-t interval, computed independently of the code; the
+    interval cut to `within` where given ((0, 100) for a cell of accuracies in percent)."""
     n = len(values)
     mean = statistics.mean(values)
     if n < 2:
         return {"mean": mean, "std": math.nan, "n": n, "lo": math.nan, "hi": math.nan}
     sd = statistics.stdev(values)
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "std": sd, "n": n, "lo": mean - half, "hi": mean + half}
+    lo, hi = mean - half, mean + half
+    if within is not None:
+        lo, hi = max(lo, within[0]), min(hi, within[1])
+    return {"mean": mean, "std": sd, "n": n, "lo": lo, "hi": hi}
 
 
 def same(a: float, b: float) -> bool:

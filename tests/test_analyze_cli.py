@@ -25,9 +25,10 @@ def test_cli_writes_the_analysis_and_says_where(stores, tmp_path, capsys):
     assert cli_main(["analyze", "--experiment", "few", "--tracking-uri", stores["uri"],
                      "--out", str(tmp_path), "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {tmp_path / 'analysis.md'} and 3 figures" in out
+    mine = tmp_path / "few"  # --out DIR holds one folder per experiment
+    assert f"wrote {mine / 'analysis.md'} and 3 figures" in out
     assert "logged to run " in out
-    assert "### Best 2 trials by val_acc_h" in (tmp_path / "analysis.md").read_text()
+    assert "### Best 2 trials by val_acc_h" in (mine / "analysis.md").read_text()
 
 
 def test_cli_a_missing_optuna_storage_exits_2_naming_it(stores, tmp_path, capsys):

@@ -10,8 +10,7 @@ from mlflow.tracking import MlflowClient
 from analysis_store import BRANCH_TRIALS, FEW_TRIALS, FRONT, PARETO, shared_stores
 from results import load_study
 from results.analysis import analyze
-from results.importance import MIN_TRIALS, importance, scoped
-from results.optuna_studies import open_strata
+from results.search_analysis import MIN_TRIALS, importance, open_strata, scoped
 from results_store import md_cells
 
 

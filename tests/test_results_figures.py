@@ -66,8 +66,9 @@ def test_figures_command_writes_valid_pngs_and_prints_their_paths(store, tmp_pat
     assert cli_main(["figures", "--experiment", "grid", "--tracking-uri", store["uri"],
                      "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    expected = [out / "test_acc_h_vs_n_f.png", out / "test_acc_vs_n_f.png",
-                out / f"curves_trial-{CURVE_RUN}.png"]
+    mine = out / "grid"  # --out DIR holds one folder per experiment
+    expected = [mine / "test_acc_h_vs_n_f.png", mine / "test_acc_vs_n_f.png",
+                mine / f"curves_trial-{CURVE_RUN}.png"]
     assert printed == [str(p) for p in expected]
     for p in expected:
         assert_png(p)
