@@ -12,9 +12,12 @@ from study.cluster import SharedStorageError, check_shared, write_markers
 
 @pytest.fixture
 def study(tmp_path):
-    plan = {"name": "s", "cache_dir": str(tmp_path / "cache"), "data": str(tmp_path / "data")}
+    plan = {"name": "s", "cache_dir": str(tmp_path / "cache"), "data": str(tmp_path / "data"),
+            "tracking_uri": f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}"}
     (tmp_path / "data").mkdir()
     (tmp_path / "cache").mkdir()
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "mlflow.db").write_bytes(b"")
     marker = write_markers(plan, str(tmp_path / "studies" / "s"))
     return plan, marker, tmp_path
 
@@ -45,4 +48,13 @@ def test_a_node_without_the_dataset_is_told_where_it_should_be(study):
     _, marker, tmp = study
     (tmp / "data").rmdir()
     with pytest.raises(SharedStorageError, match=r"has no dataset at .*data"):
+        check_shared(marker)
+
+
+def test_a_node_that_cannot_see_the_sqlite_record_is_told_to_use_a_server(study):
+    _, marker, tmp = study
+    (tmp / "studies" / "mlflow.db").unlink()  # as on a node whose disk does not hold it
+    with pytest.raises(SharedStorageError, match=r"cannot see the MLflow store .*mlflow\.db.*"
+                                                 r"mlflow server --backend-store-uri "
+                                                 r"postgresql://"):
         check_shared(marker)

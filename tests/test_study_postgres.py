@@ -55,7 +55,7 @@ def team(postgres, tmp_path_factory):
 
 def test_a_grid_and_a_search_started_at_once_both_complete(team, monkeypatch):
     monkeypatch.setenv("PGPASSWORD", team["password"])
-    assert len(trial_runs(team["mlflow"], "g")) == 2
+    assert len(trial_runs(team["mlflow"], "g")) == 4  # smoke, --grid method=plain,vae
     assert set(trial_runs(team["mlflow"], "s")["status"]) == {"FINISHED"}
     trials = optuna.load_study(study_name="s/n_f=5", storage=team["optuna"]).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
@@ -92,7 +92,7 @@ def test_table_analyze_and_confirm_read_the_record_with_pgpassword(team, monkeyp
     analysis = cli("analyze", "--experiment", "s", *uri, "--out",
                    str(team["tmp"] / "analysis"), environ=team["env"])
     assert analysis.returncode == 0, analysis.stdout + analysis.stderr
-    assert (team["tmp"] / "analysis" / "analysis.md").is_file()
+    assert (team["tmp"] / "analysis" / "s" / "analysis.md").is_file()
     confirm = cli("confirm", "--experiment", "s", "--top", "1", "--seeds", "7",
                   "--storage", str(team["storage"]), *uri, environ=team["env"])
     assert confirm.returncode == 0, confirm.stdout[-3000:] + confirm.stderr[-3000:]
