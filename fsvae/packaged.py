@@ -26,15 +26,12 @@ import torch.nn as nn
 from fsvae.backbone import Backbone, build
 from fsvae.classifier import Head, Inputs
 from fsvae.config import BACKBONE_METHODS, VAE_METHODS
+from fsvae.errors import ModelError  # noqa: F401  (re-exported)
 from fsvae.transforms import eval_batch
 from fsvae.vae import BetaVAE, MinMax, restore as restore_vae
 
 FORMAT = 1  # of model.json
 INPUT_KEYS = ("latent_dim", "z_test", "seed", "noise_std")  # what Inputs reads of a config
-
-
-class ModelError(ValueError):
-    """A model cannot be assembled or loaded; the message names the missing piece."""
 
 
 class MissingEntry(ModelError):

@@ -2,8 +2,9 @@
 imports what a command needs only when it runs, so `trial` and `demo-data` start without
 Ray, Optuna or MLflow.
 
-Errors a user can fix (bad config key or value, bad search space, bad data) print one
-clear line on stderr and exit with status 2; nothing already written is removed.
+Errors a user can fix (fsvae.errors.FsvaeError: a bad config key or value, search space,
+data, study or table request, model) print one clear line on stderr and exit with status
+2; nothing already written is removed.
 """
 from __future__ import annotations
 
@@ -58,16 +59,11 @@ def _exit_now(rc: int) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from fsvae import errors
-    from search_spaces import SpaceError
-    from study.errors import StudyError
+    from fsvae.errors import FsvaeError
 
-    user_errors = (errors.ConfigError, errors.DataError, errors.SplitError, errors.TrialError,
-                   errors.BackboneError, StudyError, SpaceError, FileExistsError,
-                   FileNotFoundError)
     try:
         return args.func(args)
-    except user_errors as e:
+    except (FsvaeError, FileExistsError, FileNotFoundError) as e:
         err(f"fsvae-study {args.command}: error: {e}")
         return EXIT_USAGE
     except KeyboardInterrupt:

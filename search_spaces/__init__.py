@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from fsvae import config as config_mod
+from fsvae.errors import FsvaeError
 
 TOP_KEYS = {"name", "kind", "description", "preset", "objective", "mode", "fixed", "grid",
             "variants", "params", "strata", "num_samples", "sampler", "sampler_seed",
@@ -41,7 +42,7 @@ PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
 HERE = Path(__file__).parent
 
 
-class SpaceError(ValueError):
+class SpaceError(FsvaeError):
     """The search space file is wrong; the message names the file, the key and the fix."""
 
 
