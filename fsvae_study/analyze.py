@@ -47,6 +47,6 @@ def _analyze(args: argparse.Namespace) -> int:
         from study.model_log import log_best_of_experiment
 
         uri = log_best_of_experiment(store_uri(args.tracking_uri, args.storage),
-                                     args.experiment, args.cache_dir)
+                                     args.experiment, args.cache_dir, args.parent_run)
         print(f"best model: {uri}")
     return 0

@@ -107,24 +107,33 @@ def study_location(p: argparse.ArgumentParser,
 
 
 def _run(args: argparse.Namespace) -> int:
-    from study.run import run_from_args
+    from study import run_study
 
-    return run_from_args(args)
+    return run_study(
+        args.space, args.data, resume=args.resume, accept_changed_data=args.accept_changed_data,
+        name=args.name, storage=args.storage, tracking_uri=args.tracking_uri,
+        optuna_storage=args.optuna_storage, num_samples=args.num_samples, preset=args.preset,
+        overrides=args.set, grid=args.grid, address=args.address,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+        infra_retries=args.infra_retries, asha=args.asha, cache_dir=args.cache_dir,
+        no_cache=args.no_cache, log_model=args.log_model).exit_code
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from study.run import resume_from_args
+    from study import resume_study
 
-    return resume_from_args(args)
+    return resume_study(args.name, storage=args.storage, tracking_uri=args.tracking_uri,
+                        optuna_storage=args.optuna_storage, data=args.data,
+                        address=args.address, retry_failed=args.retry_failed,
+                        accept_changed_data=args.accept_changed_data).exit_code
 
 
 def _discard(args: argparse.Namespace) -> int:
     import sys
 
-    from study.discard import discard, find
+    from study import discard_study
     from study.errors import StudyError
-
-    found = find(args.name, args.storage, args.tracking_uri, args.optuna_storage)
 
     def confirm(description: str) -> bool:
         print(f"discard study {args.name!r}: this removes\n{description}", flush=True)
@@ -134,10 +143,10 @@ def _discard(args: argparse.Namespace) -> int:
             raise StudyError("not discarded: confirm with --yes (no terminal to ask)")
         return input("discard it? [y/N] ").strip().lower() in ("y", "yes")
 
-    done, aside = discard(found, confirm)
-    if not done:
+    if not discard_study(args.name, confirm, storage=args.storage,
+                         tracking_uri=args.tracking_uri, optuna_storage=args.optuna_storage):
         print("not discarded")
         return 1
-    print(f"discarded study {args.name!r}" + (f"; its MLflow runs are deleted, under the "
-                                              f"experiment {aside!r}" if aside else ""))
+    print(f"discarded study {args.name!r}; its MLflow experiment, if any, is deleted (renamed "
+          f"aside, so that the name is free)")
     return 0

@@ -8,7 +8,7 @@ fsvae.trial_key = "L#k" (study/schema.py), whose metrics are shown beside it.
 
 For the stratum's Optuna study: fANOVA importances over all complete trials and per
 branch of each parent of conditional parameters (beta_schedule); the best k trials by the
-validation objective, or the Pareto front with several objectives (results.selection);
+validation objective, or the Pareto front with several objectives (study.record);
 Optuna's plots as PNGs (optuna.visualization.matplotlib). Only the validation objectives
 rank or choose trials.
 
@@ -53,11 +53,12 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from results.errors import ResultsError  # noqa: E402
-from results.selection import best_trials, one_run_per_trial, order  # noqa: E402
+from study.record import best_trials, one_run_per_trial, order  # noqa: E402
 from results.store import DEFAULT_STORAGE, Study  # noqa: E402
+from study.schema import OPTUNA_STORAGE  # noqa: E402
 from results.table import stratum_key  # noqa: E402
 
-STORAGE_TAG = "fsvae.optuna_storage"
+STORAGE_TAG = OPTUNA_STORAGE
 MIN_TRIALS = 20
 SEED = 0  # the forest's seed: the same trials give the same importances
 ALL = "all trials"
@@ -288,7 +289,7 @@ def _choices(ost: optuna.Study, parent: str) -> list:
 
 def _ranked(frame: pd.DataFrame, study: Study, top: int) -> pd.DataFrame:
     """Complete trials with their objective values as columns, in the order of
-    results.selection (an Optuna trial's number stands for its start): the best `top`, or
+    study.record (an Optuna trial's number stands for its start): the best `top`, or
     (several objectives) the Pareto front."""
     objectives = study.objectives
     done = frame[frame["state"] == "COMPLETE"] if len(frame) else frame

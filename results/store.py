@@ -21,8 +21,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
-from results.selection import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, goals
-from study.schema import CONFIRMS, PARENT, ROLE, TRIAL_ID, TRIAL_KEY, default_tracking_uri
+from study.record import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals
+from study.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
+                          TRIAL_ID, TRIAL_KEY, default_tracking_uri)
 from study.storage import is_uri
 
 DEFAULT_STORAGE = "fsvae-studies"  # as study/plan.py's: where `fsvae-study run` writes
@@ -58,7 +59,7 @@ class Study:
 
     @property
     def goals(self) -> list[Goal]:
-        """[(objective, mode), ...], the primary first (results.selection)."""
+        """[(objective, mode), ...], the primary first (study.record)."""
         return goals(self.objective, self.mode)
 
     @property
@@ -138,10 +139,10 @@ def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None
         trials = trials[_col(trials, f"tags.{PARENT}") == last["run_id"]]
     study = Study(
         name=experiment, tracking_uri=tracking_uri,
-        kind=_tag(last, "fsvae.space_kind") or "grid",
-        objective=_tag(last, "fsvae.objective") or DEFAULT_OBJECTIVE,
-        mode=_tag(last, "fsvae.mode") or DEFAULT_MODE,
-        strata=[s for s in (_tag(last, "fsvae.strata") or "").split(",") if s],
+        kind=_tag(last, SPACE_KIND) or "grid",
+        objective=_tag(last, OBJECTIVE) or DEFAULT_OBJECTIVE,
+        mode=_tag(last, MODE) or DEFAULT_MODE,
+        strata=[s for s in (_tag(last, STRATA) or "").split(",") if s],
         trials=_trial_frame(trials),
         n_other=int((~role.isin(["study", "trial"])).sum()), confirms=_tag(last, CONFIRMS),
         parent_run_id=None if last is None else str(last["run_id"]), notes=notes)
@@ -172,16 +173,14 @@ def _choose(experiment: str, parents: pd.DataFrame, asked: str | None
             raise ResultsError(f"--parent-run {asked}: experiment {experiment!r} has no parent "
                                f"run (tag {ROLE}=study); all its trial runs are read together")
         return None, []
-    if asked:
-        hit = parents[parents["run_id"] == asked]
-        if hit.empty:
-            raise ResultsError(f"--parent-run {asked}: no parent run of experiment "
-                               f"{experiment!r} has that id; its parent runs: "
-                               f"{'; '.join(_describe(p) for _, p in parents.iterrows())}")
-        chosen, why = hit.iloc[-1], "as --parent-run asked"
-    else:
-        full = parents[parents["n_trials"] > 0]
-        chosen, why = (full if len(full) else parents).iloc[-1], "the latest"
+    try:
+        chosen = parents.iloc[choose_parent(list(zip(parents["run_id"], parents["start_time"],
+                                                     parents["n_trials"])), asked)]
+    except ValueError:
+        raise ResultsError(f"--parent-run {asked}: no parent run of experiment "
+                           f"{experiment!r} has that id; its parent runs: "
+                           f"{'; '.join(_describe(p) for _, p in parents.iterrows())}") from None
+    why = "as --parent-run asked" if asked else "the latest"
     others = parents[parents["run_id"] != chosen["run_id"]]
     if others.empty:
         return chosen, []
@@ -266,7 +265,7 @@ def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:
         "run_name": _col(runs, "tags.mlflow.runName").astype(object),
         "status": _col(runs, "status").astype(object),
         "start_time": _col(runs, "start_time"),
-        "stratum": _col(runs, "tags.fsvae.stratum").fillna("").astype(object),
+        "stratum": _col(runs, f"tags.{STRATUM}").fillna("").astype(object),
         "parent": _col(runs, f"tags.{PARENT}").astype(object),
         "trial_key": _trial_keys(runs),
         "artifact_uri": _col(runs, "artifact_uri").astype(object),

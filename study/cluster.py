@@ -155,9 +155,9 @@ def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
 
     total = ray.cluster_resources()
     cpus_total, gpus_total = total.get("CPU", 1), total.get("GPU", 0)
-    cpu = plan["cpus_per_trial"] if plan["cpus_per_trial"] is not None \
+    cpu = plan.cpus_per_trial if plan.cpus_per_trial is not None \
         else space.resources.get("cpu", 1.0)
-    gpu = plan["gpus_per_trial"] if plan["gpus_per_trial"] is not None \
+    gpu = plan.gpus_per_trial if plan.gpus_per_trial is not None \
         else space.resources.get("gpu", DEFAULT_GPU_FRACTION if gpus_total else 0.0)
     if gpu > 0 and gpus_total == 0:
         print(f"no GPU in the Ray cluster: trials run on the CPU (asked for {gpu} GPU each)",
@@ -172,8 +172,8 @@ def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
     if gpu > 0:
         limits.append(math.floor(gpus_total / gpu + 1e-9))
     concurrency = max(1, min(limits))
-    if plan["max_concurrent"]:
-        concurrency = min(concurrency, plan["max_concurrent"])
+    if plan.max_concurrent:
+        concurrency = min(concurrency, plan.max_concurrent)
     res = {"cpu": cpu}
     if gpu > 0:
         res["gpu"] = gpu
@@ -225,15 +225,15 @@ def write_markers(plan: dict, study_dir: str) -> dict:
     """Writes a fresh token where every node must read it (the study's folder, the cache)
     and returns what a node checks: {"files": [[location, token], ...], "data": path}."""
     token = uuid.uuid4().hex
-    text = json.dumps({"token": token, "study": plan["name"], "host": socket.gethostname()})
+    text = json.dumps({"token": token, "study": plan.name, "host": socket.gethostname()})
     files = [storage.join(study_dir, MARKER)]
-    if plan["cache_dir"]:
-        files.append(str(Path(plan["cache_dir"]) / f".fsvae-shared-check-{plan['name']}.json"))
+    if plan.cache_dir:
+        files.append(str(Path(plan.cache_dir) / f".fsvae-shared-check-{plan.name}.json"))
     for location in files:
         storage.write_text(location, text)
-    stores = [plan["tracking_uri"][len("sqlite:///"):]] \
-        if plan["tracking_uri"].startswith("sqlite:///") else []
-    return {"files": [[f, token] for f in files], "data": plan["data"], "stores": stores}
+    stores = [plan.tracking_uri[len("sqlite:///"):]] \
+        if plan.tracking_uri.startswith("sqlite:///") else []
+    return {"files": [[f, token] for f in files], "data": plan.data, "stores": stores}
 
 
 def check_shared(marker: dict) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from study import identity, plan as plan_mod, storage
+from study import identity, plan as plan_mod, storage as locations
 from study.errors import StudyError
 from study.identity import redact
 from study.schema import default_tracking_uri
@@ -44,15 +44,15 @@ class Found:
         return "\n".join(f"  {p}" for p in parts)
 
 
-def find(name: str, storage_: str | None = None, tracking_uri: str | None = None,
+def find(name: str, storage: str | None = None, tracking_uri: str | None = None,
          optuna_storage: str | None = None) -> Found:
     """Everything of study `name`; StudyError when a live driver runs it or nothing is
     found."""
     from mlflow.tracking import MlflowClient
 
-    location = storage.resolve(storage_ or plan_mod.DEFAULT_STORAGE)
+    location = locations.resolve(storage or plan_mod.DEFAULT_STORAGE)
     local = plan_mod.read(location, name)
-    uri = tracking_uri or (local["tracking_uri"] if local else None) or \
+    uri = tracking_uri or (local.tracking_uri if local else None) or \
         default_tracking_uri(Path(location))
     found = Found(name, uri)
     if not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()):
@@ -68,11 +68,11 @@ def find(name: str, storage_: str | None = None, tracking_uri: str | None = None
                 raise StudyError(f"study {name!r} is being run by a driver now "
                                  f"({identity.describe_driver(live[0].data.tags)}): stop it "
                                  f"first")
-    found.optuna_storage = optuna_storage or (local or {}).get("optuna_storage") or \
+    found.optuna_storage = optuna_storage or (local.optuna_storage if local else None) or \
         plan_mod.default_optuna_storage(location)
     found.optuna = identity.optuna_studies(found.optuna_storage, name)
-    folder = storage.join(location, name)
-    if not storage.is_uri(folder) and Path(folder).is_dir():
+    folder = locations.join(location, name)
+    if not locations.is_uri(folder) and Path(folder).is_dir():
         found.folder = folder
     if found.experiment_id is None and not found.optuna and found.folder is None:
         raise StudyError(f"no study {name!r}: no MLflow experiment of that name at "

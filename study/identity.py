@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from study import faults
 from study.errors import StudyError
-from study.schema import DRIVER, HEARTBEAT, OPTUNA_PARENT, PARENT, ROLE
+from study.schema import DRIVER, HEARTBEAT, LOCK, OPTUNA_PARENT, PARENT, ROLE
 
 HEARTBEAT_S = 15.0
 STALE_S = 60.0  # a heartbeat older than this: its driver is gone
@@ -159,7 +159,7 @@ def name_lock(client, name: str) -> Iterator[None]:
     while True:
         try:
             client.create_registered_model(
-                lock, tags={"fsvae.lock": json.dumps(me)},
+                lock, tags={LOCK: json.dumps(me)},
                 description=f"fsvae-study: held for a moment while a driver claims the study "
                             f"name {name!r}; deleted when it is done")
             break
@@ -186,7 +186,7 @@ def name_lock(client, name: str) -> Iterator[None]:
 
 def _lock_holder(client, lock: str) -> dict | None:
     try:
-        return json.loads(client.get_registered_model(lock).tags.get("fsvae.lock", ""))
+        return json.loads(client.get_registered_model(lock).tags.get(LOCK, ""))
     except Exception:  # deleted meanwhile, or not ours
         return None
 

@@ -12,7 +12,6 @@ nor the cache. The parent and the best trial run are tagged with the model's URI
 """
 from __future__ import annotations
 
-import math
 import shlex
 import tempfile
 import warnings
@@ -31,18 +30,22 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 import fsvae
 from fsvae import config as config_mod, packaged
-from study import ledger, plan as plan_mod, records
+from study import plan as plan_mod, record, records
 from study.errors import StudyError
-from study.schema import BEST_MODEL, BEST_MODEL_RUN, ROLE, default_tracking_uri
+from study.schema import (BEST_MODEL, BEST_MODEL_RUN, MODE, OBJECTIVE, ROLE, STORAGE,
+                          default_tracking_uri)
 
 MODEL_NAME = "best_model"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
 def log_best_model(client: MlflowClient, experiment_id: str, parent_run_id: str,
-                   cache_dir: str | None, objective: str, mode: str) -> str:
-    """Logs the best trial's model to the parent run; returns its URI (models:/<id>)."""
+                   cache_dir: str | None, objective: str | list[str],
+                   mode: str | list[str]) -> str:
+    """Logs the best trial's model (best_trial) to the parent run; returns its URI
+    (models:/<id>). `objective` and `mode`: the study's, one or several."""
     best = best_trial(client, experiment_id, parent_run_id, objective, mode)
+    objective = record.goals(objective, mode)[0][0]
     if cache_dir is None:
         raise StudyError("this study ran without a stage cache (--no-cache), which is where "
                          "the best trial's backbone is kept: re-run the study with the cache")
@@ -55,40 +58,49 @@ def log_best_model(client: MlflowClient, experiment_id: str, parent_run_id: str,
     return uri
 
 
-def log_best_of_experiment(tracking_uri: str, experiment: str,
-                           cache_dir: str | None = None) -> str:
+def log_best_of_experiment(tracking_uri: str, experiment: str, cache_dir: str | None = None,
+                           parent_run: str | None = None) -> str:
     """log_best_model for the study of an experiment (`fsvae-study analyze --log-best`):
-    objective and mode from its parent run; the cache the study used (its study.json),
-    unless `cache_dir` is given."""
+    the parent run a reader reads (study.record.choose_parent: `parent_run`, else the latest
+    with trials), its objectives; the cache the study used (its study.json), unless
+    `cache_dir` is given."""
+    from study import identity
+
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise StudyError(f"no experiment {experiment!r} at {tracking_uri}")
-    parents = client.search_runs([exp.experiment_id], f"tags.`{ROLE}` = 'study'")
-    if len(parents) != 1:
-        raise StudyError(f"experiment {experiment!r} has {len(parents)} study runs; "
-                         f"expected one")
-    tags = parents[0].data.tags
-    cache = cache_dir or _study_cache(tags.get("fsvae.storage"), experiment)
-    # A multi-objective study's tags list its objectives: its best model is the best by the
-    # first (the primary objective), as its table's best-so-far is.
-    return log_best_model(client, exp.experiment_id, parents[0].info.run_id, cache,
-                          tags["fsvae.objective"].split(",")[0],
-                          tags["fsvae.mode"].split(",")[0])
+    parents = identity.parents(client, exp.experiment_id)[::-1]  # in start order
+    if not parents:
+        raise StudyError(f"experiment {experiment!r} has no study run (tag {ROLE}=study)")
+    try:
+        chosen = parents[record.choose_parent(
+            [(p.info.run_id, p.info.start_time,
+              identity.has_trials(client, exp.experiment_id, p.info.run_id))
+             for p in parents], parent_run)]
+    except ValueError:
+        raise StudyError(f"--parent-run {parent_run}: not a study run of experiment "
+                         f"{experiment!r}") from None
+    tags = chosen.data.tags
+    cache = cache_dir or _study_cache(tags.get(STORAGE), experiment)
+    return log_best_model(client, exp.experiment_id, chosen.info.run_id, cache,
+                          tags.get(OBJECTIVE), tags.get(MODE))
 
 
 def best_trial(client: MlflowClient, experiment_id: str, parent_run_id: str,
-               objective: str, mode: str) -> ledger.Entry:
-    """The FINISHED trial run best by `objective` (mode max or min)."""
-    if mode not in ("max", "min"):
-        raise StudyError(f"mode {mode!r}: expected max or min")
-    finished = [e for e in ledger.read(client, experiment_id, parent_run_id).values()
-                if e.state == "finished" and math.isfinite(e.metrics.get(objective, math.nan))]
-    if not finished:
+               objective: str | list[str], mode: str | list[str]) -> record.Entry:
+    """The study's best trial (study.record.best_trials; with several objectives, the
+    front's first: the best by the primary objective)."""
+    goals = record.goals(objective, mode)
+    bad = [m for _, m in goals if m not in ("max", "min")]
+    if bad:
+        raise StudyError(f"mode {bad[0]!r}: expected max or min")
+    entries = record.read(client, experiment_id, parent_run_id)
+    best = record.best_trials(record.frame(entries), goals)
+    if best.empty:
         raise StudyError(f"study run {parent_run_id} has no finished trial with a value of "
-                         f"{objective}: there is no best model to log")
-    pick = max if mode == "max" else min
-    return pick(finished, key=lambda e: e.metrics[objective])  # ledger order: by start
+                         f"{goals[0][0]}: there is no best model to log")
+    return entries[best.iloc[0]["trial_key"]]
 
 
 def load_model(run_or_uri: str, tracking_uri: str) -> packaged.PackagedModel:
@@ -138,7 +150,7 @@ def default_store(storage: str | None) -> str:
 
 # -- internals ------------------------------------------------------------------------------
 
-def _assemble(client: MlflowClient, best: ledger.Entry, parent_run_id: str, cache: Path,
+def _assemble(client: MlflowClient, best: record.Entry, parent_run_id: str, cache: Path,
               tmp: Path) -> packaged.PackagedModel:
     if not client.list_artifacts(best.run_id, "model"):
         raise StudyError(f"the best trial run {best.run_id} has no model/ artifact: it ran "
@@ -157,7 +169,7 @@ def _assemble(client: MlflowClient, best: ledger.Entry, parent_run_id: str, cach
 
 
 def _log(client: MlflowClient, parent_run_id: str, folder: Path,
-         model: packaged.PackagedModel, best: ledger.Entry, objective: str) -> str:
+         model: packaged.PackagedModel, best: record.Entry, objective: str) -> str:
     """Logs the assembled folder as a pyfunc model of the parent run, whose status stays
     what it was (the fluent API that links a model to a run ends the run)."""
     status = client.get_run(parent_run_id).info.status
@@ -201,7 +213,7 @@ def _study_cache(storage: str | None, name: str) -> str | None:
         plan = plan_mod.read(storage, name)
     except StudyError:  # a study.json of another version: the default place
         plan = None
-    return plan["cache_dir"] if plan is not None else str(Path(storage) / "cache")
+    return plan.cache_dir if plan is not None else str(Path(storage) / "cache")
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from ray.tune.search import Searcher
 
 import search_spaces
 from study import faults
-from study.ledger import Entry
+from study.record import Entry
 from study.optuna_sync import PLACEHOLDER, RETRY_OF, RUN_ID, values_of
 from study.trainable import FINAL
 

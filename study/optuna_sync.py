@@ -29,10 +29,9 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 import search_spaces
 from study.errors import StudyError
 from study.identity import redact
-from study.ledger import Entry
-from study.schema import CURVE_KEYS, OPTUNA_PARENT, RETRY_OF as RETRY_OF_TAG
+from study.record import Entry
+from study.schema import CURVE_KEYS, OPTUNA_PARENT, PLACEHOLDER, RETRY_OF as RETRY_OF_TAG
 
-PLACEHOLDER = "fsvae.placeholder"  # user attr: a number MLflow has no run for
 RETRY_OF = "retry_of"  # user attr: the number of the failed trial this one retries
 RUN_ID = "mlflow_run_id"  # user attr: the trial's MLflow run
 
@@ -49,7 +48,7 @@ class Synced:
 def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], space,
          parent_id: str, client) -> Synced:
     """Brings the Optuna study `name` of stratum `label` in step with `entries` (the
-    study's MLflow record, study/ledger.py); see the module's docstring."""
+    study's MLflow record, study/record.py); see the module's docstring."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(storage_url)
     directions = ["maximize" if m == "max" else "minimize" for m in space.modes]

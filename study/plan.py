@@ -1,256 +1,159 @@
-"""A study's plan: what `run` was asked, checked before anything starts, and kept in
-`<storage>/<name>/study.json` so that `resume` needs nothing else.
+"""A study's plan: what `run` was asked, made once by planning (study/planning.py), read by
+every later stage, and kept as `<storage>/<name>/study.json` and on the study's parent run
+(README "Failures and resuming"), so that `resume` needs nothing else.
 
-Planning imports neither Ray nor MLflow: a bad flag, space, data path or address fails in
-a second, before any process or record exists.
+No MLflow or Ray import here: planning, and failing fast on a bad argument, stays quick.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
-import os
-import shlex
-import socket
-import sys
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import search_spaces
-from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study import storage as locations
 from study.errors import StudyError
-from study.identity import redact, redact_words
-from study.schema import default_tracking_uri
+from study.identity import redact
 
 DEFAULT_STORAGE = "fsvae-studies"
 FORMAT = 2  # study.json written by this version: trial keys, Optuna store, sessions
-
-
-def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None = None,
-              storage: str | None = None,
-              tracking_uri: str | None = None, optuna_storage: str | None = None,
-              num_samples: int | None = None, preset: str | None = None,
-              overrides: list[str] | None = None, grid: list[str] | None = None,
-              address: str | None = None, cpus_per_trial: float | None = None,
-              gpus_per_trial: float | None = None, max_concurrent: int | None = None,
-              max_failures: int = 0, infra_retries: int = 2, asha: bool = False,
-              cache_dir: str | None = None, no_cache: bool = False,
-              log_model: bool = False, tags: dict[str, str] | None = None) -> dict[str, Any]:
-    """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
-    the bad input. `space` is a YAML file, a shipped space's name or a parsed Space; the
-    options are `fsvae-study run`'s flags (README "Studies"); `tags` go on the study's parent
-    run (a confirmation's link to its search)."""
-    sp = copy.deepcopy(space) if isinstance(space, search_spaces.Space) else \
-        search_spaces.load(space)
-    sp = apply_overrides(sp, config_mod.parse_overrides(overrides or []))
-    sp = apply_grid(sp, grid or [])
-    location = locations.resolve(storage or DEFAULT_STORAGE)
-    name = name or sp.name
-    if "/" in name or not name.strip():
-        raise StudyError(f"--name {name!r}: expected a non-empty name without '/'")
-    data_root = Path(data).expanduser().resolve()
-    data_mod.detect_layout(data_root)  # DataError now rather than in every trial
-    if num_samples is not None:
-        if sp.kind != "optuna":
-            raise StudyError("--num-samples applies to optuna spaces; a grid's size is its grid")
-        if num_samples < 1:
-            raise StudyError(f"--num-samples must be at least 1, got {num_samples}")
-        sp.num_samples = num_samples
-    for flag, value in (("--cpus-per-trial", cpus_per_trial),
-                        ("--gpus-per-trial", gpus_per_trial)):
-        if value is not None and value < 0:
-            raise StudyError(f"{flag} must be >= 0, got {value}")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise StudyError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    for flag, value in (("--max-failures", max_failures), ("--infra-retries", infra_retries)):
-        if value < 0:
-            raise StudyError(f"{flag} must be >= 0, got {value}")
-    if log_model and no_cache:
-        raise StudyError("--log-model needs the stage cache, where the best trial's backbone "
-                         "is kept; drop --no-cache")
-    if asha and len(sp.objectives) > 1:
-        raise StudyError(f"--asha stops trials on one metric; this space optimises "
-                         f"{sp.objectives}: run it without --asha")
-    preset = preset or sp.preset
-    base = {**sp.fixed, "data": str(data_root)}
-    config_mod.resolve(base, preset=preset)
-    address = reachable(address or os.environ.get("RAY_ADDRESS"))
-    uri = _tracking_uri(tracking_uri, location)
-    optuna_url = _optuna_storage(optuna_storage, location, sp.kind)
-    if address:
-        from study.cluster import check_record_for_cluster
-
-        check_record_for_cluster(uri, optuna_url)
-    return {
-        "format": FORMAT, "name": name, "storage": location, "space": sp.to_dict(),
-        "space_path": str(Path(sp.path).resolve()), "space_text": sp.text,
-        "data": str(data_root), "preset": preset, "base": base,
-        "tracking_uri": uri, "optuna_storage": optuna_url,
-        "cache_dir": _cache_dir(cache_dir, no_cache, location),
-        "address": address,
-        "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-        "max_concurrent": max_concurrent, "max_failures": max_failures,
-        "infra_retries": infra_retries, "asha": bool(asha), "log_model": bool(log_model),
-        "tags": dict(tags or {}),
-        "command": " ".join(shlex.quote(a) for a in redact_words(sys.argv)),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"), "sessions": 0,
-        "data_content": data_mod.content_fingerprint(data_root),
-    }
-
-
-def _tracking_uri(given: str | None, location: str) -> str:
-    if given:
-        return given
-    if locations.is_uri(location):
-        raise StudyError("with a URI --storage, give --tracking-uri (an MLflow server); the "
-                         "embedded SQLite store needs a local path")
-    return default_tracking_uri(Path(location))
-
-
-def _optuna_storage(given: str | None, location: str, kind: str) -> str | None:
-    """Where a search's Optuna studies live. Only the driver writes there, so a SQLite file
-    is safe on a cluster as long as it is on the driver's disk: beside a local storage, or
-    on the driver's own disk when the storage is an object store (SQLite needs a POSIX
-    filesystem; a network one is unsafe for it). Losing it loses nothing: it is rebuilt
-    from MLflow (study/optuna_sync.py)."""
-    if kind != "optuna":
-        return None
-    if given:
-        return _database_url(given)
-    return default_optuna_storage(location)
-
-
-def default_optuna_storage(location: str) -> str:
-    if not locations.is_uri(location):
-        return f"sqlite:///{Path(location) / 'optuna.db'}"
-    home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{home / 'fsvae-study' / 'optuna.db'}"
-
-
-def _database_url(url: str) -> str:
-    """An --optuna-storage URL SQLAlchemy can open (sqlite:///..., postgresql://...): checked
-    here, before any process or record exists."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        make_url(url).get_dialect()
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as e:
-        raise StudyError(f"--optuna-storage {url!r}: not a database URL this machine can open "
-                         f"({type(e).__name__}: {e}); expected e.g. sqlite:////abs/optuna.db "
-                         f"or postgresql://user@host/db") from None
-    return url
-
-
-def _cache_dir(given: str | None, no_cache: bool, location: str) -> str | None:
-    if no_cache and given:
-        raise StudyError("--no-cache and --cache-dir contradict each other; choose one")
-    if no_cache:
-        return None
-    if given:
-        return str(Path(given).expanduser().resolve())
-    if locations.is_uri(location):
-        raise StudyError(f"--storage {location} is not a filesystem path, so the stage cache "
-                         f"cannot live there: give --cache-dir on a shared filesystem, or "
-                         f"--no-cache")
-    return str(Path(location) / "cache")
-
-
-def reachable(address: str | None) -> str | None:
-    """A host:port address must answer before anything starts: ray.init would otherwise
-    retry a wrong address for minutes. ("auto" and ray:// are left to Ray.)"""
-    if not address or address == "auto" or "://" in address:
-        return address
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise StudyError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379), "
-                         f"auto, or ray://HOST:PORT")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as e:
-        raise StudyError(f"cannot join the Ray cluster at {address}: nothing answers there "
-                         f"({e.strerror or e}); is `ray start --head --port={port}` running "
-                         f"on {host}?") from None
-    return address
-
-
-def apply_overrides(space: search_spaces.Space, overrides: dict) -> search_spaces.Space:
-    """`--set k=v` fixes k for every trial, replacing k wherever the space varied it."""
-    for key, value in overrides.items():
-        space.fixed[key] = value
-        space.grid.pop(key, None)
-        space.strata.pop(key, None)
-        for v in space.variants:
-            v.pop(key, None)
-        if key in space.params:
-            dependants = [k for k, p in space.params.items()
-                          if key in (p.get("when") or {})]
-            if dependants:
-                raise StudyError(f"--set {key}=...: searched parameters {dependants} depend "
-                                 f"on {key}; fix those too or edit the space")
-            space.params.pop(key)
-    if space.kind == "grid":
-        unique = []
-        for v in space.variants:
-            if v not in unique:
-                unique.append(v)
-        space.variants = unique
-    elif not space.params:
-        raise StudyError("every searched parameter was fixed by --set: nothing left to search")
-    return space
-
-
-def apply_grid(space: search_spaces.Space, pairs: list[str]) -> search_spaces.Space:
-    """`--grid k=a,b` makes k a grid dimension with those values (grid spaces only)."""
-    if pairs and space.kind != "grid":
-        raise StudyError("--grid applies to grid spaces; for an optuna space edit its "
-                         "params or strata")
-    for pair in pairs:
-        if "=" not in pair:
-            raise StudyError(f"--grid expects KEY=V1,V2,..., got {pair!r}")
-        key, text = pair.split("=", 1)
-        values = [config_mod.parse_value(key.strip(), v.strip()) for v in text.split(",")]
-        space.fixed.pop(key.strip(), None)
-        for v in space.variants:
-            v.pop(key.strip(), None)
-        space.grid[key.strip()] = list(dict.fromkeys(values))
-    return space
-
-
-def study_dir(plan: dict) -> str:
-    return locations.join(plan["storage"], plan["name"])
-
-
-# What a resumed study must share with the study it continues (README "Failures and
-# resuming"); everything else (where its files live, which machine drives it) may change.
+# What a resumed study must share with the study it continues; everything else (where its
+# files live, which machine drives it) may change.
 SAME_ON_RESUME = ("space", "preset", "base")
 DATA_RULE = ("the data is compared by its split lists and each file's size, not by its path "
              "(a copy on another machine or mount point matches) or file times")
 
 
-def differences(stored: dict, new: dict, accept_changed_data: bool = False) -> list[str]:
-    """What `new` (a `run --resume`, or `resume --data`) changes that a resume may not, as
-    phrases for the error; [] when it is the same study."""
+@dataclass
+class Plan:
+    """Everything a study needs, checked (study/planning.make_plan). URLs may carry a
+    password in memory; study.json and the record keep them without (`recorded`)."""
+
+    name: str
+    storage: str  # an absolute local path or a URI: the study's folder is <storage>/<name>
+    space: dict  # the search space as resolved (search_spaces.Space.to_dict)
+    space_path: str
+    space_text: str  # the space file as given
+    data: str  # the dataset's root, absolute
+    preset: str
+    base: dict  # what every trial shares: the space's fixed keys, --set, and data
+    tracking_uri: str
+    optuna_storage: str | None = None  # a search's Optuna store; None for a grid
+    cache_dir: str | None = None  # None: --no-cache
+    address: str | None = None  # a Ray cluster to join; None: a local Ray
+    cpus_per_trial: float | None = None  # None: the space's resources decide
+    gpus_per_trial: float | None = None
+    max_concurrent: int | None = None
+    max_failures: int = 0
+    infra_retries: int = 2
+    asha: bool = False
+    log_model: bool = False
+    tags: dict = field(default_factory=dict)  # for the parent run (a confirmation's search)
+    command: str = ""  # the command line, without passwords
+    created: str = ""
+    sessions: int = 0  # sessions run so far
+    data_content: str | None = None  # fsvae.data.content_fingerprint; None: before it existed
+    parent_run_id: str | None = None  # set when the study is claimed (study/claim.py)
+    experiment_id: str | None = None
+    format: int = FORMAT
+
+    @property
+    def folder(self) -> str:
+        """The study's own folder, <storage>/<name>."""
+        return locations.join(self.storage, self.name)
+
+    def search_space(self) -> search_spaces.Space:
+        return search_spaces.parse(self.space, self.space_path, self.space_text)
+
+    def replace(self, **changes: Any) -> "Plan":
+        return dataclasses.replace(self, **changes)
+
+    def recorded(self) -> dict:
+        """The plan as study.json and the parent run keep it: URLs without passwords (they
+        come back from ~/.pgpass, PGPASSWORD or MLFLOW_TRACKING_PASSWORD)."""
+        out = dataclasses.asdict(self)
+        for key in ("tracking_uri", "optuna_storage", "storage"):
+            out[key] = redact(out[key])
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.recorded(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "Plan":
+        """A plan read back; StudyError naming `where` if it is not one this version
+        resumes. Keys a later version added are ignored; missing optional ones default."""
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise StudyError(f"{where} is not valid JSON ({e}); it records how the study was "
+                             f"started, so restore it from a backup, or start again under "
+                             f"another --name (the stage cache keeps what was already "
+                             f"computed)") from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise StudyError(f"{where} was written by an earlier version of fsvae-study, "
+                             f"which recorded trials differently; its MLflow runs stay "
+                             f"readable by `fsvae-study table`, but it cannot be resumed: "
+                             f"start it again under another --name (the stage cache keeps "
+                             f"what was already computed)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as e:
+            raise StudyError(f"{where} lacks what a study needs ({e})") from None
+
+
+def study_dir(plan: Plan) -> str:
+    return plan.folder
+
+
+def read(location: str, name: str) -> Plan | None:
+    """The plan in the study.json of study `name` under a storage, or None."""
+    where = locations.join(location, name, "study.json")
+    text = locations.read_text(where)
+    return None if text is None else Plan.from_json(text, where)
+
+
+def write(plan: Plan) -> None:
+    """study.json (whole, atomically) and, once, the space file as given."""
+    locations.write_text(locations.join(plan.folder, "study.json"), plan.to_json())
+    if locations.read_text(locations.join(plan.folder, "space.yaml")) is None:
+        locations.write_text(locations.join(plan.folder, "space.yaml"), plan.space_text)
+
+
+def forget(plan: Plan) -> None:
+    """Removes a new study's study.json and space.yaml, so that the same command can be run
+    again after a study that never started."""
+    for name in ("study.json", "space.yaml"):
+        locations.remove(locations.join(plan.folder, name))
+
+
+# -- a study continued: the same study, maybe elsewhere -----------------------------------
+
+def differences(stored: Plan, new: Plan, accept_changed_data: bool = False) -> list[str]:
+    """What `new` (a `run --resume`) changes that a resume may not, as phrases for the
+    error; [] when it is the same study."""
     out = []
     for key in SAME_ON_RESUME:
-        a, b = stored[key], new[key]
+        a, b = getattr(stored, key), getattr(new, key)
         if key == "base":  # the data's path is compared below, by content
             a, b = ({k: v for k, v in x.items() if k != "data"} for x in (a, b))
         if a != b:
             out.append(f"another {key} ({'--set overrides' if key == 'base' else key}: "
                        f"started with {_short(a)}, now {_short(b)})")
     if not accept_changed_data and not same_data(stored, new):
-        out.append(f"other data ({new['data']} against {stored['data']}: {DATA_RULE}; "
-                   f"if the change is intended, pass --accept-changed-data)")
+        out.append(f"other data ({new.data} against {stored.data}: {DATA_RULE}; if the "
+                   f"change is intended, pass --accept-changed-data)")
     return out
 
 
-def same_data(stored: dict, new: dict) -> bool:
-    if stored.get("data_content") and new.get("data_content"):
-        return stored["data_content"] == new["data_content"]
-    return stored["data"] == new["data"]  # a study.json from before content fingerprints
+def same_data(stored: Plan, new: Plan) -> bool:
+    if stored.data_content and new.data_content:
+        return stored.data_content == new.data_content
+    return stored.data == new.data  # a study.json from before content fingerprints
 
 
 def _short(value) -> str:
@@ -258,74 +161,40 @@ def _short(value) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def with_data(plan: dict, data: str) -> dict:
-    """The plan reading its data from `data` (checked, as make_plan checks it)."""
+def with_data(plan: Plan, data: str) -> Plan:
+    """The plan reading its data from `data` (checked, as planning checks it)."""
     root = Path(data).expanduser().resolve()
     data_mod.detect_layout(root)
-    return {**plan, "data": str(root), "base": {**plan["base"], "data": str(root)},
-            "data_content": data_mod.content_fingerprint(root)}
+    return plan.replace(data=str(root), base={**plan.base, "data": str(root)},
+                        data_content=data_mod.content_fingerprint(root))
 
 
-def relocate(plan: dict, location: str, tracking_uri: str,
-             optuna_storage: str | None = None) -> dict:
+def default_optuna_storage(location: str) -> str:
+    """A search's Optuna store unless given: beside a local storage, or on the driver's own
+    disk when the storage is an object store (SQLite needs a POSIX filesystem)."""
+    import os
+
+    if not locations.is_uri(location):
+        return f"sqlite:///{Path(location) / 'optuna.db'}"
+    home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{home / 'fsvae-study' / 'optuna.db'}"
+
+
+def relocate(plan: Plan, location: str, tracking_uri: str,
+             optuna_storage: str | None = None) -> Plan:
     """The plan of a study continued from another folder or machine: its folder, default
     cache and default Optuna store move to `location`, the tracking URI is the one it was
     found at, and a given Optuna store replaces the recorded one."""
-    old = plan["storage"]
-    plan = {**plan, "storage": location, "tracking_uri": tracking_uri}
+    from study.planning import database_url
+
+    old = plan.storage
+    plan = plan.replace(storage=location, tracking_uri=tracking_uri)
     if old != location:
-        if plan.get("cache_dir") and not locations.is_uri(location) \
-                and plan["cache_dir"] == str(Path(old) / "cache"):
-            plan["cache_dir"] = str(Path(location) / "cache")
-        if plan.get("optuna_storage") == default_optuna_storage(old):
-            plan["optuna_storage"] = default_optuna_storage(location)
+        if plan.cache_dir and not locations.is_uri(location) \
+                and plan.cache_dir == str(Path(old) / "cache"):
+            plan.cache_dir = str(Path(location) / "cache")
+        if plan.optuna_storage == default_optuna_storage(old):
+            plan.optuna_storage = default_optuna_storage(location)
     if optuna_storage:
-        plan["optuna_storage"] = _database_url(optuna_storage)
+        plan.optuna_storage = database_url(optuna_storage)
     return plan
-
-
-def recorded(plan: dict) -> dict:
-    """The plan as study.json and the parent run keep it: URLs without passwords (they
-    come back from ~/.pgpass, PGPASSWORD or MLFLOW_TRACKING_PASSWORD)."""
-    out = dict(plan)
-    for key in ("tracking_uri", "optuna_storage", "storage"):
-        out[key] = redact(out.get(key))
-    return out
-
-
-def read(location: str, name: str) -> dict | None:
-    """The study.json of study `name` under a storage, or None when there is none."""
-    where = locations.join(location, name, "study.json")
-    text = locations.read_text(where)
-    if text is None:
-        return None
-    try:
-        plan = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StudyError(f"{where} is not valid JSON ({e}); it records how the study was "
-                         f"started, so restore it from a backup, or start again under another "
-                         f"--name (the stage cache keeps what was already computed)") from None
-    if plan.get("format") != FORMAT:
-        raise StudyError(f"study {name!r} in {location} was started by an earlier version of "
-                         f"fsvae-study, which recorded trials differently; its MLflow runs "
-                         f"stay readable by `fsvae-study table`, but it cannot be resumed: "
-                         f"start it again under another --name (the stage cache keeps what "
-                         f"was already computed)")
-    return plan
-
-
-def write(plan: dict) -> None:
-    """study.json (whole, atomically) and, once, the space file as given."""
-    folder = study_dir(plan)
-    locations.write_text(locations.join(folder, "study.json"),
-                         json.dumps(recorded(plan), indent=1))
-    if locations.read_text(locations.join(folder, "space.yaml")) is None:
-        locations.write_text(locations.join(folder, "space.yaml"), plan["space_text"])
-
-
-def forget(plan: dict) -> None:
-    """Removes a new study's study.json and space.yaml, so that the same command can be run
-    again after a study that never started."""
-    folder = study_dir(plan)
-    for name in ("study.json", "space.yaml"):
-        locations.remove(locations.join(folder, name))

@@ -18,10 +18,10 @@ def shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
     them before the trials saves time: an Optuna stratum (a grid orders its trials instead,
     see tuner.order_for_sharing), the cache on, two or more trials at a time, and no
     searched parameter that changes the backbone. None otherwise."""
-    if space.kind != "optuna" or not plan["cache_dir"] or concurrency < 2:
+    if space.kind != "optuna" or not plan.cache_dir or concurrency < 2:
         return None
-    config = {**plan["base"], **stratum}
-    resolved = config_mod.resolve(config, preset=plan["preset"])
+    config = {**plan.base, **stratum}
+    resolved = config_mod.resolve(config, preset=plan.preset)
     if any(config_mod.decides_backbone(key, resolved) for key in space.params):
         return None
     return config
@@ -54,7 +54,7 @@ def start(client, parent_id: str, config: dict, plan: dict, resources: dict,
     task = ray.remote(build).options(num_cpus=0 if alongside else cpus, num_gpus=gpus,
                                      max_retries=0)
     t0 = time.perf_counter()
-    ref = task.remote(config, plan["preset"], plan["cache_dir"], max(1, int(cpus)))
+    ref = task.remote(config, plan.preset, plan.cache_dir, max(1, int(cpus)))
     tag = f"cache.backbone.prebuild.{tag_safe(label)}"
 
     def record() -> None:

@@ -18,7 +18,7 @@ One experiment per study name. One parent run per study:
   prebuild_gpus (step = stratum index)
   and, once the best model is logged (study/model_log.py), the MLflow model best_model and
   tags fsvae.best_model (its URI, also on the best trial's run) and fsvae.best_model.run
-  and the plan's own tags (study.plan.make_plan's `tags`): a confirmation's parent has
+  and the plan's own tags (study.planning.make_plan's `tags`): a confirmation's parent has
   fsvae.confirms=<the search>, whose parent `fsvae-study confirm` tags fsvae.confirmed_by
 One child run per trial (its key, fsvae.trial_key, is its identity):
   tags   mlflow.parentRunId, fsvae.role=trial, fsvae.trial_key, fsvae.trial_id (the Ray
@@ -58,8 +58,11 @@ from fsvae import data as data_mod
 from study import faults, identity, plan as plan_mod
 from study.errors import StudyError
 from study.identity import redact
-from study.schema import (CURVE_KEYS, ERROR, FAILURE, INTERRUPTED, PARENT, PLAN, REPLACES,
-                          ROLE, TRIAL_KEY, is_local_store)
+from study.schema import (ATTEMPT, CODE_VERSION, COMMAND, CURVE_KEYS, DATA, DATA_FINGERPRINT,
+                          ERROR, FAILURE, GIT_DIRTY, INTERRUPTED, MINORITY_CLASSES, MODE,
+                          OBJECTIVE, OPTUNA_STORAGE, PARENT, PLAN, PREVIOUS_ERROR, REPLACES,
+                          ROLE, SPACE_KIND, STORAGE, STRATA, TRIAL_KEY, VERSION,
+                          is_local_store)
 
 
 class RecordConflict(StudyError):
@@ -118,33 +121,33 @@ def set_aside(client: MlflowClient, experiment_id: str, name: str) -> str:
     return aside
 
 
-def start_parent(client: MlflowClient, exp_id: str, plan: dict,
+def start_parent(client: MlflowClient, exp_id: str, plan: plan_mod.Plan,
                  space: search_spaces.Space) -> str:
     """The study's parent run, RUNNING and naming its driver (study/identity.py), with what
     was asked and on which code and data. URLs are recorded without their passwords."""
-    tags = {ROLE: "study", "fsvae.space_kind": space.kind,
-            "fsvae.objective": ",".join(space.objectives), "fsvae.mode": ",".join(space.modes),
-            "fsvae.strata": ",".join(space.strata), "fsvae.command": plan["command"][:4000],
-            "fsvae.code_version": git_version(), "fsvae.storage": redact(plan["storage"]),
-            "fsvae.data": plan["data"],
-            "fsvae.data_fingerprint": data_mod.fingerprint(plan["data"]),
+    tags = {ROLE: "study", SPACE_KIND: space.kind,
+            OBJECTIVE: ",".join(space.objectives), MODE: ",".join(space.modes),
+            STRATA: ",".join(space.strata), COMMAND: plan.command[:4000],
+            CODE_VERSION: git_version(), STORAGE: redact(plan.storage),
+            DATA: plan.data,
+            DATA_FINGERPRINT: data_mod.fingerprint(plan.data),
             **identity.driver_tags()}
-    tags.update(plan.get("tags") or {})  # the caller's own, e.g. a confirmation's search
-    if plan.get("optuna_storage"):
-        tags["fsvae.optuna_storage"] = redact(plan["optuna_storage"])
+    tags.update(plan.tags or {})  # the caller's own, e.g. a confirmation's search
+    if plan.optuna_storage:
+        tags[OPTUNA_STORAGE] = redact(plan.optuna_storage)
     tags.update(git_state())
     tags.update(library_tags())
-    run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan['name']}")
+    run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan.name}")
     client.log_inputs(run.info.run_id, datasets=[
-        dataset_input(plan["data"], tags["fsvae.data_fingerprint"], "study")])
-    params = {"space": space.name, "space_kind": space.kind, "preset": plan["preset"],
+        dataset_input(plan.data, tags[DATA_FINGERPRINT], "study")])
+    params = {"space": space.name, "space_kind": space.kind, "preset": plan.preset,
               "objective": ",".join(space.objectives), "mode": ",".join(space.modes),
               "num_trials": search_spaces.count(space)}
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    client.log_text(run.info.run_id, plan["space_text"], "space.yaml")
+    client.log_text(run.info.run_id, plan.space_text, "space.yaml")
     client.log_dict(run.info.run_id, space.to_dict(), "space.json")
-    client.log_text(run.info.run_id, plan["command"] + "\n", "command.txt")
+    client.log_text(run.info.run_id, plan.command + "\n", "command.txt")
     return run.info.run_id
 
 
@@ -163,7 +166,7 @@ def close_orphans(client: MlflowClient, runs: list) -> int:
     return len(runs)
 
 
-def read_plan(client: MlflowClient, parent_id: str) -> dict | None:
+def read_plan(client: MlflowClient, parent_id: str) -> plan_mod.Plan | None:
     """The plan a parent run carries (log_plan); None for a parent written before."""
     import os
     import tempfile
@@ -174,13 +177,19 @@ def read_plan(client: MlflowClient, parent_id: str) -> dict | None:
             path = client.download_artifacts(parent_id, PLAN, tmp)
         except Exception:  # no such artifact
             return None
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+    return plan_mod.Plan.from_json(text, f"the {PLAN} of parent run {parent_id}")
 
 
-def log_plan(client: MlflowClient, parent_id: str, plan: dict) -> None:
+def log_plan(client: MlflowClient, parent_id: str, plan: plan_mod.Plan) -> None:
     """The plan (study.json, without passwords) as the parent run's artifact, so that a
     study can be resumed from its record alone (its folder lost, or another machine)."""
-    client.log_text(parent_id, json.dumps(plan_mod.recorded(plan), indent=1), PLAN)
+    client.log_text(parent_id, plan.to_json(), PLAN)
+
+
+def tag_driver(client: MlflowClient, parent_id: str) -> None:
+    """The parent run names this process as its driver, with a first heartbeat."""
+    client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in identity.driver_tags().items()])
 
 
 def git_state() -> dict[str, str]:
@@ -199,7 +208,7 @@ def git_state() -> dict[str, str]:
     if commit.returncode != 0 or status.returncode != 0:
         return {}
     return {"mlflow.source.git.commit": commit.stdout.strip(),
-            "fsvae.git_dirty": "true" if status.stdout.strip() else "false"}
+            GIT_DIRTY: "true" if status.stdout.strip() else "false"}
 
 
 def library_tags() -> dict[str, str]:
@@ -211,18 +220,18 @@ def library_tags() -> dict[str, str]:
     import platform
     from importlib import metadata
 
-    tags = {"fsvae.version.python": platform.python_version()}
+    tags = {VERSION + "python": platform.python_version()}
     for lib in ("torch", "torchvision", "ray", "optuna", "mlflow"):
         try:
-            tags[f"fsvae.version.{lib}"] = metadata.version(lib)
+            tags[f"{VERSION}{lib}"] = metadata.version(lib)
         except metadata.PackageNotFoundError:
-            tags[f"fsvae.version.{lib}"] = "not installed"
+            tags[f"{VERSION}{lib}"] = "not installed"
     build = _module_constants("torch", "version.py")
-    tags["fsvae.version.torch"] = build.get("__version__", tags["fsvae.version.torch"])
-    tags["fsvae.version.cuda"] = build.get("cuda") or "none"
+    tags[VERSION + "torch"] = build.get("__version__", tags[VERSION + "torch"])
+    tags[VERSION + "cuda"] = build.get("cuda") or "none"
     vision = _module_constants("torchvision", "version.py")
-    tags["fsvae.version.torchvision"] = vision.get("__version__",
-                                                   tags["fsvae.version.torchvision"])
+    tags[VERSION + "torchvision"] = vision.get("__version__",
+                                                   tags[VERSION + "torchvision"])
     return tags
 
 
@@ -330,12 +339,12 @@ class TrialRecorder:
             raise RecordConflict(f"trial {self.key} already has a FINISHED run ({done[0]}) "
                                  f"with other params; it is not replaced")
         tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_KEY: self.key,
-                "fsvae.attempt": str(len(earlier) + 1), **self.tags}
+                ATTEMPT: str(len(earlier) + 1), **self.tags}
         if earlier:
             tags[REPLACES] = ",".join(r.info.run_id for r in earlier)
             last_error = [r.data.tags[ERROR] for r in earlier if ERROR in r.data.tags]
             if last_error:
-                tags["fsvae.previous_error"] = last_error[-1][:4000]
+                tags[PREVIOUS_ERROR] = last_error[-1][:4000]
         run = self.client.create_run(self.exp_id, tags={**tags, **library_tags()},
                                      run_name=self.run_name)
         self.run_id = run.info.run_id
@@ -394,7 +403,7 @@ class TrialRecorder:
         finals += [Metric(f"time_{k}_s", float(v), now, 0) for k, v in result["timings"].items()]
         for s in range(0, len(finals), 900):
             self.client.log_batch(self.run_id, metrics=finals[s:s + 900])
-        self.client.set_tag(self.run_id, "fsvae.minority_classes",
+        self.client.set_tag(self.run_id, MINORITY_CLASSES,
                             ",".join(result["minority_classes"]))
         self._artifacts(out_dir)
         faults.pause("trial_finishing", key=self.key)

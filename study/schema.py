@@ -14,7 +14,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The parent run's (the study's) tags
 ROLE = "fsvae.role"  # "study" (the parent run) or "trial"
+SPACE_KIND = "fsvae.space_kind"  # grid | optuna
+OBJECTIVE = "fsvae.objective"  # the validation objective(s), comma-separated, primary first
+MODE = "fsvae.mode"  # max | min per objective, comma-separated
+STRATA = "fsvae.strata"  # the keys a search is stratified by, comma-separated
+COMMAND = "fsvae.command"  # the command line, without passwords
+CODE_VERSION = "fsvae.code_version"  # the project's version and `git describe`
+STORAGE = "fsvae.storage"  # the study's --storage
+DATA = "fsvae.data"  # the dataset's root
+DATA_FINGERPRINT = "fsvae.data_fingerprint"  # fsvae.data.fingerprint of the dataset
+OPTUNA_STORAGE = "fsvae.optuna_storage"  # a search's Optuna store, without passwords
+GIT_DIRTY = "fsvae.git_dirty"  # true when the driver's checkout had changes
+VERSION = "fsvae.version."  # + python|torch|torchvision|cuda|ray|optuna|mlflow
+# A trial run's tags (and ROLE, STRATUM, ... below)
+ATTEMPT = "fsvae.attempt"  # 1 + the runs of its key it replaced
+PREVIOUS_ERROR = "fsvae.previous_error"  # the reason the run it replaced failed
+MINORITY_CLASSES = "fsvae.minority_classes"  # the GFSL split's minority classes
+PREBUILD = "cache.backbone.prebuild."  # + stratum: the parent's shared backbone build
 PARENT = "mlflow.parentRunId"
 TRIAL_KEY = "fsvae.trial_key"
 TRIAL_ID = "fsvae.trial_id"  # Ray Tune's id of the attempt that wrote the run
@@ -33,6 +51,8 @@ DRIVER = "fsvae.driver"  # the parent: the process driving the study now (JSON)
 HEARTBEAT = "fsvae.heartbeat"  # the parent: when that driver last said it was alive (Unix s)
 PLAN = "study.json"  # the parent's artifact: the study's plan, what `resume` needs
 OPTUNA_PARENT = "fsvae.parent_run_id"  # an Optuna study's user attr: its study's parent run
+PLACEHOLDER = "fsvae.placeholder"  # an Optuna trial's user attr: a number MLflow has no run for
+LOCK = "fsvae.lock"  # the name lock's tag (a registered model's): who holds it (JSON)
 CONFIRMS = "fsvae.confirms"  # a confirmation's parent: the search whose winners it reruns
 CONFIRMED_BY = "fsvae.confirmed_by"  # a search's parent: its confirmations, comma-separated
 

@@ -8,25 +8,45 @@ runs left RUNNING are closed, and everything else runs (README "Failures and res
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
-from study import cluster, ledger, plan as plan_mod, prebuild, records, storage, tuner
+from study import cluster, plan as plan_mod, record, prebuild, records, storage, tuner
 from study.identity import redact
-from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID, default_tracking_uri
-from study.trainable import INTERRUPTED_WHY
+from study.plan import Plan
+from study.schema import (ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID,
+                          default_tracking_uri)
+from study.trainable import INTERRUPTED_WHY, TrialContext
+
+
+@dataclass
+class StudyResult:
+    """How a session ended: what `run_study` and `resume_study` return, and the exit code
+    `fsvae-study run` and `resume` give (0 complete, 130 interrupted)."""
+
+    name: str
+    experiment_id: str
+    parent_run_id: str
+    tracking_uri: str  # without its password
+    complete: bool
+    finished: int  # the study's trials that finished, all sessions together
+    failed: int
+    exit_code: int
+    model_uri: str | None = None  # the best model, with --log-model
 
 
 class Session:
-    def __init__(self, plan: dict, space: search_spaces.Space, client, experiment_id: str,
-                 parent_id: str, resuming: bool, retry_failed: bool):
+    def __init__(self, plan: Plan, space: search_spaces.Space, client, resuming: bool,
+                 retry_failed: bool):
         self.plan, self.space, self.client = plan, space, client
-        self.exp_id, self.parent_id = experiment_id, parent_id
+        self.exp_id, self.parent_id = plan.experiment_id, plan.parent_run_id
         self.resuming, self.retry_failed = resuming, retry_failed
         self.storage_error: str | None = None
         self.prebuild = None
@@ -43,35 +63,29 @@ class Session:
         """Runs what is left of every stratum; returns whether the session was interrupted.
         `finish` (after Ray is down) closes what is left open and says where things stand."""
         plan, space = self.plan, self.space
-        folder = plan_mod.study_dir(plan)
-        marker = cluster.write_markers(plan, folder)
+        marker = cluster.write_markers(plan, plan.folder)
         if multi_node:
             n = cluster.probe_nodes(marker)
             print(f"every node ({n}) sees the study's storage, cache and data", flush=True)
         resources, concurrency = cluster.trial_resources(plan, space)
-        plan["sessions"] = plan.get("sessions", 0) + 1
-        plan_mod.write(plan)
-        records.log_plan(self.client, self.parent_id, plan)
-        entries = ledger.read(self.client, self.exp_id, self.parent_id)
-        closed = ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
-        print(f"study {plan['name']}: {search_spaces.count(space)} trials "
+        entries = record.read(self.client, self.exp_id, self.parent_id)
+        closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
+        print(f"study {plan.name}: {search_spaces.count(space)} trials "
               f"({space.kind}{', strata ' + str(space.strata) if space.strata else ''}), "
               f"{concurrency} at a time, {_fmt_resources(resources)} each"
-              + (f" (resuming, session {plan['sessions']}"
+              + (f" (resuming, session {plan.sessions}"
                  + (f"; closed {closed} run(s) its last driver left running" if closed
                     else "") + ")" if self.resuming else ""), flush=True)
-        ctx_base = {
-            "base": plan["base"], "preset": plan["preset"], "study": plan["name"],
-            "tracking_uri": plan["tracking_uri"], "experiment_id": self.exp_id,
-            "parent_run_id": self.parent_id, "cache_dir": plan["cache_dir"],
-            "objective": space.objectives[0], "objectives": space.objectives,
-            "report_epochs": plan["asha"],
-            "max_failures": plan["max_failures"], "marker": marker,
-            "git": records.git_state(), "data_fingerprint": data_mod.fingerprint(plan["data"]),
-        }
+        shared = TrialContext(
+            base=plan.base, preset=plan.preset, study=plan.name,
+            tracking_uri=plan.tracking_uri, experiment_id=self.exp_id,
+            parent_run_id=self.parent_id, cache_dir=plan.cache_dir,
+            objectives=space.objectives, report_epochs=plan.asha,
+            max_failures=plan.max_failures, marker=marker, git=records.git_state(),
+            data_fingerprint=data_mod.fingerprint(plan.data))
         interrupted = False
         for step, (stratum, label) in enumerate(_strata(space)):
-            ctx = {**ctx_base, "stratum": stratum}
+            ctx = dataclasses.replace(shared, stratum=stratum)
             if not self._stratum(ctx, stratum, label, step, entries, resources, concurrency):
                 interrupted = True
                 break
@@ -79,7 +93,7 @@ class Session:
             raise cluster.SharedStorageError(self.storage_error)
         return interrupted
 
-    def _stratum(self, ctx: dict, stratum: dict, label: str, step: int, entries: dict,
+    def _stratum(self, ctx: TrialContext, stratum: dict, label: str, step: int, entries: dict,
                  resources: dict, concurrency: int) -> bool:
         """Runs what is left of one stratum; False when the session was interrupted."""
         from ray import tune
@@ -108,14 +122,14 @@ class Session:
 
             self.prebuild = prebuild.start(
                 self.client, self.parent_id, shared, plan, resources, concurrency, label,
-                step, alongside=not plan["address"] and ray.is_initialized()
+                step, alongside=not plan.address and ray.is_initialized()
                 and "gpu" not in resources)
         progress = Progress(total, space.objectives, space.modes, ends, label,
                             tuner.shown_keys(space), prior=prior,
-                            retries=plan["infra_retries"] + plan["max_failures"],
+                            retries=plan.infra_retries + plan.max_failures,
                             on_retry=self._on_retry)
         wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
-        experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan['sessions']}"
+        experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan.sessions}"
         run = tuner.build(plan, space, wrapped, experiment, concurrency, [ends, progress],
                           searcher, stops, stop=self._stop_all)
         run.fit()
@@ -128,7 +142,8 @@ class Session:
 
     def _grid_todo(self, entries: dict) -> tuple[list[dict], dict]:
         """The grid points still to run, in sharing order, and what earlier sessions did."""
-        points = tuner.order_for_sharing(self.space.trials(), self.plan)
+        points = tuner.order_for_sharing(self.space.trials(), self.plan.base,
+                                          self.plan.preset)
         todo, done, failed, best = [], 0, 0, None
         pick = max if self.space.modes[0] == "max" else min
         for point in points:
@@ -153,8 +168,8 @@ class Session:
 
         space = self.space
         where = f"{label}: " if label else ""
-        name = search.study_name(self.plan["name"], label)
-        synced = sync(self.plan["optuna_storage"], name, label, entries, space, self.parent_id,
+        name = search.study_name(self.plan.name, label)
+        synced = sync(self.plan.optuna_storage, name, label, entries, space, self.parent_id,
                       self.client)
         if synced.rebuilt:
             print(f"{where}the Optuna study {name} disagreed with MLflow, the study's record: "
@@ -163,7 +178,7 @@ class Session:
             print(f"{where}{synced.added} trial(s) that MLflow holds were added to the Optuna "
                   f"study {name}" + (" (its store was new or lost)" if synced.created else ""),
                   flush=True)
-        study = search.open_study(self.plan["optuna_storage"], name, space.sampler_seed,
+        study = search.open_study(self.plan.optuna_storage, name, space.sampler_seed,
                                   space.sampler)
         stratum = search.reconcile(study, label, entries, space.objectives,
                                    space.num_samples, self.retry_failed)
@@ -189,7 +204,7 @@ class Session:
         if kind == "storage" and self.storage_error is None:
             self.storage_error = text  # no point retrying: every trial there would fail
 
-    def _infra_failure(self, ctx: dict):
+    def _infra_failure(self, ctx: TrialContext):
         """For study/outcomes.Ends: a trial whose retries ran out ends FAILED with the reason
         (its run, or, if it never got one, a new run with its params), so that the record has
         the trial exactly once. Returns the reason."""
@@ -202,7 +217,7 @@ class Session:
                 self.storage_error = text
             reason = f"{kind}: {text}"
             if run is not None and run.info.status == "FAILED":
-                return run.data.tags.get("fsvae.error", reason)
+                return run.data.tags.get(ERROR, reason)
             if run is None or run.info.status != "RUNNING":
                 run_id = self._failed_run(ctx, trial, config)
             else:
@@ -211,19 +226,19 @@ class Session:
             return text
         return record
 
-    def _failed_run(self, ctx: dict, trial, config: dict) -> str:
+    def _failed_run(self, ctx: TrialContext, trial, config: dict) -> str:
         """A run for a trial that failed before it wrote one, with its params."""
         from fsvae.trial import resolve
         from study.trainable import run_name, trial_config
 
-        cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx["preset"]))
+        cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
         trial_id = trial.trial_id if trial is not None else "-"
-        tags = {STRATUM: ",".join(f"{k}={v}" for k, v in ctx["stratum"].items()),
-                STUDY: ctx["study"], TRIAL_ID: trial_id,
+        tags = {STRATUM: ",".join(f"{k}={v}" for k, v in ctx.stratum.items()),
+                STUDY: ctx.study, TRIAL_ID: trial_id,
                 POINT: json.dumps(config["point"], sort_keys=True, default=str)}
         if config.get("replaces"):
             tags[RETRY_OF] = config["replaces"]
-        rec = records.TrialRecorder(ctx["tracking_uri"], self.exp_id, self.parent_id,
+        rec = records.TrialRecorder(ctx.tracking_uri, self.exp_id, self.parent_id,
                                     config["key"], f"{run_name(cfg)}-{trial_id}", tags=tags,
                                     replaces=config.get("replaces"))
         return rec.start(config_mod.active_config(cfg))
@@ -231,7 +246,7 @@ class Session:
     # -- the end -------------------------------------------------------------------------
 
     def _stratum_complete(self, label: str) -> bool:
-        entries = ledger.read(self.client, self.exp_id, self.parent_id)
+        entries = record.read(self.client, self.exp_id, self.parent_id)
         if self.space.kind == "grid":
             return all(entries.get(tuner.grid_key(p)) is not None
                        and entries[tuner.grid_key(p)].state != "unfinished"
@@ -241,71 +256,72 @@ class Session:
 
         from study import optuna_search as search
 
-        study = optuna.load_study(study_name=search.study_name(self.plan["name"], label),
-                                  storage=self.plan["optuna_storage"])
+        study = optuna.load_study(study_name=search.study_name(self.plan.name, label),
+                                  storage=self.plan.optuna_storage)
         final = search.counted(study, (TrialState.COMPLETE, TrialState.PRUNED,
                                        TrialState.FAIL))
         open_ = search.counted(study, (TrialState.RUNNING, TrialState.WAITING))
         return len(final) >= self.space.num_samples and not open_
 
-    def finish(self, interrupted: bool) -> dict:
+    def finish(self, interrupted: bool) -> StudyResult:
         """The session's end, once Ray is down (no trial of it can still write): runs left
         RUNNING are closed as interrupted, the parent ends FINISHED (complete) or KILLED, and
         the summary says where things stand. Returns run_study's result."""
-        entries = ledger.read(self.client, self.exp_id, self.parent_id)
-        closed = ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
+        entries = record.read(self.client, self.exp_id, self.parent_id)
+        closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
         complete = not interrupted and all(self._stratum_complete(label)
                                            for _, label in _strata(self.space))
         finished = sum(e.state == "finished" for e in entries.values())
         failed = sum(e.state == "failed" for e in entries.values())
         self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
         self._summary(complete, finished, failed, closed)
-        model_uri = self._log_model() if complete and self.plan.get("log_model") else None
-        return {"exit_code": 0 if complete else 130, "complete": complete,
-                "finished": finished, "failed": failed, "experiment_id": self.exp_id,
-                "parent_run_id": self.parent_id, "name": self.plan["name"],
-                "tracking_uri": self.plan["tracking_uri"], "model_uri": model_uri}
+        model_uri = self._log_model() if complete and self.plan.log_model else None
+        return StudyResult(name=self.plan.name, experiment_id=self.exp_id,
+                           parent_run_id=self.parent_id,
+                           tracking_uri=redact(self.plan.tracking_uri), complete=complete,
+                           finished=finished, failed=failed, exit_code=0 if complete else 130,
+                           model_uri=model_uri)
 
     def _log_model(self) -> str:
         """--log-model: the best trial's model, logged to the parent run (study/model_log)."""
         from study.model_log import log_best_model
 
-        uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan["cache_dir"],
-                             self.space.objectives[0], self.space.modes[0])
+        uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan.cache_dir,
+                             self.space.objectives, self.space.modes)
         print(f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
-              f"--tracking-uri {redact(self.plan['tracking_uri'])} --images DIR", flush=True)
+              f"--tracking-uri {redact(self.plan.tracking_uri)} --images DIR", flush=True)
         return uri
 
     def close(self) -> None:
         """After an exception: no run of this study left RUNNING, the parent KILLED."""
         try:
             if self.client.get_run(self.parent_id).info.status == "RUNNING":
-                entries = ledger.read(self.client, self.exp_id, self.parent_id)
-                ledger.close_stale(self.client, entries, INTERRUPTED_WHY)
+                entries = record.read(self.client, self.exp_id, self.parent_id)
+                record.close_stale(self.client, entries, INTERRUPTED_WHY)
                 self.client.set_terminated(self.parent_id, "KILLED")
         except Exception:  # MLflow unreachable: the next session closes them
             pass
 
     def _summary(self, complete: bool, finished: int, failed: int, closed: int) -> None:
         plan = self.plan
-        name = plan["name"]
+        name = plan.name
         adopted = f", {self.adopted} adopted from MLflow" if self.adopted else ""
         print(f"\nstudy {name}: {'complete' if complete else 'INTERRUPTED'}; {finished} "
               f"trials finished, {failed} failed{adopted}"
               + (f", {closed} unfinished runs closed" if closed else ""))
-        print(f"  Ray Tune results: {plan_mod.study_dir(plan)}")
-        print(f"  MLflow: experiment {name!r} at {redact(plan['tracking_uri'])}")
-        if plan.get("optuna_storage"):
-            print(f"  Optuna: studies {name}/<stratum> at {redact(plan['optuna_storage'])}")
-        if plan["tracking_uri"].startswith("sqlite:"):
-            print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan['tracking_uri']} "
+        print(f"  Ray Tune results: {plan.folder}")
+        print(f"  MLflow: experiment {name!r} at {redact(plan.tracking_uri)}")
+        if plan.optuna_storage:
+            print(f"  Optuna: studies {name}/<stratum> at {redact(plan.optuna_storage)}")
+        if plan.tracking_uri.startswith("sqlite:"):
+            print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan.tracking_uri} "
                   f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
         default = storage.resolve(plan_mod.DEFAULT_STORAGE)
-        where = "" if plan["storage"] == default else f" --storage {shlex.quote(plan['storage'])}"
-        local_store = not storage.is_uri(plan["storage"]) and \
-            plan["tracking_uri"] == default_tracking_uri(Path(plan["storage"]))
+        where = "" if plan.storage == default else f" --storage {shlex.quote(plan.storage)}"
+        local_store = not storage.is_uri(plan.storage) and \
+            plan.tracking_uri == default_tracking_uri(Path(plan.storage))
         reads = where if local_store else \
-            f" --tracking-uri {shlex.quote(redact(plan['tracking_uri']))}"
+            f" --tracking-uri {shlex.quote(redact(plan.tracking_uri))}"
         print(f"  table: fsvae-study table --experiment {name}{reads}")
         if failed and complete:
             print(f"  re-run the failed trials with: fsvae-study resume --name {name}{where} "

@@ -191,7 +191,7 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
                     f"to {want} for this {what}, but {busy[0]} is writing to it now"
                     + (f" (and {len(busy) - 1} more)" if len(busy) > 1 else "")
                     + ": an upgrade would move the store from under it. Run this study "
-                    f"once that one has ended (or stop it), or with its own --storage")
+                    "once that one has ended (or stop it), or with its own --storage")
             tmp = _sibling(path, "upgrade")
             try:
                 shutil.copy2(path, tmp)

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,31 @@ from study import faults
 from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
 
 INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a stratum shares (the study's fixed part), handed to the
+    trainable by Ray: the config every trial starts from, where to record, the cache."""
+
+    base: dict  # the plan's base config: the space's fixed keys, --set, data
+    preset: str
+    study: str  # the study's name
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    cache_dir: str | None
+    objectives: list[str]  # the primary first
+    report_epochs: bool  # report every stage-3 epoch to Tune (an early-stopping scheduler)
+    max_failures: int  # retries of the trial's own failures, here in the trial
+    marker: dict | None  # what the node checks it can see (study/cluster.write_markers)
+    git: dict  # the driver's checkout, as tags
+    data_fingerprint: str | None
+    stratum: dict = field(default_factory=dict)
+
+    @property
+    def objective(self) -> str:
+        return self.objectives[0]
 
 FINAL = "trial_complete"  # present (=1) only in the last report of a trial that finished
 FAILED = "trial_failed"  # present (=1) in the last report of a trial whose own code raised
@@ -40,9 +66,9 @@ def handed(config: dict) -> dict:
     return config.get("grid", config)
 
 
-def trial_config(config: dict, ctx: dict) -> dict[str, Any]:
+def trial_config(config: dict, ctx: TrialContext) -> dict[str, Any]:
     """Base (preset + space fixed + --set) <- this trial's point <- stratum."""
-    return {**ctx["base"], **handed(config)["point"], **ctx.get("stratum", {})}
+    return {**ctx.base, **handed(config)["point"], **ctx.stratum}
 
 
 def run_name(cfg: dict) -> str:
@@ -50,7 +76,7 @@ def run_name(cfg: dict) -> str:
     return f"{cfg['method']}{sf}-nf{cfg['n_f']}-s{cfg['seed']}"
 
 
-def trainable(config: dict, ctx: dict) -> None:
+def trainable(config: dict, ctx: TrialContext) -> None:
     # Imported here, not at the top: the study's driver imports this module (to hand the
     # function to Tune) and never needs torch or an MLflow client.
     import torch
@@ -65,28 +91,28 @@ def trainable(config: dict, ctx: dict) -> None:
     config = handed(config)
     key = config["key"]
     faults.pause("trial_start", key=key)
-    if ctx.get("marker"):
-        check_shared(ctx["marker"])  # a node that joined after the study started
+    if ctx.marker:
+        check_shared(ctx.marker)  # a node that joined after the study started
     context = tune.get_context()
     trial_id = context.get_trial_id()
     # Threads = the CPUs this trial was given, whatever a reused worker process had set
     # before: the same config gives the same numbers whichever worker runs it.
     cpus = context.get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx["preset"]))
+    cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
     active = config_mod.active_config(cfg)
-    stratum = ",".join(f"{k}={v}" for k, v in ctx.get("stratum", {}).items())
-    tags = {STRATUM: stratum, STUDY: ctx["study"], TRIAL_ID: trial_id,
+    stratum = ",".join(f"{k}={v}" for k, v in ctx.stratum.items())
+    tags = {STRATUM: stratum, STUDY: ctx.study, TRIAL_ID: trial_id,
             POINT: json.dumps(config["point"], sort_keys=True, default=str),
-            **ctx.get("git", {})}
+            **ctx.git}
     if config.get("replaces"):
         tags[RETRY_OF] = config["replaces"]
-    recorder = TrialRecorder(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"],
+    recorder = TrialRecorder(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
                              key, f"{run_name(cfg)}-{trial_id}", tags=tags,
                              replaces=config.get("replaces"),
-                             dataset=dataset_input(ctx["base"]["data"],
-                                                   ctx["data_fingerprint"], "trial")
-                             if ctx.get("data_fingerprint") else None)
+                             dataset=dataset_input(ctx.base["data"],
+                                                   ctx.data_fingerprint, "trial")
+                             if ctx.data_fingerprint else None)
     done = recorder.finished_run(active)
     if done is not None:
         # Its run finished in an earlier attempt whose end Tune never heard (the process
@@ -95,8 +121,8 @@ def trainable(config: dict, ctx: dict) -> None:
                      FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
                      "mlflow_run_id": done.info.run_id, "reused_finished_run": 1})
         return
-    cache = StageCache(ctx["cache_dir"], log=print) if ctx.get("cache_dir") else None
-    attempts = 1 + ctx.get("max_failures", 0)
+    cache = StageCache(ctx.cache_dir, log=print) if ctx.cache_dir else None
+    attempts = 1 + ctx.max_failures
     for attempt in range(1, attempts + 1):
         recorder.start(active)
         result, error = _run(cfg, ctx, recorder, cache, key)
@@ -107,7 +133,7 @@ def trainable(config: dict, ctx: dict) -> None:
                   flush=True)
     if error is not None:
         # Tune wants its metric in every report: a failed trial has none to give.
-        tune.report({**{o: math.nan for o in ctx["objectives"]}, FAILED: 1, "error": error,
+        tune.report({**{o: math.nan for o in ctx.objectives}, FAILED: 1, "error": error,
                      "mlflow_run_id": recorder.run_id})
         return
     faults.pause("trial_finished", key=key)
@@ -120,7 +146,7 @@ def trainable(config: dict, ctx: dict) -> None:
     tune.report(final)
 
 
-def _run(cfg: dict, ctx: dict, recorder, cache, key: str) -> tuple[dict | None, str | None]:
+def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str) -> tuple[dict | None, str | None]:
     """One attempt: (result, None) once its run is FINISHED, or (None, reason) once its run
     is FAILED with the trial's own error. MLflow errors propagate: the infrastructure's."""
     from ray import tune
@@ -128,8 +154,8 @@ def _run(cfg: dict, ctx: dict, recorder, cache, key: str) -> tuple[dict | None, 
     from fsvae.trial import run_trial
     from study.plots import trial_figures
 
-    report_epochs = ctx.get("report_epochs", False)
-    objective = ctx["objective"]
+    report_epochs = ctx.report_epochs
+    objective = ctx.objective
 
     def progress(event: dict) -> None:
         recorder.progress(event)

@@ -24,12 +24,12 @@ def grid_key(point: dict) -> str:
     return "grid:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def order_for_sharing(trials: list[dict], plan: dict) -> list[dict]:
+def order_for_sharing(trials: list[dict], base: dict, preset: str) -> list[dict]:
     """Grid order: the first trial of every distinct backbone first, then the rest, so
     that concurrent trials build different backbones instead of waiting on one builder."""
     groups: dict[str, list[dict]] = {}
     for point in trials:
-        cfg = config_mod.resolve({**plan["base"], **point}, preset=plan["preset"])
+        cfg = config_mod.resolve({**base, **point}, preset=preset)
         key = json.dumps(config_mod.backbone_identity(cfg), sort_keys=True, default=str)
         groups.setdefault(key, []).append(point)
     ordered = []
@@ -71,14 +71,14 @@ def build(plan: dict, space: search_spaces.Space, trainable, experiment: str,
                        max_concurrent_trials=concurrency, reuse_actors=True,
                        trial_name_creator=trial_name, trial_dirname_creator=trial_name,
                        search_alg=searcher, num_samples=searcher.todo)
-    if plan["asha"]:
-        epochs = config_mod.resolve(plan["base"], preset=plan["preset"])["classifier_epochs"]
+    if plan.asha:
+        epochs = config_mod.resolve(plan.base, preset=plan.preset)["classifier_epochs"]
         tune_config["scheduler"] = RecordedASHA(stops, time_attr="classifier_epoch",
                                                 max_t=epochs, grace_period=max(1, epochs // 5),
                                                 reduction_factor=3)
     # Tune's own retries are for the infrastructure only: a trial's own failure reaches it
     # as a finished trial (study/trainable.py), and --max-failures retries it there.
-    retries = plan["infra_retries"] + plan["max_failures"]
+    retries = plan.infra_retries + plan.max_failures
     path, filesystem = _storage(plan)
     run_config = tune.RunConfig(
         name=experiment, storage_path=path, storage_filesystem=filesystem, verbose=0,
@@ -104,7 +104,7 @@ class _StopAll(Stopper):
 def _storage(plan: dict):
     """Tune's storage_path and filesystem: a URI's options (endpoint, scheme) go to an
     explicit pyarrow filesystem, since Tune would append paths after the query string."""
-    folder = storage.join(plan["storage"], plan["name"])
+    folder = storage.join(plan.storage, plan.name)
     if not storage.is_uri(folder):
         return folder, None
     fs, path = storage.filesystem(folder)

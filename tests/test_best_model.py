@@ -18,6 +18,7 @@ from study import model_log, records
 from study.errors import StudyError
 from study.schema import BEST_MODEL, BEST_MODEL_RUN, ROLE
 from helpers import TINY, cli, env, write_image
+from study.plan import Plan
 
 # The objective's value per trial, set here so that the best trial is known: vae.
 SCORES = {"plain": 0.5, "oversample": 0.7, "vae": 0.9}
@@ -200,9 +201,11 @@ def test_log_best_of_experiment_reads_objective_mode_and_cache_from_the_study(
     exp = records.ensure_experiment(client, "other", tmp_path)
     ids = record_study(client, uri, exp, trials, {"plain": 0.8, "vae": 0.2})
     client.set_tag(ids["parent"], "fsvae.storage", str(tmp_path))
+    plan = Plan(name="other", storage=str(tmp_path), space={}, space_path="", space_text="",
+                data="data", preset="tiny", base={}, tracking_uri=uri,
+                cache_dir=str(stage_cache.root))
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "study.json").write_text(json.dumps(
-        {"format": 2, "cache_dir": str(stage_cache.root)}))
+    (tmp_path / "other" / "study.json").write_text(plan.to_json())
     model_log.log_best_of_experiment(uri, "other")
     assert client.get_run(ids["parent"]).data.tags[BEST_MODEL_RUN] == ids["plain"]
 

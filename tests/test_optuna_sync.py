@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 import search_spaces
-from study import ledger, optuna_search, records
+from study import optuna_search, record as study_record, records
 from study.errors import StudyError
 from study.optuna_sync import PLACEHOLDER, sync
 from study.schema import POINT, ROLE
@@ -70,7 +70,7 @@ def record(stores, number: int, state: str, value: float = 0.5) -> str:
 
 
 def run_sync(stores):
-    entries = ledger.read(stores["client"], stores["exp"], stores["parent"])
+    entries = study_record.read(stores["client"], stores["exp"], stores["parent"])
     synced = sync(stores["optuna"], "s/n_f=5", "n_f=5", entries, stores["space"],
                   stores["parent"], stores["client"])
     study = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"])
@@ -90,7 +90,7 @@ def test_a_lost_store_is_rebuilt_with_every_recorded_trial_under_its_number(stor
     assert [t.params for t in trials] == POINTS  # the conditional beta_cycles only where used
     assert study.user_attrs["fsvae.parent_run_id"] == stores["parent"]
     # The interrupted trial runs again under its own number, with its own parameters.
-    stratum = optuna_search.reconcile(study, "n_f=5", ledger.read(
+    stratum = optuna_search.reconcile(study, "n_f=5", study_record.read(
         stores["client"], stores["exp"], stores["parent"]), ["val_acc_h"], 6, False)
     assert stratum.rerun == [(3, POINTS[3], None)]
     assert stratum.done == 3 and stratum.asks == 2

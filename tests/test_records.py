@@ -1,4 +1,4 @@
-"""study.records and study.ledger against a real SQLite MLflow store: one visible run per
+"""study.records and study.record against a real SQLite MLflow store: one visible run per
 trial key, curves as step series, finished trials recognised, failures told apart, and the
 record read back per key with stale RUNNING runs closed."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from study import ledger, records
+from study import record, records
 from study.schema import FAILURE, INTERRUPTED, ROLE, TRIAL_KEY
 
 CONFIG = {"method": "vae", "n_f": 5, "seed": 0, "latent_dim": 16}
@@ -140,8 +140,8 @@ def test_an_infrastructure_failure_is_marked_as_such(store):
     assert run.data.tags["fsvae.error"] == "node: node lost"
 
 
-def test_the_ledger_holds_the_latest_run_of_every_key_and_its_state(store):
-    entries = ledger.read(store["client"], store["exp"], store["parent"])
+def test_the_record_holds_the_run_that_counts_for_every_key_and_its_state(store):
+    entries = record.read(store["client"], store["exp"], store["parent"])
     assert entries["f#1"].state == "finished" and entries["f#1"].metrics["val_acc_h"] == 0.5
     assert entries["x#1"].state == "failed" and entries["x#1"].failure == "trial"
     assert entries["i#1"].failure == "infrastructure"
@@ -151,13 +151,13 @@ def test_the_ledger_holds_the_latest_run_of_every_key_and_its_state(store):
 
 def test_closing_stale_runs_leaves_none_running_and_marks_them_interrupted(store):
     run_id = recorder(store, "s#1").start(CONFIG)
-    entries = ledger.read(store["client"], store["exp"], store["parent"])
+    entries = record.read(store["client"], store["exp"], store["parent"])
     assert entries["s#1"].state == "unfinished"
-    closed = ledger.close_stale(store["client"], entries, "the driver stopped")
+    closed = record.close_stale(store["client"], entries, "the driver stopped")
     assert closed >= 1
     run = store["client"].get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags[INTERRUPTED] == "the driver stopped"
-    assert ledger.read(store["client"], store["exp"], store["parent"])["s#1"].state == \
+    assert record.read(store["client"], store["exp"], store["parent"])["s#1"].state == \
         "unfinished"  # it runs again
     running = store["client"].search_runs([store["exp"]], "attributes.status = 'RUNNING'",
                                           run_view_type=ViewType.ALL)

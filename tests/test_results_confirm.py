@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 import results
 from fsvae_study.cli import main as cli_main
-from fsvae_study.confirm import default_seeds, parse_seeds
+from results.confirmation import default_seeds, parse_seeds
 from results.confirm import ranked, top
 from results_store import T0, grid_params, hand_stats, md_cells, tidy
 from study.errors import StudyError

@@ -8,7 +8,7 @@ import pytest
 from analysis_store import FRONT, PARETO, shared_stores
 from results import ResultsError, load_study
 from results.figures import metric_figures, pick_run
-from results.selection import on_front
+from study.record import on_front
 from results_store import md_cells, table, tidy
 
 

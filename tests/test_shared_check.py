@@ -8,12 +8,15 @@ import json
 import pytest
 
 from study.cluster import SharedStorageError, check_shared, write_markers
+from study.plan import Plan
 
 
 @pytest.fixture
 def study(tmp_path):
-    plan = {"name": "s", "cache_dir": str(tmp_path / "cache"), "data": str(tmp_path / "data"),
-            "tracking_uri": f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}"}
+    plan = Plan(name="s", storage=str(tmp_path / "studies"), space={}, space_path="",
+                space_text="", data=str(tmp_path / "data"), preset="tiny", base={},
+                tracking_uri=f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}",
+                cache_dir=str(tmp_path / "cache"))
     (tmp_path / "data").mkdir()
     (tmp_path / "cache").mkdir()
     (tmp_path / "studies").mkdir()
@@ -24,7 +27,7 @@ def study(tmp_path):
 
 def test_a_node_that_sees_the_driver_s_files_passes(study):
     plan, marker, _ = study
-    assert [f for f, _ in marker["files"]][1].startswith(plan["cache_dir"])
+    assert [f for f, _ in marker["files"]][1].startswith(plan.cache_dir)
     check_shared(marker)  # raises if not
 
 

@@ -14,14 +14,16 @@ from helpers import REPO, env, make_data, trial_runs, tracking_uri
 pytestmark = pytest.mark.slow
 
 NOTEBOOK = """
-import json, sys
-from study import run_study
+import dataclasses, json, sys
+from study import StudyResult, run_study
 from results import load_table
-summary = run_study("smoke", data=sys.argv[1], storage=sys.argv[2], name="nb",
-                    overrides=["image_size=16", "backbone_epochs=1", "vae_epochs=3",
-                               "classifier_epochs=2", "data_workers=1"], cpus_per_trial=1)
+result = run_study("smoke", data=sys.argv[1], storage=sys.argv[2], name="nb",
+                   overrides=["image_size=16", "backbone_epochs=1", "vae_epochs=3",
+                              "classifier_epochs=2", "data_workers=1"], cpus_per_trial=1)
+assert isinstance(result, StudyResult) and result.complete
 table = load_table("nb", storage=sys.argv[2])
-print(json.dumps({"summary": summary, "rows": sorted(set(table.cells["row"]))}))
+print(json.dumps({"summary": dataclasses.asdict(result),
+                  "rows": sorted(set(table.cells["row"]))}))
 """
 
 

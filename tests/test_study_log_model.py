@@ -6,23 +6,23 @@ from __future__ import annotations
 import pytest
 
 from study import plan as plan_mod
+from study.planning import make_plan
 from study.errors import StudyError
 from study.schema import BEST_MODEL, BEST_MODEL_RUN
 from helpers import FAST, cli, make_data, runs, tracking_uri
 
 
 def test_log_model_is_kept_in_study_json_for_resume(demo_root, tmp_path):
-    plan = plan_mod.make_plan("smoke", str(demo_root), storage=str(tmp_path),
-                              log_model=True)
+    plan = make_plan("smoke", str(demo_root), storage=str(tmp_path), log_model=True)
     plan_mod.write(plan)
-    assert plan_mod.read(plan["storage"], "smoke")["log_model"] is True
+    assert plan_mod.read(plan.storage, "smoke").log_model is True
 
 
 def test_log_model_without_the_stage_cache_is_refused_before_anything_starts(demo_root,
                                                                            tmp_path):
     with pytest.raises(StudyError, match="--log-model needs the stage cache"):
-        plan_mod.make_plan("smoke", str(demo_root), storage=str(tmp_path),
-                           log_model=True, no_cache=True)
+        make_plan("smoke", str(demo_root), storage=str(tmp_path), log_model=True,
+                  no_cache=True)
     assert not (tmp_path / "smoke").exists()
 
 

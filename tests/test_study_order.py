@@ -17,8 +17,7 @@ def backbone_group(point: dict, preset: str) -> str:
 
 def test_paper_grid_builds_each_backbone_before_any_reuse():
     space = search_spaces.load("paper")
-    plan = {"base": {}, "preset": space.preset}
-    ordered = order_for_sharing(space.trials(), plan)
+    ordered = order_for_sharing(space.trials(), {}, space.preset)
     groups = [backbone_group(p, space.preset) for p in ordered]
     distinct = len(set(groups))
     assert distinct == 4 * 3 * 3  # n_f x seeds x (plain/vae, oversample x30, x50)
@@ -28,7 +27,6 @@ def test_paper_grid_builds_each_backbone_before_any_reuse():
 
 def test_order_keeps_every_trial_exactly_once():
     space = search_spaces.load("ablations")
-    plan = {"base": {}, "preset": space.preset}
-    ordered = order_for_sharing(space.trials(), plan)
+    ordered = order_for_sharing(space.trials(), {}, space.preset)
     assert len(ordered) == len(space.trials()) == 280
     assert len({json.dumps(p, sort_keys=True) for p in ordered}) == 280

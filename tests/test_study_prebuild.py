@@ -11,6 +11,7 @@ import pytest
 import search_spaces
 from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
 from study.prebuild import shared_config as _shared_config
+from study.plan import Plan
 
 pytestmark = pytest.mark.slow
 
@@ -60,10 +61,11 @@ def test_trials_still_carry_the_backbone_curves(study):
     assert client(study["uri"]).get_metric_history(run_id, "backbone_train_loss")
 
 
-def _plan(cache_dir):
+def _plan(cache_dir) -> Plan:
     # The data path is only carried into the config here, never read.
-    return {"base": {"data": "data", "method": "vae"}, "preset": "tiny",
-            "cache_dir": None if cache_dir is None else str(cache_dir)}
+    return Plan(name="s", storage="studies", space={}, space_path="", space_text="",
+                data="data", preset="tiny", base={"data": "data", "method": "vae"},
+                tracking_uri="", cache_dir=None if cache_dir is None else str(cache_dir))
 
 
 def test_no_shared_build_when_a_searched_key_changes_the_backbone(tmp_path):
@@ -87,7 +89,7 @@ def test_no_shared_build_without_cache_concurrency_or_for_grids(tmp_path):
 def test_oversampling_searches_over_sampling_factor_build_per_trial(tmp_path):
     space = search_spaces.load("smoke-search")
     plan = _plan(tmp_path)
-    plan["base"]["method"] = "oversample"
+    plan.base["method"] = "oversample"
     assert _shared_config(plan, space, {"n_f": 5}, 2) is None
 
 
