@@ -17,7 +17,7 @@ wrong with it is recorded as one row of the report (file, split, problem, action
                            stays whole and no test image is trained on
   label_conflict           byte-identical files listed under different classes: every copy
                            is skipped (in any split), since which label is right is unknown
-  odd_extension            no extension or not .jpg                    kept
+  odd_extension            no extension, or not .jpg, .jpeg or .png    kept
   non_ascii_name           non-ASCII characters in the path            kept
 Usable images are kept as one uint8 tensor (N, 3, S, S): shorter side resized to S, centre
 square crop. Decoding once and reusing the tensor across epochs and trials is what keeps a
@@ -48,7 +48,7 @@ SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}  # which copy of a leaked dup
 SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
            "duplicate_across_splits", "label_conflict")
 NOTED = ("odd_extension", "non_ascii_name")
-USUAL_EXTENSIONS = (".jpg",)
+USUAL_EXTENSIONS = (".jpg", ".jpeg", ".png")  # real copies mix these: not worth a report row
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger is a decompression bomb: reported unreadable
 
 
@@ -281,6 +281,18 @@ def restore(folder: Path) -> Dataset:
         raise ValueError(f"{folder / 'images.npy'} holds {shape[0]} images for "
                          f"{len(labels)} labels")
     return Dataset(labels=labels, pixels_file=str(folder / "images.npy"), **meta)
+
+
+def examples(report: dict, per_kind: int = 3) -> dict[str, dict]:
+    """{problem kind: {"n": how many files, "first": the first `per_kind` of them, "action"}}:
+    what a console can show of a report in a few lines."""
+    out: dict[str, dict] = {}
+    for row in report["problems"]:
+        entry = out.setdefault(row["problem"], {"n": 0, "first": [], "action": row["action"]})
+        entry["n"] += 1
+        if len(entry["first"]) < per_kind:
+            entry["first"].append(row["file"])
+    return out
 
 
 def summary_line(report: dict) -> str:

@@ -138,7 +138,7 @@ def data_stage(cfg: dict[str, Any], root: Path, layout: str, stages: Stages,
         ds.root = ds.report["root"] = str(root)
         log(f"data: {data.summary_line(ds.report)} (from cache)")
     stages.emit({"stage": "data", "summary": ds.report["summary"],
-                 "splits": ds.report["splits"]})
+                 "splits": ds.report["splits"], "examples": data.examples(ds.report)})
     return ds
 
 

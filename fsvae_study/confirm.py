@@ -11,8 +11,10 @@ DEFAULT_SEEDS = 5  # as results.confirmation's
 
 
 def register(sub) -> None:
+    from fsvae_study.studies import EXIT_CODES
+
     c = sub.add_parser("confirm", help="rerun an Optuna search's top configurations of each "
-                       "stratum with new seeds, as a grid study")
+                       "stratum with new seeds, as a grid study", epilog=EXIT_CODES)
     c.add_argument("--experiment", required=True, help="the search (its study name)")
     c.add_argument("--top", type=int, default=3, metavar="K",
                    help="configurations per stratum, best first by the search's validation "
@@ -29,7 +31,10 @@ def register(sub) -> None:
 def _confirm(args: argparse.Namespace) -> int:
     from results.confirmation import INHERITED, confirm_study
 
-    return confirm_study(args.experiment, top_k=args.top, seeds=args.seeds, name=args.name,
+    from fsvae_study.studies import told
+
+    result = confirm_study(args.experiment, top_k=args.top, seeds=args.seeds, name=args.name,
                          storage=args.storage, tracking_uri=args.tracking_uri,
                          resume=args.resume, address=args.address,
-                         **{k: getattr(args, k) for k in INHERITED}).exit_code
+                         **{k: getattr(args, k) for k in INHERITED})
+    return told(result, "confirm")

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from fsvae_study.output import err
+
+
+EXIT_CODES = ("exit status: 0 the study is complete and every trial finished (or was stopped "
+              "early by --asha); 3 complete, but some trials failed (the summary names them "
+              "and says whether a retry can help); 2 bad input, or a stratum stopped "
+              "because every trial of it would fail the same way; 130 interrupted (Ctrl-C): "
+              "continue with `fsvae-study resume`")
+
 
 def register(sub) -> None:
-    r = sub.add_parser("run", help="run a study (grid or Optuna search) with Ray Tune")
+    r = sub.add_parser("run", help="run a study (grid or Optuna search) with Ray Tune",
+                       epilog=EXIT_CODES)
     r.add_argument("--space", required=True, help="search space YAML (see search_spaces/)")
     r.add_argument("--data", required=True, help="dataset root")
     study_location(r)
@@ -39,7 +49,8 @@ def register(sub) -> None:
     r.set_defaults(func=_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study, from its folder or, "
-                        "when that is gone or on another machine, from its MLflow record")
+                        "when that is gone or on another machine, from its MLflow record",
+                        epilog=EXIT_CODES)
     rs.add_argument("--name", required=True, help="the study's name")
     rs.add_argument("--storage", help="its folder's storage (default ./fsvae-studies); a "
                     "study found only in its record continues here")
@@ -109,7 +120,7 @@ def study_location(p: argparse.ArgumentParser,
 def _run(args: argparse.Namespace) -> int:
     from study import run_study
 
-    return run_study(
+    result = run_study(
         args.space, args.data, resume=args.resume, accept_changed_data=args.accept_changed_data,
         name=args.name, storage=args.storage, tracking_uri=args.tracking_uri,
         optuna_storage=args.optuna_storage, num_samples=args.num_samples, preset=args.preset,
@@ -117,16 +128,25 @@ def _run(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         infra_retries=args.infra_retries, asha=args.asha, cache_dir=args.cache_dir,
-        no_cache=args.no_cache, log_model=args.log_model).exit_code
+        no_cache=args.no_cache, log_model=args.log_model)
+    return told(result, "run")
+
+
+def told(result, command: str) -> int:
+    """A study's exit code, once the errors that stopped a stratum went to stderr."""
+    for error in result.errors:
+        err(f"fsvae-study {command}: error: {error}")
+    return result.exit_code
 
 
 def _resume(args: argparse.Namespace) -> int:
     from study import resume_study
 
-    return resume_study(args.name, storage=args.storage, tracking_uri=args.tracking_uri,
-                        optuna_storage=args.optuna_storage, data=args.data,
-                        address=args.address, retry_failed=args.retry_failed,
-                        accept_changed_data=args.accept_changed_data).exit_code
+    result = resume_study(args.name, storage=args.storage, tracking_uri=args.tracking_uri,
+                          optuna_storage=args.optuna_storage, data=args.data,
+                          address=args.address, retry_failed=args.retry_failed,
+                          accept_changed_data=args.accept_changed_data)
+    return told(result, "resume")
 
 
 def _discard(args: argparse.Namespace) -> int:

@@ -240,7 +240,7 @@ def _best(s: StratumAnalysis, top: int) -> list[str]:
     if s.ranked.empty:
         return head + ["No complete trial.", ""]
     cols = list(s.objectives) + [c for c in VAL if c not in s.objectives] + list(TEST)
-    rows = [[str(i + 1), f"#{int(r['number'])}", _run(r)] +
+    rows = [[str(i + 1), str(r["trial_key"]), _run(r)] +
             [objective_text(c, _get(r, c)) for c in cols] + [_params(r["params"])]
             for i, (_, r) in enumerate(s.ranked.iterrows())]
     lines = head + _table(["rank", "trial", "MLflow run", *cols, "params"], rows,

@@ -55,7 +55,7 @@ from optuna.visualization import matplotlib as ovm  # noqa: E402
 from results.errors import ResultsError  # noqa: E402
 from study.record import best_trials, one_run_per_trial, order  # noqa: E402
 from results.store import DEFAULT_STORAGE, Study  # noqa: E402
-from study.schema import OPTUNA_STORAGE  # noqa: E402
+from study.schema import OPTUNA_STORAGE, PLACEHOLDER  # noqa: E402
 from results.table import stratum_key  # noqa: E402
 
 STORAGE_TAG = OPTUNA_STORAGE
@@ -115,6 +115,8 @@ def trial_frame(study: Study, label: str, optuna_study: optuna.Study) -> pd.Data
     runs = runs.set_index("trial_key")
     rows = []
     for t in optuna_study.get_trials(deepcopy=False):
+        if t.user_attrs.get(PLACEHOLDER):  # a number MLflow has no run for (study/optuna_sync)
+            continue
         key = f"{label}#{t.number}"
         run = runs.loc[key] if key in runs.index else None
         metrics = {} if run is None else {
@@ -324,7 +326,8 @@ def _draw_objective(result: StratumAnalysis, ost: optuna.Study,
     name, prefix = result.objectives[i], slug(result.label)
     end, title = (f"_{name}" if len(result.objectives) > 1 else ""), f"{result.title}, {name}"
     every = [k for k, d in optuna.search_space.intersection_search_space(
-        ost.get_trials(deepcopy=False)).items() if not d.single()]
+        [t for t in ost.get_trials(deepcopy=False) if not t.user_attrs.get(PLACEHOLDER)]
+    ).items() if not d.single()]
     _try(result, "history", lambda: plot_history(
         ost, i, name, out / f"{prefix}_history{end}.png", title))
     _try(result, "slice", lambda: plot_slices(

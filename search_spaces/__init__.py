@@ -24,6 +24,7 @@ parent (an earlier categorical parameter) took one of those values.
 """
 from __future__ import annotations
 
+import difflib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,10 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
         raise fail("expected a mapping of top-level keys (name, kind, ...)")
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise fail(f"unknown top-level key(s) {unknown}; expected some of {sorted(TOP_KEYS)}")
+        close = [m for k in unknown for m in difflib.get_close_matches(str(k), TOP_KEYS, n=1)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise fail(f"unknown top-level key(s) {unknown}{hint} (expected some of "
+                   f"{sorted(TOP_KEYS)})")
     kind = raw.get("kind")
     if kind not in ("grid", "optuna"):
         raise fail(f"kind must be grid or optuna, got {kind!r}")

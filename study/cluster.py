@@ -38,9 +38,10 @@ class SharedStorageError(StudyError):
     """A node cannot see a path that every node must share."""
 
 
-def init_ray(address: str | None, error_log: Path) -> str:
-    """Starts a local Ray or joins `address`; returns a line saying which, for the console.
-    Messages the cluster publishes to its drivers go to `error_log` (see _errors_to_file)."""
+def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
+    """Starts a local Ray or joins `address`; returns a line saying which, for the console,
+    and a local Ray's session folder (its logs; removed once a study completes). Messages
+    the cluster publishes to its drivers go to `error_log` (see _errors_to_file)."""
     import ray
 
     import fsvae
@@ -64,7 +65,7 @@ def init_ray(address: str | None, error_log: Path) -> str:
                              f"{type(e).__name__}: {_first_line(e)}"
                              + _auth_hint(_chain(e))) from None
         _errors_to_file(error_log)
-        return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}"
+        return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}", None
     # Token authentication stays on (Ray's default for a new local cluster). Ray warns
     # about it on every start; our own line below says whether it is on.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
@@ -81,9 +82,10 @@ def init_ray(address: str | None, error_log: Path) -> str:
     auth = os.environ.get("RAY_AUTH_MODE", "token").lower() != "disabled"
     if auth and token.is_file():
         token.chmod(0o600)
-    logs = Path(ctx.address_info.get("session_dir", "")) / "logs"
+    session = Path(ctx.address_info.get("session_dir", ""))
     return (f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
-            f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs: {logs}")
+            f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs (kept unless the "
+            f"study completes): {session / 'logs'}"), session
 
 
 def _chain(e: BaseException) -> str:

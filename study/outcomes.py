@@ -45,10 +45,12 @@ class Ends(tune.Callback):
     infrastructure (study/session.py); `stops` is filled by RecordedASHA."""
 
     def __init__(self, client, experiment_id: str, parent_id: str, objectives: list[str],
-                 infra_failed: Callable, stops: set[str] | None = None):
+                 infra_failed: Callable, stops: set[str] | None = None,
+                 on_end: Callable | None = None):
         self.client, self.exp_id, self.parent_id = client, experiment_id, parent_id
         self.objectives, self.infra_failed = objectives, infra_failed
         self.stops = stops if stops is not None else set()
+        self.on_end = on_end  # (config, outcome, result) once the end is recorded
         self.trials: dict[str, object] = {}  # Tune trial id -> Trial, from its start
         self.outcomes: dict[str, Outcome] = {}
 
@@ -75,8 +77,10 @@ class Ends(tune.Callback):
             outcome = self._stopped(config, result)
         else:
             outcome = Outcome("interrupted")
-        faults.pause("searcher_tell", key=config["key"])
         self.outcomes[trial_id] = outcome
+        if self.on_end is not None:
+            self.on_end(config, outcome, result)
+        faults.pause("searcher_tell", key=config["key"])
         return outcome
 
     def _failed(self, trial_id: str, config: dict, result: dict) -> Outcome:

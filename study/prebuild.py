@@ -7,12 +7,16 @@ from __future__ import annotations
 import threading
 import time
 
+from typing import Callable
+
 import search_spaces
 from fsvae import config as config_mod
+from fsvae.errors import FsvaeError
 from study import faults
+from study.trainable import data_summary
 
 
-def shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
+def shared_config(plan, space: search_spaces.Space, stratum: dict,
                   concurrency: int) -> dict | None:
     """The config whose data and backbone every trial of this stratum shares, where building
     them before the trials saves time: an Optuna stratum (a grid orders its trials instead,
@@ -27,14 +31,17 @@ def shared_config(plan: dict, space: search_spaces.Space, stratum: dict,
     return config
 
 
-def start(client, parent_id: str, config: dict, plan: dict, resources: dict,
-          concurrency: int, label: str, step: int, alongside: bool) -> threading.Thread:
+def start(client, parent_id: str, config: dict, plan, resources: dict,
+          concurrency: int, label: str, step: int, alongside: bool,
+          on_data: Callable[[dict], None], on_fatal: Callable[[str], None]) -> threading.Thread:
     """Starts the build as a Ray task and records it on the study's parent run (tags
     cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
     prebuild_wall_s (with the task's start), prebuild_cpu_s (CPU seconds of its process),
-    prebuild_cpus (threads), prebuild_gpus; one step per stratum). A failure is reported
-    and left to the trials, which then build (and fail on) the stage themselves, each with
-    its own MLflow record.
+    prebuild_cpus (threads), prebuild_gpus; one step per stratum). `on_data(summary)` gets
+    what the data stage found (study/trainable.data_summary). A failure that every trial
+    of the stratum would meet (the data, the split or the config cannot serve it: an
+    fsvae.errors.FsvaeError) goes to `on_fatal(reason)`; any other is reported and left to
+    the trials, which then build the stage themselves, each with its own MLflow record.
 
     alongside (local Ray, CPU trials): the task reserves no CPU and runs while Tune starts
     the trials, whose processes start up meanwhile and then wait on the entry's lock, so
@@ -63,13 +70,18 @@ def start(client, parent_id: str, config: dict, plan: dict, resources: dict,
         except ray.exceptions.RayError as e:
             cause = getattr(e, "cause", None) or e
             reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
-            print(f"{where}building the shared backbone for the trials failed ({reason}); "
-                  f"each trial builds it itself", flush=True)
             client.set_tag(parent_id, f"{tag}.error", reason[:4000])
+            if isinstance(cause, FsvaeError):
+                on_fatal(reason)
+            else:
+                print(f"{where}building the shared backbone for the trials failed ({reason}); "
+                      f"each trial builds it itself", flush=True)
             return
         except Exception:  # Ray shutting down under an interrupted study
             return
         wall = time.perf_counter() - t0
+        if out.get("data"):
+            on_data(out["data"])
         info = out["cache"]["backbone"]
         now = int(time.time() * 1000)
         metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
@@ -104,11 +116,17 @@ def build(config: dict, preset: str, cache_dir: str, threads: int) -> dict:
     torch.set_num_threads(max(1, threads))
     faults.pause("shared_build")
     lines: list[str] = []
+    seen: dict = {}
+
+    def progress(event: dict) -> None:
+        if event.get("stage") == "data" and "examples" in event:
+            seen["data"] = data_summary(event)
+
     cpu0 = time.process_time()
     out = prepare(resolve(config_mod.resolve(config, preset=preset)),
-                  StageCache(cache_dir, log=lines.append), log=lines.append)
+                  StageCache(cache_dir, log=lines.append), progress=progress, log=lines.append)
     return {"cache": out["cache"], "timings": out["timings"], "log": lines,
-            "cpu_s": time.process_time() - cpu0}
+            "cpu_s": time.process_time() - cpu0, "data": seen.get("data")}
 
 
 def tag_safe(label: str) -> str:

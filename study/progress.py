@@ -12,6 +12,7 @@ from typing import Callable
 from ray import tune
 
 from fsvae.config import RESAMPLING_METHODS, short
+from study.record import short_key
 from study.trainable import handed
 
 
@@ -159,7 +160,8 @@ class Progress(tune.Callback):
         label = f"{self.label} " if self.label else ""
         done = self.prior["done"] + len(ended)
         point = describe(handed(trial.config)["point"], self.keys)
-        print(f"[{time.strftime('%H:%M:%S')}] {label}trial {trial.trial_id} {event}: {point} "
+        key = short_key(handed(trial.config)["key"])
+        print(f"[{time.strftime('%H:%M:%S')}] {label}trial {key} {event}: {point} "
               f"| done {done}/{self.total}, running {running}, "
               f"failed {self.prior['failed'] + failed}{best}", flush=True)
 

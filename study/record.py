@@ -35,6 +35,12 @@ import pandas as pd
 from study.schema import ERROR, FAILURE, INTERRUPTED, PARENT, POINT, STOPPED, TRIAL_KEY
 
 
+def short_key(key: str) -> str:
+    """The name a trial goes by wherever a user meets it (console, MLflow run name, tables,
+    analyses): its key, a grid's hash cut to 8 characters ("grid:1a2b3c4d")."""
+    return key[:len("grid:") + 8] if key.startswith("grid:") else key
+
+
 def precedence(status: str, start_time) -> tuple:
     """Sort key of a key's runs: the last one sorted is the run that counts (FINISHED
     first, then the latest)."""

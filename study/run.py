@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +47,7 @@ def resume(name: str, storage: str | None = None, tracking_uri: str | None = Non
            accept_changed_data: bool = False) -> StudyResult:
     """Continues the study `name`: from its study.json under `storage` when that is there,
     else from its record in the tracking store (the folder lost, or another machine)."""
+    _not_being_run(name, storage)
     plan = locate(name, storage, tracking_uri, optuna_storage)
     if data is not None:
         moved = plan_mod.with_data(plan, data)
@@ -65,6 +67,24 @@ def resume(name: str, storage: str | None = None, tracking_uri: str | None = Non
 
         check_record_for_cluster(plan.tracking_uri, plan.optuna_storage)
     return execute(plan, Claim("resume", retry_failed, accept_changed_data))
+
+
+def _not_being_run(name: str, location: str | None) -> None:
+    """A driver of this study on this machine holds its folder's lock from its first
+    moment, before its record says anything: refuse as `run` does, rather than find no
+    study yet."""
+    location = storage.resolve(location or plan_mod.DEFAULT_STORAGE)
+    folder = storage.join(location, name)
+    lock = Path(folder, ".driver.lock")
+    if storage.is_uri(folder) or not lock.exists():
+        return
+    from filelock import FileLock, Timeout
+
+    try:
+        FileLock(str(lock)).acquire(timeout=0).lock.release()
+    except Timeout:
+        raise StudyError(f"study {name!r} is being run by another process now (its lock "
+                         f"{lock} is held); wait for it to end, or stop it and resume") from None
 
 
 def locate(name: str, location: str | None, tracking_uri: str | None,
@@ -170,10 +190,10 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim) -> StudyResult:
     from study import cluster
 
     started_ray = not ray.is_initialized()
-    ray_error, ray_line = None, "Ray: already running in this process"
+    ray_error, ray_line, ray_session = None, "Ray: already running in this process", None
     try:
         if started_ray:
-            ray_line = cluster.init_ray(plan.address, _error_log(plan))
+            ray_line, ray_session = cluster.init_ray(plan.address, _error_log(plan))
     except StudyError as e:
         ray_error = e
     worker.join()
@@ -205,7 +225,12 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim) -> StudyResult:
             raise
         if started_ray:
             ray.shutdown()  # before the session's end is recorded: no trial can write then
-        return session.finish(interrupted)
+        result = session.finish(interrupted)
+    if ray_session is not None and result.complete:
+        # A local Ray's session folder (/tmp/ray/session_*) holds only its logs: a complete
+        # study needs none of them; otherwise they are kept, and the first line named them.
+        shutil.rmtree(ray_session, ignore_errors=True)
+    return result
 
 
 class _QuietTrialFailures(logging.Filter):
@@ -213,7 +238,7 @@ class _QuietTrialFailures(logging.Filter):
     resume)."""
 
     DROP = ("Trial task failed", "Trials did not complete", "Experiment has been interrupted",
-            "Failed to fetch metrics")
+            "Failed to fetch metrics", "Stop signal received")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.DROP)

@@ -11,25 +11,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shlex
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
-from study import cluster, plan as plan_mod, record, prebuild, records, storage, tuner
+from study import cluster, record, prebuild, records, tuner
 from study.identity import redact
 from study.plan import Plan
-from study.schema import (ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID,
-                          default_tracking_uri)
-from study.trainable import INTERRUPTED_WHY, TrialContext
+from study.record import short_key
+from study.schema import (ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID)
+from study.summary import data_line, exit_code, session_end
+from study.trainable import DATA_PROBLEMS, ERROR_KIND, INTERRUPTED_WHY, TrialContext
 
 
 @dataclass
 class StudyResult:
-    """How a session ended: what `run_study` and `resume_study` return, and the exit code
-    `fsvae-study run` and `resume` give (0 complete, 130 interrupted)."""
+    """How a session ended: what `run_study` and `resume_study` return, with the exit code
+    `fsvae-study run` and `resume` give (study/summary.py)."""
 
     name: str
     experiment_id: str
@@ -38,8 +37,9 @@ class StudyResult:
     complete: bool
     finished: int  # the study's trials that finished, all sessions together
     failed: int
-    exit_code: int
+    exit_code: int  # study/summary.py: 0 complete, 3 with failed trials, 2, 130
     model_uri: str | None = None  # the best model, with --log-model
+    errors: list[str] = field(default_factory=list)  # why a stratum was stopped (exit 2)
 
 
 class Session:
@@ -51,6 +51,10 @@ class Session:
         self.storage_error: str | None = None
         self.prebuild = None
         self.adopted = 0
+        self.fatal: list[str] = []  # strata stopped: every trial of them would fail the same way
+        self.told: set[str] = set()  # keys whose end the console has counted
+        self.stop_stratum = False
+        self.data_shown = False
 
     def __getstate__(self) -> dict:
         # Ray Tune pickles its callbacks and stopper (which call back into this session)
@@ -70,8 +74,9 @@ class Session:
         resources, concurrency = cluster.trial_resources(plan, space)
         entries = record.read(self.client, self.exp_id, self.parent_id)
         closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
+        self.told = {k for k, e in entries.items() if e.state != "unfinished"}
         print(f"study {plan.name}: {search_spaces.count(space)} trials "
-              f"({space.kind}{', strata ' + str(space.strata) if space.strata else ''}), "
+              f"({space.kind}{', strata ' + _strata_text(space) if space.strata else ''}), "
               f"{concurrency} at a time, {_fmt_resources(resources)} each"
               + (f" (resuming, session {plan.sessions}"
                  + (f"; closed {closed} run(s) its last driver left running" if closed
@@ -86,7 +91,8 @@ class Session:
         interrupted = False
         for step, (stratum, label) in enumerate(_strata(space)):
             ctx = dataclasses.replace(shared, stratum=stratum)
-            if not self._stratum(ctx, stratum, label, step, entries, resources, concurrency):
+            ended = self._stratum(ctx, stratum, label, step, entries, resources, concurrency)
+            if ended == "interrupted":
                 interrupted = True
                 break
         if self.storage_error:
@@ -94,8 +100,9 @@ class Session:
         return interrupted
 
     def _stratum(self, ctx: TrialContext, stratum: dict, label: str, step: int, entries: dict,
-                 resources: dict, concurrency: int) -> bool:
-        """Runs what is left of one stratum; False when the session was interrupted."""
+                 resources: dict, concurrency: int) -> str:
+        """Runs what is left of one stratum: "complete", "interrupted", or "fatal" (stopped:
+        every trial of it would fail the same way)."""
         from ray import tune
 
         from study.outcomes import Ends, GridSearcher
@@ -106,8 +113,9 @@ class Session:
         total = space.num_samples if space.kind == "optuna" else len(space.trials())
         where = f"{label}: " if label else ""
         stops: set[str] = set()
+        self.stop_stratum = False
         ends = Ends(self.client, self.exp_id, self.parent_id, space.objectives,
-                    self._infra_failure(ctx), stops)
+                    self._infra_failure(ctx), stops, on_end=self._on_end(label))
         if space.kind == "grid":
             todo, prior = self._grid_todo(entries)
             searcher = GridSearcher(todo, ends, space.objectives[0], space.modes[0])
@@ -115,7 +123,7 @@ class Session:
             searcher, prior = self._search(label, entries, ends)
         if not searcher.todo:
             print(f"{where}all {total} trials were done in earlier sessions", flush=True)
-            return True
+            return "complete"
         shared = prebuild.shared_config(plan, space, stratum, concurrency)
         if shared is not None:
             import ray
@@ -123,7 +131,8 @@ class Session:
             self.prebuild = prebuild.start(
                 self.client, self.parent_id, shared, plan, resources, concurrency, label,
                 step, alongside=not plan.address and ray.is_initialized()
-                and "gpu" not in resources)
+                and "gpu" not in resources, on_data=self._show_data,
+                on_fatal=lambda reason: self._fatal(label, reason))
         progress = Progress(total, space.objectives, space.modes, ends, label,
                             tuner.shown_keys(space), prior=prior,
                             retries=plan.infra_retries + plan.max_failures,
@@ -138,7 +147,9 @@ class Session:
             # not wait for it (Ray's shutdown ends it; its entry stays unwritten).
             self.prebuild.join(timeout=120 if self._stratum_complete(label) else 0)
             self.prebuild = None
-        return self._stratum_complete(label)
+        if self.stop_stratum:
+            return "fatal"
+        return "complete" if self._stratum_complete(label) else "interrupted"
 
     def _grid_todo(self, entries: dict) -> tuple[list[dict], dict]:
         """The grid points still to run, in sharing order, and what earlier sessions did."""
@@ -198,7 +209,36 @@ class Session:
     # -- failures of the infrastructure --------------------------------------------------
 
     def _stop_all(self) -> bool:
-        return self.storage_error is not None
+        return self.storage_error is not None or self.stop_stratum
+
+    def _on_end(self, label: str):
+        """For study/outcomes.Ends, after each trial's end is recorded: the data report
+        once, and a stratum stopped when its data or split cannot serve any of its trials
+        (the failed trial's error is of that kind, and no trial of the stratum varies a key
+        of the data or split stages)."""
+        shared = not tuner.varying_keys(self.space, stages=("data", "split"))
+
+        def watch(config: dict, outcome, result: dict) -> None:
+            self.told.add(config["key"])
+            if result.get(DATA_PROBLEMS):
+                self._show_data(json.loads(result[DATA_PROBLEMS]))
+            if outcome.state == "failed" and result.get(ERROR_KIND) == "data" and shared:
+                self._fatal(label, outcome.text)
+        return watch
+
+    def _show_data(self, summary: dict) -> None:
+        if not self.data_shown:
+            self.data_shown = True
+            print(data_line(summary), flush=True)
+
+    def _fatal(self, label: str, reason: str) -> None:
+        if self.stop_stratum:
+            return
+        self.stop_stratum = True
+        what = f"stratum {label}" if label else "study"
+        self.fatal.append(f"every trial of the {what} would fail the same way, so no more of "
+                          f"it runs: {reason}")
+        print(f"{label + ': ' if label else ''}{self.fatal[-1]}", flush=True)
 
     def _on_retry(self, trial, kind: str, text: str) -> None:
         if kind == "storage" and self.storage_error is None:
@@ -229,6 +269,7 @@ class Session:
     def _failed_run(self, ctx: TrialContext, trial, config: dict) -> str:
         """A run for a trial that failed before it wrote one, with its params."""
         from fsvae.trial import resolve
+        from study.record import short_key
         from study.trainable import run_name, trial_config
 
         cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
@@ -239,7 +280,8 @@ class Session:
         if config.get("replaces"):
             tags[RETRY_OF] = config["replaces"]
         rec = records.TrialRecorder(ctx.tracking_uri, self.exp_id, self.parent_id,
-                                    config["key"], f"{run_name(cfg)}-{trial_id}", tags=tags,
+                                    config["key"], f"{short_key(config['key'])} {run_name(cfg)}",
+                                    tags=tags,
                                     replaces=config.get("replaces"))
         return rec.start(config_mod.active_config(cfg))
 
@@ -269,18 +311,24 @@ class Session:
         the summary says where things stand. Returns run_study's result."""
         entries = record.read(self.client, self.exp_id, self.parent_id)
         closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
-        complete = not interrupted and all(self._stratum_complete(label)
-                                           for _, label in _strata(self.space))
+        for e in entries.values():  # ended while the study stopped, before Tune could say
+            if e.state != "unfinished" and e.key not in self.told:
+                print(f"trial {short_key(e.key)} {e.state} as the study stopped (its MLflow "
+                      f"run {e.run_id[:8]} is {e.status})", flush=True)
+        complete = not interrupted and not self.fatal and all(
+            self._stratum_complete(label) for _, label in _strata(self.space))
         finished = sum(e.state == "finished" for e in entries.values())
         failed = sum(e.state == "failed" for e in entries.values())
         self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
-        self._summary(complete, finished, failed, closed)
+        session_end(self.plan, complete, finished, failed, closed, self.adopted, self.fatal,
+                    entries)
         model_uri = self._log_model() if complete and self.plan.log_model else None
         return StudyResult(name=self.plan.name, experiment_id=self.exp_id,
                            parent_run_id=self.parent_id,
                            tracking_uri=redact(self.plan.tracking_uri), complete=complete,
-                           finished=finished, failed=failed, exit_code=0 if complete else 130,
-                           model_uri=model_uri)
+                           finished=finished, failed=failed,
+                           exit_code=exit_code(complete, interrupted, bool(self.fatal), failed),
+                           model_uri=model_uri, errors=list(self.fatal))
 
     def _log_model(self) -> str:
         """--log-model: the best trial's model, logged to the parent run (study/model_log)."""
@@ -302,33 +350,6 @@ class Session:
         except Exception:  # MLflow unreachable: the next session closes them
             pass
 
-    def _summary(self, complete: bool, finished: int, failed: int, closed: int) -> None:
-        plan = self.plan
-        name = plan.name
-        adopted = f", {self.adopted} adopted from MLflow" if self.adopted else ""
-        print(f"\nstudy {name}: {'complete' if complete else 'INTERRUPTED'}; {finished} "
-              f"trials finished, {failed} failed{adopted}"
-              + (f", {closed} unfinished runs closed" if closed else ""))
-        print(f"  Ray Tune results: {plan.folder}")
-        print(f"  MLflow: experiment {name!r} at {redact(plan.tracking_uri)}")
-        if plan.optuna_storage:
-            print(f"  Optuna: studies {name}/<stratum> at {redact(plan.optuna_storage)}")
-        if plan.tracking_uri.startswith("sqlite:"):
-            print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan.tracking_uri} "
-                  f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
-        default = storage.resolve(plan_mod.DEFAULT_STORAGE)
-        where = "" if plan.storage == default else f" --storage {shlex.quote(plan.storage)}"
-        local_store = not storage.is_uri(plan.storage) and \
-            plan.tracking_uri == default_tracking_uri(Path(plan.storage))
-        reads = where if local_store else \
-            f" --tracking-uri {shlex.quote(redact(plan.tracking_uri))}"
-        print(f"  table: fsvae-study table --experiment {name}{reads}")
-        if failed and complete:
-            print(f"  re-run the failed trials with: fsvae-study resume --name {name}{where} "
-                  f"--retry-failed")
-        if not complete:
-            print(f"  continue with: fsvae-study resume --name {name}{where}")
-
 
 def _strata(space: search_spaces.Space):
     """(stratum values, label) per separate search; one ({}, "") for a grid."""
@@ -342,3 +363,7 @@ def _strata(space: search_spaces.Space):
 def _fmt_resources(res: dict) -> str:
     return ", ".join(f"{v:g} {k.upper()}" for k, v in res.items())
 
+
+def _strata_text(space: search_spaces.Space) -> str:
+    """'n_f=5,10,30,50' for the run header."""
+    return "; ".join(f"{k}={','.join(str(v) for v in vs)}" for k, vs in space.strata.items())

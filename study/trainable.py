@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fsvae import config as config_mod
+from fsvae.errors import DataError, SplitError
 from study import faults
 from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
 
@@ -58,6 +59,8 @@ class TrialContext:
 
 FINAL = "trial_complete"  # present (=1) only in the last report of a trial that finished
 FAILED = "trial_failed"  # present (=1) in the last report of a trial whose own code raised
+ERROR_KIND = "error_kind"  # with FAILED: "data" (the data or split cannot serve it) | "trial"
+DATA_PROBLEMS = "data_problems"  # the data stage's problems (fsvae.data.examples), as JSON
 
 
 def handed(config: dict) -> dict:
@@ -69,6 +72,15 @@ def handed(config: dict) -> dict:
 def trial_config(config: dict, ctx: TrialContext) -> dict[str, Any]:
     """Base (preset + space fixed + --set) <- this trial's point <- stratum."""
     return {**ctx.base, **handed(config)["point"], **ctx.stratum}
+
+
+def data_summary(event: dict) -> dict:
+    """What the console says of the data once per study, from the data stage's event:
+    {"listed", "usable", "problems": fsvae.data.examples}."""
+    splits = event.get("splits") or {}
+    return {"listed": sum(c.get("listed", 0) for c in splits.values()),
+            "usable": sum(c.get("usable", 0) for c in splits.values()),
+            "problems": event.get("examples") or {}}
 
 
 def run_name(cfg: dict) -> str:
@@ -85,6 +97,7 @@ def trainable(config: dict, ctx: TrialContext) -> None:
     from fsvae.cache import StageCache
     from fsvae.trial import resolve
     from study.cluster import check_shared
+    from study.record import short_key
     from study.records import TrialRecorder, dataset_input
 
     t_start = time.perf_counter()
@@ -108,7 +121,7 @@ def trainable(config: dict, ctx: TrialContext) -> None:
     if config.get("replaces"):
         tags[RETRY_OF] = config["replaces"]
     recorder = TrialRecorder(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
-                             key, f"{run_name(cfg)}-{trial_id}", tags=tags,
+                             key, f"{short_key(key)} {run_name(cfg)}", tags=tags,
                              replaces=config.get("replaces"),
                              dataset=dataset_input(ctx.base["data"],
                                                    ctx.data_fingerprint, "trial")
@@ -123,18 +136,21 @@ def trainable(config: dict, ctx: TrialContext) -> None:
         return
     cache = StageCache(ctx.cache_dir, log=print) if ctx.cache_dir else None
     attempts = 1 + ctx.max_failures
+    seen: dict = {}  # what the trial learnt of its data (the data stage's report)
     for attempt in range(1, attempts + 1):
         recorder.start(active)
-        result, error = _run(cfg, ctx, recorder, cache, key)
+        result, error = _run(cfg, ctx, recorder, cache, key, seen)
         if error is None:
             break
         if attempt < attempts:
             print(f"trial {key}: {error}; trying again ({attempt + 1} of {attempts})",
                   flush=True)
+    data = {DATA_PROBLEMS: json.dumps(seen["data"])} if "data" in seen else {}
     if error is not None:
         # Tune wants its metric in every report: a failed trial has none to give.
         tune.report({**{o: math.nan for o in ctx.objectives}, FAILED: 1, "error": error,
-                     "mlflow_run_id": recorder.run_id})
+                     ERROR_KIND: seen.get("error_kind", "trial"),
+                     "mlflow_run_id": recorder.run_id, **data})
         return
     faults.pause("trial_finished", key=key)
     final = {k: v for k, v in result["metrics"].items() if "/" not in k}
@@ -142,13 +158,18 @@ def trainable(config: dict, ctx: TrialContext) -> None:
                   "mlflow_run_id": recorder.run_id, "worker_pid": os.getpid(),
                   "compute_s": result["timings"]["total"] - result["timings"]["waited"],
                   "wall_s": time.perf_counter() - t_start,
-                  **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()}})
+                  **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()},
+                  **data})
     tune.report(final)
 
 
-def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str) -> tuple[dict | None, str | None]:
+def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
+         seen: dict) -> tuple[dict | None, str | None]:
     """One attempt: (result, None) once its run is FINISHED, or (None, reason) once its run
-    is FAILED with the trial's own error. MLflow errors propagate: the infrastructure's."""
+    is FAILED with the trial's own error. MLflow errors propagate: the infrastructure's.
+    `seen` gets the data stage's summary ("data", data_summary) and, on a failure, its kind
+    ("error_kind": "data" when the data or the split cannot serve the config, which every
+    trial sharing them would meet too; else "trial")."""
     from ray import tune
 
     from fsvae.trial import run_trial
@@ -159,6 +180,8 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str) -> tuple[dict 
 
     def progress(event: dict) -> None:
         recorder.progress(event)
+        if event.get("stage") == "data" and "examples" in event:
+            seen["data"] = data_summary(event)
         if event.get("stage") == "cache" and event.get("name") == "backbone":
             faults.pause("trial_running", key=key)
         # With an early-stopping scheduler, every stage-3 epoch but the last is a Tune
@@ -184,6 +207,7 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str) -> tuple[dict 
             recorder.interrupted(INTERRUPTED_WHY)
             raise
         except Exception as e:  # the trial's own failure
+            seen["error_kind"] = "data" if isinstance(e, (DataError, SplitError)) else "trial"
             return None, recorder.fail(e, out)
         try:
             trial_figures(result, out / "figures")

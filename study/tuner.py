@@ -38,15 +38,32 @@ def order_for_sharing(trials: list[dict], base: dict, preset: str) -> list[dict]
     return ordered
 
 
+def varying_keys(space: search_spaces.Space, stages: tuple[str, ...] | None = None
+                 ) -> list[str]:
+    """The config keys that differ between the trials of one stratum (a search's searched
+    keys; a grid's keys whose value, or presence, differs between its points), in order;
+    with `stages`, only keys of those stages (fsvae.config's stage of a key)."""
+    if space.kind == "grid":
+        points = space.trials()
+        keys = list(dict.fromkeys(k for p in points for k in p))
+        missing = object()
+        keys = [k for k in keys
+                if len({json.dumps(p.get(k, missing), default=repr) for p in points}) > 1]
+    else:
+        keys = list(space.params)
+    if stages is not None:
+        keys = [k for k in keys if config_mod.KEYS[k].stage in stages]
+    return keys
+
+
 def shown_keys(space: search_spaces.Space) -> list[str] | None:
-    """The keys that tell a grid's trials apart (None: show Optuna's suggestions)."""
+    """The keys that tell a grid's trials apart, a conditional key where some points have
+    it (None: show Optuna's suggestions)."""
     if space.kind != "grid":
         return None
-    values: dict[str, set] = {}
-    for point in space.trials():
-        for k, v in point.items():
-            values.setdefault(k, set()).add(json.dumps(v))
-    return [k for k, vs in values.items() if len(vs) > 1 or k in ("method", "sampling_factor")]
+    varying = varying_keys(space)
+    keys = list(dict.fromkeys(k for p in space.trials() for k in p))
+    return [k for k in keys if k in varying or k in ("method", "sampling_factor")]
 
 
 def trial_name(trial) -> str:
