@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import search_spaces
-from study import identity, plan as plan_mod, records, storage
+from study import identity, parent, plan as plan_mod, storage
 from study.errors import StudyError
 from study.identity import redact
 from study.plan import Plan
@@ -37,10 +37,10 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
           local_storage: Path | None) -> Claimed:
     """Under the name's lock: the study's parent run, made or taken over."""
     name = plan.name
-    exp_id = records.ensure_experiment(client, name, local_storage)
+    exp_id = parent.ensure_experiment(client, name, local_storage)
     own = plan.parent_run_id if ask.mode == "resume" else None
     holder, orphans = identity.holder(client, exp_id, own)
-    records.close_orphans(client, orphans)
+    parent.close_orphans(client, orphans)
     optuna_store = plan.optuna_storage or plan_mod.default_optuna_storage(plan.storage)
     optuna = identity.optuna_studies(optuna_store, name)
     if holder is None:
@@ -50,7 +50,7 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
         _refuse_optuna_orphans(name, optuna, optuna_store)
         _clear_stale_folder(plan)
         plan = plan.replace(sessions=1, experiment_id=exp_id, parent_run_id=None)
-        plan.parent_run_id = records.start_parent(client, exp_id, plan, space)
+        plan.parent_run_id = parent.start_parent(client, exp_id, plan, space)
         return Claimed(plan, new=True)
     parent_id = holder.info.run_id
     if ask.mode == "new":
@@ -68,7 +68,7 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
         plan = _continued(client, holder, plan, ask)
     _refuse_foreign_optuna(name, optuna, parent_id, plan.optuna_storage)
     client.update_run(parent_id, status="RUNNING")
-    records.tag_driver(client, parent_id)
+    parent.tag_driver(client, parent_id)
     return Claimed(plan.replace(experiment_id=exp_id, sessions=plan.sessions + 1), new=False)
 
 
@@ -114,7 +114,7 @@ def _stored_plan(client, holder, plan: Plan) -> Plan:
     local = plan_mod.read(plan.storage, plan.name)
     if local is not None and local.parent_run_id == holder.info.run_id:
         return local
-    stored = records.read_plan(client, holder.info.run_id)
+    stored = parent.read_plan(client, holder.info.run_id)
     if stored is None:
         raise StudyError(f"study {plan.name!r} exists (parent run {holder.info.run_id}) "
                          f"but its record carries no {PLAN} and its folder {plan.folder} has "

@@ -90,13 +90,13 @@ def discard(found: Found, confirm: Callable[[str], bool]) -> tuple[bool, str | N
 
     import optuna
 
-    from study import records
+    from study import parent
 
     aside = None
     if found.experiment_id is not None:
         client = MlflowClient(found.tracking_uri)
         with identity.name_lock(client, found.name):
-            aside = records.set_aside(client, found.experiment_id, found.name)
+            aside = parent.set_aside(client, found.experiment_id, found.name)
     for name in found.optuna:
         optuna.delete_study(study_name=name, storage=found.optuna_storage)
     if found.folder is not None:

@@ -118,7 +118,7 @@ def plan_from_record(tracking_uri: str, name: str) -> Plan:
                          f"--storage where the study ran, or --tracking-uri)")
     from mlflow.tracking import MlflowClient
 
-    from study import records
+    from study import parent
 
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(name)
@@ -132,7 +132,7 @@ def plan_from_record(tracking_uri: str, name: str) -> Plan:
                          f"{', '.join(names) if names else 'none'}")
     if identity.alive(holder.info.status, holder.data.tags):
         raise driven(name, holder)
-    plan = records.read_plan(client, holder.info.run_id)
+    plan = parent.read_plan(client, holder.info.run_id)
     if plan is None:
         raise StudyError(f"study {name!r}'s parent run {holder.info.run_id} carries no "
                          f"{PLAN} (it was started by an earlier version of fsvae-study): "
@@ -275,14 +275,14 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
                                  f"usable: {type(e).__name__}: {e}") from None
         from mlflow.tracking import MlflowClient
 
-        from study import records
+        from study import parent
         from study.claim import claim
 
         client = out["client"] = MlflowClient(plan.tracking_uri)
         local = None if storage.is_uri(plan.storage) else Path(plan.storage)
         with identity.name_lock(client, plan.name):
             claimed = claim(client, plan, space, ask, local)
-            records.log_plan(client, claimed.plan.parent_run_id, claimed.plan)
+            parent.log_plan(client, claimed.plan.parent_run_id, claimed.plan)
         plan_mod.write(claimed.plan)
         out["claimed"] = claimed
     except StudyError as e:

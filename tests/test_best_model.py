@@ -19,6 +19,7 @@ from study.errors import StudyError
 from study.schema import BEST_MODEL, BEST_MODEL_RUN, ROLE
 from helpers import TINY, cli, env, write_image
 from study.plan import Plan
+from study.parent import ensure_experiment
 
 # The objective's value per trial, set here so that the best trial is known: vae.
 SCORES = {"plain": 0.5, "oversample": 0.7, "vae": 0.9}
@@ -57,7 +58,7 @@ def study(trials, stage_cache, tmp_path_factory):
     storage = tmp_path_factory.mktemp("best-model")
     uri = f"sqlite:///{storage / 'mlflow.db'}"
     client = MlflowClient(uri)
-    exp = records.ensure_experiment(client, "best", storage)
+    exp = ensure_experiment(client, "best", storage)
     ids = record_study(client, uri, exp, trials, SCORES)
     model_uri = model_log.log_best_model(client, exp, ids["parent"], str(stage_cache.root),
                                          OBJECTIVE, "max")
@@ -198,7 +199,7 @@ def test_log_best_of_experiment_reads_objective_mode_and_cache_from_the_study(
         trials, stage_cache, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    exp = records.ensure_experiment(client, "other", tmp_path)
+    exp = ensure_experiment(client, "other", tmp_path)
     ids = record_study(client, uri, exp, trials, {"plain": 0.8, "vae": 0.2})
     client.set_tag(ids["parent"], "fsvae.storage", str(tmp_path))
     plan = Plan(name="other", storage=str(tmp_path), space={}, space_path="", space_text="",

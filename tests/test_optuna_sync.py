@@ -19,6 +19,7 @@ from study import optuna_search, record as study_record, records
 from study.errors import StudyError
 from study.optuna_sync import PLACEHOLDER, sync
 from study.schema import POINT, ROLE
+from study.parent import ensure_experiment
 
 SPACE = """
 name: s
@@ -41,7 +42,7 @@ POINTS = [{"beta_schedule": "linear", "beta_max": 0.001},
 def stores(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    exp = records.ensure_experiment(client, "s", tmp_path)
+    exp = ensure_experiment(client, "s", tmp_path)
     parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
     space = search_spaces.parse(__import__("yaml").safe_load(SPACE), "s.yaml", SPACE)
     return {"uri": uri, "client": client, "exp": exp, "parent": parent, "space": space,

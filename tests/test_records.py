@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from study import record, records
 from study.schema import FAILURE, INTERRUPTED, ROLE, TRIAL_KEY
+from study.parent import artifact_root, close_orphan_parents, ensure_experiment
 
 CONFIG = {"method": "vae", "n_f": 5, "seed": 0, "latent_dim": 16}
 
@@ -18,18 +19,18 @@ def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("records")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = MlflowClient(uri)
-    exp = records.ensure_experiment(client, "rec", tmp)
+    exp = ensure_experiment(client, "rec", tmp)
     parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
     return {"uri": uri, "client": client, "exp": exp, "parent": parent, "tmp": tmp}
 
 
 def test_artifact_root_is_the_storage_or_beside_sqlite_never_the_working_folder(tmp_path):
     db = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
-    assert records.artifact_root(db, tmp_path / "st") == tmp_path / "st" / "mlartifacts"
-    assert records.artifact_root(db, None) == tmp_path / "db" / "mlartifacts"
-    assert records.artifact_root("http://127.0.0.1:5000", tmp_path / "st") is None
+    assert artifact_root(db, tmp_path / "st") == tmp_path / "st" / "mlartifacts"
+    assert artifact_root(db, None) == tmp_path / "db" / "mlartifacts"
+    assert artifact_root("http://127.0.0.1:5000", tmp_path / "st") is None
     client = MlflowClient(db)
-    exp = client.get_experiment(records.ensure_experiment(client, "s3-study", None))
+    exp = client.get_experiment(ensure_experiment(client, "s3-study", None))
     assert exp.artifact_location == (tmp_path / "db" / "mlartifacts" / "s3-study").as_uri()
 
 
@@ -167,7 +168,7 @@ def test_closing_stale_runs_leaves_none_running_and_marks_them_interrupted(store
 def test_a_parent_run_left_running_without_trials_is_closed(store):
     client = store["client"]
     orphan = client.create_run(store["exp"], tags={ROLE: "study"}).info.run_id
-    assert records.close_orphan_parents(client, store["exp"]) == 1
+    assert close_orphan_parents(client, store["exp"]) == 1
     assert client.get_run(orphan).info.status == "KILLED"
     # the module's parent has trials: it stays as it is
     assert client.get_run(store["parent"]).info.status == "RUNNING"

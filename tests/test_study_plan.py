@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import cli, make_data, trial_runs
-from study import records
 from study.plan import Plan
+from study.parent import ensure_experiment
 
 OLD = Path(__file__).parent / "data" / "study-json-9812abb.json"
 
@@ -50,7 +50,7 @@ def test_a_study_started_by_an_earlier_version_resumes(tmp_path):
     storage.mkdir()
     client = MlflowClient(uri)
     # Its parent run as that version wrote it: no driver, no plan artifact; interrupted.
-    exp = records.ensure_experiment(client, "old", storage)
+    exp = ensure_experiment(client, "old", storage)
     parent = client.create_run(exp, tags={"fsvae.role": "study", "fsvae.space_kind": "optuna",
                                           "fsvae.objective": "val_acc_h",
                                           "fsvae.mode": "max"}).info.run_id
