@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import results
-from helpers import REPO
+from helpers import REPO, hand_stats, same
 from results import ResultsError, paper
-from results_store import EXPECTED, GRID, ROW_ORDER, hand_stats, same, shared_store, table, tidy
+from results_store import EXPECTED, GRID, ROW_ORDER, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")
