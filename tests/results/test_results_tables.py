@@ -1,5 +1,5 @@
-"""The grid table read from a real SQLite MLflow store (tests/results_store.py): every number
-it shows is checked against values worked out by hand.
+"""The grid table read from a real SQLite MLflow store (results_store.py, beside it): every
+number it shows is checked against values worked out by hand.
 """
 from __future__ import annotations
 
