@@ -14,10 +14,11 @@ At the defaults: 99 requests and 513 metric values per writer.
 
 Backends: (1) SQLite opened directly (sqlite:////abs/mlflow.db), (2) an `mlflow server`
 over http backed by SQLite, (3) PostgreSQL opened directly, (4) an `mlflow server` backed
-by PostgreSQL. PostgreSQL is a real server on loopback started here (tests/
-postgres_server.py) with its durable defaults (fsync on), as SQLite commits are fsynced;
-the mlflow servers are started by the tests' helper (tests/helpers.py). The writers start,
-open their store and wait; the clock runs from their common start to the last one's end.
+by PostgreSQL. PostgreSQL is a real server on loopback started here (tests/helpers/
+postgres.py) with its durable defaults (fsync on), as SQLite commits are fsynced; the
+mlflow servers are started by the tests' helper (tests/helpers/processes.py). The writers
+start, open their store and wait; the clock runs from their common start to the last one's
+end.
 
 Never a test: figures depend on the machine; this prints them with the machine.
 """
@@ -44,8 +45,8 @@ from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from fsvae import config as config_mod  # noqa: E402
-from helpers import free_port, start_mlflow_server, stop_process_group  # noqa: E402
-from postgres_server import start_postgres  # noqa: E402
+from helpers.postgres import start_postgres  # noqa: E402
+from helpers.processes import free_port, start_mlflow_server, stop_process_group  # noqa: E402
 from study.records import library_tags, params_of  # noqa: E402
 from study.schema import CURVE_KEYS  # noqa: E402
 

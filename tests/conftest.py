@@ -1,6 +1,6 @@
 """Shared fixtures: one generated dataset, one stage cache, three tiny trials and one
 PostgreSQL server per session. Tests that only read a dataset, a split or trial outputs
-share these; plain helper functions are in helpers.py."""
+share these; plain helper functions are in the helpers package (tests/helpers/)."""
 from __future__ import annotations
 
 import os

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 import results
-from helpers import FAST, cli, make_data, runs, tracking_uri, trial_runs
-from results_store import hand_stats
+from helpers import FAST, cli, hand_stats, make_data, runs, tracking_uri, trial_runs
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis_store import BRANCH_TRIALS, FEW_TRIALS, FRONT, PARETO, shared_stores
+from helpers import md_cells
 from results import load_study
 from results.analysis import analyze
 from results.search_analysis import MIN_TRIALS, importance, open_strata, scoped
-from results_store import md_cells
 
 
 @pytest.fixture(scope="module")

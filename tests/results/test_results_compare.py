@@ -9,8 +9,9 @@ import re
 import pytest
 
 import results
+from helpers import hand_stats, same
 from results import ResultsError
-from results_store import ROW_ORDER, hand_stats, same, shared_store, table, tidy
+from results_store import ROW_ORDER, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The grid table read from a real SQLite MLflow store (tests/results_store.py): every number
-it shows is checked against values worked out by hand.
+"""The grid table read from a real SQLite MLflow store (results_store.py, beside it): every
+number it shows is checked against values worked out by hand.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import results
-from helpers import REPO
+from helpers import REPO, hand_stats, same
 from results import ResultsError, paper
-from results_store import EXPECTED, GRID, ROW_ORDER, hand_stats, same, shared_store, table, tidy
+from results_store import EXPECTED, GRID, ROW_ORDER, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")

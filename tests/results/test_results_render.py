@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import md_cells
 from results.formats import latex_escape
-from results_store import ROW_ORDER, md_cells, shared_store, table
+from results_store import ROW_ORDER, shared_store, table
 
 
 @pytest.fixture(scope="module")

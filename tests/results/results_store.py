@@ -1,24 +1,19 @@
-"""The MLflow store the results tests read: a real SQLite store, written here the way
-study/records.py writes one (a parent run per study, one child run per trial, params = the
-active config keys, metrics in [0, 1]), and the values a reader works out from it by hand.
+"""The MLflow store the results tests read: a real SQLite store, written by the one writer
+of hand-made records (helpers.StudyWriter: a parent run per study, one child run per trial,
+params = the active config keys, metrics in [0, 1]), and the values a reader works out from
+it by hand.
 """
 from __future__ import annotations
 
-import math
-import re
-import statistics
 from io import StringIO
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-from scipy import stats
 
 import results
-
-T0 = 1_700_000_000_000  # ms; runs start one second apart, in list order
+from helpers import T0, StudyWriter, grid_params
 
 # A grid study: (method, sampling_factor, latent_dim, n_f, seed, test_acc_h, test_acc, status,
 # extra params). Bookkeeping keys (data, device, data_workers) vary without splitting rows.
@@ -88,30 +83,6 @@ SEARCH = [
 ]
 
 
-def _study(client: MlflowClient, root: Path, name: str, kind: str, strata: str) -> tuple:
-    """An experiment and its parent run, tagged as study/run.py tags them."""
-    exp = client.create_experiment(name, artifact_location=(root / "art" / name).as_uri())
-    parent = client.create_run(exp, start_time=T0 - 10_000, run_name=f"study:{name}", tags={
-        "fsvae.role": "study", "fsvae.space_kind": kind, "fsvae.objective": "val_acc_h",
-        "fsvae.mode": "max", "fsvae.strata": strata}).info.run_id
-    return exp, parent
-
-
-def _trial(client: MlflowClient, exp: str, parent: str, i: int, params: dict,
-           metrics: dict, status: str, stratum: str = "", tags: dict | None = None) -> str:
-    """One child run: params are strings, metrics fractions, status as the recorder ends it.
-    `tags` adds to (or replaces) the recorder's tags, e.g. fsvae.trial_key."""
-    run = client.create_run(exp, start_time=T0 + 1000 * i, run_name=f"trial-{i}", tags={
-        "mlflow.parentRunId": parent, "fsvae.role": "trial", "fsvae.trial_id": f"t{i:03d}",
-        "fsvae.stratum": stratum, **(tags or {})})
-    rid = run.info.run_id
-    client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(params.items())],
-                     metrics=[Metric(k, float(v), T0, 0) for k, v in metrics.items()
-                              if v is not None])
-    client.set_terminated(rid, status)
-    return rid
-
-
 def data_report(usable: tuple[int, int, int]) -> dict:
     """A data_report.json as fsvae.data writes it, with these usable counts per list (and
     10 more listed in each than usable)."""
@@ -119,20 +90,6 @@ def data_report(usable: tuple[int, int, int]) -> dict:
                                                                    usable)}
     return {"root": "/data/fs14", "layout": "fashionstyle14", "splits": splits,
             "summary": {"missing": 30}, "problems": []}
-
-
-def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed: int) -> dict:
-    """The active config keys such a trial logs (sampling_factor only where it is used)."""
-    p = {"method": method, "n_f": n_f, "seed": seed, "backbone": "resnet18",
-         "image_size": 32, "num_minority": 5, "data": "/data/fs14", "device": "cpu",
-         "data_workers": 0}
-    if sf is not None:
-        p["sampling_factor"] = sf
-    if method != "plain" and method != "oversample":
-        p["classifier_lr"] = 0.05
-    if latent is not None:
-        p["latent_dim"] = latent
-    return p
 
 
 # An Optuna search run twice under one name, one stratum: (fsvae.trial_key, fsvae.trial_id,
@@ -195,19 +152,19 @@ def make_store(root: Path) -> dict:
     client = MlflowClient(uri)
     out = {"uri": uri, "ids": _grid_experiment(client, root),
            "search_ids": _search_experiment(client, root)}
-    exp, parent = _study(client, root, "broken", "grid", "")
-    _trial(client, exp, parent, 0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
+    StudyWriter(client, root, "broken", "grid").trial(
+        0, grid_params("plain", None, None, 5, 0), {}, "FAILED")
     out["rerun_ids"] = _rerun_experiment(client, root)
     out["setups_ids"] = _setups_experiment(client, root)
     _table2_experiment(client, root)
-    exp, parent = _study(client, root, "without-nf", "grid", "")
+    without_nf = StudyWriter(client, root, "without-nf", "grid")
     params = {k: v for k, v in grid_params("plain", None, None, 5, 0).items() if k != "n_f"}
-    _trial(client, exp, parent, 0, params, {"test_acc_h": 0.1, "test_acc": 0.5}, "FINISHED")
+    without_nf.trial(0, params, {"test_acc_h": 0.1, "test_acc": 0.5}, "FINISHED")
     return out
 
 
 def _grid_experiment(client: MlflowClient, root: Path) -> list[str]:
-    exp, parent = _study(client, root, "grid", "grid", "")
+    grid = StudyWriter(client, root, "grid", "grid")
     ids = []
     for i, (method, sf, latent, n_f, seed, acc_h, acc, status, extra) in enumerate(GRID):
         params = {**grid_params(method, sf, latent, n_f, seed), **extra}
@@ -215,8 +172,8 @@ def _grid_experiment(client: MlflowClient, root: Path) -> list[str]:
                    "val_acc_h": None if acc_h is None else acc_h + 0.01,
                    "val_acc": None if acc is None else acc + 0.01,
                    "test_acc_h_samples": None if acc_h is None else acc_h + SAMPLES_OFFSET}
-        ids.append(_trial(client, exp, parent, i, params, metrics, status,
-                          tags={"cache.data.key": DATA_KEYS[i]}))
+        ids.append(grid.trial(i, params, metrics, status,
+                              tags={"cache.data.key": DATA_KEYS[i]}))
         client.log_dict(ids[-1], data_report(USABLE[DATA_KEYS[i]]), "data_report.json")
     client.log_batch(ids[CURVE_RUN], metrics=[
         Metric(f"{stage}_{key}", v, T0 + epoch, epoch)
@@ -227,52 +184,50 @@ def _grid_experiment(client: MlflowClient, root: Path) -> list[str]:
 
 
 def _search_experiment(client: MlflowClient, root: Path) -> list[str]:
-    exp, parent = _study(client, root, "search", "optuna", "n_f")
-    client.log_dict(parent, {"params": {"latent_dim": {}, "sampling_factor": {}}},
+    search = StudyWriter(client, root, "search", "optuna", "n_f")
+    client.log_dict(search.parent, {"params": {"latent_dim": {}, "sampling_factor": {}}},
                     "space.json")
     ids = []
     for i, (n_f, sf, latent, val, acc_h, acc, status) in enumerate(SEARCH):
         params = grid_params("vae", sf, latent, n_f, 0)
         metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
-        ids.append(_trial(client, exp, parent, i, params, metrics, status,
-                          stratum=f"n_f={n_f}"))
+        ids.append(search.trial(i, params, metrics, status, stratum=f"n_f={n_f}"))
     return ids
 
 
 def _setups_experiment(client: MlflowClient, root: Path) -> list[str]:
     """SETUPS; its runs log their split sizes as metrics (the paper's: 7770, 661, 4528)."""
-    exp, parent = _study(client, root, "setups", "grid", "")
+    setups = StudyWriter(client, root, "setups", "grid")
     ids = []
     sizes = {"data_usable_train": 7770, "data_usable_val": 661, "data_usable_test": 4528}
     for i, (method, lr, seed, acc_h, acc) in enumerate(SETUPS):
         params = {**grid_params(method, 30, 32 if method == "vae" else None, 5, seed),
                   "backbone_lr": lr}
-        ids.append(_trial(client, exp, parent, i, params,
-                          {"test_acc_h": acc_h, "test_acc": acc, **sizes}, "FINISHED"))
+        ids.append(setups.trial(i, params, {"test_acc_h": acc_h, "test_acc": acc, **sizes},
+                                "FINISHED"))
     return ids
 
 
 def _table2_experiment(client: MlflowClient, root: Path) -> None:
-    exp, parent = _study(client, root, "table2-shape", "grid", "")
+    table2 = StudyWriter(client, root, "table2-shape", "grid")
     i = 0
     for r, (method, sf) in enumerate(TABLE2_ROWS):
         for j, n_f in enumerate(TABLE2_NF):
             for seed in range(3):
                 metrics = {"test_acc_h": (30 + 10 * j + 2 * r + 12.5 * (seed - 1)) / 100,
                            "test_acc": (55 + 3 * j + r + 1.5 * (seed - 1)) / 100}
-                _trial(client, exp, parent, i, grid_params(method, sf, None, n_f, seed),
-                       metrics, "FINISHED")
+                table2.trial(i, grid_params(method, sf, None, n_f, seed), metrics, "FINISHED")
                 i += 1
 
 
 def _rerun_experiment(client: MlflowClient, root: Path) -> list[str]:
-    exp, parent = _study(client, root, "search-rerun", "optuna", "n_f")
+    rerun = StudyWriter(client, root, "search-rerun", "optuna", "n_f")
     ids = []
     for i, (key, trial_id, status, val, acc_h, acc) in enumerate(RERUN):
         tags = {"fsvae.trial_id": trial_id, **({"fsvae.trial_key": key} if key else {})}
         metrics = {"val_acc_h": val, "test_acc_h": acc_h, "test_acc": acc}
-        ids.append(_trial(client, exp, parent, i, grid_params("vae", 30, 32, 5, 0), metrics,
-                          status, stratum="n_f=5", tags=tags))
+        ids.append(rerun.trial(i, grid_params("vae", 30, 32, 5, 0), metrics, status,
+                               stratum="n_f=5", tags=tags))
     return ids
 
 
@@ -296,27 +251,3 @@ def tidy(t: results.Table) -> pd.DataFrame:
     return pd.read_csv(StringIO(t.to_csv()), dtype={"sampling_factor": str,
                                                            "seeds": str, "params": str},
                        keep_default_na=True)
-
-
-def hand_stats(values: list[float], within: tuple[float, float] | None = None) -> dict:
-    """mean, sample std, n, 95% Student-t interval, computed independently of the code; the
-    interval cut to `within` where given ((0, 100) for a cell of accuracies in percent)."""
-    n = len(values)
-    mean = statistics.mean(values)
-    if n < 2:
-        return {"mean": mean, "std": math.nan, "n": n, "lo": math.nan, "hi": math.nan}
-    sd = statistics.stdev(values)
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    lo, hi = mean - half, mean + half
-    if within is not None:
-        lo, hi = max(lo, within[0]), min(hi, within[1])
-    return {"mean": mean, "std": sd, "n": n, "lo": lo, "hi": hi}
-
-
-def same(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-9)
-
-
-def md_cells(line: str) -> list[str]:
-    """The cells of one markdown table line (escaped pipes stay inside a cell)."""
-    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]

@@ -4,12 +4,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import quiet, tiny_config
+from helpers import REPO, quiet, tiny_config
 from fsvae import demo_data
 from fsvae.backbone import BackboneError
 from fsvae.split import SplitError
@@ -214,7 +213,7 @@ def test_without_a_cache_every_stage_is_computed(uncached):
 
 
 def test_fsvae_imports_neither_ray_optuna_mlflow_nor_study():
-    package = Path(__file__).resolve().parents[1] / "fsvae"
+    package = REPO / "fsvae"
     imported = set()
     for path in package.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

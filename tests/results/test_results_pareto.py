@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from analysis_store import FRONT, PARETO, shared_stores
+from helpers import md_cells
 from results import ResultsError, load_study
 from results.figures import metric_figures, pick_run
+from results_store import table, tidy
 from study.record import on_front
-from results_store import md_cells, table, tidy
 
 
 @pytest.fixture(scope="module")

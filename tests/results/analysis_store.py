@@ -2,7 +2,8 @@
 on SQLite, written the way a study writes them (README "MLflow"; study/optuna_search.py):
 per search stratum an Optuna study `<name>/<stratum>` whose complete trials carry the user
 attr mlflow_run_id, and per trial an MLflow child run tagged fsvae.trial_key
-"<stratum>#<number>" with the trial's active config keys as params.
+"<stratum>#<number>" with the trial's active config keys as params. The MLflow runs are
+written by the one writer of hand-made records, helpers.StudyWriter.
 
 Trials go into Optuna with `add_trial` (not a sampler) so that each test knows exactly
 which parameters each branch has and which trials are on a Pareto front.
@@ -19,7 +20,7 @@ from optuna.distributions import (CategoricalDistribution, FloatDistribution,
                                   IntDistribution)
 from optuna.trial import TrialState
 
-from results_store import _study, _trial, grid_params
+from helpers import StudyWriter, grid_params
 
 SPACE = {  # space.json's params, as search_spaces resolves smoke-search's
     "beta_schedule": {"type": "categorical", "choices": ["linear", "cyclical", "sigmoid"]},
@@ -67,18 +68,18 @@ def random_params(rng: np.random.Generator, schedule: str) -> dict:
 
 
 class SearchWriter:
-    """One search experiment: its parent run, its Optuna study, then one trial at a time."""
+    """One search experiment: its study record (helpers.StudyWriter) tagged with its Optuna
+    storage and objectives, its Optuna study, then one trial at a time in both."""
 
     def __init__(self, client: MlflowClient, root: Path, name: str, objectives: list[str],
                  label: str = "n_f=5"):
-        self.client, self.label, self.objectives = client, label, objectives
-        self.exp, self.parent = _study(client, root, name, "optuna", "n_f")
+        self.label, self.objectives = label, objectives
         url = f"sqlite:///{root / 'optuna.db'}"
-        self.client.set_tag(self.parent, "fsvae.optuna_storage", url)
-        self.client.set_tag(self.parent, "fsvae.objective", ",".join(objectives))
-        self.client.set_tag(self.parent, "fsvae.mode", ",".join(["max"] * len(objectives)))
-        self.client.log_dict(self.parent, {"params": SPACE, "objective": objectives},
-                             "space.json")
+        self.record = StudyWriter(client, root, name, "optuna", "n_f", tags={
+            "fsvae.optuna_storage": url, "fsvae.objective": ",".join(objectives),
+            "fsvae.mode": ",".join(["max"] * len(objectives))})
+        client.log_dict(self.record.parent, {"params": SPACE, "objective": objectives},
+                        "space.json")
         self.study = optuna.create_study(storage=url, study_name=f"{name}/{label}",
                                          directions=["maximize"] * len(objectives))
         self.run_ids: list[str] = []
@@ -89,9 +90,10 @@ class SearchWriter:
         number = len(self.study.trials)
         config = {**grid_params("vae", params.get("sampling_factor", 30), None, 5, 0),
                   **{k: v for k, v in params.items()}}
-        rid = _trial(self.client, self.exp, self.parent, 100 + number, config, metrics,
-                     "FINISHED" if state == "COMPLETE" else "FAILED", stratum=self.label,
-                     tags={"fsvae.trial_key": f"{self.label}#{number}"})
+        rid = self.record.trial(100 + number, config, metrics,
+                                "FINISHED" if state == "COMPLETE" else "FAILED",
+                                stratum=self.label,
+                                tags={"fsvae.trial_key": f"{self.label}#{number}"})
         values = [metrics[o] for o in self.objectives] if state == "COMPLETE" else None
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState[state], params=params,
@@ -168,28 +170,27 @@ def make_stores(root: Path) -> dict:
 def _confirmation(client: MlflowClient, root: Path, search: SearchWriter) -> list[str]:
     """few-confirm: a grid whose parent run names the search `few`, rerunning its two best
     configurations (by val_acc_h) with seeds 1 and 2."""
-    exp, parent = _study(client, root, "few-confirm", "grid", "")
-    client.set_tag(parent, "fsvae.confirms", "few")
+    confirmation = StudyWriter(client, root, "few-confirm", "grid",
+                               tags={"fsvae.confirms": "few"})
     best = sorted(range(len(search.configs)), key=lambda i: -search.study.trials[i].values[0])
     ids = []
     for rank, values in zip(best[:2], CONFIRMED):
         for seed, (vh, va, th, ta) in enumerate(values, start=1):
-            ids.append(_trial(client, exp, parent, 300 + len(ids),
-                              {**search.configs[rank], "seed": seed},
-                              {"val_acc_h": vh, "val_acc": va, "test_acc_h": th,
-                               "test_acc": ta}, "FINISHED",
-                              tags={"fsvae.trial_key": f"grid:{len(ids)}"}))
+            params = {**search.configs[rank], "seed": seed}
+            metrics = {"val_acc_h": vh, "val_acc": va, "test_acc_h": th, "test_acc": ta}
+            ids.append(confirmation.trial(300 + len(ids), params, metrics, "FINISHED",
+                                          tags={"fsvae.trial_key": f"grid:{len(ids)}"}))
     return ids
 
 
 def _grid_fx(client: MlflowClient, root: Path) -> None:
-    exp, parent = _study(client, root, "grid-fx", "grid", "")
+    grid = StudyWriter(client, root, "grid-fx", "grid")
     i = 0
     for (sf, n_f), (acc_h, acc) in GRID_FX.items():
         for seed, (h, a) in enumerate(zip(acc_h, acc)):
             status = "FAILED" if h is None else "FINISHED"
-            _trial(client, exp, parent, 200 + i, grid_params("vae", sf, 32, n_f, seed),
-                   {"test_acc_h": h, "test_acc": a}, status)
+            grid.trial(200 + i, grid_params("vae", sf, 32, n_f, seed),
+                       {"test_acc_h": h, "test_acc": a}, status)
             i += 1
 
 

@@ -11,9 +11,10 @@ from mlflow.tracking import MlflowClient
 
 import results
 from fsvae_study.cli import main as cli_main
+from helpers import T0, grid_params, hand_stats, md_cells
 from results.confirmation import default_seeds, parse_seeds
 from results.confirm import ranked, top
-from results_store import T0, grid_params, hand_stats, md_cells, tidy
+from results_store import tidy
 from study.errors import StudyError
 
 # The search: (trial key, n_f, latent_dim, beta_max, val_acc_h, status), in start order.

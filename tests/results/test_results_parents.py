@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 
 import results
 from fsvae_study.cli import main as cli_main
+from helpers import T0, grid_params
 from results import ResultsError
-from results_store import T0, grid_params
 
 # Two runs of the search "twice" (n_f=5, keys #0 and #1 in both): (val_acc_h, test_acc_h).
 # The older study's #0 has the best val_acc_h of all (0.90): read together with the newer

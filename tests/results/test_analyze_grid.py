@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from analysis_store import shared_stores
+from helpers import hand_stats, md_cells
 from results.analysis import analyze
-from results_store import hand_stats, md_cells
 
 
 @pytest.fixture(scope="module")

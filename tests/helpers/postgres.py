@@ -5,10 +5,10 @@ server's log and its Unix socket; `stop()` ends the server and removes the folde
 connection, TCP or socket, needs the password of the role `fsvae` (scram-sha-256), which
 is generated per server and never put in a URL: clients get it through PGPASSWORD.
 
-Plain Python (no pytest), so that bench scripts import it too (tests reach it through
-helpers.py). The server binaries come from $FSVAE_PG_BIN, else the newest
-/usr/lib/postgresql/<version>/bin (Debian and Ubuntu packages), else `pg_config --bindir`,
-else the folder of an `initdb` on PATH. PostgreSQL refuses to run as root
+Plain Python, no fixtures, so that bench scripts import it too (the tests' session server
+is conftest.py's `postgres` fixture). The server binaries come from $FSVAE_PG_BIN, else
+the newest /usr/lib/postgresql/<version>/bin (Debian and Ubuntu packages), else
+`pg_config --bindir`, else the folder of an `initdb` on PATH. PostgreSQL refuses to run as root
 (https://www.postgresql.org/docs/current/server-start.html), so as root initdb and pg_ctl
 run as the `postgres` user on a folder that user owns.
 """
@@ -19,11 +19,12 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers.processes import free_port
 
 ROLE = "fsvae"
 HOST = "127.0.0.1"
@@ -257,8 +258,3 @@ def write_settings(server: Postgres, settings: dict[str, str]) -> None:
     text = "".join(f"{k} = '{v}'\n" for k, v in lines.items())
     (server.data_dir / SETTINGS_FILE).write_text(text)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]

@@ -1,11 +1,10 @@
 """The README's config-key table is generated from the code, so it cannot go stale."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from fsvae import config
+from helpers import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def test_readme_lists_every_config_key_as_the_code_defines_it():

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import cli, make_data, trial_runs
+from helpers import REPO, cli, make_data, trial_runs
 from study.plan import Plan
 from study.parent import ensure_experiment
 
-OLD = Path(__file__).parent / "data" / "study-json-9812abb.json"
+OLD = REPO / "tests" / "data" / "study-json-9812abb.json"
 
 
 def old_study_json(storage: Path, data: Path, parent: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import md_cells
 from results import ResultsError
-from results_store import RERUN_UNCOUNTED, md_cells, shared_store, table, tidy
+from results_store import RERUN_UNCOUNTED, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")

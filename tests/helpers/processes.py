@@ -1,98 +1,22 @@
-"""Helpers for every test: data built in the test, the real `fsvae-study` command in a
-subprocess, and MLflow reads. Fixtures live in conftest.py; plain functions live here (a
-PostgreSQL server's, start_postgres, in postgres_server.py, which bench scripts import too).
-
-Everything is sized for a 2-core CPU: 16 px crops, one backbone epoch, a few VAE and
-classifier epochs.
+"""The processes a test starts and steers: the real `fsvae-study` command in a subprocess,
+waiting on it and killing it, fault-injection pauses (study/faults.py), an `mlflow server`.
+(A PostgreSQL server is postgres.py's.) Bench scripts start their mlflow servers here too.
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+import pytest
 
-from fsvae import config as config_mod, demo_data
-from postgres_server import Postgres, PostgresMissing, start_postgres  # noqa: F401
-
-REPO = Path(__file__).resolve().parents[1]
-
-# A trial small enough for seconds on CPU: the `tiny` preset, shrunk further.
-TINY = {
-    **config_mod.PRESETS["tiny"],
-    "image_size": 16,
-    "backbone_epochs": 1,
-    "vae_epochs": 3,
-    "beta_warmup_epochs": 2,
-    "classifier_epochs": 2,
-    "sampling_factor": 4,
-    "device": "cpu",
-    "data_workers": 1,
-}
-# A four-trial grid for the failure tests: plain and vae at two seeds (two backbones).
-GRID4 = """
-name: grid4
-kind: grid
-preset: tiny
-objective: val_acc_h
-grid: {n_f: [5], seed: [0, 1]}
-variants: [{method: [plain, vae], sampling_factor: [4]}]
-resources: {cpu: 1}
-"""
-# The same cut for every trial of a test study, as `fsvae-study run` flags.
-FAST = ["--set", "image_size=16", "--set", "backbone_epochs=1", "--set", "vae_epochs=3",
-        "--set", "classifier_epochs=2", "--set", "data_workers=1"]
-
-
-def tiny_config(root: Path | str, **overrides) -> dict:
-    """A run_trial config on `root` with the TINY settings and `overrides`."""
-    return {**TINY, "data": str(root), **overrides}
-
-
-def quiet(_msg: str) -> None:
-    """A log function that drops messages."""
-
-
-def write_image(path: Path, seed: int, size: int = 12, fmt: str = "JPEG") -> Path:
-    """A small random-noise image; different seeds give different bytes."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format=fmt)
-    return path
-
-
-def make_folders(root: Path, counts: dict[str, dict[str, int]], seed: int = 0) -> Path:
-    """<root>/<split>/<class>/<file>.jpg with counts[split][class] distinct images."""
-    k = seed * 10_000
-    for split, per_class in counts.items():
-        for name, n in per_class.items():
-            (root / split / name).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                k += 1
-                write_image(root / split / name / f"{name}_{i}.jpg", k)
-    return root
-
-
-def make_fs14(root: Path, lists: dict[str, list[str]], seed: int = 0) -> Path:
-    """FashionStyle14 layout: each listed `dataset/<class>/<file>` written as an image."""
-    k = seed * 10_000
-    for split, rels in lists.items():
-        for rel in rels:
-            k += 1
-            write_image(root / rel, k)
-        (root / f"{split}.csv").write_text("".join(r + "\n" for r in rels), encoding="utf-8")
-    return root
-
-
-def make_data(folder: Path) -> Path:
-    """Generated FashionStyle14-layout data for a test study: 20 images per class."""
-    demo_data.make(folder, per_class=20, image_size=32, seed=0)
-    return folder
+REPO = Path(__file__).resolve().parents[2]  # the checkout under test (tests/helpers/..)
 
 
 def env(**extra: str) -> dict:
@@ -121,33 +45,6 @@ def start_cli(*args: str, log: Path, environ: dict | None = None) -> subprocess.
                             text=True)
 
 
-def tracking_uri(storage: Path) -> str:
-    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
-
-
-def runs(uri: str, experiment: str, deleted_too: bool = False):
-    """All runs of an experiment as a DataFrame (params, metrics, tags columns)."""
-    import mlflow
-    from mlflow.entities import ViewType
-
-    mlflow.set_tracking_uri(uri)
-    view = ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY
-    return mlflow.search_runs(experiment_names=[experiment], run_view_type=view)
-
-
-def trial_runs(uri: str, experiment: str):
-    df = runs(uri, experiment)
-    if df.empty:
-        return df
-    return df[df["tags.fsvae.role"] == "trial"].reset_index(drop=True)
-
-
-def client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(uri)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,8 +60,6 @@ def pause_env(folder: Path, *points: str) -> dict:
 
 def paused(folder: Path, point: str) -> list[dict]:
     """The processes waiting at `point` now (or released since), oldest first."""
-    import json
-
     found = []
     for f in sorted(Path(folder).glob(f"{point}.*.json"), key=lambda p: p.stat().st_mtime):
         try:
@@ -209,10 +104,6 @@ def first_trials_done(folder: Path, log: Path, done: int, held: int):
 def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None = None):
     """Polls `predicate` until it returns something truthy; fails the test with `what` (and
     the tail of `log`) if `timeout` passes or `proc` ends first."""
-    import time
-
-    import pytest
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -227,8 +118,6 @@ def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None
 
 def kill_driver(proc) -> None:
     """SIGKILL, as a preempted machine or the OOM killer does: no cleanup runs."""
-    import signal
-
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     reap_ray_orphans()
@@ -238,9 +127,6 @@ def reap_ray_orphans() -> None:
     """A SIGKILLed driver's local Ray loses its workers with it (Ray ties them to the driver),
     but two of Ray's helper processes (dashboard agent, runtime-env agent) are left behind,
     adopted by init. End them so that killed studies do not pile up processes."""
-    import os
-    import signal
-
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -264,9 +150,6 @@ def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None =
     `backend_store_uri` (default: SQLite in `folder`); `extra_env` adds to its environment
     (e.g. a PostgreSQL server's PGPASSWORD). Returns (process, uri) once it answers
     /health; its log is `folder`/server-PORT.log."""
-    import time
-    import urllib.request
-
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     store = backend_store_uri or f"sqlite:///{folder / 'srv.db'}"
     log = open(folder / f"server-{port}.log", "a")
@@ -291,9 +174,6 @@ def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None =
 
 def stop_process_group(proc) -> None:
     """Ends a process started with start_new_session=True and every process it started."""
-    import os
-    import signal
-
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

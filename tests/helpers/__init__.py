@@ -1,0 +1,30 @@
+"""Plain functions for every test (fixtures are conftest.py's), one job per module:
+
+- data.py: images, datasets and tiny trial configs built in the test
+- processes.py: the `fsvae-study` command in a subprocess, waits, kills, fault-injection
+  pauses, an `mlflow server`
+- postgres.py: a throwaway PostgreSQL server
+- record.py: MLflow runs read back, and the one writer of hand-made study records
+- checks.py: statistics and table cells worked out by hand
+
+Tests import from here: `from helpers import cli, make_data`.
+"""
+from helpers.checks import hand_stats, md_cells, same
+from helpers.data import (FAST, GRID4, TINY, make_data, make_folders, make_fs14, quiet,
+                          tiny_config, write_image)
+from helpers.postgres import Postgres, PostgresMissing, start_postgres
+from helpers.processes import (REPO, cli, env, first_trials_done, free_port, kill_driver,
+                               pause_env, paused, reap_ray_orphans, release, release_new,
+                               start_cli, start_mlflow_server, stop_process_group, wait_until)
+from helpers.record import T0, StudyWriter, client, grid_params, runs, tracking_uri, trial_runs
+
+__all__ = [
+    "hand_stats", "md_cells", "same",
+    "FAST", "GRID4", "TINY", "make_data", "make_folders", "make_fs14", "quiet", "tiny_config",
+    "write_image",
+    "Postgres", "PostgresMissing", "start_postgres",
+    "REPO", "cli", "env", "first_trials_done", "free_port", "kill_driver", "pause_env",
+    "paused", "reap_ray_orphans", "release", "release_new", "start_cli", "start_mlflow_server",
+    "stop_process_group", "wait_until",
+    "T0", "StudyWriter", "client", "grid_params", "runs", "tracking_uri", "trial_runs",
+]
