@@ -21,8 +21,6 @@ DEFECTS = {
     "dataset/conservative/truncated_0001.jpg": ("unreadable", "skipped"),
     "dataset/conservative/notes_0001.jpg": ("not_image", "skipped"),
     "dataset/conservative/noext_0001": ("odd_extension", "kept"),
-    "dataset/dressy/photo_0001.jpeg": ("odd_extension", "kept"),
-    "dataset/dressy/photo_0002.png": ("odd_extension", "kept"),
     "dataset/dressy/ドレス_0001.jpg": ("non_ascii_name", "kept"),
     "dataset/dressy/copy_0001.jpg": ("duplicate", "skipped"),
     "dataset/dressy/leak_0001.jpg": ("duplicate_across_splits", "skipped"),
@@ -48,7 +46,7 @@ def test_demo_data_with_defects_writes_one_file_of_each_defect_kind(tmp_path):
     assert kinds == sorted(data.SKIPPED + data.NOTED)
     for kind in kinds:
         written = [d for d in info["defects"] if d["expect"] == kind]
-        assert len(written) == {"odd_extension": 3, "label_conflict": 2}.get(kind, 1), kind
+        assert len(written) == {"label_conflict": 2}.get(kind, 1), kind
 
 
 def test_demo_data_refuses_a_non_empty_folder(tmp_path):
@@ -71,7 +69,7 @@ def test_reader_reports_each_demo_defect_with_its_kind_and_action(demo_ds, rel):
 def test_report_summary_counts_each_defect_kind(demo_ds):
     assert demo_ds.report["summary"] == {
         "missing": 1, "outside_root": 1, "not_image": 1, "unreadable": 1, "duplicate": 1,
-        "duplicate_across_splits": 1, "label_conflict": 2, "odd_extension": 3,
+        "duplicate_across_splits": 1, "label_conflict": 2, "odd_extension": 1,
         "non_ascii_name": 1}
 
 
@@ -80,11 +78,11 @@ def test_report_has_one_problem_row_per_defect_and_none_for_clean_files(demo_ds)
 
 
 def test_report_split_counts_are_listed_and_usable_files(demo_ds):
-    # 20 per class: 12 train, 2 val, 6 test; 12 defects + 1 ignored empty line in train.
+    # 20 per class: 12 train, 2 val, 6 test; 10 defects + 1 ignored empty line in train.
     splits = demo_ds.report["splits"]
     assert splits["val"] == {"listed": 28, "usable": 28}
     assert splits["test"] == {"listed": 84, "usable": 84}
-    assert splits["train"] == {"listed": 168 + 12, "usable": 168 + 4}
+    assert splits["train"] == {"listed": 168 + 10, "usable": 168 + 2}
 
 
 def test_skipped_and_refused_files_are_not_in_the_dataset(demo_ds):
@@ -100,9 +98,9 @@ def test_files_with_noted_defects_are_kept(demo_ds):
 def test_reader_logs_the_report_counts(demo_loaded):
     _, lines = demo_loaded
     text = "\n".join(lines)
-    assert "284 usable of 292 listed" in text
-    assert "1 missing" in text and "3 odd_extension" in text and "1 outside_root" in text
-    assert "train: 172 usable of 180 listed" in text
+    assert "282 usable of 290 listed" in text
+    assert "1 missing" in text and "1 odd_extension" in text and "1 outside_root" in text
+    assert "train: 170 usable of 178 listed" in text
 
 
 def test_duplicate_within_a_split_keeps_the_first_copy(demo_ds):
@@ -184,14 +182,24 @@ def test_truncated_jpeg_is_reported_unreadable(tmp_path):
 
 
 def test_odd_extension_of_a_file_skipped_as_unreadable_is_not_reported_kept(tmp_path):
-    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg", "dataset/a/cut.jpeg"],
+    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg", "dataset/a/cut.jfif"],
                                       "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]})
-    whole = (root / "dataset/a/cut.jpeg").read_bytes()
-    (root / "dataset/a/cut.jpeg").write_bytes(whole[: len(whole) // 2])
+    whole = (root / "dataset/a/cut.jfif").read_bytes()
+    (root / "dataset/a/cut.jfif").write_bytes(whole[: len(whole) // 2])
     ds = data.load(root, 8, workers=1, log=quiet)
-    rows = rows_for(ds, "dataset/a/cut.jpeg")
+    rows = rows_for(ds, "dataset/a/cut.jfif")
     assert [(r["problem"], r["action"]) for r in rows] == [("odd_extension", "skipped"),
                                                            ("unreadable", "skipped")]
+
+
+def test_jpeg_and_png_are_ordinary_extensions_not_reported(tmp_path):
+    # Real copies mix .jpg, .jpeg and .png: a report row for each would bury the defects.
+    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpeg", "dataset/a/a2.png",
+                                                "dataset/a/a3.jfif", "dataset/a/a4"],
+                                      "val": ["dataset/a/v.jpg"], "test": ["dataset/a/t.jpg"]})
+    ds = data.load(root, 8, workers=1, log=quiet)
+    odd = sorted(p["file"] for p in ds.report["problems"] if p["problem"] == "odd_extension")
+    assert odd == ["dataset/a/a3.jfif", "dataset/a/a4"]
 
 
 # -- outside the root -------------------------------------------------------------------------

@@ -131,8 +131,8 @@ def test_trial_proceeds_with_the_usable_files_and_reports_the_defects(trials):
     result, out = trials["plain"]
     report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
     assert result["data_summary"] == report["summary"]
-    assert report["summary"]["missing"] == 1 and report["summary"]["odd_extension"] == 3
-    assert report["splits"]["train"] == {"listed": 180, "usable": 172}
+    assert report["summary"]["missing"] == 1 and report["summary"]["odd_extension"] == 1
+    assert report["splits"]["train"] == {"listed": 178, "usable": 170}
 
 
 def test_split_files_list_n_f_train_images_per_minority_class(trials):

@@ -107,7 +107,7 @@ def test_the_best_trials_are_listed_with_the_val_and_test_metrics_of_their_runs(
             "test_acc_minority")
     for rank, (row, run) in enumerate(zip(rows, best), start=1):
         assert row[0] == str(rank)
-        assert row[1] == "#" + run.data.tags["fsvae.trial_key"].split("#")[1]
+        assert row[1] == run.data.tags["fsvae.trial_key"]  # one name per trial: its key
         assert row[2] == f"{run.info.run_name} ({run.info.run_id[:8]})"
         assert row[3:9] == [f"{run.data.metrics[k] * 100:.2f}" for k in keys]
 
@@ -124,7 +124,7 @@ def test_analyze_lists_the_pareto_front_with_its_test_metrics(stores, tmp_path):
     section = analysis.markdown.split("### Pareto front on val_acc_h, val_acc")[1]
     rows = [md_cells(ln) for ln in section.split("### ")[0].splitlines()
             if ln.startswith("| ")][2:]
-    assert [r[1] for r in rows] == [f"#{i}" for i in FRONT]
+    assert [r[1] for r in rows] == [f"n_f=5#{i}" for i in FRONT]  # each trial by its key
     for row, i in zip(rows, FRONT):
         h, a = PARETO[i]
         assert row[3:6] == [f"{h * 100:.2f}", f"{a * 100:.2f}",

@@ -171,3 +171,11 @@ def test_an_optuna_storage_that_is_no_database_url_is_refused_before_anything_st
     assert "--optuna-storage 'nonsense://x': not a database URL" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_misspelt_top_level_key_gets_a_suggestion(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nkind: grid\ngrdi: {n_f: [5]}\n")
+    with pytest.raises(search_spaces.SpaceError, match=r"unknown top-level key\(s\) \['grdi'\]; "
+                                                       r"did you mean grid\?"):
+        search_spaces.load(path)

@@ -31,9 +31,15 @@ def study(tmp_path_factory):
     return {"proc": proc, "uri": tracking_uri(storage)}
 
 
-def test_study_with_a_failing_trial_still_completes(study):
-    assert study["proc"].returncode == 0, study["proc"].stdout + study["proc"].stderr
-    assert "1 trials finished, 1 failed" in study["proc"].stdout
+def test_study_with_a_failing_trial_still_completes_and_exits_3(study):
+    # Exit 3: complete, but a trial failed (0 would tell a script that all went well).
+    assert study["proc"].returncode == 3, study["proc"].stdout + study["proc"].stderr
+    assert "complete; 1 trials finished, 1 failed" in study["proc"].stdout
+
+
+def test_a_failure_of_the_config_is_not_offered_a_retry(study):
+    out = study["proc"].stdout
+    assert "a retry would fail the same way" in out and "--retry-failed" not in out
 
 
 def test_failing_trial_is_a_failed_run_with_its_reason(study):

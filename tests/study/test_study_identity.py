@@ -56,6 +56,7 @@ def done(tmp_path_factory):
     storage = tmp / "studies"
     proc = cli(*search_args(tmp / "unseeded.yaml", data, storage))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(optuna, strata n_f=5)" in proc.stdout  # the header shows strata as keys
     uri = tracking_uri(storage)
     first = trial_runs(uri, "h")
     assert len(first) == 2 and set(first["status"]) == {"FINISHED"}

@@ -3,6 +3,7 @@ after two trials finished and then resumed: every trial ends exactly once, Optun
 varied the parameters, and MLflow holds no stale or duplicate run."""
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -43,6 +44,7 @@ def study(tmp_path_factory):
 def test_interrupt_stops_the_study_and_says_how_to_resume(study):
     assert study["first_rc"] == 130, study["first_log"]
     assert "INTERRUPTED" in study["first_log"]
+    assert "Stop signal received" not in study["first_log"]  # Ray's own warning stays off
     assert "fsvae-study resume --name o" in study["first_log"]
     assert "RUNNING" not in set(study["interrupted"]["status"])
     assert (study["interrupted"]["status"] == "FINISHED").sum() == 2
@@ -101,3 +103,11 @@ def test_parent_run_ends_finished_after_resume(study):
     df = runs(study["uri"], "o")
     parent = df[df["tags.fsvae.role"] == "study"]
     assert len(parent) == 1 and parent.iloc[0]["status"] == "FINISHED"
+
+
+def test_after_ctrl_c_the_console_counts_what_the_record_holds(study):
+    # Every trial the summary counts as finished had a console line saying it ended.
+    log = study["first_log"]
+    finished = int(re.search(r"INTERRUPTED; (\d+) trials finished", log)[1])
+    ended = {m for m in re.findall(r"trial (\S+) (?:done|finished as the study stopped)", log)}
+    assert len(ended) == finished == (study["interrupted"]["status"] == "FINISHED").sum()
