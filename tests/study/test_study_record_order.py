@@ -100,7 +100,8 @@ def test_a_driver_killed_between_mlflow_and_optuna_leaves_a_record_resume_reads(
     assert optuna_by_key(storage, "d")[failed.iloc[0]["tags.fsvae.trial_key"]].state == \
         TrialState.RUNNING  # Optuna had not been told
     resumed = cli("resume", "--name", "d", "--storage", str(storage))
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # Exit 3: complete, with a failed trial (the one whose worker died).
+    assert resumed.returncode == 3, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "complete; 1 trials finished, 1 failed" in resumed.stdout
     after = trial_runs(uri, "d")
     assert failed.iloc[0]["run_id"] in set(after["run_id"])  # read, not rerun
