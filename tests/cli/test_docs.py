@@ -1,10 +1,15 @@
 """The docs (README.md and docs/*.md) against the code: the config-key table is generated
-from the registry, and the README stays an overview."""
+from the registry, and every argument of `fsvae-study` has a help text whose default is
+the one that applies."""
 from __future__ import annotations
 
+import argparse
 import re
 
+import pytest
+
 from fsvae import config
+from fsvae_study.cli import parser
 from helpers import REPO
 
 README = REPO / "README.md"
@@ -36,6 +41,55 @@ def test_the_demo_folder_is_the_makefiles():
     demo = re.search(r"^DEMO := (\S+)", (REPO / "Makefile").read_text(), re.M).group(1)
     assert f"{demo}/" in README.read_text(encoding="utf-8")
     assert f"/{demo}/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+# -- the --help texts ----------------------------------------------------------------------
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _arguments():
+    for name, sub in _subparsers().items():
+        for action in sub._actions:
+            if not isinstance(action, argparse._HelpAction):
+                label = "/".join(action.option_strings) or action.dest
+                yield pytest.param(name, action, id=f"{name} {label}")
+
+
+@pytest.mark.parametrize("command, action", list(_arguments()))
+def test_every_argument_has_a_help_text(command, action):
+    assert action.help and action.help != argparse.SUPPRESS and len(action.help) > 10
+
+
+@pytest.mark.parametrize("command, action", list(_arguments()))
+def test_a_default_that_applies_is_the_one_the_help_shows(command, action):
+    """A parser default (not None, not a flag's False) is what applies, so the help text
+    must show it; a None default is worked out later, and its help must say from what."""
+    default = action.default
+    if default in (None, False) or isinstance(action, argparse._StoreTrueAction):
+        return
+    assert "default" in action.help and str(default) in action.help, (
+        f"`fsvae-study {command}` {action.dest}: default {default!r}, help {action.help!r}")
+
+
+def test_trial_resources_say_that_the_space_decides_first():
+    run = _subparsers()["run"]
+    for flag in ("--cpus-per-trial", "--gpus-per-trial"):
+        text = run._option_string_actions[flag].help
+        assert "space's resources" in text, text
+
+
+def test_run_space_takes_a_shipped_name():
+    text = _subparsers()["run"]._option_string_actions["--space"].help
+    assert "name" in text and "paper" in text
+
+
+def test_every_subcommand_is_in_the_readme_table():
+    text = README.read_text(encoding="utf-8")
+    for name in _subparsers():
+        assert f"| `{name}` |" in text, name
 
 
 # -- the cluster example -------------------------------------------------------------------
