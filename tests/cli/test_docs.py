@@ -1,6 +1,7 @@
 """The docs (README.md and docs/*.md) against the code: the config-key table is generated
-from the registry, and every argument of `fsvae-study` has a help text whose default is
-the one that applies."""
+from the registry, every argument of `fsvae-study` has a help text whose default is the
+one that applies, and every link to a page or a section (from the docs, the code and its
+error messages) resolves."""
 from __future__ import annotations
 
 import argparse
@@ -90,6 +91,69 @@ def test_every_subcommand_is_in_the_readme_table():
     text = README.read_text(encoding="utf-8")
     for name in _subparsers():
         assert f"| `{name}` |" in text, name
+
+
+# -- links ---------------------------------------------------------------------------------
+
+FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
+
+
+MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+CODE_LINK = re.compile(r"(?<![\w/.-])((?:docs/[\w-]+|README)\.md)(#[\w-]+)?")
+CODE_FILES = ["fsvae", "search_spaces", "study", "results", "fsvae_study", "tests", "bench",
+              "cluster"]
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _anchors(page) -> set[str]:
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    return {_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def _check(target, anchor: str | None, where: str) -> None:
+    assert target.exists(), f"{where}: links to {target.relative_to(REPO)}, which is missing"
+    if anchor:
+        assert anchor in _anchors(target), (
+            f"{where}: {target.relative_to(REPO)} has no section #{anchor}")
+
+
+def test_every_link_between_pages_resolves():
+    for page in PAGES + [REPO / "bench" / "README.md"]:
+        for link in MD_LINK.findall(FENCE.sub("", page.read_text(encoding="utf-8"))):
+            if re.match(r"[a-z]+:", link):
+                continue  # a web address
+            path, _, anchor = link.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            _check(target, anchor or None, page.relative_to(REPO).as_posix())
+
+
+def _code_files():
+    yield REPO / "Makefile"
+    for folder in CODE_FILES:
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix in (".py", ".yaml", ".sh", ".md") and path.is_file() \
+                    and path.name != "test_docs.py":  # this file names the patterns
+                yield path
+
+
+def test_every_page_and_section_the_code_names_exists():
+    for path in _code_files():
+        for target, anchor in CODE_LINK.findall(path.read_text(encoding="utf-8")):
+            _check(REPO / target, anchor[1:] or None, path.relative_to(REPO).as_posix())
+
+
+def test_no_code_points_at_a_readme_section():
+    """The README is an overview; the sections code and messages point at are docs pages."""
+    stale = re.compile(r'README[:,]? *\(?"|README: [A-Z]|see README|README, top')
+    for path in _code_files():
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            assert not stale.search(line), f"{path.relative_to(REPO)}:{n}: {line.strip()}"
 
 
 # -- the cluster example -------------------------------------------------------------------
