@@ -1,11 +1,12 @@
 """The docs (README.md and docs/*.md) against the code: the config-key table is generated
-from the registry, every argument of `fsvae-study` has a help text whose default is the
-one that applies, and every link to a page or a section (from the docs, the code and its
-error messages) resolves."""
+from the registry, every `fsvae-study` command line they show parses with the real argparse
+parser, every argument has a help text whose default is the one that applies, and every
+link to a page or a section (from the docs, the code and its error messages) resolves."""
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 
 import pytest
 
@@ -44,12 +45,95 @@ def test_the_demo_folder_is_the_makefiles():
     assert f"/{demo}/" in (REPO / ".gitignore").read_text().splitlines()
 
 
-# -- the --help texts ----------------------------------------------------------------------
+# -- the command lines the docs show -------------------------------------------------------
+
+FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
+INLINE = re.compile(r"`(fsvae-study [^`]+)`")
+INVOCATION = re.compile(r"(?:^|[\s/(])(?:fsvae-study|-m fsvae_study)(?=\s|$)")
+PLACEHOLDER = re.compile(r"^(<[^>]*>|\.\.\.|[A-Z][A-Z0-9_]*(,\.\.\.)?|\[.*)$")
+
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
     action = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
+
+def _command_lines(text: str) -> list[tuple[str, bool]]:
+    """Each `fsvae-study ...` command of a page: (the text after `fsvae-study`, whether it
+    came from a fenced block, where it must be whole, rather than an inline fragment)."""
+    found = []
+    for block in FENCE.findall(text):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            m = INVOCATION.search(line)
+            if m:
+                found.append((line[m.end():], True))
+    for span in INLINE.findall(FENCE.sub("", text)):
+        found.append((span[len("fsvae-study"):], False))
+    return found
+
+
+def _tokens(rest: str) -> list[str]:
+    rest = re.sub(r"\$\([^)]*\)", "X", rest)  # $(hostname ...) inside a value
+    rest = re.split(r"\s(?:\||&&|;|>|2>)\s", rest)[0]  # the command only, not what follows
+    rest = rest.replace("[", " [").replace("]", " ")
+    return shlex.split(rest, comments=True)
+
+
+def _all_command_lines():
+    for page in PAGES:
+        for rest, fenced in _command_lines(page.read_text(encoding="utf-8")):
+            yield pytest.param(rest, fenced, id=f"{page.name}: fsvae-study{rest}"[:120])
+
+
+def test_the_docs_show_command_lines():
+    assert sum(1 for _ in _all_command_lines()) > 40
+
+
+@pytest.mark.parametrize("rest, fenced", list(_all_command_lines()))
+def test_a_documented_command_line_is_one_the_parser_takes(rest, fenced):
+    commands = _subparsers()
+    tokens = _tokens(rest)
+    assert tokens, "a bare `fsvae-study`"
+    sub = tokens[0]
+    if sub in ("--help", "-h") or PLACEHOLDER.match(sub):
+        return
+    assert sub in commands, f"no subcommand {sub!r} (there are {sorted(commands)})"
+    options = commands[sub]._option_string_actions
+    for token in tokens[1:]:
+        if token.startswith("--"):
+            flag = token.split("=", 1)[0]
+            assert flag in options, f"`fsvae-study {sub}` has no {flag}"
+    words = [t for t in tokens if not t.startswith("[")]
+    if fenced and not any(PLACEHOLDER.match(t) or "<" in t for t in words):
+        try:
+            parser().parse_args(words)
+        except SystemExit as e:  # argparse's own message is on stderr
+            pytest.fail(f"`fsvae-study {' '.join(words)}` does not parse (exit {e.code})")
+
+
+OUTPUTS = ("--storage", "--out", "--cache-dir")
+
+
+def test_what_the_examples_write_is_git_ignored():
+    """A documented command run in a checkout leaves nothing for `git status` to show."""
+    ignored = {line.strip().strip("/") for line in (REPO / ".gitignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    written = set()
+    for page in PAGES:
+        for rest, fenced in _command_lines(page.read_text(encoding="utf-8")):
+            tokens = _tokens(rest)
+            paths = [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in OUTPUTS]
+            if tokens and tokens[0] == "demo-data" and len(tokens) > 1:
+                paths.append(tokens[1])
+            written |= {p for p in paths if fenced and not p.startswith(("/", "s3:", "<"))
+                        and not PLACEHOLDER.match(p)}
+    assert written, "no example writes anywhere?"
+    for path in sorted(written):
+        assert path.split("/")[0] in ignored, f"{path} (from the docs) is not in .gitignore"
+
+
+# -- the --help texts ----------------------------------------------------------------------
 
 def _arguments():
     for name, sub in _subparsers().items():
@@ -94,9 +178,6 @@ def test_every_subcommand_is_in_the_readme_table():
 
 
 # -- links ---------------------------------------------------------------------------------
-
-FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
-
 
 MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
 CODE_LINK = re.compile(r"(?<![\w/.-])((?:docs/[\w-]+|README)\.md)(#[\w-]+)?")
