@@ -1,6 +1,8 @@
 # `make test` and `make demo` work on a fresh clone: they create .venv and install.
-# torch/torchvision: the pair this project's CI machines serve from disk (README, top);
-# override TORCH for another machine, e.g. make test TORCH="torch torchvision".
+# TORCH: what pip installs before this package. The default pair is the one the tests run
+# with; from PyPI on Linux it is the CUDA build. On a machine without a GPU:
+#   make demo TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+# (README.md#install). Any torch >= 2.4 works.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
@@ -11,7 +13,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 DEMO := demo-out
 # Ray's token authentication stays on: a local study's Ray listens on every interface
-# (README "Failures and resuming", security).
+# (docs/failures.md#who-can-reach-a-studys-ray).
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: install test demo bench clean
@@ -31,7 +33,8 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(PY) -m pytest -q tests
 
-# Generated data -> a smoke study on local Ray with the embedded MLflow store -> Table 2.
+# Generated data -> a smoke study on local Ray with the embedded MLflow store -> Table 2,
+# all under $(DEMO)/ (README.md#five-minutes-the-demo).
 demo: install
 	rm -rf $(DEMO)
 	$(BIN)/fsvae-study demo-data $(DEMO)/data --per-class 40 --defects

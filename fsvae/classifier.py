@@ -3,7 +3,7 @@
 The paper's classifier (`vae`) sees concat[x, z], z ~ q(z|x) drawn afresh for every row in
 every epoch, with minority rows repeated `sampling_factor` times; SGD, 10 epochs, the epoch
 with the best validation `selection_metric` kept. The other methods change one thing each
-(README "What the ablations answer"):
+(docs/ablations.md):
   crt               concat -> x alone, same repetition (classifier re-training, Kang et al. 2020)
   vae_mean          z -> mu, no sampling noise
   noise             z -> x + N(0, noise_std^2): noise that knows nothing of the VAE

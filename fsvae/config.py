@@ -3,7 +3,7 @@
 The key names here are the project's vocabulary: the same names appear in search-space
 YAML files, in `--set KEY=VALUE`, as MLflow params and as table columns.
 Defaults are the paper's settings where the paper gives them (Park 2021, Sec. 3-4) and
-documented choices where it does not (see DEFAULTS' comments and README "Config keys").
+documented choices where it does not (see DEFAULTS' comments and docs/method.md).
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ KEYS: dict[str, Key] = {
                         "split", low=1, high=1000),
     "seed": Key(0, int, "drives the minority classes, the n_f images, and all training "
                 "randomness", "split", low=0, high=2**31 - 1),
-    "method": Key("vae", str, "what is trained and evaluated (see README: Methods)",
+    "method": Key("vae", str, "what is trained and evaluated (see docs/method.md#methods)",
                   "classifier", choices=METHODS),
     "sampling_factor": Key(30, int, "times each minority training row is repeated per epoch "
                            "(oversample: images in stage 1; vae, crt, vae_mean, noise: rows "
@@ -314,7 +314,7 @@ def short(value: Any) -> str:
 
 
 def describe() -> str:
-    """Markdown table of every key: the README's "Config keys" section is generated from it."""
+    """Markdown table of every key: docs/config-keys.md is generated from it."""
     rows = ["| key | default | tiny | meaning |", "|---|---|---|---|"]
     for key, spec in KEYS.items():
         choices = f" One of: {', '.join(map(str, spec.choices))}." if spec.choices else ""
@@ -337,7 +337,7 @@ def _spec(key: str) -> Key:
     if key not in KEYS:
         close = difflib.get_close_matches(key, KEYS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown config key {key!r}{hint} (see README: Config keys)")
+        raise ConfigError(f"unknown config key {key!r}{hint} (see docs/config-keys.md)")
     return KEYS[key]
 
 

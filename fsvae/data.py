@@ -21,7 +21,7 @@ wrong with it is recorded as one row of the report (file, split, problem, action
   non_ascii_name           non-ASCII characters in the path            kept
 Usable images are kept as one uint8 tensor (N, 3, S, S): shorter side resized to S, centre
 square crop. Decoding once and reusing the tensor across epochs and trials is what keeps a
-GPU fed: decoding JPEGs every epoch is CPU-bound (README "Speed").
+GPU fed: decoding JPEGs every epoch is CPU-bound (docs/development.md#benchmarks).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""acc, acc_majority, acc_minority, acc_h: the paper's Table 2 metrics (README "Metrics").
+"""acc, acc_majority, acc_minority, acc_h: the paper's Table 2 metrics (docs/method.md#metrics).
 
 Group accuracies follow CADA-VAE (Schonfeld et al. 2019), the source of acc_h: the mean of
 per-class accuracies within the group, predictions an argmax over all classes. The

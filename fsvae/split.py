@@ -1,4 +1,4 @@
-"""The GFSL split (generalized few-shot learning) of one seed (README "Data", GFSL split).
+"""The GFSL split (generalized few-shot learning) of one seed (docs/trial.md#the-gfsl-split).
 
 From a seed: `num_minority` classes become minority classes with `n_f` images in train and
 min(n_f, available) in val; majority classes and the whole test set are untouched.

@@ -1,4 +1,4 @@
-"""The command that analyses a study that ran: `analyze` (README "Analysing a search")."""
+"""The command that analyses a study that ran: `analyze` (docs/analysis.md)."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,7 @@ def register(sub) -> None:
     an.add_argument("--top", type=int, default=5, help="best trials listed per stratum "
                     "(default 5)")
     an.add_argument("--log-best", action="store_true", help="also log the best trial's model "
-                    "to the parent run (README: The best model)")
+                    "to the parent run (docs/mlflow.md#the-best-model)")
     an.add_argument("--cache-dir", help="with --log-best: the stage cache the study used "
                     "(default: the one its study.json names)")
     an.set_defaults(func=_analyze)

@@ -1,4 +1,4 @@
-"""The `cache` command: what the stage cache holds (README "The stage cache"), and removing
+"""The `cache` command: what the stage cache holds (docs/cache.md), and removing
 entries from it."""
 from __future__ import annotations
 

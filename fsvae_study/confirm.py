@@ -1,4 +1,4 @@
-"""The `confirm` command's flags (README "Confirming the winner"): it calls
+"""The `confirm` command's flags (docs/analysis.md#confirming-the-winner): it calls
 results.confirm_study, the Python API of the same."""
 from __future__ import annotations
 

@@ -12,17 +12,22 @@ from fsvae_study.output import err
 
 def register(sub) -> None:
     d = sub.add_parser("demo-data", help="write a synthetic dataset in FashionStyle14 layout")
-    d.add_argument("dir")
-    d.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
-    d.add_argument("--image-size", type=int, default=48, help="image width in px (default 48)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("dir", help="the folder to write (new, or empty); use it as --data")
+    d.add_argument("--per-class", type=int, default=40,
+                   help="images per class, split into train, val and test (default 40)")
+    d.add_argument("--image-size", type=int, default=48,
+                   help="image width in px; the height is 4/3 of it (default 48)")
+    d.add_argument("--seed", type=int, default=0,
+                   help="seed of the generated images (default 0)")
     d.add_argument("--defects", action="store_true",
                    help="add one file of every defect kind the reader reports")
     d.set_defaults(func=_demo_data)
 
     t = sub.add_parser("trial", help="run one trial without Ray; metrics JSON on stdout")
     t.add_argument("--data", required=True, help="dataset root")
-    t.add_argument("--preset", default="paper", choices=("paper", "tiny"))
+    t.add_argument("--preset", default="paper", choices=("paper", "tiny"),
+                   help="config preset that --set overrides: paper (the paper's settings) or "
+                   "tiny (sized for 2 CPU cores on demo-data output) (default: paper)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key (repeatable); see `fsvae-study keys`")
     t.add_argument("--out", help="output folder (default runs/trial-<time>)")

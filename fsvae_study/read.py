@@ -1,5 +1,5 @@
-"""The commands that read what studies recorded: `table`, `figures` (README "Tables and
-figures") and `predict` (README "The best model")."""
+"""The commands that read what studies recorded: `table`, `figures` (docs/tables.md) and
+`predict` (docs/mlflow.md#the-best-model)."""
 from __future__ import annotations
 
 import argparse
@@ -123,13 +123,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _predict_parser(sub) -> None:
     pr = sub.add_parser("predict", help="the style of every image in a folder, by a logged "
-                        "best model (README: The best model)")
+                        "best model (docs/mlflow.md#the-best-model)")
     pr.add_argument("--model", required=True, metavar="RUN_OR_URI",
                     help="a study's run id (its best model), runs:/RUN_ID/best_model or "
                     "models:/NAME/VERSION")
     pr.add_argument("--images", required=True, metavar="DIR",
                     help="every file under DIR; prints path, style, probability per image")
-    pr.add_argument("--tracking-uri", help="MLflow tracking URI (default: the local "
-                    "studies' store, ./fsvae-studies/mlflow.db)")
+    pr.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sqlite file "
+                    "<storage>/mlflow.db)")
     pr.add_argument("--storage", help="where the default store lives (default ./fsvae-studies)")
     pr.set_defaults(func=_predict)

@@ -1,5 +1,5 @@
-"""The commands that run studies: `run` and `resume` (README "Studies", "Failures and
-resuming")."""
+"""The commands that run studies: `run`, `resume` and `discard` (docs/studies.md,
+docs/failures.md)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,9 @@ EXIT_CODES = ("exit status: 0 the study is complete and every trial finished (or
 def register(sub) -> None:
     r = sub.add_parser("run", help="run a study (grid or Optuna search) with Ray Tune",
                        epilog=EXIT_CODES)
-    r.add_argument("--space", required=True, help="search space YAML (see search_spaces/)")
+    r.add_argument("--space", required=True, help="search space: a YAML file, or the name of a "
+                   "shipped one (paper, search, ablations, smoke, smoke-search: "
+                   "search_spaces/<name>.yaml)")
     r.add_argument("--data", required=True, help="dataset root")
     study_location(r)
     r.add_argument("--num-samples", type=int,
@@ -45,7 +47,7 @@ def register(sub) -> None:
     accept_changed_data(r)
     r.add_argument("--log-model", action="store_true",
                    help="when the study is complete, log the best trial's model to its parent "
-                   "run (README: The best model)")
+                   "run (docs/mlflow.md#the-best-model)")
     r.set_defaults(func=_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study, from its folder or, "
@@ -85,6 +87,9 @@ def accept_changed_data(p: argparse.ArgumentParser) -> None:
                    "its split lists and each file's size, not its path or file times)")
 
 
+SPACE_FIRST = "the space's resources, else "  # study/cluster.py trial_resources' order
+
+
 def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> None:
     """--address, the resources of a trial and its retries. With `inherit` (say "the
     search"), every default but --address is that study's setting: the flags are left
@@ -95,9 +100,11 @@ def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> N
     p.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
                    "else start a local Ray)")
     p.add_argument("--cpus-per-trial", type=float,
-                   help=f"CPUs per trial (default: {default('1')})")
-    p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: "
-                   f"{default('0.25 where the cluster has GPUs')})")
+                   help="CPUs per trial, also its torch threads (default: "
+                   f"{default(SPACE_FIRST + '1')})")
+    gpu = SPACE_FIRST + "0.25 where the cluster has GPUs, 0 where it has none"
+    p.add_argument("--gpus-per-trial", type=float,
+                   help=f"GPU fraction per trial (default: {default(gpu)})")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: "
                    f"{default('as many as the resources allow')})")
     p.add_argument("--max-failures", type=int, default=None if inherit else 0,
@@ -114,7 +121,8 @@ def study_location(p: argparse.ArgumentParser,
     p.add_argument("--storage", help="Ray results, cache and default MLflow store: a local "
                    "folder (default ./fsvae-studies) or a shared path on a cluster")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite file "
-                   "<storage>/mlflow.db; http://host:port for a server)")
+                   "<storage>/mlflow.db; http://host:port for a server, required with an "
+                   "s3:// storage)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 """`fsvae-study analyze`: a study's analysis as one markdown page, analysis.md, beside its
-PNGs, logged to the study's parent MLflow run under analysis/ (README "Analysing a search").
+PNGs, logged to the study's parent MLflow run under analysis/ (docs/analysis.md).
 
 A search: per stratum, results.search_analysis (importance, best trials or Pareto front,
 Optuna's plots). A grid: results.grid_effects (each varied key's effect over seeds) and a

@@ -1,5 +1,5 @@
 """Confirming a search: its top configurations of each stratum rerun with seeds it did not
-use, as a grid study linked to it (README "Confirming the winner"). `confirm_study` is what
+use, as a grid study linked to it (docs/analysis.md#confirming-the-winner). `confirm_study` is what
 `fsvae-study confirm` calls.
 
 A seed also redraws the minority classes and their images, so the confirmation asks

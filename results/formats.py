@@ -1,7 +1,7 @@
 """A results table as text: a markdown pipe table, a LaTeX booktabs float, or tidy CSV.
 
-Markdown renders in a README: the notes as a list, comparisons as a second table. Numbers
-have two decimals.
+Markdown renders on a web page (GitHub, a notebook): the notes as a list, comparisons as a
+second table. Numbers have two decimals.
 
 LaTeX (needs \\usepackage{booktabs,graphicx}) keeps cells narrow so the table fits an
 article's text width at its natural size: one column per n_f, the metrics (acc_h, then acc)
@@ -91,7 +91,7 @@ def rank_text(cell) -> str:
 # -- markdown -------------------------------------------------------------------------------
 
 def markdown(table: Shown) -> str:
-    """A pipe table that renders in a README, notes as a list, comparisons as a second table
+    """A pipe table that renders on a web page, notes as a list, comparisons as a second table
     followed by the plain-language lines; a confirmation's lines come under its table."""
     if table.kind == "confirm":
         header, rows = _confirm_matrix(table)

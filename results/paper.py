@@ -38,7 +38,7 @@ class SplitSizes:
     """Our split sizes, each with the number of runs that had it, beside the paper's.
 
     Ours are the dataset's shipped train/val/test lists minus the files that cannot be used
-    (README "Data"); the paper rebuilt its split from the usable files (its Table 1), so
+    (docs/trial.md#data); the paper rebuilt its split from the usable files (its Table 1), so
     the two can differ. Both are counted before the GFSL subsampling of minority classes.
     """
 

@@ -1,6 +1,6 @@
 """One search stratum analysed: what `fsvae-study analyze` reports of an Optuna study.
 
-Where the studies are (README "Studies"): the study's parent run names the storage in its
+Where the studies are (docs/studies.md): the study's parent run names the storage in its
 tag fsvae.optuna_storage (default sqlite:///<storage>/optuna.db); stratum `n_f=5` of study
 `search-nf` is the Optuna study `search-nf/n_f=5`, and a search without strata is the
 Optuna study `search-nf`. Trial number k of stratum L is the MLflow run tagged

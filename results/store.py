@@ -1,6 +1,6 @@
 """Reads one study back from its MLflow record: its parent run's settings and its trial runs.
 
-What a study writes (README "MLflow"): a parent run tagged fsvae.role=study with the
+What a study writes (docs/mlflow.md): a parent run tagged fsvae.role=study with the
 study's kind, objective and strata, and one child run per trial tagged fsvae.role=trial
 whose params are exactly the trial's active config keys. An experiment (a study's name)
 can hold several parent runs; one is read at a time (`load_study`).

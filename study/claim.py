@@ -1,5 +1,5 @@
 """A session's claim on its study in the record: a new study takes a free name, a resume
-continues the study that holds it (README "Failures and resuming"; the rule is in
+continues the study that holds it (docs/failures.md; the rule is in
 study/identity.py). Runs under the name's lock, in the driver, before any trial."""
 from __future__ import annotations
 

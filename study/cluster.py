@@ -31,7 +31,8 @@ NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "lustre", "gp
 SERVER_SETUP = ("on a cluster every node writes the record: run an MLflow server backed by "
                 "PostgreSQL (`mlflow server --backend-store-uri postgresql://...`) and pass "
                 "--tracking-uri http://HEAD:5000, and put Optuna's store on PostgreSQL too "
-                "(--optuna-storage postgresql://...); see README \"On a Ray cluster\"")
+                "(--optuna-storage postgresql://...); see "
+                "docs/cluster.md#3-the-record-postgresql-for-both-mlflow-and-optuna")
 
 
 class SharedStorageError(StudyError):
@@ -55,7 +56,7 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
                   logging_level=logging.WARNING)
     if address:
         # Workers on other nodes get this code from the driver; their Python needs the
-        # packages of pyproject.toml (see README "On a Ray cluster").
+        # packages of pyproject.toml (see docs/cluster.md).
         kwargs["runtime_env"] = {"py_modules": [fsvae, study, search_spaces],
                                  "env_vars": quiet}
         try:
@@ -104,7 +105,7 @@ def _first_line(e: Exception) -> str:
 
 def _auth_hint(message: str) -> str:
     """Ray sends its token only in token mode, which it turns on by itself for a new local
-    cluster but not for a driver that joins by address (README "On a Ray cluster")."""
+    cluster but not for a driver that joins by address (docs/cluster.md)."""
     if "InvalidAuthToken" in message or "uthentication" in message:
         mode = os.environ.get("RAY_AUTH_MODE", "unset")
         return (f" (the cluster uses Ray's token authentication and this driver's "
@@ -253,7 +254,7 @@ def check_shared(marker: dict) -> None:
                 f"{_node()} cannot see {location}, which the driver just wrote "
                 f"({'missing' if text is None else 'another copy'} there): {what} must be "
                 f"one filesystem shared by every node (an NFS/EFS mount at the same path, "
-                f"or s3:// for --storage); see README \"On a Ray cluster\"")
+                f"or s3:// for --storage); see docs/cluster.md#2-shared-storage")
     if not Path(marker["data"]).is_dir():
         raise SharedStorageError(f"{_node()} has no dataset at {marker['data']}: the data "
                                  f"must be at the same path on every node")

@@ -1,5 +1,5 @@
 """Discarding a study: its MLflow runs, its Optuna studies and its folder go, and its name
-is free again (README "Failures and resuming").
+is free again (docs/failures.md).
 
 MLflow keeps a deleted experiment's name taken; so the experiment is renamed out of the way
 ("<name> (deleted <time>, <id>)") and deleted with its runs, which MLflow's own `mlflow gc`

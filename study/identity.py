@@ -1,6 +1,6 @@
 """A study's identity: its name in its tracking store, and who may drive it now.
 
-The rule (README "Failures and resuming"): a study is its name in its MLflow tracking store.
+The rule (docs/failures.md): a study is its name in its MLflow tracking store.
 The name is taken by an active parent run of this harness (tag fsvae.role=study) that has
 at least one trial run or whose driver is alive, or by an Optuna study of that name (or
 `<name>/<stratum>`) with trials. A new study takes a free name; `--resume` continues the

@@ -1,5 +1,5 @@
 """A study's best model in MLflow: logged from its best trial, loaded back by run id or URI
-(README "The best model").
+(docs/mlflow.md#the-best-model).
 
 The best trial is the FINISHED trial run best by the study's validation objective (ties:
 the earliest started). Its model is assembled (fsvae.packaged) from the run's `model/`

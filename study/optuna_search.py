@@ -2,7 +2,7 @@
 MLflow record, and the Ray Tune searcher that asks it for trials.
 
 The Optuna study `<study name>/<stratum>` (or `<study name>` without strata) lives in an
-RDB storage that only the driver writes (README "Failures and resuming"), and records its
+RDB storage that only the driver writes (docs/failures.md), and records its
 study's parent run (user attr fsvae.parent_run_id). A trial is asked (`study.ask`, written
 at once) before Tune starts it, and told (`study.tell`) when Tune hears its end, after its
 MLflow run says how it ended (study/outcomes.py): COMPLETE with its value, FAIL, or PRUNED

@@ -1,6 +1,6 @@
 """A stratum's Optuna study brought in step with the study's MLflow record, which it follows.
 
-MLflow is the record (README "Failures and resuming"); the Optuna study is the searcher's
+MLflow is the record (docs/failures.md); the Optuna study is the searcher's
 memory of it, and may be lost (a deleted file, a study resumed on another machine), stale
 (a driver killed between the two writes) or foreign (another study's of the same name).
 `sync` runs before any trial of a stratum is asked, on every start and resume:

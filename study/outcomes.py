@@ -3,7 +3,7 @@
 Ray Tune tells its searcher that a trial ended before it tells its callbacks, so the
 study's searchers (a grid's, here; an Optuna search's, study/optuna_search.py) call
 `Ends.record` first: it makes the trial's MLflow run say how the trial ended, and only then
-does the searcher tell Optuna (README "Failures and resuming": MLflow first, then Tune and
+does the searcher tell Optuna (docs/failures.md: MLflow first, then Tune and
 Optuna). The console (study/progress.py) reads the outcome recorded here.
 
   finished     its run is FINISHED: written by the trial before its last report, or found

@@ -1,5 +1,5 @@
 """A study's experiment and parent run in MLflow: made, found, set aside, and carrying the
-study's plan and its driver (README "Failures and resuming"). What the parent run's tags
+study's plan and its driver (docs/failures.md). What the parent run's tags
 mean: study/records.py's docstring; who may take a name: study/identity.py."""
 from __future__ import annotations
 

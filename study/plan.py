@@ -1,6 +1,6 @@
 """A study's plan: what `run` was asked, made once by planning (study/planning.py), read by
 every later stage, and kept as `<storage>/<name>/study.json` and on the study's parent run
-(README "Failures and resuming"), so that `resume` needs nothing else.
+(docs/failures.md), so that `resume` needs nothing else.
 
 No MLflow or Ray import here: planning, and failing fast on a bad argument, stays quick.
 """

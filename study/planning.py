@@ -36,7 +36,7 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
               log_model: bool = False, tags: dict[str, str] | None = None) -> Plan:
     """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
     the bad input. `space` is a YAML file, a shipped space's name or a parsed Space; the
-    options are `fsvae-study run`'s flags (README "Studies"); `tags` go on the study's parent
+    options are `fsvae-study run`'s flags (docs/studies.md); `tags` go on the study's parent
     run (a confirmation's link to its search)."""
     sp = copy.deepcopy(space) if isinstance(space, search_spaces.Space) else \
         search_spaces.load(space)

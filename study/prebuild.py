@@ -1,6 +1,6 @@
 """A search stratum's shared stages (data, backbone and its features), built once before its
 trials in one Ray task with the threads of all the trials that run at once, instead of one
-trial building while the others wait on the cache's lock (README "The stage cache").
+trial building while the others wait on the cache's lock (docs/cache.md).
 """
 from __future__ import annotations
 

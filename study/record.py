@@ -1,6 +1,5 @@
 """A study's record read back from MLflow: the one reader that the study, the tables,
-figures, analyses, confirmations and model logging all use (README "Failures and
-resuming", "Tables and figures").
+figures, analyses, confirmations and model logging all use (docs/failures.md, docs/tables.md).
 
 - **Which runs.** A study is its parent run (tag fsvae.role=study); its trial runs name it
   (mlflow.parentRunId), and a trial is its key (fsvae.trial_key) under that parent: keys

@@ -4,7 +4,7 @@
 A study is its name in its MLflow tracking store (study/identity.py). A session claims it
 there (study/claim.py), reads what the study has done, closes what a killed driver left
 open, and runs only the trials still to do, each stratum as a fresh Ray Tune experiment
-(study/session.py; README "Failures and resuming"). Layout under --storage (default
+(study/session.py; docs/failures.md). Layout under --storage (default
 ./fsvae-studies):
   <storage>/<name>/study.json     what was asked (study/plan.py); also on the parent run,
                                   so that `resume` needs only the record when it is gone

@@ -2,7 +2,7 @@
 where the default store lives. No MLflow import here, so planning a study (and failing fast
 on a bad argument) stays quick.
 
-Identity of a study (README "Failures and resuming"): its name in its tracking store, held
+Identity of a study (docs/failures.md): its name in its tracking store, held
 by its parent run (study/identity.py). Identity of a trial: the tag `fsvae.trial_key` under
 that parent run. A grid trial is its point in the grid ("grid:" + a hash of the point's
 keys and values, seed included); an Optuna trial is its number in the stratum's Optuna

@@ -4,7 +4,7 @@ trials with Ray Tune, recount, and say where things stand.
 The record is MLflow (one run per trial key) and, for a search, the Optuna store; Ray
 Tune only executes. Whatever stopped the previous session, this one starts from the
 record: finished trials are counted (and a search's Optuna study told of any it missed),
-runs left RUNNING are closed, and everything else runs (README "Failures and resuming").
+runs left RUNNING are closed, and everything else runs (docs/failures.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a session tells its console apart from trial events (study/progress.py): the data
 report once, and at the end where things stand, where the records are and what to do next.
 
-Exit codes (README "Failures and resuming", `fsvae-study run --help`): 0 the study is
+Exit codes (docs/failures.md, `fsvae-study run --help`): 0 the study is
 complete and every counted trial finished (or was stopped early by the scheduler); 3 it
 is complete but some trials failed; 2 bad input, including a stratum stopped because every
 trial of it would fail the same way; 130 interrupted (Ctrl-C), to be resumed.

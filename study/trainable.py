@@ -6,7 +6,7 @@ Optuna's suggestions), "replaces": the key of a failed trial it retries, if any}
 the study's fixed part (base config, MLflow coordinates, cache, objective). Everything
 about scheduling lives outside this function; everything about the method lives in fsvae.
 
-Two kinds of failure, told apart here (README "Failures and resuming"):
+Two kinds of failure, told apart here (docs/failures.md):
 - the trial's own (an exception from fsvae: bad data, a NaN loss): recorded once as a
   FAILED run with its reason and reported to Tune as a finished trial that failed, so
   Tune does not run it again (`--max-failures N` retries it here, N times);

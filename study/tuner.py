@@ -3,7 +3,7 @@ grid that hands them out, the scheduler, and how failures are retried.
 
 Every session starts a new Tune experiment (`tune-<stratum>-s<session>` under the study's
 folder) with only the work that is left; what earlier sessions did is in MLflow and the
-Optuna store (README "Failures and resuming").
+Optuna store (docs/failures.md).
 """
 from __future__ import annotations
 

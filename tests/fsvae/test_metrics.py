@@ -1,4 +1,4 @@
-"""fsvae.metrics against hand-computed cases (README "Metrics")."""
+"""fsvae.metrics against hand-computed cases (docs/method.md#metrics)."""
 import pytest
 import torch
 

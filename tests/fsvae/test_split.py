@@ -1,4 +1,4 @@
-"""fsvae.split: the GFSL split (README "Data", GFSL split)."""
+"""fsvae.split: the GFSL split (docs/trial.md#the-gfsl-split)."""
 from __future__ import annotations
 
 import hashlib

@@ -30,7 +30,7 @@ def head(tmp_path_factory):
 
 def test_study_runs_on_an_existing_cluster(head, tmp_path):
     # `ray start --head` keeps Ray's token authentication on; a driver joining by address
-    # sends the token in token mode (README "On a Ray cluster").
+    # sends the token in token mode (docs/cluster.md).
     data = make_data(tmp_path / "data")
     storage = tmp_path / "studies"
     proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),

@@ -1,4 +1,4 @@
-"""A study is its name in its tracking store (README "Failures and resuming"): the same name
+"""A study is its name in its tracking store (docs/failures.md): the same name
 again after its folder was removed, a second storage on the same tracking store, a lost
 Optuna store, a resume from the record alone, two drivers starting one name at once, an
 Optuna study no record holds, a resume that changes the study, and discarding a study to

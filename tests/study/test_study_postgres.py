@@ -1,4 +1,4 @@
-"""A team's record on a real PostgreSQL server (README "On a Ray cluster"): MLflow and
+"""A team's record on a real PostgreSQL server (docs/cluster.md): MLflow and
 Optuna in two databases of one server, a grid and a search started at once, a driver killed
 and resumed with its MLflow record behind an `mlflow server`, then table, analyze and
 confirm read it back. Passwords reach the stores from the URL or PGPASSWORD, never the

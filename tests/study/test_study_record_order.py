@@ -1,4 +1,4 @@
-"""MLflow first, then Optuna, and Optuna follows MLflow (README "Failures and resuming"):
+"""MLflow first, then Optuna, and Optuna follows MLflow (docs/failures.md):
 a worker killed after its run FINISHED but before Tune heard counts as finished, in Optuna
 too; a driver killed after it recorded a failure in MLflow but before it told Optuna leaves
 a record that a resume reads without rerunning the trial; Ctrl-C during an ASHA search's
