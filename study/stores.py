@@ -30,6 +30,7 @@ from filelock import FileLock, Timeout
 from study.errors import StudyError
 
 LOCK_TIMEOUT_S = 600  # an upgrade of a large store can take minutes
+QUIET_S = 3.0  # a store at an old revision that has not changed this long is not being made
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -52,8 +53,8 @@ def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
             engine.dispose()
 
     def current(url: str) -> str | None:
-        """The store's schema revision; None while it has none (MLflow writes it in the
-        transaction that creates the schema, so a store with one is whole, old or new)."""
+        """The store's schema revision, None while it has none; a store an older MLflow
+        made has an older one (and lacks the tables newer migrations add)."""
         engine = utils.create_sqlalchemy_engine(url)
         try:
             return utils._get_schema_version(engine)
@@ -180,9 +181,8 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
                     pass  # made meanwhile by a process that does not take this lock
             finally:
                 tmp.unlink(missing_ok=True)
-        _wait_until_whole(path, what, current)
         want = head()
-        found = current(f"sqlite:///{path}")
+        found = _wait_until_whole(path, what, current, want, writers)
         if found != want:
             busy = writers(path)
             if busy:
@@ -229,16 +229,46 @@ def _ensure_postgres(url: str, what: str, init: Callable[[str], None],
         engine.dispose()
 
 
-def _wait_until_whole(path: Path, what: str, current: Callable[[str], str | None]) -> None:
-    """A store that a process not taking our lock (an `mlflow ui` opened on a new path) is
-    still creating: wait for its schema to be complete rather than write into it."""
+def _wait_until_whole(path: Path, what: str, current: Callable[[str], str | None],
+                      want: str, writers: Callable[[Path], list[str]]) -> str:
+    """The revision of a store that is whole: at this library's head, or at an older one
+    and no longer changing. A process that does not take our lock (an `mlflow ui` or a
+    client opened on a new path) may be creating it now, migration by migration (Python's
+    sqlite3 commits each DDL statement at once, so its revision shows mid-way): wait until
+    it is done rather than take it for an old store and upgrade it from under that process.
+    "No longer changing": the revision and the file's size and time unchanged for QUIET_S.
+    An old store that another study's live driver writes to is returned at once: the caller
+    refuses to upgrade it, naming that study."""
     deadline = time.monotonic() + 60
-    while current(f"sqlite:///{path}") is None:
+    seen, since = None, time.monotonic()
+    while True:
+        found = current(f"sqlite:///{path}")
+        if found == want:
+            return found
+        if found is not None and writers(path):
+            return found
+        stamp = (found, *_file_state(path))
+        if stamp != seen:
+            seen, since = stamp, time.monotonic()
+        elif found is not None and time.monotonic() - since >= QUIET_S:
+            return found  # an old store, whole and at rest
         if time.monotonic() > deadline:
-            raise StudyError(f"{what} store {path} exists but has no complete schema after "
-                             f"60 s (left half-made by a crashed process?); move it aside "
-                             f"and run again")
-        time.sleep(1)
+            raise StudyError(f"{what} store {path} has no complete schema after 60 s (left "
+                             f"half-made by a crashed process, or still being written by "
+                             f"another?); move it aside and run again")
+        time.sleep(0.5)
+
+
+def _file_state(path: Path) -> tuple:
+    """Size and modification time of a SQLite file and of its journal, if any."""
+    out = []
+    for p in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+        try:
+            st = p.stat()
+            out += [st.st_size, st.st_mtime_ns]
+        except OSError:
+            out += [None, None]
+    return tuple(out)
 
 
 def _sibling(path: Path, why: str) -> Path:
