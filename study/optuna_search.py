@@ -127,10 +127,12 @@ class OptunaSearcher(Searcher):
     first, then asks Optuna (enqueued retries, then new trials) until the budget is spent."""
 
     def __init__(self, study: optuna.Study, label: str, params: dict[str, dict],
-                 objectives: list[str], modes: list[str], stratum: Stratum, ends):
+                 objectives: list[str], modes: list[str], stratum: Stratum, ends,
+                 known: dict[str, list[str]] | None = None):
         super().__init__(metric=objectives[0], mode=modes[0])
         self.study, self.label, self.params = study, label, params
         self.objectives, self.ends = objectives, ends
+        self.known = known or {}  # trial key -> the runs the record holds for it
         self.rerun, self.asks = list(stratum.rerun), stratum.asks
         # Tune trial id -> (number, Optuna id, what it was handed)
         self.live: dict[str, tuple[int, int, dict]] = {}
@@ -156,6 +158,8 @@ class OptunaSearcher(Searcher):
         config = {"key": trial_key(self.label, number), "point": params}
         if retry_of is not None:
             config["replaces"] = trial_key(self.label, retry_of)
+        config["runs"] = [run for k in (config["key"], config.get("replaces"))
+                          for run in self.known.get(k, [])]
         self.live[trial_id] = (number, db_id, config)
         return config
 

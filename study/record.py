@@ -57,6 +57,8 @@ class Entry:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # every active run of the key, this one included: what a new attempt replaces
+    runs: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -121,9 +123,11 @@ def read(client, experiment_id: str, parent_id: str) -> dict[str, Entry]:
         key = run.data.tags.get(TRIAL_KEY)
         if key is None:
             continue
+        seen = out[key].runs if key in out else []
         out[key] = Entry(key=key, run_id=run.info.run_id, status=run.info.status,
                          start_time=run.info.start_time or 0, metrics=dict(run.data.metrics),
-                         params=dict(run.data.params), tags=dict(run.data.tags))
+                         params=dict(run.data.params), tags=dict(run.data.tags),
+                         runs=seen + [run.info.run_id])
     return dict(sorted(out.items(), key=lambda kv: kv[1].start_time))
 
 

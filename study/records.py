@@ -43,6 +43,7 @@ never deleted, overwritten or demoted: its key is done.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -82,6 +83,7 @@ def git_state() -> dict[str, str]:
             GIT_DIRTY: "true" if status.stdout.strip() else "false"}
 
 
+@functools.lru_cache(maxsize=1)
 def library_tags() -> dict[str, str]:
     """The versions of what computed a run, in the process that computed it (a cluster's
     nodes may differ): fsvae.version.<python|torch|torchvision|cuda|ray|optuna|mlflow>.
@@ -165,28 +167,39 @@ def params_of(config: dict) -> list[Param]:
 
 class TrialRecorder:
     """The MLflow side of one trial; lives in the trial's process. `key` is the trial's
-    identity; `replaces` the key of a failed trial this one retries, if any."""
+    identity; `replaces` the key of a failed trial this one retries, if any; `known` the
+    ids of the runs its key (and the key it retries) already has, which the driver read
+    from the record and a retried attempt left behind: what it looks at instead of
+    searching the experiment (MLflow has no index on tag values)."""
+
+    LIVE_STAGE_S = 10.0  # a stage that took longer sends its curves when it ends
 
     def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, key: str,
                  run_name: str, tags: dict[str, str] | None = None,
-                 replaces: str | None = None, dataset: DatasetInput | None = None):
+                 replaces: str | None = None, dataset: DatasetInput | None = None,
+                 known: list[str] | None = None):
         self.client = MlflowClient(tracking_uri)
         self.dataset = dataset
         self.exp_id, self.parent_id, self.key = exp_id, parent_id, key
         self.replaces = replaces
         self.run_name, self.tags = run_name, tags or {}
+        self.known = list(dict.fromkeys(known or []))
         self.run_id: str | None = None
         self._pending: list[Metric] = []
         self._tags: list[RunTag] = []
+        self._stage_start = time.monotonic()
 
     def earlier(self) -> list:
         """The active runs of this key (and of the key it retries), oldest first."""
-        keys = [self.key] + ([self.replaces] if self.replaces else [])
         found = []
-        for key in keys:
-            found += self.client.search_runs(
-                [self.exp_id], filter_string=f"tags.`{PARENT}` = '{self.parent_id}' and "
-                                             f"tags.`{TRIAL_KEY}` = '{key}'")
+        for run_id in self.known:
+            try:
+                run = self.client.get_run(run_id)
+            except Exception:  # removed since: nothing to replace
+                continue
+            if run.info.lifecycle_stage == "active" and run.data.tags.get(TRIAL_KEY) in (
+                    self.key, self.replaces):
+                found.append(run)
         return sorted(found, key=lambda r: r.info.start_time or 0)
 
     def finished_run(self, active_config: dict):
@@ -200,9 +213,10 @@ class TrialRecorder:
         return None
 
     def start(self, active_config: dict) -> str:
-        """A new run for this key. Its earlier runs that did not finish (and a failed trial's
-        that it retries) are replaced; a FINISHED run is never touched: a key that has one is
-        done, so starting it again is a conflict, never an overwrite."""
+        """A new run for this key, with its params and dataset. Its earlier runs that did
+        not finish (and a failed trial's that it retries) are replaced; a FINISHED run is
+        never touched: a key that has one is done, so starting it again is a conflict,
+        never an overwrite."""
         earlier = self.earlier()
         done = [r.info.run_id for r in earlier if r.info.status == "FINISHED"
                 and r.data.tags.get(TRIAL_KEY) == self.key]
@@ -219,6 +233,7 @@ class TrialRecorder:
         run = self.client.create_run(self.exp_id, tags={**tags, **library_tags()},
                                      run_name=self.run_name)
         self.run_id = run.info.run_id
+        self.known.append(self.run_id)  # a later attempt in this process replaces it
         self.client.log_batch(self.run_id, params=params_of(active_config))
         if self.dataset is not None:
             self.client.log_inputs(self.run_id, datasets=[self.dataset])
@@ -226,6 +241,7 @@ class TrialRecorder:
             if old.info.status == "RUNNING":
                 self.client.set_terminated(old.info.run_id, "KILLED")
             self.client.delete_run(old.info.run_id)
+        self._stage_start = time.monotonic()
         return self.run_id
 
     def progress(self, event: dict) -> None:
@@ -238,10 +254,14 @@ class TrialRecorder:
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self._pending.append(Metric(f"{stage}_{k}", float(v), now, event["epoch"]))
         elif stage in CURVE_KEYS and "best_epoch" in event:
-            # A stage ended: its curves go to MLflow now (one write, not one per epoch).
+            # A stage ended. A long one sends its curves now (one write, not one per epoch),
+            # so that the MLflow UI shows a running trial's progress; a quick one (a cached
+            # or small stage) waits for the trial's last write.
             self._pending.append(Metric(f"{stage}_best_epoch", float(event["best_epoch"]),
                                         now, 0))
-            self.flush()
+            if time.monotonic() - self._stage_start >= self.LIVE_STAGE_S:
+                self.flush()
+            self._stage_start = time.monotonic()
         elif stage == "data" and isinstance(event.get("splits"), dict):
             # The split sizes this copy of the data gives (the paper's Table 1 has its own).
             for split, counts in event["splits"].items():
@@ -268,14 +288,15 @@ class TrialRecorder:
                 self.client.log_batch(self.run_id, metrics=chunk, tags=first_tags)
 
     def finish(self, result: dict, out_dir: Path | None) -> None:
-        self.flush()
+        """The trial's last write (what is pending, its final metrics and timings, its
+        minority classes) in as few requests as log_batch allows, its artifacts, then
+        FINISHED."""
         now = int(time.time() * 1000)
-        finals = [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
-        finals += [Metric(f"time_{k}_s", float(v), now, 0) for k, v in result["timings"].items()]
-        for s in range(0, len(finals), 900):
-            self.client.log_batch(self.run_id, metrics=finals[s:s + 900])
-        self.client.set_tag(self.run_id, MINORITY_CLASSES,
-                            ",".join(result["minority_classes"]))
+        self._pending += [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
+        self._pending += [Metric(f"time_{k}_s", float(v), now, 0)
+                          for k, v in result["timings"].items()]
+        self._tags.append(RunTag(MINORITY_CLASSES, ",".join(result["minority_classes"])))
+        self.flush()
         self._artifacts(out_dir)
         faults.pause("trial_finishing", key=self.key)
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))

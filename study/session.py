@@ -162,7 +162,8 @@ class Session:
             entry = entries.get(key)
             state = entry.state if entry is not None else "unfinished"
             if state == "unfinished" or (state == "failed" and self.retry_failed):
-                todo.append({"key": key, "point": point})
+                todo.append({"key": key, "point": point,
+                             "runs": entry.runs if entry is not None else []})
                 continue
             done += 1
             failed += state == "failed"
@@ -203,7 +204,8 @@ class Session:
             best = (stratum.best[0], stratum.best[1])
         prior = {"done": stratum.done, "failed": stratum.failed, "best": best}
         searcher = search.OptunaSearcher(study, label, space.params, space.objectives,
-                                         space.modes, stratum, ends)
+                                         space.modes, stratum, ends,
+                                         {k: e.runs for k, e in entries.items()})
         return searcher, prior
 
     # -- failures of the infrastructure --------------------------------------------------
@@ -281,8 +283,8 @@ class Session:
             tags[RETRY_OF] = config["replaces"]
         rec = records.TrialRecorder(ctx.tracking_uri, self.exp_id, self.parent_id,
                                     config["key"], f"{short_key(config['key'])} {run_name(cfg)}",
-                                    tags=tags,
-                                    replaces=config.get("replaces"))
+                                    tags=tags, replaces=config.get("replaces"),
+                                    known=config.get("runs", []))
         return rec.start(config_mod.active_config(cfg))
 
     # -- the end -------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Tune calls `trainable(config, ctx=...)` in a worker process. `config` is what the study
 handed out: {"key": the trial's identity, "point": its config keys (a grid point or
-Optuna's suggestions), "replaces": the key of a failed trial it retries, if any}; `ctx` is
+Optuna's suggestions), "replaces": the key of a failed trial it retries, if any, "runs":
+the ids of the runs those keys have in the record}; `ctx` is
 the study's fixed part (base config, MLflow coordinates, cache, objective). Everything
 about scheduling lives outside this function; everything about the method lives in fsvae.
 
@@ -74,6 +75,37 @@ def trial_config(config: dict, ctx: TrialContext) -> dict[str, Any]:
     return {**ctx.base, **handed(config)["point"], **ctx.stratum}
 
 
+_CHECKED: dict = {}  # the marker this worker process has checked (study/cluster.py)
+
+
+class _AttemptMarker:
+    """The run ids this Tune trial's attempts made, in a file in its folder on the study's
+    storage: a retry (Tune runs the trial again after its process or node died, on any
+    node) finds its earlier attempt's run there instead of searching MLflow for its key."""
+
+    NAME = "fsvae-runs.json"
+
+    def __init__(self, context):
+        storage = context.get_storage()
+        self.fs = storage.storage_filesystem
+        self.path = f"{storage.trial_fs_path}/{self.NAME}"
+        self.ids: list[str] = []
+
+    def read(self) -> list[str]:
+        try:
+            with self.fs.open_input_stream(self.path) as f:
+                self.ids = json.loads(f.read().decode())
+        except (FileNotFoundError, OSError, ValueError):
+            self.ids = []
+        return list(self.ids)
+
+    def write(self, run_id: str) -> None:
+        self.ids.append(run_id)
+        self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(json.dumps(self.ids).encode())
+
+
 def data_summary(event: dict) -> dict:
     """What the console says of the data once per study, from the data stage's event:
     {"listed", "usable", "problems": fsvae.data.examples}."""
@@ -104,8 +136,9 @@ def trainable(config: dict, ctx: TrialContext) -> None:
     config = handed(config)
     key = config["key"]
     faults.pause("trial_start", key=key)
-    if ctx.marker:
-        check_shared(ctx.marker)  # a node that joined after the study started
+    if ctx.marker and ctx.marker.get("files") != _CHECKED.get("files"):
+        check_shared(ctx.marker)  # a node that joined after the study started: once each
+        _CHECKED.update(ctx.marker)
     context = tune.get_context()
     trial_id = context.get_trial_id()
     # Threads = the CPUs this trial was given, whatever a reused worker process had set
@@ -120,9 +153,11 @@ def trainable(config: dict, ctx: TrialContext) -> None:
             **ctx.git}
     if config.get("replaces"):
         tags[RETRY_OF] = config["replaces"]
+    attempts_left = _AttemptMarker(context)
     recorder = TrialRecorder(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
                              key, f"{short_key(key)} {run_name(cfg)}", tags=tags,
                              replaces=config.get("replaces"),
+                             known=config.get("runs", []) + attempts_left.read(),
                              dataset=dataset_input(ctx.base["data"],
                                                    ctx.data_fingerprint, "trial")
                              if ctx.data_fingerprint else None)
@@ -138,7 +173,7 @@ def trainable(config: dict, ctx: TrialContext) -> None:
     attempts = 1 + ctx.max_failures
     seen: dict = {}  # what the trial learnt of its data (the data stage's report)
     for attempt in range(1, attempts + 1):
-        recorder.start(active)
+        attempts_left.write(recorder.start(active))
         result, error = _run(cfg, ctx, recorder, cache, key, seen)
         if error is None:
             break

@@ -63,6 +63,7 @@ def record(stores, number: int, state: str, value: float = 0.5) -> str:
     elif state == "stopped":
         rec.progress({"stage": "classifier", "epoch": 0, "val_acc_h": 0.2})
         rec.progress({"stage": "classifier", "best_epoch": 0})
+        rec.flush()  # as its SystemExit does (TrialRecorder.interrupted)
         stores["client"].set_tag(run_id, "fsvae.stopped", "early-stopped by the scheduler")
         stores["client"].set_terminated(run_id, "KILLED")
     elif state == "interrupted":

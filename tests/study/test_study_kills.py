@@ -174,10 +174,11 @@ def test_grid_killed_after_some_trials_finished(base, tmp_path):
     assert_exactly_once(result, 4, search=False)
 
 
-def kill_a_worker(base, tmp_path: Path, name: str, *extra: str) -> tuple[str, Path]:
+def kill_a_worker(base, tmp_path: Path, name: str, *extra: str,
+                  code: int = 0) -> tuple[str, Path]:
     """Runs the grid, SIGKILLs the first trial's process mid-trial (as the kernel's OOM
-    killer would), lets the others run, and waits for the study to end. Returns (console,
-    storage)."""
+    killer would), lets the others run, and waits for the study to end with exit status
+    `code`. Returns (console, storage)."""
     storage = tmp_path / "studies"
     pauses = tmp_path / "pauses"
     log = tmp_path / "run.log"
@@ -194,7 +195,7 @@ def kill_a_worker(base, tmp_path: Path, name: str, *extra: str) -> tuple[str, Pa
 
     wait_until(release_the_rest, 600, "the study to end", None, log)
     out = log.read_text()
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == code, out[-4000:]
     return out, storage
 
 
@@ -215,7 +216,7 @@ class _Done:
 
 def test_a_worker_lost_with_no_retries_left_is_failed_once_then_retried_on_request(
         base, tmp_path):
-    out, storage = kill_a_worker(base, tmp_path, "z", "--infra-retries", "0")
+    out, storage = kill_a_worker(base, tmp_path, "z", "--infra-retries", "0", code=3)
     assert "FAILED after 1 attempt (its worker process died)" in out
     assert "complete; 3 trials finished, 1 failed" in out
     assert f"fsvae-study resume --name z --storage {storage} --retry-failed" in out
@@ -239,7 +240,7 @@ def test_failed_search_trials_are_retried_with_their_parameters_on_request(base,
     storage = tmp_path / "studies"
     environ = env(FSVAE_FAIL_AT="trial_running")  # every trial's own code raises
     first = cli(*study_args(base, "smoke-search", storage, "f"), environ=environ)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.returncode == 3, first.stdout[-3000:] + first.stderr[-3000:]
     assert f"complete; 0 trials finished, {N} failed" in first.stdout
     url = f"sqlite:///{storage / 'optuna.db'}"
     failed = optuna.load_study(study_name="f/n_f=5", storage=url).get_trials()
