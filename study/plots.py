@@ -31,7 +31,7 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
         for key, label in left:
             ax.plot(epochs, [r.get(key) for r in rows], label=label)
         ax.set_xlabel("epoch")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name, fontsize=10, y=1.0)  # a fixed place: placing it costs 0.2 s
         twin = ax.twinx()
         for i, (key, label) in enumerate(right):
             twin.plot(epochs, [r.get(key) for r in rows], label=label, linestyle="--",
@@ -66,7 +66,7 @@ def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], 
     ax.set_yticks(range(n), labels, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (* minority)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, y=1.0)
     fig.subplots_adjust(left=0.2, right=0.98, bottom=0.2, top=0.94)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -56,7 +56,8 @@ from mlflow.tracking import MlflowClient
 
 from study import faults
 from study.errors import StudyError
-from study.schema import (ATTEMPT, CURVE_KEYS, ERROR, FAILURE, GIT_DIRTY, INTERRUPTED, MINORITY_CLASSES, PARENT, PREVIOUS_ERROR, REPLACES,
+from study.schema import (ATTEMPT, CURVE_KEYS, ERROR, FAILURE, FIGURES, GIT_DIRTY,
+                          INTERRUPTED, MINORITY_CLASSES, PARENT, PREVIOUS_ERROR, REPLACES,
                           ROLE, TRIAL_KEY, VERSION)
 
 
@@ -287,15 +288,18 @@ class TrialRecorder:
             if chunk or first_tags:
                 self.client.log_batch(self.run_id, metrics=chunk, tags=first_tags)
 
-    def finish(self, result: dict, out_dir: Path | None) -> None:
+    def finish(self, result: dict, out_dir: Path | None, figures_later: bool = False) -> None:
         """The trial's last write (what is pending, its final metrics and timings, its
         minority classes) in as few requests as log_batch allows, its artifacts, then
-        FINISHED."""
+        FINISHED. figures_later: its PNG figures come after (study/late_figures.py), and
+        the run says so until they are there."""
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
         self._pending += [Metric(f"time_{k}_s", float(v), now, 0)
                           for k, v in result["timings"].items()]
         self._tags.append(RunTag(MINORITY_CLASSES, ",".join(result["minority_classes"])))
+        if figures_later:
+            self._tags.append(RunTag(FIGURES, "pending"))
         self.flush()
         self._artifacts(out_dir)
         faults.pause("trial_finishing", key=self.key)

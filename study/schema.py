@@ -39,6 +39,7 @@ TRIAL_ID = "fsvae.trial_id"  # Ray Tune's id of the attempt that wrote the run
 STRATUM = "fsvae.stratum"
 ERROR = "fsvae.error"  # a failed trial's reason
 FAILURE = "fsvae.failure"  # who failed: "trial" (its own code) or "infrastructure"
+FIGURES = "fsvae.figures"  # a FINISHED trial run whose PNG figures are still to come (study/late_figures.py)
 STOPPED = "fsvae.stopped"  # a trial an early-stopping scheduler ended
 INTERRUPTED = "fsvae.interrupted"  # a run its study stopped before it finished; it runs again
 REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run replaced

@@ -313,6 +313,12 @@ class Session:
         the summary says where things stand. Returns run_study's result."""
         entries = record.read(self.client, self.exp_id, self.parent_id)
         closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
+        from study.late_figures import draw_pending  # matplotlib: only at the end
+
+        drawn = draw_pending(self.client, entries.values())
+        if drawn:
+            print(f"figures drawn for {drawn} trial run(s) whose worker ended before it drew "
+                  f"them", flush=True)
         for e in entries.values():  # ended while the study stopped, before Tune could say
             if e.state != "unfinished" and e.key not in self.told:
                 print(f"trial {short_key(e.key)} {e.state} as the study stopped (its MLflow "

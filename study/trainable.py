@@ -208,7 +208,7 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
     from ray import tune
 
     from fsvae.trial import run_trial
-    from study.plots import trial_figures
+    from study.late_figures import Drawer
 
     report_epochs = ctx.report_epochs
     objective = ctx.objective
@@ -244,11 +244,10 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
         except Exception as e:  # the trial's own failure
             seen["error_kind"] = "data" if isinstance(e, (DataError, SplitError)) else "trial"
             return None, recorder.fail(e, out)
-        try:
-            trial_figures(result, out / "figures")
-        except Exception as e:  # a figure is not worth the trial: say so, keep the result
-            print(f"trial {key}: its figures failed ({type(e).__name__}: {e})", flush=True)
-        recorder.finish(result, out)
+        # FINISHED first; its PNG figures come from this process's drawing thread while the
+        # next trial runs (study/late_figures.py).
+        recorder.finish(result, out, figures_later=True)
+        Drawer.of_this_process().submit(recorder.client, recorder.run_id, result)
         return result, None
     finally:
         shutil.rmtree(out, ignore_errors=True)
