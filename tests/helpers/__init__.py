@@ -6,6 +6,10 @@
 - postgres.py: a throwaway PostgreSQL server
 - record.py: MLflow runs read back, and the one writer of hand-made study records
 - checks.py: statistics and table cells worked out by hand
+- shape.py: a study's record less what differs between two runs of it
+  (`from helpers.shape import record_shape`)
+- callcount/: a sitecustomize that counts a command's MLflow and Optuna calls, in every
+  process it starts (put the folder first on PYTHONPATH)
 
 Tests import from here: `from helpers import cli, make_data`.
 """

@@ -1,0 +1,131 @@
+"""The round trips one trial costs: a real one-trial search (the shipped smoke-search
+space, seeded) on local Ray with SQLite stores, every MLflow and Optuna call counted where
+it is made (tests/helpers/callcount/sitecustomize.py, loaded by the command and every Ray
+worker it starts, which inherit its environment).
+
+Counted for the trial: the MLflow calls its worker process makes (through MlflowClient,
+and what reaches the SQL store), and the Optuna storage calls the driver makes for it
+(asking and telling it: what a Study asks of its cached storage, and what reaches the
+RDB storage), and any MLflow call the driver makes in the trial's searcher or callbacks.
+Not counted: the driver's set-up and wrap-up of the session (one per study, not per
+trial) and its heartbeat thread (a tag every few seconds, however long the trial runs).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from helpers import FAST, REPO, cli, env, make_data
+
+pytestmark = pytest.mark.slow
+
+# The budget: the calls one trial makes now. A change that adds a round trip fails here;
+# one that saves some fails too, and then lowers these numbers, consciously.
+BUDGET = {
+    "worker mlflow client": {
+        "create_run": 1, "log_batch": 2, "log_inputs": 1, "log_artifacts": 1,
+        "set_terminated": 1},
+    "worker mlflow store": {
+        "get_experiment": 1, "create_run": 1, "log_batch": 2, "log_inputs": 1, "get_run": 1,
+        "shut_down_async_logging": 1, "update_run_info": 1},
+    "driver mlflow client": {},
+    "driver mlflow store": {},
+    "driver optuna storage": {
+        "get_heartbeat_interval": 1, "get_all_trials": 2, "create_new_trial": 1,
+        "get_trial": 3, "set_trial_param": 5, "set_trial_user_attr": 1,
+        "get_trial_id_from_study_id_trial_number": 2, "set_trial_state_values": 1},
+    "driver optuna rdb": {
+        "get_heartbeat_interval": 1, "_get_trials": 2, "_create_new_trial": 1, "get_trial": 3,
+        "_set_trial_param": 5, "set_trial_user_attr": 1, "set_trial_state_values": 1},
+}
+# The driver's frames that act for one trial: the searcher asking and telling Optuna, and
+# Tune's callbacks hearing of the trial (outcomes.py, progress.py).
+TRIAL_FRAMES = ("optuna_search.py:OptunaSearcher.", "outcomes.py:", "progress.py:")
+LAYERS = {"client": "mlflow client", "store": "mlflow store", "optuna": "optuna storage",
+          "rdb": "optuna rdb"}
+
+
+def role(line: dict) -> str:
+    argv0 = line.get("argv0", "")
+    if argv0.endswith("default_worker.py"):
+        return "worker"
+    if Path(argv0).parent.name == "fsvae_study":
+        return "driver"
+    return f"other ({argv0})"
+
+
+def tally(lines: list[dict]) -> tuple[dict, dict]:
+    """(the trial's calls by place and method, every other call likewise)."""
+    trial: dict[str, Counter] = {place: Counter() for place in BUDGET}
+    rest: dict[str, Counter] = {}
+    for line in lines:
+        who, layer = role(line), LAYERS[line["layer"]]
+        place = f"{who} {layer}"
+        stack = line["stack"]
+        if who == "worker":
+            ours = any(f.startswith("trainable.py:") for f in stack)
+        elif who == "driver":
+            ours = line["thread"] != "heartbeat" and \
+                any(f.startswith(TRIAL_FRAMES) for f in stack)
+        else:
+            ours = False
+        if ours and place in trial:
+            trial[place][line["method"]] += 1
+        else:
+            rest.setdefault(f"{place} ({line['thread']})", Counter())[line["method"]] += 1
+    return ({k: dict(v) for k, v in trial.items()},
+            {k: dict(v) for k, v in sorted(rest.items())})
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("round-trips")
+    calls = tmp / "calls.jsonl"
+    here = REPO / "tests" / "helpers" / "callcount"
+    environ = env(PYTHONPATH=f"{here}:{REPO}", FSVAE_TEST_COUNT_CALLS=str(calls),
+                  FSVAE_TEST_LIVE_STAGE_S="1e9")
+    proc = cli("run", "--space", "smoke-search", "--num-samples", "1", "--max-concurrent",
+               "1", "--data", str(make_data(tmp / "data")), "--storage",
+               str(tmp / "studies"), "--name", "rt", *FAST, environ=environ, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "complete; 1 trials finished, 0 failed" in proc.stdout, proc.stdout[-4000:]
+    lines = [json.loads(x) for x in calls.read_text().splitlines()]
+    return lines
+
+
+def test_the_count_reaches_every_process(counted):
+    errors = [line["error"] for line in counted if "error" in line]
+    assert not errors, errors
+    roles = Counter(role(line) for line in counted)
+    assert set(roles) == {"driver", "worker"}, roles  # Ray's workers loaded the counter
+    workers = {line["pid"] for line in counted if role(line) == "worker"}
+    assert len(workers) == 1, workers  # one trial, one worker process
+
+
+def over_budget(trial: dict) -> list[str]:
+    """One line per method whose count is not the budget's: place, method, budget -> now."""
+    lines = []
+    for place in BUDGET:
+        want, got = BUDGET[place], trial.get(place, {})
+        for method in sorted(set(want) | set(got)):
+            if want.get(method, 0) != got.get(method, 0):
+                lines.append(f"{place}: {method} {want.get(method, 0)} -> "
+                             f"{got.get(method, 0)}")
+    return lines
+
+
+def test_one_trial_costs_the_budget(counted):
+    trial, rest = tally(counted)
+    assert trial == BUDGET, (
+        "one trial's calls differ from BUDGET (update it if the change is meant):\n  "
+        + "\n  ".join(over_budget(trial)) + "\nnow: " + json.dumps(trial, indent=1)
+        + "\n(not counted, the session's own: " + json.dumps(rest) + ")")
+
+
+def test_every_worker_call_is_the_trials(counted):
+    """A worker call outside the trainable would escape the budget."""
+    _, rest = tally(counted)
+    assert not [k for k in rest if k.startswith("worker")], rest
