@@ -46,9 +46,10 @@ def _exit_now(rc: int) -> None:
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does first at exit: thread-pool executors told to stop (MLflow
+    # downloads artifacts through one), then every other non-daemon thread waited for.
+    # Joining those threads without the first step waits forever on an idle pool.
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -7,6 +7,8 @@ Counted for the trial: the MLflow calls its worker process makes (through Mlflow
 and what reaches the SQL store), and the Optuna storage calls the driver makes for it
 (asking and telling it: what a Study asks of its cached storage, and what reaches the
 RDB storage), and any MLflow call the driver makes in the trial's searcher or callbacks.
+Counted apart: the upload of the trial's PNG figures, which come after its run is FINISHED,
+from its worker process or, if that ended first, from the driver.
 Not counted: the driver's set-up and wrap-up of the session (one per study, not per
 trial) and its heartbeat thread (a tag every few seconds, however long the trial runs).
 """
@@ -33,6 +35,10 @@ BUDGET = {
         "shut_down_async_logging": 1, "update_run_info": 1},
     "driver mlflow client": {},
     "driver mlflow store": {},
+    # the trial's PNG figures, uploaded after its run is FINISHED by its worker's drawing
+    # thread, or by the driver at the session's end when that worker ended first
+    "figures mlflow client": {"log_artifacts": 1, "delete_tag": 1},
+    "figures mlflow store": {},
     "driver optuna storage": {
         "get_heartbeat_interval": 1, "get_all_trials": 2, "create_new_trial": 1,
         "get_trial": 3, "set_trial_param": 5, "set_trial_user_attr": 1,
@@ -44,6 +50,7 @@ BUDGET = {
 # The driver's frames that act for one trial: the searcher asking and telling Optuna, and
 # Tune's callbacks hearing of the trial (outcomes.py, progress.py).
 TRIAL_FRAMES = ("optuna_search.py:OptunaSearcher.", "outcomes.py:", "progress.py:")
+FIGURE_FRAMES = ("late_figures.py:draw_and_upload",)
 LAYERS = {"client": "mlflow client", "store": "mlflow store", "optuna": "optuna storage",
           "rdb": "optuna rdb"}
 
@@ -65,7 +72,9 @@ def tally(lines: list[dict]) -> tuple[dict, dict]:
         who, layer = role(line), LAYERS[line["layer"]]
         place = f"{who} {layer}"
         stack = line["stack"]
-        if who == "worker":
+        if any(f.startswith(FIGURE_FRAMES) for f in stack):
+            place, ours = f"figures {layer}", True
+        elif who == "worker":
             ours = any(f.startswith("trainable.py:") for f in stack)
         elif who == "driver":
             ours = line["thread"] != "heartbeat" and \
