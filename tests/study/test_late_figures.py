@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import (FAST, GRID4, cli, kill_driver, make_data, pause_env, paused,
-                     release_new, start_cli, tracking_uri, trial_runs, wait_until)
+                     release, release_new, start_cli, tracking_uri, trial_runs, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +52,25 @@ def assert_every_run_has_its_figures(storage: Path, name: str) -> None:
 def test_a_worker_killed_before_uploading_figures_leaves_them_to_the_driver(base, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
     proc = start_cli(*grid(base, storage, "w"), log=log,
-                     environ=pause_env(pauses, "figures_upload"))
-    first = wait_until(lambda: paused(pauses, "figures_upload"), 400,
-                       "a worker about to upload figures", proc, log)[0]
+                     environ=pause_env(pauses, "trial_start", "figures_upload"))
+    started: set[Path] = set()
+
+    def a_worker_about_to_upload():
+        # The first two trials go; the other two wait at their start (in the same, reused
+        # worker processes) until a worker's drawing thread is about to upload.
+        for record in paused(pauses, "trial_start")[:2]:
+            if record["file"] not in started:
+                release(record)
+                started.add(record["file"])
+        return [r for r in paused(pauses, "figures_upload") if r["pid"] != proc.pid]
+
+    first = wait_until(a_worker_about_to_upload, 400, "a worker about to upload figures",
+                       proc, log)[0]
     os.kill(first["pid"], signal.SIGKILL)  # its run is FINISHED, its PNGs not uploaded
     seen = {first["file"]}
 
     def release_the_rest():
+        release_new(pauses, "trial_start", started)
         release_new(pauses, "figures_upload", seen)
         return proc.poll() is not None
 

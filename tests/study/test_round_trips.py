@@ -38,7 +38,7 @@ BUDGET = {
     # the trial's PNG figures, uploaded after its run is FINISHED by its worker's drawing
     # thread, or by the driver at the session's end when that worker ended first
     "figures mlflow client": {"log_artifacts": 1, "delete_tag": 1},
-    "figures mlflow store": {},
+    "figures mlflow store": {"get_run": 1, "delete_tag": 1},
     "driver optuna storage": {
         "get_heartbeat_interval": 1, "get_all_trials": 2, "create_new_trial": 1,
         "get_trial": 3, "set_trial_param": 5, "set_trial_user_attr": 1,
