@@ -44,8 +44,9 @@ demo: install
 
 # The harness's own cost per trial against plain Ray Tune, without a searcher and with Ray's
 # OptunaSearch (in-memory storage), on 40 sub-second smoke-search trials, 2 at a time, once
-# (bench/overhead.py; bench/README.md has the figures). 4-6 min on the 2-core CPU sandbox,
-# under 10 even when it is loaded. PYTHONPATH: this checkout's code, in the studies too.
+# (bench/overhead.py; bench/README.md has the figures). On the 2-core CPU sandbox: under 2
+# min quiet, under 6 min at a load average of 11-13. PYTHONPATH: this checkout's code, in
+# the studies too.
 OVERHEAD_ARGS ?= --trials 40 --repeats 1
 bench: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/overhead.py --out bench-out/overhead $(OVERHEAD_ARGS)
