@@ -16,7 +16,7 @@ DEMO := demo-out
 # (docs/failures.md#who-can-reach-a-studys-ray).
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-cache bench-scale clean
 
 install: $(VENV)/.installed
 ifneq ($(strip $(EXTRAS)),)
@@ -42,9 +42,28 @@ demo: install
 		--storage $(DEMO)/studies --name demo
 	$(BIN)/fsvae-study table --experiment demo --storage $(DEMO)/studies
 
-# BENCH_ARGS="--per-class 160": the same studies on 4x the generated data.
+# The harness's own cost per trial against plain Ray Tune, without a searcher and with Ray's
+# OptunaSearch (in-memory storage), on 40 sub-second smoke-search trials, 2 at a time, once
+# (bench/overhead.py; bench/README.md has the figures). On the 2-core CPU sandbox: under 2
+# min quiet, under 6 min at a load average of 11-13. PYTHONPATH: this checkout's code, in
+# the studies too.
+OVERHEAD_ARGS ?= --trials 40 --repeats 1
 bench: install
+	PYTHONPATH=$(CURDIR) $(PY) bench/overhead.py --out bench-out/overhead $(OVERHEAD_ARGS)
+
+# The stage cache's speed-up and the harness's share of real trials (bench/bench.py).
+# BENCH_ARGS="--per-class 160": the same studies on 4x the generated data.
+bench-cache: install
 	$(PY) bench/bench.py --out bench-out $(BENCH_ARGS)
+
+# 1,000 synthetic trials through the harness beside plain Ray Tune, then `resume`, `table`
+# and `analyze` over that study and over 10,000 runs written straight to the record
+# (bench/scale.py). Long: on the 2-core CPU sandbox, loaded, the 1,000-trial study took
+# 22 min, writing the 10,000 runs 29 min and `analyze` over them 25 min (at 9812abb): about
+# 1.5 h in all.
+SCALE_ARGS ?= --sizes 100,1000 --synthetic 10000
+bench-scale: install
+	PYTHONPATH=$(CURDIR) $(PY) bench/scale.py --out bench-out/scale $(SCALE_ARGS)
 
 clean:
 	rm -rf $(DEMO) bench-out runs .pytest_cache

@@ -1,4 +1,4 @@
-"""CPU benchmark of the study harness (`make bench`). Prints ratios measured in one run.
+"""CPU benchmark of the study harness (`make bench-cache`). Prints ratios measured in one run.
 
 (a) the stage cache: a 12-trial Optuna search at one n_f (tiny preset) with the cache
     against the same study with --no-cache; and how many backbones each built.

@@ -17,6 +17,13 @@ is reported), trial_finishing (its metrics logged, the run not yet FINISHED),
 trial_finished (its run FINISHED, Tune not yet told), searcher_tell (the driver, the
 trial's end written to MLflow, Optuna not yet told), searcher_told (the driver, Optuna
 told), shared_build (the task building a stratum's shared backbone).
+
+A benchmark hook, not a user flag: FSVAE_BENCH_TRIAL=instant (or busy:<seconds>) makes each
+trial skip fsvae's run_trial for a synthetic result of the same shape (study/bench_trial.py),
+so that bench/overhead.py and bench/scale.py measure the harness's own cost per trial with
+everything it records still recorded (its run, params, tags, curves, finals, figures,
+artifacts, the Tune report and the Optuna tell). Unset, `trial_runner` costs one
+environment lookup.
 """
 from __future__ import annotations
 
@@ -49,6 +56,16 @@ def pause(point: str, **info) -> None:
     go = folder / f"{stem}.go"
     while not go.exists():
         time.sleep(0.1)
+
+
+def trial_runner(run_trial):
+    """fsvae's run_trial, or the synthetic trial that FSVAE_BENCH_TRIAL asks for."""
+    mode = os.environ.get("FSVAE_BENCH_TRIAL")
+    if not mode:
+        return run_trial
+    from study.bench_trial import synthetic_trial
+
+    return synthetic_trial(mode)
 
 
 def _node_id() -> str | None:

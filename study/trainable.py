@@ -210,6 +210,7 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
     from fsvae.trial import run_trial
     from study.late_figures import Drawer
 
+    run_trial = faults.trial_runner(run_trial)  # FSVAE_BENCH_TRIAL: bench/'s synthetic trial
     report_epochs = ctx.report_epochs
     objective = ctx.objective
 

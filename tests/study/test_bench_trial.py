@@ -1,0 +1,57 @@
+"""The benchmark hook FSVAE_BENCH_TRIAL (study/faults.py, study/bench_trial.py): off unless
+set, and a synthetic trial recorded by the trial's real recorder, on a real SQLite MLflow
+store, as a real trial is: curves, finals, timings, tags, artifacts, FINISHED."""
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from fsvae import config as config_mod
+from fsvae.trial import resolve, run_trial
+from study import bench_trial, faults, records
+from study.parent import ensure_experiment
+from study.plots import trial_figures
+from study.schema import MINORITY_CLASSES, ROLE
+
+
+def test_the_hook_is_off_unless_set(monkeypatch):
+    monkeypatch.delenv("FSVAE_BENCH_TRIAL", raising=False)
+    assert faults.trial_runner(run_trial) is run_trial
+    monkeypatch.setenv("FSVAE_BENCH_TRIAL", "instant")
+    assert faults.trial_runner(run_trial) is not run_trial
+
+
+def test_modes():
+    assert bench_trial.parse("instant") == 0.0
+    assert bench_trial.parse("busy:0.25") == 0.25
+    with pytest.raises(ValueError, match="instant or busy"):
+        bench_trial.parse("fast")
+
+
+def test_a_synthetic_trial_is_recorded_as_a_real_one(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = ensure_experiment(client, "bench", tmp_path)
+    parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
+    cfg = resolve(config_mod.resolve({"method": "vae", "data": str(tmp_path),
+                                      "vae_epochs": 2, "classifier_epochs": 3},
+                                     preset="tiny"))
+    rec = records.TrialRecorder(uri, exp, parent, "n_f=5#0", "synthetic", known=[])
+    rec.start(config_mod.active_config(cfg))
+    out = tmp_path / "out"
+    result = bench_trial.synthetic_trial("instant")(cfg, progress=rec.progress, out_dir=out)
+    assert trial_figures(result, out / "figures")
+    rec.finish(result, out)
+    again = bench_trial.synthetic_trial("instant")(cfg)
+    assert again["metrics"] == result["metrics"]  # fixed by the config
+
+    run = client.get_run(rec.run_id)
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert {"val_acc_h", "test_acc_h", "time_total_s", "vae_beta", "classifier_val_acc_h",
+            "backbone_best_epoch", "data_usable_train"} <= set(metrics)
+    assert len(client.get_metric_history(rec.run_id, "classifier_val_acc_h")) == 3
+    assert run.data.tags["cache.backbone"] == "hit"
+    assert len(run.data.tags[MINORITY_CLASSES].split(",")) == 5
+    files = {f.path for f in client.list_artifacts(rec.run_id)}
+    assert {"metrics.json", "history.json", "model", "split", "figures"} <= files
