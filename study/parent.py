@@ -15,16 +15,17 @@ from study import identity, plan as plan_mod
 from study.identity import redact
 from study.records import dataset_input, git_state, git_version, library_tags
 from study.schema import (CODE_VERSION, COMMAND, DATA, DATA_FINGERPRINT, INTERRUPTED, MODE,
-                          OBJECTIVE, OPTUNA_STORAGE, PLAN, ROLE, SPACE_KIND, STORAGE, STRATA,
-                          is_local_store)
+                          OBJECTIVE, OPTUNA_STORAGE, PLAN, ROLE, SPACE_KIND, STORAGE, STRATA)
 
 
 def artifact_root(tracking_uri: str, storage: Path | None) -> Path | None:
-    """Where an embedded store's artifacts go: `<storage>/mlartifacts`, or, when the storage
-    is no local folder (s3://), `mlartifacts` beside the SQLite database. Left to MLflow,
-    they would go to `./mlruns` under whatever folder the driver was started from. A server
-    (http://) keeps its own artifact root: None."""
-    if not is_local_store(tracking_uri):
+    """Where the artifacts of a store the study opens itself (SQLite, or a database such as
+    PostgreSQL that the trials write to directly) go: `<storage>/mlartifacts`, or, when the
+    storage is no local folder (s3://), `mlartifacts` beside a SQLite database. Left to
+    MLflow, they would go to `./mlruns` under whatever folder the driver was started from,
+    which a cluster's other nodes do not see. A server (http://) keeps its own artifact
+    root: None."""
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
         return None
     if storage is not None:
         return Path(storage) / "mlartifacts"

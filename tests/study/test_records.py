@@ -29,6 +29,10 @@ def test_artifact_root_is_the_storage_or_beside_sqlite_never_the_working_folder(
     assert artifact_root(db, tmp_path / "st") == tmp_path / "st" / "mlartifacts"
     assert artifact_root(db, None) == tmp_path / "db" / "mlartifacts"
     assert artifact_root("http://127.0.0.1:5000", tmp_path / "st") is None
+    # trials writing to a database directly: their artifacts on the study's storage too
+    pg = "postgresql://fsvae@10.0.0.2/mlflow"
+    assert artifact_root(pg, tmp_path / "st") == tmp_path / "st" / "mlartifacts"
+    assert artifact_root(pg, None) is None
     client = MlflowClient(db)
     exp = client.get_experiment(ensure_experiment(client, "s3-study", None))
     assert exp.artifact_location == (tmp_path / "db" / "mlartifacts" / "s3-study").as_uri()

@@ -59,6 +59,11 @@ def test_a_grid_and_a_search_started_at_once_both_complete(team, monkeypatch):
     assert set(trial_runs(team["mlflow"], "s")["status"]) == {"FINISHED"}
     trials = optuna.load_study(study_name="s/n_f=5", storage=team["optuna"]).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    # the trials wrote to the database directly: their artifacts are on the study's
+    # storage (which a cluster's nodes share), not in a ./mlruns of some process's folder
+    for name in ("g", "s"):
+        exp = client(team["mlflow"]).get_experiment_by_name(name)
+        assert exp.artifact_location == (team["storage"] / "mlartifacts" / name).resolve().as_uri()
 
 
 def test_no_password_reaches_the_record(team, monkeypatch):
