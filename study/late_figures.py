@@ -12,14 +12,17 @@ Who draws them: a thread of the trial's worker process, which Tune reuses for th
 trial (Tuner reuse_actors), so the drawing overlaps the next trial's work. A worker process
 that dies or is stopped with figures still queued leaves their runs pending: the study's
 driver draws those from the run's JSON artifacts when its session ends (once its Ray is
-down, so nothing else can be drawing them), and so does the next session after a driver
-that died.
+down, so nothing else can be drawing them; several at once on a machine with several
+cores), and so does the next session after a driver that died.
 """
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -29,6 +32,7 @@ from study.plots import trial_figures
 from study.schema import FIGURES
 
 PENDING = "pending"
+PER_CHILD = 8  # pending runs per child process at the end, at least (one takes ~2 s to start)
 FOLDER = "figures"  # the artifacts' folder in the run
 
 
@@ -99,25 +103,44 @@ class Drawer:
 
 def draw_pending(client, entries) -> int:
     """The figures of every FINISHED run still pending (its worker process ended first),
-    drawn from its JSON artifacts. Returns how many runs got them."""
-    drawn = 0
-    for entry in entries:
-        if entry.status != "FINISHED" or entry.tags.get(FIGURES) != PENDING:
-            continue
-        with tempfile.TemporaryDirectory(prefix="fsvae-figures-") as tmp:
-            try:
-                inputs = _inputs_from_artifacts(client, entry.run_id, Path(tmp))
-            except Exception as e:  # its artifacts are not all there: say so, go on
-                client.set_tag(entry.run_id, FIGURES,
-                               f"failed: its JSON artifacts could not be read ({e})"[:4000])
-                continue
-        draw_and_upload(client, entry.run_id, inputs)
-        entry.tags.pop(FIGURES, None)
-        drawn += 1
-    return drawn
+    drawn from its JSON artifacts; when there are many, in child processes, one per core
+    (the session is over: its cores are free). Returns how many runs got them."""
+    todo = [e for e in entries if e.status == "FINISHED" and e.tags.get(FIGURES) == PENDING]
+    workers = min(os.cpu_count() or 1, len(todo) // PER_CHILD)
+    if workers > 1:
+        # `python -m study.late_figures RUN_ID...`, the store's URI in the environment (a
+        # password in it stays out of the process list)
+        environ = {**os.environ, "MLFLOW_TRACKING_URI": client.tracking_uri}
+        children = [subprocess.Popen([sys.executable, "-m", "study.late_figures",
+                                      *[e.run_id for e in todo[i::workers]]], env=environ)
+                    for i in range(workers)]
+        for child in children:
+            child.wait()
+        done = [FIGURES not in client.get_run(e.run_id).data.tags for e in todo]
+    else:
+        done = [_draw_one(client, e.run_id) for e in todo]
+    for entry, ok in zip(todo, done):
+        if ok:
+            entry.tags.pop(FIGURES, None)
+    return sum(done)
+
+
+def _draw_one(client, run_id: str) -> bool:
+    with tempfile.TemporaryDirectory(prefix="fsvae-figures-") as tmp:
+        try:
+            inputs = _inputs_from_artifacts(client, run_id, Path(tmp))
+        except Exception as e:  # its artifacts are not all there: say so, go on
+            client.set_tag(run_id, FIGURES,
+                           f"failed: its JSON artifacts could not be read ({e})"[:4000])
+            return False
+    draw_and_upload(client, run_id, inputs)
+    return True
 
 
 def _inputs_from_artifacts(client, run_id: str, tmp: Path) -> dict:
+    # no progress bar per file on the study's console
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
     def load(path: str):
         return json.loads(Path(client.download_artifacts(run_id, path, str(tmp))).read_text())
 
@@ -125,3 +148,11 @@ def _inputs_from_artifacts(client, run_id: str, tmp: Path) -> dict:
     return {"metrics": load("metrics.json"), "history": load("history.json"),
             "confusion": load("confusion.json"), "classes": spec["classes"],
             "minority_classes": spec["minority_classes"]}
+
+
+if __name__ == "__main__":  # draw_pending's child: the runs named, on MLFLOW_TRACKING_URI
+    from mlflow.tracking import MlflowClient
+
+    store = MlflowClient()
+    for pending in sys.argv[1:]:
+        _draw_one(store, pending)

@@ -1,0 +1,70 @@
+"""Pending figures drawn by the driver from a run's JSON artifacts (study/late_figures.py
+draw_pending), in its own process and in child processes, on a real SQLite store: every
+run gets its three PNGs and loses its pending tag; a run whose artifacts are missing says
+so in the tag and the others still get theirs."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mlflow.tracking import MlflowClient
+
+from fsvae import config as config_mod
+from fsvae.trial import resolve
+from study import bench_trial, late_figures, record, records
+from study.parent import ensure_experiment
+from study.schema import FIGURES, ROLE
+
+PNGS = {"figures/curves.png", "figures/confusion_val.png", "figures/confusion_test.png"}
+
+
+def pending_runs(tmp_path, n: int) -> tuple[MlflowClient, list]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = ensure_experiment(client, "late", tmp_path)
+    parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
+    cfg = resolve(config_mod.resolve({"method": "vae", "data": str(tmp_path),
+                                      "vae_epochs": 2, "classifier_epochs": 2},
+                                     preset="tiny"))
+    for i in range(n):
+        rec = records.TrialRecorder(uri, exp, parent, f"#{i}", f"t{i}", known=[])
+        rec.start(config_mod.active_config(cfg))
+        out = tmp_path / f"out{i}"
+        result = bench_trial.synthetic_trial("instant")(cfg, progress=rec.progress,
+                                                        out_dir=out)
+        rec.finish(result, out, figures_later=True)  # its worker never drew them
+    entries = list(record.read(client, exp, parent).values())
+    assert [e.tags.get(FIGURES) for e in entries] == ["pending"] * n
+    return client, entries
+
+
+def assert_drawn(client, entries) -> None:
+    for e in entries:
+        assert {a.path for a in client.list_artifacts(e.run_id, "figures")} == PNGS
+        assert FIGURES not in client.get_run(e.run_id).data.tags
+        assert FIGURES not in e.tags
+
+
+def test_pending_figures_are_drawn_in_the_drivers_process(tmp_path):
+    client, entries = pending_runs(tmp_path, 3)
+    assert late_figures.draw_pending(client, entries) == 3
+    assert_drawn(client, entries)
+    assert late_figures.draw_pending(client, entries) == 0  # nothing left pending
+
+
+def test_many_pending_figures_are_drawn_by_child_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(late_figures, "PER_CHILD", 2)  # 4 runs: two children
+    client, entries = pending_runs(tmp_path, 4)
+    assert late_figures.draw_pending(client, entries) == 4
+    assert_drawn(client, entries)
+
+
+def test_a_run_without_its_json_artifacts_says_so_and_the_rest_are_drawn(tmp_path):
+    client, entries = pending_runs(tmp_path, 2)
+    broken = entries[0]
+    folder = Path(urlparse(client.get_run(broken.run_id).info.artifact_uri).path)
+    (folder / "history.json").unlink()
+    assert late_figures.draw_pending(client, entries) == 1
+    tag = client.get_run(broken.run_id).data.tags[FIGURES]
+    assert tag.startswith("failed: its JSON artifacts could not be read"), tag
+    assert_drawn(client, entries[1:])
