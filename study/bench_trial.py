@@ -49,7 +49,7 @@ def synthetic_trial(mode: str) -> Callable[..., dict[str, Any]]:
     seconds = parse(mode)
 
     def run(config: dict[str, Any], progress=None, out_dir=None, cache=None,
-            log=print) -> dict[str, Any]:
+            log=print, data_fingerprint=None) -> dict[str, Any]:
         return _trial(config, progress or (lambda event: None), out_dir, seconds)
 
     return run

@@ -106,6 +106,13 @@ class _AttemptMarker:
             f.write(json.dumps(self.ids).encode())
 
 
+def _session_fingerprint(cfg: dict, ctx: TrialContext) -> str | None:
+    """The dataset's fingerprint the driver computed once for the session (its data, its
+    layout detected), when the trial reads that data that way; None: the trial computes it."""
+    same = cfg["data"] == ctx.base.get("data") and cfg.get("layout", "auto") == "auto"
+    return ctx.data_fingerprint if same else None
+
+
 def data_summary(event: dict) -> dict:
     """What the console says of the data once per study, from the data stage's event:
     {"listed", "usable", "problems": fsvae.data.examples}."""
@@ -234,7 +241,8 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
     out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{recorder.run_id[:8]}-"))
     try:
         try:
-            result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print)
+            result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print,
+                               data_fingerprint=_session_fingerprint(cfg, ctx))
         except SystemExit:
             # Tune ends a function trainable with a SystemExit inside tune.report, both when
             # the scheduler stops it and when the study shuts down: not a failure, and not

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 import fsvae
 from fsvae import data, demo_data
 from fsvae.cache import StageCache, make_key, source_hash, source_modules
-from fsvae.trial import run_trial
+from fsvae.trial import Stages, data_stage, locate, resolve, run_trial
 from helpers import quiet, tiny_config
 
 
@@ -89,6 +89,21 @@ def test_fingerprint_changes_when_a_listed_file_changes(tmp_path):
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert data.fingerprint(root) != before
+
+
+def test_a_fingerprint_the_caller_computed_keys_the_data_stage_as_its_own_would(tmp_path):
+    """A study computes the dataset's fingerprint once per session and hands it to its
+    trials (run_trial's data_fingerprint) instead of each trial stat-ing every file."""
+    root = tmp_path / "d"
+    demo_data.make(root, per_class=10, image_size=16, seed=0)
+    cfg = resolve(tiny_config(root))
+    stages = Stages(StageCache(tmp_path / "cache", log=quiet), None)
+    data_stage(cfg, *locate(cfg), stages, quiet)
+    computed = stages.info["data"]["key"]
+    data_stage(cfg, *locate(cfg), stages, quiet, data.fingerprint(root))
+    assert stages.info["data"]["key"] == computed and stages.info["data"]["hit"]
+    data_stage(cfg, *locate(cfg), stages, quiet, "0" * 64)  # another dataset's
+    assert stages.info["data"]["key"] != computed and not stages.info["data"]["hit"]
 
 
 def test_changed_image_bytes_give_new_data_and_backbone_keys(tmp_path):
