@@ -20,7 +20,7 @@ from helpers.postgres import Postgres, PostgresMissing, start_postgres
 from helpers.processes import (REPO, cli, env, first_trials_done, free_port, kill_driver,
                                pause_env, paused, reap_ray_orphans, release, release_new,
                                start_cli, start_mlflow_server, stop_process_group, wait_until)
-from helpers.record import T0, StudyWriter, client, grid_params, runs, tracking_uri, trial_runs
+from helpers.record import T0, StudyWriter, SyntheticStudy, client, grid_params, runs, tracking_uri, trial_runs
 
 __all__ = [
     "hand_stats", "md_cells", "same",
@@ -29,6 +29,6 @@ __all__ = [
     "Postgres", "PostgresMissing", "start_postgres",
     "REPO", "cli", "env", "first_trials_done", "free_port", "kill_driver", "pause_env",
     "paused", "reap_ray_orphans", "release", "release_new", "start_cli", "start_mlflow_server",
-    "stop_process_group", "wait_until",
+    "stop_process_group", "wait_until", "SyntheticStudy",
     "T0", "StudyWriter", "client", "grid_params", "runs", "tracking_uri", "trial_runs",
 ]

@@ -81,3 +81,35 @@ def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed:
     if latent is not None:
         p["latent_dim"] = latent
     return p
+
+
+class SyntheticStudy:
+    """A study's experiment and parent run on a real SQLite store in `folder`, whose trials
+    are the benchmark's synthetic results (study/bench_trial.py) recorded by the trial's
+    real TrialRecorder, FINISHED with their figures still to come, as a trial leaves them."""
+
+    def __init__(self, folder: Path, name: str, **overrides):
+        from fsvae import config as config_mod
+        from fsvae.trial import resolve
+        from study.parent import ensure_experiment
+        from study.schema import ROLE
+
+        self.folder, self.uri = folder, f"sqlite:///{folder / 'mlflow.db'}"
+        self.client = MlflowClient(self.uri)
+        self.exp = ensure_experiment(self.client, name, folder)
+        self.parent = self.client.create_run(self.exp, tags={ROLE: "study"}).info.run_id
+        self.cfg = resolve(config_mod.resolve({"method": "vae", "data": str(folder),
+                                               **overrides}, preset="tiny"))
+
+    def trial(self, key: str) -> tuple:
+        """(its TrialRecorder, its result)."""
+        from fsvae import config as config_mod
+        from study import bench_trial, records
+
+        rec = records.TrialRecorder(self.uri, self.exp, self.parent, key, key, known=[])
+        rec.start(config_mod.active_config(self.cfg))
+        out = self.folder / f"out-{key}"
+        result = bench_trial.synthetic_trial("instant")(self.cfg, progress=rec.progress,
+                                                        out_dir=out)
+        rec.finish(result, out, figures_later=True)  # as a trial does: PNGs after FINISHED
+        return rec, result

@@ -4,13 +4,11 @@ store, as a real trial is: curves, finals, timings, tags, artifacts, FINISHED.""
 from __future__ import annotations
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from fsvae import config as config_mod
-from fsvae.trial import resolve, run_trial
-from study import bench_trial, faults, late_figures, records
-from study.parent import ensure_experiment
-from study.schema import FIGURES, MINORITY_CLASSES, ROLE
+from fsvae.trial import run_trial
+from helpers import SyntheticStudy
+from study import bench_trial, faults, late_figures
+from study.schema import FIGURES, MINORITY_CLASSES
 
 
 def test_the_hook_is_off_unless_set(monkeypatch):
@@ -28,18 +26,9 @@ def test_modes():
 
 
 def test_a_synthetic_trial_is_recorded_as_a_real_one(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = ensure_experiment(client, "bench", tmp_path)
-    parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
-    cfg = resolve(config_mod.resolve({"method": "vae", "data": str(tmp_path),
-                                      "vae_epochs": 2, "classifier_epochs": 3},
-                                     preset="tiny"))
-    rec = records.TrialRecorder(uri, exp, parent, "n_f=5#0", "synthetic", known=[])
-    rec.start(config_mod.active_config(cfg))
-    out = tmp_path / "out"
-    result = bench_trial.synthetic_trial("instant")(cfg, progress=rec.progress, out_dir=out)
-    rec.finish(result, out, figures_later=True)  # as a trial does: PNGs after FINISHED
+    study = SyntheticStudy(tmp_path, "bench", vae_epochs=2, classifier_epochs=3)
+    client, cfg = study.client, study.cfg
+    rec, result = study.trial("n_f=5#0")
     late_figures.draw_and_upload(client, rec.run_id, late_figures.figure_inputs(result))
     again = bench_trial.synthetic_trial("instant")(cfg)
     assert again["metrics"] == result["metrics"]  # fixed by the config

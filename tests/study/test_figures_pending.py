@@ -9,33 +9,20 @@ from urllib.parse import urlparse
 
 from mlflow.tracking import MlflowClient
 
-from fsvae import config as config_mod
-from fsvae.trial import resolve
-from study import bench_trial, late_figures, record, records
-from study.parent import ensure_experiment
-from study.schema import FIGURES, ROLE
+from helpers import SyntheticStudy
+from study import late_figures, record
+from study.schema import FIGURES
 
 PNGS = {"figures/curves.png", "figures/confusion_val.png", "figures/confusion_test.png"}
 
 
 def pending_runs(tmp_path, n: int) -> tuple[MlflowClient, list]:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = ensure_experiment(client, "late", tmp_path)
-    parent = client.create_run(exp, tags={ROLE: "study"}).info.run_id
-    cfg = resolve(config_mod.resolve({"method": "vae", "data": str(tmp_path),
-                                      "vae_epochs": 2, "classifier_epochs": 2},
-                                     preset="tiny"))
+    study = SyntheticStudy(tmp_path, "late", vae_epochs=2, classifier_epochs=2)
     for i in range(n):
-        rec = records.TrialRecorder(uri, exp, parent, f"#{i}", f"t{i}", known=[])
-        rec.start(config_mod.active_config(cfg))
-        out = tmp_path / f"out{i}"
-        result = bench_trial.synthetic_trial("instant")(cfg, progress=rec.progress,
-                                                        out_dir=out)
-        rec.finish(result, out, figures_later=True)  # its worker never drew them
-    entries = list(record.read(client, exp, parent).values())
+        study.trial(f"#{i}")  # FINISHED; its worker never drew its figures
+    entries = list(record.read(study.client, study.exp, study.parent).values())
     assert [e.tags.get(FIGURES) for e in entries] == ["pending"] * n
-    return client, entries
+    return study.client, entries
 
 
 def assert_drawn(client, entries) -> None:

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,16 +43,17 @@ def add_running_study(path, name: str, driver: dict) -> str:
     old schema takes (as that study's own older MLflow would have)."""
     now = int(time.time() * 1000)
     run_id = "0" * 31 + "1"
+    artifacts = str(Path(path).parent / "mlartifacts")  # never written: the study is a record
     con = sqlite3.connect(path)
     with con:
         con.execute("INSERT INTO experiments (experiment_id, name, artifact_location, "
                     "lifecycle_stage, creation_time, last_update_time) "
-                    "VALUES (1, ?, '/tmp/unused', 'active', ?, ?)", (name, now, now))
+                    "VALUES (1, ?, ?, 'active', ?, ?)", (name, artifacts, now, now))
         con.execute("INSERT INTO runs (run_uuid, name, source_type, source_name, "
                     "entry_point_name, user_id, status, start_time, source_version, "
                     "lifecycle_stage, artifact_uri, experiment_id) VALUES "
-                    "(?, 'study', 'LOCAL', '', '', 'u', 'RUNNING', ?, '', 'active', "
-                    "'/tmp/unused', 1)", (run_id, now))
+                    "(?, 'study', 'LOCAL', '', '', 'u', 'RUNNING', ?, '', 'active', ?, 1)",
+                    (run_id, now, artifacts))
         for key, value in {"fsvae.role": "study", "fsvae.driver": json.dumps(driver),
                            "fsvae.heartbeat": f"{time.time():.0f}"}.items():
             con.execute("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
