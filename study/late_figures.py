@@ -126,15 +126,22 @@ def draw_pending(client, entries) -> int:
 
 
 def _draw_one(client, run_id: str) -> bool:
-    with tempfile.TemporaryDirectory(prefix="fsvae-figures-") as tmp:
-        try:
-            inputs = _inputs_from_artifacts(client, run_id, Path(tmp))
-        except Exception as e:  # its artifacts are not all there: say so, go on
-            client.set_tag(run_id, FIGURES,
-                           f"failed: its JSON artifacts could not be read ({e})"[:4000])
-            return False
-    draw_and_upload(client, run_id, inputs)
-    return True
+    """One pending run's figures; False (and the run left pending, or tagged with why)
+    when they could not be made: figures are never worth failing a study's end for."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="fsvae-figures-") as tmp:
+            try:
+                inputs = _inputs_from_artifacts(client, run_id, Path(tmp))
+            except Exception as e:  # its artifacts are not all there: say so, go on
+                client.set_tag(run_id, FIGURES,
+                               f"failed: its JSON artifacts could not be read ({e})"[:4000])
+                return False
+        draw_and_upload(client, run_id, inputs)
+        return True
+    except Exception as e:  # the store away: the run stays pending for the next session
+        print(f"figures of run {run_id[:8]} left pending ({type(e).__name__}: {e})",
+              flush=True)
+        return False
 
 
 def _inputs_from_artifacts(client, run_id: str, tmp: Path) -> dict:
