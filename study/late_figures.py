@@ -1,6 +1,6 @@
-"""A trial's PNG figures (study/plots.py), drawn after its run is FINISHED and its result
-reported, so that the ~1 s matplotlib takes for three figures is not part of the trial's
-slot (bench/README.md has the breakdown).
+"""A trial's PNG figures (study/trial_png.py), drawn after its run is FINISHED and its result
+reported, so that drawing and uploading them (~0.1 s of CPU here) is not part of the
+trial's slot (bench/README.md has the breakdown).
 
 The record's rule holds: a trial's run holds its params, metrics, tags, dataset input and
 JSON artifacts (metrics, confusion, history, model part) and is FINISHED before Tune or
@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 
 from study import faults
-from study.plots import trial_figures
+from study.trial_png import trial_figures
 from study.schema import FIGURES
 
 PENDING = "pending"

@@ -1,5 +1,7 @@
-"""PNG figures of one trial: learning curves of every stage (the paper's Figures 3 and 4)
-and confusion matrices. Used for each trial's MLflow artifacts and by `fsvae-study figures`.
+"""Learning curves of every stage of a trial (the paper's Figures 3 and 4), drawn with
+matplotlib for `fsvae-study figures`. Each trial's own PNGs in MLflow show the same panels,
+drawn with Pillow by study/trial_png.py (matplotlib's cost, once per trial, was most of the
+harness's time per trial).
 """
 from __future__ import annotations
 
@@ -44,46 +46,8 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
         ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
-    # Fixed margins: tight_layout doubled the cost of a figure, and every trial draws three.
+    # Fixed margins: the panels' labels are short and known, and tight_layout doubles the cost.
     fig.subplots_adjust(left=0.06, right=0.94, bottom=0.14, top=0.84, wspace=0.45)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
-
-
-def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], path: Path,
-              title: str) -> Path:
-    n = len(classes)
-    fig = Figure(figsize=(0.45 * n + 1.8, 0.45 * n + 1.8))
-    ax = fig.add_subplot()
-    ax.imshow(matrix, cmap="Blues")
-    for i in range(n):
-        for j in range(n):
-            if matrix[i][j]:
-                ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=6)
-    labels = [f"{c}*" if c in minority else c for c in classes]
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), labels, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true (* minority)")
-    ax.set_title(title, fontsize=9, y=1.0)
-    fig.subplots_adjust(left=0.2, right=0.98, bottom=0.2, top=0.94)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def trial_figures(result: dict, folder: Path) -> list[Path]:
-    """curves.png, confusion_val.png, confusion_test.png for one trial's result."""
-    m = result["metrics"]
-    out = []
-    p = curves(result["history"], folder / "curves.png",
-               f"val acc {m['val_acc']:.3f}, val acc_h {m['val_acc_h']:.3f}")
-    if p:
-        out.append(p)
-    for split in ("val", "test"):
-        out.append(confusion(result["confusion"][split], result["classes"],
-                             result["minority_classes"], folder / f"confusion_{split}.png",
-                             f"{split}: acc {m[f'{split}_acc']:.3f}, acc_h "
-                             f"{m[f'{split}_acc_h']:.3f}"))
-    return out
