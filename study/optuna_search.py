@@ -3,8 +3,9 @@ MLflow record, and the Ray Tune searcher that asks it for trials.
 
 The Optuna study `<study name>/<stratum>` (or `<study name>` without strata) lives in an
 RDB storage that only the driver writes (docs/failures.md), and records its
-study's parent run (user attr fsvae.parent_run_id). A trial is asked (`study.ask`, written
-at once) before Tune starts it, and told (`study.tell`) when Tune hears its end, after its
+study's parent run (user attr fsvae.parent_run_id). A trial is asked (of an in-memory copy
+of the study, study/optuna_mirror.py, and written to the stored one at once) before Tune
+starts it, and told (both, the same way) when Tune hears its end, after its
 MLflow run says how it ended (study/outcomes.py): COMPLETE with its value, FAIL, or PRUNED
 when the early-stopping scheduler stopped it (with the intermediate values it reported).
 A trial its study interrupted is not told: it runs again. The Optuna trial number is the
@@ -29,6 +30,7 @@ from ray.tune.search import Searcher
 
 import search_spaces
 from study import faults
+from study.optuna_mirror import Mirror
 from study.record import Entry
 from study.optuna_sync import PLACEHOLDER, RETRY_OF, RUN_ID, values_of
 from study.trainable import FINAL
@@ -133,6 +135,7 @@ class OptunaSearcher(Searcher):
         self.study, self.label, self.params = study, label, params
         self.objectives, self.ends = objectives, ends
         self.known = known or {}  # trial key -> the runs the record holds for it
+        self.mirror = Mirror(study)  # asked and told in memory, written through to `study`
         self.rerun, self.asks = list(stratum.rerun), stratum.asks
         # Tune trial id -> (number, Optuna id, what it was handed)
         self.live: dict[str, tuple[int, int, dict]] = {}
@@ -145,13 +148,11 @@ class OptunaSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.rerun:
             number, params, retry_of = self.rerun.pop(0)
-            db_id = self.study._storage.get_trial_id_from_study_id_trial_number(
-                self.study._study_id, number)
+            db_id = self.mirror.stored_id(number)
         elif self.asks > 0:
             self.asks -= 1
-            trial = self.study.ask()
-            search_spaces.suggest(trial, self.params)
-            number, db_id, params = trial.number, trial._trial_id, dict(trial.params)
+            trial, db_id = self.mirror.ask(lambda t: search_spaces.suggest(t, self.params))
+            number, params = trial.number, dict(trial.params)
             retry_of = trial.user_attrs.get(RETRY_OF)
         else:
             return Searcher.FINISHED
@@ -170,7 +171,7 @@ class OptunaSearcher(Searcher):
         if trial_id in self.live and FINAL not in result and step is not None \
                 and isinstance(value, (int, float)) and math.isfinite(value):
             number, db_id, _ = self.live[trial_id]
-            optuna.trial.Trial(self.study, db_id).report(float(value), int(step))
+            self.mirror.report(number, db_id, float(value), int(step))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -180,14 +181,13 @@ class OptunaSearcher(Searcher):
         number, db_id, config = self.live.pop(trial_id)
         outcome = self.ends.record(trial_id, config, result, error)
         if outcome.state == "finished":
-            if outcome.run_id:
-                self.study._storage.set_trial_user_attr(db_id, RUN_ID, outcome.run_id)
             values = outcome.values
-            self.study.tell(number, values if len(values) > 1 else values[0])
+            self.mirror.tell(number, db_id, values if len(values) > 1 else values[0],
+                             user_attrs={RUN_ID: outcome.run_id} if outcome.run_id else None)
         elif outcome.state == "failed":
-            self.study.tell(number, state=TrialState.FAIL)
+            self.mirror.tell(number, db_id, state=TrialState.FAIL)
         elif outcome.state == "stopped":
-            self.study.tell(number, state=TrialState.PRUNED)
+            self.mirror.tell(number, db_id, state=TrialState.PRUNED)
         faults.pause("searcher_told", key=config["key"])
 
     # The state lives in the Optuna database, not in Tune's checkpoints.

@@ -39,17 +39,19 @@ BUDGET = {
     # thread, or by the driver at the session's end when that worker ended first
     "figures mlflow client": {"log_artifacts": 1, "delete_tag": 1},
     "figures mlflow store": {"get_run": 1, "delete_tag": 1},
+    # asked of the searcher's in-memory copy (study/optuna_mirror.py), written through in
+    # one transaction; told likewise: its run id, then its state and values
     "driver optuna storage": {
-        "get_heartbeat_interval": 1, "get_all_trials": 2, "create_new_trial": 1,
-        "get_trial": 3, "set_trial_param": 5, "set_trial_user_attr": 1,
-        "get_trial_id_from_study_id_trial_number": 2, "set_trial_state_values": 1},
+        "create_new_trial": 1, "get_trial_id_from_study_id_trial_number": 1,
+        "set_trial_user_attr": 1, "set_trial_state_values": 1},
     "driver optuna rdb": {
-        "get_heartbeat_interval": 1, "_get_trials": 2, "_create_new_trial": 1, "get_trial": 3,
-        "_set_trial_param": 5, "set_trial_user_attr": 1, "set_trial_state_values": 1},
+        "_create_new_trial": 1, "set_trial_user_attr": 1, "set_trial_state_values": 1},
 }
 # The driver's frames that act for one trial: the searcher asking and telling Optuna, and
-# Tune's callbacks hearing of the trial (outcomes.py, progress.py).
-TRIAL_FRAMES = ("optuna_search.py:OptunaSearcher.", "outcomes.py:", "progress.py:")
+# Tune's callbacks hearing of the trial (outcomes.py, progress.py). The searcher's set-up
+# (it copies the stored study once a session) is the session's.
+TRIAL_FRAMES = ("optuna_search.py:OptunaSearcher.suggest",
+                "optuna_search.py:OptunaSearcher.on_trial_", "outcomes.py:", "progress.py:")
 FIGURE_FRAMES = ("late_figures.py:draw_and_upload",)
 LAYERS = {"client": "mlflow client", "store": "mlflow store", "optuna": "optuna storage",
           "rdb": "optuna rdb"}

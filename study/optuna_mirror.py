@@ -1,0 +1,107 @@
+"""The searcher's working copy of a stratum's Optuna study: asked and told in memory, each
+change written through to the stored study at once, in as few transactions as it takes.
+
+Asking the stored study directly cost ~50 ms a trial on SQLite and telling it ~25 ms, on
+the path from one trial's end to the next one's start (bench/README.md): each suggested
+parameter is its own commit, and every ask and every TPE draw reads the running trials
+back from the database. The copy is made after `reconcile` has settled the stored study,
+and during a session only its driver writes that study (docs/failures.md), so both hold the
+same trials in the same order and the sampler (the stored study's own object, seeded as
+open_study made it) draws what it would have drawn from the stored study.
+
+The stored study stays the record. It gets an asked trial before Tune hears of it: a new
+one in one transaction (number, parameters, the sampler's attributes), an enqueued retry
+by its state and parameters; an intermediate value when reported; a trial's end (its run
+id, then its state and values) before the searcher returns.
+"""
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from study.errors import StudyError
+
+
+class Mirror:
+    def __init__(self, stored: optuna.Study):
+        self.stored = stored
+        self.memory = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
+                                          sampler=stored.sampler, directions=stored.directions)
+        for t in stored.get_trials(deepcopy=False):  # in number order: the numbers match
+            self.memory._storage.create_new_trial(self.memory._study_id, template_trial=t)
+
+    def ask(self, suggest) -> tuple[FrozenTrial, int]:
+        """A trial asked of the copy, its parameters drawn by `suggest(trial)`, then written
+        to the stored study: (the trial, its id in the stored study)."""
+        memory = self.memory._storage
+        waiting = {t.number: t for t in memory.get_all_trials(
+            self.memory._study_id, deepcopy=True, states=(TrialState.WAITING,))}
+        trial = self.memory.ask()
+        suggest(trial)
+        asked = memory.get_trial(trial._trial_id)
+        store = self.stored._storage
+        if asked.number in waiting:  # an enqueued retry, now running
+            stored_id = self.stored_id(asked.number)
+            if not store.set_trial_state_values(stored_id, TrialState.RUNNING):
+                self._another_writer(asked.number)
+            for name, value in asked.params.items():
+                dist = asked.distributions[name]
+                store.set_trial_param(stored_id, name, dist.to_internal_repr(value), dist)
+            self._attrs(stored_id, waiting[asked.number], asked)
+        else:
+            stored_id = store.create_new_trial(self.stored._study_id, template_trial=asked)
+            if self.stored_id(asked.number) != stored_id:  # its cache knows the new number
+                self._another_writer(asked.number)
+        return asked, stored_id
+
+    def stored_id(self, number: int) -> int:
+        return self.stored._storage.get_trial_id_from_study_id_trial_number(
+            self.stored._study_id, number)
+
+    def report(self, number: int, stored_id: int, value: float, step: int) -> None:
+        """An intermediate value (an early-stopping scheduler's), kept by both."""
+        memory_id = self._memory_id(number)
+        optuna.trial.Trial(self.memory, memory_id).report(value, step)
+        kept = self.memory._storage.get_trial(memory_id).intermediate_values.get(step)
+        if kept is not None:  # Trial.report ignores a step it has (with a warning)
+            self.stored._storage.set_trial_intermediate_value(stored_id, step, kept)
+
+    def tell(self, number: int, stored_id: int, values=None, state=None,
+             user_attrs: dict | None = None) -> None:
+        """A trial's end, told to the copy (so that its sampler sees it), then written to
+        the stored study as the copy decided it: `user_attrs` first, then the attributes
+        the sampler set, then state and values."""
+        memory_id = self._memory_id(number)
+        before = self.memory._storage.get_trial(memory_id)  # what the stored study holds
+        for key, value in (user_attrs or {}).items():
+            self.stored._storage.set_trial_user_attr(stored_id, key, value)
+            self.memory._storage.set_trial_user_attr(memory_id, key, value)
+        self.memory.tell(number, values, state=state)
+        told = self.memory._storage.get_trial(memory_id)
+        self._attrs(stored_id, before, told, user=False)
+        self.stored._storage.set_trial_state_values(stored_id, told.state, told.values)
+
+    def _another_writer(self, number: int):
+        raise StudyError(
+            f"Optuna study {self.stored.study_name!r} no longer matches this driver's copy "
+            f"at trial {number}: another process is writing it, and only the study's driver "
+            f"may (docs/failures.md)")
+
+    def _memory_id(self, number: int) -> int:
+        return self.memory._storage.get_trial_id_from_study_id_trial_number(
+            self.memory._study_id, number)
+
+    def _attrs(self, stored_id: int, before: FrozenTrial, after: FrozenTrial,
+               user: bool = True) -> None:
+        """The attributes `after` has that `before` (what the stored trial holds) lacks:
+        those the sampler set."""
+        store = self.stored._storage
+        for key, value in after.system_attrs.items():
+            if before.system_attrs.get(key, _NONE) != value:
+                store.set_trial_system_attr(stored_id, key, value)
+        for key, value in after.user_attrs.items() if user else ():
+            if before.user_attrs.get(key, _NONE) != value:
+                store.set_trial_user_attr(stored_id, key, value)
+
+
+_NONE = object()
