@@ -57,7 +57,7 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
     img = Image.new("RGB", (PANEL_W * len(panels), PANEL_H), WHITE)
     draw = ImageDraw.Draw(img)
     if title:
-        draw.text((img.width / 2, 10), title, fill=INK, font=font(15), anchor="mt")
+        _text(draw, (img.width / 2, 10), title, 15, "mt")
     for i, (stage, name, left, right) in enumerate(panels):
         rows = [r for r in history if r.get("stage") == stage and "epoch" in r]
         best = [r["best_epoch"] for r in history if r.get("stage") == stage and "best_epoch" in r]
@@ -77,16 +77,16 @@ def _panel(draw, box, name, rows, left, right, best) -> None:
     scales = {dashed: _Scale([r.get(key) for r in rows for key, _, _, d in series if d == dashed],
                              y1, y0) for dashed in (False, True)}
     draw.rectangle(box, outline=INK)
-    draw.text(((x0 + x1) / 2, y0 - 6), name, fill=INK, font=font(15), anchor="md")
+    _text(draw, ((x0 + x1) / 2, y0 - 6), name, 15, "md")
     for v, label in xs.ticks():
         draw.line([(xs(v), y1), (xs(v), y1 + 4)], fill=INK)
-        draw.text((xs(v), y1 + 6), label, fill=INK, font=font(13), anchor="mt")
-    draw.text(((x0 + x1) / 2, y1 + 26), "epoch", fill=INK, font=font(14), anchor="mt")
+        _text(draw, (xs(v), y1 + 6), label, 13, "mt")
+    _text(draw, ((x0 + x1) / 2, y1 + 26), "epoch", 14, "mt")
     for dashed, (edge, tick, anchor) in ((False, (x0, -4, "rm")), (True, (x1, 4, "lm"))):
         ys = scales[dashed]
         for v, label in ys.ticks():
             draw.line([(edge, ys(v)), (edge + tick, ys(v))], fill=INK)
-            draw.text((edge + 1.5 * tick, ys(v)), label, fill=INK, font=font(13), anchor=anchor)
+            _text(draw, (edge + 1.5 * tick, ys(v)), label, 13, anchor)
     if best is not None:
         _dashes(draw, [(xs(best), y0), (xs(best), y1)], GRID, (2, 3), 1)
     lines = []
@@ -108,8 +108,7 @@ def _panel(draw, box, name, rows, left, right, best) -> None:
 
 def _legend(draw, box, lines) -> None:
     """matplotlib's loc="best", simplified: the inner corner covering the fewest points."""
-    f = font(11)
-    width = 34 + max(draw.textlength(label, font=f) for label, *_ in lines)
+    width = 34 + max(font(11).getlength(label) for label, *_ in lines)
     height = 8 + 15 * len(lines)
     x0, y0, x1, y1 = box
     corners = [(x1 - width - 6, y0 + 6), (x0 + 6, y0 + 6), (x0 + 6, y1 - height - 6),
@@ -129,7 +128,7 @@ def _legend(draw, box, lines) -> None:
             _dashes(draw, sample, color, (7, 4), 2)
         else:
             draw.line(sample, fill=color, width=2)
-        draw.text((lx + 32, y), label, fill=INK, font=f, anchor="lm")
+        _text(draw, (lx + 32, y), label, 11, "lm")
 
 
 def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], path: Path,
@@ -139,12 +138,11 @@ def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], 
     n = len(classes)
     cell = 40
     labels = [f"{c}*" if c in minority else c for c in classes]
-    f, small = font(12), font(10)
-    label_w = int(max((f.getlength(s) for s in labels), default=0)) + 8
+    label_w = int(max((font(12).getlength(s) for s in labels), default=0)) + 8
     left, top, right, bottom = label_w + 30, 34, 12, label_w + 30
     img = Image.new("RGB", (left + n * cell + right, top + n * cell + bottom), WHITE)
     draw = ImageDraw.Draw(img)
-    draw.text((left + n * cell / 2, 8), title, fill=INK, font=font(14), anchor="mt")
+    _text(draw, (left + n * cell / 2, 8), title, 14, "mt")
     flat = [v for row in matrix for v in row]
     lo, hi = (min(flat), max(flat)) if flat else (0, 0)
     blues = _blues()
@@ -155,16 +153,15 @@ def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], 
             x, y = left + j * cell, top + i * cell
             draw.rectangle([x, y, x + cell, y + cell], fill=rgb)
             if v:
-                draw.text((x + cell / 2, y + cell / 2), str(v), font=small, anchor="mm",
-                          fill=WHITE if share > 0.6 else INK)
+                _text(draw, (x + cell / 2, y + cell / 2), str(v), 10, "mm",
+                      WHITE if share > 0.6 else INK)
     draw.rectangle([left, top, left + n * cell, top + n * cell], outline=INK)
     for k, label in enumerate(labels):
         mid = top + k * cell + cell / 2
-        draw.text((left - 6, mid), label, fill=INK, font=f, anchor="rm")
-        _vertical(img, label, f, (left + k * cell + cell / 2, top + n * cell + 6))
-    draw.text((left + n * cell / 2, img.height - 6), "predicted", fill=INK, font=font(13),
-              anchor="md")
-    _vertical(img, "true (* minority)", font(13), (6, top + n * cell / 2), centre=True)
+        _text(draw, (left - 6, mid), label, 12, "rm")
+        _vertical(draw, label, 12, (left + k * cell + cell / 2, top + n * cell + 6))
+    _text(draw, (left + n * cell / 2, img.height - 6), "predicted", 13, "md")
+    _vertical(draw, "true (* minority)", 13, (6, top + n * cell / 2), centre=True)
     return _save(img, path)
 
 
@@ -174,16 +171,34 @@ def _blues() -> list[tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in colormaps["Blues"](k / 255)[:3]) for k in range(256)]
 
 
-def _vertical(img, text: str, f, at, centre: bool = False) -> None:
+def _text(draw, xy, text: str, px: int, anchor: str = "la", fill=INK) -> None:
+    """draw.text with DejaVu Sans at `px`, from a cache of rendered strings: a trial's
+    figures repeat most of theirs (tick labels, counts, class names)."""
+    mask, left, top = _stamp(text, px, anchor)
+    draw.bitmap((round(xy[0] + left), round(xy[1] + top)), mask, fill=fill)
+
+
+def _vertical(draw, text: str, px: int, at, centre: bool = False) -> None:
     """`text` turned 90 degrees (read bottom to top): its top end at `at`, or its middle at
     `at` with `centre`, as matplotlib's rotated tick labels and y label."""
-    w, h = int(f.getlength(text)) + 2, f.size + 6
-    strip = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(strip).text((0, h / 2), text, fill=255, font=f, anchor="lm")
-    strip = strip.rotate(90, expand=True)
-    x = int(at[0] - strip.width / 2) if not centre else int(at[0])
-    y = int(at[1]) if not centre else int(at[1] - strip.height / 2)
-    img.paste(Image.new("RGB", strip.size, INK), (x, y), strip)
+    mask = _turned(text, px)
+    x = at[0] if centre else at[0] - mask.width / 2
+    y = at[1] - mask.height / 2 if centre else at[1]
+    draw.bitmap((round(x), round(y)), mask, fill=INK)
+
+
+@lru_cache(maxsize=4096)
+def _stamp(text: str, px: int, anchor: str) -> tuple[Image.Image, int, int]:
+    """`text` rendered as a mask, and the offset of its box from the anchor point."""
+    left, top, right, bottom = font(px).getbbox(text, anchor=anchor)
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font(px), anchor=anchor)
+    return mask, left, top
+
+
+@lru_cache(maxsize=1024)
+def _turned(text: str, px: int) -> Image.Image:
+    return _stamp(text, px, "la")[0].rotate(90, expand=True)
 
 
 class _Scale:
@@ -253,5 +268,6 @@ def _dashes(draw, points, color, pattern, width) -> None:
 
 def _save(img: Image.Image, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", compress_level=1)  # fast; these are small flat images
+    img.save(path, format="PNG", compress_level=1, compress_type=3)  # zlib RLE: fast, and these
+    # flat images compress well with it
     return path
