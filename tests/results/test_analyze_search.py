@@ -131,3 +131,18 @@ def test_analyze_lists_the_pareto_front_with_its_test_metrics(stores, tmp_path):
                             f"{(h - 0.05 - i / 1000) * 100:.2f}"]
     assert (tmp_path / "n_f=5_pareto.png").is_file()
     assert "n_f=5_history_val_acc_h.png" in {p.name for p in analysis.files}
+
+
+def test_the_importance_bars_show_the_table_s_importances(stores):
+    """The bars are drawn from the importances computed for the table, not a second fit."""
+    from optuna.visualization import matplotlib as ovm
+
+    from results.search_analysis import _Computed, target
+
+    study = load_study("importance", stores["uri"])
+    ost = scoped(open_strata(study, stores["optuna"])["n_f=5"])
+    imp = importance(ost, 0, "val_acc_h")
+    ax = ovm.plot_param_importances(ost, evaluator=_Computed(imp.values), target=target(0))
+    bars = {label.get_text(): patch.get_width()
+            for label, patch in zip(ax.get_yticklabels(), ax.patches)}
+    assert bars == pytest.approx(imp.values, abs=0.01)  # Optuna rounds the bars' values
