@@ -89,6 +89,7 @@ class Drawer:
         return done.wait(timeout)
 
     def _loop(self) -> None:
+        _yield_cpu()
         while True:
             client, run_id, inputs = self.todo.get()
             if client is None:
@@ -99,6 +100,16 @@ class Drawer:
             except Exception as e:  # MLflow away: the run stays pending, for the driver
                 print(f"figures of run {run_id[:8]} left for the study's end "
                       f"({type(e).__name__}: {e})", flush=True)
+
+
+def _yield_cpu() -> None:
+    """This thread (alone: Linux keeps a niceness per thread) at the lowest CPU priority, so
+    that on a machine whose cores are busy the trials come first and the figures take what
+    is left; on a GPU node, whose trials leave cores idle, it changes nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux: the thread keeps its process's priority
+        pass
 
 
 def draw_pending(client, entries) -> int:
