@@ -3,6 +3,8 @@ telling through it leaves the stored study (a real SQLite file) as asking and te
 stored study directly does, trial for trial."""
 from __future__ import annotations
 
+import sqlite3
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -107,3 +109,24 @@ def test_a_second_writer_of_the_stored_study_is_an_error(tmp_path, retry_first):
     other.ask()  # behind the copy's back: a new trial, or the retry taken
     with pytest.raises(StudyError, match="another process is writing it"):
         mirror.ask(suggest)
+
+
+def test_a_write_that_fails_leaves_the_copy_made_again_from_the_stored_study(tmp_path):
+    url = stored(tmp_path, "s", optuna.samplers.TPESampler(seed=1), ["maximize"]) \
+        ._storage._backend.url
+    impatient = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.2}})
+    mirror = Mirror(optuna.load_study(storage=impatient, study_name="s",
+                                      sampler=optuna.samplers.TPESampler(seed=1)))
+    mirror.ask(suggest)  # the enqueued retry
+    asked, stored_id = mirror.ask(suggest)
+    lock = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the database refuses writes for a while
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        mirror.tell(asked.number, stored_id, 1.0)
+    lock.execute("ROLLBACK")
+    after, _ = mirror.ask(suggest)
+    assert after.number == asked.number + 1  # numbered as the stored study numbers it
+    trials = optuna.load_study(storage=url, study_name="s").trials
+    assert trials[asked.number].state == TrialState.RUNNING  # not told: resume settles it
+    assert mirror.memory.trials[asked.number].state == TrialState.RUNNING  # the copy agrees
+    assert trials[after.number].params == after.params
