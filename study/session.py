@@ -290,8 +290,8 @@ class Session:
     # -- the end -------------------------------------------------------------------------
 
     def _stratum_complete(self, label: str) -> bool:
-        entries = record.read(self.client, self.exp_id, self.parent_id)
-        if self.space.kind == "grid":
+        if self.space.kind == "grid":  # the record says; a search's Optuna study says
+            entries = record.read(self.client, self.exp_id, self.parent_id)
             return all(entries.get(tuner.grid_key(p)) is not None
                        and entries[tuner.grid_key(p)].state != "unfinished"
                        for p in self.space.trials())
