@@ -58,9 +58,9 @@ bench-cache: install
 
 # 1,000 synthetic trials through the harness beside plain Ray Tune, then `resume`, `table`
 # and `analyze` over that study and over 10,000 runs written straight to the record
-# (bench/scale.py). Long: on the 2-core CPU sandbox, loaded, the 1,000-trial study took
-# 22 min, writing the 10,000 runs 29 min and `analyze` over them 25 min (at 9812abb): about
-# 1.5 h in all.
+# (bench/scale.py). Long: on the 2-core CPU sandbox the 1,000-trial study took 2.5 min
+# quiet (af7c79e; 22 min loaded at 9812abb), writing the 10,000 runs 29 min and `analyze`
+# over them 25 min (9812abb, which fitted fANOVA twice per scope where main fits it once).
 SCALE_ARGS ?= --sizes 100,1000 --synthetic 10000
 bench-scale: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/scale.py --out bench-out/scale $(SCALE_ARGS)
