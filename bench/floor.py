@@ -40,6 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=60)
     args = ap.parse_args()
+    if args.trials < 1:
+        ap.error(f"--trials {args.trials}: expected at least 1")
 
     import optuna
     from mlflow.tracking import MlflowClient
