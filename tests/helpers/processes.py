@@ -1,6 +1,7 @@
 """The processes a test starts and steers: the real `fsvae-study` command in a subprocess,
 waiting on it and killing it, fault-injection pauses (study/faults.py), an `mlflow server`.
-(A PostgreSQL server is postgres.py's.) Bench scripts start their mlflow servers here too.
+(A PostgreSQL server is postgres.py's; a Ray head node and a killed driver's Ray,
+ray_processes.py's.) Bench scripts start their mlflow servers here too.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from helpers.ray_processes import ray_of, reap_ray_orphans
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout under test (tests/helpers/..)
 
@@ -117,31 +120,13 @@ def wait_until(predicate, timeout: float, what: str, proc=None, log: Path | None
 
 
 def kill_driver(proc) -> None:
-    """SIGKILL, as a preempted machine or the OOM killer does: no cleanup runs."""
+    """SIGKILL, as a preempted machine or the OOM killer does: no cleanup runs. Then the
+    helpers that its local Ray leaves behind are ended, those of its own Ray sessions only
+    (ray_processes.reap_ray_orphans): another Ray on the machine is not touched."""
+    below, sessions = ray_of(proc.pid)  # before the kill: after it, its Ray is init's
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    reap_ray_orphans()
-
-
-def reap_ray_orphans() -> None:
-    """A SIGKILLed driver's local Ray loses its workers with it (Ray ties them to the driver),
-    but two of Ray's helper processes (dashboard agent, runtime-env agent) are left behind,
-    adopted by init. End them so that killed studies do not pile up processes."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")[0].decode(errors="replace").strip()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == 1 and cmd in ("ray::DashboardAgent", "ray::RuntimeEnvAgent"):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
+    reap_ray_orphans(sessions, below)
 
 
 def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None = None,

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import (FAST, REPO, cli, env, free_port, make_data, runs, tracking_uri,
-                     trial_runs)
+from helpers import (FAST, REPO, cli, env, free_port, make_data, runs, start_ray_head,
+                     tracking_uri, trial_runs)
 
 pytestmark = pytest.mark.slow
 
 
-RAY = str(Path(sys.executable).parent / "ray")
-
-
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
-    port = free_port()
-    start = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2",
-                            "--include-dashboard=false"], env=env(), capture_output=True,
-                           text=True, timeout=180)
-    assert start.returncode == 0, start.stdout + start.stderr
-    yield f"127.0.0.1:{port}"
-    subprocess.run([RAY, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+def head():
+    # Stopped by its own pids, never `ray stop`: that ends every Ray of the machine's user,
+    # a study running beside the tests included.
+    try:
+        node = start_ray_head(env(), free_port(), num_cpus=2)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield node.address
+    finally:
+        node.stop()
 
 
 def test_study_runs_on_an_existing_cluster(head, tmp_path):
