@@ -117,7 +117,7 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
     from fsvae import config as config_mod
     from fsvae import data as data_mod
     from fsvae.trial import resolve
-    from study import parent as parent_mod, plan as plan_mod, records, stores
+    from study import lease, parent as parent_mod, plan as plan_mod, records, stores
     from study.bench_trial import synthetic_trial
     from study.optuna_search import study_name, trial_key
     from study.optuna_sync import RUN_ID
@@ -136,7 +136,9 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
     client = MlflowClient(plan.tracking_uri)
     exp_id = parent_mod.ensure_experiment(client, name, storage)
     plan = plan.replace(sessions=1, experiment_id=exp_id)
-    parent = parent_mod.start_parent(client, exp_id, plan, space)
+    held = lease.acquire(plan.tracking_uri, name, "run")  # released: a resume takes it
+    parent = parent_mod.start_parent(client, exp_id, plan, space, held)
+    held.release()
     plan = plan.replace(parent_run_id=parent)
     plan_mod.write(plan)
     parent_mod.log_plan(client, parent, plan)

@@ -4,7 +4,8 @@ Ray, Optuna or MLflow.
 
 Errors a user can fix (fsvae.errors.FsvaeError: a bad config key or value, search space,
 data, study or table request, model) print one clear line on stderr and exit with status
-2; nothing already written is removed.
+2 (or the error's own `exit_code`: 4 for a study another process took over); nothing
+already written is removed.
 """
 from __future__ import annotations
 
@@ -65,13 +66,24 @@ def _main(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (FsvaeError, FileExistsError, FileNotFoundError) as e:
-        err(f"fsvae-study {args.command}: error: {e}")
-        return EXIT_USAGE
+        err(f"fsvae-study {args.command}: error: {_shown(e)}")
+        return getattr(e, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         err(f"fsvae-study {args.command}: interrupted")
         return 130
     except BrokenPipeError:  # e.g. `fsvae-study keys | head`
         return 0
+
+
+def _shown(e: BaseException) -> str:
+    """The error's message, any URL in it without its password: each message redacts its
+    own URLs (study.secrets); this also covers a library's text quoted in one."""
+    text = str(e)
+    if "://" not in text:
+        return text
+    from study.secrets import redact_text  # only here: the `study` package imports Ray
+
+    return redact_text(text)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from fsvae_study.output import err
 EXIT_CODES = ("exit status: 0 the study is complete and every trial finished (or was stopped "
               "early by --asha); 3 complete, but some trials failed (the summary names them "
               "and says whether a retry can help); 2 bad input, or a stratum stopped "
-              "because every trial of it would fail the same way; 130 interrupted (Ctrl-C): "
-              "continue with `fsvae-study resume`")
+              "because every trial of it would fail the same way; 4 another process took the "
+              "study over (a resume elsewhere, or a discard) and this one stopped without "
+              "writing more; 130 interrupted (Ctrl-C): continue with `fsvae-study resume`")
 
 
 def register(sub) -> None:

@@ -1,6 +1,7 @@
 """A session's claim on its study in the record: a new study takes a free name, a resume
 continues the study that holds it (docs/failures.md; the rule is in
-study/identity.py). Runs under the name's lock, in the driver, before any trial."""
+study/identity.py). Runs in the driver once it holds the study's lease (study/lease.py),
+before any trial."""
 from __future__ import annotations
 
 import shlex
@@ -34,8 +35,8 @@ class Claimed:
 
 
 def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
-          local_storage: Path | None) -> Claimed:
-    """Under the name's lock: the study's parent run, made or taken over."""
+          local_storage: Path | None, held) -> Claimed:
+    """The study's parent run, made or taken over by the holder of its lease, `held`."""
     name = plan.name
     exp_id = parent.ensure_experiment(client, name, local_storage)
     own = plan.parent_run_id if ask.mode == "resume" else None
@@ -50,7 +51,7 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
         _refuse_optuna_orphans(name, optuna, optuna_store)
         _clear_stale_folder(plan)
         plan = plan.replace(sessions=1, experiment_id=exp_id, parent_run_id=None)
-        plan.parent_run_id = parent.start_parent(client, exp_id, plan, space)
+        plan.parent_run_id = parent.start_parent(client, exp_id, plan, space, held)
         return Claimed(plan, new=True)
     parent_id = holder.info.run_id
     if ask.mode == "new":
@@ -62,20 +63,12 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
             f"{parent_id}, {holder.info.status.lower()}, {trials}): continue it with --resume "
             f"(or `fsvae-study resume --name {name}{where}`), discard it with `fsvae-study "
             f"discard --name {name}{where}`, or choose another --name")
-    if identity.alive(holder.info.status, holder.data.tags):
-        raise driven(name, holder)
     if plan.parent_run_id != parent_id:  # the plan of `run --resume`, or a stale one
         plan = _continued(client, holder, plan, ask)
     _refuse_foreign_optuna(name, optuna, parent_id, plan.optuna_storage)
     client.update_run(parent_id, status="RUNNING")
-    parent.tag_driver(client, parent_id)
+    parent.tag_driver(client, parent_id, held)
     return Claimed(plan.replace(experiment_id=exp_id, sessions=plan.sessions + 1), new=False)
-
-
-def driven(name: str, holder) -> StudyError:
-    return StudyError(f"study {name!r} is being run by another driver now "
-                      f"({identity.describe_driver(holder.data.tags)}); wait for it to end, "
-                      f"or stop it and resume")
 
 
 def where_flags(plan: Plan) -> str:

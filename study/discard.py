@@ -3,8 +3,10 @@ is free again (docs/failures.md).
 
 MLflow keeps a deleted experiment's name taken; so the experiment is renamed out of the way
 ("<name> (deleted <time>, <id>)") and deleted with its runs, which MLflow's own `mlflow gc`
-can then remove for good. Optuna's studies are deleted outright. Nothing is done while a
-live driver runs the study.
+can then remove for good. Optuna's studies are deleted outright. A discard takes the
+study's lease (study/lease.py) after it is confirmed, as a resume would: nothing is done
+while a live driver holds the study, and a driver that held it before stops at its next
+check instead of writing into a discarded record.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from study import identity, plan as plan_mod, storage as locations
+from study import identity, lease, plan as plan_mod, storage as locations
 from study.errors import StudyError
 from study.identity import redact
 from study.schema import default_tracking_uri
@@ -25,6 +27,7 @@ class Found:
 
     name: str
     tracking_uri: str
+    storage: str | None = None  # as asked (None: the default)
     experiment_id: str | None = None
     runs: int = 0
     optuna_storage: str | None = None
@@ -45,29 +48,27 @@ class Found:
 
 
 def find(name: str, storage: str | None = None, tracking_uri: str | None = None,
-         optuna_storage: str | None = None) -> Found:
-    """Everything of study `name`; StudyError when a live driver runs it or nothing is
-    found."""
+         optuna_storage: str | None = None, held: lease.Lease | None = None) -> Found:
+    """Everything of study `name`; StudyError when a live driver runs it (seen from here:
+    the lease decides after the confirmation) or nothing is found. `held`: the lease this
+    process holds, which is not another driver's."""
     from mlflow.tracking import MlflowClient
 
     location = locations.resolve(storage or plan_mod.DEFAULT_STORAGE)
     local = plan_mod.read(location, name)
     uri = tracking_uri or (local.tracking_uri if local else None) or \
         default_tracking_uri(Path(location))
-    found = Found(name, uri)
-    if not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()):
+    found = Found(name, uri, storage)
+    if _has_store(uri):
+        holder = lease.peek(uri, name)
+        if holder is not None and (held is None or holder.token != held.ref.token):
+            raise StudyError(f"{lease.busy_message(name, holder)}: stop it first")
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name(name)
         if exp is not None and exp.lifecycle_stage == "active":
             found.experiment_id = exp.experiment_id
             runs = client.search_runs([exp.experiment_id], max_results=50000)
             found.runs = len(runs)
-            live = [r for r in identity.parents(client, exp.experiment_id)
-                    if identity.alive(r.info.status, r.data.tags)]
-            if live:
-                raise StudyError(f"study {name!r} is being run by a driver now "
-                                 f"({identity.describe_driver(live[0].data.tags)}): stop it "
-                                 f"first")
     found.optuna_storage = optuna_storage or (local.optuna_storage if local else None) or \
         plan_mod.default_optuna_storage(location)
     found.optuna = identity.optuna_studies(found.optuna_storage, name)
@@ -81,9 +82,15 @@ def find(name: str, storage: str | None = None, tracking_uri: str | None = None,
     return found
 
 
-def discard(found: Found, confirm: Callable[[str], bool]) -> tuple[bool, str | None]:
-    """Removes what `find` found once `confirm(description)` says yes; returns (whether it
-    did, the name the MLflow experiment was set aside under, if there was one)."""
+def _has_store(uri: str) -> bool:
+    return not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file())
+
+
+def discard(found: Found, confirm: Callable[[str], bool],
+            say: Callable[[str], None] = print) -> tuple[bool, str | None]:
+    """Removes what `find` found once `confirm(description)` says yes, holding the study's
+    lease, and what a second look under the lease finds; returns (whether it did, the name
+    the MLflow experiment was set aside under, if there was one)."""
     if not confirm(found.describe()):
         return False, None
     from mlflow.tracking import MlflowClient
@@ -92,13 +99,25 @@ def discard(found: Found, confirm: Callable[[str], bool]) -> tuple[bool, str | N
 
     from study import parent
 
-    aside = None
-    if found.experiment_id is not None:
-        client = MlflowClient(found.tracking_uri)
-        with identity.name_lock(client, found.name):
-            aside = parent.set_aside(client, found.experiment_id, found.name)
-    for name in found.optuna:
-        optuna.delete_study(study_name=name, storage=found.optuna_storage)
-    if found.folder is not None:
-        shutil.rmtree(found.folder)
-    return True, aside
+    held = lease.acquire(found.tracking_uri, found.name, "discard", say=say) \
+        if _has_store(found.tracking_uri) else None
+    check = held.check if held is not None else (lambda: None)
+    try:
+        # Again, now that no driver can start or continue it: what it holds now goes.
+        found = find(found.name, found.storage, found.tracking_uri, found.optuna_storage,
+                     held)
+        aside = None
+        if found.experiment_id is not None:
+            check()
+            aside = parent.set_aside(MlflowClient(found.tracking_uri), found.experiment_id,
+                                     found.name)
+        for name in found.optuna:
+            check()
+            optuna.delete_study(study_name=name, storage=found.optuna_storage)
+        if found.folder is not None:
+            check()
+            shutil.rmtree(found.folder)
+        return True, aside
+    finally:
+        if held is not None:
+            held.release()

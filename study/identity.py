@@ -1,83 +1,31 @@
-"""A study's identity: its name in its tracking store, and who may drive it now.
+"""A study's identity: its name in its tracking store, and which parent run holds it.
 
-The rule (docs/failures.md): a study is its name in its MLflow tracking store.
-The name is taken by an active parent run of this harness (tag fsvae.role=study) that has
-at least one trial run or whose driver is alive, or by an Optuna study of that name (or
-`<name>/<stratum>`) with trials. A new study takes a free name; `--resume` continues the
-study that holds it, if no live driver does.
+The rule (docs/failures.md): a study is its name in its MLflow tracking store. The name is
+taken by an active parent run of this harness (tag fsvae.role=study) that has at least one
+trial run, or that the study's lease holder just made, or by an Optuna study of that name
+(or `<name>/<stratum>`) with trials. A new study takes a free name; `--resume` continues
+the study that holds it. Who may do either, and write the study after, is decided by the
+study's lease (study/lease.py): a claim runs while its driver holds it, so no other driver
+is alive then.
 
-Claims are atomic across machines: "is the name free? then create the parent run" runs
-under a lock that lives in the tracking store itself, a registered model named after the
-study. Creating a registered model of a name that exists fails on every backend MLflow
-offers (SQLite, PostgreSQL, an `mlflow server`), so exactly one claimant holds it; it is
-deleted when the claim is done, and one left behind by a killed process is taken over
-after LOCK_STALE_S.
-
-A driver says it is alive on its parent run: tag fsvae.driver (host, boot, pid and the
-process's start time) once, tag fsvae.heartbeat (Unix seconds) every HEARTBEAT_S. On the
-same machine a driver is alive while its process is; from another machine, while its
-heartbeat is younger than STALE_S.
+The parent run names its driver for people reading the record: tag fsvae.driver (host,
+pid, lease epoch) once per session, tag fsvae.heartbeat (Unix seconds, the driver's clock)
+with each beat of its lease.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import socket
-import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from study import faults
-from study.errors import StudyError
-from study.schema import DRIVER, HEARTBEAT, LOCK, OPTUNA_PARENT, PARENT, ROLE
+from study import lease
+from study.schema import DRIVER, HEARTBEAT, OPTUNA_PARENT, PARENT, ROLE
 
-HEARTBEAT_S = 15.0
-STALE_S = 60.0  # a heartbeat older than this: its driver is gone
-LOCK_STALE_S = 60.0  # a claim takes about a second; a lock this old was left by a dead one
-LOCK_WAIT_S = 120.0
-LOCK_PREFIX = "fsvae-study-lock-"
+STALE_S = 60.0  # study/stores.py: a heartbeat younger than this may be a live driver's
 
 
-# -- who is this process -----------------------------------------------------------------
-
-def this_driver() -> dict:
-    """What identifies this process across machines and reboots."""
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(),
-            "start": _process_start(os.getpid())}
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _process_start(pid: int) -> str:
-    """The process's start time in clock ticks since boot (Linux), so that a pid reused by
-    another process does not pass for the driver."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _alive_here(driver: dict) -> bool:
-    pid = int(driver.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        pass
-    start = driver.get("start")
-    return not start or _process_start(pid) in ("", start)
-
+# -- who drives it ---------------------------------------------------------------------
 
 def driver_of(tags: dict) -> dict | None:
     try:
@@ -87,16 +35,18 @@ def driver_of(tags: dict) -> dict | None:
 
 
 def alive(status: str, tags: dict, now: float | None = None) -> bool:
-    """Whether a parent run is being driven now. A RUNNING parent that names no driver
-    (written by an earlier version) has no way to say so: taken as not driven."""
+    """Whether a parent run may be being driven now, from its tags alone: a RUNNING parent
+    whose driver's process runs (when it can be seen from here: the same machine, boot and
+    pid namespace), else whose heartbeat is younger than STALE_S by this machine's clock.
+    For refusing a store's schema upgrade only (study/stores.py), where a wrong "alive"
+    merely postpones it; who may write a study is its lease's to say (study/lease.py)."""
     if status != "RUNNING":
         return False
     driver = driver_of(tags)
     if driver is None:
         return False
-    me = this_driver()
-    if driver.get("host") == me["host"] and driver.get("boot") == me["boot"]:
-        return _alive_here(driver)
+    if lease.same_namespace(driver):
+        return lease.process_alive(driver)
     try:
         beat = float(tags.get(HEARTBEAT, "0"))
     except ValueError:
@@ -114,95 +64,12 @@ def describe_driver(tags: dict, now: float | None = None) -> str:
     return f"host {driver.get('host', '?')}, pid {driver.get('pid', '?')}{age}"
 
 
-def driver_tags() -> dict[str, str]:
-    return {DRIVER: json.dumps(this_driver()), HEARTBEAT: f"{time.time():.0f}"}
-
-
-class Heartbeat:
-    """Writes the parent run's heartbeat every HEARTBEAT_S from a thread while a session
-    runs. A failed write (MLflow unreachable for a while) is skipped: the next one counts."""
-
-    def __init__(self, tracking_uri: str, parent_id: str):
-        self.tracking_uri, self.parent_id = tracking_uri, parent_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _beat(self) -> None:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(self.tracking_uri)
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                client.set_tag(self.parent_id, HEARTBEAT, f"{time.time():.0f}")
-            except Exception:  # an outage: the next beat tries again
-                pass
-
-
-# -- the claim ---------------------------------------------------------------------------
-
-@contextmanager
-def name_lock(client, name: str) -> Iterator[None]:
-    """Holds the study name's lock in the tracking store for the duration of a claim."""
-    from mlflow.exceptions import MlflowException
-
-    lock = LOCK_PREFIX + hashlib.sha256(name.encode()).hexdigest()[:20]
-    me = {**this_driver(), "since": time.time(), "study": name}
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            client.create_registered_model(
-                lock, tags={LOCK: json.dumps(me)},
-                description=f"fsvae-study: held for a moment while a driver claims the study "
-                            f"name {name!r}; deleted when it is done")
-            break
-        except MlflowException as e:
-            if e.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        holder = _lock_holder(client, lock)
-        if holder is not None and _stale_lock(holder):
-            _delete_lock(client, lock)
-            continue
-        if time.monotonic() > deadline:
-            who = describe_driver({DRIVER: json.dumps(holder)}) if holder else "unknown"
-            raise StudyError(f"study {name!r}: another driver ({who}) has held the claim on "
-                             f"its name for over {LOCK_WAIT_S:.0f} s; if it is gone, delete "
-                             f"the registered model {lock!r} in the MLflow UI at "
-                             f"{redact(client.tracking_uri)}")
-        time.sleep(0.3)
-    try:
-        faults.pause("name_claimed", key=name)
-        yield
-    finally:
-        _delete_lock(client, lock)
-
-
-def _lock_holder(client, lock: str) -> dict | None:
-    try:
-        return json.loads(client.get_registered_model(lock).tags.get(LOCK, ""))
-    except Exception:  # deleted meanwhile, or not ours
-        return None
-
-
-def _stale_lock(holder: dict) -> bool:
-    me = this_driver()
-    if holder.get("host") == me["host"] and holder.get("boot") == me["boot"]:
-        return not _alive_here(holder)
-    return time.time() - float(holder.get("since", 0)) > LOCK_STALE_S
-
-
-def _delete_lock(client, lock: str) -> None:
-    try:
-        client.delete_registered_model(lock)
-    except Exception:  # already gone (taken over as stale)
-        pass
+def driver_tags(held: "lease.Lease") -> dict[str, str]:
+    """The parent run's fsvae.driver (this process, and the epoch of its lease) and a
+    first fsvae.heartbeat."""
+    info = {k: v for k, v in held.info.items() if k != "token"}
+    return {DRIVER: json.dumps({**info, "lease": held.ref.epoch}),
+            HEARTBEAT: f"{time.time():.0f}"}
 
 
 def parents(client, experiment_id: str) -> list:
@@ -218,12 +85,12 @@ def has_trials(client, experiment_id: str, parent_id: str) -> bool:
 
 def holder(client, experiment_id: str, own: str | None = None) -> tuple[object | None, list]:
     """(the parent run that takes the name, or None; parents that do not: RUNNING ones with
-    no trial and no live driver, left by a driver killed before any trial started). `own`,
-    the parent run a resumed study's plan names, is its study whatever it holds."""
+    no trial, left by a driver stopped before any trial started). Called by the study's
+    lease holder, so no other driver is alive. `own`, the parent run a resumed study's plan
+    names, is its study whatever it holds."""
     taking, orphans = [], []
     for run in parents(client, experiment_id):
-        live = alive(run.info.status, run.data.tags)
-        if live or run.info.run_id == own or has_trials(client, experiment_id, run.info.run_id):
+        if run.info.run_id == own or has_trials(client, experiment_id, run.info.run_id):
             taking.append(run)
         elif run.info.status == "RUNNING":
             orphans.append(run)

@@ -129,10 +129,11 @@ class OptunaSearcher(Searcher):
     first, then asks Optuna (enqueued retries, then new trials) until the budget is spent."""
 
     def __init__(self, study: optuna.Study, label: str, params: dict[str, dict],
-                 objectives: list[str], modes: list[str], stratum: Stratum, ends,
+                 objectives: list[str], modes: list[str], stratum: Stratum, ends, held,
                  known: dict[str, list[str]] | None = None):
         super().__init__(metric=objectives[0], mode=modes[0])
         self.study, self.label, self.params = study, label, params
+        self.held = held  # the study's lease (study/lease.py): checked before each write
         self.objectives, self.ends = objectives, ends
         self.known = known or {}  # trial key -> the runs the record holds for it
         self.mirror = Mirror(study)  # asked and told in memory, written through to `study`
@@ -146,6 +147,8 @@ class OptunaSearcher(Searcher):
         return len(self.rerun) + self.asks
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self.todo and not self.held.holds():
+            return None  # no new trial: the study is another driver's now, and Tune stops
         if self.rerun:
             number, params, retry_of = self.rerun.pop(0)
             db_id = self.mirror.stored_id(number)
@@ -169,7 +172,8 @@ class OptunaSearcher(Searcher):
         value = result.get(self.objectives[0])
         step = result.get("classifier_epoch")
         if trial_id in self.live and FINAL not in result and step is not None \
-                and isinstance(value, (int, float)) and math.isfinite(value):
+                and isinstance(value, (int, float)) and math.isfinite(value) \
+                and self.held.holds():
             number, db_id, _ = self.live[trial_id]
             self.mirror.report(number, db_id, float(value), int(step))
 
@@ -180,6 +184,8 @@ class OptunaSearcher(Searcher):
             return
         number, db_id, config = self.live.pop(trial_id)
         outcome = self.ends.record(trial_id, config, result, error)
+        if outcome.state != "interrupted" and not self.held.holds():
+            return  # the study is another driver's now: Optuna is not told
         if outcome.state == "finished":
             values = outcome.values
             self.mirror.tell(number, db_id, values if len(values) > 1 else values[0],

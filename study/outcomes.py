@@ -45,9 +45,10 @@ class Ends(tune.Callback):
     infrastructure (study/session.py); `stops` is filled by RecordedASHA."""
 
     def __init__(self, client, experiment_id: str, parent_id: str, objectives: list[str],
-                 infra_failed: Callable, stops: set[str] | None = None,
+                 infra_failed: Callable, held, stops: set[str] | None = None,
                  on_end: Callable | None = None):
         self.client, self.exp_id, self.parent_id = client, experiment_id, parent_id
+        self.held = held  # the study's lease (study/lease.py), checked before a write
         self.objectives, self.infra_failed = objectives, infra_failed
         self.stops = stops if stops is not None else set()
         self.on_end = on_end  # (config, outcome, result) once the end is recorded
@@ -71,6 +72,8 @@ class Ends(tune.Callback):
         elif FAILED in result:
             outcome = Outcome("failed", text=str(result.get("error", "")),
                               run_id=result.get("mlflow_run_id"))
+        elif (error or trial_id in self.stops) and not self.held.holds():
+            outcome = Outcome("interrupted")  # the study is another driver's now: no write
         elif error:
             outcome = self._failed(trial_id, config, result)
         elif trial_id in self.stops:
@@ -133,6 +136,8 @@ class GridSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if not self.points:
             return Searcher.FINISHED
+        if not self.ends.held.holds():
+            return None  # no new trial: the study is another driver's now, and Tune stops
         self.live[trial_id] = self.points.pop(0)
         return self.live[trial_id]
 

@@ -73,16 +73,17 @@ def set_aside(client: MlflowClient, experiment_id: str, name: str) -> str:
 
 
 def start_parent(client: MlflowClient, exp_id: str, plan: plan_mod.Plan,
-                 space: search_spaces.Space) -> str:
-    """The study's parent run, RUNNING and naming its driver (study/identity.py), with what
-    was asked and on which code and data. URLs are recorded without their passwords."""
+                 space: search_spaces.Space, held) -> str:
+    """The study's parent run, RUNNING and naming its driver (`held`, its lease:
+    study/lease.py), with what was asked and on which code and data. URLs are recorded
+    without their passwords."""
     tags = {ROLE: "study", SPACE_KIND: space.kind,
             OBJECTIVE: ",".join(space.objectives), MODE: ",".join(space.modes),
             STRATA: ",".join(space.strata), COMMAND: plan.command[:4000],
             CODE_VERSION: git_version(), STORAGE: redact(plan.storage),
             DATA: plan.data,
             DATA_FINGERPRINT: data_mod.fingerprint(plan.data),
-            **identity.driver_tags()}
+            **identity.driver_tags(held)}
     tags.update(plan.tags or {})  # the caller's own, e.g. a confirmation's search
     if plan.optuna_storage:
         tags[OPTUNA_STORAGE] = redact(plan.optuna_storage)
@@ -105,7 +106,7 @@ def start_parent(client: MlflowClient, exp_id: str, plan: plan_mod.Plan,
 def close_orphan_parents(client: MlflowClient, exp_id: str) -> int:
     """Parent runs left RUNNING with no trial and no live driver, by a driver killed in its
     first seconds (so the same `run` starts the study anew): KILLED, so that none stays
-    RUNNING. Called under the name's lock (study/identity.py)."""
+    RUNNING. Called by the study's lease holder (study/lease.py)."""
     return close_orphans(client, identity.holder(client, exp_id)[1])
 
 
@@ -138,6 +139,8 @@ def log_plan(client: MlflowClient, parent_id: str, plan: plan_mod.Plan) -> None:
     client.log_text(parent_id, plan.to_json(), PLAN)
 
 
-def tag_driver(client: MlflowClient, parent_id: str) -> None:
-    """The parent run names this process as its driver, with a first heartbeat."""
-    client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in identity.driver_tags().items()])
+def tag_driver(client: MlflowClient, parent_id: str, held) -> None:
+    """The parent run names this process (its lease `held`) as its driver, with a first
+    heartbeat."""
+    client.log_batch(parent_id,
+                     tags=[RunTag(k, v) for k, v in identity.driver_tags(held).items()])

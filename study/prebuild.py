@@ -33,7 +33,8 @@ def shared_config(plan, space: search_spaces.Space, stratum: dict,
 
 def start(client, parent_id: str, config: dict, plan, resources: dict,
           concurrency: int, label: str, step: int, alongside: bool,
-          on_data: Callable[[dict], None], on_fatal: Callable[[str], None]) -> threading.Thread:
+          holds: Callable[[], bool], on_data: Callable[[dict], None],
+          on_fatal: Callable[[str], None]) -> threading.Thread:
     """Starts the build as a Ray task and records it on the study's parent run (tags
     cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
     prebuild_wall_s (with the task's start), prebuild_cpu_s (CPU seconds of its process),
@@ -47,8 +48,9 @@ def start(client, parent_id: str, config: dict, plan, resources: dict,
     the trials, whose processes start up meanwhile and then wait on the entry's lock, so
     the task uses the CPUs they hold and do not use while they wait. Otherwise (a cluster,
     where the task could land on another node than the trials, or GPU trials) it reserves
-    the CPUs and a whole GPU, and the trials start when it is done. Returns the thread that
-    records the result; join it after the trials."""
+    the CPUs and a whole GPU, and the trials start when it is done. `holds()` is asked
+    before each write (the study's lease). Returns the thread that records the result;
+    join it after the trials."""
     import ray
     from mlflow.entities import Metric, RunTag
 
@@ -70,6 +72,8 @@ def start(client, parent_id: str, config: dict, plan, resources: dict,
         except ray.exceptions.RayError as e:
             cause = getattr(e, "cause", None) or e
             reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
+            if not holds():
+                return
             client.set_tag(parent_id, f"{tag}.error", reason[:4000])
             if isinstance(cause, FsvaeError):
                 on_fatal(reason)
@@ -87,6 +91,8 @@ def start(client, parent_id: str, config: dict, plan, resources: dict,
         metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
                    "prebuild_cpu_s": out["cpu_s"], "prebuild_cpus": cpus,
                    "prebuild_gpus": gpus}
+        if not holds():
+            return
         client.log_batch(parent_id,
                          metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
                          tags=[RunTag(tag, "hit" if info["hit"] else "miss"),

@@ -131,11 +131,12 @@ def read(client, experiment_id: str, parent_id: str) -> dict[str, Entry]:
     return dict(sorted(out.items(), key=lambda kv: kv[1].start_time))
 
 
-def close_stale(client, entries: dict[str, Entry], why: str) -> int:
+def close_stale(client, entries: dict[str, Entry], why: str, check=None) -> int:
     """Runs still RUNNING when no trial of the study can be running (its driver is starting,
     or its Ray is down): their processes are gone. They become KILLED, tagged as
     interrupted, and their trials run again. Each is read again just before, so that a run
-    that finished since `entries` were read stays FINISHED. Returns how many were closed."""
+    that finished since `entries` were read stays FINISHED; `check()`, the study's lease
+    (study/lease.py), before each is closed. Returns how many were closed."""
     closed = 0
     for entry in entries.values():
         if entry.status != "RUNNING":
@@ -144,6 +145,8 @@ def close_stale(client, entries: dict[str, Entry], why: str) -> int:
         if now != "RUNNING":
             entry.status = now
             continue
+        if check is not None:
+            check()
         client.set_tag(entry.run_id, INTERRUPTED, why)
         client.set_terminated(entry.run_id, "KILLED")
         entry.status = "KILLED"

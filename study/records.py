@@ -178,8 +178,11 @@ class TrialRecorder:
     def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, key: str,
                  run_name: str, tags: dict[str, str] | None = None,
                  replaces: str | None = None, dataset: DatasetInput | None = None,
-                 known: list[str] | None = None):
+                 known: list[str] | None = None, fence=None):
         self.client = MlflowClient(tracking_uri)
+        # The study's lease (study/lease.py): fence() before the run is made and before
+        # it ends; it raises once another driver took the study.
+        self.fence = fence if fence is not None else (lambda: None)
         self.dataset = dataset
         self.exp_id, self.parent_id, self.key = exp_id, parent_id, key
         self.replaces = replaces
@@ -231,6 +234,7 @@ class TrialRecorder:
             last_error = [r.data.tags[ERROR] for r in earlier if ERROR in r.data.tags]
             if last_error:
                 tags[PREVIOUS_ERROR] = last_error[-1][:4000]
+        self.fence()
         run = self.client.create_run(self.exp_id, tags={**tags, **library_tags()},
                                      run_name=self.run_name)
         self.run_id = run.info.run_id
@@ -303,10 +307,12 @@ class TrialRecorder:
         self.flush()
         self._artifacts(out_dir)
         faults.pause("trial_finishing", key=self.key)
+        self.fence()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def fail(self, error: BaseException, out_dir: Path | None) -> str:
         """Records the trial's own failure; returns its reason."""
+        self.fence()
         try:
             self.flush()
         except Exception:  # the run is failing anyway; its reason matters more
@@ -326,6 +332,7 @@ class TrialRecorder:
         """Its study stopped it (Ctrl-C, the driver's stop, a lost session): KILLED and
         tagged so, and it runs again on resume. Whether a scheduler stopped it instead is
         the driver's to record (study/outcomes.py): inside the trial both look alike."""
+        self.fence()
         self.flush()
         self.client.log_batch(self.run_id, tags=[RunTag(INTERRUPTED, why)])
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))

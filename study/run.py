@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import search_spaces
-from study import identity, plan as plan_mod, storage
-from study.claim import Claim, driven
+from study import faults, identity, lease as lease_mod, plan as plan_mod, storage
+from study.claim import Claim
 from study.errors import StudyError
 from study.identity import redact
 from study.plan import Plan
@@ -130,8 +130,6 @@ def plan_from_record(tracking_uri: str, name: str) -> Plan:
         names = sorted(e.name for e in client.search_experiments())
         raise StudyError(f"no study {name!r} in {redact(tracking_uri)}; studies there: "
                          f"{', '.join(names) if names else 'none'}")
-    if identity.alive(holder.info.status, holder.data.tags):
-        raise driven(name, holder)
     plan = parent.read_plan(client, holder.info.run_id)
     if plan is None:
         raise StudyError(f"study {name!r}'s parent run {holder.info.run_id} carries no "
@@ -201,36 +199,59 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim) -> StudyResult:
         if started_ray and ray_error is None:
             ray.shutdown()
         raise setup["error"]
-    client, claimed = setup["client"], setup["claimed"]
+    client, claimed, held = setup["client"], setup["claimed"], setup["lease"]
     plan, parent_id = claimed.plan, claimed.plan.parent_run_id
     if ray_error is not None:  # nothing ran: no RUNNING parent left behind
-        if claimed.new:
-            # A new study that never started: the same command can simply be re-run.
-            plan_mod.forget(plan)
-            client.delete_run(parent_id)
-        else:
-            client.set_terminated(parent_id, "KILLED")
+        if held.holds():
+            if claimed.new:
+                # A new study that never started: the same command can simply be re-run.
+                plan_mod.forget(plan)
+                client.delete_run(parent_id)
+            else:
+                client.set_terminated(parent_id, "KILLED")
+            held.release()
         raise ray_error
     from study.session import Session
 
-    session = Session(plan, space, client, not claimed.new, ask.retry_failed)
-    with identity.Heartbeat(plan.tracking_uri, parent_id):
+    session = Session(plan, space, client, not claimed.new, ask.retry_failed, held)
+    with lease_mod.Heartbeat(held, parent_id, on_lost=session.lost):
         try:
             print(ray_line, flush=True)
             interrupted = session.run(multi_node=bool(plan.address))
-        except BaseException:
             if started_ray:
+                ray.shutdown()  # before the session's end is recorded: no trial can write then
+            result = session.finish(interrupted)
+        except BaseException as e:
+            if started_ray and ray.is_initialized():
                 ray.shutdown()
+            lost = _superseded(held, e)
+            if lost is not None:
+                raise lost from None  # nothing more is written: another process holds it
             session.close()
+            held.release()
             raise
-        if started_ray:
-            ray.shutdown()  # before the session's end is recorded: no trial can write then
-        result = session.finish(interrupted)
+    held.release()
     if ray_session is not None and result.complete:
         # A local Ray's session folder (/tmp/ray/session_*) holds only its logs: a complete
         # study needs none of them; otherwise they are kept, and the first line named them.
         shutil.rmtree(ray_session, ignore_errors=True)
     return result
+
+
+def _superseded(held: lease_mod.Lease, error: BaseException) -> lease_mod.Superseded | None:
+    """The Superseded that explains `error`, if this driver lost its study: found by an
+    earlier check, or by one more now (an error such as a record that vanished under a
+    discard is what losing the study looks like from inside)."""
+    if isinstance(error, lease_mod.Superseded):
+        return error
+    if held.lost is None and not isinstance(error, KeyboardInterrupt):
+        try:
+            held.check()
+        except lease_mod.Superseded:
+            pass
+        except Exception:  # the store away: the error stands as it is
+            return None
+    return held.lost
 
 
 class _QuietTrialFailures(logging.Filter):
@@ -280,11 +301,20 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
 
         client = out["client"] = MlflowClient(plan.tracking_uri)
         local = None if storage.is_uri(plan.storage) else Path(plan.storage)
-        with identity.name_lock(client, plan.name):
-            claimed = claim(client, plan, space, ask, local)
+        held = lease_mod.acquire(plan.tracking_uri, plan.name,
+                                 "resume" if ask.mode == "resume" else "run")
+        try:
+            faults.pause("name_claimed", key=plan.name)
+            held.check()
+            claimed = claim(client, plan, space, ask, local, held)
+            held.check()
             parent.log_plan(client, claimed.plan.parent_run_id, claimed.plan)
-        plan_mod.write(claimed.plan)
-        out["claimed"] = claimed
+            held.name_parent(claimed.plan.parent_run_id)
+            plan_mod.write(claimed.plan)
+        except BaseException:
+            held.release()
+            raise
+        out["claimed"], out["lease"] = claimed, held
     except StudyError as e:
         out["error"] = e
     except Exception as e:  # reported by the caller as a StudyError, after Ray is down

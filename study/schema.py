@@ -53,7 +53,6 @@ HEARTBEAT = "fsvae.heartbeat"  # the parent: when that driver last said it was a
 PLAN = "study.json"  # the parent's artifact: the study's plan, what `resume` needs
 OPTUNA_PARENT = "fsvae.parent_run_id"  # an Optuna study's user attr: its study's parent run
 PLACEHOLDER = "fsvae.placeholder"  # an Optuna trial's user attr: a number MLflow has no run for
-LOCK = "fsvae.lock"  # the name lock's tag (a registered model's): who holds it (JSON)
 CONFIRMS = "fsvae.confirms"  # a confirmation's parent: the search whose winners it reruns
 CONFIRMED_BY = "fsvae.confirmed_by"  # a search's parent: its confirmations, comma-separated
 

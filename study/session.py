@@ -44,8 +44,9 @@ class StudyResult:
 
 class Session:
     def __init__(self, plan: Plan, space: search_spaces.Space, client, resuming: bool,
-                 retry_failed: bool):
+                 retry_failed: bool, held):
         self.plan, self.space, self.client = plan, space, client
+        self.held = held  # the study's lease (study/lease.py): checked before each write
         self.exp_id, self.parent_id = plan.experiment_id, plan.parent_run_id
         self.resuming, self.retry_failed = resuming, retry_failed
         self.storage_error: str | None = None
@@ -73,7 +74,7 @@ class Session:
             print(f"every node ({n}) sees the study's storage, cache and data", flush=True)
         resources, concurrency = cluster.trial_resources(plan, space)
         entries = record.read(self.client, self.exp_id, self.parent_id)
-        closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
+        closed = record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
         self.told = {k for k, e in entries.items() if e.state != "unfinished"}
         print(f"study {plan.name}: {search_spaces.count(space)} trials "
               f"({space.kind}{', strata ' + _strata_text(space) if space.strata else ''}), "
@@ -87,14 +88,17 @@ class Session:
             parent_run_id=self.parent_id, cache_dir=plan.cache_dir,
             objectives=space.objectives, report_epochs=plan.asha,
             max_failures=plan.max_failures, marker=marker, git=records.git_state(),
-            data_fingerprint=data_mod.fingerprint(plan.data))
+            data_fingerprint=data_mod.fingerprint(plan.data), lease=self.held.ref)
         interrupted = False
         for step, (stratum, label) in enumerate(_strata(space)):
+            self.held.check()  # a stratum's start writes its Optuna study
             ctx = dataclasses.replace(shared, stratum=stratum)
             ended = self._stratum(ctx, stratum, label, step, entries, resources, concurrency)
             if ended == "interrupted":
                 interrupted = True
                 break
+        if self.held.lost is not None:
+            raise self.held.lost
         if self.storage_error:
             raise cluster.SharedStorageError(self.storage_error)
         return interrupted
@@ -115,7 +119,7 @@ class Session:
         stops: set[str] = set()
         self.stop_stratum = False
         ends = Ends(self.client, self.exp_id, self.parent_id, space.objectives,
-                    self._infra_failure(ctx), stops, on_end=self._on_end(label))
+                    self._infra_failure(ctx), self.held, stops, on_end=self._on_end(label))
         if space.kind == "grid":
             todo, prior = self._grid_todo(entries)
             searcher = GridSearcher(todo, ends, space.objectives[0], space.modes[0])
@@ -131,7 +135,7 @@ class Session:
             self.prebuild = prebuild.start(
                 self.client, self.parent_id, shared, plan, resources, concurrency, label,
                 step, alongside=not plan.address and ray.is_initialized()
-                and "gpu" not in resources, on_data=self._show_data,
+                and "gpu" not in resources, holds=self.held.holds, on_data=self._show_data,
                 on_fatal=lambda reason: self._fatal(label, reason))
         progress = Progress(total, space.objectives, space.modes, ends, label,
                             tuner.shown_keys(space), prior=prior,
@@ -204,14 +208,20 @@ class Session:
             best = (stratum.best[0], stratum.best[1])
         prior = {"done": stratum.done, "failed": stratum.failed, "best": best}
         searcher = search.OptunaSearcher(study, label, space.params, space.objectives,
-                                         space.modes, stratum, ends,
+                                         space.modes, stratum, ends, self.held,
                                          {k: e.runs for k, e in entries.items()})
         return searcher, prior
 
     # -- failures of the infrastructure --------------------------------------------------
 
     def _stop_all(self) -> bool:
-        return self.storage_error is not None or self.stop_stratum
+        return self.storage_error is not None or self.stop_stratum \
+            or self.held.lost is not None
+
+    def lost(self) -> None:
+        """The lease's heartbeat found the study taken over: Tune stops every trial (none
+        of which can write any more), and the session ends without another write."""
+        print(f"{self.held.lost}", flush=True)
 
     def _on_end(self, label: str):
         """For study/outcomes.Ends, after each trial's end is recorded: the data report
@@ -264,6 +274,7 @@ class Session:
                 run_id = self._failed_run(ctx, trial, config)
             else:
                 run_id = run.info.run_id
+            self.held.check()
             records.mark_failed(self.client, run_id, reason, "infrastructure")
             return text
         return record
@@ -284,7 +295,7 @@ class Session:
         rec = records.TrialRecorder(ctx.tracking_uri, self.exp_id, self.parent_id,
                                     config["key"], f"{short_key(config['key'])} {run_name(cfg)}",
                                     tags=tags, replaces=config.get("replaces"),
-                                    known=config.get("runs", []))
+                                    known=config.get("runs", []), fence=self.held.check)
         return rec.start(config_mod.active_config(cfg))
 
     # -- the end -------------------------------------------------------------------------
@@ -311,8 +322,9 @@ class Session:
         """The session's end, once Ray is down (no trial of it can still write): runs left
         RUNNING are closed as interrupted, the parent ends FINISHED (complete) or KILLED, and
         the summary says where things stand. Returns run_study's result."""
+        self.held.check()
         entries = record.read(self.client, self.exp_id, self.parent_id)
-        closed = record.close_stale(self.client, entries, INTERRUPTED_WHY)
+        closed = record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
         from study.late_figures import draw_pending  # matplotlib: only at the end
 
         drawn = draw_pending(self.client, entries.values())
@@ -327,6 +339,7 @@ class Session:
             self._stratum_complete(label) for _, label in _strata(self.space))
         finished = sum(e.state == "finished" for e in entries.values())
         failed = sum(e.state == "failed" for e in entries.values())
+        self.held.check()
         self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
         session_end(self.plan, complete, finished, failed, closed, self.adopted, self.fatal,
                     entries)
@@ -342,6 +355,7 @@ class Session:
         """--log-model: the best trial's model, logged to the parent run (study/model_log)."""
         from study.model_log import log_best_model
 
+        self.held.check()
         uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan.cache_dir,
                              self.space.objectives, self.space.modes)
         print(f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
@@ -351,11 +365,13 @@ class Session:
     def close(self) -> None:
         """After an exception: no run of this study left RUNNING, the parent KILLED."""
         try:
-            if self.client.get_run(self.parent_id).info.status == "RUNNING":
+            if self.held.holds() and \
+                    self.client.get_run(self.parent_id).info.status == "RUNNING":
                 entries = record.read(self.client, self.exp_id, self.parent_id)
-                record.close_stale(self.client, entries, INTERRUPTED_WHY)
+                record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
+                self.held.check()
                 self.client.set_terminated(self.parent_id, "KILLED")
-        except Exception:  # MLflow unreachable: the next session closes them
+        except Exception:  # MLflow unreachable, or the study taken over: not ours to close
             pass
 
 

@@ -4,7 +4,9 @@ report once, and at the end where things stand, where the records are and what t
 Exit codes (docs/failures.md, `fsvae-study run --help`): 0 the study is
 complete and every counted trial finished (or was stopped early by the scheduler); 3 it
 is complete but some trials failed; 2 bad input, including a stratum stopped because every
-trial of it would fail the same way; 130 interrupted (Ctrl-C), to be resumed.
+trial of it would fail the same way; 4 superseded: another process took the study over
+(study/lease.py) and this driver stopped without writing more; 130 interrupted (Ctrl-C),
+to be resumed.
 """
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import shlex
 from pathlib import Path
 
 from study import plan as plan_mod, storage
-from study.identity import redact
 from study.plan import Plan
 from study.record import Entry
 from study.schema import ERROR, FAILURE, default_tracking_uri
+from study.secrets import redact
 
 EXIT_COMPLETE, EXIT_BAD_INPUT, EXIT_FAILED_TRIALS, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_SUPERSEDED = 4  # study.lease.Superseded.exit_code
 # A trial's own failures that the same config and data always meet again: fix the config or
 # the data rather than retry (fsvae.errors).
 REPEATING = ("ConfigError", "DataError", "SplitError", "TrialError", "BackboneError")
@@ -73,12 +76,12 @@ def session_end(plan: Plan, complete: bool, finished: int, failed: int, closed: 
     print(f"\nstudy {name}: {state}; {finished} trials finished, {failed} failed"
           + (f", {adopted} adopted from MLflow" if adopted else "")
           + (f", {closed} unfinished runs closed" if closed else ""))
-    print(f"  Ray Tune results: {plan.folder}")
+    print(f"  Ray Tune results: {redact(plan.folder)}")
     print(f"  MLflow: experiment {name!r} at {redact(plan.tracking_uri)}")
     if plan.optuna_storage:
         print(f"  Optuna: studies {name}/<stratum> at {redact(plan.optuna_storage)}")
     if plan.tracking_uri.startswith("sqlite:"):
-        print(f"  open the MLflow UI: mlflow ui --backend-store-uri {plan.tracking_uri} "
+        print(f"  open the MLflow UI: mlflow ui --backend-store-uri {redact(plan.tracking_uri)} "
               f"--host 127.0.0.1 --port 5000   (then http://127.0.0.1:5000)")
     default = storage.resolve(plan_mod.DEFAULT_STORAGE)
     where = "" if plan.storage == default else f" --storage {shlex.quote(redact(plan.storage))}"

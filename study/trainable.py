@@ -29,6 +29,7 @@ from typing import Any
 from fsvae import config as config_mod
 from fsvae.errors import DataError, SplitError
 from study import faults
+from study.lease import LeaseRef, fence_for
 from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
 
 INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
@@ -52,6 +53,7 @@ class TrialContext:
     marker: dict | None  # what the node checks it can see (study/cluster.write_markers)
     git: dict  # the driver's checkout, as tags
     data_fingerprint: str | None
+    lease: LeaseRef | None = None  # the driver's lease, checked before a run starts or ends
     stratum: dict = field(default_factory=dict)
 
     @property
@@ -165,6 +167,7 @@ def trainable(config: dict, ctx: TrialContext) -> None:
                              key, f"{short_key(key)} {run_name(cfg)}", tags=tags,
                              replaces=config.get("replaces"),
                              known=config.get("runs", []) + attempts_left.read(),
+                             fence=fence_for(ctx.lease).check if ctx.lease else None,
                              dataset=dataset_input(ctx.base["data"],
                                                    ctx.data_fingerprint, "trial")
                              if ctx.data_fingerprint else None)
