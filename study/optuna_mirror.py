@@ -11,10 +11,11 @@ open_study made it) draws what it would have drawn from the stored study.
 
 The stored study stays the record. It gets an asked trial before Tune hears of it: a new
 one in one transaction (number, parameters, the sampler's attributes), an enqueued retry
-by its state and parameters; an intermediate value when reported; a trial's end (its run
-id, then its state and values) before the searcher returns. A change the database refuses
-half-way leaves the copy ahead of it; the copy is then made again from the stored study
-before its next use, so the two never number a trial differently.
+by its parameters and attributes and then, last, its state (`_take`); an intermediate
+value when reported; a trial's end (its run id, then its state and values) before the
+searcher returns. A change the database refuses half-way leaves the copy ahead of it; the
+copy is then made again from the stored study before its next use, so the two never
+number a trial differently.
 """
 from __future__ import annotations
 
@@ -67,20 +68,35 @@ class Mirror:
             suggest(trial)
             asked = copy._storage.get_trial(trial._trial_id)
             store = self.stored._storage
-            if asked.number in waiting:  # an enqueued retry, now running
+            if asked.number in waiting:  # an enqueued retry: see _take
                 stored_id = self.stored_id(asked.number)
-                if not store.set_trial_state_values(stored_id, TrialState.RUNNING):
-                    self._another_writer(asked.number)
-                for name, value in asked.params.items():
-                    dist = asked.distributions[name]
-                    store.set_trial_param(stored_id, name, dist.to_internal_repr(value), dist)
-                self._attrs(stored_id, waiting[asked.number], asked)
+                self._take(stored_id, waiting[asked.number], asked)
             else:
                 stored_id = store.create_new_trial(self.stored._study_id,
                                                    template_trial=asked)
                 if self.stored_id(asked.number) != stored_id:  # its cache knows the number
                     self._another_writer(asked.number)
         return asked, stored_id
+
+    def _take(self, stored_id: int, before: FrozenTrial, asked: FrozenTrial) -> None:
+        """An enqueued trial, asked of the copy, written to the stored study. Optuna's
+        storage has no call that writes a WAITING trial's parameters and state in one
+        commit (each parameter is a commit of its own), so the trial gets its parameters
+        and attributes while still WAITING and is taken (RUNNING) by the last commit. A
+        write cut short (a driver killed, the database away) leaves it WAITING, holding
+        part of the parameters it was enqueued with: the next ask takes it again, under
+        its number, with all of them (those it holds, the rest fixed by the enqueue). A
+        RUNNING trial, which a later session runs again as it is, never holds part of its
+        parameters. Another process that took the trial meanwhile gets the enqueued
+        parameters it would have drawn itself, and the state's write is refused."""
+        store = self.stored._storage
+        for name, value in asked.params.items():
+            if name not in before.params:  # not written by an ask cut short
+                dist = asked.distributions[name]
+                store.set_trial_param(stored_id, name, dist.to_internal_repr(value), dist)
+        self._attrs(stored_id, before, asked)
+        if not store.set_trial_state_values(stored_id, TrialState.RUNNING):
+            self._another_writer(asked.number)  # it was no longer WAITING
 
     def stored_id(self, number: int) -> int:
         return self.stored._storage.get_trial_id_from_study_id_trial_number(

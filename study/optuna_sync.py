@@ -15,7 +15,8 @@ memory of it, and may be lost (a deleted file, a study resumed on another machin
   from MLflow: a finished Optuna trial cannot be changed in place. Numbers are kept.
 - A trial MLflow holds unfinished goes back (or stays) RUNNING in Optuna with its params,
   so that it runs again under its own number (optuna_search.reconcile). A trial number is
-  never reused for another configuration.
+  never reused for another configuration: a retry left RUNNING with part of its params
+  gets the rest from the trial it retries.
 """
 from __future__ import annotations
 
@@ -75,11 +76,12 @@ def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], spa
         study = _rebuild(storage, name, directions, parent_id, trials, record, space, client)
         out.rebuilt = True
         out.added = sum(e.state != "unfinished" for e in record.values())
-        return out
-    for number in range(len(trials), max(record, default=-1) + 1):
-        entry = record.get(number)
-        study.add_trial(_from_record(entry, space, client) if entry else _placeholder())
-        out.added += entry is not None and entry.state != "unfinished"
+    else:
+        for number in range(len(trials), max(record, default=-1) + 1):
+            entry = record.get(number)
+            study.add_trial(_from_record(entry, space, client) if entry else _placeholder())
+            out.added += entry is not None and entry.state != "unfinished"
+    _complete_retries(study)
     return out
 
 
@@ -151,6 +153,28 @@ def _rebuild(storage, name: str, directions: list[str], parent_id: str,
     return study
 
 
+def _complete_retries(study: optuna.Study) -> None:
+    """A retry left RUNNING with part of its parameters gets the rest from the trial it
+    retries, so that it runs again as that configuration, not as another one under the
+    same number. Earlier drivers marked an enqueued retry RUNNING before writing its
+    parameters, one commit each, and one stopped in between left such a trial in the
+    store; the searcher now writes the state last (optuna_mirror.Mirror)."""
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        of = t.user_attrs.get(RETRY_OF)
+        if t.state != TrialState.RUNNING or not isinstance(of, int) \
+                or not 0 <= of < len(trials):
+            continue
+        retried = trials[of]
+        if any(retried.params.get(k, _NONE) != v for k, v in t.params.items()):
+            continue  # not a part of that configuration
+        for key, value in retried.params.items():
+            if key not in t.params:
+                dist = retried.distributions[key]
+                study._storage.set_trial_param(t._trial_id, key,
+                                               dist.to_internal_repr(value), dist)
+
+
 def _from_record(entry: Entry, space, client) -> FrozenTrial:
     """An Optuna trial as MLflow records it."""
     point = entry.point if entry.point is not None else _point_from_params(entry, space)
@@ -213,3 +237,6 @@ def _copy(trial: FrozenTrial) -> FrozenTrial:
 
 def _placeholder() -> FrozenTrial:
     return create_trial(state=TrialState.FAIL, user_attrs={PLACEHOLDER: True})
+
+
+_NONE = object()

@@ -4,10 +4,12 @@ rebuilt with every finished, failed and stopped trial under its own number; a tr
 holds as final but MLflow otherwise makes the study rebuild; a number MLflow has no run for
 is a placeholder that does not count; an interrupted trial goes back to RUNNING with its
 parameters; conditional parameters carry the space's exact distributions; another study's
-Optuna study is refused."""
+Optuna study is refused. An enqueued retry whose writes were cut short (a real SQLite lock)
+runs in the next session with exactly the parameters of the trial it retries."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import optuna
 import pytest
@@ -17,6 +19,7 @@ from optuna.trial import TrialState
 import search_spaces
 from study import optuna_search, record as study_record, records
 from study.errors import StudyError
+from study.optuna_mirror import Mirror
 from study.optuna_sync import PLACEHOLDER, sync
 from study.schema import POINT, ROLE
 from study.parent import ensure_experiment
@@ -139,3 +142,111 @@ def test_another_studys_optuna_study_is_refused(stores):
     with pytest.raises(StudyError, match="belongs to another study record"):
         sync(stores["optuna"], "s/n_f=5", "n_f=5", {}, stores["space"], other,
              stores["client"])
+
+
+# -- an enqueued retry cut short while the searcher writes it --------------------------------
+
+class Interruption:
+    """The database refuses writes (a real SQLite lock, held by another connection) once
+    `after` writes of one Optuna storage have committed: a driver cut off between them."""
+
+    WRITES = ("_create_new_trial", "_set_trial_param", "set_trial_state_values",
+              "set_trial_system_attr", "set_trial_user_attr")
+
+    def __init__(self, monkeypatch, storage, path, after: int):
+        self.lock = sqlite3.connect(path, isolation_level=None)
+        self.after, self.writes = after, 0
+        for name in self.WRITES:
+            monkeypatch.setattr(storage, name, self._counted(getattr(storage, name)))
+        self._maybe_lock()
+
+    def _counted(self, write):
+        def counted(*args, **kwargs):
+            out = write(*args, **kwargs)
+            self.writes += 1
+            self._maybe_lock()
+            return out
+        return counted
+
+    def _maybe_lock(self):
+        if self.writes == self.after:
+            self.lock.execute("BEGIN EXCLUSIVE")
+
+    def release(self):
+        self.lock.execute("ROLLBACK")
+        self.lock.close()
+
+
+def session(stores, num_samples: int, retry_failed: bool, storage=None):
+    """A session's start as study/session.py makes it: sync, open, reconcile."""
+    entries = study_record.read(stores["client"], stores["exp"], stores["parent"])
+    sync(stores["optuna"], "s/n_f=5", "n_f=5", entries, stores["space"], stores["parent"],
+         stores["client"])
+    study = optuna_search.open_study(stores["optuna"], "s/n_f=5", 3)
+    if storage is not None:  # the same study, through `storage`
+        study = optuna.load_study(study_name="s/n_f=5", storage=storage,
+                                  sampler=study.sampler)
+    stratum = optuna_search.reconcile(study, "n_f=5", entries, ["val_acc_h"], num_samples,
+                                      retry_failed)
+    return study, stratum, Mirror(study)
+
+
+def handed_out(stratum, mirror, params) -> list[tuple[int, dict, int | None]]:
+    """(number, parameters, number retried) of each trial the searcher hands Tune, in
+    order, as OptunaSearcher.suggest picks them: those that run again, then those asked."""
+    out = list(stratum.rerun)
+    for _ in range(stratum.asks):
+        trial, _ = mirror.ask(lambda t: search_spaces.suggest(t, params))
+        out.append((trial.number, dict(trial.params), trial.user_attrs.get("retry_of")))
+    return out
+
+
+@pytest.mark.parametrize("after", [0, 1, 2, 3])
+def test_a_retry_cut_short_while_being_asked_runs_with_its_own_parameters(stores, monkeypatch,
+                                                                         after):
+    """`resume --retry-failed` enqueues the failed trial 1 as trial 2; the searcher's ask of
+    it is cut off after `after` of its writes (three parameters and its state); the next
+    session runs trial 2 with exactly trial 1's parameters."""
+    record(stores, 0, "finished", 0.4)
+    record(stores, 1, "failed")  # POINTS[1]: the conditional beta_cycles is among its params
+    impatient = optuna.storages.RDBStorage(
+        stores["optuna"], engine_kwargs={"connect_args": {"timeout": 0.2}})
+    _, stratum, mirror = session(stores, 3, True, impatient)
+    assert stratum.asks == 2  # the retry, then one new trial
+    cut = Interruption(monkeypatch, impatient, stores["tmp"] / "optuna.db", after)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        handed_out(stratum, mirror, stores["space"].params)
+    assert cut.writes == after
+    cut.release()
+    monkeypatch.undo()
+    left = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"]).trials[2]
+    assert left.state == TrialState.WAITING  # not taken: asked again, not run as it is
+    assert POINTS[1].items() >= left.params.items()  # what it holds is its own
+
+    _, stratum, mirror = session(stores, 3, True)  # `resume --retry-failed` again
+    trials = handed_out(stratum, mirror, stores["space"].params)
+    assert trials[0] == (2, POINTS[1], 1)  # exactly the parameters of the trial it retries
+    assert [(n, of) for n, _, of in trials] == [(2, 1), (3, None)]
+    stored = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"]).trials
+    assert (stored[2].state, stored[2].params) == (TrialState.RUNNING, POINTS[1])
+    assert stored[3].params == trials[1][1]
+
+
+def test_a_retry_left_running_with_part_of_its_parameters_gets_the_rest(stores):
+    """A store an earlier driver left: it marked the enqueued retry RUNNING, wrote one of
+    its parameters and stopped. The next session runs it with all of them."""
+    record(stores, 0, "finished", 0.4)
+    record(stores, 1, "failed")
+    run_sync(stores)
+    study = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"])
+    study.enqueue_trial(dict(POINTS[1]), user_attrs={"retry_of": 1}, skip_if_exists=False)
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, 2)
+    assert storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    dist = study.trials[1].distributions["beta_schedule"]
+    storage.set_trial_param(trial_id, "beta_schedule", dist.to_internal_repr("cyclical"), dist)
+
+    study, stratum, _ = session(stores, 3, True)
+    assert stratum.rerun == [(2, POINTS[1], 1)]  # runs again, as trial 1's configuration
+    assert study.trials[2].params == POINTS[1]
+
