@@ -17,6 +17,10 @@ memory of it, and may be lost (a deleted file, a study resumed on another machin
   so that it runs again under its own number (optuna_search.reconcile). A trial number is
   never reused for another configuration: a retry left RUNNING with part of its params
   gets the rest from the trial it retries.
+- The sampler's per-trial attributes (NSGA-II's generation) are not in MLflow. A rebuild
+  keeps those of each trial the old study asked with the same params; an nsga2 search
+  that got trials without them (a lost or stale store) is told so (Synced): its next
+  trials start again from a first, random generation.
 """
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ class Synced:
     added: int = 0  # trials added from MLflow as finished, failed or stopped
     rebuilt: bool = False  # rebuilt from MLflow (Optuna disagreed on a finished trial)
     created: bool = False  # a new study (first session, or its store was lost)
+    # an nsga2 search got trials from MLflow without the sampler's attributes (their
+    # generation): the store held no asked trial of that number and those parameters
+    sampler_state_lost: bool = False
 
 
 def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], space,
@@ -73,14 +80,18 @@ def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], spa
     record = _numbered(entries, label)
     trials = study.get_trials(deepcopy=False)
     if any(not _agrees(t, record.get(t.number), trials, space.objectives) for t in trials):
-        study = _rebuild(storage, name, directions, parent_id, trials, record, space, client)
+        study, bare = _rebuild(storage, name, directions, parent_id, trials, record, space,
+                               client)
         out.rebuilt = True
         out.added = sum(e.state != "unfinished" for e in record.values())
     else:
+        bare = 0
         for number in range(len(trials), max(record, default=-1) + 1):
             entry = record.get(number)
             study.add_trial(_from_record(entry, space, client) if entry else _placeholder())
             out.added += entry is not None and entry.state != "unfinished"
+            bare += entry is not None
+    out.sampler_state_lost = bare > 0 and space.sampler == "nsga2"
     _complete_retries(study)
     return out
 
@@ -136,21 +147,30 @@ def values_of(entry: Entry, objectives: list[str]) -> list[float] | None:
 
 def _rebuild(storage, name: str, directions: list[str], parent_id: str,
              trials: list[FrozenTrial], record: dict[int, Entry], space,
-             client) -> optuna.Study:
-    """The stratum's study anew from MLflow, numbers kept (see the module's docstring)."""
+             client) -> tuple[optuna.Study, int]:
+    """The stratum's study anew from MLflow, numbers kept (see the module's docstring),
+    and how many of MLflow's trials it got without the sampler's attributes. MLflow does
+    not hold those (NSGA-II keeps each trial's generation there); a trial the old study
+    asked with the same parameters gives its own."""
     optuna.delete_study(study_name=name, storage=storage)
     study = optuna.create_study(storage=storage, study_name=name, directions=directions)
     study.set_user_attr(OPTUNA_PARENT, parent_id)
     asked = {t.number: t for t in trials}
+    bare = 0
     for number in range(max([*record, *asked], default=-1) + 1):
         entry, old = record.get(number), asked.get(number)
         if entry is not None:
-            study.add_trial(_from_record(entry, space, client))
+            trial = _from_record(entry, space, client)
+            if old is not None and old.params == trial.params:
+                trial.system_attrs = dict(old.system_attrs)
+            else:
+                bare += 1
+            study.add_trial(trial)
         elif old is not None and old.state in (TrialState.RUNNING, TrialState.WAITING):
             study.add_trial(_copy(old))  # asked but not started, or an enqueued retry
         else:
             study.add_trial(_placeholder())
-    return study
+    return study, bare
 
 
 def _complete_retries(study: optuna.Study) -> None:

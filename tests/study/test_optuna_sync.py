@@ -5,7 +5,8 @@ holds as final but MLflow otherwise makes the study rebuild; a number MLflow has
 is a placeholder that does not count; an interrupted trial goes back to RUNNING with its
 parameters; conditional parameters carry the space's exact distributions; another study's
 Optuna study is refused. An enqueued retry whose writes were cut short (a real SQLite lock)
-runs in the next session with exactly the parameters of the trial it retries."""
+runs in the next session with exactly the parameters of the trial it retries. A rebuild
+keeps NSGA-II's generation of each trial; a lost store's is reported lost."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import sqlite3
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -52,12 +54,14 @@ def stores(tmp_path):
             "optuna": f"sqlite:///{tmp_path / 'optuna.db'}", "tmp": tmp_path}
 
 
-def record(stores, number: int, state: str, value: float = 0.5) -> str:
+def record(stores, number: int, state: str, value: float = 0.5,
+           point: dict | None = None) -> str:
     """A trial run as the study writes one: finished, failed, stopped or interrupted."""
+    point = POINTS[number] if point is None else point
     rec = records.TrialRecorder(stores["uri"], stores["exp"], stores["parent"],
                                 f"n_f=5#{number}", f"run-{number}",
-                                tags={POINT: json.dumps(POINTS[number], sort_keys=True)})
-    run_id = rec.start({**POINTS[number], "n_f": 5})
+                                tags={POINT: json.dumps(point, sort_keys=True)})
+    run_id = rec.start({**point, "n_f": 5})
     if state == "finished":
         rec.finish({"metrics": {"val_acc_h": value}, "timings": {}, "minority_classes": []},
                    None)
@@ -250,3 +254,67 @@ def test_a_retry_left_running_with_part_of_its_parameters_gets_the_rest(stores):
     assert stratum.rerun == [(2, POINTS[1], 1)]  # runs again, as trial 1's configuration
     assert study.trials[2].params == POINTS[1]
 
+
+# -- the sampler's own attributes (NSGA-II's generations) ----------------------------------
+
+GENERATION = "NSGAIISampler:generation"  # optuna/samplers/_ga/_base.py, per trial
+
+
+def nsga2_history(stores, n: int) -> list[dict]:
+    """An nsga2 search (two trials a generation) of `n` trials, each recorded in MLflow
+    before Optuna is told, as the searcher does; the last one told FAIL in Optuna although
+    its run FINISHED (a worker died after its run ended), so that the next sync rebuilds."""
+    stores["space"] = search_spaces.parse(yaml.safe_load(SPACE + "sampler: nsga2\n"),
+                                          "s.yaml", SPACE)
+    assert stores["space"].sampler == "nsga2"
+    run_sync(stores)
+    study = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"],
+                              sampler=optuna.samplers.NSGAIISampler(population_size=2,
+                                                                    seed=5))
+    points = []
+    for number in range(n):
+        trial = study.ask()
+        search_spaces.suggest(trial, stores["space"].params)
+        value = 0.1 + 0.1 * number
+        record(stores, number, "finished", value, point=trial.params)
+        study.tell(trial, value if number < n - 1 else None,
+                   state=TrialState.COMPLETE if number < n - 1 else TrialState.FAIL)
+        points.append(dict(trial.params))
+    return points
+
+
+def next_generation(stores) -> int:
+    study = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"],
+                              sampler=optuna.samplers.NSGAIISampler(population_size=2,
+                                                                    seed=5))
+    trial = study.ask()
+    search_spaces.suggest(trial, stores["space"].params)
+    return study.trials[trial.number].system_attrs[GENERATION]
+
+
+def test_a_rebuilt_nsga2_study_keeps_each_trials_generation(stores):
+    nsga2_history(stores, 5)
+    before = optuna.load_study(study_name="s/n_f=5", storage=stores["optuna"]).trials
+    assert [t.system_attrs[GENERATION] for t in before] == [0, 0, 1, 1, 2]
+    synced, study = run_sync(stores)
+    assert synced.rebuilt and not synced.sampler_state_lost
+    assert [(t.state, t.system_attrs) for t in study.trials] == \
+        [(TrialState.COMPLETE, t.system_attrs) for t in before]
+    assert next_generation(stores) == 2  # the search goes on where it was
+
+
+def test_a_lost_nsga2_store_is_reported_and_starts_again_at_generation_0(stores):
+    nsga2_history(stores, 5)
+    (stores["tmp"] / "optuna.db").unlink()
+    synced, study = run_sync(stores)
+    assert synced.created and synced.added == 5 and synced.sampler_state_lost
+    assert not any(GENERATION in t.system_attrs for t in study.trials)
+    assert next_generation(stores) == 0
+    synced, _ = run_sync(stores)  # said once: the next session has nothing more to lose
+    assert not synced.sampler_state_lost
+
+
+def test_a_lost_tpe_store_loses_nothing_the_sampler_needs(stores):
+    record(stores, 0, "finished")
+    synced, _ = run_sync(stores)
+    assert synced.created and synced.added == 1 and not synced.sampler_state_lost
