@@ -1,5 +1,5 @@
-"""The one redaction: a URL, or a command line, as anything printed, logged, tagged or
-written keeps it, without its password or secret options.
+"""The one redaction: a URL, a command line or a message as anything printed, logged,
+tagged or written keeps it, without a password or secret option.
 
 The rule (docs/cluster.md#3-the-record-on-a-server):
 
@@ -33,6 +33,7 @@ less).
 """
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus
 
 SECRET_QUERY_KEYS = {"password", "secret_key", "secret_access_key", "session_token",
@@ -40,6 +41,7 @@ SECRET_QUERY_KEYS = {"password", "secret_key", "secret_access_key", "session_tok
 # The dialects SQLAlchemy ships (https://docs.sqlalchemy.org/en/20/dialects/): a URL of
 # one of these, `+driver` or not, is a database URL.
 DATABASES = {"postgresql", "mysql", "mariadb", "sqlite", "mssql", "oracle"}
+URL_WORD = re.compile(r"\S+://\S*")  # a URL in free text: the word around its `://`
 
 
 def redact(url: str | None) -> str | None:
@@ -64,6 +66,12 @@ def redact_words(words: list[str]) -> list[str]:
         else:
             out.append(redact(w) if "://" in w else w)
     return out
+
+
+def redact_text(text: str) -> str:
+    """Free text with every URL in it redacted: a library's error message (MLflow's names
+    the URL it requested, user part and all) before it is printed or tagged."""
+    return URL_WORD.sub(lambda m: redact(m.group()), text)
 
 
 def _without_password(url: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from helpers import REPO
-from study.secrets import redact, redact_words
+from study.secrets import redact, redact_text, redact_words
 
 # One password per character that ends the user part in some parser, each between two
 # markers that must not appear either (a password cut in two must not leave its tail).
@@ -137,6 +137,15 @@ def test_a_command_line_loses_every_password():
     assert redact_words(words) == [
         "fsvae-study", "run", "--tracking-uri", "postgresql://u@db/m",
         "--optuna-storage=postgresql://u@db/o", "--name", "x:y@z", "--storage", "s3://b/p"]
+
+
+def test_a_message_loses_the_password_of_every_url_in_it():
+    message = ("API request to http://fsvae:Aa1/Bb2@Cc3@mlflow:5000/api/2.0/mlflow/runs/get "
+               "failed with exception Max retries; the store 'postgresql://u:Dd4%40Ee5@db/x'"
+               " is away")
+    assert redact_text(message) == (
+        "API request to http://fsvae@mlflow:5000/api/2.0/mlflow/runs/get failed with "
+        "exception Max retries; the store 'postgresql://u@db/x' is away")
 
 
 def test_the_module_needs_neither_ray_nor_mlflow_nor_optuna():
