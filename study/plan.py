@@ -16,7 +16,7 @@ import search_spaces
 from fsvae import data as data_mod
 from study import storage as locations
 from study.errors import StudyError
-from study.identity import redact
+from study.secrets import redact
 
 DEFAULT_STORAGE = "fsvae-studies"
 FORMAT = 2  # study.json written by this version: trial keys, Optuna store, sessions
@@ -114,7 +114,7 @@ def read(location: str, name: str) -> Plan | None:
     """The plan in the study.json of study `name` under a storage, or None."""
     where = locations.join(location, name, "study.json")
     text = locations.read_text(where)
-    return None if text is None else Plan.from_json(text, where)
+    return None if text is None else Plan.from_json(text, redact(where))
 
 
 def write(plan: Plan) -> None:

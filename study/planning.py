@@ -19,9 +19,9 @@ from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study import storage as locations
 from study.errors import StudyError
-from study.identity import redact_words
 from study.plan import DEFAULT_STORAGE, Plan, default_optuna_storage
 from study.schema import default_tracking_uri
+from study.secrets import redact, redact_text, redact_words
 
 
 def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None = None,
@@ -131,9 +131,9 @@ def database_url(url: str) -> str:
     try:
         make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as e:
-        raise StudyError(f"--optuna-storage {url!r}: not a database URL this machine can open "
-                         f"({type(e).__name__}: {e}); expected e.g. sqlite:////abs/optuna.db "
-                         f"or postgresql://user@host/db") from None
+        raise StudyError(f"--optuna-storage {redact(url)!r}: not a database URL this machine "
+                         f"can open ({type(e).__name__}: {redact_text(str(e))}); expected "
+                         f"e.g. sqlite:////abs/optuna.db or postgresql://user@host/db") from None
     return url
 
 
@@ -145,9 +145,9 @@ def _cache_dir(given: str | None, no_cache: bool, location: str) -> str | None:
     if given:
         return str(Path(given).expanduser().resolve())
     if locations.is_uri(location):
-        raise StudyError(f"--storage {location} is not a filesystem path, so the stage cache "
-                         f"cannot live there: give --cache-dir on a shared filesystem, or "
-                         f"--no-cache")
+        raise StudyError(f"--storage {redact(location)} is not a filesystem path, so the stage "
+                         f"cache cannot live there: give --cache-dir on a shared filesystem, "
+                         f"or --no-cache")
     return str(Path(location) / "cache")
 
 
