@@ -26,6 +26,7 @@ from results.search_analysis import (ALL, MIN_TRIALS, Importance, StratumAnalysi
                                      analyze_stratum, open_strata, storage_url)
 from results.store import Study, load_study, store_uri, study_folder
 from results.table import METRICS
+from study.secrets import redact
 
 ARTIFACT_DIR = "analysis"
 VAL = ("val_acc_h", "val_acc")
@@ -128,7 +129,8 @@ def render(analysis: Analysis) -> str:
         goals = ", ".join(f"{o} ({m})" for o, m in zip(study.objectives, study.modes))
         lines += [f"Validation objective{'s' * (len(study.objectives) > 1)}: {goals}; "
                   f"test metrics are shown beside, never used to rank. Accuracies in "
-                  f"percent. MLflow: {study.tracking_uri}; Optuna: {analysis.optuna_url}.", ""]
+                  f"percent. MLflow: {redact(study.tracking_uri)}; Optuna: "
+                  f"{redact(analysis.optuna_url)}.", ""]
         for stratum in analysis.strata:
             lines += _stratum_section(stratum, analysis.top)
     else:

@@ -15,6 +15,7 @@ from study.record import goals
 from results.store import load_study, store_uri
 from study.errors import StudyError
 from study.plan import Plan
+from study.secrets import redact
 
 SEEDS_FORM = "comma-separated seeds and ranges, e.g. 5-9 or 5,7,10-12"
 DEFAULT_SEEDS = 5  # how many seeds after the largest the search used, by default
@@ -46,14 +47,15 @@ def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,
     new = _new_seeds(search, asked, seeds)
     plan = plan_mod.read(location, experiment)
     if plan is None:
-        raise StudyError(f"no study.json of the search {experiment!r} under {location}: "
-                         f"give --storage where it ran (its data, preset and cache are there)")
+        raise StudyError(f"no study.json of the search {experiment!r} under "
+                         f"{redact(location)}: give --storage where it ran (its data, preset "
+                         f"and cache are there)")
     if plan.parent_run_id and plan.parent_run_id != search.parent_run_id:
         search = load_study(experiment, uri, parent_run=plan.parent_run_id)  # its own run
     _check_seed_free(plan)
     name = name or f"{search.name}-confirm"
     picks = _picks(search, top_k)
-    space = confirmation_space(plan, picks, new, name, locations.join(location, name))
+    space = confirmation_space(plan, picks, new, name, redact(locations.join(location, name)))
     _announce(search.name, picks, new, space, say)
     unknown = sorted(set(settings) - set(INHERITED))
     if unknown:

@@ -57,6 +57,7 @@ from results.errors import ResultsError  # noqa: E402
 from study.record import best_trials, one_run_per_trial, order  # noqa: E402
 from results.store import DEFAULT_STORAGE, Study  # noqa: E402
 from study.schema import OPTUNA_STORAGE, PLACEHOLDER  # noqa: E402
+from study.secrets import redact  # noqa: E402
 from results.table import stratum_key  # noqa: E402
 
 STORAGE_TAG = OPTUNA_STORAGE
@@ -85,8 +86,8 @@ def open_strata(study: Study, url: str) -> dict[str, optuna.Study]:
     """Stratum label ('' without strata) -> its Optuna study, in stratum order. Opening
     never creates a database or a study; ResultsError names what the storage holds."""
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise ResultsError(f"no Optuna storage at {url} (the search's studies live there; "
-                           f"pass --optuna-storage, or --storage where the study ran)")
+        raise ResultsError(f"no Optuna storage at {redact(url)} (the search's studies live "
+                           f"there; pass --optuna-storage, or --storage where the study ran)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
     names = optuna.get_all_study_names(storage)
@@ -94,8 +95,9 @@ def open_strata(study: Study, url: str) -> dict[str, optuna.Study]:
     mine = sorted((n for n, label in labels.items() if label is not None),
                   key=lambda n: stratum_key(labels[n]))
     if not mine:
-        raise ResultsError(f"no Optuna study of search {study.name!r} in {url} (expected "
-                           f"{study.name!r} or {study.name + '/<stratum>'!r}); studies there: "
+        raise ResultsError(f"no Optuna study of search {study.name!r} in {redact(url)} "
+                           f"(expected {study.name!r} or {study.name + '/<stratum>'!r}); "
+                           f"studies there: "
                            f"{', '.join(sorted(names)) or 'none'}")
     return {labels[n]: optuna.load_study(study_name=n, storage=storage) for n in mine}
 

@@ -24,6 +24,7 @@ from results.errors import ResultsError
 from study.record import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals
 from study.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
                           TRIAL_ID, TRIAL_KEY, default_tracking_uri)
+from study.secrets import redact
 from study.storage import is_uri
 
 DEFAULT_STORAGE = "fsvae-studies"  # as study/plan.py's: where `fsvae-study run` writes
@@ -90,8 +91,8 @@ def study_folder(experiment: str, storage: str | Path | None = None) -> Path:
     where `fsvae-study run` keeps its study.json: its figures/ and analysis/ go there.
     ResultsError for an object-store storage, which this machine cannot write PNGs into."""
     if is_uri(str(storage or "")):
-        raise ResultsError(f"--storage {storage} is not a folder on this machine: pass --out "
-                           f"for the files")
+        raise ResultsError(f"--storage {redact(str(storage))} is not a folder on this machine: "
+                           f"pass --out for the files")
     return Path(storage or DEFAULT_STORAGE) / experiment
 
 
@@ -127,8 +128,8 @@ def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None
     exp = client.get_experiment_by_name(experiment)
     if exp is None or exp.lifecycle_stage != "active":
         names = sorted(e.name for e in client.search_experiments())
-        raise ResultsError(f"no experiment named {experiment!r} in {tracking_uri}; experiments "
-                           f"there: {', '.join(names) if names else 'none'}")
+        raise ResultsError(f"no experiment named {experiment!r} in {redact(tracking_uri)}; "
+                           f"experiments there: {', '.join(names) if names else 'none'}")
     with _tracking(tracking_uri):
         runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
     role = _col(runs, f"tags.{ROLE}")

@@ -69,12 +69,13 @@ def random_params(rng: np.random.Generator, schedule: str) -> dict:
 
 class SearchWriter:
     """One search experiment: its study record (helpers.StudyWriter) tagged with its Optuna
-    storage and objectives, its Optuna study, then one trial at a time in both."""
+    storage (`optuna_url`, default optuna.db in `root`) and objectives, its Optuna study,
+    then one trial at a time in both."""
 
     def __init__(self, client: MlflowClient, root: Path, name: str, objectives: list[str],
-                 label: str = "n_f=5"):
+                 label: str = "n_f=5", optuna_url: str | None = None):
         self.label, self.objectives = label, objectives
-        url = f"sqlite:///{root / 'optuna.db'}"
+        url = optuna_url or f"sqlite:///{root / 'optuna.db'}"
         self.record = StudyWriter(client, root, name, "optuna", "n_f", tags={
             "fsvae.optuna_storage": url, "fsvae.objective": ",".join(objectives),
             "fsvae.mode": ",".join(["max"] * len(objectives))})
