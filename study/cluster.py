@@ -20,6 +20,7 @@ from pathlib import Path
 import search_spaces
 from study import storage
 from study.errors import StudyError
+from study.secrets import redact
 
 DEFAULT_GPU_FRACTION = 0.25
 MARKER = ".fsvae-shared-check.json"
@@ -251,7 +252,7 @@ def check_shared(marker: dict) -> None:
         if found != token:
             what = "the study's --storage" if MARKER in location else "the stage cache"
             raise SharedStorageError(
-                f"{_node()} cannot see {location}, which the driver just wrote "
+                f"{_node()} cannot see {redact(location)}, which the driver just wrote "
                 f"({'missing' if text is None else 'another copy'} there): {what} must be "
                 f"one filesystem shared by every node (an NFS/EFS mount at the same path, "
                 f"or s3:// for --storage); see docs/cluster.md#2-shared-storage")

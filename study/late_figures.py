@@ -30,6 +30,7 @@ from pathlib import Path
 from study import faults
 from study.trial_png import trial_figures
 from study.schema import FIGURES
+from study.secrets import redact_text
 
 PENDING = "pending"
 PER_CHILD = 8  # pending runs per child process at the end, at least (one takes ~2 s to start)
@@ -99,7 +100,7 @@ class Drawer:
                 draw_and_upload(client, run_id, inputs)
             except Exception as e:  # MLflow away: the run stays pending, for the driver
                 print(f"figures of run {run_id[:8]} left for the study's end "
-                      f"({type(e).__name__}: {e})", flush=True)
+                      f"({type(e).__name__}: {redact_text(str(e))})", flush=True)
 
 
 def _yield_cpu() -> None:
@@ -144,14 +145,14 @@ def _draw_one(client, run_id: str) -> bool:
             try:
                 inputs = _inputs_from_artifacts(client, run_id, Path(tmp))
             except Exception as e:  # its artifacts are not all there: say so, go on
-                client.set_tag(run_id, FIGURES,
-                               f"failed: its JSON artifacts could not be read ({e})"[:4000])
+                client.set_tag(run_id, FIGURES, f"failed: its JSON artifacts could not be "
+                                                f"read ({redact_text(str(e))})"[:4000])
                 return False
         draw_and_upload(client, run_id, inputs)
         return True
     except Exception as e:  # the store away: the run stays pending for the next session
-        print(f"figures of run {run_id[:8]} left pending ({type(e).__name__}: {e})",
-              flush=True)
+        print(f"figures of run {run_id[:8]} left pending "
+              f"({type(e).__name__}: {redact_text(str(e))})", flush=True)
         return False
 
 

@@ -34,6 +34,7 @@ from study import plan as plan_mod, record, records
 from study.errors import StudyError
 from study.schema import (BEST_MODEL, BEST_MODEL_RUN, MODE, OBJECTIVE, ROLE, STORAGE,
                           default_tracking_uri)
+from study.secrets import redact, redact_text
 
 MODEL_NAME = "best_model"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -69,7 +70,7 @@ def log_best_of_experiment(tracking_uri: str, experiment: str, cache_dir: str | 
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise StudyError(f"no experiment {experiment!r} at {tracking_uri}")
+        raise StudyError(f"no experiment {experiment!r} at {redact(tracking_uri)}")
     parents = identity.parents(client, exp.experiment_id)[::-1]  # in start order
     if not parents:
         raise StudyError(f"experiment {experiment!r} has no study run (tag {ROLE}=study)")
@@ -108,15 +109,15 @@ def load_model(run_or_uri: str, tracking_uri: str) -> packaged.PackagedModel:
     the model it is tagged with) or a runs:/ or models:/ URI."""
     if tracking_uri.startswith("sqlite:///") and \
             not Path(tracking_uri[len("sqlite:///"):]).is_file():
-        raise StudyError(f"no MLflow store at {tracking_uri} (pass --tracking-uri, or "
+        raise StudyError(f"no MLflow store at {redact(tracking_uri)} (pass --tracking-uri, or "
                          f"--storage where the study ran)")
     uri = model_uri(MlflowClient(tracking_uri), run_or_uri)
     with _tracking(tracking_uri):
         try:
             return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
         except (MlflowException, OSError) as e:
-            raise StudyError(f"cannot load the model {uri} from {tracking_uri}: "
-                             f"{getattr(e, 'message', e)}") from None
+            raise StudyError(f"cannot load the model {redact(uri)} from {redact(tracking_uri)}: "
+                             f"{redact_text(str(getattr(e, 'message', e)))}") from None
 
 
 def model_uri(client: MlflowClient, run_or_uri: str) -> str:
@@ -127,9 +128,9 @@ def model_uri(client: MlflowClient, run_or_uri: str) -> str:
     try:
         run = client.get_run(run_or_uri)
     except MlflowException:
-        raise StudyError(f"--model {run_or_uri!r}: no such run at {client.tracking_uri}; "
-                         f"expected a run id, runs:/RUN_ID/{MODEL_NAME} or "
-                         f"models:/NAME/VERSION") from None
+        raise StudyError(f"--model {run_or_uri!r}: no such run at "
+                         f"{redact(client.tracking_uri)}; expected a run id, "
+                         f"runs:/RUN_ID/{MODEL_NAME} or models:/NAME/VERSION") from None
     return run.data.tags.get(BEST_MODEL) or f"runs:/{run_or_uri}/{MODEL_NAME}"
 
 

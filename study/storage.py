@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from study.secrets import redact, redact_text
+
 
 def is_uri(location: str) -> bool:
     return "://" in location
@@ -38,7 +40,8 @@ def filesystem(location: str):
     try:
         return pafs.FileSystem.from_uri(location)
     except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        raise ValueError(f"{location}: not a storage URI pyarrow can open ({e})") from None
+        raise ValueError(f"{redact(location)}: not a storage URI pyarrow can open "
+                         f"({redact_text(str(e))})") from None
 
 
 def read_text(location: str) -> str | None:
