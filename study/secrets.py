@@ -1,7 +1,7 @@
 """The one redaction: a URL, a command line or a message as anything printed, logged,
 tagged or written keeps it, without a password or secret option.
 
-The rule (docs/cluster.md#3-the-record-on-a-server):
+The rule (docs/cluster.md#3-the-record-postgresql-for-both-mlflow-and-optuna):
 
 - The password of `user:password@` is dropped, the user kept:
   `postgresql://fsvae:s3cret@db/mlflow` -> `postgresql://fsvae@db/mlflow`. Dropped, not
