@@ -90,6 +90,7 @@ def run(guarded: dict, *args: str):
     return cli(*args, environ=guarded["env"], timeout=300)
 
 
+@pytest.mark.slow  # fsvae-study subprocesses
 def test_analyze_and_table_print_and_write_no_password(guarded, tmp_path):
     analyzed = run(guarded, "analyze", "--experiment", SEARCH, "--tracking-uri",
                    guarded["tracking"], "--optuna-storage", guarded["optuna"], "--out",
@@ -115,6 +116,7 @@ def test_analyze_and_table_print_and_write_no_password(guarded, tmp_path):
         assert_no_secret(path.read_bytes(), guarded, str(path))
 
 
+@pytest.mark.slow  # fsvae-study subprocesses
 def test_errors_name_the_store_without_its_password(guarded, tmp_path):
     unknown = run(guarded, "table", "--experiment", "nope", "--tracking-uri",
                   guarded["tracking"])
