@@ -12,7 +12,7 @@ from pathlib import Path
 import search_spaces
 from study import identity, parent, plan as plan_mod, storage
 from study.errors import StudyError
-from study.identity import redact
+from study.secrets import redact
 from study.plan import Plan
 from study.schema import PLAN, default_tracking_uri
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from study import identity, lease, plan as plan_mod, storage as locations
 from study.errors import StudyError
-from study.identity import redact
+from study.secrets import redact
 from study.schema import default_tracking_uri
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from study import lease
 from study.schema import DRIVER, HEARTBEAT, OPTUNA_PARENT, PARENT, ROLE
@@ -116,41 +115,3 @@ def optuna_studies(url: str | None, name: str) -> dict[str, dict]:
     finally:
         storage.remove_session()
         storage.engine.dispose()
-
-
-# -- secrets ----------------------------------------------------------------------------
-
-SECRET_QUERY_KEYS = {"password", "secret_key", "secret_access_key", "session_token",
-                     "access_key", "token"}
-
-
-def redact(url: str | None) -> str | None:
-    """A URL without its password (user:secret@host -> user@host) or secret query options
-    (an s3:// storage's secret_key, ...): what the record keeps. A password comes back from
-    ~/.pgpass or PGPASSWORD (PostgreSQL), MLFLOW_TRACKING_PASSWORD (an MLflow server)."""
-    if not url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    netloc, query = parts.netloc, parts.query
-    if "@" in netloc:
-        auth, host = netloc.rsplit("@", 1)
-        netloc = f"{auth.split(':', 1)[0]}@{host}"
-    pairs = parse_qsl(query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k.lower() not in SECRET_QUERY_KEYS]
-    if len(kept) < len(pairs):
-        query = urlencode(kept, safe="/:")
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # nothing secret (and sqlite:////abs keeps its four slashes)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact_words(words: list[str]) -> list[str]:
-    """A command line with every URL redacted (also `--flag=URL`)."""
-    out = []
-    for w in words:
-        flag, eq, value = w.partition("=")
-        if eq and flag.startswith("-") and "://" in value:
-            out.append(f"{flag}={redact(value)}")
-        else:
-            out.append(redact(w) if "://" in w else w)
-    return out

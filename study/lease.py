@@ -199,8 +199,8 @@ class Superseded(StudyError):
 
     exit_code = 4
 
-    def __init__(self, ref: LeaseRef, role: str, holder: Holder | None):
-        self.holder = holder
+    @classmethod
+    def of(cls, ref: LeaseRef, role: str, holder: Holder | None) -> "Superseded":
         if holder is None:
             by = "its lease is gone from the tracking store (its registered models were " \
                  "deleted)"
@@ -208,8 +208,8 @@ class Superseded(StudyError):
             by = f"it was discarded by {holder.describe()}"
         else:
             by = f"{holder.describe()} took it over"
-        super().__init__(f"study {ref.study!r}: this {role} (lease {ref.epoch}) no longer holds "
-                         f"the study: {by}; it stopped before writing anything more")
+        return cls(f"study {ref.study!r}: this {role} (lease {ref.epoch}) no longer holds the "
+                   f"study: {by}; it stopped before writing anything more")
 
 
 class Fence:
@@ -227,7 +227,7 @@ class Fence:
             raise self.lost
         now = latest(self.client, self.ref.study)
         if now is None or (now.epoch, now.token) != (self.ref.epoch, self.ref.token):
-            self.lost = Superseded(self.ref, self.role, now)
+            self.lost = Superseded.of(self.ref, self.role, now)
             raise self.lost
 
     def holds(self) -> bool:
@@ -337,8 +337,11 @@ def acquire(tracking_uri: str, study: str, role: str, say: Callable[[str], None]
                             f"while the study runs")
         except MlflowException as e:
             if e.error_code != "RESOURCE_ALREADY_EXISTS" and clock() > deadline:
+                from study.secrets import redact, redact_text
+
                 raise StudyError(f"study {study!r}: could not take its lease in "
-                                 f"{tracking_uri}: {e.error_code}: {e.message[:300]}") from None
+                                 f"{redact(tracking_uri)}: {e.error_code}: "
+                                 f"{redact_text(e.message)[:300]}") from None
             # Taken by another claimant (judged next round), or a contended create that the
             # store reported otherwise (seen on SQLite: RESOURCE_DOES_NOT_EXIST): again.
             time.sleep(0.05 if e.error_code == "RESOURCE_ALREADY_EXISTS" else 0.3)

@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import search_spaces
 from study.errors import StudyError
-from study.identity import redact
+from study.secrets import redact
 from study.record import Entry
 from study.schema import CURVE_KEYS, OPTUNA_PARENT, PLACEHOLDER, RETRY_OF as RETRY_OF_TAG
 

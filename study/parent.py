@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 import search_spaces
 from fsvae import data as data_mod
 from study import identity, plan as plan_mod
-from study.identity import redact
+from study.secrets import redact
 from study.records import dataset_input, git_state, git_version, library_tags
 from study.schema import (CODE_VERSION, COMMAND, DATA, DATA_FINGERPRINT, INTERRUPTED, MODE,
                           OBJECTIVE, OPTUNA_STORAGE, PLAN, ROLE, SPACE_KIND, STORAGE, STRATA)

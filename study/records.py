@@ -56,6 +56,7 @@ from mlflow.tracking import MlflowClient
 
 from study import faults
 from study.errors import StudyError
+from study.secrets import redact_text
 from study.schema import (ATTEMPT, CURVE_KEYS, ERROR, FAILURE, FIGURES, GIT_DIRTY,
                           INTERRUPTED, MINORITY_CLASSES, PARENT, PREVIOUS_ERROR, REPLACES,
                           ROLE, TRIAL_KEY, VERSION)
@@ -317,14 +318,15 @@ class TrialRecorder:
             self.flush()
         except Exception:  # the run is failing anyway; its reason matters more
             pass
-        reason = f"{type(error).__name__}: {error}"
+        reason = redact_text(f"{type(error).__name__}: {error}")
         self.client.log_batch(self.run_id, tags=[RunTag(ERROR, reason[:4000]),
                                                  RunTag(FAILURE, "trial")])
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "error.txt").write_text("".join(
-                traceback.format_exception(type(error), error, error.__traceback__)))
+            (out_dir / "error.txt").write_text(redact_text("".join(
+                traceback.format_exception(type(error), error, error.__traceback__))))
         self._artifacts(out_dir)
+        self.fence()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
         return reason
 

@@ -29,7 +29,7 @@ import search_spaces
 from study import faults, identity, lease as lease_mod, plan as plan_mod, storage
 from study.claim import Claim
 from study.errors import StudyError
-from study.identity import redact
+from study.secrets import redact, redact_text
 from study.plan import Plan
 from study.schema import PLAN, default_tracking_uri
 from study.session import StudyResult
@@ -114,7 +114,7 @@ def plan_from_record(tracking_uri: str, name: str) -> Plan:
     studies the store holds when it has none of that name."""
     if tracking_uri.startswith("sqlite:///") and \
             not Path(tracking_uri[len("sqlite:///"):]).is_file():
-        raise StudyError(f"no study {name!r}: no MLflow store at {tracking_uri} (give "
+        raise StudyError(f"no study {name!r}: no MLflow store at {redact(tracking_uri)} (give "
                          f"--storage where the study ran, or --tracking-uri)")
     from mlflow.tracking import MlflowClient
 
@@ -293,7 +293,7 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
                 raise
             except Exception as e:
                 raise StudyError(f"the Optuna store at {redact(plan.optuna_storage)} is not "
-                                 f"usable: {type(e).__name__}: {e}") from None
+                                 f"usable: {type(e).__name__}: {redact_text(str(e))}") from None
         from mlflow.tracking import MlflowClient
 
         from study import parent
@@ -319,4 +319,4 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
         out["error"] = e
     except Exception as e:  # reported by the caller as a StudyError, after Ray is down
         out["error"] = StudyError(f"MLflow at {redact(plan.tracking_uri)} is not usable: "
-                                  f"{type(e).__name__}: {e}")
+                                  f"{type(e).__name__}: {redact_text(str(e))}")

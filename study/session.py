@@ -17,7 +17,7 @@ import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study import cluster, record, prebuild, records, tuner
-from study.identity import redact
+from study.secrets import redact
 from study.plan import Plan
 from study.record import short_key
 from study.schema import (ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID)
@@ -194,6 +194,10 @@ class Session:
             print(f"{where}{synced.added} trial(s) that MLflow holds were added to the Optuna "
                   f"study {name}" + (" (its store was new or lost)" if synced.created else ""),
                   flush=True)
+        if synced.sampler_state_lost:
+            print(f"{where}NSGA-II's generation of each trial was not in the Optuna study "
+                  f"{name} (MLflow does not hold it; its store was new or lost): its next "
+                  f"trials start again from a random first generation", flush=True)
         study = search.open_study(self.plan.optuna_storage, name, space.sampler_seed,
                                   space.sampler)
         stratum = search.reconcile(study, label, entries, space.objectives,

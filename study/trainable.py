@@ -29,7 +29,7 @@ from typing import Any
 from fsvae import config as config_mod
 from fsvae.errors import DataError, SplitError
 from study import faults
-from study.lease import LeaseRef, fence_for
+from study.lease import LeaseRef, Superseded, fence_for
 from study.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
 
 INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
@@ -130,6 +130,15 @@ def run_name(cfg: dict) -> str:
 
 
 def trainable(config: dict, ctx: TrialContext) -> None:
+    try:
+        _trial(config, ctx)
+    except Superseded:
+        # Another driver took the study (study/lease.py): this trial ends here, with no
+        # result and nothing more written; its own driver stops at its next check.
+        return
+
+
+def _trial(config: dict, ctx: TrialContext) -> None:
     # Imported here, not at the top: the study's driver imports this module (to hand the
     # function to Tune) and never needs torch or an MLflow client.
     import torch
