@@ -8,15 +8,15 @@ Usage, from the repository root with the project's Python:
     PYTHONPATH=$PWD python bench/floor.py --trials 200
 
 Per trial, on fresh SQLite stores in a temporary folder (the defaults of a local study):
-  record    what a trial's worker writes (study/records.py TrialRecorder): its run with
+  record    what a trial's worker writes (study/record/write.py TrialRecorder): its run with
             tags, params and dataset input, the per-epoch metrics a cached-backbone trial
             emits, its finals and timings, its output folder as artifacts, FINISHED; the
-            trial is study/bench_trial.py's synthetic result, instant.
-  optuna    what the driver asks and tells for it (study/optuna_mirror.py, seeded TPE over
+            trial is study/hooks/bench_trial.py's synthetic result, instant.
+  optuna    what the driver asks and tells for it (study/search/mirror.py, seeded TPE over
             the smoke-search space): one ask with its write-through, one tell with the
             trial's run id.
-  figures   its three PNGs drawn (study/trial_png.py), then uploaded and its pending tag
-            removed (study/late_figures.py), as the worker's drawing thread does.
+  figures   its three PNGs drawn (study/figures/trial_png.py), then uploaded and its pending tag
+            removed (study/figures/late.py), as the worker's drawing thread does.
 
 Prints the median and mean milliseconds of each. bench/overhead.py measures the harness
 whole beside plain Ray Tune; this says how much of it the stores and figures account for
@@ -49,10 +49,12 @@ def main() -> None:
     import search_spaces
     from fsvae import config as config_mod
     from fsvae.trial import resolve
-    from study import late_figures, records, stores
-    from study.bench_trial import synthetic_trial
-    from study.optuna_mirror import Mirror
-    from study.optuna_sync import RUN_ID
+    from study.figures import late as late_figures
+    from study.record import write as records
+    from study.record import stores
+    from study.hooks.bench_trial import synthetic_trial
+    from study.search.mirror import Mirror
+    from study.search.sync import RUN_ID
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_spaces.load(ov.SPACE)

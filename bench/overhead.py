@@ -15,10 +15,10 @@ It runs, one after the other, in this order:
             study of the same space with another sampler seed builds it first), so that a
             trial is a cache look-up, one VAE epoch and one classifier epoch (~0.1-0.3 s).
             `--trial instant` runs the same study with FSVAE_BENCH_TRIAL=instant: every
-            trial is study/bench_trial.py's synthetic result, all of it still recorded.
+            trial is study/hooks/bench_trial.py's synthetic result, all of it still recorded.
             The warm-up runs in every mode: a search with 2 trials at a time builds its
             stratum's shared backbone in a Ray task beside its first trials
-            (study/prebuild.py), which would otherwise compete with the measured trials
+            (study/driver/prebuild.py), which would otherwise compete with the measured trials
             for the CPU; warmed, the measured study's build is a cache hit.
   plain     plain Ray Tune (a local Ray of its own, in a child process): N trials that
             busy-wait the harness trials' mean compute, 2 at a time, 1 CPU each,
@@ -309,7 +309,7 @@ def harness(out: Path, data: Path, n: int, slots: int, trial: str, name: str,
 
 def warm_up(out: Path, data: Path, slots: int, trial: str = "real") -> None:
     """Builds the shared backbone into the stage cache (a 2-trial study, another seed; its
-    trials as `trial` says, its backbone built by study/prebuild.py either way)."""
+    trials as `trial` says, its backbone built by study/driver/prebuild.py either way)."""
     storage = out / "storage"
     environ = env(FSVAE_BENCH_TRIAL=trial) if trial != "real" else env()
     cli(["run", "--space", str(space_copy(out, seed=1)), "--data", str(data),

@@ -1,7 +1,7 @@
 """Load benchmark of the MLflow record: concurrent trial writers against four backends.
 
 Each of `--writers` processes (default 8) writes one trial's records the way
-study/records.py does, on the same run and tag names, but every epoch's curve values in a
+study/record/write.py does, on the same run and tag names, but every epoch's curve values in a
 request of their own (as a live-progress logger would; `--flush stage` sends a stage's
 curves in one request at its end instead, as the recorder does now):
   1 search_runs by the parent's and the key's tags (the recorder's `earlier()`),
@@ -47,8 +47,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from fsvae import config as config_mod  # noqa: E402
 from helpers.postgres import start_postgres  # noqa: E402
 from helpers.processes import free_port, start_mlflow_server, stop_process_group  # noqa: E402
-from study.records import library_tags, params_of  # noqa: E402
-from study.schema import CURVE_KEYS  # noqa: E402
+from study.record.write import library_tags, params_of  # noqa: E402
+from study.record.schema import CURVE_KEYS  # noqa: E402
 
 BACKENDS = ("sqlite", "sqlite-server", "postgres", "postgres-server")
 FINALS = ([f"{split}_{m}" for split in ("val", "test")

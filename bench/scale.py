@@ -12,10 +12,10 @@ Usage, from the repository root with the project's Python:
 Parts (--parts, comma-separated; default all, in this order):
   harness    `fsvae-study run --space smoke-search --num-samples N --max-concurrent 2
              --set vae_epochs=1 --set classifier_epochs=1` with FSVAE_BENCH_TRIAL=instant
-             (study/bench_trial.py: every trial a synthetic result of run_trial's shape, all
+             (study/hooks/bench_trial.py: every trial a synthetic result of run_trial's shape, all
              of it recorded) at each of --sizes, after a 2-trial warm-up study that builds
              the stratum's shared backbone into the stage cache (so that the measured
-             studies' prebuild, study/prebuild.py, is a hit and does not compete for the
+             studies' prebuild, study/driver/prebuild.py, is a hit and does not compete for the
              CPU). The space's sampler is TPE, seeded. A random sampler would separate the
              harness's growth from TPE's, but the space schema offers `tpe` and `nsga2`
              only (search_spaces.SAMPLERS): `--sampler nsga2` runs a copy of the space with
@@ -25,9 +25,9 @@ Parts (--parts, comma-separated; default all, in this order):
              same space, and Ray's OptunaSearch (TPE, in-memory storage) over it.
   resume     `fsvae-study resume` of the largest harness study, finished: all it does is
              reconcile the record (MLflow, Optuna) and find nothing to run.
-  synthetic  writes a study of --synthetic trial runs: the parent run by study.parent's
+  synthetic  writes a study of --synthetic trial runs: the parent run by study.identity.parent's
              own start_parent (with its plan, as `resume` reads it), each trial's run by its
-             TrialRecorder (the format study/records.py documents: tags, params, dataset
+             TrialRecorder (the format study/record/write.py documents: tags, params, dataset
              input, per-epoch curves, finals, FINISHED) fed by the synthetic trial's events
              and result, but without artifacts or figures; the matching Optuna study (one
              trial per run, COMPLETE with its objective, user attr mlflow_run_id, owned by
@@ -38,7 +38,7 @@ Parts (--parts, comma-separated; default all, in this order):
   lookups    in this process, at each study's size: a worker's get_run of a run its key
              already has, the search by key that trials made before main handed them their
              runs' ids (for comparison with the "before" figures), the driver's record.read
-             (study/record.py), one Optuna ask + tell.
+             (study/record/read.py), one Optuna ask + tell.
 
 Per harness and plain run: the overhead per trial slot, defined as in bench/overhead.py
 ((last trial end - first trial start) x 2 / trials - mean compute; compute is 0 for an
@@ -117,14 +117,18 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
     from fsvae import config as config_mod
     from fsvae import data as data_mod
     from fsvae.trial import resolve
-    from study import lease, parent as parent_mod, plan as plan_mod, records, stores
-    from study.bench_trial import synthetic_trial
-    from study.optuna_search import study_name, trial_key
-    from study.optuna_sync import RUN_ID
-    from study.planning import make_plan
-    from study.record import short_key
-    from study.schema import OPTUNA_PARENT, POINT, STRATUM, STUDY, TRIAL_ID
-    from study.trainable import run_name
+    from study.identity import lease
+    from study.identity import parent as parent_mod
+    from study.plan import plan as plan_mod
+    from study.record import write as records
+    from study.record import stores
+    from study.hooks.bench_trial import synthetic_trial
+    from study.search.searcher import study_name, trial_key
+    from study.search.sync import RUN_ID
+    from study.plan.making import make_plan
+    from study.record.read import short_key
+    from study.record.schema import OPTUNA_PARENT, POINT, STRATUM, STUDY, TRIAL_ID
+    from study.driver.trainable import run_name
 
     t0 = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -243,9 +247,10 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from study import plan as plan_mod, record
-    from study.optuna_search import open_study, study_name
-    from study.schema import PARENT, TRIAL_KEY
+    from study.plan import plan as plan_mod
+    from study.record import read as record
+    from study.search.searcher import open_study, study_name
+    from study.record.schema import PARENT, TRIAL_KEY
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan_mod.read(str(storage), name)

@@ -44,7 +44,7 @@ def _analyze(args: argparse.Namespace) -> int:
     else:
         print("not logged: the experiment has no parent run (fsvae.role=study)")
     if args.log_best:
-        from study.model_log import log_best_of_experiment
+        from study.model.best import log_best_of_experiment
 
         uri = log_best_of_experiment(store_uri(args.tracking_uri, args.storage),
                                      args.experiment, args.cache_dir, args.parent_run)

@@ -107,7 +107,7 @@ def _figures(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from fsvae.predict import image_files, predict_files
     from study.errors import StudyError
-    from study.model_log import default_store, load_model
+    from study.model.best import default_store, load_model
 
     paths = image_files(args.images)  # a bad folder fails before the model is loaded
     model = load_model(args.model, args.tracking_uri or default_store(args.storage))

@@ -88,7 +88,7 @@ def accept_changed_data(p: argparse.ArgumentParser) -> None:
                    "its split lists and each file's size, not its path or file times)")
 
 
-SPACE_FIRST = "the space's resources, else "  # study/cluster.py trial_resources' order
+SPACE_FIRST = "the space's resources, else "  # study/driver/cluster.py trial_resources' order
 
 
 def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> None:

@@ -6,7 +6,7 @@ runs are matched to the search's trials by configuration: the stratum keys and t
 searched keys (a configuration is what a trial chose: its MLflow params, as strings; a
 conditional key it did not use is absent; two trials that chose the same values tried one
 configuration). A configuration's rank is its best trial's place among the stratum's
-finished trials of the search, in the search's own order (study.record.order: by
+finished trials of the search, in the search's own order (study.record.read.order: by
 its objectives in turn, then the earlier trial), which is also how `fsvae-study confirm`
 picked the configurations to rerun. One sentence per stratum says whether the search's
 best (rank 1) is still the best by its mean validation objective over the new seeds.
@@ -19,7 +19,7 @@ import pandas as pd
 
 from fsvae.config import short
 from results.errors import ResultsError
-from study.record import candidates, goals, one_run_per_trial, order
+from study.record.read import candidates, goals, one_run_per_trial, order
 from results.store import Study, load_study
 from results.table import (PERCENT, Table, few_seeds_note, no_finished, num_key, status_notes,
                            stratum_key, summarize, uncounted_note, varying)
@@ -218,7 +218,7 @@ def configuration(config: dict[str, str], keys: list[str]) -> tuple:
 def ranked(search: Study, objective: str, mode: str) -> pd.DataFrame:
     """The search's trials counted once each, FINISHED with a value of `objective` (several:
     joined by commas, as the parent run tags them), ranked within each stratum from 1 in
-    the order of study.record. Columns: the trial frame's (store.Study.trials), `rank`
+    the order of study.record.read. Columns: the trial frame's (store.Study.trials), `rank`
     and `configuration`; ordered by stratum, then rank."""
     trials, _ = one_run_per_trial(search.trials)
     by = goals(objective, mode)

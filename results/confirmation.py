@@ -11,10 +11,10 @@ import re
 from typing import Callable
 
 from results.confirm import ranked, top
-from study.record import goals
+from study.record.read import goals
 from results.store import load_study, store_uri
 from study.errors import StudyError
-from study.plan import Plan
+from study.plan.plan import Plan
 from study.secrets import redact
 
 SEEDS_FORM = "comma-separated seeds and ranges, e.g. 5-9 or 5,7,10-12"
@@ -34,8 +34,10 @@ def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,
     search's storage, data, preset and cache. `settings`: the search's resources and
     retries to change (INHERITED). Returns the confirmation's study.StudyResult; StudyError
     names a bad request before anything runs."""
-    from study import plan as plan_mod, run_study, storage as locations
-    from study.schema import CONFIRMS
+    from study import run_study
+    from study.plan import plan as plan_mod
+    from study.plan import storage as locations
+    from study.record.schema import CONFIRMS
 
     if top_k < 1:
         raise StudyError(f"--top must be at least 1, got {top_k}")
@@ -191,7 +193,7 @@ def _link(uri: str, search_parent: str, name: str) -> None:
     """Tags the search's parent run with its confirmations (comma-separated, each once)."""
     from mlflow.tracking import MlflowClient
 
-    from study.schema import CONFIRMED_BY
+    from study.record.schema import CONFIRMED_BY
 
     client = MlflowClient(uri)
     names = [n for n in client.get_run(search_parent).data.tags.get(CONFIRMED_BY, "")

@@ -8,9 +8,9 @@
   per rerun configuration, the mean and 95% interval over the new seeds on val and test,
   beside the value its trial had in the search (one seed).
 - `curves_<run>.png`: the learning curves of a trial (the paper's Figures 3 and 4), rebuilt
-  from MLflow's metric histories and drawn by study.plots.curves, the same function that
+  from MLflow's metric histories and drawn by study.figures.plots.curves, the same function that
   drew the trial's own figure when it ran: by default of the study's best trials
-  (study.record: the best by the validation objective, or each trial of the Pareto
+  (study.record.read: the best by the validation objective, or each trial of the Pareto
   front), else of the run named.
 
 Each figure plots the numbers of the study's table (`fsvae-study table`), so a figure and
@@ -33,11 +33,11 @@ from results.confirm import confirm_table  # noqa: E402
 from results.errors import ResultsError  # noqa: E402
 from results.grid import grid_table  # noqa: E402
 from results.search import search_table  # noqa: E402
-from study.record import best_trials, one_run_per_trial  # noqa: E402
+from study.record.read import best_trials, one_run_per_trial  # noqa: E402
 from results.store import Study  # noqa: E402
 from results.table import METRICS, Table  # noqa: E402
-from study.plots import curves  # noqa: E402
-from study.schema import CURVE_KEYS  # noqa: E402
+from study.figures.plots import curves  # noqa: E402
+from study.record.schema import CURVE_KEYS  # noqa: E402
 
 DPI = 110
 
@@ -136,7 +136,7 @@ def _plot_confirm(ax, table: Table, metric: str) -> None:
 
 def pick_run(study: Study, run: str | None) -> pd.Series:
     """The trial run named by id or run name; by default the study's best trial
-    (study.record, among the runs a table counts): with several objectives no one
+    (study.record.read, among the runs a table counts): with several objectives no one
     trial is best, and ResultsError asks for --run."""
     if run:
         return _named(study, run)

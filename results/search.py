@@ -7,7 +7,7 @@ import pandas as pd
 
 from fsvae.config import short
 from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper
-from study.record import best_trials, candidates, one_run_per_trial
+from study.record.read import best_trials, candidates, one_run_per_trial
 from results.store import Study, read_split_sizes
 from results.table import (BOOKKEEPING, METRICS, Table, no_finished, status_notes,
                            stratum_key, uncounted_note, varying)

@@ -4,11 +4,11 @@ Where the studies are (docs/studies.md): the study's parent run names the storag
 tag fsvae.optuna_storage (default sqlite:///<storage>/optuna.db); stratum `n_f=5` of study
 `search-nf` is the Optuna study `search-nf/n_f=5`, and a search without strata is the
 Optuna study `search-nf`. Trial number k of stratum L is the MLflow run tagged
-fsvae.trial_key = "L#k" (study/schema.py), whose metrics are shown beside it.
+fsvae.trial_key = "L#k" (study/record/schema.py), whose metrics are shown beside it.
 
 For the stratum's Optuna study: fANOVA importances over all complete trials and per
 branch of each parent of conditional parameters (beta_schedule); the best k trials by the
-validation objective, or the Pareto front with several objectives (study.record);
+validation objective, or the Pareto front with several objectives (study.record.read);
 Optuna's plots as PNGs (optuna.visualization.matplotlib). Only the validation objectives
 rank or choose trials.
 
@@ -54,9 +54,9 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from results.errors import ResultsError  # noqa: E402
-from study.record import best_trials, one_run_per_trial, order  # noqa: E402
+from study.record.read import best_trials, one_run_per_trial, order  # noqa: E402
 from results.store import DEFAULT_STORAGE, Study  # noqa: E402
-from study.schema import OPTUNA_STORAGE, PLACEHOLDER  # noqa: E402
+from study.record.schema import OPTUNA_STORAGE, PLACEHOLDER  # noqa: E402
 from study.secrets import redact  # noqa: E402
 from results.table import stratum_key  # noqa: E402
 
@@ -294,7 +294,7 @@ def _choices(ost: optuna.Study, parent: str) -> list:
 
 def _ranked(frame: pd.DataFrame, study: Study, top: int) -> pd.DataFrame:
     """Complete trials with their objective values as columns, in the order of
-    study.record (an Optuna trial's number stands for its start): the best `top`, or
+    study.record.read (an Optuna trial's number stands for its start): the best `top`, or
     (several objectives) the Pareto front."""
     objectives = study.objectives
     done = frame[frame["state"] == "COMPLETE"] if len(frame) else frame

@@ -21,13 +21,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
-from study.record import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals
-from study.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
-                          TRIAL_ID, TRIAL_KEY, default_tracking_uri)
+from study.record.read import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals
+from study.plan.storage import default_tracking_uri
+from study.record.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
+                          TRIAL_ID, TRIAL_KEY)
 from study.secrets import redact
-from study.storage import is_uri
+from study.plan.storage import is_uri
 
-DEFAULT_STORAGE = "fsvae-studies"  # as study/plan.py's: where `fsvae-study run` writes
+DEFAULT_STORAGE = "fsvae-studies"  # as study/plan/plan.py's: where `fsvae-study run` writes
 SPLITS = ("train", "val", "test")
 # A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
 # these metrics where it logs them, else its data_report.json artifact (fsvae.data's report).
@@ -60,7 +61,7 @@ class Study:
 
     @property
     def goals(self) -> list[Goal]:
-        """[(objective, mode), ...], the primary first (study.record)."""
+        """[(objective, mode), ...], the primary first (study.record.read)."""
         return goals(self.objective, self.mode)
 
     @property

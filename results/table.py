@@ -14,7 +14,7 @@ What a number in a table is (the tables' notes say the same):
   promising the impossible (with 2 seeds t is 12.71, and a spread of a few points reaches
   past 100). One seed: no std and no interval (nothing to use). Two seeds: a note says
   that their std and interval say little.
-- No trial counts twice (study.record). Grid: the same configuration and seed
+- No trial counts twice (study.record.read). Grid: the same configuration and seed
   finished twice: the run that started last is kept. Optuna: one run per trial (tag
   fsvae.trial_key, else fsvae.trial_id), its latest FINISHED run, else its latest run. The
   others are named in a note.
@@ -43,7 +43,7 @@ from results import formats
 from results.errors import ResultsError
 from results.paper import SplitSizes
 from results.store import Study
-from study.schema import ROLE
+from study.record.schema import ROLE
 
 FORMATS = ("markdown", "latex", "csv")
 METRICS = ("acc_h", "acc")  # the paper's two columns per n_f

@@ -1,7 +1,7 @@
 """Processes that stand for another machine, container or clock in the one-writer tests: a
 command run under another host name (`unshare -u`), in another pid namespace (`unshare -p
 -f --mount-proc`) or with its clock moved (libfaketime's `faketime`); a process that holds
-a study's lease and nothing else (study/lease.py); and a process tree paused and continued
+a study's lease and nothing else (study/identity/lease.py); and a process tree paused and continued
 as a laptop's lid or a VM migration does (SIGSTOP, SIGCONT).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from helpers.processes import REPO, env
 # role, seconds to hold.
 HOLD = """
 import sys, time
-from study import lease
+from study.identity import lease
 try:
     held = lease.acquire(sys.argv[1], sys.argv[2], sys.argv[3], say=lambda s: None)
 except lease.Busy as e:

@@ -1,5 +1,5 @@
 """The processes a test starts and steers: the real `fsvae-study` command in a subprocess,
-waiting on it and killing it, fault-injection pauses (study/faults.py), an `mlflow server`.
+waiting on it and killing it, fault-injection pauses (study/hooks/faults.py), an `mlflow server`.
 (A PostgreSQL server is postgres.py's; a Ray head node and a killed driver's Ray,
 ray_processes.py's.) Bench scripts start their mlflow servers here too.
 """
@@ -54,10 +54,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# -- fault injection (study/faults.py) ------------------------------------------------------
+# -- fault injection (study/hooks/faults.py) ------------------------------------------------------
 
 def pause_env(folder: Path, *points: str) -> dict:
-    """The environment of a study whose processes wait at `points` (see study/faults.py)."""
+    """The environment of a study whose processes wait at `points` (see study/hooks/faults.py)."""
     return env(FSVAE_PAUSE_AT=",".join(points), FSVAE_PAUSE_DIR=str(folder))
 
 

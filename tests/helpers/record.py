@@ -1,5 +1,5 @@
 """A study's MLflow record in a test: runs read back as a user reads them, and the one writer
-of hand-made records, which writes a study the way study/records.py does.
+of hand-made records, which writes a study the way study/record/write.py does.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def client(uri: str) -> MlflowClient:
 # -- hand-made records ------------------------------------------------------------------------
 
 class StudyWriter:
-    """One hand-made study: an experiment and its parent run, tagged as study/run.py tags
+    """One hand-made study: an experiment and its parent run, tagged as study/driver/run.py tags
     them (`tags` adds to or replaces those), then `trial` writes one child run at a time."""
 
     def __init__(self, client: MlflowClient, root: Path, name: str, kind: str,
@@ -85,14 +85,14 @@ def grid_params(method: str, sf: int | None, latent: int | None, n_f: int, seed:
 
 class SyntheticStudy:
     """A study's experiment and parent run on a real SQLite store in `folder`, whose trials
-    are the benchmark's synthetic results (study/bench_trial.py) recorded by the trial's
+    are the benchmark's synthetic results (study/hooks/bench_trial.py) recorded by the trial's
     real TrialRecorder, FINISHED with their figures still to come, as a trial leaves them."""
 
     def __init__(self, folder: Path, name: str, **overrides):
         from fsvae import config as config_mod
         from fsvae.trial import resolve
-        from study.parent import ensure_experiment
-        from study.schema import ROLE
+        from study.identity.parent import ensure_experiment
+        from study.record.schema import ROLE
 
         self.folder, self.uri = folder, f"sqlite:///{folder / 'mlflow.db'}"
         self.client = MlflowClient(self.uri)
@@ -104,7 +104,8 @@ class SyntheticStudy:
     def trial(self, key: str) -> tuple:
         """(its TrialRecorder, its result)."""
         from fsvae import config as config_mod
-        from study import bench_trial, records
+        from study.hooks import bench_trial
+        from study.record import write as records
 
         rec = records.TrialRecorder(self.uri, self.exp, self.parent, key, key, known=[])
         rec.start(config_mod.active_config(self.cfg))

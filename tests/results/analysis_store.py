@@ -1,5 +1,5 @@
 """The stores `analyze` tests read: a real SQLite MLflow store and a real Optuna RDB storage
-on SQLite, written the way a study writes them (docs/mlflow.md; study/optuna_search.py):
+on SQLite, written the way a study writes them (docs/mlflow.md; study/search/searcher.py):
 per search stratum an Optuna study `<name>/<stratum>` whose complete trials carry the user
 attr mlflow_run_id, and per trial an MLflow child run tagged fsvae.trial_key
 "<stratum>#<number>" with the trial's active config keys as params. The MLflow runs are

@@ -1,6 +1,6 @@
 """`fsvae-study figures` on the same hand-made MLflow store as the table tests: PNGs are
 written and readable, and the learning curves are the metric histories put back into the
-progress rows study.plots.curves draws."""
+progress rows study.figures.plots.curves draws."""
 from __future__ import annotations
 
 import matplotlib.image

@@ -10,7 +10,7 @@ from helpers import md_cells
 from results import ResultsError, load_study
 from results.figures import metric_figures, pick_run
 from results_store import table, tidy
-from study.record import on_front
+from study.record.read import on_front
 
 
 @pytest.fixture(scope="module")

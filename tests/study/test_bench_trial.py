@@ -1,4 +1,4 @@
-"""The benchmark hook FSVAE_BENCH_TRIAL (study/faults.py, study/bench_trial.py): off unless
+"""The benchmark hook FSVAE_BENCH_TRIAL (study/hooks/faults.py, study/hooks/bench_trial.py): off unless
 set, and a synthetic trial recorded by the trial's real recorder, on a real SQLite MLflow
 store, as a real trial is: curves, finals, timings, tags, artifacts, FINISHED."""
 from __future__ import annotations
@@ -7,8 +7,10 @@ import pytest
 
 from fsvae.trial import run_trial
 from helpers import SyntheticStudy
-from study import bench_trial, faults, late_figures
-from study.schema import FIGURES, MINORITY_CLASSES
+from study.hooks import bench_trial
+from study.hooks import faults
+from study.figures import late as late_figures
+from study.record.schema import FIGURES, MINORITY_CLASSES
 
 
 def test_the_hook_is_off_unless_set(monkeypatch):

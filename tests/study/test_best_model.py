@@ -1,4 +1,4 @@
-"""study.model_log and `fsvae-study predict`: the best trial of a study recorded in a real
+"""study.model.best and `fsvae-study predict`: the best trial of a study recorded in a real
 SQLite MLflow store (the session's three tiny trials, as a study's trials record them),
 logged as one MLflow model, loaded elsewhere, and used on image files."""
 from __future__ import annotations
@@ -14,12 +14,13 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from fsvae import config as config_mod, metrics, split
-from study import model_log, records
+from study.model import best as model_log
+from study.record import write as records
 from study.errors import StudyError
-from study.schema import BEST_MODEL, BEST_MODEL_RUN, ROLE
+from study.record.schema import BEST_MODEL, BEST_MODEL_RUN, ROLE
 from helpers import TINY, cli, env, write_image
-from study.plan import Plan
-from study.parent import ensure_experiment
+from study.plan.plan import Plan
+from study.identity.parent import ensure_experiment
 
 # The objective's value per trial, set here so that the best trial is known: vae.
 SCORES = {"plain": 0.5, "oversample": 0.7, "vae": 0.9}

@@ -1,4 +1,4 @@
-"""Pending figures drawn by the driver from a run's JSON artifacts (study/late_figures.py
+"""Pending figures drawn by the driver from a run's JSON artifacts (study/figures/late.py
 draw_pending), in its own process and in child processes, on a real SQLite store: every
 run gets its three PNGs and loses its pending tag; a run whose artifacts are missing says
 so in the tag and the others still get theirs."""
@@ -10,8 +10,9 @@ from urllib.parse import urlparse
 from mlflow.tracking import MlflowClient
 
 from helpers import SyntheticStudy
-from study import late_figures, record
-from study.schema import FIGURES
+from study.figures import late as late_figures
+from study.record import read as record
+from study.record.schema import FIGURES
 
 PNGS = {"figures/curves.png", "figures/confusion_val.png", "figures/confusion_test.png"}
 
@@ -20,7 +21,7 @@ def pending_runs(tmp_path, n: int) -> tuple[MlflowClient, list]:
     study = SyntheticStudy(tmp_path, "late", vae_epochs=2, classifier_epochs=2)
     for i in range(n):
         study.trial(f"#{i}")  # FINISHED; its worker never drew its figures
-    entries = list(record.read(study.client, study.exp, study.parent).values())
+    entries = list(record.read(study.client, study.exp, study.identity.parent).values())
     assert [e.tags.get(FIGURES) for e in entries] == ["pending"] * n
     return study.client, entries
 

@@ -1,8 +1,8 @@
 """A trial's PNG figures come after its run is FINISHED and its result reported
-(study/late_figures.py), from a thread of its worker process. They are not lost when that
+(study/figures/late.py), from a thread of its worker process. They are not lost when that
 process or the study's driver is killed with them still to upload: the driver draws what is
 pending from the run's JSON artifacts at the end of its session (or of the next one).
-Kills land at a named point (study/faults.py "figures_upload"), in real processes."""
+Kills land at a named point (study/hooks/faults.py "figures_upload"), in real processes."""
 from __future__ import annotations
 
 import os

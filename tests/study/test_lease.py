@@ -1,4 +1,4 @@
-"""A study's lease (study/lease.py), held by real processes on a real SQLite tracking
+"""A study's lease (study/identity/lease.py), held by real processes on a real SQLite tracking
 store: numbers that only grow, a release taken at once, a dead holder on this machine taken
 at once, a holder on another machine or in another container watched by its heartbeat,
 clocks five minutes apart, four claimants at once, and the registry always the tracking
@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from helpers import wait_until
 from helpers.holders import can_unshare, elsewhere, end, holder, pause, resume, start
-from study import lease, stores
+from study.identity import lease
+from study.record import stores
 
 LEASE_S = 4.0
 

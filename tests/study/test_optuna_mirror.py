@@ -1,4 +1,4 @@
-"""The searcher's in-memory copy of an Optuna study (study/optuna_mirror.py): asking and
+"""The searcher's in-memory copy of an Optuna study (study/search/mirror.py): asking and
 telling through it leaves the stored study (a real SQLite file) as asking and telling the
 stored study directly does, trial for trial."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from study.errors import StudyError
-from study.optuna_mirror import Mirror
+from study.search.mirror import Mirror
 
 SPACE = {"x": ("float", -3.0, 3.0), "k": ("int", 1, 8), "c": ("cat", ["a", "b", "c"])}
 

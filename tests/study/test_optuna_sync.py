@@ -1,4 +1,4 @@
-"""study.optuna_sync against real stores (an MLflow SQLite store written by the study's own
+"""study.search.sync against real stores (an MLflow SQLite store written by the study's own
 TrialRecorder, an Optuna SQLite store): the Optuna study follows MLflow. A lost store is
 rebuilt with every finished, failed and stopped trial under its own number; a trial Optuna
 holds as final but MLflow otherwise makes the study rebuild; a number MLflow has no run for
@@ -19,12 +19,14 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 import search_spaces
-from study import optuna_search, record as study_record, records
+from study.search import searcher as optuna_search
+from study.record import read as study_record
+from study.record import write as records
 from study.errors import StudyError
-from study.optuna_mirror import Mirror
-from study.optuna_sync import PLACEHOLDER, sync
-from study.schema import POINT, ROLE
-from study.parent import ensure_experiment
+from study.search.mirror import Mirror
+from study.search.sync import PLACEHOLDER, sync
+from study.record.schema import POINT, ROLE
+from study.identity.parent import ensure_experiment
 
 SPACE = """
 name: s
@@ -182,7 +184,7 @@ class Interruption:
 
 
 def session(stores, num_samples: int, retry_failed: bool, storage=None):
-    """A session's start as study/session.py makes it: sync, open, reconcile."""
+    """A session's start as study/driver/session.py makes it: sync, open, reconcile."""
     entries = study_record.read(stores["client"], stores["exp"], stores["parent"])
     sync(stores["optuna"], "s/n_f=5", "n_f=5", entries, stores["space"], stores["parent"],
          stores["client"])

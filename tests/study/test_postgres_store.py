@@ -45,7 +45,7 @@ def current_user(url: str) -> str:
 
 
 def log_trial(client: MlflowClient, experiment_id: str, key: str) -> str:
-    """One trial's records, as study/records.py writes them: tags, params, a stage's curves
+    """One trial's records, as study/record/write.py writes them: tags, params, a stage's curves
     in one batch, a final metric, FINISHED."""
     run = client.create_run(experiment_id, tags={"fsvae.role": "trial",
                                                  "fsvae.trial_key": key})

@@ -1,4 +1,4 @@
-"""study.records and study.record against a real SQLite MLflow store: one visible run per
+"""study.record.write and study.record.read against a real SQLite MLflow store: one visible run per
 trial key, curves as step series, finished trials recognised, failures told apart, and the
 record read back per key with stale RUNNING runs closed."""
 from __future__ import annotations
@@ -7,9 +7,10 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from study import record, records
-from study.schema import FAILURE, INTERRUPTED, ROLE, TRIAL_KEY
-from study.parent import artifact_root, close_orphan_parents, ensure_experiment
+from study.record import read as record
+from study.record import write as records
+from study.record.schema import FAILURE, INTERRUPTED, ROLE, TRIAL_KEY
+from study.identity.parent import artifact_root, close_orphan_parents, ensure_experiment
 
 CONFIG = {"method": "vae", "n_f": 5, "seed": 0, "latent_dim": 16}
 

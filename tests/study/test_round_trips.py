@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 # The budget: the calls one trial makes now. A change that adds a round trip fails here;
 # one that saves some fails too, and then lowers these numbers, consciously.
-# The study's lease (study/lease.py) costs 4 reads of the registry per trial, one before each
+# The study's lease (study/identity/lease.py) costs 4 reads of the registry per trial, one before each
 # write that starts or ends it: the worker's before its run is made and before it ends, the
 # driver's before it hands the trial out and before it tells Optuna.
 BUDGET = {
@@ -43,7 +43,7 @@ BUDGET = {
     # thread, or by the driver at the session's end when that worker ended first
     "figures mlflow client": {"log_artifacts": 1, "delete_tag": 1},
     "figures mlflow store": {"get_run": 1, "delete_tag": 1},
-    # asked of the searcher's in-memory copy (study/optuna_mirror.py), written through in
+    # asked of the searcher's in-memory copy (study/search/mirror.py), written through in
     # one transaction; told likewise: its run id, then its state and values
     "driver optuna storage": {
         "create_new_trial": 1, "get_trial_id_from_study_id_trial_number": 1,

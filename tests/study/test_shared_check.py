@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from study.cluster import SharedStorageError, check_shared, write_markers
-from study.plan import Plan
+from study.driver.cluster import SharedStorageError, check_shared, write_markers
+from study.plan.plan import Plan
 
 
 @pytest.fixture

@@ -90,10 +90,10 @@ def test_a_local_ray_that_cannot_start_is_a_clear_error_and_the_command_can_be_r
 
 def test_a_cluster_study_with_its_sqlite_record_on_a_network_filesystem_is_refused(tmp_path):
     # The tests' folders are on a local disk; FSVAE_NETWORK_FS makes its type count as a
-    # network filesystem (study/cluster.py), as an NFS mount would be.
+    # network filesystem (study/driver/cluster.py), as an NFS mount would be.
     import socket
 
-    from study.cluster import filesystem_type
+    from study.plan.storage import filesystem_type
 
     data = make_data(tmp_path / "data")
     listener = socket.socket()

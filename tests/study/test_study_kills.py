@@ -4,7 +4,7 @@ run FINISHED but before anyone heard, before the driver told Optuna, during the 
 backbone build, after some trials finished), for a grid and for an Optuna search with a
 seeded and an unseeded sampler; then `resume`. A killed worker process is retried without
 a resume. Kills are triggered by the processes themselves reaching a named point
-(study/faults.py), never by sleeps or by racing a console line: "after some trials
+(study/hooks/faults.py), never by sleeps or by racing a console line: "after some trials
 finished" holds the later trials at their start.
 
 After each: exactly one FINISHED run per trial key and as many keys as the study has

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from study import plan as plan_mod
-from study.planning import make_plan
+from study.plan import plan as plan_mod
+from study.plan.making import make_plan
 from study.errors import StudyError
-from study.schema import BEST_MODEL, BEST_MODEL_RUN
+from study.record.schema import BEST_MODEL, BEST_MODEL_RUN
 from helpers import FAST, cli, make_data, runs, tracking_uri
 
 

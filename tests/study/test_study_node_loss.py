@@ -19,7 +19,7 @@ def cluster(tmp_path, monkeypatch):
 
     pauses = tmp_path / "pauses"
     # The nodes' worker processes inherit this environment: trials wait after their
-    # backbone stage until the test lets them go (study/faults.py).
+    # backbone stage until the test lets them go (study/hooks/faults.py).
     monkeypatch.setenv("FSVAE_PAUSE_AT", "trial_running")
     monkeypatch.setenv("FSVAE_PAUSE_DIR", str(pauses))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")

@@ -23,7 +23,7 @@ def study(tmp_path_factory):
     data = make_data(tmp / "data")
     storage = tmp / "studies"
     uri = tracking_uri(storage)
-    # One trial at a time; the third and later wait at their start (study/faults.py), so
+    # One trial at a time; the third and later wait at their start (study/hooks/faults.py), so
     # Ctrl-C lands after exactly two trials finished, whatever the machine's speed.
     args = ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
             "--name", "o", "--num-samples", str(N), "--max-concurrent", "1", *FAST]

@@ -6,7 +6,7 @@ import json
 
 import search_spaces
 from fsvae import config as config_mod
-from study.tuner import order_for_sharing
+from study.driver.tuner import order_for_sharing
 
 
 def backbone_group(point: dict, preset: str) -> str:

@@ -1,4 +1,4 @@
-"""The typed plan (study/plan.py): a study.json written by an earlier version (main at
+"""The typed plan (study/plan/plan.py): a study.json written by an earlier version (main at
 9812abb, checked in as tests/data/study-json-9812abb.json with its paths templated) reads
 back as a Plan, and that study resumes; a plan keeps no password."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import REPO, cli, make_data, trial_runs
-from study.plan import Plan
-from study.parent import ensure_experiment
+from study.plan.plan import Plan
+from study.identity.parent import ensure_experiment
 
 OLD = REPO / "tests" / "data" / "study-json-9812abb.json"
 

@@ -10,8 +10,8 @@ import pytest
 
 import search_spaces
 from helpers import FAST, cli, client, make_data, runs, tracking_uri, trial_runs
-from study.prebuild import shared_config as _shared_config
-from study.plan import Plan
+from study.driver.prebuild import shared_config as _shared_config
+from study.plan.plan import Plan
 
 pytestmark = pytest.mark.slow
 

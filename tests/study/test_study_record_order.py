@@ -3,7 +3,7 @@ a worker killed after its run FINISHED but before Tune heard counts as finished,
 too; a driver killed after it recorded a failure in MLflow but before it told Optuna leaves
 a record that a resume reads without rerunning the trial; Ctrl-C during an ASHA search's
 classifier stage interrupts, never prunes, and the interrupted trials run again on resume.
-Kills land at named points the processes reach (study/faults.py)."""
+Kills land at named points the processes reach (study/hooks/faults.py)."""
 from __future__ import annotations
 
 import os

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import FAST, cli, make_data, runs, trial_runs
-from study import identity
+from study.identity import names as identity
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,9 @@
 """A trial uses the dataset fingerprint its driver computed once for the session only when
 it reads that dataset the way the driver did (the same root, the layout detected); a trial
-that names another data root or a layout computes its own (study/trainable.py)."""
+that names another data root or a layout computes its own (study/driver/trainable.py)."""
 from __future__ import annotations
 
-from study.trainable import TrialContext, _session_fingerprint, trial_config
+from study.driver.trainable import TrialContext, _session_fingerprint, trial_config
 
 
 def context(**base) -> TrialContext:

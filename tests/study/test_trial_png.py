@@ -1,12 +1,12 @@
-"""A trial's PNG figures (study/trial_png.py): what they show, read back from the pixels."""
+"""A trial's PNG figures (study/figures/trial_png.py): what they show, read back from the pixels."""
 from __future__ import annotations
 
 import math
 
 from PIL import Image
 
-from study import trial_png
-from study.bench_trial import synthetic_trial
+from study.figures import trial_png
+from study.hooks.bench_trial import synthetic_trial
 
 C0 = (31, 119, 180)  # matplotlib's first colour, the first left-axis line of every panel
 

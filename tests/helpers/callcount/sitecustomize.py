@@ -16,7 +16,7 @@ project functions on the stack (study/..., fsvae_study/...). Only the outermost 
 layer is written (a store method calling another counts once). Each line is one write to
 a file opened O_APPEND, so lines of processes killed mid-study stay whole.
 
-With FSVAE_TEST_LIVE_STAGE_S set, study.records.TrialRecorder.LIVE_STAGE_S takes that
+With FSVAE_TEST_LIVE_STAGE_S set, study.record.write.TrialRecorder.LIVE_STAGE_S takes that
 value: a stage that runs longer than it sends its curves early, which depends on the
 machine's speed, not on the code.
 """
@@ -121,10 +121,10 @@ def _patch(layer: str, cls) -> None:
 
 
 def _after_import(module) -> None:
-    if module.__name__ == "study.records":
+    if module.__name__ == "study.record.write":
         recorder = getattr(module, "TrialRecorder", None)
         if recorder is None or not hasattr(recorder, "LIVE_STAGE_S"):
-            _write({"pid": os.getpid(), "error": "study.records.TrialRecorder.LIVE_STAGE_S "
+            _write({"pid": os.getpid(), "error": "study.record.write.TrialRecorder.LIVE_STAGE_S "
                     "is gone: the count's set-up must follow the code"})
         else:
             recorder.LIVE_STAGE_S = float(LIVE_STAGE_S)
@@ -169,5 +169,5 @@ class _Finder(importlib.abc.MetaPathFinder):
 if OUT:
     names = set(_targets())
     if LIVE_STAGE_S:
-        names.add("study.records")
+        names.add("study.record.write")
     sys.meta_path.insert(0, _Finder(names))
