@@ -1,12 +1,8 @@
 """Reading FashionStyle14 (or a generic folder layout) into memory, defects reported.
 
-Two layouts:
-  fashionstyle14: <root>/dataset/<style>/<file> with train.csv, val.csv, test.csv beside
-                  `dataset/`, one relative path per line, no header. Class = <style>.
-  folders:        <root>/<split>/<class>/<file> for split in train, val, test.
-
-Real copies are dirty. Every listed file is read once, hashed and fully decoded; what is
-wrong with it is recorded as one row of the report (file, split, problem, action):
+Real copies are dirty. Every file a split lists (fsvae.layout reads the lists) is read
+once, hashed and fully decoded; what is wrong with it is recorded as one row of the report
+(file, split, problem, action):
   missing                  listed but not on disk                      skipped
   outside_root             the path leaves the dataset root            refused (never opened)
   not_image                not an image format PIL knows               skipped
@@ -32,7 +28,6 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,23 +37,16 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: a study's driver,
     import torch   # only checks the data's layout and fingerprint, never loads it (~1-2 s)
 
 from fsvae.errors import DataError  # noqa: F401  (re-exported)
+# The lists, read apart from the images; re-exported, as callers use fsvae.data.<name>.
+from fsvae.layout import (SPLITS, Listed, content_fingerprint, detect_layout,  # noqa: F401
+                          fingerprint, inside, list_files)
 
-SPLITS = ("train", "val", "test")
 SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}  # which copy of a leaked duplicate stays
 SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
            "duplicate_across_splits", "label_conflict")
 NOTED = ("odd_extension", "non_ascii_name")
 USUAL_EXTENSIONS = (".jpg", ".jpeg", ".png")  # real copies mix these: not worth a report row
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger is a decompression bomb: reported unreadable
-
-
-@dataclass
-class Listed:
-    """One file as a split lists it, before it is read."""
-
-    split: str
-    rel: str  # path relative to the root, as listed (posix separators)
-    label: str
 
 
 @dataclass
@@ -91,84 +79,6 @@ class Dataset:
                             dtype=torch.long)
 
 
-def detect_layout(root: Path) -> str:
-    if not root.is_dir():
-        raise DataError(f"dataset root {str(root)!r} is not a directory")
-    if all((root / f"{s}.csv").is_file() for s in SPLITS):
-        return "fashionstyle14"
-    if all((root / s).is_dir() for s in SPLITS):
-        return "folders"
-    raise DataError(
-        f"{str(root)!r} is neither layout: expected train.csv, val.csv, test.csv beside "
-        f"dataset/<style>/<file> (FashionStyle14) or train/, val/, test/ holding "
-        f"<class>/<file> (folders)"
-    )
-
-
-def list_files(root: Path, layout: str) -> list[Listed]:
-    """What each split lists, in file order."""
-    listed: list[Listed] = []
-    if layout == "fashionstyle14":
-        for split in SPLITS:
-            text = (root / f"{split}.csv").read_text(encoding="utf-8-sig", errors="replace")
-            for line in text.splitlines():
-                rel = line.strip().replace("\\", "/")
-                if not rel:
-                    continue
-                parts = [p for p in rel.split("/") if p not in ("", ".")]
-                label = parts[-2] if len(parts) >= 2 else ""
-                listed.append(Listed(split, rel, label))
-    elif layout == "folders":
-        for split in SPLITS:
-            for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
-                for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
-                    rel = path.relative_to(root).as_posix()
-                    listed.append(Listed(split, rel, class_dir.name))
-    else:
-        raise DataError(f"unknown layout {layout!r}; expected fashionstyle14 or folders")
-    return listed
-
-
-def fingerprint(root: str | Path, layout: str = "auto") -> str:
-    """Cheap identity of a dataset (lists + each file's size and mtime), no file is read.
-
-    Keys the decoded-data cache; a changed, added or removed file changes it.
-    """
-    root = Path(root).resolve()
-    layout = detect_layout(root) if layout == "auto" else layout
-    h = hashlib.sha256(f"{layout}\n".encode())
-    if layout == "fashionstyle14":
-        for split in SPLITS:
-            h.update((root / f"{split}.csv").read_bytes())
-    for item in list_files(root, layout):
-        path = _inside(root, item.rel)
-        try:
-            st = path.stat() if path is not None else None
-        except OSError:
-            st = None
-        stamp = f"{st.st_size}:{st.st_mtime_ns}" if st else "absent"
-        h.update(f"{item.split}\t{item.rel}\t{stamp}\n".encode())
-    return h.hexdigest()
-
-
-def content_fingerprint(root: str | Path, layout: str = "auto") -> str:
-    """What a dataset holds, wherever it lies: its split lists and each listed file's size,
-    without its root path or file times, so that a copy on another machine or mount point
-    matches and an edited list or a replaced file does not. No file is read (two different
-    images of one size in one place would match: the cheap check a resume can afford)."""
-    root = Path(root).resolve()
-    layout = detect_layout(root) if layout == "auto" else layout
-    h = hashlib.sha256(f"{layout}\n".encode())
-    for item in list_files(root, layout):
-        path = _inside(root, item.rel)
-        try:
-            size = str(path.stat().st_size) if path is not None else "absent"
-        except OSError:
-            size = "absent"
-        h.update(f"{item.split}\t{item.rel}\t{item.label}\t{size}\n".encode())
-    return h.hexdigest()
-
-
 def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 0,
          log=print) -> Dataset:
     """Reads, checks, de-duplicates and decodes every listed image. See module docstring."""
@@ -186,7 +96,7 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
     noted: list[list[dict]] = []  # per candidate, its rows of NOTED kinds
     in_root: list[Listed] = []
     for item in listed:
-        path = _inside(root, item.rel)
+        path = inside(root, item.rel)
         if path is None:
             problem(item, "outside_root", "path resolves outside the dataset root")
             continue
@@ -304,18 +214,6 @@ def summary_line(report: dict) -> str:
 
 
 # -- internals ------------------------------------------------------------------------------
-
-def _inside(root: Path, rel: str) -> Path | None:
-    """root/rel if it stays inside root (symlinks resolved), else None."""
-    if os.path.isabs(rel) or rel.startswith("~"):
-        return None
-    path = (root / rel).resolve()
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return None
-    return path
-
 
 def _copies(decoded: list, keep: list[bool]) -> list[list[int]]:
     """Groups (two or more, in listing order) of decoded files with identical bytes."""
