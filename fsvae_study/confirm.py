@@ -7,7 +7,7 @@ import argparse
 from fsvae_study.studies import study_location, trial_resources
 
 SEEDS_FORM = "comma-separated seeds and ranges, e.g. 5-9 or 5,7,10-12"
-DEFAULT_SEEDS = 5  # as results.confirmation's
+DEFAULT_SEEDS = 5  # as results.confirm_study's
 
 
 def register(sub) -> None:
@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    from results.confirmation import INHERITED, confirm_study
+    from results.confirm_study import INHERITED, confirm_study
 
     from fsvae_study.studies import told
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from results.confirm import confirm_table
+from results.confirm_table import confirm_table
 from results.errors import ResultsError
 from results.grid import grid_table, parse_compare
 from results.search import search_table

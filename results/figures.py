@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from results.confirm import confirm_table  # noqa: E402
+from results.confirm_table import confirm_table  # noqa: E402
 from results.errors import ResultsError  # noqa: E402
 from results.grid import grid_table  # noqa: E402
 from results.search import search_table  # noqa: E402

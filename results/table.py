@@ -26,7 +26,7 @@ What a number in a table is (the tables' notes say the same):
 - `compare="A:B"`: per-seed paired differences A - B (see results.grid).
 - A confirmation (a grid study whose parent run names a search, tag fsvae.confirms): one row
   per rerun configuration, mean and 95% interval over its new seeds on val and test, beside
-  its rank in the search (see results.confirm).
+  its rank in the search (see results.confirm_table).
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 import results
 from fsvae_study.cli import main as cli_main
 from helpers import T0, grid_params, hand_stats, md_cells
-from results.confirmation import default_seeds, parse_seeds
-from results.confirm import ranked, top
+from results.confirm_study import default_seeds, parse_seeds
+from results.confirm_table import ranked, top
 from results_store import tidy
 from study.errors import StudyError
 

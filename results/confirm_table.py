@@ -1,5 +1,9 @@
-"""A confirmation's table: a search's top configurations rerun with new seeds, each as its
-mean and 95% interval over them on validation and test, beside its rank in the search.
+"""Reading a confirmation: its table, each rerun configuration as its mean and 95% interval
+over the new seeds on validation and test, beside its rank in the search.
+
+results.confirm_study runs the confirmation; this module reads what it wrote, and ranks
+the search's configurations for both (`ranked`, `top`), so that the configurations it
+reran are the ranks this table shows.
 
 A confirmation is a grid study whose parent run names its search (tag fsvae.confirms). Its
 runs are matched to the search's trials by configuration: the stratum keys and the

@@ -1,6 +1,7 @@
-"""Confirming a search: its top configurations of each stratum rerun with seeds it did not
-use, as a grid study linked to it (docs/analysis.md#confirming-the-winner). `confirm_study` is what
-`fsvae-study confirm` calls.
+"""Running a confirmation: a search's top configurations of each stratum rerun with seeds it
+did not use, as a grid study linked to it (docs/analysis.md#confirming-the-winner).
+`confirm_study` is what `fsvae-study confirm` calls; results.confirm_table reads the
+result back as a table.
 
 A seed also redraws the minority classes and their images, so the confirmation asks
 whether the winner holds on other splits, not only under other training noise.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from results.confirm import ranked, top
+from results.confirm_table import ranked, top
 from study.record.read import goals
 from results.store import load_study, store_uri
 from study.errors import StudyError
@@ -135,7 +136,7 @@ def _check_seed_free(plan: Plan) -> None:
 
 def _picks(search, k: int):
     """The top `k` configurations of each stratum, in the search's own order
-    (results.confirm.top: by its objectives in turn, then the earlier trial)."""
+    (results.confirm_table.top: by its objectives in turn, then the earlier trial)."""
     picks = top(ranked(search, search.objective, search.mode), k)
     if picks.empty:
         raise StudyError(f"search {search.name!r} has no finished trial with "
