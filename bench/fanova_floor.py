@@ -1,5 +1,5 @@
 """How many trials fANOVA needs to rank the one parameter that matters first: the measurement
-behind results.search_analysis.MIN_TRIALS.
+behind results.importance.MIN_TRIALS.
 
 Searches shaped like smoke-search (beta_max log-uniform, latent_dim log-int, two
 categoricals of three values) whose objective depends on beta_max alone,

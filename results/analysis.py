@@ -22,8 +22,8 @@ from mlflow.tracking import MlflowClient
 from results.errors import ResultsError
 from results.formats import md_row, num, objective_text
 from results.grid_effects import effect_figure, grid_effects
-from results.search_analysis import (ALL, MIN_TRIALS, Importance, StratumAnalysis,
-                                     analyze_stratum, open_strata, storage_url)
+from results.importance import ALL, MIN_TRIALS, Importance
+from results.search_analysis import StratumAnalysis, analyze_stratum, open_strata, storage_url
 from results.store import Study, load_study, store_uri, study_folder
 from results.table import METRICS
 from study.secrets import redact
@@ -35,7 +35,7 @@ FANOVA = ("Optuna's FanovaImportanceEvaluator (fANOVA: Hutter, Hoos and Leyton-B
           "2014), seeded: each parameter's share of the variance that parameters explain on "
           "their own (main effects), over the stratum's complete trials, summing to 1. "
           f"Below {MIN_TRIALS} complete trials it is not computed: the ranking would be "
-          "mostly chance (results/search_analysis.py says how that floor was measured).")
+          "mostly chance (results/importance.py says how that floor was measured).")
 
 
 @dataclass

@@ -7,64 +7,33 @@ Optuna study `search-nf`. Trial number k of stratum L is the MLflow run tagged
 fsvae.trial_key = "L#k" (study/record/schema.py), whose metrics are shown beside it.
 
 For the stratum's Optuna study: fANOVA importances over all complete trials and per
-branch of each parent of conditional parameters (beta_schedule); the best k trials by the
-validation objective, or the Pareto front with several objectives (study.record.read);
-Optuna's plots as PNGs (optuna.visualization.matplotlib). Only the validation objectives
-rank or choose trials.
-
-Importance is fANOVA (Hutter, Hoos and Leyton-Brown, "An Efficient Approach for Assessing
-Hyperparameter Importance", ICML 2014), through Optuna's seeded
-`FanovaImportanceEvaluator`: it fits a random forest to the complete trials and splits the
-variance of its prediction into the part each parameter explains on its own (its main
-effect) and the rest (interactions). It needs parameters every trial has, so conditional
-ones (`beta_cycles` exists only for `beta_schedule: cyclical`) are left out of the
-study-wide importance; each branch of their parent is then assessed on its own trials with
-its own parameters.
-
-MIN_TRIALS: below 20 complete trials nothing is computed. Measured with
-bench/fanova_floor.py: 40 seeded TPE searches per cell, shaped like smoke-search (four
-parameters, of which beta_max alone moves the objective), noise half the signal's spread.
-fANOVA ranked beta_max first in 18 of 40 searches at 10 trials (a guess: 10 of 40), 29 at
-15, 38 at 20, 40 at 30; with noise as large as the signal, 10, 25, 32 and 34. Below 20 the
-ranking is mostly the forest's luck. Above it, more parameters need more trials still:
-with five continuous parameters beside beta_max, 16 of 40 at 20 trials, 23 at 40.
+branch of each parent of conditional parameters (beta_schedule; results.importance); the
+best k trials by the validation objective, or the Pareto front with several objectives
+(study.record.read); Optuna's plots as PNGs (results.search_plots). Only the validation
+objectives rank or choose trials.
 """
 from __future__ import annotations
 
 import math
 import re
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import optuna
+import pandas as pd
+from mlflow.tracking import MlflowClient
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from optuna.exceptions import ExperimentalWarning  # noqa: E402
-from optuna.importance import (BaseImportanceEvaluator, FanovaImportanceEvaluator,  # noqa: E402
-                               get_param_importances)
-from optuna.search_space import intersection_search_space  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-from optuna.visualization import matplotlib as ovm  # noqa: E402
-
-from results.errors import ResultsError  # noqa: E402
-from study.record.read import best_trials, one_run_per_trial, order  # noqa: E402
-from results.store import DEFAULT_STORAGE, Study  # noqa: E402
-from study.record.schema import OPTUNA_STORAGE, PLACEHOLDER  # noqa: E402
-from study.secrets import redact  # noqa: E402
-from results.table import stratum_key  # noqa: E402
+from results.errors import ResultsError
+from results.importance import ALL, MIN_TRIALS, Importance, branch_parents, importance, scoped
+from results.search_plots import (plot_contour, plot_history, plot_importances, plot_parallel,
+                                  plot_pareto, plot_slices)
+from study.record.read import best_trials, one_run_per_trial, order
+from results.store import DEFAULT_STORAGE, Study
+from study.record.schema import OPTUNA_STORAGE, PLACEHOLDER
+from study.secrets import redact
+from results.table import stratum_key
 
 STORAGE_TAG = OPTUNA_STORAGE
-MIN_TRIALS = 20
-SEED = 0  # the forest's seed: the same trials give the same importances
-ALL = "all trials"
-DPI = 100
 
 
 # -- the stratum's Optuna study, read back ----------------------------------------------------
@@ -130,93 +99,6 @@ def trial_frame(study: Study, label: str, optuna_study: optuna.Study) -> pd.Data
                      "run_id": None if run is None else run["run_id"],
                      "run_name": None if run is None else run["run_name"], **metrics})
     return pd.DataFrame(rows)
-
-
-# -- fANOVA importance ------------------------------------------------------------------------
-
-@dataclass
-class Importance:
-    """One objective's importances over one set of trials (`scope`: all, or one branch)."""
-
-    scope: str
-    objective: str
-    n_trials: int  # complete trials with a finite value
-    values: dict[str, float] = field(default_factory=dict)  # shares summing to 1, largest first
-    explained: float | None = None  # the main effects' share of the forest's variance
-    reason: str | None = None  # why `values` is empty
-    left_out: list[str] = field(default_factory=list)  # conditional: not in every trial
-
-
-def evaluator() -> FanovaImportanceEvaluator:
-    return FanovaImportanceEvaluator(seed=SEED)
-
-
-def target(index: int):
-    """The value fANOVA explains: objective `index` of a trial (several objectives are
-    assessed one at a time)."""
-    return lambda t: t.values[index]
-
-
-def scoped(study: optuna.Study, parent: str | None = None, value=None) -> optuna.Study:
-    """An in-memory copy of the study's complete trials with finite values; with `parent`,
-    only those where it took `value`, without that (now constant) parameter."""
-    out = optuna.create_study(directions=study.directions)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if not all(math.isfinite(v) for v in t.values):
-            continue
-        if parent is not None and t.params.get(parent, object()) != value:
-            continue
-        keep = {k: d for k, d in t.distributions.items() if k != parent}
-        out.add_trial(optuna.trial.create_trial(
-            params={k: t.params[k] for k in keep}, distributions=keep, values=t.values))
-    return out
-
-
-def importance(study: optuna.Study, index: int, objective: str,
-               scope: str = ALL) -> Importance:
-    """fANOVA importances of objective `index` over `study`'s complete trials (a `scoped`
-    copy), or the reason there are none."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    result = Importance(scope, objective, len(trials), left_out=_conditional(trials))
-    result.reason = _too_little(trials, index)
-    if result.reason is None:
-        with warnings.catch_warnings():  # `normalize` is experimental in Optuna
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            raw = get_param_importances(study, evaluator=evaluator(), target=target(index),
-                                        normalize=False)
-        total = sum(raw.values())
-        if total > 0:
-            result.values = {k: v / total for k, v in raw.items()}
-            result.explained = min(total, 1.0)
-        else:
-            result.reason = "no parameter explains any of the variance on its own"
-    return result
-
-
-def _too_little(trials: list[FrozenTrial], index: int) -> str | None:
-    """Why these trials cannot rank parameters, or None when they can."""
-    if len(trials) < MIN_TRIALS:
-        return (f"{len(trials)} complete trial{'s' * (len(trials) != 1)}, fewer than "
-                f"{MIN_TRIALS}: not computed (below that, fANOVA's ranking is mostly chance)")
-    space = intersection_search_space(trials)
-    if not any(not d.single() for d in space.values()):
-        return "no parameter takes two values in these trials"
-    if len({t.values[index] for t in trials}) == 1:
-        return "every trial has the same value: there is no variance to explain"
-    return None
-
-
-def _conditional(trials: list[FrozenTrial]) -> list[str]:
-    """Parameters some trials have and others lack."""
-    every = set(intersection_search_space(trials))
-    return sorted({k for t in trials for k in t.params} - every)
-
-
-def branch_parents(space_params: dict[str, dict]) -> list[str]:
-    """The parameters that conditional parameters depend on (`when: {parent: ...}` in the
-    space, e.g. beta_schedule), in space order."""
-    parents = {p for spec in space_params.values() for p in (spec.get("when") or {})}
-    return [k for k in space_params if k in parents]
 
 
 # -- the stratum's analysis -------------------------------------------------------------------
@@ -357,89 +239,3 @@ def _try(result: StratumAnalysis, what: str, draw, into: list[Path] | None = Non
         (result.figures if into is None else into).append(draw())
     except Exception as e:  # noqa: BLE001 - any failure of one plot is reported, not fatal
         result.notes.append(f"No {what} plot: {type(e).__name__}: {e}")
-
-
-# -- Optuna's plots ---------------------------------------------------------------------------
-
-def save(draw: Callable, path: Path, title: str, width: float | None = None) -> Path:
-    """Draws one Optuna plot, titles it with what it shows and writes it. Optuna sets the
-    ggplot style globally and marks its matplotlib backend experimental: both stay inside
-    this call, and matplotlib's warnings about a parameter with one value are left out."""
-    with plt.style.context("ggplot"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        drawn = draw()
-        ax = drawn.flat[0] if isinstance(drawn, np.ndarray) else drawn
-        fig = ax.figure
-        if width is not None:
-            fig.set_size_inches(width, fig.get_size_inches()[1])
-        if isinstance(drawn, np.ndarray):
-            fig.suptitle(title, fontsize=10)
-        else:
-            ax.set_title("", loc="left")
-            ax.set_title(title, fontsize=10)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _target(study: optuna.Study, index: int):
-    """None for one objective (Optuna then draws its best-so-far line), else objective
-    `index`."""
-    return None if len(study.directions) == 1 else target(index)
-
-
-def plot_history(study: optuna.Study, index: int, name: str, path: Path, title: str) -> Path:
-    return save(lambda: ovm.plot_optimization_history(
-        study, target=_target(study, index), target_name=name), path,
-        f"Optimisation history: {title}")
-
-
-def plot_slices(study: optuna.Study, index: int, name: str, path: Path, title: str) -> Path:
-    """Every searched parameter, conditional ones over the trials that have them."""
-    return save(lambda: ovm.plot_slice(study, target=_target(study, index), target_name=name),
-                path, f"Slice: {title}")
-
-
-def plot_parallel(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
-             title: str) -> Path:
-    """The parameters every trial has (a conditional one would draw 'None' as a value),
-    an inch and a half apart so that their tick labels do not overlap."""
-    return save(lambda: ovm.plot_parallel_coordinate(
-        study, params=params, target=_target(study, index), target_name=name), path,
-        f"Parallel coordinates: {title}", width=max(6.4, 1.5 * (len(params) + 2)))
-
-
-def plot_contour(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
-            title: str) -> Path:
-    """The objective over the two parameters given (the two most important)."""
-    return save(lambda: ovm.plot_contour(study, params=params, target=_target(study, index),
-                                         target_name=name), path, f"Contour: {title}")
-
-
-def plot_importances(scope_study: optuna.Study, imp: Importance, index: int, path: Path,
-                title: str) -> Path:
-    """Optuna's importance bars, of the values `imp` holds (fANOVA is not fitted again: at
-    10,000 trials a fit took minutes)."""
-    return save(lambda: ovm.plot_param_importances(
-        scope_study, evaluator=_Computed(imp.values), target=_target(scope_study, index),
-        target_name=imp.objective), path,
-        f"fANOVA importance, {'' if imp.scope == ALL else imp.scope + ', '}"
-        f"{imp.n_trials} trials: {title}")
-
-
-class _Computed(BaseImportanceEvaluator):
-    """An importance evaluator that answers with importances computed already."""
-
-    def __init__(self, values: dict[str, float]):
-        self.values = dict(values)
-
-    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
-        return {k: v for k, v in self.values.items() if params is None or k in params}
-
-
-def plot_pareto(study: optuna.Study, names: list[str], path: Path, title: str) -> Path:
-    """The trials on the validation objectives, the Pareto front highlighted."""
-    return save(lambda: ovm.plot_pareto_front(study, target_names=names), path,
-                f"Pareto front: {title}")

@@ -11,7 +11,8 @@ from analysis_store import BRANCH_TRIALS, FEW_TRIALS, FRONT, PARETO, shared_stor
 from helpers import md_cells
 from results import load_study
 from results.analysis import analyze
-from results.search_analysis import MIN_TRIALS, importance, open_strata, scoped
+from results.importance import MIN_TRIALS, importance, scoped
+from results.search_analysis import open_strata
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,8 @@ def test_the_importance_bars_show_the_table_s_importances(stores):
     """The bars are drawn from the importances computed for the table, not a second fit."""
     from optuna.visualization import matplotlib as ovm
 
-    from results.search_analysis import _Computed, target
+    from results.importance import target
+    from results.search_plots import _Computed
 
     study = load_study("importance", stores["uri"])
     ost = scoped(open_strata(study, stores["optuna"])["n_f=5"])
