@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import overhead as ov  # noqa: E402 (its machine line and space)
+from machine import machine  # noqa: E402  (bench/'s modules, beside this file)
+from studies import SPACE  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     from study.search.sync import RUN_ID
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = search_spaces.load(ov.SPACE)
+    space = search_spaces.load(SPACE)
     tmp = Path(tempfile.mkdtemp(prefix="fsvae-floor-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     stores.ensure_mlflow_store(uri)
@@ -73,7 +74,7 @@ def main() -> None:
     dataset = records.dataset_input(str(tmp), "0" * 32, "trial")
     trial = synthetic_trial("instant")
     times: dict[str, list[float]] = {"record": [], "optuna": [], "figures": []}
-    print(f"floor bench: {ov.machine()}; {args.trials} trials", flush=True)
+    print(f"floor bench: {machine()}; {args.trials} trials", flush=True)
     for i in range(args.trials):
         t0 = time.perf_counter()
         asked, stored_id = mirror.ask(lambda t: search_spaces.suggest(t, space.params))

@@ -58,10 +58,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import overhead as ov  # noqa: E402  (bench/overhead.py, beside this file)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/'s modules, beside this file
+from machine import Others, fmt_load, load, machine  # noqa: E402
+from measure import HEADER, row  # noqa: E402
+from plain_tune import plain  # noqa: E402
+from studies import (REPO, cli, forget, git_describe, harness, make_data,  # noqa: E402
+                     space_copy, warm_up)
+from synthetic_study import synthesize, synthetic_ready  # noqa: E402
 
-sys.path.insert(0, str(ov.REPO))
+sys.path.insert(0, str(REPO))
 import search_spaces  # noqa: E402
 
 PARTS = ("harness", "plain", "resume", "synthetic", "reads", "lookups")
@@ -71,150 +76,28 @@ def harness_space(out: Path, sampler: str) -> list[str]:
     """The --space argument (and nothing else) for the harness studies."""
     if sampler == "tpe":
         return []
-    path = ov.space_copy(out, seed=0)
+    path = space_copy(out, seed=0)
     path.write_text(path.read_text() + f"sampler: {sampler}\n")
     return ["--space", str(path)]
 
 
 def run_harness(out: Path, data: Path, n: int, slots: int, sampler: str) -> dict:
     name = f"scale-{n}"
-    _forget(out / "storage", name)
-    # A second --space (a copy with another sampler) wins over overhead.harness's own.
-    r = ov.harness(out, data, n, slots, "instant", name, extra=harness_space(out, sampler))
+    forget(out / "storage", name)
+    # A second --space (a copy with another sampler) wins over studies.harness's own.
+    r = harness(out, data, n, slots, "instant", name, extra=harness_space(out, sampler))
     r.pop("compute_list", None)
     return r
-
-
-def _forget(storage: Path, name: str) -> None:
-    """Removes an earlier run of this study name (its folder, experiment and Optuna study)
-    so that a rerun starts a new study instead of resuming."""
-    shutil.rmtree(storage / name, ignore_errors=True)
-    db = storage / "mlflow.db"
-    if db.is_file():
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(f"sqlite:///{db}")
-        exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            client.rename_experiment(exp.experiment_id, f"{name}-old-{int(time.time())}")
-            client.delete_experiment(exp.experiment_id)
-    optuna_db = storage / "optuna.db"
-    if optuna_db.is_file():
-        import optuna
-
-        for study in optuna.get_all_study_names(f"sqlite:///{optuna_db}"):
-            if study == name or study.startswith(name + "/"):
-                optuna.delete_study(study_name=study, storage=f"sqlite:///{optuna_db}")
-
-
-# -- the synthetic study ---------------------------------------------------------------------
-
-def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
-    """A finished n-trial search written straight to MLflow and Optuna (see the docstring)."""
-    import optuna
-    from mlflow.tracking import MlflowClient
-
-    from fsvae import config as config_mod
-    from fsvae import data as data_mod
-    from fsvae.trial import resolve
-    from study.identity import lease
-    from study.identity import parent as parent_mod
-    from study.plan import plan as plan_mod
-    from study.record import write as records
-    from study.record import stores
-    from study.hooks.bench_trial import synthetic_trial
-    from study.search.searcher import study_name, trial_key
-    from study.search.sync import RUN_ID
-    from study.plan.making import make_plan
-    from study.record.read import short_key
-    from study.record.schema import OPTUNA_PARENT, POINT, STRATUM, STUDY, TRIAL_ID
-    from study.driver.trainable import run_name
-
-    t0 = time.perf_counter()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _forget(storage, name)
-    plan = make_plan(ov.SPACE, str(data), name=name, storage=str(storage), num_samples=n)
-    space = plan.search_space()
-    stores.ensure_mlflow_store(plan.tracking_uri)
-    stores.ensure_optuna_store(plan.optuna_storage)
-    client = MlflowClient(plan.tracking_uri)
-    exp_id = parent_mod.ensure_experiment(client, name, storage)
-    plan = plan.replace(sessions=1, experiment_id=exp_id)
-    held = lease.acquire(plan.tracking_uri, name, "run")  # released: a resume takes it
-    parent = parent_mod.start_parent(client, exp_id, plan, space, held)
-    held.release()
-    plan = plan.replace(parent_run_id=parent)
-    plan_mod.write(plan)
-    parent_mod.log_plan(client, parent, plan)
-    git = records.git_state()
-    fingerprint = data_mod.fingerprint(str(data))
-    dataset = records.dataset_input(str(data), fingerprint, "trial")
-    ((stratum, label),) = [(s, ",".join(f"{k}={v}" for k, v in s.items()))
-                           for s in space.stratum_values()]
-    asker = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    storage_url = plan.optuna_storage
-    kwargs = {"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else {}
-    study = optuna.create_study(
-        storage=optuna.storages.RDBStorage(storage_url, engine_kwargs=kwargs),
-        study_name=study_name(name, label),
-        directions=["maximize" if m == "max" else "minimize" for m in space.modes])
-    study.set_user_attr(OPTUNA_PARENT, parent)
-    run = synthetic_trial("instant")
-    frozen, batch = [], 500
-    for i in range(n):
-        asked = asker.ask()
-        search_spaces.suggest(asked, space.params)
-        params = dict(asked.params)
-        cfg = resolve(config_mod.resolve({**plan.base, **params, **stratum},
-                                         preset=plan.preset))
-        key = trial_key(label, i)
-        # A new trial knows no earlier run (known=[]), as the driver hands a fresh key.
-        rec = records.TrialRecorder(
-            plan.tracking_uri, exp_id, parent, key, f"{short_key(key)} {run_name(cfg)}",
-            tags={STRATUM: label, STUDY: name, TRIAL_ID: f"synth{i:05d}",
-                  POINT: json.dumps(params, sort_keys=True, default=str), **git},
-            dataset=dataset, known=[])
-        rec.start(config_mod.active_config(cfg))
-        result = run(cfg, progress=rec.progress)
-        rec.finish(result, None)
-        frozen.append(optuna.trial.create_trial(
-            params=params, distributions=dict(asked.distributions),
-            values=[result["metrics"][o] for o in space.objectives],
-            user_attrs={RUN_ID: rec.run_id}))
-        if len(frozen) == batch or i == n - 1:
-            study.add_trials(frozen)
-            frozen = []
-        if (i + 1) % 500 == 0:
-            print(f"  synthetic: {i + 1}/{n} runs ({time.perf_counter() - t0:.0f} s)",
-                  flush=True)
-    client.set_terminated(parent, "FINISHED")
-    return {"runs": n, "write_s": time.perf_counter() - t0}
-
-
-def synthetic_ready(storage: Path, name: str, n: int) -> bool:
-    """The synthetic study exists with n finished trial runs (for --keep)."""
-    db = storage / "mlflow.db"
-    if not (db.is_file() and (storage / name / "study.json").is_file()):
-        return False
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{db}")
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        return False
-    runs = client.search_runs([exp.experiment_id], "tags.`fsvae.role` = 'trial'",
-                              max_results=50000)
-    return len(runs) == n
 
 
 # -- reads -------------------------------------------------------------------------------
 
 def timed(out: Path, label: str, args: list[str]) -> dict:
-    before = ov.load()
-    others = ov.Others()
-    r = ov.cli(args, out / f"{label}.log")
+    before = load()
+    others = Others()
+    r = cli(args, out / f"{label}.log")
     before["others"] = others.share()
-    print(f"  {label}: {r['wall_s']:.1f} s ({ov.fmt_load(before)})", flush=True)
+    print(f"  {label}: {r['wall_s']:.1f} s ({fmt_load(before)})", flush=True)
     return {"wall_s": r["wall_s"], "driver": r["driver"], "load": before,
             "lines": [ln for ln in r["lines"] if ln[1].strip()][:40]}
 
@@ -321,14 +204,13 @@ def main() -> None:
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = out / "storage"
-    data = ov.make_data(out / "data", 40)
-    commit = ov.subprocess.run(["git", "-C", str(ov.REPO), "describe", "--always", "--dirty"],
-                               capture_output=True, text=True).stdout.strip()
-    print(f"scale bench: {ov.machine()}; code {commit}; parts {parts}, sizes {sizes}, "
+    data = make_data(out / "data", 40)
+    commit = git_describe()
+    print(f"scale bench: {machine()}; code {commit}; parts {parts}, sizes {sizes}, "
           f"synthetic {a.synthetic}, sampler {a.sampler}", flush=True)
     report_path = out / "scale.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    report.update({"machine": ov.machine(), "commit": commit, "args": vars(a)})
+    report.update({"machine": machine(), "commit": commit, "args": vars(a)})
     rows = report.setdefault("runs", {})
 
     def save() -> None:
@@ -336,21 +218,21 @@ def main() -> None:
 
     if "harness" in parts and sizes:
         print("warm-up: building the shared backbone into the stage cache", flush=True)
-        _forget(storage, "warm-up")
-        ov.warm_up(out, data, a.slots, "instant")
+        forget(storage, "warm-up")
+        warm_up(out, data, a.slots, "instant")
     for n in sizes:
         if "harness" in parts:
             print(f"harness, {n} instant trials ...", flush=True)
             rows[f"harness-{n}"] = run_harness(out, data, n, a.slots, a.sampler)
             print(f"  {rows[f'harness-{n}']['overhead_s']:.3f} s per trial slot "
-                  f"({ov.fmt_load(rows[f'harness-{n}']['load'])})", flush=True)
+                  f"({fmt_load(rows[f'harness-{n}']['load'])})", flush=True)
             save()
         if "plain" in parts:
             for searcher, tag in (("none", "plain"), ("optuna", "plain+optuna")):
                 print(f"{tag}, {n} instant trials ...", flush=True)
-                rows[f"{tag}-{n}"] = ov.plain(out, n, a.slots, 0.0, searcher, f"{tag}-{n}")
+                rows[f"{tag}-{n}"] = plain(out, n, a.slots, 0.0, searcher, f"{tag}-{n}")
                 print(f"  {rows[f'{tag}-{n}']['overhead_s']:.3f} s per trial slot "
-                      f"({ov.fmt_load(rows[f'{tag}-{n}']['load'])})", flush=True)
+                      f"({fmt_load(rows[f'{tag}-{n}']['load'])})", flush=True)
                 save()
     largest = f"scale-{max(sizes)}" if sizes else None
     if "resume" in parts and largest and (storage / largest / "study.json").is_file():
@@ -384,9 +266,9 @@ def main() -> None:
 def print_report(report: dict) -> None:
     runs = report.get("runs", {})
     if runs:
-        print(f"\n{ov.HEADER}")
+        print(f"\n{HEADER}")
         for label, r in runs.items():
-            print(ov.row(label, r))
+            print(row(label, r))
         print("\noverhead per tenth of the trials (s per trial slot):")
         for label, r in runs.items():
             print(f"  {label}: {r.get('deciles')}")
@@ -422,7 +304,7 @@ def print_report(report: dict) -> None:
         for what, r in res.items():
             print(f"  {what}: {r['wall_s']:.1f} s, driver CPU {r['driver'].get('cpu_s', 0):.1f}"
                   f" s, peak RSS {r['driver'].get('maxrss_mb', 0):.0f} MB "
-                  f"({ov.fmt_load(r['load'])})")
+                  f"({fmt_load(r['load'])})")
 
 
 if __name__ == "__main__":
