@@ -16,39 +16,19 @@ EXIT_CODES = ("exit status: 0 the study is complete and every trial finished (or
 
 
 def register(sub) -> None:
+    from study.plan import options
+
     r = sub.add_parser("run", help="run a study (grid or Optuna search) with Ray Tune",
                        epilog=EXIT_CODES)
     r.add_argument("--space", required=True, help="search space: a YAML file, or the name of a "
                    "shipped one (paper, search, ablations, smoke, smoke-search: "
                    "search_spaces/<name>.yaml)")
     r.add_argument("--data", required=True, help="dataset root")
-    study_location(r)
-    r.add_argument("--num-samples", type=int,
-                   help="Optuna: trials per stratum (overrides the space's num_samples)")
-    r.add_argument("--preset", choices=("paper", "tiny"),
-                   help="config preset under the space's values (default: the space's)")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="fix a config key for every trial, wherever the space varied it "
-                   "(repeatable)")
-    r.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
-                   help="grid spaces: replace (or add) one grid dimension, e.g. "
-                   "--grid seed=0,1,2 (repeatable)")
-    trial_resources(r)
-    r.add_argument("--asha", action="store_true",
-                   help="early-stop weak trials with ASHA (stage-3 epochs as time)")
-    r.add_argument("--optuna-storage", metavar="URL",
-                   help="Optuna searches: the database of their Optuna studies (default: "
-                   "sqlite <storage>/optuna.db; with an s3:// storage, a file on this "
-                   "machine's disk)")
-    r.add_argument("--cache-dir", help="stage cache (default: <storage>/cache)")
-    r.add_argument("--no-cache", action="store_true", help="compute every stage in every trial")
+    options.add_flags(r, options.NAMES)  # study/plan/options.py: every StudyOptions field
     r.add_argument("--resume", action="store_true",
                    help="continue the study of this name if its tracking store has it (it "
                    "must be the same study: space, preset, --set and data)")
     accept_changed_data(r)
-    r.add_argument("--log-model", action="store_true",
-                   help="when the study is complete, log the best trial's model to its parent "
-                   "run (docs/mlflow.md#the-best-model)")
     r.set_defaults(func=_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study, from its folder or, "
@@ -88,56 +68,30 @@ def accept_changed_data(p: argparse.ArgumentParser) -> None:
                    "its split lists and each file's size, not its path or file times)")
 
 
-SPACE_FIRST = "the space's resources, else "  # study/driver/cluster.py trial_resources' order
-
-
 def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> None:
-    """--address, the resources of a trial and its retries. With `inherit` (say "the
-    search"), every default but --address is that study's setting: the flags are left
-    None where not given."""
-    def default(own: str) -> str:
-        return f"as {inherit} ran" if inherit else own
+    """--address, the resources of a trial and its retries (StudyOptions'). With `inherit`
+    (say "the search"), every default but --address is that study's."""
+    from study.plan import options
 
-    p.add_argument("--address", help="join an existing Ray cluster (default: RAY_ADDRESS, "
-                   "else start a local Ray)")
-    p.add_argument("--cpus-per-trial", type=float,
-                   help="CPUs per trial, also its torch threads (default: "
-                   f"{default(SPACE_FIRST + '1')})")
-    gpu = SPACE_FIRST + "0.25 where the cluster has GPUs, 0 where it has none"
-    p.add_argument("--gpus-per-trial", type=float,
-                   help=f"GPU fraction per trial (default: {default(gpu)})")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: "
-                   f"{default('as many as the resources allow')})")
-    p.add_argument("--max-failures", type=int, default=None if inherit else 0,
-                   help="retries of any failing trial, its own errors included, before it "
-                   f"counts as failed (default: {default('0')})")
-    p.add_argument("--infra-retries", type=int, default=None if inherit else 2,
-                   help="retries of a trial whose worker process or node died, or that "
-                   f"could not reach MLflow (default: {default('2')})")
+    options.add_flags(p, options.RESOURCES, inherit)
 
 
 def study_location(p: argparse.ArgumentParser,
                    name: str = "study name (default: the space's name)") -> None:
+    from study.plan import options
+
     p.add_argument("--name", help=name)
-    p.add_argument("--storage", help="Ray results, cache and default MLflow store: a local "
-                   "folder (default ./fsvae-studies) or a shared path on a cluster")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite file "
-                   "<storage>/mlflow.db; http://host:port for a server, required with an "
-                   "s3:// storage)")
+    p.add_argument("--storage", help=options.STORAGE_HELP)
+    p.add_argument("--tracking-uri", help=options.TRACKING_HELP)
 
 
 def _run(args: argparse.Namespace) -> int:
     from study import run_study
+    from study.plan import options
 
-    result = run_study(
-        args.space, args.data, resume=args.resume, accept_changed_data=args.accept_changed_data,
-        name=args.name, storage=args.storage, tracking_uri=args.tracking_uri,
-        optuna_storage=args.optuna_storage, num_samples=args.num_samples, preset=args.preset,
-        overrides=args.set, grid=args.grid, address=args.address,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-        infra_retries=args.infra_retries, asha=args.asha, cache_dir=args.cache_dir,
-        no_cache=args.no_cache, log_model=args.log_model)
+    result = run_study(args.space, args.data, resume=args.resume,
+                       accept_changed_data=args.accept_changed_data,
+                       **options.from_args(args, options.NAMES))
     return told(result, "run")
 
 

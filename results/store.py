@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -18,10 +17,10 @@ from urllib.parse import unquote, urlparse
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from results.errors import ResultsError
-from study.record.read import DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals
+from study.record.read import (DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals,
+                               runs_frame, search)
 from study.plan.storage import default_tracking_uri
 from study.record.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
                           TRIAL_ID, TRIAL_KEY)
@@ -97,17 +96,6 @@ def study_folder(experiment: str, storage: str | Path | None = None) -> Path:
     return Path(storage or DEFAULT_STORAGE) / experiment
 
 
-@contextmanager
-def _tracking(uri: str) -> Iterator[None]:
-    """mlflow.search_runs reads the global tracking URI: set it for the call, then restore."""
-    before = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)
-
-
 def _check_store(uri: str) -> None:
     """Reading must not create an empty sqlite store where the user mistyped a path."""
     if uri.startswith("sqlite:///"):
@@ -131,8 +119,7 @@ def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None
         names = sorted(e.name for e in client.search_experiments())
         raise ResultsError(f"no experiment named {experiment!r} in {redact(tracking_uri)}; "
                            f"experiments there: {', '.join(names) if names else 'none'}")
-    with _tracking(tracking_uri):
-        runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
+    runs = runs_frame(search(client, exp.experiment_id))
     role = _col(runs, f"tags.{ROLE}")
     trials = runs[role == "trial"]
     parents = _parents(runs[role == "study"], trials)
@@ -221,8 +208,10 @@ def read_json_artifact(tracking_uri: str, artifact_uri: str, name: str) -> dict 
         if artifact_uri.startswith("file:"):
             path = Path(unquote(urlparse(artifact_uri).path)) / name
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        with _tracking(tracking_uri):
-            return mlflow.artifacts.load_dict(f"{artifact_uri}/{name}")
+        with tempfile.TemporaryDirectory(prefix="fsvae-artifact-") as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp, tracking_uri=tracking_uri)
+            return json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception:  # a missing or unreadable artifact only costs what it would have added
         return None
 

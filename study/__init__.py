@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from study.plan.options import StudyOptions, with_options
+
 if TYPE_CHECKING:
+    import search_spaces
     from study.driver.session import StudyResult
 
-__all__ = ["StudyResult", "discard_study", "resume_study", "run_study"]
+__all__ = ["StudyOptions", "StudyResult", "discard_study", "resume_study", "run_study"]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,38 +36,46 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'study' has no attribute {name!r}")
 
 
-def run_study(space, data: str, *, resume: bool = False, accept_changed_data: bool = False,
-              **options: Any) -> StudyResult:
+@with_options
+def run_study(space: str | search_spaces.Space, data: str,
+              options: StudyOptions | None = None, *, resume: bool = False,
+              accept_changed_data: bool = False, **changes: Any) -> StudyResult:
     """Runs a study, or continues it (`resume=True`) when its name is taken by it.
 
     `space`: a YAML file, a shipped space's name (`paper`, `search`, ...) or a
-    search_spaces.Space. `options`: study.plan.making.make_plan's keywords, which are
-    `fsvae-study run`'s flags (name, storage, tracking_uri, optuna_storage, num_samples,
-    preset, overrides=["key=value", ...], grid=["key=a,b", ...], address, cpus_per_trial,
-    gpus_per_trial, max_concurrent, max_failures, infra_retries, asha, cache_dir, no_cache,
-    log_model), and tags={...} for the parent run. Raises a fsvae.errors.FsvaeError (a
-    StudyError, or the config, space and data errors) on bad input, before anything
-    starts."""
-    from study.plan import making as planning
+    search_spaces.Space. `options`: a study.plan.StudyOptions, and `changes` to it by name
+    (`name=`, `storage=`, `overrides=["key=value"]`, `cpus_per_trial=`, ...: every field
+    is also a keyword of this function, as `help(run_study)` shows), which are `fsvae-study
+    run`'s flags. Raises a fsvae.errors.FsvaeError (a StudyError, or the config, space and
+    data errors) on bad input, before anything starts."""
     from study.driver import run
+    from study.plan.making import make_plan
 
-    return run.start(planning.make_plan(space, data, **options), resume=resume,
+    return run.start(make_plan(space, data, options, **changes), resume=resume,
                      accept_changed_data=accept_changed_data)
 
 
-def resume_study(name: str, **options: Any) -> StudyResult:
-    """Continues study `name`: `fsvae-study resume`'s options (storage, tracking_uri,
-    optuna_storage, data, address, retry_failed, accept_changed_data)."""
+def resume_study(name: str, *, storage: str | None = None, tracking_uri: str | None = None,
+                 optuna_storage: str | None = None, data: str | None = None,
+                 address: str | None = None, retry_failed: bool = False,
+                 accept_changed_data: bool = False) -> StudyResult:
+    """Continues study `name`, with `fsvae-study resume`'s options: its folder's `storage`
+    (default ./fsvae-studies), the `tracking_uri` that records it, its `optuna_storage`,
+    its `data` where it is on this machine, a Ray `address`, `retry_failed` trials too."""
     from study.driver import run
 
-    return run.resume(name, **options)
+    return run.resume(name, storage=storage, tracking_uri=tracking_uri,
+                      optuna_storage=optuna_storage, data=data, address=address,
+                      retry_failed=retry_failed, accept_changed_data=accept_changed_data)
 
 
-def discard_study(name: str, confirm: Callable[[str], bool], **options: Any) -> bool:
+def discard_study(name: str, confirm: Callable[[str], bool], *, storage: str | None = None,
+                  tracking_uri: str | None = None, optuna_storage: str | None = None) -> bool:
     """Discards study `name` (its MLflow runs, its Optuna studies, its folder) once
-    `confirm(what it removes)` says yes; `fsvae-study discard`'s options (storage,
-    tracking_uri, optuna_storage). Returns whether it did."""
+    `confirm(what it removes)` says yes; `fsvae-study discard`'s options. Returns whether
+    it did."""
     from study.identity.discard import discard, find
 
-    done, _ = discard(find(name, **options), confirm)
+    done, _ = discard(find(name, storage=storage, tracking_uri=tracking_uri,
+                           optuna_storage=optuna_storage), confirm)
     return done

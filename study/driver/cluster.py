@@ -111,11 +111,12 @@ def _errors_to_file(path: Path) -> None:
     log_to_driver says: a lost node's raylet sends its last twenty log lines, `[state-dump]`
     and all, several times. The study's console says what happened to its trials in its own
     lines; Ray's messages go to `path`, with one console line per distinct message saying
-    where. (Ray calls ray._private.worker.print_to_stdstream for them; other output is
-    passed on unchanged.)"""
+    where. (Ray calls ray._private.worker.print_to_stdstream for them, a private function
+    with no public hook: replaced here for the session, put back by restore_ray_output();
+    other output is passed on unchanged.)"""
     import ray._private.worker as ray_worker
 
-    original = ray_worker.print_to_stdstream
+    original = _RAY_PRINT.setdefault("original", ray_worker.print_to_stdstream)
     shown: set[str] = set()
 
     def to_file(data: dict, ignore_prefix: bool) -> None:
@@ -132,6 +133,17 @@ def _errors_to_file(path: Path) -> None:
             print(f"Ray: {head} (Ray's message in {path})", flush=True)
 
     ray_worker.print_to_stdstream = to_file
+
+
+_RAY_PRINT: dict = {}  # Ray's own print_to_stdstream while _errors_to_file's replaces it
+
+
+def restore_ray_output() -> None:
+    """Ray's print_to_stdstream back as it was, once the session's Ray is shut down."""
+    if "original" in _RAY_PRINT:
+        import ray._private.worker as ray_worker
+
+        ray_worker.print_to_stdstream = _RAY_PRINT.pop("original")
 
 
 def _ray_tmp_hint(message: str) -> str:

@@ -12,7 +12,7 @@ from typing import Callable
 from ray import tune
 
 from fsvae.config import RESAMPLING_METHODS, short
-from study.record.read import short_key
+from study.record.read import best_of, short_key
 from study.driver.trainable import handed
 
 
@@ -85,7 +85,7 @@ def _short_reason(text: str) -> str:
 
 class Progress(tune.Callback):
     """The console. `prior` counts what earlier sessions finished: {"done", "failed",
-    "best": (value, point) or None}; `ends` (study/outcomes.Ends) says how each trial of
+    "best": (value, key, start, point) or None}; `ends` (study/outcomes.Ends) says how each trial of
     this session ended, as the record has it. `on_retry(trial, kind, text)` lets the study
     act on an infrastructure failure. With several objectives there is no single best: the
     line shows the size of this session's Pareto front instead."""
@@ -99,13 +99,16 @@ class Progress(tune.Callback):
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
         self.prior = prior or {"done": 0, "failed": 0, "best": None}
         self.retries, self.on_retry = retries, on_retry
-        self.points: dict[str, dict] = {}  # trial id -> its point, for the best's label
+        # trial id -> (its key, when it started (ms), its point): for the best's tie rule
+        # (study.record.read.best_of) and its label
+        self.started: dict[str, tuple[str, float, dict]] = {}
 
     def __getstate__(self) -> dict:
         return {}  # Tune pickles its callbacks; this one is never restored from there
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.points[trial.trial_id] = handed(trial.config)["point"]
+        given = handed(trial.config)
+        self.started[trial.trial_id] = (given["key"], time.time() * 1000, given["point"])
         self._line("started", trial, trials, "RUNNING")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -149,13 +152,12 @@ class Progress(tune.Callback):
         failed = sum(o.state == "failed" for o in ended)
         finished = {tid: o for tid, o in outcomes.items() if o.state == "finished"}
         best = self._front(list(finished.values())) if len(self.objectives) > 1 else ""
-        candidates = [] if best else [(o.values[0], self.points.get(tid, {}))
+        candidates = [] if best else [(o.values[0], *self.started.get(tid, ("", 0.0, {})))
                                       for tid, o in finished.items()]
         if self.prior["best"] is not None:
             candidates.append(self.prior["best"])
         if candidates:
-            pick = max if self.mode == "max" else min
-            value, point = pick(candidates, key=lambda c: c[0])
+            value, _, _, point = best_of(candidates, self.mode)
             best = f" | best {self.objective} {value:.4f} ({describe(point, self.keys)})"
         label = f"{self.label} " if self.label else ""
         done = self.prior["done"] + len(ended)

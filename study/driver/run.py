@@ -154,8 +154,13 @@ def execute(plan: Plan, ask: Claim) -> StudyResult:
     for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
                  "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(name).addFilter(_QuietTrialFailures())
+    from study.driver import cluster
+
     with _one_driver(plan):
-        return _session(plan, space, ask)
+        try:
+            return _session(plan, space, ask)
+        finally:
+            cluster.restore_ray_output()
 
 
 @contextmanager

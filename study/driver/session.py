@@ -82,8 +82,8 @@ class Session:
         closed = record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
         self.told = {k for k, e in entries.items() if e.state != "unfinished"}
         print(f"study {plan.name}: {search_spaces.count(space)} trials "
-              f"({space.kind}{', strata ' + _strata_text(space) if space.strata else ''}), "
-              f"{concurrency} at a time, {_fmt_resources(resources)} each"
+              f"({space.kind}{', strata ' + tuner.strata_text(space) if space.strata else ''}), "
+              f"{concurrency} at a time, {tuner.fmt_resources(resources)} each"
               + (f" (resuming, session {plan.sessions}"
                  + (f"; closed {closed} run(s) its last driver left running" if closed
                     else "") + ")" if self.resuming else ""), flush=True)
@@ -95,7 +95,7 @@ class Session:
             max_failures=plan.max_failures, marker=marker, git=records.git_state(),
             data_fingerprint=data_mod.fingerprint(plan.data), lease=self.held.ref)
         interrupted = False
-        for step, (stratum, label) in enumerate(_strata(space)):
+        for step, (stratum, label) in enumerate(tuner.strata(space)):
             self.held.check()  # a stratum's start writes its Optuna study
             ctx = dataclasses.replace(shared, stratum=stratum)
             ended = self._stratum(ctx, stratum, label, step, entries, resources, concurrency)
@@ -116,7 +116,7 @@ class Session:
 
         from study.driver.outcomes import Ends, GridSearcher
         from study.driver.progress import Progress
-        from study.driver import trainable
+        from study.driver.trainable import trainable
 
         plan, space = self.plan, self.space
         total = space.num_samples if space.kind == "optuna" else len(space.trials())
@@ -164,8 +164,7 @@ class Session:
         """The grid points still to run, in sharing order, and what earlier sessions did."""
         points = tuner.order_for_sharing(self.space.trials(), self.plan.base,
                                           self.plan.preset)
-        todo, done, failed, best = [], 0, 0, None
-        pick = max if self.space.modes[0] == "max" else min
+        todo, done, failed, finished = [], 0, 0, []
         for point in points:
             key = tuner.grid_key(point)
             entry = entries.get(key)
@@ -179,8 +178,8 @@ class Session:
             value = entry.metrics.get(self.space.objectives[0])
             if state == "finished" and value is not None and math.isfinite(value) \
                     and len(self.space.objectives) == 1:
-                best = (value, point) if best is None else pick(best, (value, point),
-                                                               key=lambda b: b[0])
+                finished.append((value, key, entry.start_time, point))
+        best = record.best_of(finished, self.space.modes[0])
         return todo, {"done": done, "failed": failed, "best": best}
 
     def _search(self, label: str, entries: dict, ends):
@@ -212,10 +211,7 @@ class Session:
                   f"the last driver stopped: its result is told to Optuna, not recomputed",
                   flush=True)
         self.adopted += len(stratum.adopted)
-        best = None
-        if stratum.best is not None:
-            best = (stratum.best[0], stratum.best[1])
-        prior = {"done": stratum.done, "failed": stratum.failed, "best": best}
+        prior = {"done": stratum.done, "failed": stratum.failed, "best": stratum.best}
         searcher = search.OptunaSearcher(study, label, space.params, space.objectives,
                                          space.modes, stratum, ends, self.held,
                                          {k: e.runs for k, e in entries.items()})
@@ -345,7 +341,7 @@ class Session:
                 print(f"trial {short_key(e.key)} {e.state} as the study stopped (its MLflow "
                       f"run {e.run_id[:8]} is {e.status})", flush=True)
         complete = not interrupted and not self.fatal and all(
-            self._stratum_complete(label) for _, label in _strata(self.space))
+            self._stratum_complete(label) for _, label in tuner.strata(self.space))
         finished = sum(e.state == "finished" for e in entries.values())
         failed = sum(e.state == "failed" for e in entries.values())
         self.held.check()
@@ -382,21 +378,3 @@ class Session:
                 self.client.set_terminated(self.parent_id, "KILLED")
         except Exception:  # MLflow unreachable, or the study taken over: not ours to close
             pass
-
-
-def _strata(space: search_spaces.Space):
-    """(stratum values, label) per separate search; one ({}, "") for a grid."""
-    if space.kind == "grid":
-        yield {}, ""
-        return
-    for stratum in space.stratum_values():
-        yield stratum, ",".join(f"{k}={v}" for k, v in stratum.items())
-
-
-def _fmt_resources(res: dict) -> str:
-    return ", ".join(f"{v:g} {k.upper()}" for k, v in res.items())
-
-
-def _strata_text(space: search_spaces.Space) -> str:
-    """'n_f=5,10,30,50' for the run header."""
-    return "; ".join(f"{k}={','.join(str(v) for v in vs)}" for k, vs in space.strata.items())

@@ -126,3 +126,21 @@ def _storage(plan: dict):
         return folder, None
     fs, path = storage.filesystem(folder)
     return path, fs
+
+
+def strata(space: search_spaces.Space):
+    """(stratum values, label) per separate search; one ({}, "") for a grid."""
+    if space.kind == "grid":
+        yield {}, ""
+        return
+    for stratum in space.stratum_values():
+        yield stratum, ",".join(f"{k}={v}" for k, v in stratum.items())
+
+
+def fmt_resources(res: dict) -> str:
+    return ", ".join(f"{v:g} {k.upper()}" for k, v in res.items())
+
+
+def strata_text(space: search_spaces.Space) -> str:
+    """'n_f=5,10,30,50' for the run header."""
+    return "; ".join(f"{k}={','.join(str(v) for v in vs)}" for k, vs in space.strata.items())

@@ -2,7 +2,7 @@
 (docs/mlflow.md#the-best-model).
 
 The best trial is the FINISHED trial run best by the study's validation objective (ties:
-the earliest started). Its model is assembled (fsvae.packaged) from the run's `model/`
+the lowest Optuna trial number, else the earliest run: study/record/read.py). Its model is assembled (fsvae.packaged) from the run's `model/`
 artifact and the backbone and VAE entries of the stage cache, then logged to the study's
 parent run as an MLflow pyfunc model named `best_model`, by "models from code"
 (study/model/pyfunc.py): MLflow 3 refuses to unpickle a model unless told to, so nothing is

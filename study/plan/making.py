@@ -13,35 +13,36 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
 from study.plan import storage as locations
 from study.errors import StudyError
+from study.plan.options import StudyOptions
 from study.plan.plan import DEFAULT_STORAGE, Plan, default_optuna_storage
 from study.plan.storage import database_url, default_tracking_uri
 from study.secrets import redact, redact_text, redact_words
 
 
-def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None = None,
-              storage: str | None = None,
-              tracking_uri: str | None = None, optuna_storage: str | None = None,
-              num_samples: int | None = None, preset: str | None = None,
-              overrides: list[str] | None = None, grid: list[str] | None = None,
-              address: str | None = None, cpus_per_trial: float | None = None,
-              gpus_per_trial: float | None = None, max_concurrent: int | None = None,
-              max_failures: int = 0, infra_retries: int = 2, asha: bool = False,
-              cache_dir: str | None = None, no_cache: bool = False,
-              log_model: bool = False, tags: dict[str, str] | None = None) -> Plan:
+def make_plan(space: str | search_spaces.Space, data: str,
+              options: StudyOptions | None = None, **changes: Any) -> Plan:
     """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
-    the bad input. `space` is a YAML file, a shipped space's name or a parsed Space; the
-    options are `fsvae-study run`'s flags (docs/studies.md); `tags` go on the study's parent
-    run (a confirmation's link to its search)."""
+    the bad input. `space` is a YAML file, a shipped space's name or a parsed Space;
+    `options` (and `changes` to them, by name) are study/plan/options.StudyOptions, which
+    are `fsvae-study run`'s flags (docs/studies.md)."""
+    opts = StudyOptions.of(options, **changes)
+    name, storage, tracking_uri = opts.name, opts.storage, opts.tracking_uri
+    num_samples, preset, address = opts.num_samples, opts.preset, opts.address
+    cpus_per_trial, gpus_per_trial = opts.cpus_per_trial, opts.gpus_per_trial
+    max_concurrent, max_failures = opts.max_concurrent, opts.max_failures
+    infra_retries, asha, log_model = opts.infra_retries, opts.asha, opts.log_model
+    cache_dir, no_cache = opts.cache_dir, opts.no_cache
     sp = copy.deepcopy(space) if isinstance(space, search_spaces.Space) else \
         search_spaces.load(space)
-    sp = apply_overrides(sp, config_mod.parse_overrides(overrides or []))
-    sp = apply_grid(sp, grid or [])
+    sp = apply_overrides(sp, config_mod.parse_overrides(opts.overrides or []))
+    sp = apply_grid(sp, opts.grid or [])
     location = locations.resolve(storage or DEFAULT_STORAGE)
     name = name or sp.name
     if "/" in name or not name.strip():
@@ -61,7 +62,7 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
     config_mod.resolve(base, preset=preset)
     address = reachable(address or os.environ.get("RAY_ADDRESS"))
     uri = _tracking_uri(tracking_uri, location)
-    optuna_url = _optuna_storage(optuna_storage, location, sp.kind)
+    optuna_url = _optuna_storage(opts.optuna_storage, location, sp.kind)
     if address:
         from study.plan.storage import check_record_for_cluster
 
@@ -74,7 +75,7 @@ def make_plan(space: str | search_spaces.Space, data: str, *, name: str | None =
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
         max_concurrent=max_concurrent, max_failures=max_failures,
         infra_retries=infra_retries, asha=bool(asha), log_model=bool(log_model),
-        tags=dict(tags or {}),
+        tags=dict(opts.tags or {}),
         command=" ".join(shlex.quote(a) for a in redact_words(sys.argv)),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
         data_content=data_mod.content_fingerprint(data_root))

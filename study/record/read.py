@@ -11,8 +11,12 @@ figures, analyses, confirmations and model logging all use (docs/failures.md, do
   space gives a name or a list. The first objective is the primary one.
 - **The order.** Candidates are the FINISHED trials with a value of every objective,
   ordered best first by the objectives in turn (a tie on the primary goes to the next
-  objective, then to the earlier trial). Only validation metrics are objectives, so the
-  test set never orders trials.
+  objective). A tie on all of them goes to the lowest Optuna trial number (a search's
+  trial `n_f=5#3` is number 3), else to the earliest run (a grid's trials have no number):
+  `tie_break`. The console, `analyze`, `table`, `confirm`, `figures`, `predict` and
+  `analyze --log-best` all order by these functions. Only validation metrics are
+  objectives, so the test set never orders trials. Validation sets are small (the
+  minority classes keep `n_f` images), so ties are common.
 - **The best trials.** With one objective, the first in that order, alone. With several,
   no one trial is best: the best trials are the Pareto front (Optuna's
   `Study.best_trials`: those no other candidate equals or beats on every objective while
@@ -113,11 +117,50 @@ def frame(entries: dict[str, Entry]) -> pd.DataFrame:
                                                           "start_time"])
 
 
+PAGE = 50000  # the most runs MLflow's stores return in one page
+
+
+def search(client, experiment_id: str, filter_string: str = "") -> list:
+    """Every active run of an experiment that `filter_string` keeps, page after page: the
+    one way the study and `results/` fetch runs (a client of the store, no global tracking
+    URI)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string,
+                                  max_results=PAGE, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def runs_frame(runs: list) -> pd.DataFrame:
+    """Runs as mlflow.search_runs(output_format="pandas") gives them: run_id, experiment_id,
+    status, artifact_uri, start_time and end_time (UTC timestamps), then metrics.<k>,
+    params.<k>, tags.<k> (missing: NaN for a metric, None otherwise)."""
+    info = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+    rows = []
+    for run in runs:
+        row = {k: getattr(run.info, k) for k in info}
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        rows.append(row)
+    frame = pd.DataFrame.from_records(rows, columns=None if rows else info)
+    for k in ("start_time", "end_time"):
+        frame[k] = pd.to_datetime(frame[k], unit="ms", utc=True)
+    for k in frame.columns:
+        if k.startswith("metrics."):
+            frame[k] = frame[k].astype(float)
+        elif k.startswith(("params.", "tags.")):
+            frame[k] = frame[k].astype(object).where(frame[k].notna(), None)
+    return frame
+
+
 def read(client, experiment_id: str, parent_id: str) -> dict[str, Entry]:
     """key -> the run that counts for it (its FINISHED run, else its latest), for every
     child run of the study's parent run: keys are unique within one parent only."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT}` = '{parent_id}'",
-                              max_results=50000)
+    runs = search(client, experiment_id, f"tags.`{PARENT}` = '{parent_id}'")
     out: dict[str, Entry] = {}
     for run in sorted(runs, key=lambda r: precedence(r.info.status, r.info.start_time)):
         key = run.data.tags.get(TRIAL_KEY)
@@ -197,18 +240,51 @@ def candidates(trials: pd.DataFrame, objectives: list[Goal]) -> pd.DataFrame:
     return ok[ok[names].notna().all(axis=1)]
 
 
+def trial_number(key: str | None) -> float:
+    """A search trial's Optuna number from its key ("n_f=5#3" -> 3.0; "#3" -> 3.0); NaN
+    for a grid's ("grid:1a2b...") or an unknown key."""
+    head, hash_, tail = str(key or "").rpartition("#")
+    return float(tail) if hash_ and tail.isdigit() else float("nan")
+
+
+def tie_break(key: str | None, start_time) -> tuple[float, float]:
+    """Among trials equal on every objective, the first in the order: the lowest Optuna
+    trial number, else the earliest run start (ms, or any increasing count)."""
+    number = trial_number(key)
+    return (number if number == number else float("inf"), float(start_time or 0))
+
+
+def best_of(candidates: list[tuple], mode: str) -> tuple | None:
+    """The best of (value, trial key, start time, ...) tuples by one objective (`mode`
+    max or min), ties by tie_break: the rule of `order` for a few values at hand (the
+    console's best so far)."""
+    sign = -1.0 if mode == "max" else 1.0
+    return min(candidates, key=lambda c: (sign * c[0], *tie_break(c[1], c[2])),
+               default=None)
+
+
 def order(trials: pd.DataFrame, objectives: list[Goal]) -> pd.DataFrame:
-    """The candidates, best first: by the objectives in turn, then the earlier trial."""
+    """The candidates, best first: by the objectives in turn, ties by tie_break (the
+    lowest Optuna trial number, taken from a `number` column where there is one, else from
+    `trial_key`; then the earliest `start_time`)."""
     ok = candidates(trials, objectives)
     if ok.empty:
         return ok
-    by_start = ok.sort_values("start_time", kind="stable")
-    return by_start.sort_values([o for o, _ in objectives], kind="stable",
-                                ascending=[m == "min" for _, m in objectives])
+    if "number" in ok:
+        numbers = pd.to_numeric(ok["number"], errors="coerce")
+    elif "trial_key" in ok:
+        numbers = ok["trial_key"].map(trial_number)
+    else:
+        numbers = pd.Series(float("nan"), index=ok.index)
+    ties = ok.assign(_number=numbers.fillna(float("inf")))
+    ties = ties.sort_values(["_number", "start_time"], kind="stable")
+    ranked = ties.sort_values([o for o, _ in objectives], kind="stable",
+                              ascending=[m == "min" for _, m in objectives])
+    return ranked.drop(columns="_number")
 
 
 def best_trials(trials: pd.DataFrame, objectives: list[Goal]) -> pd.DataFrame:
-    """One objective: the best candidate (ties: the earlier). Several: the Pareto front,
+    """One objective: the best candidate (ties: tie_break). Several: the Pareto front,
     best first by the objectives in turn. Empty when there is no candidate."""
     ranked = order(trials, objectives)
     if len(objectives) == 1:

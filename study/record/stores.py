@@ -43,33 +43,50 @@ def sqlite_path(url: str) -> Path | None:
 
 def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
     """An embedded MLflow store is complete and at this MLflow's schema version; `study`
-    (the one starting) does not count as a writer that blocks an upgrade."""
-    from mlflow.store.db import utils
-
+    (the one starting) does not count as a writer that blocks an upgrade. Only MLflow's
+    public surface is used: a client's first call creates a new store's tables, and `mlflow
+    db upgrade` (https://mlflow.org/docs/latest/cli.html#mlflow-db-upgrade) upgrades an old
+    one; the schema revisions are alembic's, read with alembic's own API."""
     def init(url: str) -> None:
-        engine = utils.create_sqlalchemy_engine(url)
-        try:
-            utils._initialize_tables(engine)
-        finally:
-            engine.dispose()
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(url).search_experiments(max_results=1)
 
     def current(url: str) -> str | None:
         """The store's schema revision, None while it has none; a store an older MLflow
         made has an older one (and lacks the tables newer migrations add)."""
-        engine = utils.create_sqlalchemy_engine(url)
+        import sqlalchemy
+        from alembic.runtime.migration import MigrationContext
+
+        engine = sqlalchemy.create_engine(url)
         try:
-            return utils._get_schema_version(engine)
+            with engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
         finally:
             engine.dispose()
+
+    def head() -> str:
+        """The revision this MLflow's migrations end at (those `mlflow db upgrade` runs)."""
+        import mlflow.store.db_migrations as migrations
+        from alembic.script import ScriptDirectory
+
+        heads = ScriptDirectory(str(Path(migrations.__file__).parent)).get_heads()
+        if len(heads) != 1:
+            raise StudyError(f"this MLflow's schema migrations end at {len(heads)} revisions "
+                             f"({heads}), not one: reinstall MLflow")
+        return heads[0]
 
     def upgrade(url: str) -> None:
-        engine = utils.create_sqlalchemy_engine(url)
-        try:
-            utils._upgrade_db(engine)
-        finally:
-            engine.dispose()
+        import subprocess
+        import sys
 
-    _ensure(tracking_uri, "MLflow", init, current, utils._get_latest_schema_revision, upgrade,
+        done = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", url],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StudyError(f"`mlflow db upgrade` failed on the MLflow store {url}: "
+                             f"{done.stderr.strip()[-1000:]}")
+
+    _ensure(tracking_uri, "MLflow", init, current, head, upgrade,
             lambda path: _mlflow_writers(path, study))
 
 

@@ -31,7 +31,7 @@ from ray.tune.search import Searcher
 import search_spaces
 from study.hooks import faults
 from study.search.mirror import Mirror
-from study.record.read import Entry
+from study.record.read import Entry, best_of
 from study.search.sync import PLACEHOLDER, RETRY_OF, RUN_ID, values_of
 from study.search.report import FINAL
 
@@ -73,7 +73,8 @@ class Stratum:
     rerun: list[tuple[int, dict, int | None]] = field(default_factory=list)  # (number, params,
     # retry_of) of trials asked before the driver stopped, run again under their own number
     asks: int = 0  # study.ask() calls left: enqueued retries first, then new trials
-    best: tuple[float, dict] | None = None  # (value, params) of the best COMPLETE trial
+    # (value, key, 0, params) of the best COMPLETE trial: study.record.read.best_of's shape
+    best: tuple[float, str, int, dict] | None = None
 
     @property
     def todo(self) -> int:
@@ -109,9 +110,9 @@ def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
     out.asks = len(waiting) + max(0, num_samples - out.done - len(waiting) - len(out.rerun))
     complete = [t for t in final if t.state == TrialState.COMPLETE]
     if complete and len(objectives) == 1:
-        pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-        best = pick(complete, key=lambda t: t.value)
-        out.best = (best.value, dict(best.params))
+        mode = "max" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "min"
+        out.best = best_of([(t.value, trial_key(label, t.number), 0, dict(t.params))
+                            for t in complete], mode)
     return out
 
 

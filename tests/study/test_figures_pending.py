@@ -21,7 +21,7 @@ def pending_runs(tmp_path, n: int) -> tuple[MlflowClient, list]:
     study = SyntheticStudy(tmp_path, "late", vae_epochs=2, classifier_epochs=2)
     for i in range(n):
         study.trial(f"#{i}")  # FINISHED; its worker never drew its figures
-    entries = list(record.read(study.client, study.exp, study.identity.parent).values())
+    entries = list(record.read(study.client, study.exp, study.parent).values())
     assert [e.tags.get(FIGURES) for e in entries] == ["pending"] * n
     return study.client, entries
 
