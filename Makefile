@@ -16,7 +16,7 @@ DEMO := demo-out
 # (docs/failures.md#who-can-reach-a-studys-ray).
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install test demo bench bench-cache bench-scale clean
+.PHONY: install test test-fast lint demo bench bench-cache bench-scale clean
 
 install: $(VENV)/.installed
 ifneq ($(strip $(EXTRAS)),)
@@ -30,8 +30,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# The tiers (docs/development.md#the-test-tiers). `make test`: every test, the slow ones in
+# JOBS parallel processes, each test module in one of them (its module-scoped studies are
+# made once). `make test-fast`: what is not slow, and the slow tests marked essential.
+JOBS ?= 3
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(JOBS) --dist loadscope tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow or essential" tests
+
+# ruff (lint and format) and mypy, configured in pyproject.toml, on the whole tree.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Generated data -> a smoke study on local Ray with the embedded MLflow store -> Table 2,
 # all under $(DEMO)/ (README.md#five-minutes-the-demo).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from fsvae_study.studies import study_location, trial_resources
+from study.plan.options import CONFIRM_SEEDS as DEFAULT_SEEDS
+from study.plan.options import SEEDS_FORM
 
-SEEDS_FORM = "comma-separated seeds and ranges, e.g. 5-9 or 5,7,10-12"
-DEFAULT_SEEDS = 5  # as results.confirm_study's
 
 
 def register(sub) -> None:
@@ -29,7 +29,8 @@ def register(sub) -> None:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    from results.confirm_study import INHERITED, confirm_study
+    from results.confirm_study import confirm_study
+    from study.plan.options import INHERITED
 
     from fsvae_study.studies import told
 

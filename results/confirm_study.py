@@ -15,13 +15,10 @@ from results.confirm_table import ranked, top
 from study.record.read import goals
 from results.store import load_study, store_uri
 from study.errors import StudyError
+from study.plan.options import CONFIRM_SEEDS as DEFAULT_SEEDS
+from study.plan.options import INHERITED, SEEDS_FORM
 from study.plan.plan import Plan
 from study.secrets import redact
-
-SEEDS_FORM = "comma-separated seeds and ranges, e.g. 5-9 or 5,7,10-12"
-DEFAULT_SEEDS = 5  # how many seeds after the largest the search used, by default
-INHERITED = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures",
-             "infra_retries")  # the search's settings a confirmation keeps unless given
 
 
 def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,

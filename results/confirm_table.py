@@ -149,7 +149,7 @@ def _how(study: Study, search: Study) -> str:
                   key=num_key)
     by = ", then ".join(f"{o} ({m})" for o, m in search.goals)[:-1]
     return (f"Confirmation of the search {search.name!r}: its best configurations per "
-            f"stratum by {by}; ties: the earlier trial), rerun "
+            f"stratum by {by}; ties: the lowest trial number), rerun "
             f"with seeds the search did not use (it used {', '.join(used) or 'none'}); a "
             f"seed redraws the minority classes and their images. Cells: mean [95% "
             f"Student-t interval, cut to [0, 100]] over the seeds, percent; rank: the "

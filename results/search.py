@@ -45,7 +45,8 @@ def _how_note(study: Study, metric_set: str) -> str:
             f"trial once.")
     if len(study.objectives) == 1:
         return (f"Optuna study: per stratum, the finished trial best by the validation "
-                f"objective {study.objective} ({study.mode}; ties: the earlier trial), shown "
+                f"objective {study.objective} ({study.mode}; ties: the lowest trial number), "
+                f"shown "
                 f"with its {metric_set} metrics in percent; {tail}")
     goals = ", ".join(f"{o} ({m})" for o, m in zip(study.objectives, study.modes))
     return (f"Optuna study with {len(study.objectives)} objectives: no one trial is best, so "

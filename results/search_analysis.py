@@ -28,7 +28,9 @@ from results.importance import ALL, MIN_TRIALS, Importance, branch_parents, impo
 from results.search_plots import (plot_contour, plot_history, plot_importances, plot_parallel,
                                   plot_pareto, plot_slices)
 from study.record.read import best_trials, one_run_per_trial, order
-from results.store import DEFAULT_STORAGE, Study
+from results.store import Study
+from study.plan.plan import DEFAULT_STORAGE, default_optuna_storage
+from study.plan.storage import resolve
 from study.record.schema import OPTUNA_STORAGE, PLACEHOLDER
 from study.secrets import redact
 from results.table import stratum_key
@@ -48,7 +50,7 @@ def storage_url(study: Study, given: str | None = None,
         tags = MlflowClient(study.tracking_uri).get_run(study.parent_run_id).data.tags
         if tags.get(STORAGE_TAG):
             return tags[STORAGE_TAG]
-    return f"sqlite:///{(Path(storage or DEFAULT_STORAGE) / 'optuna.db').resolve()}"
+    return default_optuna_storage(resolve(str(storage or DEFAULT_STORAGE)))
 
 
 def open_strata(study: Study, url: str) -> dict[str, optuna.Study]:

@@ -21,13 +21,13 @@ from mlflow.tracking import MlflowClient
 from results.errors import ResultsError
 from study.record.read import (DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals,
                                runs_frame, search)
+from study.plan.plan import DEFAULT_STORAGE
 from study.plan.storage import default_tracking_uri
 from study.record.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
                           TRIAL_ID, TRIAL_KEY)
 from study.secrets import redact
 from study.plan.storage import is_uri
 
-DEFAULT_STORAGE = "fsvae-studies"  # as study/plan/plan.py's: where `fsvae-study run` writes
 SPLITS = ("train", "val", "test")
 # A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
 # these metrics where it logs them, else its data_report.json artifact (fsvae.data's report).

@@ -27,6 +27,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from study.hooks import faults
+from study.record.read import precedence, search
 from study.record.schema import PARENT, STOPPED, TRIAL_KEY
 from study.search.report import FAILED, FINAL
 
@@ -113,11 +114,10 @@ class Ends(tune.Callback):
         runs under this study's parent, its FINISHED one first."""
         if run_id:
             return self.client.get_run(run_id)
-        runs = self.client.search_runs(
-            [self.exp_id], filter_string=f"tags.`{PARENT}` = '{self.parent_id}' and "
-                                         f"tags.`{TRIAL_KEY}` = '{key}'")
-        runs.sort(key=lambda r: (r.info.status == "FINISHED", r.info.start_time or 0))
-        return runs[-1] if runs else None
+        runs = search(self.client, self.exp_id,
+                      f"tags.`{PARENT}` = '{self.parent_id}' and tags.`{TRIAL_KEY}` = '{key}'")
+        runs.sort(key=lambda r: precedence(r.info.status, r.info.start_time))
+        return runs[-1] if runs else None  # the run that counts (study.record.read)
 
 
 class GridSearcher(Searcher):

@@ -155,4 +155,8 @@ def with_options(func: Callable) -> Callable:
 NAMES = [f.name for f in fields() if f.metadata["cli"]]  # `fsvae-study run`'s, in order
 RESOURCES = ["address", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
              "max_failures", "infra_retries"]
-INHERITED = tuple(f.name for f in fields() if f.metadata["inherit"])
+INHERITED = tuple(f.name for f in fields() if f.metadata["inherit"])  # a confirmation's
+# A confirmation (`fsvae-study confirm`) reruns a search's winners on new seeds: by default
+# the CONFIRM_SEEDS after the largest seed the search used.
+CONFIRM_SEEDS = 5
+SEEDS_FORM = "comma-separated seeds and ranges, e.g. 5-9 or 5,7,10-12"

@@ -62,6 +62,7 @@ def test_each_taker_takes_the_next_number_and_the_one_before_is_superseded(uri):
     assert lease.acquire(uri, "t", "run").ref.epoch == 1
 
 
+@pytest.mark.slow
 def test_a_live_holder_here_refuses_and_a_killed_one_is_taken_at_once(uri, tmp_path):
     proc = holder(uri, "s", tmp_path / "h.log")
     try:
@@ -85,6 +86,8 @@ needs_pid = pytest.mark.skipif(not can_unshare("-p", "-f", "--mount-proc"),
 
 
 @needs_uts
+@pytest.mark.slow
+@pytest.mark.essential
 def test_a_holder_on_another_machine_is_judged_by_its_heartbeat(uri, tmp_path):
     log = tmp_path / "m2.log"
     proc = holder(uri, "s", log, host="m2")
@@ -113,6 +116,7 @@ def test_a_holder_on_another_machine_is_judged_by_its_heartbeat(uri, tmp_path):
 
 
 @needs_pid
+@pytest.mark.slow
 def test_a_holder_in_another_pid_namespace_is_not_judged_by_its_pid(uri, tmp_path):
     # Same host name and boot id (a container on the host's network), another pid
     # namespace: its pid means nothing here, only its heartbeat does.
@@ -131,6 +135,7 @@ def test_a_holder_in_another_pid_namespace_is_not_judged_by_its_pid(uri, tmp_pat
 
 
 @needs_uts
+@pytest.mark.slow
 @pytest.mark.parametrize("skew", ["+5m", "-5m"])
 def test_clocks_five_minutes_apart_change_nothing(uri, tmp_path, skew):
     live = holder(uri, "s", tmp_path / "live.log", host="m1")
@@ -156,6 +161,7 @@ def test_clocks_five_minutes_apart_change_nothing(uri, tmp_path, skew):
         end(live)
 
 
+@pytest.mark.slow
 def test_four_claimants_at_once_exactly_one_takes_the_study(uri, tmp_path):
     go = tmp_path / "go"
     # Each waits for the same file, then claims: as close to at once as processes get.

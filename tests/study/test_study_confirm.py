@@ -37,8 +37,11 @@ def configuration(run) -> tuple:
 
 
 def top_two(search) -> list[tuple]:
-    """The search's two best configurations by val_acc_h (ties: the earlier trial)."""
-    ok = search[search["status"] == "FINISHED"].sort_values("start_time", kind="stable")
+    """The search's two best configurations by val_acc_h (ties: the lowest trial number,
+    worked out here from the trial key "n_f=5#<number>")."""
+    ok = search[search["status"] == "FINISHED"]
+    number = ok["tags.fsvae.trial_key"].str.rsplit("#", n=1).str[1].astype(int)
+    ok = ok.assign(_number=number).sort_values("_number", kind="stable")
     ranked = ok.sort_values("metrics.val_acc_h", ascending=False, kind="stable")
     return list(dict.fromkeys(configuration(r) for _, r in ranked.iterrows()))[:2]
 

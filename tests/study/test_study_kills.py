@@ -162,6 +162,7 @@ def test_unseeded_search_killed_after_some_trials_finished(base, tmp_path):
     assert space["sampler_seed"] is None
 
 
+@pytest.mark.essential
 def test_grid_killed_mid_trial(base, tmp_path):
     result = kill_then_resume(base, tmp_path, "grid4", "trial_running", count=2)
     assert_exactly_once(result, 4, search=False)
@@ -199,6 +200,7 @@ def kill_a_worker(base, tmp_path: Path, name: str, *extra: str,
     return out, storage
 
 
+@pytest.mark.essential
 def test_a_killed_worker_process_is_retried_without_a_resume(base, tmp_path):
     out, storage = kill_a_worker(base, tmp_path, "w")
     assert "retrying: its worker process died (attempt 2 of 3)" in out

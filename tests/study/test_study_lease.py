@@ -22,7 +22,8 @@ LEASE = {"FSVAE_LEASE_S": "6"}
 TRIALS = 3
 
 
-@pytest.fixture(params=["sqlite", "mlflow-server", "postgresql"])
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.essential), "mlflow-server",
+                        "postgresql"])
 def record(request, tmp_path, monkeypatch):
     """(tracking URI, environment) of a record two machines share."""
     if request.param == "sqlite":

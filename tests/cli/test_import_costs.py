@@ -1,0 +1,65 @@
+"""Imports cost what they use (docs/architecture.md): `import study`, `import results`, the
+command line's `--help` and its `demo-data`, `keys` and `cache` commands load no Ray, Ray
+Tune or MLflow. Each is checked in a fresh interpreter, as a user's process starts."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO, env
+
+HEAVY = ("ray", "mlflow", "optuna")
+
+PROBE = """
+import json, runpy, sys
+{code}
+print("LOADED " + json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy}))))
+"""
+
+
+def loaded(code: str) -> list[str]:
+    """The heavy packages a fresh interpreter has loaded after running `code`."""
+    out = subprocess.run([sys.executable, "-c", PROBE.format(code=code, heavy=list(HEAVY))],
+                         cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("LOADED "))
+    return json.loads(line[len("LOADED "):])
+
+
+def cli(*args: str) -> str:
+    """`code` that runs `fsvae-study ARGS` in the probe's process, ignoring its exit."""
+    return ("from fsvae_study import cli\n"
+            "try:\n"
+            f"    cli.main({list(args)!r})\n"
+            "except SystemExit:\n"
+            "    pass\n")
+
+
+@pytest.mark.parametrize("code", [
+    "import study",
+    "import study.plan, study.record, study.identity, study.search, study.figures, "
+    "study.model, study.driver, study.hooks",
+    "from study import StudyOptions, run_study, resume_study, discard_study",
+    "import study.record.schema, study.record.read, study.plan.options, study.errors",
+    "import results",
+    "import results.errors",
+], ids=lambda c: c[:40])
+def test_importing_a_face_loads_no_ray_or_mlflow(code):
+    assert loaded(code) == []
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",), ("run", "--help"), ("table", "--help"), ("keys",), ("cache", "--help"),
+], ids=" ".join)
+def test_the_command_line_loads_no_ray_or_mlflow_where_it_needs_none(args):
+    assert loaded(cli(*args)) == []
+
+
+def test_demo_data_and_cache_list_load_no_ray_or_mlflow(tmp_path):
+    code = cli("demo-data", str(tmp_path / "data"), "--per-class", "10") + \
+        cli("cache", "--cache-dir", str(tmp_path / "cache"))
+    assert loaded(code) == []
+    assert (tmp_path / "data" / "train.csv").is_file()  # it did run
