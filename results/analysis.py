@@ -20,12 +20,13 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from results.errors import ResultsError
-from results.formats import md_row, num, objective_text
 from results.grid_effects import effect_figure, grid_effects
 from results.importance import ALL, MIN_TRIALS, Importance
+from results.markdown import pipe_table
 from results.search_analysis import StratumAnalysis, analyze_stratum, open_strata, storage_url
 from results.store import Study, load_study, store_uri, study_folder
 from results.table import METRICS
+from results.table_model import num, objective_text
 from study.secrets import redact
 
 ARTIFACT_DIR = "analysis"
@@ -141,10 +142,8 @@ def render(analysis: Analysis) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
-    """A pipe table; `align` has one letter per column, l or r."""
-    marks = ["---:" if a == "r" else "---" for a in align]
-    return [md_row(header), md_row(marks)] + \
-        [md_row([c if c not in ("", None) else "–" for c in r]) for r in rows] + [""]
+    """A pipe table and the blank line after it; `align`: l or r per column."""
+    return pipe_table(header, rows, align) + [""]
 
 
 def _figure(path, alt: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import md_cells
-from results.formats import latex_escape
+from results.latex import latex_escape
 from results_store import ROW_ORDER, shared_store, table
 
 
