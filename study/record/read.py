@@ -160,7 +160,11 @@ def runs_frame(runs: list) -> pd.DataFrame:
 def read(client, experiment_id: str, parent_id: str) -> dict[str, Entry]:
     """key -> the run that counts for it (its FINISHED run, else its latest), for every
     child run of the study's parent run: keys are unique within one parent only."""
-    runs = search(client, experiment_id, f"tags.`{PARENT}` = '{parent_id}'")
+    return counted(search(client, experiment_id, f"tags.`{PARENT}` = '{parent_id}'"))
+
+
+def counted(runs: list) -> dict[str, Entry]:
+    """read() on runs already fetched (a study's trial runs): key -> the run that counts."""
     out: dict[str, Entry] = {}
     for run in sorted(runs, key=lambda r: precedence(r.info.status, r.info.start_time)):
         key = run.data.tags.get(TRIAL_KEY)
