@@ -14,8 +14,7 @@ from mlflow.tracking import MlflowClient
 from study import processes
 from study.errors import StudyError
 from study.identity.lease import Holder
-from study.record.schema import DRIVER, HEARTBEAT, NODE, PARENT, PROGRESS, ROLE, SPACE_KIND
-from study.record.schema import STOPPED, TRIAL_KEY
+from study.record import schema
 from study.watch import render, status
 
 NOW = 1_800_000_000.0  # Unix s: "now" for every reading here
@@ -31,8 +30,8 @@ class Record:
         self.exp = self.client.create_experiment(name, (tmp / "art").as_uri())
         driver = {"host": "gpu-7", "pid": 4242, "role": "run", "lease": 3, "lease_s": 60}
         self.parent = self.client.create_run(self.exp, start_time=_ms(NOW - 600), tags={
-            ROLE: "study", SPACE_KIND: "grid", DRIVER: json.dumps(driver),
-            HEARTBEAT: f"{NOW - beat_age:.0f}"}).info.run_id
+            schema.ROLE: "study", schema.SPACE_KIND: "grid", schema.DRIVER: json.dumps(driver),
+            schema.HEARTBEAT: f"{NOW - beat_age:.0f}"}).info.run_id
         self.client.log_param(self.parent, "num_trials", total)
         self.n = 0
 
@@ -42,8 +41,8 @@ class Record:
         still RUNNING), with `cost` metrics (cost_<k>)."""
         self.n += 1
         rid = self.client.create_run(self.exp, start_time=_ms(NOW - began), tags={
-            PARENT: self.parent, ROLE: "trial", TRIAL_KEY: f"grid:{self.n:016x}",
-            **(tags or {})}).info.run_id
+            schema.PARENT: self.parent, schema.ROLE: "trial",
+            schema.TRIAL_KEY: f"grid:{self.n:016x}", **(tags or {})}).info.run_id
         self.client.log_batch(rid, params=[Param("n_f", "5")], metrics=[
             Metric(f"cost_{k}", v, _ms(NOW), 0) for k, v in (cost or {}).items()])
         if ended is not None:
@@ -62,7 +61,7 @@ def test_trials_are_counted_by_how_they_ended_and_what_runs(tmp_path):
     rec = Record(tmp_path, total=6)
     rec.trial("FINISHED", 100, 80)
     rec.trial("FAILED", 100, 90)
-    rec.trial("KILLED", 100, 70, tags={STOPPED: "asha"})
+    rec.trial("KILLED", 100, 70, tags={schema.STOPPED: "asha"})
     rec.trial("RUNNING", 30)
     s = rec.read()
     assert s.trials == {"total": 6, "finished": 1, "failed": 1, "stopped": 1, "running": 1,
@@ -74,7 +73,7 @@ def test_a_running_trial_shows_its_progress_node_and_times(tmp_path):
     rec = Record(tmp_path)
     progress = {"stage": "vae", "epoch": 3, "epochs": 6, "loss": 98.5, "val": None,
                 "at": NOW - 4}
-    rec.trial("RUNNING", 75, tags={PROGRESS: json.dumps(progress), NODE: "gpu-9"})
+    rec.trial("RUNNING", 75, tags={schema.PROGRESS: json.dumps(progress), schema.NODE: "gpu-9"})
     (r,) = rec.read().running
     assert (r.stage, r.epoch, r.epochs, r.loss, r.val, r.node) == ("vae", 3, 6, 98.5, None,
                                                                    "gpu-9")
