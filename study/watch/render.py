@@ -96,13 +96,13 @@ def left(estimate: dict) -> str:
 
 def spent(c: dict) -> str:
     if not c.get("measured"):
-        return "not measured (no trial run records its cost)"
+        return "not measured (no ended trial run records its cost)"
     out = f"{c['cpu_h']:.3g} CPU-hours"
     if c.get("gpu_h", 0) > 0:
         out += f", {c['gpu_h']:.3g} GPU-hours"
-    out += f" ({c['wall_h']:.3g} hours of trial time, {c['measured']} runs"
+    out += f" ({c['wall_h']:.3g} hours of trial time, {c['measured']} ended trial run(s)"
     if c["measured"] < c["runs"]:
-        out += f"; {c['runs'] - c['measured']} more ran before costs were recorded"
+        out += f"; {c['runs'] - c['measured']} more ended before trials recorded their cost"
     return out + ")"
 
 

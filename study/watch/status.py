@@ -248,17 +248,19 @@ def time_left(entries: dict[str, record.Entry], ends: dict, running: list[Runnin
 
 def cost(runs: list) -> dict:
     """The study's cost so far: metrics cost_wall_s, cost_cpu_s and cost_gpu_s summed over
-    its trial runs (those that count and those that did not), in hours. A run written
-    before trials measured their cost has none: `measured` counts those that have."""
+    its ended trial runs (those that count and those that did not), in hours. A trial logs
+    its cost when it ends, and a run written before trials measured it has none: `runs`
+    counts the ended runs, `measured` those with a cost."""
     sums = {"wall": 0.0, "cpu": 0.0, "gpu": 0.0}
     measured = 0
-    for run in runs:
+    ended = [r for r in runs if r.info.status != "RUNNING"]
+    for run in ended:
         metrics = run.data.metrics
         if any(f"{schema.COST}{k}_s" in metrics for k in sums):
             measured += 1
         for k in sums:
             sums[k] += float(metrics.get(f"{schema.COST}{k}_s", 0.0) or 0.0)
-    return {**{f"{k}_h": v / 3600 for k, v in sums.items()}, "runs": len(runs),
+    return {**{f"{k}_h": v / 3600 for k, v in sums.items()}, "runs": len(ended),
             "measured": measured}
 
 

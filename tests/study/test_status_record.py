@@ -102,11 +102,12 @@ def test_time_left_is_unknown_before_a_trial_finished(tmp_path):
     assert "unknown (no trial has finished yet)" in render.left(left)
 
 
-def test_cost_is_summed_over_trial_runs_in_hours(tmp_path):
+def test_cost_is_summed_over_ended_trial_runs_in_hours(tmp_path):
     rec = Record(tmp_path)
     rec.trial("FINISHED", 100, 90, cost={"wall_s": 3600, "cpu_s": 7200, "gpu_s": 1800})
     rec.trial("FAILED", 100, 90, cost={"wall_s": 1800, "cpu_s": 1800, "gpu_s": 0})
     rec.trial("FINISHED", 100, 90)  # written before trials recorded their cost
+    rec.trial("RUNNING", 10)  # logs its cost when it ends
     c = rec.read().cost
     assert c == {"wall_h": 1.5, "cpu_h": 2.5, "gpu_h": 0.5, "runs": 3, "measured": 2}
     shown = render.spent(c)
