@@ -1,6 +1,7 @@
 """Imports cost what they use (docs/architecture.md): `import study`, `import results`, the
 command line's `--help` and its `demo-data`, `keys` and `cache` commands load no Ray, Ray
-Tune or MLflow. Each is checked in a fresh interpreter, as a user's process starts."""
+Tune or MLflow, and `status`, which reads a study's record, loads no Ray. Each is checked
+in a fresh interpreter, as a user's process starts."""
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ def cli(*args: str) -> str:
 @pytest.mark.parametrize("code", [
     "import study",
     "import study.plan, study.record, study.identity, study.search, study.figures, "
-    "study.model, study.driver, study.hooks",
+    "study.model, study.driver, study.hooks, study.watch",
     "from study import StudyOptions, run_study, resume_study, discard_study",
     "import study.record.schema, study.record.read, study.plan.options, study.errors",
     "import results",
@@ -63,3 +64,19 @@ def test_demo_data_and_cache_list_load_no_ray_or_mlflow(tmp_path):
         cli("cache", "--cache-dir", str(tmp_path / "cache"))
     assert loaded(code) == []
     assert (tmp_path / "data" / "train.csv").is_file()  # it did run
+
+
+def test_status_reads_a_study_without_loading_ray(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from helpers import StudyWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    writer = StudyWriter(MlflowClient(uri), tmp_path, "st", "grid")
+    writer.trial(0, {"n_f": 5}, {"val_acc_h": 0.5}, "FINISHED",
+                 tags={"fsvae.trial_key": "grid:0"})
+    args = ["status", "--name", "st", "--tracking-uri", uri]
+    code = ("from fsvae_study import cli\n"  # it must have read the study: exit 0
+            f"assert cli.main({args!r}) == 0\n"
+            f"assert cli.main({args + ['--json']!r}) == 0\n")
+    assert loaded(code) == ["mlflow"]
