@@ -51,6 +51,7 @@ def main() -> None:
     from fsvae import config as config_mod
     from fsvae.trial import resolve
     from study.figures import late as late_figures
+    from study.record import provenance
     from study.record import write as records
     from study.record import stores
     from study.hooks.bench_trial import synthetic_trial
@@ -71,7 +72,7 @@ def main() -> None:
                                  sampler=optuna.samplers.TPESampler(seed=0),
                                  directions=["maximize"] * len(space.objectives))
     mirror = Mirror(stored)
-    dataset = records.dataset_input(str(tmp), "0" * 32, "trial")
+    dataset = provenance.dataset_input(str(tmp), "0" * 32, "trial")
     trial = synthetic_trial("instant")
     times: dict[str, list[float]] = {"record": [], "optuna": [], "figures": []}
     print(f"floor bench: {machine()}; {args.trials} trials", flush=True)

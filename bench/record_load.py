@@ -47,7 +47,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from fsvae import config as config_mod  # noqa: E402
 from helpers.postgres import start_postgres  # noqa: E402
 from helpers.processes import free_port, start_mlflow_server, stop_process_group  # noqa: E402
-from study.record.write import library_tags, params_of  # noqa: E402
+from study.record.provenance import library_tags  # noqa: E402
+from study.record.write import params_of  # noqa: E402
 from study.record.schema import CURVE_KEYS  # noqa: E402
 
 BACKENDS = ("sqlite", "sqlite-server", "postgres", "postgres-server")

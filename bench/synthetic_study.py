@@ -25,6 +25,7 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
     from study.identity import lease
     from study.identity import parent as parent_mod
     from study.plan import plan as plan_mod
+    from study.record import provenance
     from study.record import write as records
     from study.record import stores
     from study.hooks.bench_trial import synthetic_trial
@@ -51,9 +52,9 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
     plan = plan.replace(parent_run_id=parent)
     plan_mod.write(plan)
     parent_mod.log_plan(client, parent, plan)
-    git = records.git_state()
+    git = provenance.git_state()
     fingerprint = data_mod.fingerprint(str(data))
-    dataset = records.dataset_input(str(data), fingerprint, "trial")
+    dataset = provenance.dataset_input(str(data), fingerprint, "trial")
     ((stratum, label),) = [(s, ",".join(f"{k}={v}" for k, v in s.items()))
                            for s in space.stratum_values()]
     asker = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -28,6 +28,7 @@ import torch
 from fsvae import backbone, classifier, config as config_mod, data, metrics, split, vae
 from fsvae import packaged
 from fsvae.cache import StageCache, make_key, source_hash, source_modules
+from fsvae.cost import Meter
 from fsvae.errors import BackboneError
 from fsvae.errors import TrialError  # noqa: F401  (re-exported)
 
@@ -69,9 +70,9 @@ def run_trial(config: dict[str, Any], progress: Progress | None = None,
     `data_fingerprint`: fsvae.data.fingerprint of the dataset, when the caller has it (a
     study computes it once per session); else it is computed here, a `stat` of every listed
     file (about a second on FashionStyle14's ~13,000)."""
-    stages = Stages(cache, progress)
     cfg = resolve(config)
     device = pick_device(cfg["device"])
+    stages = Stages(cache, progress, device)
     root, layout = locate(cfg)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:  # only once the inputs are known to be usable
@@ -112,9 +113,9 @@ def prepare(config: dict[str, Any], cache: StageCache, progress: Progress | None
     """Builds into `cache` the stages that trials differing only in later-stage keys share
     (data and backbone with its features), so that those trials find them there instead of
     waiting on one of them to build them. Returns {"cache", "timings"} like run_trial."""
-    stages = Stages(cache, progress)
     cfg = resolve(config)
     device = pick_device(cfg["device"])
+    stages = Stages(cache, progress, device)
     ds = data_stage(cfg, *locate(cfg), stages, log)
     backbone_stage(cfg, ds, split_stage(cfg, ds, None, log), device, stages)
     return stages.summary()
@@ -215,20 +216,25 @@ class Stages:
     """A trial's stages as they run: through the cache when there is one, timed, and told to
     `progress` (one event per cache lookup; a cached stage's history replayed)."""
 
-    def __init__(self, cache: StageCache | None, progress: Progress | None):
+    def __init__(self, cache: StageCache | None, progress: Progress | None,
+                 device: torch.device | None = None):
         self.cache = cache
         self.emit: Progress = progress or (lambda event: None)
         self.info: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
         self.start = time.perf_counter()
+        self.meter = Meter(device or torch.device("cpu"))  # what the trial cost (fsvae/cost.py)
 
     def cached(self, name: str, parts: dict, compute: Callable[[], Any],
                save: Callable[[Any, Path], None], restore: Callable[[Path], Any]) -> Any:
         t0 = time.perf_counter()
+        def work():
+            return self.meter.compute(compute)
+
         if self.cache is None:
-            value, info = compute(), {"key": make_key(parts), "hit": False, "waited_s": 0.0}
+            value, info = work(), {"key": make_key(parts), "hit": False, "waited_s": 0.0}
         else:
-            value, info = self.cache.get_or_build(name, parts, compute, save, restore)
+            value, info = self.cache.get_or_build(name, parts, work, save, restore)
         self.timings[name] = time.perf_counter() - t0
         self.info[name] = info
         self.emit({"stage": "cache", "name": name, "key": info["key"], "hit": info["hit"],
@@ -240,16 +246,18 @@ class Stages:
 
     def timed(self, name: str, compute: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
-        value = compute()
+        value = self.meter.compute(compute)
         self.timings[name] = time.perf_counter() - t0
         return value
 
     def summary(self) -> dict[str, dict]:
-        """{"cache": each stage's lookup, "timings": seconds per stage, total, waited}."""
+        """{"cache": each stage's lookup, "timings": seconds per stage, total, waited,
+        "cost": fsvae/cost.py's}."""
         total = time.perf_counter() - self.start
         waited = sum(i["waited_s"] for i in self.info.values())
         return {"cache": self.info,
-                "timings": {**self.timings, "total": total, "waited": waited}}
+                "timings": {**self.timings, "total": total, "waited": waited},
+                "cost": self.meter.summary()}
 
 
 def _code(*modules: ModuleType) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def register(sub) -> None:
                    help="continue the study of this name if its tracking store has it (it "
                    "must be the same study: space, preset, --set and data)")
     accept_changed_data(r)
+    status_every(r)
     r.set_defaults(func=_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted study, from its folder or, "
@@ -48,6 +49,7 @@ def register(sub) -> None:
                     help="also re-run trials that failed (a search retries each failed "
                     "trial's parameters as a new Optuna trial)")
     accept_changed_data(rs)
+    status_every(rs)
     rs.set_defaults(func=_resume)
 
     d = sub.add_parser("discard", help="discard a study: its MLflow runs, its Optuna studies "
@@ -66,6 +68,12 @@ def accept_changed_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accept-changed-data", action="store_true",
                    help="continue although the data differs from the study's (compared by "
                    "its split lists and each file's size, not its path or file times)")
+
+
+def status_every(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
+                   help="when stdout is no terminal (a log file, CI, nohup): one status line "
+                   "every SECONDS (on a terminal a live block shows the study) (default: 60.0)")
 
 
 def trial_resources(p: argparse.ArgumentParser, inherit: str | None = None) -> None:
@@ -91,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
     result = run_study(args.space, args.data, resume=args.resume,
                        accept_changed_data=args.accept_changed_data,
+                       status_every=args.status_every,
                        **options.from_args(args, options.NAMES))
     return told(result, "run")
 
@@ -108,7 +117,8 @@ def _resume(args: argparse.Namespace) -> int:
     result = resume_study(args.name, storage=args.storage, tracking_uri=args.tracking_uri,
                           optuna_storage=args.optuna_storage, data=args.data,
                           address=args.address, retry_failed=args.retry_failed,
-                          accept_changed_data=args.accept_changed_data)
+                          accept_changed_data=args.accept_changed_data,
+                          status_every=args.status_every)
     return told(result, "resume")
 
 

@@ -9,6 +9,7 @@ from results.errors import ResultsError
 from results.grid import grid_table, parse_compare
 from results.search import search_table
 from results.store import Study, load_study, store_uri
+from study.record.costs import describe, totals
 from results.table import ACC_H, FORMATS, Table, table_metrics
 
 METRIC_SETS = ("test", "val")
@@ -48,6 +49,10 @@ def build_table(study: Study, metric_set: str = "test", with_paper: bool = False
     on what was read (the study's other parent runs)."""
     table = _table_of_kind(study, metric_set, with_paper, compare, table_metrics(acc_h))
     table.notes += study.notes
+    spent = totals(study.trials.to_dict("records"))
+    if spent["trials"]:
+        table.notes.append(f"Cost of the study's trial runs: {describe(spent)} "
+                           f"(docs/studies.md#what-a-study-costs).")
     return table
 
 

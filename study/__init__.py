@@ -39,26 +39,30 @@ def __getattr__(name: str) -> Any:
 @with_options
 def run_study(space: str | search_spaces.Space, data: str,
               options: StudyOptions | None = None, *, resume: bool = False,
-              accept_changed_data: bool = False, **changes: Any) -> StudyResult:
+              accept_changed_data: bool = False, status_every: float = 60.0,
+              **changes: Any) -> StudyResult:
     """Runs a study, or continues it (`resume=True`) when its name is taken by it.
 
     `space`: a YAML file, a shipped space's name (`paper`, `search`, ...) or a
     search_spaces.Space. `options`: a study.plan.StudyOptions, and `changes` to it by name
     (`name=`, `storage=`, `overrides=["key=value"]`, `cpus_per_trial=`, ...: every field
     is also a keyword of this function, as `help(run_study)` shows), which are `fsvae-study
-    run`'s flags. Raises a fsvae.errors.FsvaeError (a StudyError, or the config, space and
-    data errors) on bad input, before anything starts."""
+    run`'s flags. `status_every`: seconds between the console's status lines when stdout is
+    no terminal (on a terminal a live block shows the study instead). Raises a
+    fsvae.errors.FsvaeError (a StudyError, or the config, space and data errors) on bad
+    input, before anything starts."""
     from study.driver import run
     from study.plan.making import make_plan
 
     return run.start(make_plan(space, data, options, **changes), resume=resume,
-                     accept_changed_data=accept_changed_data)
+                     accept_changed_data=accept_changed_data, status_every=status_every)
 
 
 def resume_study(name: str, *, storage: str | None = None, tracking_uri: str | None = None,
                  optuna_storage: str | None = None, data: str | None = None,
                  address: str | None = None, retry_failed: bool = False,
-                 accept_changed_data: bool = False) -> StudyResult:
+                 accept_changed_data: bool = False, status_every: float = 60.0
+                 ) -> StudyResult:
     """Continues study `name`, with `fsvae-study resume`'s options: its folder's `storage`
     (default ./fsvae-studies), the `tracking_uri` that records it, its `optuna_storage`,
     its `data` where it is on this machine, a Ray `address`, `retry_failed` trials too."""
@@ -66,7 +70,8 @@ def resume_study(name: str, *, storage: str | None = None, tracking_uri: str | N
 
     return run.resume(name, storage=storage, tracking_uri=tracking_uri,
                       optuna_storage=optuna_storage, data=data, address=address,
-                      retry_failed=retry_failed, accept_changed_data=accept_changed_data)
+                      retry_failed=retry_failed, accept_changed_data=accept_changed_data,
+                      status_every=status_every)
 
 
 def discard_study(name: str, confirm: Callable[[str], bool], *, storage: str | None = None,

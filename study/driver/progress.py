@@ -92,13 +92,14 @@ class Progress(tune.Callback):
 
     def __init__(self, total: int, objectives: list[str], modes: list[str], ends,
                  label: str = "", keys: list[str] | None = None, prior: dict | None = None,
-                 retries: int = 0, on_retry: Callable | None = None):
+                 retries: int = 0, on_retry: Callable | None = None, console=None):
         self.total, self.objectives, self.modes, self.label = total, objectives, modes, label
         self.objective, self.mode = objectives[0], modes[0]
         self.ends = ends
         self.keys = keys  # which config keys to show (a grid's varying ones); None: all
         self.prior = prior or {"done": 0, "failed": 0, "best": None}
         self.retries, self.on_retry = retries, on_retry
+        self.console = console  # study/driver/console.py: the live block and the parent's
         # trial id -> (its key, when it started (ms), its point): for the best's tie rule
         # (study.record.read.best_of) and its label
         self.started: dict[str, tuple[str, float, dict]] = {}
@@ -109,6 +110,8 @@ class Progress(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         given = handed(trial.config)
         self.started[trial.trial_id] = (given["key"], time.time() * 1000, given["point"])
+        if self.console is not None:
+            self.console.trial_started(given["key"])
         self._line("started", trial, trials, "RUNNING")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -120,6 +123,9 @@ class Progress(tune.Callback):
     def _ended(self, trial, trials) -> None:
         outcome = self.ends.outcomes.get(trial.trial_id)
         state = outcome.state if outcome is not None else "interrupted"
+        if self.console is not None:
+            value = outcome.values[0] if outcome is not None and outcome.values else None
+            self.console.trial_ended(handed(trial.config)["key"], state, value)
         if state == "finished":
             values = ", ".join(f"{o}={v:.4f}" for o, v in zip(self.objectives, outcome.values))
             event = f"done {values}" + (f" ({outcome.text})" if outcome.text else "")

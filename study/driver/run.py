@@ -40,18 +40,20 @@ from study.record.schema import PLAN
 from study.driver.session import StudyResult
 
 
-def start(plan: Plan, resume: bool = False, accept_changed_data: bool = False) -> StudyResult:
+def start(plan: Plan, resume: bool = False, accept_changed_data: bool = False,
+          status_every: float = 60.0) -> StudyResult:
     """Runs a planned study, or continues it when `resume` and its name is taken by it."""
     return execute(plan, Claim("either" if resume else "new",
-                               accept_changed_data=accept_changed_data))
+                               accept_changed_data=accept_changed_data), status_every)
 
 
 def resume(name: str, storage: str | None = None, tracking_uri: str | None = None,
            optuna_storage: str | None = None, data: str | None = None,
            address: str | None = None, retry_failed: bool = False,
-           accept_changed_data: bool = False) -> StudyResult:
+           accept_changed_data: bool = False, status_every: float = 60.0) -> StudyResult:
     """Continues the study `name`: from its study.json under `storage` when that is there,
-    else from its record in the tracking store (the folder lost, or another machine)."""
+    else from its record in the tracking store (the folder lost, or another machine).
+    `status_every`: seconds between the console's status lines when it is no terminal."""
     _not_being_run(name, storage)
     plan = locate(name, storage, tracking_uri, optuna_storage)
     if data is not None:
@@ -71,7 +73,7 @@ def resume(name: str, storage: str | None = None, tracking_uri: str | None = Non
         from study.plan.storage import check_record_for_cluster
 
         check_record_for_cluster(plan.tracking_uri, plan.optuna_storage)
-    return execute(plan, Claim("resume", retry_failed, accept_changed_data))
+    return execute(plan, Claim("resume", retry_failed, accept_changed_data), status_every)
 
 
 def _not_being_run(name: str, location: str | None) -> None:
@@ -143,7 +145,7 @@ def plan_from_record(tracking_uri: str, name: str) -> Plan:
     return plan
 
 
-def execute(plan: Plan, ask: Claim) -> StudyResult:
+def execute(plan: Plan, ask: Claim, status_every: float = 60.0) -> StudyResult:
     """One session. Ray is started and shut down here unless the caller has it running."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # one line per trial event, no tables
     space = plan.search_space()
@@ -158,7 +160,7 @@ def execute(plan: Plan, ask: Claim) -> StudyResult:
 
     with _one_driver(plan):
         try:
-            return _session(plan, space, ask)
+            return _session(plan, space, ask, status_every)
         finally:
             cluster.restore_ray_output()
 
@@ -186,7 +188,8 @@ def _one_driver(plan: Plan) -> Iterator[None]:
         lock.release()
 
 
-def _session(plan: Plan, space: search_spaces.Space, ask: Claim) -> StudyResult:
+def _session(plan: Plan, space: search_spaces.Space, ask: Claim,
+             status_every: float) -> StudyResult:
     # The start-up is seconds of waiting on Ray's processes and seconds of CPU in MLflow's
     # import and first use of a store: MLflow runs in a thread while this one imports Ray
     # and starts it (ray.init must run in the main thread).
@@ -223,7 +226,8 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim) -> StudyResult:
         raise ray_error
     from study.driver.session import Session
 
-    session = Session(plan, space, client, not claimed.new, ask.retry_failed, held)
+    session = Session(plan, space, client, not claimed.new, ask.retry_failed, held,
+                      status_every)
     with lease_mod.Heartbeat(held, parent_id, on_lost=session.lost):
         try:
             print(ray_line, flush=True)

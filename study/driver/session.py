@@ -19,12 +19,15 @@ from fsvae import data as data_mod
 from study.driver import cluster
 from study.record import read as record
 from study.driver import prebuild
+from study.record import provenance
 from study.record import write as records
 from study.driver import tuner
 from study.secrets import redact
 from study.plan.plan import Plan
 from study.record.read import short_key
 from study.record.schema import (ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID)
+from study.driver.console import Console
+from study.record.costs import costs
 from study.driver.summary import data_line, exit_code, session_end
 from study.driver.trainable import INTERRUPTED_WHY, TrialContext
 from study.search.report import DATA_PROBLEMS, ERROR_KIND
@@ -49,9 +52,11 @@ class StudyResult:
 
 class Session:
     def __init__(self, plan: Plan, space: search_spaces.Space, client, resuming: bool,
-                 retry_failed: bool, held):
+                 retry_failed: bool, held, status_every: float = 60.0):
         self.plan, self.space, self.client = plan, space, client
         self.held = held  # the study's lease (study/identity/lease.py): checked before each write
+        self.status_every = status_every  # the console's status line, when not a terminal
+        self.console = None
         self.exp_id, self.parent_id = plan.experiment_id, plan.parent_run_id
         self.resuming, self.retry_failed = resuming, retry_failed
         self.storage_error: str | None = None
@@ -92,16 +97,27 @@ class Session:
             tracking_uri=plan.tracking_uri, experiment_id=self.exp_id,
             parent_run_id=self.parent_id, cache_dir=plan.cache_dir,
             objectives=space.objectives, report_epochs=plan.asha,
-            max_failures=plan.max_failures, marker=marker, git=records.git_state(),
+            max_failures=plan.max_failures, marker=marker, git=provenance.git_state(),
             data_fingerprint=data_mod.fingerprint(plan.data), lease=self.held.ref)
         interrupted = False
-        for step, (stratum, label) in enumerate(tuner.strata(space)):
-            self.held.check()  # a stratum's start writes its Optuna study
-            ctx = dataclasses.replace(shared, stratum=stratum)
-            ended = self._stratum(ctx, stratum, label, step, entries, resources, concurrency)
-            if ended == "interrupted":
-                interrupted = True
-                break
+        self.console = Console(
+            plan.name, self.client, self.exp_id, self.parent_id, search_spaces.count(space),
+            done=sum(e.state != "unfinished" for e in entries.values()),
+            failed=sum(e.state == "failed" for e in entries.values()), concurrency=concurrency,
+            objective=space.objectives[0], mode=space.modes[0], held=self.held,
+            status_every=self.status_every)
+        self.console.start()
+        try:
+            for step, (stratum, label) in enumerate(tuner.strata(space)):
+                self.held.check()  # a stratum's start writes its Optuna study
+                ctx = dataclasses.replace(shared, stratum=stratum)
+                ended = self._stratum(ctx, stratum, label, step, entries, resources,
+                                      concurrency)
+                if ended == "interrupted":
+                    interrupted = True
+                    break
+        finally:
+            self.console.stop()
         if self.held.lost is not None:
             raise self.held.lost
         if self.storage_error:
@@ -145,7 +161,7 @@ class Session:
         progress = Progress(total, space.objectives, space.modes, ends, label,
                             tuner.shown_keys(space), prior=prior,
                             retries=plan.infra_retries + plan.max_failures,
-                            on_retry=self._on_retry)
+                            on_retry=self._on_retry, console=self.console)
         wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
         experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan.sessions}"
         run = tuner.build(plan, space, wrapped, experiment, concurrency, [ends, progress],
@@ -345,6 +361,7 @@ class Session:
         finished = sum(e.state == "finished" for e in entries.values())
         failed = sum(e.state == "failed" for e in entries.values())
         self.held.check()
+        self.client.log_batch(self.parent_id, metrics=costs(entries.values()))
         self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
         session_end(self.plan, complete, finished, failed, closed, self.adopted, self.fatal,
                     entries)

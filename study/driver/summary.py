@@ -92,6 +92,10 @@ def session_end(plan: Plan, complete: bool, finished: int, failed: int, closed: 
     reads = where if local_store else \
         f" --tracking-uri {shlex.quote(redact(plan.tracking_uri))}"
     print(f"  table: fsvae-study table --experiment {name}{reads}")
+    print(f"  status: fsvae-study status --name {name}{reads}")
+    if plan.optuna_storage:
+        print(f"  the searches in optuna-dashboard: optuna-dashboard "
+              f"{shlex.quote(redact(plan.optuna_storage))}   (docs/analysis.md#optuna-dashboard)")
     if failed and complete:
         print(retry_advice(entries, name, where))
     if fatal:

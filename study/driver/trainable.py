@@ -145,7 +145,8 @@ def _trial(config: dict, ctx: TrialContext) -> None:
     from fsvae.trial import resolve
     from study.driver.cluster import check_shared
     from study.record.read import short_key
-    from study.record.write import TrialRecorder, dataset_input
+    from study.record.provenance import dataset_input
+    from study.record.write import TrialRecorder
 
     t_start = time.perf_counter()
     config = handed(config)
@@ -174,6 +175,8 @@ def _trial(config: dict, ctx: TrialContext) -> None:
                              replaces=config.get("replaces"),
                              known=config.get("runs", []) + attempts_left.read(),
                              fence=fence_for(ctx.lease).check if ctx.lease else None,
+                             epochs={s: cfg[f"{s}_epochs"] for s in ("backbone", "vae",
+                                                                     "classifier")},
                              dataset=dataset_input(ctx.base["data"],
                                                    ctx.data_fingerprint, "trial")
                              if ctx.data_fingerprint else None)
@@ -236,6 +239,9 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
             seen["data"] = data_summary(event)
         if event.get("stage") == "cache" and event.get("name") == "backbone":
             faults.pause("trial_running", key=key)
+        if event.get("stage") == "vae" and event.get("epoch") == 2 \
+                and not event.get("replayed"):
+            faults.pause("trial_vae_epoch", key=key)  # three VAE epochs done, more to come
         # With an early-stopping scheduler, every stage-3 epoch but the last is a Tune
         # result (the scheduler's time unit); the last epoch's result is the final report,
         # which a scheduler reaching max_t must not cut short. Every report carries the

@@ -117,6 +117,8 @@ def _trial(cfg: dict[str, Any], emit, out_dir, seconds: float) -> dict[str, Any]
               "minority_classes": minority, "cache": cache,
               "timings": {"data": 0.0, "backbone": 0.0, "vae": 0.0,
                           "classifier": work, "total": work, "waited": 0.0},
+              "cost": {"wall_s": work, "cpu_s": work, "gpu_s": 0.0, "gpu_peak_mb": 0.0,
+                       "host_peak_mb": 0.0},
               "history": history, "data_summary": report["summary"], "config": cfg}
     if out_dir is not None:
         _outputs(Path(out_dir), record, report, rng)

@@ -12,7 +12,8 @@ environment lookups.
 
 Points: name_claimed (a driver holding its study name's lock, before it looks at the
 record), trial_start (a trial's worker, before its MLflow run), trial_running (after the
-backbone stage), trial_classifier (with --asha, after the first stage-3 epoch, before it
+backbone stage), trial_vae_epoch (after the third epoch of a VAE it trains, the stage
+not ended), trial_classifier (with --asha, after the first stage-3 epoch, before it
 is reported), trial_finishing (its metrics logged, the run not yet FINISHED),
 trial_finished (its run FINISHED, Tune not yet told), searcher_tell (the driver, the
 trial's end written to MLflow, Optuna not yet told), searcher_told (the driver, Optuna

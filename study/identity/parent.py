@@ -14,7 +14,7 @@ from fsvae import data as data_mod
 from study.identity import names as identity
 from study.plan import plan as plan_mod
 from study.secrets import redact
-from study.record.write import dataset_input, git_state, git_version, library_tags
+from study.record.provenance import dataset_input, git_state, git_version, library_tags
 from study.record.schema import (CODE_VERSION, COMMAND, DATA, DATA_FINGERPRINT, INTERRUPTED, MODE,
                           OBJECTIVE, OPTUNA_STORAGE, PLAN, ROLE, SPACE_KIND, STORAGE, STRATA)
 

@@ -50,6 +50,18 @@ RETRY_OF = "fsvae.retry_of"  # a trial run: the key of the failed trial it retri
 DRIVER = "fsvae.driver"  # the parent: the process driving the study now (JSON)
 HEARTBEAT = "fsvae.heartbeat"  # the parent: when that driver last said it was alive (Unix s)
 PLAN = "study.json"  # the parent's artifact: the study's plan, what `resume` needs
+NODE = "fsvae.node"  # a trial run: the host its worker ran on
+# A trial run's progress while it runs (JSON, sent with its curves every FSVAE_LIVE_S,
+# study/record/live.py): {"stage", "epoch", "epochs", "loss", "val", "at"}: the stage
+# (data, split, backbone, vae, classifier, or "starting"), its epoch (from 1) of its
+# epochs, the latest training loss and validation objective, when (Unix s, worker's clock)
+PROGRESS = "fsvae.progress"
+# The parent run's progress as metrics, one step per trial that ended (the study's count):
+# trials finished, failed and running, and the best objective value so far
+STUDY_PROGRESS = ("study_finished", "study_failed", "study_running", "study_best")
+# A trial run's cost (fsvae's result["cost"]) and, summed at a session's end, its study's
+COST = "cost_"  # + wall_s, cpu_s, gpu_s (0 without a GPU), gpu_peak_mb, host_peak_mb
+COST_TOTAL = "cost_total_"  # the parent: + wall_h, cpu_h, gpu_h, trials
 OPTUNA_PARENT = "fsvae.parent_run_id"  # an Optuna study's user attr: its study's parent run
 PLACEHOLDER = "fsvae.placeholder"  # an Optuna trial's user attr: a number MLflow has no run for
 CONFIRMS = "fsvae.confirms"  # a confirmation's parent: the search whose winners it reruns

@@ -43,118 +43,27 @@ never deleted, overwritten or demoted: its key is done.
 """
 from __future__ import annotations
 
-import functools
-import json
 import math
-import subprocess
+import socket
 import time
 import traceback
 from pathlib import Path
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import DatasetInput, Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from study.hooks import faults
 from study.errors import StudyError
+from study.record.live import Live, system_seconds
+from study.record.provenance import library_tags
 from study.secrets import redact_text
-from study.record.schema import (ATTEMPT, CURVE_KEYS, ERROR, FAILURE, FIGURES, GIT_DIRTY,
-                          INTERRUPTED, MINORITY_CLASSES, PARENT, PREVIOUS_ERROR, REPLACES,
-                          ROLE, TRIAL_KEY, VERSION)
+from study.record.schema import (ATTEMPT, CURVE_KEYS, ERROR, FAILURE, FIGURES, INTERRUPTED,
+                                 MINORITY_CLASSES, NODE, PARENT, PREVIOUS_ERROR, PROGRESS,
+                                 REPLACES, ROLE, TRIAL_KEY)
 
 
 class RecordConflict(StudyError):
     """A write would change a FINISHED run, which the record never does."""
-
-
-def git_state() -> dict[str, str]:
-    """The project checkout's commit and whether its tree had changes, as MLflow's own tag
-    (`mlflow.source.git.commit`, which its UI shows) and fsvae.git_dirty; {} outside git."""
-    import fsvae
-
-    root = str(Path(fsvae.__file__).resolve().parent.parent)
-    try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10)
-        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "."],
-                                capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if commit.returncode != 0 or status.returncode != 0:
-        return {}
-    return {"mlflow.source.git.commit": commit.stdout.strip(),
-            GIT_DIRTY: "true" if status.stdout.strip() else "false"}
-
-
-@functools.lru_cache(maxsize=1)
-def library_tags() -> dict[str, str]:
-    """The versions of what computed a run, in the process that computed it (a cluster's
-    nodes may differ): fsvae.version.<python|torch|torchvision|cuda|ray|optuna|mlflow>.
-    torch's and torchvision's are their builds' own (e.g. 2.14.1+cu130), cuda the CUDA
-    torch was built with ("none" for a CPU build); read without importing torch, which
-    the driver never needs."""
-    import platform
-    from importlib import metadata
-
-    tags = {VERSION + "python": platform.python_version()}
-    for lib in ("torch", "torchvision", "ray", "optuna", "mlflow"):
-        try:
-            tags[f"{VERSION}{lib}"] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            tags[f"{VERSION}{lib}"] = "not installed"
-    build = _module_constants("torch", "version.py")
-    tags[VERSION + "torch"] = build.get("__version__", tags[VERSION + "torch"])
-    tags[VERSION + "cuda"] = build.get("cuda") or "none"
-    vision = _module_constants("torchvision", "version.py")
-    tags[VERSION + "torchvision"] = vision.get("__version__",
-                                                   tags[VERSION + "torchvision"])
-    return tags
-
-
-def _module_constants(package: str, filename: str) -> dict[str, str]:
-    """String constants assigned at the top of a package's file (its version.py)."""
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.origin:
-        return {}
-    try:
-        tree = ast.parse((Path(spec.origin).parent / filename).read_text())
-    except (OSError, SyntaxError):
-        return {}
-    found = {}
-    for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else \
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        value = getattr(node, "value", None)
-        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) \
-                and isinstance(value.value, str):
-            found[target.id] = value.value
-    return found
-
-
-def dataset_input(data: str, fingerprint: str, context: str) -> DatasetInput:
-    """The dataset as an MLflow input: its folder as the source, the data fingerprint (of
-    its file lists and files' sizes and times, fsvae.data.fingerprint) as the digest."""
-    source = json.dumps({"uri": data})
-    dataset = Dataset(name=Path(data).name or data, digest=fingerprint[:36],
-                      source_type="local", source=source)
-    return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", context)])
-
-
-def git_version() -> str:
-    """The project's version and `git describe --dirty` of its checkout, where there is one."""
-    import fsvae
-
-    root = Path(fsvae.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{fsvae.__version__}+{out.stdout.strip()}"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return fsvae.__version__
 
 
 def mark_failed(client: MlflowClient, run_id: str, reason: str, failure: str) -> None:
@@ -174,13 +83,16 @@ class TrialRecorder:
     from the record and a retried attempt left behind: what it looks at instead of
     searching the experiment (MLflow has no index on tag values)."""
 
-    LIVE_STAGE_S = 10.0  # a stage that took longer sends its curves when it ends
-
     def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, key: str,
                  run_name: str, tags: dict[str, str] | None = None,
                  replaces: str | None = None, dataset: DatasetInput | None = None,
-                 known: list[str] | None = None, fence=None):
+                 known: list[str] | None = None, fence=None,
+                 epochs: dict[str, int] | None = None):
         self.client = MlflowClient(tracking_uri)
+        # While the run is open: its curves and progress sent every live_seconds() from a
+        # thread (study/record/live.py); `epochs`: each stage's epochs, for "epoch e of n".
+        self.live = Live(self._send, epochs or {}, on_long=self._system_metrics)
+        self._system = None  # MLflow's system-metrics monitor of the run, once it runs long
         # The study's lease (study/identity/lease.py): fence() before the run is made and before
         # it ends; it raises once another driver took the study.
         self.fence = fence if fence is not None else (lambda: None)
@@ -190,9 +102,6 @@ class TrialRecorder:
         self.run_name, self.tags = run_name, tags or {}
         self.known = list(dict.fromkeys(known or []))
         self.run_id: str | None = None
-        self._pending: list[Metric] = []
-        self._tags: list[RunTag] = []
-        self._stage_start = time.monotonic()
 
     def earlier(self) -> list:
         """The active runs of this key (and of the key it retries), oldest first."""
@@ -229,7 +138,8 @@ class TrialRecorder:
             raise RecordConflict(f"trial {self.key} already has a FINISHED run ({done[0]}) "
                                  f"with other params; it is not replaced")
         tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_KEY: self.key,
-                ATTEMPT: str(len(earlier) + 1), **self.tags}
+                ATTEMPT: str(len(earlier) + 1), NODE: socket.gethostname(),
+                PROGRESS: self.live.state_json(), **self.tags}
         if earlier:
             tags[REPLACES] = ",".join(r.info.run_id for r in earlier)
             last_error = [r.data.tags[ERROR] for r in earlier if ERROR in r.data.tags]
@@ -247,46 +157,65 @@ class TrialRecorder:
             if old.info.status == "RUNNING":
                 self.client.set_terminated(old.info.run_id, "KILLED")
             self.client.delete_run(old.info.run_id)
-        self._stage_start = time.monotonic()
+        self.live.start()
         return self.run_id
 
     def progress(self, event: dict) -> None:
-        """Turns fsvae progress events into MLflow metrics and tags (batched)."""
+        """Turns fsvae progress events into MLflow metrics and tags, held for the next
+        write (the live thread's, within live_seconds(), or the trial's last)."""
         stage = event.get("stage")
         now = int(time.time() * 1000)
+        metrics: list[Metric] = []
+        tags: list[RunTag] = []
         if stage in CURVE_KEYS and "epoch" in event:
             for k in CURVE_KEYS[stage]:
                 v = event.get(k)
                 if isinstance(v, (int, float)) and math.isfinite(v):
-                    self._pending.append(Metric(f"{stage}_{k}", float(v), now, event["epoch"]))
+                    metrics.append(Metric(f"{stage}_{k}", float(v), now, event["epoch"]))
+            if not event.get("replayed"):
+                self.live.epoch(event)
         elif stage in CURVE_KEYS and "best_epoch" in event:
-            # A stage ended. A long one sends its curves now (one write, not one per epoch),
-            # so that the MLflow UI shows a running trial's progress; a quick one (a cached
-            # or small stage) waits for the trial's last write.
-            self._pending.append(Metric(f"{stage}_best_epoch", float(event["best_epoch"]),
-                                        now, 0))
-            if time.monotonic() - self._stage_start >= self.LIVE_STAGE_S:
-                self.flush()
-            self._stage_start = time.monotonic()
+            metrics.append(Metric(f"{stage}_best_epoch", float(event["best_epoch"]), now, 0))
         elif stage == "data" and isinstance(event.get("splits"), dict):
             # The split sizes this copy of the data gives (the paper's Table 1 has its own).
             for split, counts in event["splits"].items():
                 if isinstance(counts, dict) and "usable" in counts:
-                    self._pending.append(Metric(f"data_usable_{split}",
-                                                float(counts["usable"]), now, 0))
+                    metrics.append(Metric(f"data_usable_{split}", float(counts["usable"]),
+                                          now, 0))
         elif stage == "cache":
-            self._tags += [RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
-                           RunTag(f"cache.{event['name']}.key", event["key"])]
+            tags += [RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
+                     RunTag(f"cache.{event['name']}.key", event["key"])]
             if event.get("repaired"):
-                self._tags.append(RunTag(f"cache.{event['name']}.repaired", event["repaired"]))
-        if len(self._pending) >= 900:
+                tags.append(RunTag(f"cache.{event['name']}.repaired", event["repaired"]))
+            self.live.stage(event["name"])
+        if self.live.add(metrics, tags) >= 900:
             self.flush()
 
+    def _system_metrics(self) -> None:
+        """MLflow's own system metrics (system/cpu_utilization_percentage, ..., and the
+        GPU's with nvidia-ml-py) for the run, sampled every system_seconds(): started once
+        the trial has run FSVAE_LIVE_S, so that a short trial costs no more writes."""
+        interval = system_seconds()
+        if interval <= 0 or self.run_id is None:
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._system = SystemMetricsMonitor(self.run_id, sampling_interval=interval,
+                                            tracking_uri=self.client.tracking_uri)
+        self._system.start()
+
+    def _stop_live(self) -> None:
+        self.live.stop()
+        if self._system is not None:
+            self._system.finish()
+            self._system = None
+
     def flush(self) -> None:
-        """Sends what is pending: log_batch takes at most 1000 metrics (and 100 tags; a
-        trial has fewer than 10)."""
-        metrics, tags = self._pending, self._tags
-        self._pending, self._tags = [], []
+        """Sends what is pending now."""
+        self._send(*self.live.take())
+
+    def _send(self, metrics: list[Metric], tags: list[RunTag]) -> None:
+        """log_batch takes at most 1000 metrics and 100 tags (a trial has fewer than 10)."""
         chunks = [metrics[s:s + 900] for s in range(0, len(metrics), 900)] or [[]]
         for i, chunk in enumerate(chunks):
             first_tags = tags if i == 0 else []
@@ -297,14 +226,19 @@ class TrialRecorder:
         """The trial's last write (what is pending, its final metrics and timings, its
         minority classes) in as few requests as log_batch allows, its artifacts, then
         FINISHED. figures_later: its PNG figures come after (study/figures/late.py), and
-        the run says so until they are there."""
+        the run says so until they are there. Its cost (fsvae's result["cost"]: wall, CPU
+        and GPU seconds, peak memories) as metrics cost_<key>."""
+        self._stop_live()
         now = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
-        self._pending += [Metric(f"time_{k}_s", float(v), now, 0)
-                          for k, v in result["timings"].items()]
-        self._tags.append(RunTag(MINORITY_CLASSES, ",".join(result["minority_classes"])))
+        metrics = [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
+        metrics += [Metric(f"time_{k}_s", float(v), now, 0)
+                    for k, v in result["timings"].items()]
+        metrics += [Metric(f"cost_{k}", float(v), now, 0)
+                    for k, v in (result.get("cost") or {}).items()]
+        tags = [RunTag(MINORITY_CLASSES, ",".join(result["minority_classes"]))]
         if figures_later:
-            self._tags.append(RunTag(FIGURES, "pending"))
+            tags.append(RunTag(FIGURES, "pending"))
+        self.live.add(metrics, tags)
         self.flush()
         self._artifacts(out_dir)
         faults.pause("trial_finishing", key=self.key)
@@ -313,6 +247,7 @@ class TrialRecorder:
 
     def fail(self, error: BaseException, out_dir: Path | None) -> str:
         """Records the trial's own failure; returns its reason."""
+        self._stop_live()
         self.fence()
         try:
             self.flush()
@@ -334,6 +269,7 @@ class TrialRecorder:
         """Its study stopped it (Ctrl-C, the driver's stop, a lost session): KILLED and
         tagged so, and it runs again on resume. Whether a scheduler stopped it instead is
         the driver's to record (study/driver/outcomes.py): inside the trial both look alike."""
+        self._stop_live()
         self.fence()
         self.flush()
         self.client.log_batch(self.run_id, tags=[RunTag(INTERRUPTED, why)])

@@ -3,13 +3,16 @@ trial key, curves as step series, finished trials recognised, failures told apar
 record read back per key with stale RUNNING runs closed."""
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from study.record import read as record
 from study.record import write as records
-from study.record.schema import FAILURE, INTERRUPTED, ROLE, TRIAL_KEY
+from study.record.schema import FAILURE, INTERRUPTED, PROGRESS, ROLE, TRIAL_KEY
 from study.identity.parent import artifact_root, close_orphan_parents, ensure_experiment
 
 CONFIG = {"method": "vae", "n_f": 5, "seed": 0, "latent_dim": 16}
@@ -75,17 +78,31 @@ def vae_epochs(rec, n: int = 3) -> None:
         rec.progress({"stage": "vae", "epoch": e, "recon": 10.0 - e, "kl": 1.0, "beta": e / 10})
 
 
-def test_curves_of_a_long_stage_are_logged_per_epoch_when_it_ends(store):
+def test_a_running_stages_curves_and_progress_reach_the_store_within_the_live_interval(
+        store, monkeypatch):
+    monkeypatch.setenv("FSVAE_LIVE_S", "0.2")
     rec = recorder(store, "c#1")
-    rec.LIVE_STAGE_S = 0.0  # any stage counts as long: the MLflow UI shows it as it ends
+    rec.live.epochs = {"vae": 10}
     run_id = rec.start(CONFIG)
-    vae_epochs(rec)
-    assert store["client"].get_metric_history(run_id, "vae_recon") == []  # batched
+    assert json.loads(store["client"].get_run(run_id).data.tags[PROGRESS])["stage"] == \
+        "starting"
     rec.progress({"stage": "cache", "name": "vae", "key": "k" * 32, "hit": False})
-    rec.progress({"stage": "vae", "best_epoch": 2})
-    history = store["client"].get_metric_history(run_id, "vae_recon")
-    assert [(m.step, m.value) for m in history] == [(0, 10.0), (1, 9.0), (2, 8.0)]
-    assert store["client"].get_run(run_id).data.tags["cache.vae"] == "miss"
+    vae_epochs(rec)
+
+    def sent():
+        return store["client"].get_metric_history(run_id, "vae_recon")
+    deadline = time.monotonic() + 10
+    while len(sent()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [(m.step, m.value) for m in sent()] == [(0, 10.0), (1, 9.0), (2, 8.0)]
+    run = store["client"].get_run(run_id)
+    assert run.info.status == "RUNNING"  # the stage has not ended, nor the trial
+    assert run.data.tags["cache.vae"] == "miss"
+    progress = json.loads(run.data.tags[PROGRESS])
+    assert {k: progress[k] for k in ("stage", "epoch", "epochs")} == \
+        {"stage": "vae", "epoch": 3, "epochs": 10}
+    rec.finish(fake_result(), None)
+    assert len(sent()) == 3  # each point once
 
 
 def test_curves_of_a_quick_stage_go_with_the_trials_last_write(store):

@@ -54,9 +54,9 @@ BUDGET = {
 # The driver's frames that act for one trial: the searcher asking and telling Optuna, and
 # Tune's callbacks hearing of the trial (outcomes.py, progress.py). The searcher's set-up
 # (it copies the stored study once a session) is the session's.
-TRIAL_FRAMES = ("optuna_search.py:OptunaSearcher.suggest",
-                "optuna_search.py:OptunaSearcher.on_trial_", "outcomes.py:", "progress.py:")
-FIGURE_FRAMES = ("late_figures.py:draw_and_upload",)
+TRIAL_FRAMES = ("searcher.py:OptunaSearcher.suggest",
+                "searcher.py:OptunaSearcher.on_trial_", "outcomes.py:", "progress.py:")
+FIGURE_FRAMES = ("late.py:draw_and_upload",)
 LAYERS = {"client": "mlflow client", "store": "mlflow store", "optuna": "optuna storage",
           "rdb": "optuna rdb"}
 
@@ -101,7 +101,7 @@ def counted(tmp_path_factory):
     calls = tmp / "calls.jsonl"
     here = REPO / "tests" / "helpers" / "callcount"
     environ = env(PYTHONPATH=f"{here}:{REPO}", FSVAE_TEST_COUNT_CALLS=str(calls),
-                  FSVAE_TEST_LIVE_STAGE_S="1e9")
+                  FSVAE_LIVE_S="1e9")
     proc = cli("run", "--space", "smoke-search", "--num-samples", "1", "--max-concurrent",
                "1", "--data", str(make_data(tmp / "data")), "--storage",
                str(tmp / "studies"), "--name", "rt", *FAST, environ=environ, timeout=900)
@@ -134,6 +134,12 @@ def over_budget(trial: dict) -> list[str]:
 
 def test_one_trial_costs_the_budget(counted):
     trial, rest = tally(counted)
+    # Who uploads the figures is a race: the trial's worker (whose client already knows
+    # the run's artifact location) or, once it has ended, the driver (which looks the run
+    # up once). Either is the budget.
+    figures = trial["figures mlflow store"]
+    if figures.get("get_run", 0) == 0:
+        figures["get_run"] = 1
     assert trial == BUDGET, (
         "one trial's calls differ from BUDGET (update it if the change is meant):\n  "
         + "\n  ".join(over_budget(trial)) + "\nnow: " + json.dumps(trial, indent=1)

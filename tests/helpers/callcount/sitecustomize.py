@@ -16,9 +16,6 @@ project functions on the stack (study/..., fsvae_study/...). Only the outermost 
 layer is written (a store method calling another counts once). Each line is one write to
 a file opened O_APPEND, so lines of processes killed mid-study stay whole.
 
-With FSVAE_TEST_LIVE_STAGE_S set, study.record.write.TrialRecorder.LIVE_STAGE_S takes that
-value: a stage that runs longer than it sends its curves early, which depends on the
-machine's speed, not on the code.
 """
 from __future__ import annotations
 
@@ -33,9 +30,11 @@ import sys
 import threading
 
 OUT = os.environ.get("FSVAE_TEST_COUNT_CALLS")
-LIVE_STAGE_S = os.environ.get("FSVAE_TEST_LIVE_STAGE_S")
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-PROJECT = re.compile(r"[/\\](study|fsvae_study)[/\\][^/\\]+\.py$")
+# This checkout's study/ and fsvae_study/ (tests/helpers/callcount/ is three folders down)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+PROJECT = tuple(os.path.join(ROOT, p) + os.sep for p in ("study", "fsvae_study"))
 
 
 def _targets():
@@ -75,7 +74,7 @@ def _stack() -> list[str]:
     frame = sys._getframe(2)
     while frame is not None and len(found) < 12:
         code = frame.f_code
-        if PROJECT.search(code.co_filename):
+        if code.co_filename.startswith(PROJECT):
             found.append(f"{os.path.basename(code.co_filename)}:{code.co_qualname}")
         frame = frame.f_back
     return found
@@ -121,14 +120,6 @@ def _patch(layer: str, cls) -> None:
 
 
 def _after_import(module) -> None:
-    if module.__name__ == "study.record.write":
-        recorder = getattr(module, "TrialRecorder", None)
-        if recorder is None or not hasattr(recorder, "LIVE_STAGE_S"):
-            _write({"pid": os.getpid(), "error": "study.record.write.TrialRecorder.LIVE_STAGE_S "
-                    "is gone: the count's set-up must follow the code"})
-        else:
-            recorder.LIVE_STAGE_S = float(LIVE_STAGE_S)
-        return
     for layer, cls in _targets()[module.__name__](module):
         _patch(layer, cls)
 
@@ -168,6 +159,4 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 if OUT:
     names = set(_targets())
-    if LIVE_STAGE_S:
-        names.add("study.record.write")
     sys.meta_path.insert(0, _Finder(names))
