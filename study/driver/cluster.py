@@ -157,11 +157,16 @@ def _ray_tmp_hint(message: str) -> str:
 
 
 def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
-    """Each trial's resources and how many trials run at once."""
+    """Each trial's resources and how many trials run at once: as many as fit on the
+    cluster's nodes, each node holding whole trials (a trial runs on one node). A trial
+    that fits no node is refused before any starts, with the numbers (and, in a Slurm
+    job, what Slurm gave: its nodes' Ray has that and no more, cluster/slurm.sbatch)."""
     import ray
 
-    total = ray.cluster_resources()
-    cpus_total, gpus_total = total.get("CPU", 1), total.get("GPU", 0)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")] or \
+        [ray.cluster_resources()]
+    cpus_total = sum(n.get("CPU", 0) for n in nodes) or 1
+    gpus_total = sum(n.get("GPU", 0) for n in nodes)
     cpu = plan.cpus_per_trial if plan.cpus_per_trial is not None \
         else space.resources.get("cpu", 1.0)
     gpu = plan.gpus_per_trial if plan.gpus_per_trial is not None \
@@ -170,21 +175,42 @@ def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
         print(f"no GPU in the Ray cluster: trials run on the CPU (asked for {gpu} GPU each)",
               flush=True)
         gpu = 0.0
-    if cpu > cpus_total:
-        raise StudyError(f"{cpu} CPUs per trial, but the cluster has {cpus_total}")
-    if gpu > max(gpus_total, 0) or (gpu > 1 and not float(gpu).is_integer()):
-        raise StudyError(f"{gpu} GPUs per trial, but the cluster has {gpus_total} (fractions "
-                         f"above 1 must be whole numbers)")
-    limits = [math.floor(cpus_total / cpu) if cpu > 0 else 10_000]
-    if gpu > 0:
-        limits.append(math.floor(gpus_total / gpu + 1e-9))
-    concurrency = max(1, min(limits))
+    if gpu > 1 and not float(gpu).is_integer():
+        raise StudyError(f"{gpu} GPUs per trial: fractions above 1 must be whole numbers")
+    per_node = [_fits(n, cpu, gpu) for n in nodes]
+    if not any(per_node):
+        largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
+        raise StudyError(
+            f"a trial asks {cpu:g} CPU(s) and {gpu:g} GPU(s), but no node of the cluster has "
+            f"that: the largest has {largest.get('CPU', 0):g} CPU(s) and "
+            f"{largest.get('GPU', 0):g} GPU(s) ({len(nodes)} node(s))" + _slurm_hint()
+            + "; ask for less with --cpus-per-trial / --gpus-per-trial")
+    concurrency = max(1, sum(per_node))
     if plan.max_concurrent:
         concurrency = min(concurrency, plan.max_concurrent)
     res = {"cpu": cpu}
     if gpu > 0:
         res["gpu"] = gpu
     return res, concurrency
+
+
+def _fits(node: dict, cpu: float, gpu: float) -> int:
+    """How many trials of (cpu, gpu) one node holds."""
+    limits = [math.floor(node.get("CPU", 0) / cpu + 1e-9) if cpu > 0 else 10_000]
+    if gpu > 0:
+        limits.append(math.floor(node.get("GPU", 0) / gpu + 1e-9))
+    return max(0, min(limits))
+
+
+def _slurm_hint() -> str:
+    """What Slurm gave this job, where the driver runs in one."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return ""
+    gave = ", ".join(f"{k}={os.environ[k]}" for k in (
+        "SLURM_JOB_NUM_NODES", "SLURM_CPUS_PER_TASK", "SLURM_GPUS_ON_NODE",
+        "CUDA_VISIBLE_DEVICES") if os.environ.get(k))
+    return (f"; this Slurm job ({os.environ['SLURM_JOB_ID']}) was given {gave or 'no more'}: "
+            f"ask sbatch for more (--cpus-per-task, --gpus-per-node)")
 
 
 # -- shared storage ----------------------------------------------------------------------

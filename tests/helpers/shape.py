@@ -27,6 +27,8 @@ VOLATILE_TAGS = {
     "fsvae.trial_id",  # Ray Tune's id of the attempt (random)
     "fsvae.driver",  # host, pid, start time of the driver
     "fsvae.heartbeat",  # a Unix time
+    "fsvae.node",  # the host a trial ran on
+    "fsvae.progress",  # a trial's last progress: its values and a Unix time
     "fsvae.data_fingerprint",  # hashes the data files' times, which the test writes anew
     "mlflow.user",  # whoever runs the tests
     "mlflow.source.name",  # the interpreter's path

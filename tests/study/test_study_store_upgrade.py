@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import FAST, cli, make_data, runs, trial_runs
-from study.identity import names as identity
+from study import processes
 
 pytestmark = pytest.mark.slow
 
@@ -80,8 +80,8 @@ def test_an_old_store_holding_a_live_study_is_not_upgraded_until_it_ends(tmp_pat
     old_store(db)
     # Another study's driver, alive: a process of this machine that is running now.
     sleeper = subprocess.Popen(["sleep", "600"])
-    driver = {**identity.this_driver(), "pid": sleeper.pid,
-              "start": identity._process_start(sleeper.pid)}
+    driver = {**processes.identify(), "pid": sleeper.pid,
+              "start": processes.process_start(sleeper.pid)}
     assert driver["host"] == socket.gethostname()
     other = add_running_study(db, "other", driver)
     args = ["run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
