@@ -13,11 +13,11 @@ import argparse
 import os
 import sys
 
-from fsvae_study import analyze, cache, confirm, method, read, studies, watch
+from fsvae_study import analyze, cache, confirm, method, read, slurm, studies, watch
 from fsvae_study.output import err
 
 EXIT_USAGE = 2
-COMMANDS = (method, cache, studies, watch, confirm, read, analyze)  # as `--help` lists them
+COMMANDS = (method, cache, studies, slurm, watch, confirm, read, analyze)  # as `--help` lists them
 
 
 def parser() -> argparse.ArgumentParser:

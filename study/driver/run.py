@@ -207,6 +207,7 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim,
             ray_line, ray_session = cluster.init_ray(plan.address, _error_log(plan))
     except StudyError as e:
         ray_error = e
+    _terminate_as_interrupt()
     worker.join()
     if "error" in setup:
         if started_ray and ray_error is None:
@@ -250,6 +251,23 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim,
         # study needs none of them; otherwise they are kept, and the first line named them.
         shutil.rmtree(ray_session, ignore_errors=True)
     return result
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler preempting or cancelling the job, `kill`) stops the study as
+    an interruption: its running trials recorded as interrupted, nothing finished lost,
+    exit 130. Ray's driver would otherwise abort on it (ray.init installs a handler that
+    does); called after ray.init, in the main thread, for the rest of the process."""
+    import signal
+
+    def interrupt(signum, frame):
+        # Not Tune's own graceful stop: a scheduler's SIGTERM reaches the job's Ray too,
+        # which may be gone before Tune's stop ends. The record is closed as after Ctrl-C
+        # (session.close: runs interrupted, the parent KILLED) before the exit, 130.
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _superseded(held: lease_mod.Lease, error: BaseException) -> lease_mod.Superseded | None:

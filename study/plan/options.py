@@ -131,6 +131,28 @@ def from_args(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def to_argv(values: dict[str, Any]) -> list[str]:
+    """The flags that give these options (those that differ from their defaults), as
+    `fsvae-study run` takes them: what a job submitted elsewhere runs."""
+    out: list[str] = []
+    for f in fields():
+        if not f.metadata["cli"] or f.name not in values:
+            continue
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        value = values[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if value is None or value == default:
+            continue
+        if isinstance(default, bool):
+            out.append(flag)
+        elif isinstance(default, list):
+            for item in value:
+                out += [flag, str(item)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
 def _scalar(annotation: str) -> Callable[[str], Any]:
     """The argparse type of an annotation written as text ("float | None" -> float)."""
     for name, kind in (("float", float), ("int", int)):
