@@ -38,7 +38,7 @@ test: install
 	$(PY) -m pytest -q -n $(JOBS) --dist loadscope tests
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow or essential" tests
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow or essential" tests
 
 # ruff (lint and format) and mypy, configured in pyproject.toml, on the whole tree.
 lint: install

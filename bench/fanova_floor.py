@@ -11,6 +11,7 @@ parameters for five continuous ones, where more trials are needed.
 
     python bench/fanova_floor.py        # 5-10 minutes on a shared 2-core CPU
 """
+
 from __future__ import annotations
 
 import warnings
@@ -36,8 +37,7 @@ def search(n: int, seed: int, noise: float, continuous: int = 0) -> optuna.Study
             trial.suggest_categorical("beta_schedule", ["linear", "cyclical", "sigmoid"])
         return -abs(np.log10(beta) + 3) + noise * rng.normal()
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n)
     return study
 

@@ -22,6 +22,7 @@ Prints the median and mean milliseconds of each. bench/overhead.py measures the 
 whole beside plain Ray Tune; this says how much of it the stores and figures account for
 before any contention. Not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,9 @@ def main() -> None:
     from fsvae import config as config_mod
     from fsvae.trial import resolve
     from study.figures import late as late_figures
-    from study.record import provenance
-    from study.record import write as records
-    from study.record import stores
     from study.hooks.bench_trial import synthetic_trial
+    from study.record import provenance, stores
+    from study.record import write as records
     from study.search.mirror import Mirror
     from study.search.sync import RUN_ID
 
@@ -68,9 +68,12 @@ def main() -> None:
     parent = client.create_run(exp_id, run_name="parent").info.run_id
     optuna_url = f"sqlite:///{tmp / 'optuna.db'}"
     stores.ensure_optuna_store(optuna_url)
-    stored = optuna.create_study(storage=optuna_url, study_name="floor",
-                                 sampler=optuna.samplers.TPESampler(seed=0),
-                                 directions=["maximize"] * len(space.objectives))
+    stored = optuna.create_study(
+        storage=optuna_url,
+        study_name="floor",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        directions=["maximize"] * len(space.objectives),
+    )
     mirror = Mirror(stored)
     dataset = provenance.dataset_input(str(tmp), "0" * 32, "trial")
     trial = synthetic_trial("instant")
@@ -81,18 +84,33 @@ def main() -> None:
         asked, stored_id = mirror.ask(lambda t: search_spaces.suggest(t, space.params))
         t1 = time.perf_counter()
         stratum = space.stratum_values()[0] if space.stratum_values() else {}
-        cfg = resolve(config_mod.resolve({**space.fixed, **stratum, **asked.params,
-                                          "data": str(tmp)}, preset=space.preset))
+        cfg = resolve(
+            config_mod.resolve(
+                {**space.fixed, **stratum, **asked.params, "data": str(tmp)}, preset=space.preset
+            )
+        )
         out = tmp / f"out{i}"
-        rec = records.TrialRecorder(uri, exp_id, parent, f"#{asked.number}", f"trial {i}",
-                                    tags={}, dataset=dataset, known=[])
+        rec = records.TrialRecorder(
+            uri,
+            exp_id,
+            parent,
+            f"#{asked.number}",
+            f"trial {i}",
+            tags={},
+            dataset=dataset,
+            known=[],
+        )
         rec.start(config_mod.active_config(cfg))
         result = trial(cfg, progress=rec.progress, out_dir=out)
         rec.finish(result, out, figures_later=True)
         t2 = time.perf_counter()
         values = [result["metrics"][o] for o in space.objectives]
-        mirror.tell(asked.number, stored_id, values if len(values) > 1 else values[0],
-                    user_attrs={RUN_ID: rec.run_id})
+        mirror.tell(
+            asked.number,
+            stored_id,
+            values if len(values) > 1 else values[0],
+            user_attrs={RUN_ID: rec.run_id},
+        )
         t3 = time.perf_counter()
         late_figures.draw_and_upload(client, rec.run_id, late_figures.figure_inputs(result))
         t4 = time.perf_counter()
@@ -101,8 +119,10 @@ def main() -> None:
         times["figures"].append(t4 - t3)
     print("| per trial | median ms | mean ms |\n|---|---|---|")
     for part, values in times.items():
-        print(f"| {part} | {1000 * statistics.median(values):.1f} | "
-              f"{1000 * statistics.mean(values):.1f} |")
+        print(
+            f"| {part} | {1000 * statistics.median(values):.1f} | "
+            f"{1000 * statistics.mean(values):.1f} |"
+        )
     whole = [sum(v) for v in zip(*times.values())]
     print(f"| all | {1000 * statistics.median(whole):.1f} | {1000 * statistics.mean(whole):.1f} |")
     shutil.rmtree(tmp, ignore_errors=True)

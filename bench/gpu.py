@@ -13,6 +13,7 @@ Prints, measured in one run on one device, with that device's name:
      its backbone is cached: trials per hour, and the implied time of 50 trials
 Full numbers go to <out>/gpu.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fsvae import backbone, classifier, config as config_mod, data, demo_data, vae  # noqa: E402
+from fsvae import backbone, classifier, data, demo_data, vae  # noqa: E402
+from fsvae import config as config_mod  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -67,9 +69,11 @@ def main() -> None:
     p.add_argument("--small", action="store_true", help="tiny sizes: check the script on CPU")
     p.add_argument("--batch", type=int, default=128, help="stage 1 batch size")
     p.add_argument("--study-trials", type=int, default=24)
-    p.add_argument("--work", default=str(Path(os.environ.get("TMPDIR", "/tmp"),
-                                              "fsvae-gpu-bench")),
-                   help="scratch folder (generated data, the study); emptied first")
+    p.add_argument(
+        "--work",
+        default=str(Path(os.environ.get("TMPDIR", "/tmp"), "fsvae-gpu-bench")),
+        help="scratch folder (generated data, the study); emptied first",
+    )
     a = p.parse_args()
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -85,10 +89,16 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
 
     per_class, img_px, size = (12, 48, 32) if a.small else (290, 300, 224)
-    cfg = config_mod.resolve({"backbone_weights": "none", "image_size": size,
-                              "backbone_batch_size": a.batch if not a.small else 16,
-                              "backbone_epochs": 3 if not a.small else 2,
-                              "n_f": 5, "data_workers": 0})
+    cfg = config_mod.resolve(
+        {
+            "backbone_weights": "none",
+            "image_size": size,
+            "backbone_batch_size": a.batch if not a.small else 16,
+            "backbone_epochs": 3 if not a.small else 2,
+            "n_f": 5,
+            "data_workers": 0,
+        }
+    )
     cfg["load_size"] = round(size * 256 / 224)
 
     t0 = time.perf_counter()
@@ -100,15 +110,27 @@ def main() -> None:
     res["decode_images_per_s"] = len(ds.paths) / res["decode_s"]
     print(f"  decoded {len(ds.paths)} images in {res['decode_s']:.1f} s", flush=True)
 
-    res["ceiling_images_per_s"] = ceiling(cfg, device, steps=5 if a.small else 60,
-                                          warmup=2 if a.small else 15)
+    res["ceiling_images_per_s"] = ceiling(
+        cfg, device, steps=5 if a.small else 60, warmup=2 if a.small else 15
+    )
     print(f"  ceiling {res['ceiling_images_per_s']:.0f} img/s", flush=True)
 
     train_idx = ds.indices("train")
     val_idx = ds.indices("val")
     model = backbone.build(cfg["backbone"], "none", len(ds.classes))
-    model, hist = backbone.train(model, ds.images, ds.labels, train_idx, val_idx, [0, 1],
-                                 ds.classes, cfg, 1, device, lambda e: None)
+    model, hist = backbone.train(
+        model,
+        ds.images,
+        ds.labels,
+        train_idx,
+        val_idx,
+        [0, 1],
+        ds.classes,
+        cfg,
+        1,
+        device,
+        lambda e: None,
+    )
     rates = [r["images_per_s"] for r in hist if "images_per_s" in r][1:]  # epoch 0: warm-up
     res["backbone_images_per_s"] = sum(rates) / len(rates)
     res["backbone_vs_ceiling"] = res["backbone_images_per_s"] / res["ceiling_images_per_s"]
@@ -128,8 +150,9 @@ def main() -> None:
     centers = torch.randn(14, dim, generator=g)
     x = torch.relu(centers[labels] + torch.randn(n, dim, generator=g))
     scaled = vae.MinMax.fit(x)(x)
-    vcfg = config_mod.resolve({"vae_epochs": 5 if a.small else 100, "method": "vae",
-                               "sampling_factor": 50})
+    vcfg = config_mod.resolve(
+        {"vae_epochs": 5 if a.small else 100, "method": "vae", "sampling_factor": 50}
+    )
     for bs in (vcfg["vae_batch_size"], 1024):
         c = {**vcfg, "vae_batch_size": bs}
         vae.train(scaled[:512], scaled[:64], {**c, "vae_epochs": 2}, device, lambda e: None)
@@ -138,11 +161,15 @@ def main() -> None:
         model_v, _ = vae.train(scaled, scaled[:500], c, device, lambda e: None)
         sync(device)
         res[f"vae_s_batch{bs}"] = time.perf_counter() - t0
-    feats = {"train": (scaled, labels), "val": (scaled[:500], labels[:500]),
-             "test": (scaled[:2000], labels[:2000])}
+    feats = {
+        "train": (scaled, labels),
+        "val": (scaled[:500], labels[:500]),
+        "test": (scaled[:2000], labels[:2000]),
+    }
     t0 = time.perf_counter()
-    classifier.train(feats, [0, 1, 2, 3, 4], [str(i) for i in range(14)], vcfg, model_v,
-                     device, lambda e: None)
+    classifier.train(
+        feats, [0, 1, 2, 3, 4], [str(i) for i in range(14)], vcfg, model_v, device, lambda e: None
+    )
     sync(device)
     res["classifier_s"] = time.perf_counter() - t0
     vae_key = f"vae_s_batch{vcfg['vae_batch_size']}"
@@ -152,22 +179,32 @@ def main() -> None:
     res.update(study(work, a, device, out / "study.log"))
     (out / "gpu.json").write_text(json.dumps(res, indent=1))
     print(f"\n| {name} | value |\n|---|---|")
-    print(f"| JPEG decode once (fsvae.data.load, {os.cpu_count()} CPUs) | "
-          f"{res['decode_images_per_s']:.0f} img/s |")
-    print(f"| synthetic ResNet-50 training ceiling (batch {cfg['backbone_batch_size']}, "
-          f"{cfg['image_size']} px) | {res['ceiling_images_per_s']:.0f} img/s |")
-    print(f"| backbone stage with data loading and augmentation | "
-          f"{res['backbone_images_per_s']:.0f} img/s = "
-          f"{100 * res['backbone_vs_ceiling']:.0f}% of the ceiling |")
+    print(
+        f"| JPEG decode once (fsvae.data.load, {os.cpu_count()} CPUs) | "
+        f"{res['decode_images_per_s']:.0f} img/s |"
+    )
+    print(
+        f"| synthetic ResNet-50 training ceiling (batch {cfg['backbone_batch_size']}, "
+        f"{cfg['image_size']} px) | {res['ceiling_images_per_s']:.0f} img/s |"
+    )
+    print(
+        f"| backbone stage with data loading and augmentation | "
+        f"{res['backbone_images_per_s']:.0f} img/s = "
+        f"{100 * res['backbone_vs_ceiling']:.0f}% of the ceiling |"
+    )
     print(f"| feature extraction | {res['extract_images_per_s']:.0f} img/s |")
-    print(f"| beta-VAE {vcfg['vae_epochs']} epochs, {n} x {dim}, batch "
-          f"{vcfg['vae_batch_size']} / 1024 | {res[vae_key]:.2f} s / "
-          f"{res['vae_s_batch1024']:.2f} s |")
+    print(
+        f"| beta-VAE {vcfg['vae_epochs']} epochs, {n} x {dim}, batch "
+        f"{vcfg['vae_batch_size']} / 1024 | {res[vae_key]:.2f} s / "
+        f"{res['vae_s_batch1024']:.2f} s |"
+    )
     print(f"| classifier 10 epochs, x50 minority rows | {res['classifier_s']:.2f} s |")
     if "trials_per_hour" in res:
-        print(f"| search study after its backbone ({res['study_trials']} trials, "
-              f"{res['study_gpu_fraction']} GPU each) | {res['trials_per_hour']:.0f} "
-              f"trials/h; 50 trials in {res['minutes_for_50']:.1f} min |")
+        print(
+            f"| search study after its backbone ({res['study_trials']} trials, "
+            f"{res['study_gpu_fraction']} GPU each) | {res['trials_per_hour']:.0f} "
+            f"trials/h; 50 trials in {res['minutes_for_50']:.1f} min |"
+        )
     else:
         print(f"| search study | not run: {res.get('study_skipped')} |")
     print(f"\nfull numbers: {out / 'gpu.json'}")
@@ -184,11 +221,32 @@ def study(work: Path, a, device: torch.device, log: Path) -> dict:
     gpu = 0.25 if device.type == "cuda" else 0
     n = 4 if a.small else a.study_trials
     storage = work / "studies"
-    args = [sys.executable, "-m", "fsvae_study", "run", "--space", "search", "--data",
-            str(work / "data"), "--storage", str(storage), "--name", "bench",
-            "--num-samples", str(n), "--set", "n_f=5", "--set", "backbone_weights=none",
-            "--set", f"backbone_epochs={2 if a.small else 10}", "--gpus-per-trial", str(gpu),
-            "--cpus-per-trial", "1" if a.small else "2"]
+    args = [
+        sys.executable,
+        "-m",
+        "fsvae_study",
+        "run",
+        "--space",
+        "search",
+        "--data",
+        str(work / "data"),
+        "--storage",
+        str(storage),
+        "--name",
+        "bench",
+        "--num-samples",
+        str(n),
+        "--set",
+        "n_f=5",
+        "--set",
+        "backbone_weights=none",
+        "--set",
+        f"backbone_epochs={2 if a.small else 10}",
+        "--gpus-per-trial",
+        str(gpu),
+        "--cpus-per-trial",
+        "1" if a.small else "2",
+    ]
     if a.small:
         args += ["--preset", "tiny", "--set", "vae_epochs=5", "--set", "classifier_epochs=2"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -207,8 +265,13 @@ def study(work: Path, a, device: torch.device, log: Path) -> dict:
     builder_end = df[df["tags.cache.backbone"] == "miss"]["end_time"].max()
     span = (after["end_time"].max() - max(after["start_time"].min(), builder_end)).total_seconds()
     rate = len(after) / span * 3600 if span > 0 else float("nan")
-    return {"study_wall_s": wall, "study_trials": len(df), "study_gpu_fraction": gpu,
-            "trials_per_hour": rate, "minutes_for_50": 50 / rate * 60}
+    return {
+        "study_wall_s": wall,
+        "study_trials": len(df),
+        "study_gpu_fraction": gpu,
+        "trials_per_hour": rate,
+        "minutes_for_50": 50 / rate * 60,
+    }
 
 
 if __name__ == "__main__":

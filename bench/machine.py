@@ -4,6 +4,7 @@ On a shared machine a figure means little without the load beside it: every row 
 benchmarks print says the 1-minute load average, the share of the CPU busy just before,
 and the share other processes took while the row ran (`Others`).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,13 +22,16 @@ def machine() -> str:
         except metadata.PackageNotFoundError:
             return "-"
 
-    return (f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {version('torch')}, ray {version('ray')}, optuna {version('optuna')}, "
-            f"mlflow {version('mlflow')}")
+    return (
+        f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {version('torch')}, ray {version('ray')}, optuna {version('optuna')}, "
+        f"mlflow {version('mlflow')}"
+    )
 
 
 def load(seconds: float = 3.0) -> dict:
     """The 1-minute load average, and the share of all CPUs busy over the next `seconds`."""
+
     def ticks() -> tuple[int, int]:
         parts = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
         idle = parts[3] + parts[4]
@@ -79,7 +83,7 @@ class Others:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             procs[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self.hz)
         tree, todo = {}, [os.getpid()]
         children: dict[int, list[int]] = {}

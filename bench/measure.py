@@ -5,6 +5,7 @@
 
 bench/overhead.py's docstring says where each side's start, end and compute come from.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,10 +20,16 @@ def measure(trials: list[dict], slots: int) -> dict:
     compute = statistics.mean(t["compute"] for t in trials)
     in_run = statistics.mean(t["end"] - t["start"] - t["compute"] for t in trials)
     slot = window * slots / n
-    return {"trials": n, "window_s": window, "slot_s_per_trial": slot,
-            "compute_s": compute, "compute_median_s": statistics.median(
-                t["compute"] for t in trials), "overhead_s": slot - compute,
-            "in_run_s": in_run, "outside_run_s": slot - compute - in_run}
+    return {
+        "trials": n,
+        "window_s": window,
+        "slot_s_per_trial": slot,
+        "compute_s": compute,
+        "compute_median_s": statistics.median(t["compute"] for t in trials),
+        "overhead_s": slot - compute,
+        "in_run_s": in_run,
+        "outside_run_s": slot - compute - in_run,
+    }
 
 
 def by_decile(trials: list[dict], slots: int, parts: int = 10) -> list[float]:
@@ -32,7 +39,7 @@ def by_decile(trials: list[dict], slots: int, parts: int = 10) -> list[float]:
     n = len(trials)
     out = []
     for i in range(parts):
-        chunk = trials[i * n // parts:(i + 1) * n // parts]
+        chunk = trials[i * n // parts : (i + 1) * n // parts]
         if len(chunk) >= 4:
             out.append(round(measure(chunk, slots)["overhead_s"], 3))
     return out
@@ -40,13 +47,17 @@ def by_decile(trials: list[dict], slots: int, parts: int = 10) -> list[float]:
 
 def row(label: str, r: dict) -> str:
     """One run's line of the table under HEADER."""
-    return (f"| {label} | {r['trials']} | {r['slot_s_per_trial']:.3f} | {r['compute_s']:.3f} | "
-            f"**{r['overhead_s']:.3f}** | {r.get('in_run_s', 0):.3f} | "
-            f"{r['driver_cpu_s_per_trial']:.3f} | {r['driver'].get('maxrss_mb', 0):.0f} "
-            f"({r['driver'].get('RssAnon_mb', 0):.0f}) | "
-            f"{r['wall_s']:.1f} | {fmt_load(r['load'])} |")
+    return (
+        f"| {label} | {r['trials']} | {r['slot_s_per_trial']:.3f} | {r['compute_s']:.3f} | "
+        f"**{r['overhead_s']:.3f}** | {r.get('in_run_s', 0):.3f} | "
+        f"{r['driver_cpu_s_per_trial']:.3f} | {r['driver'].get('maxrss_mb', 0):.0f} "
+        f"({r['driver'].get('RssAnon_mb', 0):.0f}) | "
+        f"{r['wall_s']:.1f} | {fmt_load(r['load'])} |"
+    )
 
 
-HEADER = ("| run | trials | slot s per trial | compute s | overhead s per trial slot | "
-          "of which inside the MLflow run | driver CPU s per trial | driver peak RSS MB "
-          "(private at exit) | wall s | load |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| run | trials | slot s per trial | compute s | overhead s per trial slot | "
+    "of which inside the MLflow run | driver CPU s per trial | driver peak RSS MB "
+    "(private at exit) | wall s | load |\n|---|---|---|---|---|---|---|---|---|---|"
+)

@@ -52,6 +52,7 @@ CPU busy in the 3 s before each part started, and the share that other processes
 this bench's took while it ran ("others ... during"). On a shared machine compare rows of
 one run only, and repeat (`--repeats`) when the load was high. Not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,16 +68,25 @@ from studies import git_describe, harness, make_data, warm_up
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="bench-out/overhead", help="working folder (emptied)")
     p.add_argument("--trials", type=int, default=40, help="N, trials per run (default 40)")
     p.add_argument("--slots", type=int, default=2, help="trials at a time (default 2)")
     p.add_argument("--per-class", type=int, default=40, help="generated images per class")
-    p.add_argument("--trial", default="real", help="real (default: smoke-search trials, "
-                   "cached backbone), instant or busy:<s> (FSVAE_BENCH_TRIAL)")
-    p.add_argument("--busy", type=float, help="plain trials' busy seconds (default: the "
-                   "harness trials' mean compute; with --only plain: 0.2)")
+    p.add_argument(
+        "--trial",
+        default="real",
+        help="real (default: smoke-search trials, "
+        "cached backbone), instant or busy:<s> (FSVAE_BENCH_TRIAL)",
+    )
+    p.add_argument(
+        "--busy",
+        type=float,
+        help="plain trials' busy seconds (default: the "
+        "harness trials' mean compute; with --only plain: 0.2)",
+    )
     p.add_argument("--only", choices=("harness", "plain"), help="run one side only")
     p.add_argument("--repeats", type=int, default=1, help="run everything this many times")
     a = p.parse_args()
@@ -98,8 +108,11 @@ def main() -> None:
             name = f"harness-{rep}"
             print(f"[{rep}] harness: {a.trials} trials ...", flush=True)
             rows["harness"] = harness(out, data, a.trials, a.slots, a.trial, name)
-            print(f"    {rows['harness']['overhead_s']:.3f} s per trial slot "
-                  f"({fmt_load(rows['harness']['load'])})", flush=True)
+            print(
+                f"    {rows['harness']['overhead_s']:.3f} s per trial slot "
+                f"({fmt_load(rows['harness']['load'])})",
+                flush=True,
+            )
             if busy is None:
                 busy = rows["harness"]["compute_s"]
         if a.only != "harness":
@@ -107,8 +120,11 @@ def main() -> None:
             for searcher, tag in (("none", "plain"), ("optuna", "plain+optuna")):
                 print(f"[{rep}] {tag}: {a.trials} trials busy {busy:.3f} s ...", flush=True)
                 rows[tag] = plain(out, a.trials, a.slots, busy, searcher, f"{tag}-{rep}")
-                print(f"    {rows[tag]['overhead_s']:.3f} s per trial slot "
-                      f"({fmt_load(rows[tag]['load'])})", flush=True)
+                print(
+                    f"    {rows[tag]['overhead_s']:.3f} s per trial slot "
+                    f"({fmt_load(rows[tag]['load'])})",
+                    flush=True,
+                )
         results.append(rows)
     print(f"\n{HEADER}")
     for rep, rows in enumerate(results):
@@ -121,15 +137,21 @@ def main() -> None:
             for tag in ("plain", "plain+optuna"):
                 if tag in rows:
                     ratio = h["overhead_s"] / max(rows[tag]["overhead_s"], 1e-9)
-                    print(f"ratio harness / {tag}{f' #{rep}' if a.repeats > 1 else ''}: "
-                          f"{ratio:.1f}x ({h['overhead_s']:.3f} s vs "
-                          f"{rows[tag]['overhead_s']:.3f} s per trial slot)")
-            print(f"harness #{rep}: start-up {h['startup_s']:.1f} s (command to first trial "
-                  f"run), shut-down {h['shutdown_s']:.1f} s; overhead per tenth of the trials "
-                  f"{h['deciles']}")
-    (out / "overhead.json").write_text(json.dumps(
-        {"machine": machine(), "commit": commit, "args": vars(a), "results": results},
-        indent=1))
+                    print(
+                        f"ratio harness / {tag}{f' #{rep}' if a.repeats > 1 else ''}: "
+                        f"{ratio:.1f}x ({h['overhead_s']:.3f} s vs "
+                        f"{rows[tag]['overhead_s']:.3f} s per trial slot)"
+                    )
+            print(
+                f"harness #{rep}: start-up {h['startup_s']:.1f} s (command to first trial "
+                f"run), shut-down {h['shutdown_s']:.1f} s; overhead per tenth of the trials "
+                f"{h['deciles']}"
+            )
+    (out / "overhead.json").write_text(
+        json.dumps(
+            {"machine": machine(), "commit": commit, "args": vars(a), "results": results}, indent=1
+        )
+    )
     print(f"\nfull numbers: {out / 'overhead.json'}")
 
 

@@ -4,6 +4,7 @@
 to JSON: a trainable defined in a script's __main__ is sent to Tune's workers by value,
 so they need nothing from bench/ on their path.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,17 +24,30 @@ def plain(out: Path, n: int, slots: int, busy: float, searcher: str, tag: str) -
     """Plain Ray Tune in a child process (its own local Ray): N busy-wait trials."""
     spec = out / f"plain-{tag}.json"
     result = out / f"plain-{tag}.result.json"
-    spec.write_text(json.dumps({"n": n, "slots": slots, "busy": busy, "searcher": searcher,
-                                "storage": str(out / f"plain-{tag}"),
-                                "result": str(result)}))
+    spec.write_text(
+        json.dumps(
+            {
+                "n": n,
+                "slots": slots,
+                "busy": busy,
+                "searcher": searcher,
+                "storage": str(out / f"plain-{tag}"),
+                "result": str(result),
+            }
+        )
+    )
     result.unlink(missing_ok=True)
     before = load()
     others = Others()
     t0 = time.perf_counter()
     with open(out / f"plain-{tag}.log", "w") as f:
-        rc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(spec)],
-                            cwd=REPO, env=env(RAY_AIR_NEW_OUTPUT="0"),
-                            stdout=f, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), str(spec)],
+            cwd=REPO,
+            env=env(RAY_AIR_NEW_OUTPUT="0"),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        ).returncode
     wall = time.perf_counter() - t0
     before["others"] = others.share()
     if rc != 0 or not result.is_file():
@@ -41,10 +55,15 @@ def plain(out: Path, n: int, slots: int, busy: float, searcher: str, tag: str) -
     r = json.loads(result.read_text())
     trials = r["trials"]
     m = measure(trials, slots)
-    return {**m, "load": before, "wall_s": wall, "driver": r["driver"],
-            "driver_cpu_s_per_trial": r["driver"]["cpu_s"] / n,
-            "startup_s": min(t["start"] for t in trials) - r["started"],
-            "deciles": by_decile(trials, slots)}
+    return {
+        **m,
+        "load": before,
+        "wall_s": wall,
+        "driver": r["driver"],
+        "driver_cpu_s_per_trial": r["driver"]["cpu_s"] / n,
+        "startup_s": min(t["start"] for t in trials) - r["started"],
+        "deciles": by_decile(trials, slots),
+    }
 
 
 def _plain_trainable(config: dict, busy: float = 0.0) -> None:
@@ -56,8 +75,14 @@ def _plain_trainable(config: dict, busy: float = 0.0) -> None:
     while time.perf_counter() < end:
         pass
     work = time.perf_counter() - p0
-    tune.report({OBJECTIVE: (hash(json.dumps(config, sort_keys=True, default=str)) % 1000)
-                 / 1000, "t0": t0, "t1": time.time(), "busy": work})
+    tune.report(
+        {
+            OBJECTIVE: (hash(json.dumps(config, sort_keys=True, default=str)) % 1000) / 1000,
+            "t0": t0,
+            "t1": time.time(),
+            "busy": work,
+        }
+    )
 
 
 def _tune_space(params: dict) -> dict:
@@ -70,11 +95,15 @@ def _tune_space(params: dict) -> dict:
             space[key] = tune.choice(spec["choices"])
         elif spec["type"] == "int":
             low, high = int(spec["low"]), int(spec["high"])
-            space[key] = tune.lograndint(low, high + 1) if spec["log"] else \
-                tune.randint(low, high + 1)
+            space[key] = (
+                tune.lograndint(low, high + 1) if spec["log"] else tune.randint(low, high + 1)
+            )
         else:
-            space[key] = tune.loguniform(spec["low"], spec["high"]) if spec["log"] else \
-                tune.uniform(spec["low"], spec["high"])
+            space[key] = (
+                tune.loguniform(spec["low"], spec["high"])
+                if spec["log"]
+                else tune.uniform(spec["low"], spec["high"])
+            )
     return space
 
 
@@ -94,25 +123,40 @@ def _plain_main(spec_path: str) -> None:
 
     space = search_spaces.load(SPACE)
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    trainable = tune.with_resources(tune.with_parameters(_plain_trainable, busy=spec["busy"]),
-                                    {"cpu": 1})
-    cfg = dict(metric=OBJECTIVE, mode="max", num_samples=spec["n"],
-               max_concurrent_trials=spec["slots"], reuse_actors=True)
+    trainable = tune.with_resources(
+        tune.with_parameters(_plain_trainable, busy=spec["busy"]), {"cpu": 1}
+    )
+    cfg = dict(
+        metric=OBJECTIVE,
+        mode="max",
+        num_samples=spec["n"],
+        max_concurrent_trials=spec["slots"],
+        reuse_actors=True,
+    )
     param_space = {}
     if spec["searcher"] == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        cfg["search_alg"] = OptunaSearch(space=partial(search_spaces.suggest,
-                                                       params=space.params),
-                                         metric=OBJECTIVE, mode="max", seed=0)
+        cfg["search_alg"] = OptunaSearch(
+            space=partial(search_spaces.suggest, params=space.params),
+            metric=OBJECTIVE,
+            mode="max",
+            seed=0,
+        )
     else:
         param_space = _tune_space(space.params)
-    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(**cfg),
-                       run_config=tune.RunConfig(name="plain", storage_path=spec["storage"],
-                                                 verbose=0))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(**cfg),
+        run_config=tune.RunConfig(name="plain", storage_path=spec["storage"], verbose=0),
+    )
     grid = tuner.fit()
-    trials = [{"start": r.metrics["t0"], "end": r.metrics["t1"], "compute": r.metrics["busy"]}
-              for r in grid if r.metrics and "t0" in r.metrics]
+    trials = [
+        {"start": r.metrics["t0"], "end": r.metrics["t1"], "compute": r.metrics["busy"]}
+        for r in grid
+        if r.metrics and "t0" in r.metrics
+    ]
     ray.shutdown()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     memory = {}
@@ -120,10 +164,19 @@ def _plain_main(spec_path: str) -> None:
         k, _, v = line.partition(":")
         if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
             memory[k + "_mb"] = int(v.split()[0]) / 1024
-    Path(spec["result"]).write_text(json.dumps({
-        "trials": trials, "started": started,
-        "driver": {"maxrss_mb": memory["VmHWM_mb"],
-                   "cpu_s": usage.ru_utime + usage.ru_stime, **memory}}))
+    Path(spec["result"]).write_text(
+        json.dumps(
+            {
+                "trials": trials,
+                "started": started,
+                "driver": {
+                    "maxrss_mb": memory["VmHWM_mb"],
+                    "cpu_s": usage.ru_utime + usage.ru_stime,
+                    **memory,
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

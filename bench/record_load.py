@@ -22,6 +22,7 @@ end.
 
 Never a test: figures depend on the machine; this prints them with the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,15 +49,20 @@ from fsvae import config as config_mod  # noqa: E402
 from helpers.postgres import start_postgres  # noqa: E402
 from helpers.processes import free_port, start_mlflow_server, stop_process_group  # noqa: E402
 from study.record.provenance import library_tags  # noqa: E402
-from study.record.write import params_of  # noqa: E402
 from study.record.schema import CURVE_KEYS  # noqa: E402
+from study.record.write import params_of  # noqa: E402
 
 BACKENDS = ("sqlite", "sqlite-server", "postgres", "postgres-server")
-FINALS = ([f"{split}_{m}" for split in ("val", "test")
-           for m in ("acc", "acc_majority", "acc_minority", "acc_h")]
-          + [f"class_acc/style_{i:02d}" for i in range(14)]
-          + [f"time_{s}_s" for s in ("data", "backbone", "vae", "classifier", "total")]
-          + [f"data_usable_{s}" for s in ("train", "val", "test")])
+FINALS = (
+    [
+        f"{split}_{m}"
+        for split in ("val", "test")
+        for m in ("acc", "acc_majority", "acc_minority", "acc_h")
+    ]
+    + [f"class_acc/style_{i:02d}" for i in range(14)]
+    + [f"time_{s}_s" for s in ("data", "backbone", "vae", "classifier", "total")]
+    + [f"data_usable_{s}" for s in ("train", "val", "test")]
+)
 CTX = mp.get_context("fork")  # writers start in milliseconds; the parent never opens a store
 
 
@@ -81,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     folder = Path(args.out).resolve()
     if folder.exists() and any(folder.iterdir()):
-        sys.exit(f"record_load: --out {folder} is not empty: expected a new or empty folder "
-                 "(every backend starts from a fresh store)")
+        sys.exit(
+            f"record_load: --out {folder} is not empty: expected a new or empty folder "
+            "(every backend starts from a fresh store)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     measure(args, folder)
 
@@ -101,17 +109,29 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--writers", type=int, default=8, help="concurrent writer processes")
     p.add_argument("--epochs", type=int, default=30, help="epochs per stage (3 stages)")
-    p.add_argument("--flush", choices=("epoch", "stage"), default="epoch",
-                   help="one request per epoch (default) or per stage")
-    p.add_argument("--server-workers", type=int, default=2,
-                   help="`mlflow server --workers` for the two server backends")
+    p.add_argument(
+        "--flush",
+        choices=("epoch", "stage"),
+        default="epoch",
+        help="one request per epoch (default) or per stage",
+    )
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        default=2,
+        help="`mlflow server --workers` for the two server backends",
+    )
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    p.add_argument("--out", help="a new folder to keep the stores and server logs in "
-                                 "(default: a temporary one, removed at the end)")
+    p.add_argument(
+        "--out",
+        help="a new folder to keep the stores and server logs in "
+        "(default: a temporary one, removed at the end)",
+    )
     return p.parse_args(argv)
 
 
 # -- one backend ---------------------------------------------------------------------------
+
 
 def run_backend(backend: str, folder: Path, args) -> tuple[list[Result], int]:
     """Starts what `backend` needs, runs the writers on it, stops it again; the writers'
@@ -126,8 +146,13 @@ def run_backend(backend: str, folder: Path, args) -> tuple[list[Result], int]:
         store = pg.create_database("mlflow") if pg else f"sqlite:///{folder / 'mlflow.db'}"
         uri = store
         if backend.endswith("-server"):
-            server, uri = start_mlflow_server(folder, free_port(), backend_store_uri=store,
-                                              extra_env=env, workers=args.server_workers)
+            server, uri = start_mlflow_server(
+                folder,
+                free_port(),
+                backend_store_uri=store,
+                extra_env=env,
+                workers=args.server_workers,
+            )
         clock.lap("servers")
         os.environ.update(env)
         exp_id, parent_id = in_child(setup, uri)
@@ -190,8 +215,10 @@ def in_child(fn, *args):
 def run_writers(uri: str, exp_id: str, parent_id: str, args) -> list[Result]:
     """Forks the writers, lets them open their stores, starts them together; their results."""
     ready, go, queue = CTX.Barrier(args.writers + 1), CTX.Event(), CTX.Queue()
-    procs = [CTX.Process(target=writer, args=(uri, exp_id, parent_id, i, args, ready, go,
-                                              queue)) for i in range(args.writers)]
+    procs = [
+        CTX.Process(target=writer, args=(uri, exp_id, parent_id, i, args, ready, go, queue))
+        for i in range(args.writers)
+    ]
     for proc in procs:
         proc.start()
     ready.wait(timeout=300)
@@ -207,6 +234,7 @@ def run_writers(uri: str, exp_id: str, parent_id: str, args) -> list[Result]:
 
 # -- one writer ----------------------------------------------------------------------------
 
+
 def writer(uri, exp_id, parent_id, index, args, ready, go, queue) -> None:
     """One trial's process: opens its store and prepares its records, waits for the
     others, writes, reports its Result."""
@@ -215,10 +243,16 @@ def writer(uri, exp_id, parent_id, index, args, ready, go, queue) -> None:
     try:
         client = MlflowClient(uri)
         client.get_experiment(exp_id)  # opens the store (engine, connection) off the clock
-        tags = {"mlflow.parentRunId": parent_id, "fsvae.role": "trial", "fsvae.trial_key": key,
-                "fsvae.attempt": "1", **library_tags()}
-        params = params_of(config_mod.active_config(
-            config_mod.resolve({"method": "vae"}, preset="tiny")))
+        tags = {
+            "mlflow.parentRunId": parent_id,
+            "fsvae.role": "trial",
+            "fsvae.trial_key": key,
+            "fsvae.attempt": "1",
+            **library_tags(),
+        }
+        params = params_of(
+            config_mod.active_config(config_mod.resolve({"method": "vae"}, preset="tiny"))
+        )
     except Exception as e:  # reported like a failed request; the others still run
         client = None
         result.errors, result.first_error = 1, f"opening the store: {type(e).__name__}: {e}"
@@ -234,9 +268,14 @@ def writer(uri, exp_id, parent_id, index, args, ready, go, queue) -> None:
 
 def trial(client, exp_id, parent_id, key, tags, params, args, result: Result) -> None:
     """One trial's records (see the module docstring)."""
-    call(result, 0, client.search_runs, [exp_id],
-         filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and "
-                       f"tags.`fsvae.trial_key` = '{key}'")
+    call(
+        result,
+        0,
+        client.search_runs,
+        [exp_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and "
+        f"tags.`fsvae.trial_key` = '{key}'",
+    )
     run = call(result, 0, client.create_run, exp_id, tags=tags, run_name=key)
     if run is None:
         return
@@ -246,18 +285,31 @@ def trial(client, exp_id, parent_id, key, tags, params, args, result: Result) ->
         pending = []
         for epoch in range(args.epochs):
             now = int(time.time() * 1000)
-            pending += [Metric(f"{stage}_{k}", 1.0 / (epoch + 1 + i), now, epoch)
-                        for i, k in enumerate(keys)]
+            pending += [
+                Metric(f"{stage}_{k}", 1.0 / (epoch + 1 + i), now, epoch)
+                for i, k in enumerate(keys)
+            ]
             if args.flush == "epoch":
                 call(result, len(pending), client.log_batch, run_id, metrics=pending)
                 pending = []
         now = int(time.time() * 1000)
         pending.append(Metric(f"{stage}_best_epoch", float(args.epochs - 1), now, 0))
-        call(result, len(pending), client.log_batch, run_id, metrics=pending,
-             tags=[RunTag(f"cache.{stage}", "miss"), RunTag(f"cache.{stage}.key", key)])
+        call(
+            result,
+            len(pending),
+            client.log_batch,
+            run_id,
+            metrics=pending,
+            tags=[RunTag(f"cache.{stage}", "miss"), RunTag(f"cache.{stage}.key", key)],
+        )
     now = int(time.time() * 1000)
-    call(result, len(FINALS), client.log_batch, run_id,
-         metrics=[Metric(k, 0.5, now, 0) for k in FINALS])
+    call(
+        result,
+        len(FINALS),
+        client.log_batch,
+        run_id,
+        metrics=[Metric(k, 0.5, now, 0) for k in FINALS],
+    )
     call(result, 0, client.set_tag, run_id, "fsvae.minority_classes", "style_00,style_01")
     call(result, 0, client.set_terminated, run_id, "FINISHED")
 
@@ -279,16 +331,25 @@ def call(result: Result, values: int, fn, *args, **kwargs):
 
 # -- the report ----------------------------------------------------------------------------
 
+
 def header(args) -> str:
     import mlflow
 
-    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    return (f"record load: {args.writers} writers, 3 stages x {args.epochs} epochs, one "
-            f"request per {args.flush}; mlflow server --workers {args.server_workers}\n"
-            f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-            f"{platform.python_version()}, MLflow {mlflow.__version__}; commit {commit}; "
-            f"{load()}")
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or "unknown"
+    )
+    return (
+        f"record load: {args.writers} writers, 3 stages x {args.epochs} epochs, one "
+        f"request per {args.flush}; mlflow server --workers {args.server_workers}\n"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, MLflow {mlflow.__version__}; commit {commit}; "
+        f"{load()}"
+    )
 
 
 def load() -> str:
@@ -298,19 +359,23 @@ def load() -> str:
 
 
 def table(rows: list[tuple[str, tuple[list[Result], int]]]) -> str:
-    lines = ["| backend | requests | wall s | requests/s | metric values/s | p50 ms | "
-             "p99 ms | runs FINISHED | errors | first error |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backend | requests | wall s | requests/s | metric values/s | p50 ms | "
+        "p99 ms | runs FINISHED | errors | first error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for backend, (results, finished) in rows:
         lat = sorted(x for r in results for x in r.latencies)
         wall = max(r.end for r in results)
         values = sum(r.values for r in results)
         errors = sum(r.errors for r in results)
         first = next((r.first_error for r in results if r.first_error), "")
-        lines.append(f"| {backend} | {len(lat)} | {wall:.1f} | {len(lat) / wall:.0f} | "
-                     f"{values / wall:.0f} | {percentile(lat, 50) * 1e3:.1f} | "
-                     f"{percentile(lat, 99) * 1e3:.1f} | {finished}/{len(results)} | "
-                     f"{errors} | {first[:200]} |")
+        lines.append(
+            f"| {backend} | {len(lat)} | {wall:.1f} | {len(lat) / wall:.0f} | "
+            f"{values / wall:.0f} | {percentile(lat, 50) * 1e3:.1f} | "
+            f"{percentile(lat, 99) * 1e3:.1f} | {finished}/{len(results)} | "
+            f"{errors} | {first[:200]} |"
+        )
     return "\n".join(lines)
 
 

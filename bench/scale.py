@@ -49,6 +49,7 @@ Numbers go to <out>/scale.json. Runs take long on 2 shared cores (seen 2026-12-0
 load: a 1,000-trial harness study 22 min, writing 10,000 synthetic runs 29 min, `resume` of
 them 3 min, `analyze` 25 min): sizes and parts are options. Not a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/'s modules, be
 from machine import Others, fmt_load, load, machine  # noqa: E402
 from measure import HEADER, row  # noqa: E402
 from plain_tune import plain  # noqa: E402
-from studies import (REPO, cli, forget, git_describe, harness, make_data,  # noqa: E402
-                     space_copy, warm_up)
+from studies import REPO, cli, forget, git_describe, harness, make_data, space_copy, warm_up  # noqa: E402
 from synthetic_study import synthesize, synthetic_ready  # noqa: E402
 
 sys.path.insert(0, str(REPO))
@@ -92,29 +92,49 @@ def run_harness(out: Path, data: Path, n: int, slots: int, sampler: str) -> dict
 
 # -- reads -------------------------------------------------------------------------------
 
+
 def timed(out: Path, label: str, args: list[str]) -> dict:
     before = load()
     others = Others()
     r = cli(args, out / f"{label}.log")
     before["others"] = others.share()
     print(f"  {label}: {r['wall_s']:.1f} s ({fmt_load(before)})", flush=True)
-    return {"wall_s": r["wall_s"], "driver": r["driver"], "load": before,
-            "lines": [ln for ln in r["lines"] if ln[1].strip()][:40]}
+    return {
+        "wall_s": r["wall_s"],
+        "driver": r["driver"],
+        "load": before,
+        "lines": [ln for ln in r["lines"] if ln[1].strip()][:40],
+    }
 
 
 def reads(out: Path, storage: Path, name: str, analyze: bool = True) -> dict:
-    res = {"resume": timed(out, f"resume-{name}",
-                           ["resume", "--name", name, "--storage", str(storage)]),
-           "table": timed(out, f"table-{name}",
-                          ["table", "--experiment", name, "--storage", str(storage)])}
+    res = {
+        "resume": timed(
+            out, f"resume-{name}", ["resume", "--name", name, "--storage", str(storage)]
+        ),
+        "table": timed(
+            out, f"table-{name}", ["table", "--experiment", name, "--storage", str(storage)]
+        ),
+    }
     if analyze:
-        res["analyze"] = timed(out, f"analyze-{name}",
-                               ["analyze", "--experiment", name, "--storage", str(storage),
-                                "--out", str(out / f"analysis-{name}")])
+        res["analyze"] = timed(
+            out,
+            f"analyze-{name}",
+            [
+                "analyze",
+                "--experiment",
+                name,
+                "--storage",
+                str(storage),
+                "--out",
+                str(out / f"analysis-{name}"),
+            ],
+        )
     return res
 
 
 # -- per-trial look-ups at each size ---------------------------------------------------------
+
 
 def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
     """What one more trial costs in look-ups at this study's size, in this process: a
@@ -132,8 +152,8 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
 
     from study.plan import plan as plan_mod
     from study.record import read as record
-    from study.search.searcher import open_study, study_name
     from study.record.schema import PARENT, TRIAL_KEY
+    from study.search.searcher import open_study, study_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan_mod.read(str(storage), name)
@@ -158,14 +178,18 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
     out = {"record_read_s": median_s(read, n=1)}
     some_run = next(iter(entries.values())).run_id if entries else None
     out["get_run_s"] = median_s(lambda: client.get_run(some_run)) if some_run else None
-    out["search_key_s"] = median_s(lambda: client.search_runs(
-        [exp], filter_string=f"tags.`{PARENT}` = '{parent}' and "
-                             f"tags.`{TRIAL_KEY}` = '{label}#999999'"))
+    out["search_key_s"] = median_s(
+        lambda: client.search_runs(
+            [exp],
+            filter_string=f"tags.`{PARENT}` = '{parent}' and tags.`{TRIAL_KEY}` = '{label}#999999'",
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "optuna.db"
-        shutil.copy(Path(plan.optuna_storage[len("sqlite:///"):]), db)
-        study = open_study(f"sqlite:///{db}", study_name(name, label), space.sampler_seed,
-                           space.sampler)
+        shutil.copy(Path(plan.optuna_storage[len("sqlite:///") :]), db)
+        study = open_study(
+            f"sqlite:///{db}", study_name(name, label), space.sampler_seed, space.sampler
+        )
         out["optuna_trials"] = len(study.get_trials(deepcopy=False))
 
         def ask_tell() -> None:
@@ -180,21 +204,34 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
 
 # -- the report ------------------------------------------------------------------------------
 
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench-out/scale", help="working folder (kept; each "
-                   "part replaces its own studies)")
-    p.add_argument("--sizes", default="100,1000", help="harness and plain sizes (default "
-                   "100,1000)")
-    p.add_argument("--synthetic", type=int, default=10000, help="trial runs of the synthetic "
-                   "study (default 10000)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--out",
+        default="bench-out/scale",
+        help="working folder (kept; each part replaces its own studies)",
+    )
+    p.add_argument("--sizes", default="100,1000", help="harness and plain sizes (default 100,1000)")
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=10000,
+        help="trial runs of the synthetic study (default 10000)",
+    )
     p.add_argument("--parts", default=",".join(PARTS), help=f"of {','.join(PARTS)}")
     p.add_argument("--slots", type=int, default=2)
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2"),
-                   help="the harness studies' sampler (the space schema has no random one)")
-    p.add_argument("--keep", action="store_true", help="reuse the synthetic study if it "
-                   "exists with that size")
+    p.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=("tpe", "nsga2"),
+        help="the harness studies' sampler (the space schema has no random one)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="reuse the synthetic study if it exists with that size"
+    )
     a = p.parse_args()
     parts = [x for x in a.parts.split(",") if x]
     unknown = sorted(set(parts) - set(PARTS))
@@ -206,8 +243,11 @@ def main() -> None:
     storage = out / "storage"
     data = make_data(out / "data", 40)
     commit = git_describe()
-    print(f"scale bench: {machine()}; code {commit}; parts {parts}, sizes {sizes}, "
-          f"synthetic {a.synthetic}, sampler {a.sampler}", flush=True)
+    print(
+        f"scale bench: {machine()}; code {commit}; parts {parts}, sizes {sizes}, "
+        f"synthetic {a.synthetic}, sampler {a.sampler}",
+        flush=True,
+    )
     report_path = out / "scale.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     report.update({"machine": machine(), "commit": commit, "args": vars(a)})
@@ -224,15 +264,21 @@ def main() -> None:
         if "harness" in parts:
             print(f"harness, {n} instant trials ...", flush=True)
             rows[f"harness-{n}"] = run_harness(out, data, n, a.slots, a.sampler)
-            print(f"  {rows[f'harness-{n}']['overhead_s']:.3f} s per trial slot "
-                  f"({fmt_load(rows[f'harness-{n}']['load'])})", flush=True)
+            print(
+                f"  {rows[f'harness-{n}']['overhead_s']:.3f} s per trial slot "
+                f"({fmt_load(rows[f'harness-{n}']['load'])})",
+                flush=True,
+            )
             save()
         if "plain" in parts:
             for searcher, tag in (("none", "plain"), ("optuna", "plain+optuna")):
                 print(f"{tag}, {n} instant trials ...", flush=True)
                 rows[f"{tag}-{n}"] = plain(out, n, a.slots, 0.0, searcher, f"{tag}-{n}")
-                print(f"  {rows[f'{tag}-{n}']['overhead_s']:.3f} s per trial slot "
-                      f"({fmt_load(rows[f'{tag}-{n}']['load'])})", flush=True)
+                print(
+                    f"  {rows[f'{tag}-{n}']['overhead_s']:.3f} s per trial slot "
+                    f"({fmt_load(rows[f'{tag}-{n}']['load'])})",
+                    flush=True,
+                )
                 save()
     largest = f"scale-{max(sizes)}" if sizes else None
     if "resume" in parts and largest and (storage / largest / "study.json").is_file():
@@ -279,32 +325,42 @@ def print_report(report: dict) -> None:
                 a, b = runs.get(f"{tag}-{lo}"), runs.get(f"{tag}-{hi}")
                 if a and b:
                     marginal = (b["driver"]["cpu_s"] - a["driver"]["cpu_s"]) / (hi - lo)
-                    print(f"{tag}: {lo} -> {hi} trials: overhead {a['overhead_s']:.3f} -> "
-                          f"{b['overhead_s']:.3f} s per slot; driver CPU {marginal:.3f} s per "
-                          f"added trial; peak RSS {a['driver']['maxrss_mb']:.0f} -> "
-                          f"{b['driver']['maxrss_mb']:.0f} MB, private at exit "
-                          f"{a['driver'].get('RssAnon_mb', 0):.0f} -> "
-                          f"{b['driver'].get('RssAnon_mb', 0):.0f} MB")
+                    print(
+                        f"{tag}: {lo} -> {hi} trials: overhead {a['overhead_s']:.3f} -> "
+                        f"{b['overhead_s']:.3f} s per slot; driver CPU {marginal:.3f} s per "
+                        f"added trial; peak RSS {a['driver']['maxrss_mb']:.0f} -> "
+                        f"{b['driver']['maxrss_mb']:.0f} MB, private at exit "
+                        f"{a['driver'].get('RssAnon_mb', 0):.0f} -> "
+                        f"{b['driver'].get('RssAnon_mb', 0):.0f} MB"
+                    )
     if "synthetic" in report:
         s = report["synthetic"]
-        print(f"\nsynthetic study: {s['runs']} runs written in {s['write_s']:.0f} s "
-              f"({1000 * s['write_s'] / s['runs']:.0f} ms per run)")
+        print(
+            f"\nsynthetic study: {s['runs']} runs written in {s['write_s']:.0f} s "
+            f"({1000 * s['write_s'] / s['runs']:.0f} ms per run)"
+        )
     if report.get("lookups"):
-        print("\nlook-ups by study size (median s): get_run of a known run (a retry's, per "
-              "run it replaces), search by key (no trial makes it now), record.read (the "
-              "driver's, per session), Optuna ask+tell:")
+        print(
+            "\nlook-ups by study size (median s): get_run of a known run (a retry's, per "
+            "run it replaces), search by key (no trial makes it now), record.read (the "
+            "driver's, per session), Optuna ask+tell:"
+        )
         for study, r in report["lookups"].items():
             get_run = "-" if r.get("get_run_s") is None else f"{r['get_run_s']:.4f}"
-            print(f"  {study}: get_run {get_run}, search {r['search_key_s']:.4f}, "
-                  f"record.read {r['record_read_s']:.2f}, ask+tell "
-                  f"{r['optuna_ask_tell_s']:.4f} "
-                  f"({r['optuna_trials']} Optuna trials)")
+            print(
+                f"  {study}: get_run {get_run}, search {r['search_key_s']:.4f}, "
+                f"record.read {r['record_read_s']:.2f}, ask+tell "
+                f"{r['optuna_ask_tell_s']:.4f} "
+                f"({r['optuna_trials']} Optuna trials)"
+            )
     for study, res in report.get("reads", {}).items():
         print(f"\nreads over {study}:")
         for what, r in res.items():
-            print(f"  {what}: {r['wall_s']:.1f} s, driver CPU {r['driver'].get('cpu_s', 0):.1f}"
-                  f" s, peak RSS {r['driver'].get('maxrss_mb', 0):.0f} MB "
-                  f"({fmt_load(r['load'])})")
+            print(
+                f"  {what}: {r['wall_s']:.1f} s, driver CPU {r['driver'].get('cpu_s', 0):.1f}"
+                f" s, peak RSS {r['driver'].get('maxrss_mb', 0):.0f} MB "
+                f"({fmt_load(r['load'])})"
+            )
 
 
 if __name__ == "__main__":

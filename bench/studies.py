@@ -4,6 +4,7 @@ The harness study is `fsvae-study run --space smoke-search --num-samples N --max
 2 --set vae_epochs=1 --set classifier_epochs=1` on generated data; bench/overhead.py's
 docstring says why its backbone is warmed first and what a trial then does.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,14 +46,14 @@ sys.exit(main())
 
 def git_describe() -> str:
     """The checkout's commit, `-dirty` when it has changes: the code a row measured."""
-    return subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def env(**extra: str) -> dict:
     e = dict(os.environ)
-    e.update({"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-              "PYTHONUNBUFFERED": "1"})
+    e.update({"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"})
     e.update(extra)
     return e
 
@@ -68,8 +69,14 @@ def cli(args: list[str], log: Path, environ: dict | None = None, check: bool = T
     start, t0 = time.time(), time.perf_counter()
     lines = []
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=REPO, env=e,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, *args],
+            cwd=REPO,
+            env=e,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for line in proc.stdout:
             t = time.perf_counter() - t0
             lines.append((round(t, 3), line.rstrip("\n")))
@@ -79,8 +86,14 @@ def cli(args: list[str], log: Path, environ: dict | None = None, check: bool = T
     if check and rc != 0:
         sys.exit(f"bench: `fsvae-study {' '.join(args)}` failed (exit {rc}); see {log}")
     driver = json.loads(stats.read_text()) if stats.is_file() else {}
-    return {"wall_s": wall, "start": start, "end": time.time(), "rc": rc, "driver": driver,
-            "lines": lines}
+    return {
+        "wall_s": wall,
+        "start": start,
+        "end": time.time(),
+        "rc": rc,
+        "driver": driver,
+        "lines": lines,
+    }
 
 
 def make_data(folder: Path, per_class: int) -> Path:
@@ -107,24 +120,54 @@ def study_trials(storage: Path, name: str) -> list[dict]:
 
     client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
     exp = client.get_experiment_by_name(name)
-    runs = client.search_runs([exp.experiment_id], "tags.`fsvae.role` = 'trial' and "
-                              "attributes.status = 'FINISHED'", max_results=50000)
-    return sorted(({"start": r.info.start_time / 1000, "end": r.info.end_time / 1000,
-                    "compute": r.data.metrics["time_total_s"],
-                    "key": r.data.tags.get("fsvae.trial_key")} for r in runs),
-                  key=lambda t: t["start"])
+    runs = client.search_runs(
+        [exp.experiment_id],
+        "tags.`fsvae.role` = 'trial' and attributes.status = 'FINISHED'",
+        max_results=50000,
+    )
+    return sorted(
+        (
+            {
+                "start": r.info.start_time / 1000,
+                "end": r.info.end_time / 1000,
+                "compute": r.data.metrics["time_total_s"],
+                "key": r.data.tags.get("fsvae.trial_key"),
+            }
+            for r in runs
+        ),
+        key=lambda t: t["start"],
+    )
 
 
-def harness(out: Path, data: Path, n: int, slots: int, trial: str, name: str,
-            extra: list[str] | None = None) -> dict:
+def harness(
+    out: Path, data: Path, n: int, slots: int, trial: str, name: str, extra: list[str] | None = None
+) -> dict:
     """Runs the harness study `name` (N trials) under out/storage; returns its figures."""
     storage = out / "storage"
     environ = env(FSVAE_BENCH_TRIAL=trial) if trial != "real" else env()
     before = load()
     others = Others()
-    run = cli(["run", "--space", SPACE, "--data", str(data), "--storage", str(storage),
-               "--name", name, "--num-samples", str(n), "--max-concurrent", str(slots),
-               *EPOCHS, *(extra or [])], out / f"{name}.log", environ)
+    run = cli(
+        [
+            "run",
+            "--space",
+            SPACE,
+            "--data",
+            str(data),
+            "--storage",
+            str(storage),
+            "--name",
+            name,
+            "--num-samples",
+            str(n),
+            "--max-concurrent",
+            str(slots),
+            *EPOCHS,
+            *(extra or []),
+        ],
+        out / f"{name}.log",
+        environ,
+    )
     before["others"] = others.share()
     trials = study_trials(storage, name)
     if len(trials) != n:
@@ -132,10 +175,17 @@ def harness(out: Path, data: Path, n: int, slots: int, trial: str, name: str,
     m = measure(trials, slots)
     first = min(t["start"] for t in trials)
     last = max(t["end"] for t in trials)
-    return {**m, "load": before, "wall_s": run["wall_s"], "startup_s": first - run["start"],
-            "shutdown_s": run["end"] - last, "driver": run["driver"],
-            "driver_cpu_s_per_trial": run["driver"].get("cpu_s", float("nan")) / n,
-            "deciles": by_decile(trials, slots), "compute_list": [t["compute"] for t in trials]}
+    return {
+        **m,
+        "load": before,
+        "wall_s": run["wall_s"],
+        "startup_s": first - run["start"],
+        "shutdown_s": run["end"] - last,
+        "driver": run["driver"],
+        "driver_cpu_s_per_trial": run["driver"].get("cpu_s", float("nan")) / n,
+        "deciles": by_decile(trials, slots),
+        "compute_list": [t["compute"] for t in trials],
+    }
 
 
 def warm_up(out: Path, data: Path, slots: int, trial: str = "real") -> None:
@@ -143,9 +193,26 @@ def warm_up(out: Path, data: Path, slots: int, trial: str = "real") -> None:
     trials as `trial` says, its backbone built by study/driver/prebuild.py either way)."""
     storage = out / "storage"
     environ = env(FSVAE_BENCH_TRIAL=trial) if trial != "real" else env()
-    cli(["run", "--space", str(space_copy(out, seed=1)), "--data", str(data),
-         "--storage", str(storage), "--name", "warm-up", "--num-samples", "2",
-         "--max-concurrent", str(slots), *EPOCHS], out / "warm-up.log", environ)
+    cli(
+        [
+            "run",
+            "--space",
+            str(space_copy(out, seed=1)),
+            "--data",
+            str(data),
+            "--storage",
+            str(storage),
+            "--name",
+            "warm-up",
+            "--num-samples",
+            "2",
+            "--max-concurrent",
+            str(slots),
+            *EPOCHS,
+        ],
+        out / "warm-up.log",
+        environ,
+    )
 
 
 def forget(storage: Path, name: str) -> None:

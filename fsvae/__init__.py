@@ -3,4 +3,5 @@ Imbalance Problem", as code: data and GFSL split, backbone -> beta-VAE -> classi
 
 Imports torch and torchvision only; Ray, Optuna and MLflow live in `study`.
 """
+
 __version__ = "0.1.0"

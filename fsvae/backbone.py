@@ -6,21 +6,24 @@ validation `selection_metric` (paper: acc) is kept. On CUDA: bf16 autocast, chan
 the whole uint8 image tensor on the GPU, optional torch.compile.
 `fit` is the whole stage as the stage cache keeps it; `save` and `restore` its entry.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fsvae import metrics, sampler, transforms
-from fsvae.errors import BackboneError  # noqa: F401  (re-exported)
-from fsvae.errors import NonFiniteLoss
+from fsvae.errors import (
+    BackboneError,  # noqa: F401  (re-exported)
+    NonFiniteLoss,
+)
 
 
 class Backbone(nn.Module):
@@ -44,8 +47,10 @@ def build(name: str, weights: str, num_classes: int) -> Backbone:
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
-        raise BackboneError(f"backbone {name!r} is not a torchvision classification model "
-                            f"(e.g. resnet50, resnet18, convnext_tiny)")
+        raise BackboneError(
+            f"backbone {name!r} is not a torchvision classification model "
+            f"(e.g. resnet50, resnet18, convnext_tiny)"
+        )
     if weights == "imagenet":
         model = _imagenet(name)
     else:
@@ -77,26 +82,33 @@ def _imagenet(name: str) -> nn.Module:
 
 def _load_checkpoint(model: nn.Module, path: Path, name: str) -> None:
     if not path.is_file():
-        raise BackboneError(f"backbone_weights={str(path)!r}: no such file; expected imagenet, "
-                            f"none, or a path to a checkpoint (a state_dict)")
+        raise BackboneError(
+            f"backbone_weights={str(path)!r}: no such file; expected imagenet, "
+            f"none, or a path to a checkpoint (a state_dict)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BackboneError(f"backbone_weights={str(path)!r}: not a loadable torch "
-                            f"checkpoint ({type(e).__name__}: {e})") from None
+        raise BackboneError(
+            f"backbone_weights={str(path)!r}: not a loadable torch "
+            f"checkpoint ({type(e).__name__}: {e})"
+        ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict):
-        raise BackboneError(f"backbone_weights={str(path)!r}: expected a state_dict, "
-                            f"got {type(state).__name__}")
+        raise BackboneError(
+            f"backbone_weights={str(path)!r}: expected a state_dict, got {type(state).__name__}"
+        )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     trunk_keys = [k for k in own if not _is_head_key(k)]
     if not any(k in usable for k in trunk_keys):
-        raise BackboneError(f"backbone_weights={str(path)!r}: no parameter matches a {name}; "
-                            f"is it a checkpoint of another architecture?")
+        raise BackboneError(
+            f"backbone_weights={str(path)!r}: no parameter matches a {name}; "
+            f"is it a checkpoint of another architecture?"
+        )
     model.load_state_dict(usable, strict=False)
 
 
@@ -128,33 +140,67 @@ def settings(config: dict, device: torch.device) -> dict:
     prec = config["precision"]
     bf16 = (prec == "bf16") or (prec == "auto" and cuda)
     cl = config["channels_last"]
-    return {"bf16": bf16, "channels_last": cl == "on" or (cl == "auto" and cuda),
-            "compile": bool(config["compile"])}
+    return {
+        "bf16": bf16,
+        "channels_last": cl == "on" or (cl == "auto" and cuda),
+        "compile": bool(config["compile"]),
+    }
 
 
-def fit(images: torch.Tensor, labels: torch.Tensor, rows: dict[str, torch.Tensor],
-        minority: list[int], classes: list[str], config: dict, oversample: int,
-        device: torch.device, progress: Callable[[dict], None]) -> dict:
+def fit(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    rows: dict[str, torch.Tensor],
+    minority: list[int],
+    classes: list[str],
+    config: dict,
+    oversample: int,
+    device: torch.device,
+    progress: Callable[[dict], None],
+) -> dict:
     """The whole stage, as the stage cache keeps it: a backbone built from `config`,
     fine-tuned on images[rows["train"]] (rows["val"] picks the epoch), and the features and
     logits of every split in `rows`. Returns {"state", "features", "history"}, where
     features[split] = {"x", "y", "logits"}."""
     torch.manual_seed(config["seed"])  # the new head's (and an untrained trunk's) weights
     model = build(config["backbone"], config["backbone_weights"], len(classes))
-    model, history = train(model, images, labels, rows["train"], rows["val"], minority,
-                           classes, config, oversample, device, progress)
+    model, history = train(
+        model,
+        images,
+        labels,
+        rows["train"],
+        rows["val"],
+        minority,
+        classes,
+        config,
+        oversample,
+        device,
+        progress,
+    )
     features = {}
     for split, idx in rows.items():
         x, logits = extract(model, images, idx, config, device)
         features[split] = {"x": x, "y": labels[idx], "logits": logits}
-    return {"state": {k: v.cpu() for k, v in model.state_dict().items()},
-            "features": features, "history": history}
+    return {
+        "state": {k: v.cpu() for k, v in model.state_dict().items()},
+        "features": features,
+        "history": history,
+    }
 
 
-def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
-          train_idx: torch.Tensor, val_idx: torch.Tensor, minority: list[int],
-          classes: list[str], config: dict, oversample: int, device: torch.device,
-          progress: Callable[[dict], None]) -> tuple[Backbone, list[dict]]:
+def train(
+    model: Backbone,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    train_idx: torch.Tensor,
+    val_idx: torch.Tensor,
+    minority: list[int],
+    classes: list[str],
+    config: dict,
+    oversample: int,
+    device: torch.device,
+    progress: Callable[[dict], None],
+) -> tuple[Backbone, list[dict]]:
     """Fine-tunes `model`; returns it at the best epoch and the per-epoch history.
 
     `oversample`: times each minority training image appears per epoch (1 = plain).
@@ -171,10 +217,15 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
     n = len(order)
     steps_per_epoch = math.ceil(n / bs) - (1 if n % bs == 1 and n > bs else 0)
     total = steps_per_epoch * config["backbone_epochs"]
-    opt = torch.optim.SGD(model.parameters(), lr=config["backbone_lr"],
-                          momentum=config["backbone_momentum"],
-                          weight_decay=config["backbone_weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=config["backbone_lr"],
+        momentum=config["backbone_momentum"],
+        weight_decay=config["backbone_weight_decay"],
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total))
+    )
     gen = torch.Generator(device=device).manual_seed(config["seed"])
     best, best_score, history = None, -1.0, []
     for epoch in range(config["backbone_epochs"]):
@@ -185,7 +236,7 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
         correct = torch.zeros((), device=device)
         seen = 0
         for s in range(steps_per_epoch):
-            idx = perm[s * bs:(s + 1) * bs]
+            idx = perm[s * bs : (s + 1) * bs]
             x = transforms.train_batch(images[idx], config["image_size"], gen, config["augment"])
             x = x.contiguous(memory_format=mem)
             y = labels[idx]
@@ -205,10 +256,17 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
             raise NonFiniteLoss(f"backbone training loss is {train_loss} at epoch {epoch}")
         _, val_logits = extract(model, images, val_idx, config, device)
         val, _ = metrics.compute(labels[val_idx].cpu(), val_logits.argmax(1), minority, classes)
-        row = {"stage": "backbone", "epoch": epoch, "train_loss": train_loss,
-               "train_acc": (correct / seen).item(), "val_acc": val["acc"],
-               "val_acc_h": val["acc_h"], "lr": sched.get_last_lr()[0],
-               "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0}
+        row = {
+            "stage": "backbone",
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": (correct / seen).item(),
+            "val_acc": val["acc"],
+            "val_acc_h": val["acc_h"],
+            "lr": sched.get_last_lr()[0],
+            "images_per_s": seen / train_seconds,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         progress(row)
         score = val[config["selection_metric"]]
@@ -222,8 +280,9 @@ def train(model: Backbone, images: torch.Tensor, labels: torch.Tensor,
 
 
 @torch.no_grad()
-def extract(model: Backbone, images: torch.Tensor, idx: torch.Tensor, config: dict,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def extract(
+    model: Backbone, images: torch.Tensor, idx: torch.Tensor, config: dict, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features and logits (float32, CPU) of images[idx], centre-cropped."""
     opts = settings(config, device)
     mem = torch.channels_last if opts["channels_last"] else torch.contiguous_format
@@ -233,11 +292,11 @@ def extract(model: Backbone, images: torch.Tensor, idx: torch.Tensor, config: di
     bs = max(256, config["backbone_batch_size"] * 2)
     idx = idx.to(images.device)
     for s in range(0, len(idx), bs):
-        x = transforms.eval_batch(images[idx[s:s + bs]].to(device), config["image_size"])
+        x = transforms.eval_batch(images[idx[s : s + bs]].to(device), config["image_size"])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts["bf16"]):
-            f, l = model(x.contiguous(memory_format=mem))
+            f, out = model(x.contiguous(memory_format=mem))
         feats.append(f.float())
-        logits.append(l.float())
+        logits.append(out.float())
     model.train(was_training)
     return torch.cat(feats).cpu(), torch.cat(logits).cpu()
 
@@ -252,6 +311,8 @@ def save(stage: dict, folder: Path) -> None:
 def restore(folder: Path) -> dict:
     """A cache entry back as fit()'s output; the weights stay on disk ("state": None): the
     later stages only need the features."""
-    return {"state": None,
-            "features": torch.load(folder / "features.pt", weights_only=True),
-            "history": json.loads((folder / "history.json").read_text())}
+    return {
+        "state": None,
+        "features": torch.load(folder / "features.pt", weights_only=True),
+        "history": json.loads((folder / "history.json").read_text()),
+    }

@@ -23,6 +23,7 @@ or a hand edit) is repaired: under the lock, if it still cannot be read, it is r
 `.bad-<key>-...` (readers that already opened it keep their files), deleted, and rebuilt as
 in 4. The rebuild's info carries "repaired": the read error, and its entry.json keeps it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,8 +34,9 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -68,8 +70,10 @@ def source_modules(*modules: str) -> set[str]:
 def _source_file(name: str) -> Path:
     path = Path(fsvae.__file__).parent / f"{name}.py"
     if not path.is_file():
-        raise ValueError(f"fsvae module {name!r}: no file {path}; expected the name of a "
-                         f"module in the fsvae package, e.g. 'backbone'")
+        raise ValueError(
+            f"fsvae module {name!r}: no file {path}; expected the name of a "
+            f"module in the fsvae package, e.g. 'backbone'"
+        )
     return path
 
 
@@ -91,8 +95,11 @@ def _imports(name: str) -> set[str]:
             continue
         for full in dotted:
             parts = full.split(".")
-            if parts[0] == "fsvae" and len(parts) > 1 and \
-                    (Path(fsvae.__file__).parent / f"{parts[1]}.py").is_file():
+            if (
+                parts[0] == "fsvae"
+                and len(parts) > 1
+                and (Path(fsvae.__file__).parent / f"{parts[1]}.py").is_file()
+            ):
                 found.add(parts[1])
     return found
 
@@ -108,8 +115,12 @@ def library_versions() -> dict[str, str]:
 
 
 def make_key(parts: dict[str, Any]) -> str:
-    blob = json.dumps({**parts, "libraries": library_versions()}, sort_keys=True,
-                      default=str, separators=(",", ":"))
+    blob = json.dumps(
+        {**parts, "libraries": library_versions()},
+        sort_keys=True,
+        default=str,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -122,9 +133,14 @@ class StageCache:
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def get_or_build(self, stage: str, parts: dict[str, Any], compute: Callable[[], Any],
-                     save: Callable[[Any, Path], None], restore: Callable[[Path], Any]
-                     ) -> tuple[Any, dict]:
+    def get_or_build(
+        self,
+        stage: str,
+        parts: dict[str, Any],
+        compute: Callable[[], Any],
+        save: Callable[[Any, Path], None],
+        restore: Callable[[Path], Any],
+    ) -> tuple[Any, dict]:
         """Returns (value, info) with info = {"key", "hit", "waited_s", "build_s"}, plus
         "repaired" (the read error) when an unreadable entry was rebuilt."""
         key = make_key(parts)
@@ -165,10 +181,16 @@ class StageCache:
             try:
                 save(value, tmp)
                 info["build_s"] = time.perf_counter() - t1
-                meta = {"stage": stage, "key": key, "parts": parts,
-                        "libraries": library_versions(),
-                        "host": socket.gethostname(), "pid": os.getpid(),
-                        "created": time.time(), "build_s": info["build_s"]}
+                meta = {
+                    "stage": stage,
+                    "key": key,
+                    "parts": parts,
+                    "libraries": library_versions(),
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "created": time.time(),
+                    "build_s": info["build_s"],
+                }
                 if "repaired" in info:
                     meta["replaced_unreadable"] = info["repaired"]
                 (tmp / "entry.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -187,8 +209,10 @@ class StageCache:
         bad = final.parent / f".bad-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(final, bad)
         shutil.rmtree(bad, ignore_errors=True)
-        self.log(f"cache: {stage} {final.name[:12]} could not be read ({reason}); "
-                 f"discarded it, rebuilding")
+        self.log(
+            f"cache: {stage} {final.name[:12]} could not be read ({reason}); "
+            f"discarded it, rebuilding"
+        )
 
 
 def entries(root: str | Path) -> list[dict[str, Any]]:
@@ -201,8 +225,13 @@ def entries(root: str | Path) -> list[dict[str, Any]]:
         for path in sorted(stage_dir.iterdir()):
             if not path.is_dir():
                 continue  # .lock files
-            state = "building" if path.name.startswith(".tmp-") else \
-                None if path.name.startswith(".") else "complete"
+            state = (
+                "building"
+                if path.name.startswith(".tmp-")
+                else None
+                if path.name.startswith(".")
+                else "complete"
+            )
             if state is None:
                 continue  # .bad-/.removed- folders being deleted right now
             meta = {}
@@ -212,10 +241,18 @@ def entries(root: str | Path) -> list[dict[str, Any]]:
                 pass
             files = [f for f in path.rglob("*") if f.is_file()]
             key = path.name if state == "complete" else path.name.split("-")[1]
-            out.append({"stage": stage_dir.name, "key": key, "state": state, "path": str(path),
-                        "bytes": sum(f.stat().st_size for f in files),
-                        "created": meta.get("created", path.stat().st_mtime),
-                        "build_s": meta.get("build_s"), "parts": meta.get("parts", {})})
+            out.append(
+                {
+                    "stage": stage_dir.name,
+                    "key": key,
+                    "state": state,
+                    "path": str(path),
+                    "bytes": sum(f.stat().st_size for f in files),
+                    "created": meta.get("created", path.stat().st_mtime),
+                    "build_s": meta.get("build_s"),
+                    "parts": meta.get("parts", {}),
+                }
+            )
     return out
 
 
@@ -224,21 +261,29 @@ def remove(root: str | Path, key_prefix: str) -> dict[str, Any]:
     (so never an entry being built). Returns its entries() row. ValueError when the prefix
     matches no entry or several; TimeoutError when the key is being built. A trial that has
     already opened the entry keeps its open files; one that reads it afterwards rebuilds it."""
-    found = [e for e in entries(root) if e["state"] == "complete"
-             and e["key"].startswith(key_prefix)]
+    found = [
+        e for e in entries(root) if e["state"] == "complete" and e["key"].startswith(key_prefix)
+    ]
     if len(found) != 1:
         which = ", ".join(f"{e['stage']}/{e['key'][:12]}" for e in found)
-        raise ValueError(f"cache key {key_prefix!r} matches {len(found)} entries"
-                         + (f" ({which}); give more of the key" if found else
-                            f" in {Path(root).resolve()}; `fsvae-study cache` lists them"))
+        raise ValueError(
+            f"cache key {key_prefix!r} matches {len(found)} entries"
+            + (
+                f" ({which}); give more of the key"
+                if found
+                else f" in {Path(root).resolve()}; `fsvae-study cache` lists them"
+            )
+        )
     entry = found[0]
     final = Path(entry["path"])
     lock = FileLock(str(final.parent / f"{final.name}.lock"))
     try:
         lock.acquire(timeout=1)
     except Timeout:
-        raise TimeoutError(f"{entry['stage']} {entry['key'][:12]} is being built by a trial "
-                           f"now; try again when it is done") from None
+        raise TimeoutError(
+            f"{entry['stage']} {entry['key'][:12]} is being built by a trial "
+            f"now; try again when it is done"
+        ) from None
     try:
         gone = final.parent / f".removed-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(final, gone)

@@ -16,19 +16,20 @@ x is the min-max-scaled feature (the VAE's input) for every method, so they diff
 what the table says. Val/test rows: z = mu (`z_test=mean`, CADA-VAE) or one seeded sample;
 `noise` uses x itself (the noise's mean).
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fsvae import metrics, sampler
-from fsvae.errors import NonFiniteLoss
 from fsvae.config import RESAMPLING_METHODS
+from fsvae.errors import NonFiniteLoss
 from fsvae.vae import BetaVAE
 
 
@@ -59,8 +60,7 @@ class Head(nn.Module):
 class Inputs:
     """Builds the classifier's input rows for one method."""
 
-    def __init__(self, method: str, vae: BetaVAE | None, config: dict,
-                 generator: torch.Generator):
+    def __init__(self, method: str, vae: BetaVAE | None, config: dict, generator: torch.Generator):
         self.method, self.vae, self.config, self.gen = method, vae, config, generator
 
     def dim(self, x_dim: int) -> int:
@@ -96,10 +96,15 @@ class Inputs:
         return x
 
 
-def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[int],
-          classes: list[str], config: dict, vae: BetaVAE | None, device: torch.device,
-          progress: Callable[[dict], None]
-          ) -> tuple[dict[str, torch.Tensor], list[dict], Head]:
+def train(
+    feats: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    minority: list[int],
+    classes: list[str],
+    config: dict,
+    vae: BetaVAE | None,
+    device: torch.device,
+    progress: Callable[[dict], None],
+) -> tuple[dict[str, torch.Tensor], list[dict], Head]:
     """feats: split -> (scaled x, labels). Returns the val/test predictions of the best
     epoch, the epochs' history, and the head of the best epoch (on the CPU)."""
     method, k = config["method"], len(classes)
@@ -109,9 +114,12 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
     evals = {s: (feats[s][0].to(device), feats[s][1]) for s in ("val", "test")}
     inputs = Inputs(method, vae, config, gen)
     head = Head(inputs.dim(x_tr.shape[1]), k).to(device)
-    opt = torch.optim.SGD(head.fc.parameters(), lr=config["classifier_lr"],
-                          momentum=config["classifier_momentum"],
-                          weight_decay=config["classifier_weight_decay"])
+    opt = torch.optim.SGD(
+        head.fc.parameters(),
+        lr=config["classifier_lr"],
+        momentum=config["classifier_momentum"],
+        weight_decay=config["classifier_weight_decay"],
+    )
     factor = config["sampling_factor"] if method in RESAMPLING_METHODS else 1
     rows = sampler.repeat_minority(y_tr, minority, factor)
     counts = class_counts(y_tr, k).to(device)
@@ -130,7 +138,7 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
         perm = torch.randperm(len(rows), generator=gen, device=device)
         sums = torch.zeros(2, device=device)
         for s in range(0, len(rows), bs):
-            idx = perm[s:s + bs]
+            idx = perm[s : s + bs]
             logits = head.fc(x_epoch[idx])
             if train_shift is not None:
                 logits = logits + train_shift
@@ -138,17 +146,24 @@ def train(feats: dict[str, tuple[torch.Tensor, torch.Tensor]], minority: list[in
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sums += torch.stack([loss.detach() * len(idx),
-                                 (logits.argmax(1) == y_epoch[idx]).sum().float()])
+            sums += torch.stack(
+                [loss.detach() * len(idx), (logits.argmax(1) == y_epoch[idx]).sum().float()]
+            )
         with torch.no_grad():
             preds = {s: head(x).argmax(1).cpu() for s, x in eval_x.items()}
         train_loss, train_acc = (sums / len(rows)).tolist()
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"classifier loss is {train_loss} at epoch {epoch}")
         val, _ = metrics.compute(evals["val"][1], preds["val"], minority, classes)
-        row = {"stage": "classifier", "epoch": epoch, "train_loss": train_loss,
-               "train_acc": train_acc, "val_acc": val["acc"], "val_acc_h": val["acc_h"],
-               "seconds": time.perf_counter() - t0}
+        row = {
+            "stage": "classifier",
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_acc": val["acc"],
+            "val_acc_h": val["acc_h"],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         progress(row)
         score = val[config["selection_metric"]]

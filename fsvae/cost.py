@@ -10,10 +10,12 @@ study's cluster time from a smaller run (docs/studies.md#what-a-study-costs).
   the trial's start through /proc/self/clear_refs; where that cannot be reset, the peak
   since the process began, which a reused worker may have reached in an earlier trial).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -39,11 +41,15 @@ class Meter:
         return value
 
     def summary(self) -> dict[str, float]:
-        return {"wall_s": time.perf_counter() - self.t0,
-                "cpu_s": time.process_time() - self.cpu0, "gpu_s": self.gpu_s,
-                "gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20
-                if self.cuda else 0.0,
-                "host_peak_mb": _host_peak_mb()}
+        return {
+            "wall_s": time.perf_counter() - self.t0,
+            "cpu_s": time.process_time() - self.cpu0,
+            "gpu_s": self.gpu_s,
+            "gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20
+            if self.cuda
+            else 0.0,
+            "host_peak_mb": _host_peak_mb(),
+        }
 
 
 def _reset_host_peak() -> None:

@@ -19,6 +19,7 @@ Usable images are kept as one uint8 tensor (N, 3, S, S): shorter side resized to
 square crop. Decoding once and reusing the tensor across epochs and trials is what keeps a
 GPU fed: decoding JPEGs every epoch is CPU-bound (docs/development.md#benchmarks).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,16 +35,31 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: a study's driver, which
-    import torch   # only checks the data's layout and fingerprint, never loads it (~1-2 s)
+    import torch  # only checks the data's layout and fingerprint, never loads it (~1-2 s)
 
 from fsvae.errors import DataError  # noqa: F401  (re-exported)
+
 # The lists, read apart from the images; re-exported, as callers use fsvae.data.<name>.
-from fsvae.layout import (SPLITS, Listed, content_fingerprint, detect_layout,  # noqa: F401
-                          fingerprint, inside, list_files)
+from fsvae.layout import (  # noqa: F401
+    SPLITS,
+    Listed,
+    content_fingerprint,
+    detect_layout,
+    fingerprint,
+    inside,
+    list_files,
+)
 
 SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}  # which copy of a leaked duplicate stays
-SKIPPED = ("missing", "outside_root", "not_image", "unreadable", "duplicate",
-           "duplicate_across_splits", "label_conflict")
+SKIPPED = (
+    "missing",
+    "outside_root",
+    "not_image",
+    "unreadable",
+    "duplicate",
+    "duplicate_across_splits",
+    "label_conflict",
+)
 NOTED = ("odd_extension", "non_ascii_name")
 USUAL_EXTENSIONS = (".jpg", ".jpeg", ".png")  # real copies mix these: not worth a report row
 Image.MAX_IMAGE_PIXELS = 200_000_000  # larger is a decompression bomb: reported unreadable
@@ -75,12 +91,14 @@ class Dataset:
     def indices(self, split: str) -> torch.Tensor:
         import torch
 
-        return torch.tensor([i for i, s in enumerate(self.split_of) if s == split],
-                            dtype=torch.long)
+        return torch.tensor(
+            [i for i, s in enumerate(self.split_of) if s == split], dtype=torch.long
+        )
 
 
-def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 0,
-         log=print) -> Dataset:
+def load(
+    root: str | Path, load_size: int, layout: str = "auto", workers: int = 0, log=print
+) -> Dataset:
     """Reads, checks, de-duplicates and decodes every listed image. See module docstring."""
     root = Path(root).resolve()
     layout = detect_layout(root) if layout == "auto" else layout
@@ -89,8 +107,15 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
 
     def problem(item: Listed, kind: str, detail: str) -> None:
         action = "kept" if kind in NOTED else ("refused" if kind == "outside_root" else "skipped")
-        problems.append({"file": item.rel, "split": item.split, "problem": kind,
-                         "detail": detail, "action": action})
+        problems.append(
+            {
+                "file": item.rel,
+                "split": item.split,
+                "problem": kind,
+                "detail": detail,
+                "action": action,
+            }
+        )
 
     candidates: list[tuple[Listed, Path]] = []
     noted: list[list[dict]] = []  # per candidate, its rows of NOTED kinds
@@ -148,11 +173,15 @@ def load(root: str | Path, load_size: int, layout: str = "auto", workers: int = 
     import torch
 
     return Dataset(
-        root=str(root), layout=layout, classes=classes,
+        root=str(root),
+        layout=layout,
+        classes=classes,
         paths=[candidates[i][0].rel for i in usable],
         labels=torch.tensor([index[candidates[i][0].label] for i in usable], dtype=torch.long),
         split_of=[candidates[i][0].split for i in usable],
-        pixels=torch.from_numpy(images), content_hash=content.hexdigest(), report=report,
+        pixels=torch.from_numpy(images),
+        content_hash=content.hexdigest(),
+        report=report,
     )
 
 
@@ -173,8 +202,10 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
 def save(ds: Dataset, folder: Path) -> None:
     """Writes a Dataset as images.npy + meta.json (the data stage's cache entry)."""
     np.save(folder / "images.npy", ds.images.numpy())
-    meta = {k: getattr(ds, k) for k in ("root", "layout", "classes", "paths", "split_of",
-                                         "content_hash", "report")}
+    meta = {
+        k: getattr(ds, k)
+        for k in ("root", "layout", "classes", "paths", "split_of", "content_hash", "report")
+    }
     meta["labels"] = ds.labels.tolist()
     (folder / "meta.json").write_text(json.dumps(meta))
 
@@ -188,8 +219,9 @@ def restore(folder: Path) -> Dataset:
     # so that a damaged entry is found while the cache can still rebuild it.
     shape = np.load(folder / "images.npy", mmap_mode="r").shape
     if shape[0] != len(labels):
-        raise ValueError(f"{folder / 'images.npy'} holds {shape[0]} images for "
-                         f"{len(labels)} labels")
+        raise ValueError(
+            f"{folder / 'images.npy'} holds {shape[0]} images for {len(labels)} labels"
+        )
     return Dataset(labels=labels, pixels_file=str(folder / "images.npy"), **meta)
 
 
@@ -214,6 +246,7 @@ def summary_line(report: dict) -> str:
 
 
 # -- internals ------------------------------------------------------------------------------
+
 
 def _copies(decoded: list, keep: list[bool]) -> list[list[int]]:
     """Groups (two or more, in listing order) of decoded files with identical bytes."""
@@ -248,8 +281,13 @@ def _copies_to_skip(group: list[int], items: list[Listed]) -> list[tuple[int, st
         if other.split == item.split:
             skipped.append((i, "duplicate", f"{same} as {other.rel}"))
         else:
-            skipped.append((i, "duplicate_across_splits",
-                            f"{same} as {other.rel} in {other.split} (leakage); kept there"))
+            skipped.append(
+                (
+                    i,
+                    "duplicate_across_splits",
+                    f"{same} as {other.rel} in {other.split} (leakage); kept there",
+                )
+            )
     return skipped
 
 
@@ -283,26 +321,40 @@ def _check_not_empty(usable: list[Listed], listed: list[Listed]) -> None:
         raise DataError("the dataset lists no file inside its root")
     for split in SPLITS:
         if not any(u.split == split for u in usable):
-            raise DataError(f"split {split!r} has no usable image "
-                            f"(see the data report for what was skipped)")
+            raise DataError(
+                f"split {split!r} has no usable image (see the data report for what was skipped)"
+            )
     all_classes = sorted({item.label for item in listed if item.label})
     for split in SPLITS:
         have = {u.label for u in usable if u.split == split}
         empty = [c for c in all_classes if c not in have]
         if empty:
-            raise DataError(f"class(es) {', '.join(empty)} have no usable image in split "
-                            f"{split!r}: every class needs at least one in train, val and test")
+            raise DataError(
+                f"class(es) {', '.join(empty)} have no usable image in split "
+                f"{split!r}: every class needs at least one in train, val and test"
+            )
 
 
-def _report(root: Path, layout: str, listed: list[Listed], usable: list[Listed],
-            problems: list[dict]) -> dict:
+def _report(
+    root: Path, layout: str, listed: list[Listed], usable: list[Listed], problems: list[dict]
+) -> dict:
     summary = {kind: 0 for kind in SKIPPED + NOTED}
     for p in problems:
         summary[p["problem"]] += 1
-    splits = {s: {"listed": sum(1 for x in listed if x.split == s),
-                  "usable": sum(1 for x in usable if x.split == s)} for s in SPLITS}
-    return {"root": str(root), "layout": layout, "splits": splits, "summary": summary,
-            "problems": problems}
+    splits = {
+        s: {
+            "listed": sum(1 for x in listed if x.split == s),
+            "usable": sum(1 for x in usable if x.split == s),
+        }
+        for s in SPLITS
+    }
+    return {
+        "root": str(root),
+        "layout": layout,
+        "splits": splits,
+        "summary": summary,
+        "problems": problems,
+    }
 
 
 def _log_report(report: dict, log) -> None:

@@ -7,6 +7,7 @@ brightness, pattern frequency, figure position and size are jittered per image. 
 learnable by a small CNN in a few epochs, not by a single pixel statistic.
 `defects=True` adds one file of every kind the reader must detect (see fsvae.data).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -16,21 +17,56 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = ("conservative", "dressy", "ethnic", "fairy", "feminine", "gal", "girlish",
-           "kireime-casual", "lolita", "mode", "natural", "retro", "rock", "street")
+CLASSES = (
+    "conservative",
+    "dressy",
+    "ethnic",
+    "fairy",
+    "feminine",
+    "gal",
+    "girlish",
+    "kireime-casual",
+    "lolita",
+    "mode",
+    "natural",
+    "retro",
+    "rock",
+    "street",
+)
 PALETTE_HUES = (0.0, 0.08, 0.17, 0.33, 0.5, 0.62, 0.8)  # garment hue per palette
 # (palette, pattern) per class: every palette twice, patterns 0..5 two or three times.
-CLASS_STYLE = ((0, 0), (0, 1), (1, 2), (1, 3), (2, 4), (2, 5), (3, 0),
-               (3, 2), (4, 1), (4, 4), (5, 3), (5, 5), (6, 0), (6, 2))
+CLASS_STYLE = (
+    (0, 0),
+    (0, 1),
+    (1, 2),
+    (1, 3),
+    (2, 4),
+    (2, 5),
+    (3, 0),
+    (3, 2),
+    (4, 1),
+    (4, 4),
+    (5, 3),
+    (5, 5),
+    (6, 0),
+    (6, 2),
+)
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.1, "test": 0.3}
 
 
-def make(root: str | Path, per_class: int = 40, image_size: int = 48, seed: int = 0,
-         defects: bool = False) -> dict:
+def make(
+    root: str | Path,
+    per_class: int = 40,
+    image_size: int = 48,
+    seed: int = 0,
+    defects: bool = False,
+) -> dict:
     """Writes the dataset under `root`; returns counts per split (and defects written)."""
     if per_class < 10:
-        raise ValueError(f"per_class must be at least 10 (one val, test and train image per "
-                         f"class need a few), got {per_class}")
+        raise ValueError(
+            f"per_class must be at least 10 (one val, test and train image per "
+            f"class need a few), got {per_class}"
+        )
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
     root = Path(root)
@@ -102,8 +138,9 @@ def _draw(label: int, size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray((img * 255).astype(np.uint8))
 
 
-def _add_defects(root: Path, lists: dict, first: dict, size: int,
-                 rng: np.random.Generator) -> list[dict]:
+def _add_defects(
+    root: Path, lists: dict, first: dict, size: int, rng: np.random.Generator
+) -> list[dict]:
     """One file of each defect kind fsvae.data reports, added to the splits' lists."""
     a, b = CLASSES[0], CLASSES[1]
     written = []
@@ -130,8 +167,9 @@ def _add_defects(root: Path, lists: dict, first: dict, size: int,
     add("train", leaked.relative_to(root).as_posix(), "duplicate_across_splits")
     # One image under two classes: both copies are reported, both skipped.
     _draw(2, size, rng).save(root / "dataset" / a / "conflict_0001.jpg")
-    shutil.copyfile(root / "dataset" / a / "conflict_0001.jpg",
-                    root / "dataset" / b / "conflict_0002.jpg")
+    shutil.copyfile(
+        root / "dataset" / a / "conflict_0001.jpg", root / "dataset" / b / "conflict_0002.jpg"
+    )
     add("train", f"dataset/{a}/conflict_0001.jpg", "label_conflict")
     add("train", f"dataset/{b}/conflict_0002.jpg", "label_conflict")
     add("train", "dataset/../../outside_0001.jpg", "outside_root")

@@ -8,6 +8,7 @@ Two layouts:
 The lists alone (with each file's size, and its time for `fingerprint`) identify a
 dataset: what a study's driver checks, which never decodes the images (fsvae.data does).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ per-class accuracies within the group, predictions an argmax over all classes. T
 sample-weighted variants are reported as *_samples. acc_h = 2*maj*min/(maj+min), 0 when
 both are 0. Classes with no sample in the evaluated set are left out of the means.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,11 +18,16 @@ def harmonic(a: float, b: float) -> float:
 def confusion(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(num_classes, num_classes) counts; row = true class, column = prediction."""
     idx = y_true.long() * num_classes + y_pred.long()
-    return torch.bincount(idx, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def compute(y_true: torch.Tensor, y_pred: torch.Tensor, minority: list[int],
-            classes: list[str], prefix: str = "") -> tuple[dict, list[list[int]]]:
+def compute(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    minority: list[int],
+    classes: list[str],
+    prefix: str = "",
+) -> tuple[dict, list[list[int]]]:
     """Scalar metrics (keys prefixed) and the confusion matrix as nested lists."""
     y_true, y_pred = y_true.cpu(), y_pred.cpu()
     k = len(classes)

@@ -14,6 +14,7 @@ The module predicts as the trial evaluated its test images: centre crop, backbon
 either the backbone's own head (plain, oversample) or min-max scaling, the classifier's
 input rows (fsvae.classifier.Inputs: z = mu by default) and the classifier.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ from fsvae.classifier import Head, Inputs
 from fsvae.config import BACKBONE_METHODS, VAE_METHODS
 from fsvae.errors import ModelError  # noqa: F401  (re-exported)
 from fsvae.transforms import eval_batch
-from fsvae.vae import BetaVAE, MinMax, restore as restore_vae
+from fsvae.vae import BetaVAE, MinMax
+from fsvae.vae import restore as restore_vae
 
 FORMAT = 1  # of model.json
 INPUT_KEYS = ("latent_dim", "z_test", "seed", "noise_std")  # what Inputs reads of a config
@@ -47,8 +49,14 @@ class PackagedModel(nn.Module):
     (shorter side resized to load_size, centre square crop) -> (N, len(classes)) class
     probabilities. `classes` are the class names in the model's output order."""
 
-    def __init__(self, spec: dict, backbone: Backbone, vae: BetaVAE | None = None,
-                 head: Head | None = None, scaler: MinMax | None = None):
+    def __init__(
+        self,
+        spec: dict,
+        backbone: Backbone,
+        vae: BetaVAE | None = None,
+        head: Head | None = None,
+        scaler: MinMax | None = None,
+    ):
         super().__init__()
         self.spec = spec
         self.classes: list[str] = list(spec["classes"])
@@ -68,18 +76,24 @@ class PackagedModel(nn.Module):
         return logits.softmax(1)
 
 
-def save_trial_part(folder: Path, record: dict, head: Head | None,
-                    scaler: MinMax | None) -> None:
+def save_trial_part(folder: Path, record: dict, head: Head | None, scaler: MinMax | None) -> None:
     """Writes a trial's part of its model to `folder`: model.json and, when the method has
     a stage-3 classifier, head.pt. `record` is run_trial's (config, classes, cache)."""
     cfg = record["config"]
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"format": FORMAT, "method": cfg["method"], "classes": record["classes"],
-            "minority_classes": record["minority_classes"], "backbone": cfg["backbone"],
-            "image_size": cfg["image_size"], "load_size": cfg["load_size"],
-            **{k: cfg[k] for k in INPUT_KEYS},
-            "cache": {s: record["cache"][s]["key"] for s in ("backbone", "vae")
-                      if s in record["cache"]}}
+    spec = {
+        "format": FORMAT,
+        "method": cfg["method"],
+        "classes": record["classes"],
+        "minority_classes": record["minority_classes"],
+        "backbone": cfg["backbone"],
+        "image_size": cfg["image_size"],
+        "load_size": cfg["load_size"],
+        **{k: cfg[k] for k in INPUT_KEYS},
+        "cache": {
+            s: record["cache"][s]["key"] for s in ("backbone", "vae") if s in record["cache"]
+        },
+    }
     (folder / "model.json").write_text(json.dumps(spec, indent=1, ensure_ascii=False))
     if head is not None:
         torch.save({"scaler": scaler.state(), "head": head.state_dict()}, folder / "head.pt")
@@ -96,8 +110,9 @@ def assemble(part: Path, cache_root: Path, dest: Path) -> PackagedModel:
         if not (cache_root / stage / key).is_dir():
             raise MissingEntry(stage, key, cache_root)
     shutil.copytree(part, dest)
-    shutil.copyfile(cache_root / "backbone" / entries["backbone"] / "model.pt",
-                    dest / "backbone.pt")
+    shutil.copyfile(
+        cache_root / "backbone" / entries["backbone"] / "model.pt", dest / "backbone.pt"
+    )
     if "vae" in entries:
         (dest / "vae").mkdir()
         for name in ("vae.pt", "history.json"):
@@ -125,8 +140,9 @@ def load(folder: Path) -> PackagedModel:
 def read_spec(folder: Path) -> dict:
     path = Path(folder) / "model.json"
     if not path.is_file():
-        raise ModelError(f"no model.json in {folder}: expected a trial's model/ folder or an "
-                         f"assembled model")
+        raise ModelError(
+            f"no model.json in {folder}: expected a trial's model/ folder or an assembled model"
+        )
     spec = json.loads(path.read_text())
     if spec.get("format") != FORMAT:
         raise ModelError(f"{path}: format {spec.get('format')!r}, expected {FORMAT}")

@@ -5,6 +5,7 @@ side resized to the model's load_size, centre square crop), so the model sees wh
 trial's images looked like. A file that does not decode is skipped and reported, never
 fatal.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,14 +31,15 @@ def image_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def predict_files(model: PackagedModel, paths: list[Path]
-                  ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
+def predict_files(
+    model: PackagedModel, paths: list[Path]
+) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
     """([(path, style, probability)], [(path, why it was skipped)]), in the order of
     `paths`. The style is the most probable class name."""
     rows, skipped = [], []
     for start in range(0, len(paths), BATCH):
         decoded, kept = [], []
-        for path in paths[start:start + BATCH]:
+        for path in paths[start : start + BATCH]:
             # fsvae.data's own reader: a file it would skip in a dataset is skipped here.
             pixels, problem, _ = data._decode_file((str(path), model.load_size))
             if pixels is None:

@@ -7,6 +7,7 @@ here. As in torchvision's references/classification (sampler.py) the sampler is 
 small module; it returns an index tensor on the labels' device, which the training loop
 shuffles, so that an epoch on the GPU needs no trip to the host.
 """
+
 from __future__ import annotations
 
 import torch

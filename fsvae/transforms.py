@@ -5,6 +5,7 @@ trains: random resized crop (scale 0.35-1, aspect 3/4-4/3) and horizontal flip a
 affine grid_sample, then ImageNet normalisation; eval takes the centre crop. No PIL in the
 training loop, so the GPU is not waiting on CPU decoding.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,11 +29,12 @@ def eval_batch(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
     """Centre crop `size` from the stored square, normalised."""
     s = x_uint8.shape[-1]
     o = (s - size) // 2
-    return normalize(x_uint8[..., o:o + size, o:o + size])
+    return normalize(x_uint8[..., o : o + size, o : o + size])
 
 
-def train_batch(x_uint8: torch.Tensor, size: int, generator: torch.Generator,
-                augment: str = "standard") -> torch.Tensor:
+def train_batch(
+    x_uint8: torch.Tensor, size: int, generator: torch.Generator, augment: str = "standard"
+) -> torch.Tensor:
     """Random resized crop + horizontal flip, one batched affine resample, normalised."""
     if augment == "none":
         return eval_batch(x_uint8, size)
@@ -54,5 +56,4 @@ def train_batch(x_uint8: torch.Tensor, size: int, generator: torch.Generator,
     theta[:, 1, 2] = cy
     grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
     x = normalize(x_uint8)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
-                         align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

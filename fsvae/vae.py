@@ -12,13 +12,14 @@ The VAE has no accuracy to select on and its loss is not comparable across epoch
 beta moves, so the last epoch is kept.
 `fit` is the whole stage as the stage cache keeps it; `save` and `restore` its entry.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -32,8 +33,9 @@ class BetaVAE(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(input_dim, enc_hidden), nn.ReLU())
         self.mu = nn.Linear(enc_hidden, latent_dim)
         self.logvar = nn.Linear(enc_hidden, latent_dim)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, dec_hidden), nn.ReLU(),
-                                     nn.Linear(dec_hidden, input_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, dec_hidden), nn.ReLU(), nn.Linear(dec_hidden, input_dim)
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
@@ -49,8 +51,9 @@ class BetaVAE(nn.Module):
         return self.decoder(reparameterize(mu, logvar, generator)), mu, logvar
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """z = mu + sigma * eps, eps ~ N(0, I) drawn afresh: the reparameterisation trick
     (Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014, Sec. 2.4)."""
     eps = torch.randn(mu.shape, generator=generator, device=mu.device)
@@ -96,7 +99,7 @@ class MinMax:
         self.low, self.high = low, high
 
     @classmethod
-    def fit(cls, x: torch.Tensor) -> "MinMax":
+    def fit(cls, x: torch.Tensor) -> MinMax:
         return cls(x.min(0).values, x.max(0).values)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,8 +120,9 @@ def scale_features(features: dict[str, dict]) -> dict[str, tuple[torch.Tensor, t
     return {split: (scaler(f["x"]), f["y"]) for split, f in features.items()}
 
 
-def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def losses(
+    model: BetaVAE, x: torch.Tensor, recon_kind: str, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-batch mean of (reconstruction summed over dims, KL summed over latent dims)."""
     x_hat, mu, logvar = model(x, generator)
     if recon_kind == "l1":
@@ -130,19 +134,33 @@ def losses(model: BetaVAE, x: torch.Tensor, recon_kind: str,
     return recon.mean(), kl.mean()
 
 
-def fit(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torch.device,
-        progress: Callable[[dict], None]) -> dict:
+def fit(
+    x_train: torch.Tensor,
+    x_val: torch.Tensor,
+    config: dict,
+    device: torch.device,
+    progress: Callable[[dict], None],
+) -> dict:
     """The whole stage, as the stage cache keeps it: {"model", "history"} of train()."""
     model, history = train(x_train, x_val, config, device, progress)
     return {"model": model, "history": history}
 
 
-def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torch.device,
-          progress: Callable[[dict], None]) -> tuple[BetaVAE, list[dict]]:
+def train(
+    x_train: torch.Tensor,
+    x_val: torch.Tensor,
+    config: dict,
+    device: torch.device,
+    progress: Callable[[dict], None],
+) -> tuple[BetaVAE, list[dict]]:
     """Trains on already-scaled features; returns the last-epoch model and the history."""
     torch.manual_seed(config["seed"])
-    model = BetaVAE(x_train.shape[1], config["latent_dim"], config["vae_encoder_hidden"],
-                    config["vae_decoder_hidden"]).to(device)
+    model = BetaVAE(
+        x_train.shape[1],
+        config["latent_dim"],
+        config["vae_encoder_hidden"],
+        config["vae_decoder_hidden"],
+    ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config["vae_lr"], amsgrad=True)
     gen = torch.Generator(device=device).manual_seed(config["seed"] + 1)
     x_train, x_val = x_train.to(device), x_val.to(device)
@@ -155,7 +173,7 @@ def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torc
         perm = torch.randperm(n, generator=gen, device=device)
         sums = torch.zeros(2, device=device)
         for s in range(0, n, bs):
-            xb = x_train[perm[s:s + bs]]
+            xb = x_train[perm[s : s + bs]]
             recon, kl = losses(model, xb, config["vae_recon_loss"], gen)
             loss = recon + beta * kl
             opt.zero_grad(set_to_none=True)
@@ -165,14 +183,24 @@ def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torc
         model.eval()
         with torch.no_grad():
             v_recon, v_kl = losses(model, x_val, config["vae_recon_loss"], gen)
-        recon_m, kl_m, v_recon, v_kl = (torch.cat([sums / n, torch.stack([v_recon, v_kl])])
-                                        .tolist())  # one host sync per epoch
+        recon_m, kl_m, v_recon, v_kl = torch.cat(
+            [sums / n, torch.stack([v_recon, v_kl])]
+        ).tolist()  # one host sync per epoch
         if not (math.isfinite(recon_m) and math.isfinite(kl_m)):
-            raise NonFiniteLoss(f"VAE loss is not finite at epoch {epoch} "
-                                f"(reconstruction {recon_m}, KL {kl_m})")
-        row = {"stage": "vae", "epoch": epoch, "beta": beta, "recon": recon_m, "kl": kl_m,
-               "loss": recon_m + beta * kl_m, "val_recon": v_recon, "val_kl": v_kl,
-               "seconds": time.perf_counter() - t0}
+            raise NonFiniteLoss(
+                f"VAE loss is not finite at epoch {epoch} (reconstruction {recon_m}, KL {kl_m})"
+            )
+        row = {
+            "stage": "vae",
+            "epoch": epoch,
+            "beta": beta,
+            "recon": recon_m,
+            "kl": kl_m,
+            "loss": recon_m + beta * kl_m,
+            "val_recon": v_recon,
+            "val_kl": v_kl,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         progress(row)
     return model.eval(), history
@@ -181,10 +209,15 @@ def train(x_train: torch.Tensor, x_val: torch.Tensor, config: dict, device: torc
 def save(stage: dict, folder: Path) -> None:
     """Writes fit()'s output as a cache entry: vae.pt (sizes and weights), history.json."""
     m = stage["model"]
-    dims = {"input_dim": m.decoder[-1].out_features, "latent_dim": m.mu.out_features,
-            "enc_hidden": m.mu.in_features, "dec_hidden": m.decoder[0].out_features}
-    torch.save({"dims": dims, "state": {k: t.cpu() for k, t in m.state_dict().items()}},
-               folder / "vae.pt")
+    dims = {
+        "input_dim": m.decoder[-1].out_features,
+        "latent_dim": m.mu.out_features,
+        "enc_hidden": m.mu.in_features,
+        "dec_hidden": m.decoder[0].out_features,
+    }
+    torch.save(
+        {"dims": dims, "state": {k: t.cpu() for k, t in m.state_dict().items()}}, folder / "vae.pt"
+    )
     (folder / "history.json").write_text(json.dumps(stage["history"]))
 
 
@@ -193,5 +226,4 @@ def restore(folder: Path) -> dict:
     saved = torch.load(folder / "vae.pt", map_location="cpu", weights_only=True)
     model = BetaVAE(**saved["dims"])
     model.load_state_dict(saved["state"])
-    return {"model": model.eval(),
-            "history": json.loads((folder / "history.json").read_text())}
+    return {"model": model.eval(), "history": json.loads((folder / "history.json").read_text())}

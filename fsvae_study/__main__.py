@@ -1,4 +1,5 @@
 """`python -m fsvae_study ...` is `fsvae-study ...`."""
+
 import sys
 
 from fsvae_study.cli import main

@@ -1,5 +1,6 @@
 """The `cache` command: what the stage cache holds (docs/cache.md), and removing
 entries from it."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,15 +9,20 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    c = sub.add_parser("cache", help="list the stage cache's entries (size, what they hold), "
-                       "or remove some")
-    c.add_argument("--storage", help="studies' storage; the cache is <storage>/cache "
-                   "(default ./fsvae-studies)")
+    c = sub.add_parser(
+        "cache", help="list the stage cache's entries (size, what they hold), or remove some"
+    )
+    c.add_argument(
+        "--storage", help="studies' storage; the cache is <storage>/cache (default ./fsvae-studies)"
+    )
     c.add_argument("--cache-dir", help="a cache elsewhere (a study's --cache-dir)")
-    c.add_argument("--remove", nargs="+", metavar="KEY",
-                   help="delete these entries (a unique key prefix is enough)")
+    c.add_argument(
+        "--remove",
+        nargs="+",
+        metavar="KEY",
+        help="delete these entries (a unique key prefix is enough)",
+    )
     c.set_defaults(func=_cache)
-
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -27,8 +33,9 @@ def _cache(args: argparse.Namespace) -> int:
         raise StudyError("--cache-dir and --storage both name the cache; give one")
     root = Path(args.cache_dir or Path(args.storage or "fsvae-studies") / "cache").resolve()
     if not root.is_dir():
-        raise StudyError(f"no stage cache at {root} (a study's cache is <storage>/cache, or "
-                         f"its --cache-dir)")
+        raise StudyError(
+            f"no stage cache at {root} (a study's cache is <storage>/cache, or its --cache-dir)"
+        )
     for prefix in args.remove or []:
         try:
             entry = cache_mod.remove(root, prefix)
@@ -38,22 +45,28 @@ def _cache(args: argparse.Namespace) -> int:
     if args.remove:
         return 0
     order = {"data": 0, "backbone": 1, "vae": 2}  # pipeline order, then by date
-    rows = sorted(cache_mod.entries(root),
-                  key=lambda e: (order.get(e["stage"], 3), e["stage"], e["created"]))
+    rows = sorted(
+        cache_mod.entries(root), key=lambda e: (order.get(e["stage"], 3), e["stage"], e["created"])
+    )
     total = sum(e["bytes"] for e in rows)
-    print(f"stage cache {root}: {sum(e['state'] == 'complete' for e in rows)} entries, "
-          f"{_size(total)}")
+    print(
+        f"stage cache {root}: {sum(e['state'] == 'complete' for e in rows)} entries, {_size(total)}"
+    )
     if not rows:
         return 0
     print("\n| stage | key | size | created | build s | what |\n|---|---|---|---|---|---|")
     for e in rows:
         key = e["key"][:12] + (" (unfinished build)" if e["state"] == "building" else "")
         built = f"{e['build_s']:.1f}" if e["build_s"] is not None else ""
-        print(f"| {e['stage']} | {key} | {_size(e['bytes'])} | "
-              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created']))} | {built} | "
-              f"{_what(e['stage'], e['parts'])} |")
-    print("\nRemove an entry with `fsvae-study cache --remove KEY` (a unique prefix will do); "
-          "a trial that needs it again rebuilds it.")
+        print(
+            f"| {e['stage']} | {key} | {_size(e['bytes'])} | "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created']))} | {built} | "
+            f"{_what(e['stage'], e['parts'])} |"
+        )
+    print(
+        "\nRemove an entry with `fsvae-study cache --remove KEY` (a unique prefix will do); "
+        "a trial that needs it again rebuilds it."
+    )
     return 0
 
 
@@ -73,8 +86,11 @@ def _what(stage: str, parts: dict) -> str:
     if stage == "backbone":
         split, bb = parts.get("split", {}), parts.get("backbone", {})
         shown = [f"{k}={split[k]}" for k in ("n_f", "num_minority", "seed") if k in split]
-        shown += [f"{k}={bb[k]}" for k in ("backbone", "backbone_weights", "backbone_epochs",
-                                          "image_size") if k in bb]
+        shown += [
+            f"{k}={bb[k]}"
+            for k in ("backbone", "backbone_weights", "backbone_epochs", "image_size")
+            if k in bb
+        ]
         if parts.get("oversample", 1) != 1:
             shown.append(f"oversample x{parts['oversample']}")
         return " ".join(shown)
@@ -82,7 +98,10 @@ def _what(stage: str, parts: dict) -> str:
         from fsvae.config import short
 
         v = parts.get("vae", {})
-        shown = [f"{k}={short(v[k])}" for k in ("latent_dim", "beta_schedule", "beta_max",
-                                                 "vae_epochs") if k in v]
+        shown = [
+            f"{k}={short(v[k])}"
+            for k in ("latent_dim", "beta_schedule", "beta_max", "vae_epochs")
+            if k in v
+        ]
         return " ".join(shown + [f"on backbone {str(parts.get('backbone', ''))[:12]}"])
     return ""

@@ -7,6 +7,7 @@ data, study or table request, model) print one clear line on stderr and exit wit
 2 (or the error's own `exit_code`: 4 for a study another process took over); nothing
 already written is removed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ COMMANDS = (method, cache, studies, slurm, watch, confirm, read, analyze)  # as 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fsvae-study", description="Park (2021) VAE-for-imbalance studies: trials, Ray "
-        "Tune + Optuna searches, MLflow records, tables.")
+        prog="fsvae-study",
+        description="Park (2021) VAE-for-imbalance studies: trials, Ray "
+        "Tune + Optuna searches, MLflow records, tables.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.register(sub)

@@ -1,4 +1,5 @@
 """The command line's messages: one clear line on stderr each."""
+
 from __future__ import annotations
 
 import sys

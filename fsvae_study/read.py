@@ -1,5 +1,6 @@
 """The commands that read what studies recorded: `table`, `figures` (docs/tables.md) and
 `predict` (docs/mlflow.md#the-best-model)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,34 +13,60 @@ from fsvae_study.output import err
 def register(sub) -> None:
     tb = sub.add_parser("table", help="Table 2 (and more) from a study's MLflow runs")
     study_arguments(tb)
-    tb.add_argument("--format", default="markdown", choices=("markdown", "latex", "csv"),
-                    help="markdown (default), latex (a booktabs float) or csv (tidy, one "
-                    "line per cell with its run ids)")
+    tb.add_argument(
+        "--format",
+        default="markdown",
+        choices=("markdown", "latex", "csv"),
+        help="markdown (default), latex (a booktabs float) or csv (tidy, one "
+        "line per cell with its run ids)",
+    )
     tb.add_argument("--out", help="write the table to this file instead of stdout")
-    tb.add_argument("--metric-set", default="test", choices=("test", "val"),
-                    help="which metrics the cells show (default test; a confirmation shows "
-                    "both)")
-    tb.add_argument("--with-paper", action="store_true",
-                    help="add the paper's published numbers and our difference, and our "
-                    "split sizes beside the paper's")
-    tb.add_argument("--compare", metavar="A:B",
-                    help="paired per-seed difference of method A minus method B")
-    tb.add_argument("--acc-h", default="classes", choices=("classes", "samples"),
-                    help="acc_h from the mean of per-class accuracies in each group "
-                    "(classes, CADA-VAE's, default) or from the images of each group "
-                    "(samples: acc_h_samples)")
+    tb.add_argument(
+        "--metric-set",
+        default="test",
+        choices=("test", "val"),
+        help="which metrics the cells show (default test; a confirmation shows both)",
+    )
+    tb.add_argument(
+        "--with-paper",
+        action="store_true",
+        help="add the paper's published numbers and our difference, and our "
+        "split sizes beside the paper's",
+    )
+    tb.add_argument(
+        "--compare", metavar="A:B", help="paired per-seed difference of method A minus method B"
+    )
+    tb.add_argument(
+        "--acc-h",
+        default="classes",
+        choices=("classes", "samples"),
+        help="acc_h from the mean of per-class accuracies in each group "
+        "(classes, CADA-VAE's, default) or from the images of each group "
+        "(samples: acc_h_samples)",
+    )
     tb.set_defaults(func=_table)
 
     fg = sub.add_parser("figures", help="PNG figures from a study's MLflow runs")
     study_arguments(fg)
-    fg.add_argument("--out", metavar="DIR", help="write the PNGs to DIR/<experiment>/ "
-                    "(default: the study's folder, <storage>/<experiment>/figures/)")
-    fg.add_argument("--metric-set", default="test", choices=("test", "val"),
-                    help="which metrics the figures plot against n_f (default test; a "
-                    "confirmation's show both)")
-    fg.add_argument("--run", help="run id or trial name for the learning curves (default: "
-                    "the best trial by the validation objective; with several objectives, "
-                    "each trial of the Pareto front)")
+    fg.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the PNGs to DIR/<experiment>/ "
+        "(default: the study's folder, <storage>/<experiment>/figures/)",
+    )
+    fg.add_argument(
+        "--metric-set",
+        default="test",
+        choices=("test", "val"),
+        help="which metrics the figures plot against n_f (default test; a "
+        "confirmation's show both)",
+    )
+    fg.add_argument(
+        "--run",
+        help="run id or trial name for the learning curves (default: "
+        "the best trial by the validation objective; with several objectives, "
+        "each trial of the Pareto front)",
+    )
     fg.set_defaults(func=_figures)
     _predict_parser(sub)
 
@@ -47,14 +74,22 @@ def register(sub) -> None:
 def study_arguments(p: argparse.ArgumentParser) -> None:
     """--experiment and where its record is: the options of every command that reads one."""
     p.add_argument("--experiment", required=True, help="study name (MLflow experiment)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sqlite file "
-                   "<storage>/mlflow.db)")
-    p.add_argument("--storage", help="the studies' folder, as `run` was given it: the "
-                   "default MLflow store and each study's own folder <storage>/<experiment>/ "
-                   "are there (default ./fsvae-studies)")
-    p.add_argument("--parent-run", metavar="RUN_ID", help="which study of the experiment "
-                   "to read, by its parent run's id, where a name ran more than once "
-                   "(default: the latest; a note names the others)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: the sqlite file <storage>/mlflow.db)"
+    )
+    p.add_argument(
+        "--storage",
+        help="the studies' folder, as `run` was given it: the "
+        "default MLflow store and each study's own folder <storage>/<experiment>/ "
+        "are there (default ./fsvae-studies)",
+    )
+    p.add_argument(
+        "--parent-run",
+        metavar="RUN_ID",
+        help="which study of the experiment "
+        "to read, by its parent run's id, where a name ran more than once "
+        "(default: the latest; a note names the others)",
+    )
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -62,9 +97,16 @@ def _table(args: argparse.Namespace) -> int:
     machine-readable: its notes and summary lines go to stderr."""
     from results import load_table
 
-    table = load_table(args.experiment, tracking_uri=args.tracking_uri, storage=args.storage,
-                       metric_set=args.metric_set, with_paper=args.with_paper,
-                       compare=args.compare, acc_h=args.acc_h, parent_run=args.parent_run)
+    table = load_table(
+        args.experiment,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        metric_set=args.metric_set,
+        with_paper=args.with_paper,
+        compare=args.compare,
+        acc_h=args.acc_h,
+        parent_run=args.parent_run,
+    )
     text = table.render(args.format)
     if args.out:
         out = Path(args.out)
@@ -89,10 +131,12 @@ def _figures(args: argparse.Namespace) -> int:
     from results.figures import curve_figures, metric_figures
     from results.store import study_folder
 
-    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage),
-                       args.parent_run)
-    out = Path(args.out) / args.experiment if args.out else \
-        study_folder(args.experiment, args.storage) / "figures"
+    study = load_study(args.experiment, store_uri(args.tracking_uri, args.storage), args.parent_run)
+    out = (
+        Path(args.out) / args.experiment
+        if args.out
+        else study_folder(args.experiment, args.storage) / "figures"
+    )
     paths = metric_figures(study, args.metric_set, out)
     drawn = curve_figures(study, args.run, out)
     if not drawn:
@@ -122,14 +166,25 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _predict_parser(sub) -> None:
-    pr = sub.add_parser("predict", help="the style of every image in a folder, by a logged "
-                        "best model (docs/mlflow.md#the-best-model)")
-    pr.add_argument("--model", required=True, metavar="RUN_OR_URI",
-                    help="a study's run id (its best model), runs:/RUN_ID/best_model or "
-                    "models:/NAME/VERSION")
-    pr.add_argument("--images", required=True, metavar="DIR",
-                    help="every file under DIR; prints path, style, probability per image")
-    pr.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sqlite file "
-                    "<storage>/mlflow.db)")
+    pr = sub.add_parser(
+        "predict",
+        help="the style of every image in a folder, by a logged "
+        "best model (docs/mlflow.md#the-best-model)",
+    )
+    pr.add_argument(
+        "--model",
+        required=True,
+        metavar="RUN_OR_URI",
+        help="a study's run id (its best model), runs:/RUN_ID/best_model or models:/NAME/VERSION",
+    )
+    pr.add_argument(
+        "--images",
+        required=True,
+        metavar="DIR",
+        help="every file under DIR; prints path, style, probability per image",
+    )
+    pr.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: the sqlite file <storage>/mlflow.db)"
+    )
     pr.add_argument("--storage", help="where the default store lives (default ./fsvae-studies)")
     pr.set_defaults(func=_predict)

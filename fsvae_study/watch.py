@@ -1,5 +1,6 @@
 """The command that shows a study's state from its record: `status`, once or refreshed in
 place (docs/studies.md#watching-a-study)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,20 +12,42 @@ DEFAULT_EVERY = 5.0
 
 
 def register(sub) -> None:
-    s = sub.add_parser("status", help="a study's state from its record alone: its driver, "
-                       "trials by state, each running trial's progress, time left, cost")
+    s = sub.add_parser(
+        "status",
+        help="a study's state from its record alone: its driver, "
+        "trials by state, each running trial's progress, time left, cost",
+    )
     s.add_argument("--name", required=True, help="the study's name")
-    s.add_argument("--storage", help="its folder's storage, where its study.json names its "
-                   "record (default ./fsvae-studies)")
-    s.add_argument("--tracking-uri", help="the MLflow store that records it (default: the "
-                   "one its study.json names, else sqlite <storage>/mlflow.db)")
-    s.add_argument("--optuna-storage", metavar="URL", help="a search's Optuna store, for the "
-                   "optuna-dashboard command shown (default: the one its parent run records)")
-    s.add_argument("--watch", nargs="?", type=_seconds, const=DEFAULT_EVERY,
-                   metavar="SECONDS", help=f"refresh in place every SECONDS until Ctrl-C "
-                   f"(default: show it once; {DEFAULT_EVERY:g} s when SECONDS is left out)")
-    s.add_argument("--json", action="store_true", help="print one JSON object instead of "
-                   "text (with --watch, one line per refresh)")
+    s.add_argument(
+        "--storage",
+        help="its folder's storage, where its study.json names its "
+        "record (default ./fsvae-studies)",
+    )
+    s.add_argument(
+        "--tracking-uri",
+        help="the MLflow store that records it (default: the "
+        "one its study.json names, else sqlite <storage>/mlflow.db)",
+    )
+    s.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="a search's Optuna store, for the "
+        "optuna-dashboard command shown (default: the one its parent run records)",
+    )
+    s.add_argument(
+        "--watch",
+        nargs="?",
+        type=_seconds,
+        const=DEFAULT_EVERY,
+        metavar="SECONDS",
+        help=f"refresh in place every SECONDS until Ctrl-C "
+        f"(default: show it once; {DEFAULT_EVERY:g} s when SECONDS is left out)",
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead of text (with --watch, one line per refresh)",
+    )
     s.set_defaults(func=_status)
 
 
@@ -44,8 +67,12 @@ def _status(args: argparse.Namespace) -> int:
     from study import watch
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    where = watch.locate(args.name, storage=args.storage, tracking_uri=args.tracking_uri,
-                         optuna_storage=args.optuna_storage)
+    where = watch.locate(
+        args.name,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        optuna_storage=args.optuna_storage,
+    )
     resume = _resume_options(args)
 
     def shown() -> str:
@@ -105,9 +132,11 @@ def _again(shown, last: str) -> str:
         from study.secrets import redact_text
 
         stamp = time.strftime("%H:%M:%S")
-        return last.split("\n  (could not read")[0] + \
-            f"\n  (could not read the record at {stamp}: {type(e).__name__}: " \
+        return (
+            last.split("\n  (could not read")[0]
+            + f"\n  (could not read the record at {stamp}: {type(e).__name__}: "
             f"{redact_text(str(e))[:200]})"
+        )
 
 
 def _resume_options(args: argparse.Namespace) -> str:

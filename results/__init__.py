@@ -32,15 +32,22 @@ Example: a two-seed study written the way `fsvae-study run` writes one, then its
 >>> print(table.to_markdown().splitlines()[2])
 | method | n_f=5 acc_h | n_f=5 acc |
 '''
+
 from __future__ import annotations
 
 from study._lazy import face
 
 # Imported on first use (PEP 562): `import results` loads no MLflow until a table is read.
 _NAMES = {
-    "load_table": "load", "build_table": "load", "ResultsError": "errors",
-    "ACC_H": "table", "FORMATS": "table", "Table": "table",
-    "Study": "store", "load_study": "store", "store_uri": "store",
+    "load_table": "load",
+    "build_table": "load",
+    "ResultsError": "errors",
+    "ACC_H": "table",
+    "FORMATS": "table",
+    "Table": "table",
+    "Study": "store",
+    "load_study": "store",
+    "store_uri": "store",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = face(__name__, _NAMES)

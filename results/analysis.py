@@ -10,6 +10,7 @@ figure per key. By default the files go to the study's folder,
     analysis = analyze("search-nf", storage="fsvae-studies")
     print(analysis.markdown)
 """
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,13 @@ from study.secrets import redact
 ARTIFACT_DIR = "analysis"
 VAL = ("val_acc_h", "val_acc")
 TEST = ("test_acc_h", "test_acc", "test_acc_majority", "test_acc_minority")
-FANOVA = ("Optuna's FanovaImportanceEvaluator (fANOVA: Hutter, Hoos and Leyton-Brown, ICML "
-          "2014), seeded: each parameter's share of the variance that parameters explain on "
-          "their own (main effects), over the stratum's complete trials, summing to 1. "
-          f"Below {MIN_TRIALS} complete trials it is not computed: the ranking would be "
-          "mostly chance (results/importance.py says how that floor was measured).")
+FANOVA = (
+    "Optuna's FanovaImportanceEvaluator (fANOVA: Hutter, Hoos and Leyton-Brown, ICML "
+    "2014), seeded: each parameter's share of the variance that parameters explain on "
+    "their own (main effects), over the stratum's complete trials, summing to 1. "
+    f"Below {MIN_TRIALS} complete trials it is not computed: the ranking would be "
+    "mostly chance (results/importance.py says how that floor was measured)."
+)
 
 
 @dataclass
@@ -63,10 +66,16 @@ class Analysis:
         return [self.path] + self.figures + [f for s in self.strata for f in s.files]
 
 
-def analyze(experiment: str, tracking_uri: str | None = None,
-            storage: str | Path | None = None, optuna_storage: str | None = None,
-            out: str | Path | None = None, top: int = 5, log: bool = True,
-            parent_run: str | None = None) -> Analysis:
+def analyze(
+    experiment: str,
+    tracking_uri: str | None = None,
+    storage: str | Path | None = None,
+    optuna_storage: str | None = None,
+    out: str | Path | None = None,
+    top: int = 5,
+    log: bool = True,
+    parent_run: str | None = None,
+) -> Analysis:
     """Analyses the study (the experiment's latest parent run, or `parent_run`), writes
     analysis.md and its PNGs under `out` (default the study's folder:
     <storage>/<experiment>/analysis) and, with `log`, logs them to its parent run.
@@ -93,19 +102,25 @@ def _search(analysis: Analysis, url: str) -> None:
     study = analysis.study
     analysis.optuna_url = url
     if study.space_params is None:
-        analysis.notes.append("The parent run has no space.json: per-branch importance "
-                              "needs the space's `when` clauses, so none is shown.")
+        analysis.notes.append(
+            "The parent run has no space.json: per-branch importance "
+            "needs the space's `when` clauses, so none is shown."
+        )
     for label, ost in open_strata(study, url).items():
-        analysis.strata.append(analyze_stratum(study, label, ost, study.space_params or {},
-                                               analysis.top, analysis.out))
+        analysis.strata.append(
+            analyze_stratum(study, label, ost, study.space_params or {}, analysis.top, analysis.out)
+        )
 
 
 def _grid(analysis: Analysis) -> None:
     effects, notes = grid_effects(analysis.study, analysis.metric_set, METRICS)
     analysis.effects, analysis.notes = effects, analysis.notes + notes
     for key in dict.fromkeys(effects["key"]) if not effects.empty else []:
-        analysis.figures.append(effect_figure(
-            effects, key, METRICS, analysis.out / f"effect_{key}.png", analysis.study.name))
+        analysis.figures.append(
+            effect_figure(
+                effects, key, METRICS, analysis.out / f"effect_{key}.png", analysis.study.name
+            )
+        )
 
 
 def log_to_parent(analysis: Analysis) -> None:
@@ -122,16 +137,20 @@ def log_to_parent(analysis: Analysis) -> None:
 
 # -- analysis.md ------------------------------------------------------------------------------
 
+
 def render(analysis: Analysis) -> str:
     study = analysis.study
     kind = "Optuna search" if study.kind == "optuna" else "grid study"
     lines = [f"# Analysis: {study.name} ({kind})", ""]
     if study.kind == "optuna":
         goals = ", ".join(f"{o} ({m})" for o, m in zip(study.objectives, study.modes))
-        lines += [f"Validation objective{'s' * (len(study.objectives) > 1)}: {goals}; "
-                  f"test metrics are shown beside, never used to rank. Accuracies in "
-                  f"percent. MLflow: {redact(study.tracking_uri)}; Optuna: "
-                  f"{redact(analysis.optuna_url)}.", ""]
+        lines += [
+            f"Validation objective{'s' * (len(study.objectives) > 1)}: {goals}; "
+            f"test metrics are shown beside, never used to rank. Accuracies in "
+            f"percent. MLflow: {redact(study.tracking_uri)}; Optuna: "
+            f"{redact(analysis.optuna_url)}.",
+            "",
+        ]
         for stratum in analysis.strata:
             lines += _stratum_section(stratum, analysis.top)
     else:
@@ -152,14 +171,20 @@ def _figure(path, alt: str) -> str:
 
 # -- a search stratum ----------------------------------------------------------------------
 
+
 def _stratum_section(s: StratumAnalysis, top: int) -> list[str]:
     counts = s.counts
     total = sum(counts.values())
     other = total - sum(counts.get(k, 0) for k in ("COMPLETE", "FAIL", "PRUNED"))
-    lines = [f"## {s.title}", "",
-             f"Trials: {counts.get('COMPLETE', 0)} complete, {counts.get('FAIL', 0)} failed, "
-             f"{counts.get('PRUNED', 0)} stopped early (pruned), "
-             + (f"{other} still running or waiting, " if other else "") + f"of {total}.", ""]
+    lines = [
+        f"## {s.title}",
+        "",
+        f"Trials: {counts.get('COMPLETE', 0)} complete, {counts.get('FAIL', 0)} failed, "
+        f"{counts.get('PRUNED', 0)} stopped early (pruned), "
+        + (f"{other} still running or waiting, " if other else "")
+        + f"of {total}.",
+        "",
+    ]
     lines += _importance(s) + _branches(s) + _best(s, top)
     if s.figures:
         lines += ["### Plots", ""] + [_figure(f, f.stem) for f in s.figures] + [""]
@@ -173,16 +198,24 @@ def _importance(s: StratumAnalysis) -> list[str]:
     if len(computed) < len(s.importances):
         lines.append("")
     if computed:
-        lines += _table(["parameter"] + [imp.objective for imp in computed],
-                        [[p] + [num(imp.values.get(p)) for imp in computed]
-                         for p in computed[0].values], "l" + "r" * len(computed))
-        lines += [f"Main effects explain {imp.explained * 100:.0f}% of the forest's variance "
-                  f"of {imp.objective} ({imp.n_trials} trials); the rest is interactions "
-                  f"and noise." for imp in computed] + [""]
+        lines += _table(
+            ["parameter"] + [imp.objective for imp in computed],
+            [[p] + [num(imp.values.get(p)) for imp in computed] for p in computed[0].values],
+            "l" + "r" * len(computed),
+        )
+        lines += [
+            f"Main effects explain {imp.explained * 100:.0f}% of the forest's variance "
+            f"of {imp.objective} ({imp.n_trials} trials); the rest is interactions "
+            f"and noise."
+            for imp in computed
+        ] + [""]
     left_out = s.importances[0].left_out if s.importances else []
     if left_out:
-        lines += [f"Not assessed over all trials (conditional, not in every trial): "
-                  f"{', '.join(left_out)}; see the branches below.", ""]
+        lines += [
+            f"Not assessed over all trials (conditional, not in every trial): "
+            f"{', '.join(left_out)}; see the branches below.",
+            "",
+        ]
     return lines + _figures(s.importance_figures.get(ALL, []))
 
 
@@ -197,18 +230,26 @@ def _branches(s: StratumAnalysis) -> list[str]:
     for parent in dict.fromkeys(b.parent for b in s.branches):
         mine = [b for b in s.branches if b.parent == parent]
         cols = [imp for b in mine for imp in b.importances if imp.values]
-        lines += [f"### Importance per branch of {parent}", "",
-                  f"Each value of {parent} over its own complete trials, with its own "
-                  f"parameters ({parent} itself is constant there).", ""]
+        lines += [
+            f"### Importance per branch of {parent}",
+            "",
+            f"Each value of {parent} over its own complete trials, with its own "
+            f"parameters ({parent} itself is constant there).",
+            "",
+        ]
         if cols:
             params = list(dict.fromkeys(p for imp in cols for p in imp.values))
             header = ["parameter"] + [_column(imp, len(s.objectives)) for imp in cols]
-            lines += _table(header, [[p] + [num(imp.values.get(p)) for imp in cols]
-                                     for p in params], "l" + "r" * len(cols))
+            lines += _table(
+                header,
+                [[p] + [num(imp.values.get(p)) for imp in cols] for p in params],
+                "l" + "r" * len(cols),
+            )
         skipped = [_skipped(b) for b in mine if not all(i.values for i in b.importances)]
         lines += skipped + ([""] if skipped else [])
-        lines += _figures([f for b in mine
-                           for f in s.importance_figures.get(f"{parent}={b.value}", [])])
+        lines += _figures(
+            [f for b in mine for f in s.importance_figures.get(f"{parent}={b.value}", [])]
+        )
     return lines
 
 
@@ -228,24 +269,36 @@ def _best(s: StratumAnalysis, top: int) -> list[str]:
     """The best `top` trials, or the Pareto front, with validation and test metrics."""
     many = len(s.objectives) > 1
     if many:
-        head = [f"### Pareto front on {', '.join(s.objectives)}", "",
-                "The complete trials no other complete trial equals or beats on every "
-                "validation objective while beating on one (Optuna's `Study.best_trials`), "
-                f"best first by {s.objectives[0]}; test metrics beside, from each trial's "
-                "MLflow run.", ""]
+        head = [
+            f"### Pareto front on {', '.join(s.objectives)}",
+            "",
+            "The complete trials no other complete trial equals or beats on every "
+            "validation objective while beating on one (Optuna's `Study.best_trials`), "
+            f"best first by {s.objectives[0]}; test metrics beside, from each trial's "
+            "MLflow run.",
+            "",
+        ]
     else:
         shown = len(s.ranked) or top  # fewer complete trials than --top: say how many
-        head = [f"### Best {shown} trial{'s' * (shown != 1)} by {s.objectives[0]}", "",
-                f"Ranked by the validation objective ({s.modes[0]}); validation and test "
-                f"metrics from each trial's MLflow run.", ""]
+        head = [
+            f"### Best {shown} trial{'s' * (shown != 1)} by {s.objectives[0]}",
+            "",
+            f"Ranked by the validation objective ({s.modes[0]}); validation and test "
+            f"metrics from each trial's MLflow run.",
+            "",
+        ]
     if s.ranked.empty:
         return head + ["No complete trial.", ""]
     cols = list(s.objectives) + [c for c in VAL if c not in s.objectives] + list(TEST)
-    rows = [[str(i + 1), str(r["trial_key"]), _run(r)] +
-            [objective_text(c, _get(r, c)) for c in cols] + [_params(r["params"])]
-            for i, (_, r) in enumerate(s.ranked.iterrows())]
-    lines = head + _table(["rank", "trial", "MLflow run", *cols, "params"], rows,
-                          "rll" + "r" * len(cols) + "l")
+    rows = [
+        [str(i + 1), str(r["trial_key"]), _run(r)]
+        + [objective_text(c, _get(r, c)) for c in cols]
+        + [_params(r["params"])]
+        for i, (_, r) in enumerate(s.ranked.iterrows())
+    ]
+    lines = head + _table(
+        ["rank", "trial", "MLflow run", *cols, "params"], rows, "rll" + "r" * len(cols) + "l"
+    )
     return lines
 
 
@@ -270,13 +323,17 @@ def _short(v) -> str:
 
 # -- a grid study --------------------------------------------------------------------------
 
+
 def _grid_section(analysis: Analysis) -> list[str]:
     effects = analysis.effects
-    lines = [f"{analysis.metric_set.capitalize()} metrics in percent. For each key the grid "
-             f"varied, at each setting of the other keys: per value, the mean over seeds "
-             f"with its 95% Student-t interval and n (seeds); and the paired difference "
-             f"from the key's first value over the seeds both ran: mean [95% CI] (n). No "
-             f"interval with one seed.", ""]
+    lines = [
+        f"{analysis.metric_set.capitalize()} metrics in percent. For each key the grid "
+        f"varied, at each setting of the other keys: per value, the mean over seeds "
+        f"with its 95% Student-t interval and n (seeds); and the paired difference "
+        f"from the key's first value over the seeds both ran: mean [95% CI] (n). No "
+        f"interval with one seed.",
+        "",
+    ]
     if effects is None or effects.empty:
         return lines + ["No key has two values run at one setting of the others.", ""]
     for key in dict.fromkeys(effects["key"]):
@@ -291,11 +348,18 @@ def _grid_section(analysis: Analysis) -> list[str]:
             g = g.set_index("metric")
             row = [setting, value]
             for m in metrics:
-                row += [_interval(g.loc[m, "mean"], g.loc[m, "ci95_low"],
-                                  g.loc[m, "ci95_high"], g.loc[m, "n"]),
-                        _interval(g.loc[m].get("diff_mean"), g.loc[m].get("diff_low"),
-                                  g.loc[m].get("diff_high"), g.loc[m].get("diff_n"),
-                                  signed=True)]
+                row += [
+                    _interval(
+                        g.loc[m, "mean"], g.loc[m, "ci95_low"], g.loc[m, "ci95_high"], g.loc[m, "n"]
+                    ),
+                    _interval(
+                        g.loc[m].get("diff_mean"),
+                        g.loc[m].get("diff_low"),
+                        g.loc[m].get("diff_high"),
+                        g.loc[m].get("diff_n"),
+                        signed=True,
+                    ),
+                ]
             rows.append(row)
         lines += [f"## {key}", ""] + _table(header, rows, "ll" + "r" * 2 * len(metrics))
         lines += [_figure(f, f.stem) for f in analysis.figures if f.stem == f"effect_{key}"]

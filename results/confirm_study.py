@@ -6,26 +6,35 @@ result back as a table.
 A seed also redraws the minority classes and their images, so the confirmation asks
 whether the winner holds on other splits, not only under other training noise.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from results.confirm_table import ranked, top
-from study.record.read import goals
 from results.store import load_study, store_uri
 from study.errors import StudyError
 from study.plan.options import CONFIRM_SEEDS as DEFAULT_SEEDS
 from study.plan.options import INHERITED, SEEDS_FORM
 from study.plan.plan import Plan
+from study.record.read import goals
 from study.secrets import redact
 
 
-def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,
-                  name: str | None = None, storage: str | None = None,
-                  tracking_uri: str | None = None, resume: bool = False,
-                  address: str | None = None, say: Callable[[str], None] = print,
-                  **settings):
+def confirm_study(
+    experiment: str,
+    *,
+    top_k: int = 3,
+    seeds: str | None = None,
+    name: str | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    say: Callable[[str], None] = print,
+    **settings,
+):
     """Reruns the top `top_k` configurations of each stratum of the search `experiment`
     with new seeds (`seeds` in the --seeds form; default: the DEFAULT_SEEDS after the largest
     the search used), as the grid study `name` (default `<search>-confirm`) under the
@@ -47,9 +56,11 @@ def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,
     new = _new_seeds(search, asked, seeds)
     plan = plan_mod.read(location, experiment)
     if plan is None:
-        raise StudyError(f"no study.json of the search {experiment!r} under "
-                         f"{redact(location)}: give --storage where it ran (its data, preset "
-                         f"and cache are there)")
+        raise StudyError(
+            f"no study.json of the search {experiment!r} under "
+            f"{redact(location)}: give --storage where it ran (its data, preset "
+            f"and cache are there)"
+        )
     if plan.parent_run_id and plan.parent_run_id != search.parent_run_id:
         search = load_study(experiment, uri, parent_run=plan.parent_run_id)  # its own run
     _check_seed_free(plan)
@@ -60,12 +71,23 @@ def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,
     unknown = sorted(set(settings) - set(INHERITED))
     if unknown:
         raise TypeError(f"confirm_study: unknown settings {unknown}; expected {INHERITED}")
-    result = run_study(space, plan.data, resume=resume, name=name, storage=location,
-                       tracking_uri=uri, tags={CONFIRMS: search.name}, preset=plan.preset,
-                       address=address, cache_dir=plan.cache_dir,
-                       no_cache=plan.cache_dir is None,
-                       **{k: settings.get(k) if settings.get(k) is not None
-                          else getattr(plan, k) for k in INHERITED})
+    result = run_study(
+        space,
+        plan.data,
+        resume=resume,
+        name=name,
+        storage=location,
+        tracking_uri=uri,
+        tags={CONFIRMS: search.name},
+        preset=plan.preset,
+        address=address,
+        cache_dir=plan.cache_dir,
+        no_cache=plan.cache_dir is None,
+        **{
+            k: settings.get(k) if settings.get(k) is not None else getattr(plan, k)
+            for k in INHERITED
+        },
+    )
     _link(uri, plan.parent_run_id, name)
     return result
 
@@ -73,16 +95,19 @@ def confirm_study(experiment: str, *, top_k: int = 3, seeds: str | None = None,
 def parse_seeds(text: str) -> list[int]:
     """'1-3,7' -> [1, 2, 3, 7] (sorted, each once); StudyError naming a bad part."""
     from fsvae.config import ConfigError, check_value
+
     seeds: set[int] = set()
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if m is None:
-            raise StudyError(f"--seeds {text!r}: cannot read {part.strip()!r}; expected "
-                             f"{SEEDS_FORM}")
+            raise StudyError(
+                f"--seeds {text!r}: cannot read {part.strip()!r}; expected {SEEDS_FORM}"
+            )
         low, high = int(m[1]), int(m[2] or m[1])
         if high < low:
-            raise StudyError(f"--seeds {text!r}: the range {part.strip()} runs backwards; "
-                             f"expected {SEEDS_FORM}")
+            raise StudyError(
+                f"--seeds {text!r}: the range {part.strip()} runs backwards; expected {SEEDS_FORM}"
+            )
         try:
             check_value("seed", high)
         except ConfigError as e:
@@ -103,22 +128,28 @@ def _new_seeds(search, asked: list[int] | None, spec: str | None) -> list[int]:
     seeds = asked if asked is not None else default_seeds(used)
     again = sorted(used & set(seeds))
     if again:
-        raise StudyError(f"--seeds {spec}: the search used seed(s) "
-                         f"{', '.join(map(str, again))}; a confirmation needs splits the "
-                         f"search did not see (default: {seeds_spec(default_seeds(used))})")
+        raise StudyError(
+            f"--seeds {spec}: the search used seed(s) "
+            f"{', '.join(map(str, again))}; a confirmation needs splits the "
+            f"search did not see (default: {seeds_spec(default_seeds(used))})"
+        )
     return seeds
 
 
 def _check_search(search) -> None:
     """Only an Optuna search has winners to confirm."""
     if search.confirms:
-        raise StudyError(f"experiment {search.name!r} is itself a confirmation (of "
-                         f"{search.confirms!r}); confirm the search: --experiment "
-                         f"{search.confirms}")
+        raise StudyError(
+            f"experiment {search.name!r} is itself a confirmation (of "
+            f"{search.confirms!r}); confirm the search: --experiment "
+            f"{search.confirms}"
+        )
     if search.kind != "optuna":
-        raise StudyError(f"experiment {search.name!r} is a {search.kind} study; confirm reruns "
-                         f"the best configurations of an Optuna search (a grid's rows already "
-                         f"run every configuration: add seeds with --grid seed=...)")
+        raise StudyError(
+            f"experiment {search.name!r} is a {search.kind} study; confirm reruns "
+            f"the best configurations of an Optuna search (a grid's rows already "
+            f"run every configuration: add seeds with --grid seed=...)"
+        )
 
 
 def _check_seed_free(plan: Plan) -> None:
@@ -126,9 +157,11 @@ def _check_seed_free(plan: Plan) -> None:
     space = plan.space
     for where in ("params", "strata"):
         if "seed" in (space.get(where) or {}):
-            raise StudyError(f"search {plan.name!r} varies seed itself (in its {where}); "
-                             f"confirm reruns its configurations with new seeds, so the seed "
-                             f"cannot be part of them")
+            raise StudyError(
+                f"search {plan.name!r} varies seed itself (in its {where}); "
+                f"confirm reruns its configurations with new seeds, so the seed "
+                f"cannot be part of them"
+            )
 
 
 def _picks(search, k: int):
@@ -136,8 +169,10 @@ def _picks(search, k: int):
     (results.confirm_table.top: by its objectives in turn, then the earlier trial)."""
     picks = top(ranked(search, search.objective, search.mode), k)
     if picks.empty:
-        raise StudyError(f"search {search.name!r} has no finished trial with "
-                         f"{search.objective}: nothing to confirm")
+        raise StudyError(
+            f"search {search.name!r} has no finished trial with "
+            f"{search.objective}: nothing to confirm"
+        )
     return picks
 
 
@@ -152,27 +187,34 @@ def confirmation_space(plan: Plan, picks, seeds: list[int], name: str, folder: s
     space = plan.space
     # a grid has one objective: the search's primary one
     objective, mode = goals(space["objective"], space["mode"])[0]
-    raw = {"name": name, "kind": "grid",
-           "description": f"Confirmation of the search {plan.name}: its top "
-                          f"configurations of each stratum by {objective}, rerun with new "
-                          f"seeds.",
-           "preset": plan.preset, "objective": objective, "mode": mode,
-           "fixed": {k: v for k, v in space["fixed"].items() if k != "seed"},
-           "grid": {"seed": list(seeds)},
-           "variants": [{k: [parse_value(k, v)] for k, v in conf}
-                        for conf in picks["configuration"]],
-           "resources": space.get("resources") or {}}
+    raw = {
+        "name": name,
+        "kind": "grid",
+        "description": f"Confirmation of the search {plan.name}: its top "
+        f"configurations of each stratum by {objective}, rerun with new "
+        f"seeds.",
+        "preset": plan.preset,
+        "objective": objective,
+        "mode": mode,
+        "fixed": {k: v for k, v in space["fixed"].items() if k != "seed"},
+        "grid": {"seed": list(seeds)},
+        "variants": [{k: [parse_value(k, v)] for k, v in conf} for conf in picks["configuration"]],
+        "resources": space.get("resources") or {},
+    }
     text = yaml.safe_dump(raw, sort_keys=False)
     return search_spaces.parse(raw, f"{folder}/space.yaml", text)
 
 
 def _announce(search: str, picks, seeds: list[int], space, say) -> None:
     """What is about to run, one line per stratum."""
-    say(f"confirm {search}: seeds {seeds_spec(seeds)} x {len(space.variants)} configuration(s) "
-          f"= {len(space.trials())} trials")
+    say(
+        f"confirm {search}: seeds {seeds_spec(seeds)} x {len(space.variants)} configuration(s) "
+        f"= {len(space.trials())} trials"
+    )
     for stratum, group in picks.groupby("stratum", sort=False):
-        shown = ", ".join(f"rank {r} (trial {t})" for r, t in
-                          zip(group["rank"], group["trial_key"]))
+        shown = ", ".join(
+            f"rank {r} (trial {t})" for r, t in zip(group["rank"], group["trial_key"])
+        )
         say(f"  {stratum or '(all)'}: {shown}")
 
 
@@ -194,7 +236,8 @@ def _link(uri: str, search_parent: str, name: str) -> None:
     from study.record.schema import CONFIRMED_BY
 
     client = MlflowClient(uri)
-    names = [n for n in client.get_run(search_parent).data.tags.get(CONFIRMED_BY, "")
-             .split(",") if n]
+    names = [
+        n for n in client.get_run(search_parent).data.tags.get(CONFIRMED_BY, "").split(",") if n
+    ]
     if name not in names:
         client.set_tag(search_parent, CONFIRMED_BY, ",".join(names + [name]))

@@ -1,4 +1,5 @@
 """The error a table or figure request raises; the CLI prints it as one line and exits 2."""
+
 from __future__ import annotations
 
 from study.errors import StudyError

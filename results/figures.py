@@ -16,6 +16,7 @@
 Each figure plots the numbers of the study's table (`fsvae-study table`), so a figure and
 its table cannot disagree.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,10 +34,10 @@ from results.confirm_table import confirm_table  # noqa: E402
 from results.errors import ResultsError  # noqa: E402
 from results.grid import grid_table  # noqa: E402
 from results.search import search_table  # noqa: E402
-from study.record.read import best_trials, one_run_per_trial  # noqa: E402
 from results.store import Study  # noqa: E402
 from results.table import METRICS, Table  # noqa: E402
 from study.figures.plots import curves  # noqa: E402
+from study.record.read import best_trials, one_run_per_trial  # noqa: E402
 from study.record.schema import CURVE_KEYS  # noqa: E402
 
 DPI = 110
@@ -90,25 +91,41 @@ def _plot_search(ax, table: Table, metric: str) -> None:
     study, cells = table.study, table.cells
     g = cells[(cells["metric"] == metric) & cells["value"].notna()].sort_values("n_f")
     if len(study.objectives) > 1:
-        ax.plot(g["n_f"], g["value"], marker="o", linestyle="none",
-                label=f"Pareto-front trials per stratum (on {', '.join(study.objectives)})")
+        ax.plot(
+            g["n_f"],
+            g["value"],
+            marker="o",
+            linestyle="none",
+            label=f"Pareto-front trials per stratum (on {', '.join(study.objectives)})",
+        )
     else:
-        ax.plot(g["n_f"], g["value"], marker="o",
-                label=f"best trial per stratum (by {study.objective}, {study.mode})")
+        ax.plot(
+            g["n_f"],
+            g["value"],
+            marker="o",
+            label=f"best trial per stratum (by {study.objective}, {study.mode})",
+        )
     for _, r in g.iterrows():
-        ax.annotate(r["method"] + (f" x{r['sampling_factor']}" if r["sampling_factor"] else ""),
-                    (r["n_f"], r["value"]), fontsize=7, textcoords="offset points",
-                    xytext=(4, 4))
+        ax.annotate(
+            r["method"] + (f" x{r['sampling_factor']}" if r["sampling_factor"] else ""),
+            (r["n_f"], r["value"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, 4),
+        )
     ax.set_xticks(sorted(g["n_f"].dropna().unique()))
-    _labels(ax, table, metric, "best trial per stratum" if len(study.objectives) == 1
-            else "Pareto front")
+    _labels(
+        ax,
+        table,
+        metric,
+        "best trial per stratum" if len(study.objectives) == 1 else "Pareto front",
+    )
 
 
 def _labels(ax, table: Table, metric: str, how: str) -> None:
     ax.set_xlabel("n_f (images per minority class)")
     ax.set_ylabel(f"{table.metric_set} {metric} (%)")
-    ax.set_title(f"{table.study.name}: {table.metric_set} {metric} vs n_f ({how})",
-                 fontsize=10)
+    ax.set_title(f"{table.study.name}: {table.metric_set} {metric} vs n_f ({how})", fontsize=10)
 
 
 def _plot_confirm(ax, table: Table, metric: str) -> None:
@@ -120,19 +137,34 @@ def _plot_confirm(ax, table: Table, metric: str) -> None:
         g = cells[cells["metric_set"] == metric_set]
         low = [0.0 if math.isnan(v) else m - v for m, v in zip(g["mean"], g["ci95_low"])]
         high = [0.0 if math.isnan(v) else v - m for m, v in zip(g["mean"], g["ci95_high"])]
-        ax.errorbar([x[r] + shift for r in g["row"]], g["mean"], yerr=[low, high], marker="o",
-                    capsize=3, linestyle="none", label=f"{metric_set}: mean, 95% CI over seeds")
+        ax.errorbar(
+            [x[r] + shift for r in g["row"]],
+            g["mean"],
+            yerr=[low, high],
+            marker="o",
+            capsize=3,
+            linestyle="none",
+            label=f"{metric_set}: mean, 95% CI over seeds",
+        )
         searched = g[g["search_value"].notna()]
-        ax.plot([x[r] + shift for r in searched["row"]], searched["search_value"], marker="x",
-                linestyle="none", color="grey",
-                label="its trial in the search (one seed)" if metric_set == "val" else None)
+        ax.plot(
+            [x[r] + shift for r in searched["row"]],
+            searched["search_value"],
+            marker="x",
+            linestyle="none",
+            color="grey",
+            label="its trial in the search (one seed)" if metric_set == "val" else None,
+        )
     ax.set_xticks(range(len(table.rows)), table.rows, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(f"{table.study.name}: {metric} per configuration of the search "
-                 f"{table.study.confirms}", fontsize=10)
+    ax.set_title(
+        f"{table.study.name}: {metric} per configuration of the search {table.study.confirms}",
+        fontsize=10,
+    )
 
 
 # -- learning curves ------------------------------------------------------------------------
+
 
 def pick_run(study: Study, run: str | None) -> pd.Series:
     """The trial run named by id or run name; by default the study's best trial
@@ -141,9 +173,11 @@ def pick_run(study: Study, run: str | None) -> pd.Series:
     if run:
         return _named(study, run)
     if len(study.objectives) > 1:
-        raise ResultsError(f"experiment {study.name!r} optimised {study.objective}: no trial "
-                           f"is best, so pass --run (a Pareto-front trial of `fsvae-study "
-                           f"table`)")
+        raise ResultsError(
+            f"experiment {study.name!r} optimised {study.objective}: no trial "
+            f"is best, so pass --run (a Pareto-front trial of `fsvae-study "
+            f"table`)"
+        )
     return _best(study).iloc[0]
 
 
@@ -154,11 +188,14 @@ def _named(study: Study, run: str) -> pd.Series:
         hit = trials[trials["run_name"] == run]
     if hit.empty:
         names = ", ".join(sorted(trials["run_name"].dropna())[:10])
-        raise ResultsError(f"--run {run!r}: no trial run with that id or name in "
-                           f"experiment {study.name!r}; names there: {names or 'none'}")
+        raise ResultsError(
+            f"--run {run!r}: no trial run with that id or name in "
+            f"experiment {study.name!r}; names there: {names or 'none'}"
+        )
     if len(hit) > 1:
-        raise ResultsError(f"--run {run!r} names {len(hit)} runs "
-                           f"({', '.join(hit['run_id'])}); pass a run id")
+        raise ResultsError(
+            f"--run {run!r} names {len(hit)} runs ({', '.join(hit['run_id'])}); pass a run id"
+        )
     return hit.iloc[0]
 
 
@@ -168,8 +205,10 @@ def _best(study: Study, missing_ok: bool = False) -> pd.DataFrame:
     counted, _ = one_run_per_trial(study.trials)
     best = best_trials(counted, study.goals)
     if best.empty and not missing_ok:
-        raise ResultsError(f"experiment {study.name!r} has no finished trial run with "
-                           f"{study.objective}; pass --run")
+        raise ResultsError(
+            f"experiment {study.name!r} has no finished trial run with "
+            f"{study.objective}; pass --run"
+        )
     return best
 
 
@@ -181,11 +220,11 @@ def history_rows(tracking_uri: str, run_id: str) -> list[dict]:
     best = []
     for stage, keys in CURVE_KEYS.items():
         for key in keys:
-            history = sorted(client.get_metric_history(run_id, f"{stage}_{key}"),
-                             key=lambda m: m.timestamp)  # a re-logged epoch: last value wins
+            history = sorted(
+                client.get_metric_history(run_id, f"{stage}_{key}"), key=lambda m: m.timestamp
+            )  # a re-logged epoch: last value wins
             for m in history:
-                rows.setdefault((stage, m.step), {"stage": stage, "epoch": m.step})[key] = \
-                    m.value
+                rows.setdefault((stage, m.step), {"stage": stage, "epoch": m.step})[key] = m.value
         logged = client.get_metric_history(run_id, f"{stage}_best_epoch")
         if logged:
             best.append({"stage": stage, "best_epoch": int(logged[-1].value)})
@@ -202,16 +241,19 @@ def curve_figures(study: Study, run: str | None, out: Path) -> list[Path]:
     """The curves of the run named, else of each of the study's best trials (several
     objectives: the Pareto front; none where no trial has the objective); runs that logged
     no curves get none."""
-    chosen = [_named(study, run)] if run else \
-        [r for _, r in _best(study, missing_ok=True).iterrows()]
+    chosen = (
+        [_named(study, run)] if run else [r for _, r in _best(study, missing_ok=True).iterrows()]
+    )
     return [p for p in (_curves(study, r, out) for r in chosen) if p is not None]
 
 
 def _curves(study: Study, chosen: pd.Series, out: Path) -> Path | None:
     rows = history_rows(study.tracking_uri, chosen["run_id"])
     name = chosen["run_name"] if isinstance(chosen["run_name"], str) else chosen["run_id"]
-    metrics = "  ".join(f"{k} {chosen[k] * 100:.2f}" for k in
-                        ("val_acc_h", "test_acc_h", "test_acc")
-                        if k in chosen and not pd.isna(chosen[k]))
+    metrics = "  ".join(
+        f"{k} {chosen[k] * 100:.2f}"
+        for k in ("val_acc_h", "test_acc_h", "test_acc")
+        if k in chosen and not pd.isna(chosen[k])
+    )
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     return curves(rows, out / f"curves_{safe}.png", f"{study.name}: {name}  {metrics}")

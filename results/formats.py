@@ -4,6 +4,7 @@
 Markdown renders on a web page (GitHub, a notebook); LaTeX is a booktabs float that fits
 an article's column. CSV is tidy: one line per cell, with the run ids behind each number.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -29,16 +30,64 @@ def csv(table: Shown) -> str:
         frames.append(table.comparisons)
     out = pd.concat(frames, ignore_index=True)
     if table.kind == "confirm":
-        first = ["section", "stratum", "row", "rank", "of", "trial_key", "search_run_id",
-                 "params", "metric_set", "metric", "mean", "std", "n", "ci95_low",
-                 "ci95_high", "search_value", "best", "seeds", "run_ids"]
+        first = [
+            "section",
+            "stratum",
+            "row",
+            "rank",
+            "of",
+            "trial_key",
+            "search_run_id",
+            "params",
+            "metric_set",
+            "metric",
+            "mean",
+            "std",
+            "n",
+            "ci95_low",
+            "ci95_high",
+            "search_value",
+            "best",
+            "seeds",
+            "run_ids",
+        ]
     elif table.study.kind == "optuna":
-        first = ["section", "stratum", "row", "method", "sampling_factor", "params", "n_f",
-                 "metric", "value", "objective", "objective_value", "n_trials", "n_finished",
-                 "n_failed", "n_killed", "run_name", "run_ids"]
+        first = [
+            "section",
+            "stratum",
+            "row",
+            "method",
+            "sampling_factor",
+            "params",
+            "n_f",
+            "metric",
+            "value",
+            "objective",
+            "objective_value",
+            "n_trials",
+            "n_finished",
+            "n_failed",
+            "n_killed",
+            "run_name",
+            "run_ids",
+        ]
     else:
-        first = ["section", "row", "method", "sampling_factor", "params", "n_f", "metric",
-                 "mean", "std", "n", "ci95_low", "ci95_high", "seeds", "run_ids"]
+        first = [
+            "section",
+            "row",
+            "method",
+            "sampling_factor",
+            "params",
+            "n_f",
+            "metric",
+            "mean",
+            "std",
+            "n",
+            "ci95_low",
+            "ci95_high",
+            "seeds",
+            "run_ids",
+        ]
     if table.with_paper:
         first += ["paper", "diff"]
     if table.comparisons is not None:

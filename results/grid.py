@@ -1,6 +1,7 @@
 """A grid study's table in the paper's Table 2 layout: one row per configuration, one column
 pair (acc_h, acc) per n_f, seeds pooled into mean ± std; with --compare A:B, the paired
 per-seed differences of method A minus method B beside it."""
+
 from __future__ import annotations
 
 import re
@@ -11,14 +12,29 @@ import pandas as pd
 from results.errors import ResultsError
 from results.paper import PAPER_SOURCE, SplitSizes, acc_h_note, merge_paper, missing_rows
 from results.store import Study, read_split_sizes
-from results.table import (BOOKKEEPING, METRICS, PERCENT, Table, few_seeds_note, method_key,
-                           no_finished, num_key, status_notes, summarize)
+from results.table import (
+    BOOKKEEPING,
+    METRICS,
+    PERCENT,
+    Table,
+    few_seeds_note,
+    method_key,
+    no_finished,
+    num_key,
+    status_notes,
+    summarize,
+)
 
 NAMED = ("method", "sampling_factor", "n_f", "seed")  # keys a row label or column already shows
 
 
-def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
-               compare: str | None = None, metrics: tuple[str, ...] = METRICS) -> Table:
+def grid_table(
+    study: Study,
+    metric_set: str = "test",
+    with_paper: bool = False,
+    compare: str | None = None,
+    metrics: tuple[str, ...] = METRICS,
+) -> Table:
     """Table 2's layout: rows = method (+ sampling factor, + differing keys), columns = n_f
     with acc_h and acc (`metrics`), cells = mean ± std over seeds in percent."""
     runs, notes = finished_runs(study, metric_set, metrics)
@@ -27,21 +43,37 @@ def grid_table(study: Study, metric_set: str = "test", with_paper: bool = False,
         first = group.iloc[0]
         for m in metrics:
             values = group[f"{metric_set}_{m}"] * 100.0
-            records.append({
-                "section": "table", "row": row, "method": first["method"],
-                "sampling_factor": first["sampling_factor"],
-                "params": first["params"],
-                "n_f": int(n_f), "metric": m, **summarize(values.to_numpy(), PERCENT),
-                "seeds": ";".join(map(str, group["seed"])),
-                "run_ids": ";".join(group["run_id"])})
+            records.append(
+                {
+                    "section": "table",
+                    "row": row,
+                    "method": first["method"],
+                    "sampling_factor": first["sampling_factor"],
+                    "params": first["params"],
+                    "n_f": int(n_f),
+                    "metric": m,
+                    **summarize(values.to_numpy(), PERCENT),
+                    "seeds": ";".join(map(str, group["seed"])),
+                    "run_ids": ";".join(group["run_id"]),
+                }
+            )
     cells = pd.DataFrame(records)
-    table = Table(study=study, metric_set=metric_set, cells=cells, rows=row_order(runs),
-                  n_fs=sorted(runs["n_f"].unique().tolist()), notes=notes,
-                  metrics=tuple(metrics))
-    table.notes.insert(0, "Cells: mean ± std over seeds (sample std, ddof=1), n = seeds; "
-                          "one configuration per row (keys in "
-                          "[brackets] differ between rows of a method); 95% Student-t "
-                          "intervals (cut to [0, 100]) and run ids in --format csv.")
+    table = Table(
+        study=study,
+        metric_set=metric_set,
+        cells=cells,
+        rows=row_order(runs),
+        n_fs=sorted(runs["n_f"].unique().tolist()),
+        notes=notes,
+        metrics=tuple(metrics),
+    )
+    table.notes.insert(
+        0,
+        "Cells: mean ± std over seeds (sample std, ddof=1), n = seeds; "
+        "one configuration per row (keys in "
+        "[brackets] differ between rows of a method); 95% Student-t "
+        "intervals (cut to [0, 100]) and run ids in --format csv.",
+    )
     few = few_seeds_note(cells)
     if few:
         table.notes.append(few)
@@ -58,10 +90,11 @@ def _add_paper(table: Table) -> None:
     table.cells = merge_paper(table.cells, table.metric_set, "mean", table.metrics[0])
     table.with_paper = True
     missing = missing_rows(table.cells)
-    table.notes.append(f"paper: {PAPER_SOURCE}, test set, percent; diff = ours - paper "
-                       f"(points). {acc_h_note(table.metrics[0])}"
-                       + (f" Paper rows with no runs here: {', '.join(missing)}."
-                          if missing else ""))
+    table.notes.append(
+        f"paper: {PAPER_SOURCE}, test set, percent; diff = ours - paper "
+        f"(points). {acc_h_note(table.metrics[0])}"
+        + (f" Paper rows with no runs here: {', '.join(missing)}." if missing else "")
+    )
     run_ids = sorted({r for ids in table.cells["run_ids"] for r in ids.split(";")})
     table.split_sizes = SplitSizes.of(read_split_sizes(table.study, run_ids))
     table.notes.append(table.split_sizes.note())
@@ -69,8 +102,10 @@ def _add_paper(table: Table) -> None:
 
 # -- the runs and their rows ----------------------------------------------------------------
 
-def finished_runs(study: Study, metric_set: str, metrics: tuple[str, ...]
-                  ) -> tuple[pd.DataFrame, list[str]]:
+
+def finished_runs(
+    study: Study, metric_set: str, metrics: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[str]]:
     """The runs a grid table uses, labelled, with duplicates removed; plus the notes saying
     what was left out and why.
 
@@ -84,28 +119,34 @@ def finished_runs(study: Study, metric_set: str, metrics: tuple[str, ...]
     fin = trials[trials["status"] == "FINISHED"]
     if fin.empty:
         raise no_finished(study)
-    has = fin[cols].notna().all(axis=1) if all(c in fin for c in cols) else \
-        pd.Series(False, index=fin.index)
+    has = (
+        fin[cols].notna().all(axis=1)
+        if all(c in fin for c in cols)
+        else pd.Series(False, index=fin.index)
+    )
     if (~has).any():
-        notes.append(f"{int((~has).sum())} finished run(s) without {' or '.join(cols)}, "
-                     f"not shown.")
+        notes.append(f"{int((~has).sum())} finished run(s) without {' or '.join(cols)}, not shown.")
     fin = fin[has]
     if fin.empty:
-        raise ResultsError(f"experiment {study.name!r}: no finished trial run has "
-                           f"{' and '.join(cols)}")
+        raise ResultsError(
+            f"experiment {study.name!r}: no finished trial run has {' and '.join(cols)}"
+        )
     with_nf = fin[["n_f" in c for c in fin["config"]]]
     if len(with_nf) < len(fin):
-        notes.append(f"{len(fin) - len(with_nf)} finished run(s) without an n_f param, not "
-                     f"shown.")
+        notes.append(f"{len(fin) - len(with_nf)} finished run(s) without an n_f param, not shown.")
     if with_nf.empty:
-        raise ResultsError(f"experiment {study.name!r}: no finished trial run has an n_f "
-                           f"param (params: the trial's config keys)")
+        raise ResultsError(
+            f"experiment {study.name!r}: no finished trial run has an n_f "
+            f"param (params: the trial's config keys)"
+        )
     runs = pd.DataFrame([_described(r, cols) for r in with_nf.itertuples(index=False)])
     runs, dropped = _drop_duplicates(runs)
     if dropped:
         shown = ", ".join(dropped[:5]) + (", ..." if len(dropped) > 5 else "")
-        notes.append(f"{len(dropped)} duplicate run(s) (same config and seed as a later run) "
-                     f"ignored, the latest kept: {shown}.")
+        notes.append(
+            f"{len(dropped)} duplicate run(s) (same config and seed as a later run) "
+            f"ignored, the latest kept: {shown}."
+        )
     runs["row"], runs["params"] = row_labels(runs)
     return runs, notes
 
@@ -114,11 +155,16 @@ def _described(run, cols: list[str]) -> dict:
     """One run as a grid table groups it: its configuration split into the keys a label
     or column shows and the rest (`extra`), and its metric values."""
     cfg = {k: v for k, v in run.config.items() if k not in BOOKKEEPING}
-    return {"run_id": run.run_id, "start_time": run.start_time,
-            "method": cfg.get("method", "?"), "sampling_factor": cfg.get("sampling_factor", ""),
-            "n_f": int(float(cfg["n_f"])), "seed": cfg.get("seed", ""),
-            "extra": tuple(sorted((k, v) for k, v in cfg.items() if k not in NAMED)),
-            **{c: getattr(run, c) for c in cols}}
+    return {
+        "run_id": run.run_id,
+        "start_time": run.start_time,
+        "method": cfg.get("method", "?"),
+        "sampling_factor": cfg.get("sampling_factor", ""),
+        "n_f": int(float(cfg["n_f"])),
+        "seed": cfg.get("seed", ""),
+        "extra": tuple(sorted((k, v) for k, v in cfg.items() if k not in NAMED)),
+        **{c: getattr(run, c) for c in cols},
+    }
 
 
 def _drop_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -137,17 +183,16 @@ def row_labels(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     is averaged across them."""
     shown_of: dict[tuple, list[str]] = {}
     for method, group in runs.groupby("method", sort=False):
-        configs = sorted({(sf, extra) for sf, extra in
-                          zip(group["sampling_factor"], group["extra"])})
+        configs = sorted(
+            {(sf, extra) for sf, extra in zip(group["sampling_factor"], group["extra"])}
+        )
         dicts = [dict(extra) for _, extra in configs]
         keys = sorted({k for d in dicts for k in d})
         differing = [k for k in keys if len({d.get(k) for d in dicts}) > 1]
-        shown = {c: [f"{k}={dict(c[1])[k]}" for k in differing if k in dict(c[1])]
-                 for c in configs}
+        shown = {c: [f"{k}={dict(c[1])[k]}" for k in differing if k in dict(c[1])] for c in configs}
         if len({(sf, tuple(v)) for (sf, _), v in shown.items()}) < len(configs):
             # an absent key told two configurations apart: show absences too
-            shown = {c: [f"{k}={dict(c[1]).get(k, 'unset')}" for k in differing]
-                     for c in configs}
+            shown = {c: [f"{k}={dict(c[1]).get(k, 'unset')}" for k in differing] for c in configs}
         for (sf, extra), v in shown.items():
             shown_of[(method, sf, extra)] = v
     labels, params = [], []
@@ -161,16 +206,23 @@ def row_labels(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
 def row_order(runs: pd.DataFrame) -> list[str]:
     """The labels in the paper's method order, then by sampling factor and other keys."""
     keys = runs.drop_duplicates("row")
-    order = sorted(zip(keys["method"], keys["sampling_factor"], keys["extra"], keys["row"]),
-                   key=lambda t: (method_key(t[0]), num_key(t[1]) if t[1] else (-1, 0.0, ""),
-                                  [(k, num_key(v)) for k, v in t[2]], t[3]))
+    order = sorted(
+        zip(keys["method"], keys["sampling_factor"], keys["extra"], keys["row"]),
+        key=lambda t: (
+            method_key(t[0]),
+            num_key(t[1]) if t[1] else (-1, 0.0, ""),
+            [(k, num_key(v)) for k, v in t[2]],
+            t[3],
+        ),
+    )
     return [t[3] for t in order]
 
 
 # -- paired comparisons (--compare A:B) ------------------------------------------------------
 
-COMPARE_FORM = ("A:B where A and B are METHOD or METHOD@SAMPLING_FACTOR, "
-                "e.g. vae:crt or vae@50:oversample@50")
+COMPARE_FORM = (
+    "A:B where A and B are METHOD or METHOD@SAMPLING_FACTOR, e.g. vae:crt or vae@50:oversample@50"
+)
 
 
 @dataclass(frozen=True)
@@ -204,8 +256,7 @@ def parse_compare(text: str) -> tuple[Side, Side]:
         raise ResultsError(f"--compare {text!r}: expected {COMPARE_FORM}")
     a, b = Side(m.group(1), m.group(2)), Side(m.group(3), m.group(4))
     if a == b:
-        raise ResultsError(f"--compare {text!r} compares {a} with itself; expected "
-                           f"{COMPARE_FORM}")
+        raise ResultsError(f"--compare {text!r} compares {a} with itself; expected {COMPARE_FORM}")
     return a, b
 
 
@@ -214,28 +265,37 @@ def _side_runs(runs: pd.DataFrame, side: Side, text: str) -> pd.DataFrame:
     mine = runs[runs["method"] == side.method]
     if mine.empty:
         have = sorted(set(runs["method"]), key=method_key)
-        raise ResultsError(f"--compare {text}: no finished runs of method {side.method!r}; "
-                           f"methods with finished runs: {', '.join(have)}")
+        raise ResultsError(
+            f"--compare {text}: no finished runs of method {side.method!r}; "
+            f"methods with finished runs: {', '.join(have)}"
+        )
     if side.sampling_factor is not None:
         pinned = mine[mine["sampling_factor"] == side.sampling_factor]
         if pinned.empty:
             have = sorted({sf for sf in mine["sampling_factor"] if sf}, key=num_key)
-            raise ResultsError(f"--compare {text}: no finished runs of {side}; "
-                               f"{side.method} has sampling factors: "
-                               f"{', '.join(have) if have else 'none (it does not use one)'}")
+            raise ResultsError(
+                f"--compare {text}: no finished runs of {side}; "
+                f"{side.method} has sampling factors: "
+                f"{', '.join(have) if have else 'none (it does not use one)'}"
+            )
         mine = pinned
     return mine
 
 
-def _sides(runs: pd.DataFrame, a: Side, b: Side, text: str
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _sides(runs: pd.DataFrame, a: Side, b: Side, text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both sides' runs; a factor pinned on one side only pins the other to it too."""
     ra, rb = _side_runs(runs, a, text), _side_runs(runs, b, text)
     pin = a.sampling_factor or b.sampling_factor
-    if _uses_factor(ra) and _uses_factor(rb) and pin and \
-            not (a.sampling_factor and b.sampling_factor):
-        ra, rb = _side_runs(runs, Side(a.method, pin), text), \
-            _side_runs(runs, Side(b.method, pin), text)
+    if (
+        _uses_factor(ra)
+        and _uses_factor(rb)
+        and pin
+        and not (a.sampling_factor and b.sampling_factor)
+    ):
+        ra, rb = (
+            _side_runs(runs, Side(a.method, pin), text),
+            _side_runs(runs, Side(b.method, pin), text),
+        )
     return ra, rb
 
 
@@ -264,16 +324,15 @@ def _differing(ca: dict, cb: dict, keys: list[str]) -> list[str]:
     return [k for k in keys if ca.get(k) != cb.get(k)]
 
 
-def _pair_rows(ra: pd.DataFrame, rb: pd.DataFrame, keys: list[str]
-               ) -> tuple[list[tuple[str, str]], list[str]]:
+def _pair_rows(
+    ra: pd.DataFrame, rb: pd.DataFrame, keys: list[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
     """(row of A, row of B) for every two rows that agree on `keys`; plus one line per row
     of either side that finds no partner, naming its nearest row and the keys that differ."""
     ca, cb = _row_configs(ra), _row_configs(rb)
     pairs = [(la, lb) for la in ca for lb in cb if not _differing(ca[la], cb[lb], keys)]
-    unmatched = [_unmatched(la, ca[la], cb, keys) for la in ca
-                 if all(p[0] != la for p in pairs)]
-    unmatched += [_unmatched(lb, cb[lb], ca, keys) for lb in cb
-                  if all(p[1] != lb for p in pairs)]
+    unmatched = [_unmatched(la, ca[la], cb, keys) for la in ca if all(p[0] != la for p in pairs)]
+    unmatched += [_unmatched(lb, cb[lb], ca, keys) for lb in cb if all(p[1] != lb for p in pairs)]
     return pairs, unmatched
 
 
@@ -281,13 +340,16 @@ def _unmatched(label: str, config: dict, others: dict[str, dict], keys: list[str
     """'Unmatched, not compared: vae x30 [backbone_lr=0.1] (nearest: crt x30, which differs
     in backbone_lr: 0.1 vs 0.01).'"""
     nearest = min(others, key=lambda o: len(_differing(config, others[o], keys)))
-    diffs = ", ".join(f"{k}: {config.get(k, 'unset')} vs {others[nearest].get(k, 'unset')}"
-                      for k in _differing(config, others[nearest], keys))
+    diffs = ", ".join(
+        f"{k}: {config.get(k, 'unset')} vs {others[nearest].get(k, 'unset')}"
+        for k in _differing(config, others[nearest], keys)
+    )
     return f"Unmatched, not compared: {label} (nearest: {nearest}, which differs in {diffs})."
 
 
-def compare_runs(runs: pd.DataFrame, text: str, metric_set: str, metrics: tuple[str, ...]
-                 ) -> tuple[pd.DataFrame, list[str]]:
+def compare_runs(
+    runs: pd.DataFrame, text: str, metric_set: str, metrics: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[str]]:
     """Per-seed paired differences A - B (points) for every n_f both rows of a pair have,
     with the mean, sample std, n and 95% t interval; plus one plain-language line per n_f
     and one per unmatched row."""
@@ -305,34 +367,57 @@ def compare_runs(runs: pd.DataFrame, text: str, metric_set: str, metrics: tuple[
     for la, lb in pairs:
         ga, gb = ra[ra["row"] == la], rb[rb["row"] == lb]
         for n_f in sorted(set(ga["n_f"]) & set(gb["n_f"])):
-            rec, line = _paired(f"{la} minus {lb}", la, lb, ga[ga["n_f"] == n_f],
-                                gb[gb["n_f"] == n_f], int(n_f), metric_set, metrics)
+            rec, line = _paired(
+                f"{la} minus {lb}",
+                la,
+                lb,
+                ga[ga["n_f"] == n_f],
+                gb[gb["n_f"] == n_f],
+                int(n_f),
+                metric_set,
+                metrics,
+            )
             records += rec
             lines.append(line)
     if not records:
-        raise ResultsError(f"--compare {text}: no n_f value has runs of both sides "
-                           f"({a}: {', '.join(map(str, sorted(set(ra['n_f']))))}; {b}: "
-                           f"{', '.join(map(str, sorted(set(rb['n_f']))))})")
+        raise ResultsError(
+            f"--compare {text}: no n_f value has runs of both sides "
+            f"({a}: {', '.join(map(str, sorted(set(ra['n_f']))))}; {b}: "
+            f"{', '.join(map(str, sorted(set(rb['n_f']))))})"
+        )
     return pd.DataFrame(records), lines + unmatched
 
 
-def _no_pairs(text: str, a: Side, b: Side, ra: pd.DataFrame, rb: pd.DataFrame,
-              unmatched: list[str]) -> ResultsError:
+def _no_pairs(
+    text: str, a: Side, b: Side, ra: pd.DataFrame, rb: pd.DataFrame, unmatched: list[str]
+) -> ResultsError:
     """Why no row of A found a row of B: disjoint sampling factors (pin both to compare
     them anyway), or another key that differs (named in the unmatched lines)."""
     fa = sorted(set(ra["sampling_factor"]), key=num_key)
     fb = sorted(set(rb["sampling_factor"]), key=num_key)
     if _uses_factor(ra) and _uses_factor(rb) and not set(fa) & set(fb):
-        return ResultsError(f"--compare {text}: {a.method} and {b.method} share no sampling "
-                            f"factor ({a.method}: {', '.join(fa)}; {b.method}: "
-                            f"{', '.join(fb)}); pin both, e.g. {a.method}@{fa[0]}:"
-                            f"{b.method}@{fb[0]}")
-    return ResultsError(f"--compare {text}: no configuration of {a} agrees with one of {b} "
-                        f"on the keys both use. " + " ".join(unmatched))
+        return ResultsError(
+            f"--compare {text}: {a.method} and {b.method} share no sampling "
+            f"factor ({a.method}: {', '.join(fa)}; {b.method}: "
+            f"{', '.join(fb)}); pin both, e.g. {a.method}@{fa[0]}:"
+            f"{b.method}@{fb[0]}"
+        )
+    return ResultsError(
+        f"--compare {text}: no configuration of {a} agrees with one of {b} "
+        f"on the keys both use. " + " ".join(unmatched)
+    )
 
 
-def _paired(label: str, la: str, lb: str, ga: pd.DataFrame, gb: pd.DataFrame, n_f: int,
-            metric_set: str, metrics: tuple[str, ...]) -> tuple[list[dict], str]:
+def _paired(
+    label: str,
+    la: str,
+    lb: str,
+    ga: pd.DataFrame,
+    gb: pd.DataFrame,
+    n_f: int,
+    metric_set: str,
+    metrics: tuple[str, ...],
+) -> tuple[list[dict], str]:
     """The paired cells of one pair of rows at one n_f (one per metric), and its line."""
     merged = ga.merge(gb, on="seed", suffixes=("_a", "_b"))
     merged = merged.sort_values("seed", key=lambda s: s.map(num_key))
@@ -340,11 +425,21 @@ def _paired(label: str, la: str, lb: str, ga: pd.DataFrame, gb: pd.DataFrame, n_
     for m in metrics:
         diffs = (merged[f"{metric_set}_{m}_a"] - merged[f"{metric_set}_{m}_b"]) * 100.0
         per_metric[m] = summarize(diffs.to_numpy())
-        records.append({
-            "section": "comparison", "row": label, "a": la, "b": lb, "n_f": n_f,
-            "metric": m, **per_metric[m], "seeds": ";".join(map(str, merged["seed"])),
-            "run_ids": ";".join(f"{x}:{y}" for x, y in
-                                zip(merged["run_id_a"], merged["run_id_b"]))})
+        records.append(
+            {
+                "section": "comparison",
+                "row": label,
+                "a": la,
+                "b": lb,
+                "n_f": n_f,
+                "metric": m,
+                **per_metric[m],
+                "seeds": ";".join(map(str, merged["seed"])),
+                "run_ids": ";".join(
+                    f"{x}:{y}" for x, y in zip(merged["run_id_a"], merged["run_id_b"])
+                ),
+            }
+        )
     return records, _summary_line(label, n_f, per_metric, list(merged["seed"]))
 
 
@@ -360,6 +455,9 @@ def _summary_line(label: str, n_f: int, per_metric: dict[str, dict], seeds: list
         if n >= 2:
             part += f", 95% CI [{s['ci95_low']:.2f}, {s['ci95_high']:.2f}]"
         parts.append(part)
-    tail = f"{n} seeds" if n >= 2 else \
-        "1 paired seed, so the confidence interval is undefined (needs at least 2)"
+    tail = (
+        f"{n} seeds"
+        if n >= 2
+        else "1 paired seed, so the confidence interval is undefined (needs at least 2)"
+    )
     return head + "; ".join(parts) + f"; {tail}."

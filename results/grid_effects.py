@@ -11,6 +11,7 @@ randomness, so pairing removes what varies from seed to seed. A key that changes
 other keys apply (`method`: only vae has latent_dim) is compared only where nothing else
 differs; `fsvae-study table --compare A:B` pairs methods on the keys both use.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ from results.table import METRICS, PERCENT, method_key, num_key, summarize  # no
 UNSET = "unset"  # a key the run does not use (sampling_factor for plain)
 
 
-def grid_effects(study: Study, metric_set: str = "test", metrics: tuple[str, ...] = METRICS
-                 ) -> tuple[pd.DataFrame, list[str]]:
+def grid_effects(
+    study: Study, metric_set: str = "test", metrics: tuple[str, ...] = METRICS
+) -> tuple[pd.DataFrame, list[str]]:
     """Every varied key's effect (see the module's docstring), one row per key, setting,
     value and metric, in percent; plus the notes on runs left out and keys not compared."""
     runs, notes = finished_runs(study, metric_set, metrics)
@@ -39,9 +41,11 @@ def grid_effects(study: Study, metric_set: str = "test", metrics: tuple[str, ...
     for key in varied_keys(configs):
         rows = key_effects(runs, configs, key, metric_set, metrics)
         if rows.empty:
-            notes.append(f"{key}: no two of its values ran at one setting of the other keys "
-                         f"(a key that changes which keys apply; for methods see "
-                         f"`fsvae-study table --compare A:B`).")
+            notes.append(
+                f"{key}: no two of its values ran at one setting of the other keys "
+                f"(a key that changes which keys apply; for methods see "
+                f"`fsvae-study table --compare A:B`)."
+            )
         frames.append(rows)
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), notes
 
@@ -65,8 +69,13 @@ def value_order(key: str, values) -> list[str]:
     return sorted(set(values), key=method_key if key == "method" else num_key)
 
 
-def key_effects(runs: pd.DataFrame, configs: list[dict[str, str]], key: str,
-                metric_set: str, metrics: tuple[str, ...]) -> pd.DataFrame:
+def key_effects(
+    runs: pd.DataFrame,
+    configs: list[dict[str, str]],
+    key: str,
+    metric_set: str,
+    metrics: tuple[str, ...],
+) -> pd.DataFrame:
     """Rows (key, setting, value, metric, mean, std, n, ci95_low, ci95_high, reference,
     diff_mean, diff_low, diff_high, diff_n, seeds) for each setting of the other keys that
     ran two or more values of `key`."""
@@ -84,8 +93,10 @@ def key_effects(runs: pd.DataFrame, configs: list[dict[str, str]], key: str,
         first = configs[members[0]]
         setting = ", ".join(f"{k}={first.get(k, UNSET)}" for k in shown) or "(all)"
         for m in metrics:
-            per_value = {v: _by_seed(runs, [i for i in members if configs[i][key] == v],
-                                     f"{metric_set}_{m}") for v in values}
+            per_value = {
+                v: _by_seed(runs, [i for i in members if configs[i][key] == v], f"{metric_set}_{m}")
+                for v in values
+            }
             records += _rows(key, setting, m, per_value, values)
     return pd.DataFrame(records)
 
@@ -97,33 +108,46 @@ def _by_seed(runs: pd.DataFrame, rows: list[int], column: str) -> dict[str, floa
     return {str(s): float(v) * 100.0 for s, v in zip(picked["seed"], picked[column])}
 
 
-def _rows(key: str, setting: str, metric: str, per_value: dict[str, dict[str, float]],
-          values: list[str]) -> list[dict]:
+def _rows(
+    key: str, setting: str, metric: str, per_value: dict[str, dict[str, float]], values: list[str]
+) -> list[dict]:
     """Each value's summary over seeds, and its paired difference from the first value."""
     ref = per_value[values[0]]
     out = []
     for v in values:
         mine = per_value[v]
-        row = {"key": key, "setting": setting, "value": v, "metric": metric,
-               **summarize(list(mine.values()), PERCENT), "reference": values[0],
-               "seeds": ";".join(sorted(mine, key=num_key))}
+        row = {
+            "key": key,
+            "setting": setting,
+            "value": v,
+            "metric": metric,
+            **summarize(list(mine.values()), PERCENT),
+            "reference": values[0],
+            "seeds": ";".join(sorted(mine, key=num_key)),
+        }
         if v != values[0]:
             paired = sorted(set(mine) & set(ref), key=num_key)
             diff = summarize([mine[s] - ref[s] for s in paired])
-            row.update({"diff_mean": diff["mean"], "diff_low": diff["ci95_low"],
-                        "diff_high": diff["ci95_high"], "diff_n": diff["n"]})
+            row.update(
+                {
+                    "diff_mean": diff["mean"],
+                    "diff_low": diff["ci95_low"],
+                    "diff_high": diff["ci95_high"],
+                    "diff_n": diff["n"],
+                }
+            )
         out.append(row)
     return out
 
 
-def effect_figure(effects: pd.DataFrame, key: str, metrics: tuple[str, ...], path: Path,
-                  title: str) -> Path:
+def effect_figure(
+    effects: pd.DataFrame, key: str, metrics: tuple[str, ...], path: Path, title: str
+) -> Path:
     """One panel per metric: the mean over seeds per value of `key`, one line per setting
     of the other keys, bars = the 95% Student-t interval (none with one seed)."""
     mine = effects[effects["key"] == key]
     values = list(dict.fromkeys(mine["value"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         rows = mine[mine["metric"] == metric]
         settings = list(dict.fromkeys(rows["setting"]))

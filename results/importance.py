@@ -18,6 +18,7 @@ fANOVA ranked beta_max first in 18 of 40 searches at 10 trials (a guess: 10 of 4
 ranking is mostly the forest's luck. Above it, more parameters need more trials still:
 with five continuous parameters beside beta_max, 16 of 40 at 20 trials, 23 at 40.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,13 +69,15 @@ def scoped(study: optuna.Study, parent: str | None = None, value=None) -> optuna
         if parent is not None and t.params.get(parent, object()) != value:
             continue
         keep = {k: d for k, d in t.distributions.items() if k != parent}
-        out.add_trial(optuna.trial.create_trial(
-            params={k: t.params[k] for k in keep}, distributions=keep, values=t.values))
+        out.add_trial(
+            optuna.trial.create_trial(
+                params={k: t.params[k] for k in keep}, distributions=keep, values=t.values
+            )
+        )
     return out
 
 
-def importance(study: optuna.Study, index: int, objective: str,
-               scope: str = ALL) -> Importance:
+def importance(study: optuna.Study, index: int, objective: str, scope: str = ALL) -> Importance:
     """fANOVA importances of objective `index` over `study`'s complete trials (a `scoped`
     copy), or the reason there are none."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -83,8 +86,9 @@ def importance(study: optuna.Study, index: int, objective: str,
     if result.reason is None:
         with warnings.catch_warnings():  # `normalize` is experimental in Optuna
             warnings.simplefilter("ignore", ExperimentalWarning)
-            raw = get_param_importances(study, evaluator=evaluator(), target=target(index),
-                                        normalize=False)
+            raw = get_param_importances(
+                study, evaluator=evaluator(), target=target(index), normalize=False
+            )
         total = sum(raw.values())
         if total > 0:
             result.values = {k: v / total for k, v in raw.items()}
@@ -97,8 +101,10 @@ def importance(study: optuna.Study, index: int, objective: str,
 def _too_little(trials: list[FrozenTrial], index: int) -> str | None:
     """Why these trials cannot rank parameters, or None when they can."""
     if len(trials) < MIN_TRIALS:
-        return (f"{len(trials)} complete trial{'s' * (len(trials) != 1)}, fewer than "
-                f"{MIN_TRIALS}: not computed (below that, fANOVA's ranking is mostly chance)")
+        return (
+            f"{len(trials)} complete trial{'s' * (len(trials) != 1)}, fewer than "
+            f"{MIN_TRIALS}: not computed (below that, fANOVA's ranking is mostly chance)"
+        )
     space = intersection_search_space(trials)
     if not any(not d.single() for d in space.values()):
         return "no parameter takes two values in these trials"

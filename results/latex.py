@@ -11,6 +11,7 @@ to. Where a table is still wider than the line (many n_f values, long labels), i
 scaled down to the line width rather than cut off. The notes are comments above the
 float and the sentences comments below it; the caption says what a cell is.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,9 +20,18 @@ from results.table_model import Cell, Column, Num, TableModel, Tex, is_best, num
 
 DIGITS = 1  # the decimals of every number in a LaTeX table
 BOX = r"\fsvaetablebox"  # holds a tabular while its width is checked
-_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}"}
+_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -37,11 +47,18 @@ def write(model: TableModel) -> str:
     under it), the sentences as comments below."""
     parts = [model] + ([model.then] if model.then is not None else [])
     label = re.sub(r"[^A-Za-z0-9]+", "-", model.label)
-    lines = [r"% fsvae-study table: needs \usepackage{booktabs,graphicx}; run ids in the "
-             r"CSV output", *(f"% {n}" for n in model.notes),
-             r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(model.caption)}}}",
-             rf"\label{{tab:{label}}}", r"\small", r"\setlength{\tabcolsep}{4pt}",
-             rf"\ifdefined{BOX}\else\newsavebox{BOX}\fi"]
+    lines = [
+        r"% fsvae-study table: needs \usepackage{booktabs,graphicx}; run ids in the "
+        r"CSV output",
+        *(f"% {n}" for n in model.notes),
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(model.caption)}}}",
+        rf"\label{{tab:{label}}}",
+        r"\small",
+        r"\setlength{\tabcolsep}{4pt}",
+        rf"\ifdefined{BOX}\else\newsavebox{BOX}\fi",
+    ]
     for i, part in enumerate(parts):
         lines += ([r"\par\medskip"] if i else []) + _fitted(_tabular(part))
     lines.append(r"\end{table}")
@@ -51,17 +68,21 @@ def write(model: TableModel) -> str:
 
 def _fitted(tabular: str) -> list[str]:
     """The tabular at its natural size; scaled down to the line only if it is wider."""
-    return [rf"\sbox{BOX}{{%", tabular + "}%",
-            rf"\ifdim\wd{BOX}>\linewidth\resizebox{{\linewidth}}{{!}}{{\usebox{BOX}}}"
-            rf"\else\usebox{BOX}\fi"]
+    return [
+        rf"\sbox{BOX}{{%",
+        tabular + "}%",
+        rf"\ifdim\wd{BOX}>\linewidth\resizebox{{\linewidth}}{{!}}{{\usebox{BOX}}}"
+        rf"\else\usebox{BOX}\fi",
+    ]
 
 
 def _tabular(model: TableModel) -> str:
     """booktabs: the header, a rule, the body (a block of rows per block, a rule between
     blocks), a rule."""
     shown = [i for i, c in enumerate(model.columns) if c.only != "markdown"]
-    blocks = list(dict.fromkeys(model.columns[i].block for i in shown
-                                if model.columns[i].block is not None)) or [None]
+    blocks = list(
+        dict.fromkeys(model.columns[i].block for i in shown if model.columns[i].block is not None)
+    ) or [None]
 
     def of(block: str | None) -> list[int]:
         return [i for i in shown if model.columns[i].block in (None, block)]
@@ -71,10 +92,20 @@ def _tabular(model: TableModel) -> str:
     for k, block in enumerate(blocks):
         if block is not None:
             body += [r"\midrule"] * bool(k) + [
-                _spanning(len(head), rf"\textit{{{latex_escape(block)}}}")]
+                _spanning(len(head), rf"\textit{{{latex_escape(block)}}}")
+            ]
         body += _rows(model, of(block), len(head))
-    return "\n".join([rf"\begin{{tabular}}{{l{'r' * (len(head) - 1)}}}", r"\toprule",
-                      _line(head), r"\midrule", *body, r"\bottomrule", r"\end{tabular}"])
+    return "\n".join(
+        [
+            rf"\begin{{tabular}}{{l{'r' * (len(head) - 1)}}}",
+            r"\toprule",
+            _line(head),
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+        ]
+    )
 
 
 def _rows(model: TableModel, columns: list[int], width: int) -> list[str]:
@@ -83,13 +114,22 @@ def _rows(model: TableModel, columns: list[int], width: int) -> list[str]:
     for row in model.rows:
         if row.group is not None and row.group != group:
             lines += [r"\addlinespace"] * (group is not None) + [
-                _spanning(width, latex_escape(row.group))]
+                _spanning(width, latex_escape(row.group))
+            ]
             group = row.group
         lines.append(_line([_cell(row.cells[i], model.stated_n) for i in columns]))
         if row.paper is not None:
-            lines.append(_line([rf"\quad {latex_escape(row.paper)}"] + [
-                _number(num(row.cells[i].paper, digits=DIGITS))
-                if model.columns[i].paper is not None else "{}" for i in columns[1:]]))
+            lines.append(
+                _line(
+                    [rf"\quad {latex_escape(row.paper)}"]
+                    + [
+                        _number(num(row.cells[i].paper, digits=DIGITS))
+                        if model.columns[i].paper is not None
+                        else "{}"
+                        for i in columns[1:]
+                    ]
+                )
+            )
         if row.below:
             lines.append(_spanning(width, rf"\quad\footnotesize {latex_escape(row.below)}"))
     return lines

@@ -5,6 +5,7 @@ comparisons.
 `model(table)` reads a results.table.Table; results.markdown and results.latex write what
 it returns (results.table_model says where the two differ).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -14,8 +15,7 @@ import pandas as pd
 
 from results.paper import SplitSizes
 from results.store import Study
-from results.table_model import (Cell, Column, Num, Row, TableModel, Tex, missing,
-                                 objective_value)
+from results.table_model import Cell, Column, Num, Row, TableModel, Tex, missing, objective_value
 
 PAPER_ROW = "Park (2021)"  # the label of the paper's rows in LaTeX
 SETS = ("val", "test")  # a confirmation's metric sets, validation first
@@ -67,6 +67,7 @@ def _caption(table: Shown, what: str) -> str:
 
 # -- a grid study: the paper's Table 2 --------------------------------------------------------
 
+
 def _grid(table: Shown) -> TableModel:
     """A row per method; a column per n_f and metric (LaTeX: a block of rows per metric),
     mean ± std over seeds with the column's best in bold; the paper's numbers beside ours
@@ -77,21 +78,31 @@ def _grid(table: Shown) -> TableModel:
     for n_f in table.n_fs:
         for m in table.metrics:
             head = f"n_f={n_f} {m}"
-            columns.append(Column(head, short=Tex(rf"$n_f = {n_f}$"), block=m,
-                                  paper=head if table.with_paper else None))
+            columns.append(
+                Column(
+                    head,
+                    short=Tex(rf"$n_f = {n_f}$"),
+                    block=m,
+                    paper=head if table.with_paper else None,
+                )
+            )
     rows = []
     for row in table.rows:
         out = [Cell(row)]
         for n_f in table.n_fs:
             for m in table.metrics:
                 key = (row, n_f, m)
-                out.append(_grid_cell(cells.loc[key], best[(n_f, m)], table.with_paper)
-                           if key in cells.index else Cell())
+                out.append(
+                    _grid_cell(cells.loc[key], best[(n_f, m)], table.with_paper)
+                    if key in cells.index
+                    else Cell()
+                )
         paper = table.with_paper and _last_of_paper_method(table, row)
         rows.append(Row(out, paper=PAPER_ROW if paper else None))
     n, marked = _common_n(table.cells)
-    spread = f"Mean ± std over seeds, n = {n} per cell" if n >= 2 else \
-        "One seed per cell, so no spread"
+    spread = (
+        f"Mean ± std over seeds, n = {n} per cell" if n >= 2 else "One seed per cell, so no spread"
+    )
     what = spread + (" (other n marked)" if marked else "") + "; best per column in bold"
     return TableModel(table.title, columns, rows, stated_n=n, caption=_caption(table, what))
 
@@ -113,13 +124,14 @@ def _last_of_paper_method(table: Shown, row: str) -> bool:
     (rows of one method and factor are adjacent), so the paper's row goes under it."""
     of = table.cells.drop_duplicates("row").set_index("row")
     ident = (of.loc[row, "method"], of.loc[row, "sampling_factor"])
-    later = table.rows[table.rows.index(row) + 1:]
+    later = table.rows[table.rows.index(row) + 1 :]
     if later and (of.loc[later[0], "method"], of.loc[later[0], "sampling_factor"]) == ident:
         return False
     return bool(table.cells.loc[table.cells["row"] == row, "paper"].notna().any())
 
 
 # -- an Optuna search: its best trials --------------------------------------------------------
+
 
 def _search(table: Shown) -> TableModel:
     """A row per shown trial: a stratum's best trial, or each trial of its Pareto front
@@ -129,21 +141,29 @@ def _search(table: Shown) -> TableModel:
     study, ms = table.study, table.metric_set
     objectives = study.objectives
     many = len(objectives) > 1
-    columns = [Column("stratum", short="Stratum"),
-               Column("trials (finished/failed/stopped of all)", short="Trials"),
-               Column("Pareto-front trial" if many else "best trial", only="markdown")]
+    columns = [
+        Column("stratum", short="Stratum"),
+        Column("trials (finished/failed/stopped of all)", short="Trials"),
+        Column("Pareto-front trial" if many else "best trial", only="markdown"),
+    ]
     columns += [Column("on the front", only="markdown")] if many else []
-    columns += [Column(head, short=o)
-                for head, o in zip(objectives if many else [study.objective], objectives)]
-    columns += [Column(f"{ms} {m}", paper=m if table.with_paper else None)
-                for m in table.metrics]
+    columns += [
+        Column(head, short=o)
+        for head, o in zip(objectives if many else [study.objective], objectives)
+    ]
+    columns += [Column(f"{ms} {m}", paper=m if table.with_paper else None) for m in table.metrics]
     columns.append(Column("searched params", only="markdown"))
     cells = table.cells.assign(trial_key=table.cells.get("trial_key", ""))
-    rows = [_search_row(table, g.set_index("metric"), many)
-            for _, g in cells.groupby(["stratum", "trial_key"], sort=False, dropna=False)]
+    rows = [
+        _search_row(table, g.set_index("metric"), many)
+        for _, g in cells.groupby(["stratum", "trial_key"], sort=False, dropna=False)
+    ]
     goals = ", ".join(f"{o} ({m})" for o, m in zip(objectives, study.modes))
-    what = (f"Per stratum, the trials of the Pareto front on {goals}" if many else
-            f"Per stratum, the trial best by {study.objective} ({study.mode})")
+    what = (
+        f"Per stratum, the trials of the Pareto front on {goals}"
+        if many
+        else f"Per stratum, the trial best by {study.objective} ({study.mode})"
+    )
     what += "; trials: finished/failed/stopped of all"
     return TableModel(table.title, columns, rows, caption=_caption(table, what))
 
@@ -154,17 +174,22 @@ def _search_row(table: Shown, g: pd.DataFrame, many: bool) -> Row:
     objectives = table.study.objectives
     values = [first.get(o) for o in objectives] if many else [first.get("objective_value")]
     front = f", front {first['front']}" if found and many else ""
-    cells = [Cell(first["stratum"], short=first["stratum"] + front),
-             Cell(f"{first['n_finished']}/{first['n_failed']}/{first['n_killed']} of "
-                  f"{first['n_trials']}"),
-             Cell(f"{first['run_name']} ({first['run_ids'][:8]})" if found else "")]
+    cells = [
+        Cell(first["stratum"], short=first["stratum"] + front),
+        Cell(
+            f"{first['n_finished']}/{first['n_failed']}/{first['n_killed']} of {first['n_trials']}"
+        ),
+        Cell(f"{first['run_name']} ({first['run_ids'][:8]})" if found else ""),
+    ]
     cells += [Cell(first.get("front") if found else "")] if many else []
-    cells += [Cell(objective_value(o, v if found else None))
-              for o, v in zip(objectives, values)]
+    cells += [Cell(objective_value(o, v if found else None)) for o, v in zip(objectives, values)]
     for m in table.metrics:
         value = Num(g.loc[m].get("value")) if found else ""
-        cells.append(Cell(value, paper=g.loc[m].get("paper"), diff=g.loc[m].get("diff"))
-                     if table.with_paper else Cell(value))
+        cells.append(
+            Cell(value, paper=g.loc[m].get("paper"), diff=g.loc[m].get("diff"))
+            if table.with_paper
+            else Cell(value)
+        )
     cells.append(Cell(first.get("params") if found else ""))
     paper = None
     if found and table.with_paper and g["paper"].notna().any():
@@ -175,37 +200,60 @@ def _search_row(table: Shown, g: pd.DataFrame, many: bool) -> Row:
 
 # -- a confirmation: a search's configurations over new seeds ---------------------------------
 
+
 def _confirm(table: Shown) -> TableModel:
     """A row per configuration: its rank and value in the search, then mean [95% CI] of
     each metric on val and test, the best mean validation objective per stratum in bold;
     the search trial, seeds and params as columns (LaTeX: params and seeds under the row)."""
     objective = table.study.objective
-    columns = [Column("stratum", short="Stratum"), Column("rank in search", short="Rank"),
-               Column("search trial", only="markdown"), Column(f"search {objective}"),
-               Column("seeds", only="markdown")]
+    columns = [
+        Column("stratum", short="Stratum"),
+        Column("rank in search", short="Rank"),
+        Column("search trial", only="markdown"),
+        Column(f"search {objective}"),
+        Column("seeds", only="markdown"),
+    ]
     columns += [Column(f"{s} {m}") for s in SETS for m in table.metrics]
     columns.append(Column("params", only="markdown"))
     rows = []
     for _, g in table.cells.groupby("row", sort=False):
         first, g = g.iloc[0], g.set_index(["metric_set", "metric"])
         shown = [(s, m) for s in SETS for m in table.metrics]  # the objective first
-        values = [_interval(g.loc[k], bold=bool(first["best"]) and k == shown[0])
-                  for k in shown]
+        values = [_interval(g.loc[k], bold=bool(first["best"]) and k == shown[0]) for k in shown]
         seeds = first["seeds"].replace(";", ", ")
-        rows.append(Row([Cell(first["stratum"]), Cell(_rank(first)), Cell(first["trial_key"]),
-                         Cell(Num(first["search_value"])), Cell(seeds), *values,
-                         Cell(first["params"])],
-                        below="; ".join(p for p in (first["params"], f"seeds {seeds}") if p)))
-    what = (f"Mean [95% CI] over the new seeds; rank: place among the stratum's finished "
-            f"trials of the search; best mean {objective} per stratum in bold")
-    return TableModel(table.title, columns, rows, sentences=list(table.summaries),
-                      caption=_caption(table, what))
+        rows.append(
+            Row(
+                [
+                    Cell(first["stratum"]),
+                    Cell(_rank(first)),
+                    Cell(first["trial_key"]),
+                    Cell(Num(first["search_value"])),
+                    Cell(seeds),
+                    *values,
+                    Cell(first["params"]),
+                ],
+                below="; ".join(p for p in (first["params"], f"seeds {seeds}") if p),
+            )
+        )
+    what = (
+        f"Mean [95% CI] over the new seeds; rank: place among the stratum's finished "
+        f"trials of the search; best mean {objective} per stratum in bold"
+    )
+    return TableModel(
+        table.title, columns, rows, sentences=list(table.summaries), caption=_caption(table, what)
+    )
 
 
 def _interval(cell: pd.Series, bold: bool) -> Cell:
     """Mean [95% interval] over the seeds; `bold`: the stratum's best."""
-    return Cell(Num(cell["mean"], ci=(cell["ci95_low"], cell["ci95_high"]), n=int(cell["n"]),
-                    best=cell["mean"] if bold else None))
+    return Cell(
+        Num(
+            cell["mean"],
+            ci=(cell["ci95_low"], cell["ci95_high"]),
+            n=int(cell["n"]),
+            best=cell["mean"] if bold else None,
+        )
+    )
 
 
 def _rank(cell: pd.Series) -> str:
@@ -216,14 +264,17 @@ def _rank(cell: pd.Series) -> str:
 
 # -- a grid's paired comparisons (--compare A:B) ----------------------------------------------
 
+
 def _comparisons(table: Shown) -> TableModel:
     """Under each comparison's name (markdown: a column), a row per n_f: the mean
     difference and its 95% interval per metric, and the seeds paired."""
     columns = [Column("comparison", only="markdown"), Column("n_f", short=Tex(r"$n_f$"))]
     for m in table.metrics:
-        columns += [Column(f"{m} diff", only="markdown"),
-                    Column(f"{m} 95% CI", only="markdown"),
-                    Column(f"{m}, A minus B [95% CI]", only="latex")]
+        columns += [
+            Column(f"{m} diff", only="markdown"),
+            Column(f"{m} 95% CI", only="markdown"),
+            Column(f"{m}, A minus B [95% CI]", only="latex"),
+        ]
     columns += [Column("n", short="Seeds"), Column("seeds", only="markdown")]
     rows = []
     for (label, n_f), g in table.comparisons.groupby(["row", "n_f"], sort=False):
@@ -232,12 +283,17 @@ def _comparisons(table: Shown) -> TableModel:
         for m in table.metrics:
             s = g.loc[m]
             ci = (s["ci95_low"], s["ci95_high"])
-            cells += [Cell(Num(s["mean"], signed=True)),
-                      Cell(Num(ci=ci) if s["n"] >= 2 else "undefined (n<2)"),
-                      Cell(Num(s["mean"], ci=ci, n=int(s["n"]), signed=True))]
+            cells += [
+                Cell(Num(s["mean"], signed=True)),
+                Cell(Num(ci=ci) if s["n"] >= 2 else "undefined (n<2)"),
+                Cell(Num(s["mean"], ci=ci, n=int(s["n"]), signed=True)),
+            ]
         first = g.iloc[0]
         cells += [Cell(str(int(first["n"]))), Cell(first["seeds"].replace(";", ", "))]
         rows.append(Row(cells, group=label))
-    return TableModel(f"Paired differences, A minus B ({table.metric_set}, points; 95% "
-                      f"Student-t CI over seeds)", columns, rows,
-                      sentences=list(table.summaries))
+    return TableModel(
+        f"Paired differences, A minus B ({table.metric_set}, points; 95% Student-t CI over seeds)",
+        columns,
+        rows,
+        sentences=list(table.summaries),
+    )

@@ -4,6 +4,7 @@ table (the comparisons) under them.
 
 Numbers have two decimals; an empty cell shows '–'.
 """
+
 from __future__ import annotations
 
 from results.table_model import Cell, Column, Num, TableModel, is_best, num, printed
@@ -15,8 +16,13 @@ def write(model: TableModel) -> str:
     lines = [f"**{_md(model.title)}**", "", *table_lines(model), *_sentences(model)]
     lines += [""] + [f"- {_md(n)}" for n in model.notes]
     if model.then is not None:
-        lines += ["", f"**{_md(model.then.title)}**", "", *table_lines(model.then),
-                  *_sentences(model.then)]
+        lines += [
+            "",
+            f"**{_md(model.then.title)}**",
+            "",
+            *table_lines(model.then),
+            *_sentences(model.then),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -60,8 +66,7 @@ def text(value: str | Num) -> str:
 def pipe_table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
     """A pipe table; `align` has one letter per column, l or r; an empty cell shows '–'."""
     marks = ["---:" if a == "r" else "---" for a in align]
-    return [md_row(header), md_row(marks)] + [md_row([c if c else "–" for c in r])
-                                              for r in rows]
+    return [md_row(header), md_row(marks)] + [md_row([c if c else "–" for c in r]) for r in rows]
 
 
 def md_row(cells: list[str]) -> str:

@@ -1,4 +1,5 @@
 """The paper's published numbers (Park 2021, Tables 1 and 2), set beside ours."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -49,16 +50,16 @@ class SplitSizes:
     @classmethod
     def of(cls, by_run: dict[str, tuple[int, int, int] | None]) -> SplitSizes:
         ours = Counter(v for v in by_run.values() if v is not None)
-        return cls(dict(ours.most_common()), sum(v is None for v in by_run.values()),
-                   paper_split())
+        return cls(dict(ours.most_common()), sum(v is None for v in by_run.values()), paper_split())
 
     def note(self) -> str:
-        head = ("Split sizes, train / val / test images (the dataset's lists minus unusable "
-                "files, before the GFSL subsampling): ")
+        head = (
+            "Split sizes, train / val / test images (the dataset's lists minus unusable "
+            "files, before the GFSL subsampling): "
+        )
         tail = f" Not recorded by {self.unrecorded} run(s)." if self.unrecorded else ""
         if not self.ours:
-            return head + f"not recorded by these runs; the paper's Table 1: " \
-                          f"{_sizes(self.paper)}."
+            return head + f"not recorded by these runs; the paper's Table 1: {_sizes(self.paper)}."
         if list(self.ours) == [self.paper]:
             return head + f"{_sizes(self.paper)}, as in the paper's Table 1." + tail
         return head + f"ours {self._ours()}; the paper's Table 1: {_sizes(self.paper)}." + tail
@@ -73,25 +74,31 @@ class SplitSizes:
     def _ours(self, sep: str = " / ") -> str:
         if len(self.ours) == 1:
             return _sizes(next(iter(self.ours)), sep)
-        return ", ".join(f"{_sizes(s, sep)} ({n} run{'s' * (n != 1)})"
-                         for s, n in self.ours.items())
+        return ", ".join(
+            f"{_sizes(s, sep)} ({n} run{'s' * (n != 1)})" for s, n in self.ours.items()
+        )
 
 
 def _sizes(sizes: tuple[int, ...], sep: str = " / ") -> str:
     return sep.join(f"{n:,}" for n in sizes)
 
 
-def merge_paper(cells: pd.DataFrame, metric_set: str, value: str, acc_h: str = "acc_h"
-                ) -> pd.DataFrame:
+def merge_paper(
+    cells: pd.DataFrame, metric_set: str, value: str, acc_h: str = "acc_h"
+) -> pd.DataFrame:
     """`cells` with `paper` (the published number of the same method, sampling factor, n_f
     and metric; NaN where the paper has none) and `diff` = cells[value] - paper, in points.
     The paper's acc_h is set beside our metric named `acc_h` (acc_h or acc_h_samples)."""
     if metric_set != "test":
-        raise ResultsError("--with-paper compares with the paper's test accuracies; use "
-                           "--metric-set test")
-    paper = load_paper().melt(id_vars=["method", "sampling_factor", "n_f"],
-                              value_vars=list(PAPER_METRICS), var_name="metric",
-                              value_name="paper")
+        raise ResultsError(
+            "--with-paper compares with the paper's test accuracies; use --metric-set test"
+        )
+    paper = load_paper().melt(
+        id_vars=["method", "sampling_factor", "n_f"],
+        value_vars=list(PAPER_METRICS),
+        var_name="metric",
+        value_name="paper",
+    )
     paper["metric"] = paper["metric"].replace({"acc_h": acc_h})
     out = cells.merge(paper, on=["method", "sampling_factor", "n_f", "metric"], how="left")
     out["diff"] = out[value] - out["paper"]
@@ -100,19 +107,26 @@ def merge_paper(cells: pd.DataFrame, metric_set: str, value: str, acc_h: str = "
 
 def acc_h_note(acc_h: str) -> str:
     """Which of our acc_h the paper's is set beside, and why the other one exists."""
-    wording = ("The paper defines acc_h from the \"accuracy of the data belonging to "
-               "majority/minority classes\", which reads as sample-weighted")
+    wording = (
+        "The paper defines acc_h from the \"accuracy of the data belonging to "
+        "majority/minority classes\", which reads as sample-weighted"
+    )
     if acc_h == "acc_h_samples":
-        return (f"Beside the paper's acc_h: our acc_h_samples (accuracy over the images of "
-                f"each group). {wording}; CADA-VAE's per-class mean is the default acc_h.")
-    return (f"Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within "
-            f"each group (CADA-VAE, Schonfeld et al. 2019). {wording}: --acc-h samples sets "
-            f"acc_h_samples beside it instead.")
+        return (
+            f"Beside the paper's acc_h: our acc_h_samples (accuracy over the images of "
+            f"each group). {wording}; CADA-VAE's per-class mean is the default acc_h."
+        )
+    return (
+        f"Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within "
+        f"each group (CADA-VAE, Schonfeld et al. 2019). {wording}: --acc-h samples sets "
+        f"acc_h_samples beside it instead."
+    )
 
 
 def missing_rows(cells: pd.DataFrame) -> list[str]:
     """The paper's rows (method and sampling factor) that `cells` has no runs of."""
     ours = set(zip(cells["method"], cells["sampling_factor"]))
     rows = load_paper()[["method", "sampling_factor"]].drop_duplicates()
-    return [f"{m} x{sf}" if sf else m for m, sf in rows.itertuples(index=False)
-            if (m, sf) not in ours]
+    return [
+        f"{m} x{sf}" if sf else m for m, sf in rows.itertuples(index=False) if (m, sf) not in ours
+    ]

@@ -12,6 +12,7 @@ best k trials by the validation objective, or the Pareto front with several obje
 (study.record.read); Optuna's plots as PNGs (results.search_plots). Only the validation
 objectives rank or choose trials.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,23 +26,29 @@ from mlflow.tracking import MlflowClient
 
 from results.errors import ResultsError
 from results.importance import ALL, MIN_TRIALS, Importance, branch_parents, importance, scoped
-from results.search_plots import (plot_contour, plot_history, plot_importances, plot_parallel,
-                                  plot_pareto, plot_slices)
-from study.record.read import best_trials, one_run_per_trial, order
+from results.search_plots import (
+    plot_contour,
+    plot_history,
+    plot_importances,
+    plot_parallel,
+    plot_pareto,
+    plot_slices,
+)
 from results.store import Study
+from results.table import stratum_key
 from study.plan.plan import DEFAULT_STORAGE, default_optuna_storage
 from study.plan.storage import resolve
+from study.record.read import best_trials, one_run_per_trial, order
 from study.record.schema import OPTUNA_STORAGE, PLACEHOLDER
 from study.secrets import redact
-from results.table import stratum_key
 
 STORAGE_TAG = OPTUNA_STORAGE
 
 
 # -- the stratum's Optuna study, read back ----------------------------------------------------
 
-def storage_url(study: Study, given: str | None = None,
-                storage: str | Path | None = None) -> str:
+
+def storage_url(study: Study, given: str | None = None, storage: str | Path | None = None) -> str:
     """`given` (--optuna-storage); else the URL the study's parent run recorded; else the
     default sqlite file under `storage` (default ./fsvae-studies)."""
     if given:
@@ -56,20 +63,26 @@ def storage_url(study: Study, given: str | None = None,
 def open_strata(study: Study, url: str) -> dict[str, optuna.Study]:
     """Stratum label ('' without strata) -> its Optuna study, in stratum order. Opening
     never creates a database or a study; ResultsError names what the storage holds."""
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise ResultsError(f"no Optuna storage at {redact(url)} (the search's studies live "
-                           f"there; pass --optuna-storage, or --storage where the study ran)")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise ResultsError(
+            f"no Optuna storage at {redact(url)} (the search's studies live "
+            f"there; pass --optuna-storage, or --storage where the study ran)"
+        )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
     names = optuna.get_all_study_names(storage)
     labels = {n: _label(study.name, n) for n in names}
-    mine = sorted((n for n, label in labels.items() if label is not None),
-                  key=lambda n: stratum_key(labels[n]))
+    mine = sorted(
+        (n for n, label in labels.items() if label is not None),
+        key=lambda n: stratum_key(labels[n]),
+    )
     if not mine:
-        raise ResultsError(f"no Optuna study of search {study.name!r} in {redact(url)} "
-                           f"(expected {study.name!r} or {study.name + '/<stratum>'!r}); "
-                           f"studies there: "
-                           f"{', '.join(sorted(names)) or 'none'}")
+        raise ResultsError(
+            f"no Optuna study of search {study.name!r} in {redact(url)} "
+            f"(expected {study.name!r} or {study.name + '/<stratum>'!r}); "
+            f"studies there: "
+            f"{', '.join(sorted(names)) or 'none'}"
+        )
     return {labels[n]: optuna.load_study(study_name=n, storage=storage) for n in mine}
 
 
@@ -78,7 +91,7 @@ def _label(experiment: str, name: str) -> str | None:
     if name == experiment:
         return ""
     prefix = experiment + "/"
-    return name[len(prefix):] if name.startswith(prefix) else None
+    return name[len(prefix) :] if name.startswith(prefix) else None
 
 
 def trial_frame(study: Study, label: str, optuna_study: optuna.Study) -> pd.DataFrame:
@@ -93,17 +106,32 @@ def trial_frame(study: Study, label: str, optuna_study: optuna.Study) -> pd.Data
             continue
         key = f"{label}#{t.number}"
         run = runs.loc[key] if key in runs.index else None
-        metrics = {} if run is None else {
-            c: run[c] for c in runs.columns
-            if c.startswith(("val_", "test_")) and pd.notna(run[c])}
-        rows.append({"number": t.number, "state": t.state.name, "values": t.values,
-                     "params": dict(t.params), "trial_key": key,
-                     "run_id": None if run is None else run["run_id"],
-                     "run_name": None if run is None else run["run_name"], **metrics})
+        metrics = (
+            {}
+            if run is None
+            else {
+                c: run[c]
+                for c in runs.columns
+                if c.startswith(("val_", "test_")) and pd.notna(run[c])
+            }
+        )
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "values": t.values,
+                "params": dict(t.params),
+                "trial_key": key,
+                "run_id": None if run is None else run["run_id"],
+                "run_name": None if run is None else run["run_name"],
+                **metrics,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # -- the stratum's analysis -------------------------------------------------------------------
+
 
 @dataclass
 class Branch:
@@ -141,28 +169,42 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", label) or "all"
 
 
-def analyze_stratum(study: Study, label: str, ost: optuna.Study, space_params: dict,
-                    top: int, out: Path) -> StratumAnalysis:
+def analyze_stratum(
+    study: Study, label: str, ost: optuna.Study, space_params: dict, top: int, out: Path
+) -> StratumAnalysis:
     """The stratum's analysis; its PNGs are written under `out`."""
     if len(ost.directions) != len(study.objectives):
-        raise ResultsError(f"Optuna study {ost.study_name!r} has {len(ost.directions)} "
-                           f"objective(s), the MLflow study {study.objectives}")
+        raise ResultsError(
+            f"Optuna study {ost.study_name!r} has {len(ost.directions)} "
+            f"objective(s), the MLflow study {study.objectives}"
+        )
     frame = trial_frame(study, label, ost)
     everything = scoped(ost)
     result = StratumAnalysis(
-        label=label, objectives=study.objectives, modes=study.modes,
+        label=label,
+        objectives=study.objectives,
+        modes=study.modes,
         counts=frame["state"].value_counts().to_dict() if len(frame) else {},
         importances=[importance(everything, i, o) for i, o in enumerate(study.objectives)],
-        branches=[], ranked=_ranked(frame, study, top))
+        branches=[],
+        ranked=_ranked(frame, study, top),
+    )
     scopes = {ALL: everything}
     # A branch has no more trials than the stratum: below the floor, none is assessed.
     enough = len(everything.trials) >= MIN_TRIALS
     for parent in branch_parents(space_params) if enough else []:
         for value in _choices(ost, parent):
             scopes[f"{parent}={value}"] = scoped(ost, parent, value)
-            result.branches.append(Branch(parent, value, [
-                importance(scopes[f"{parent}={value}"], i, o, scope=f"{parent}={value}")
-                for i, o in enumerate(study.objectives)]))
+            result.branches.append(
+                Branch(
+                    parent,
+                    value,
+                    [
+                        importance(scopes[f"{parent}={value}"], i, o, scope=f"{parent}={value}")
+                        for i, o in enumerate(study.objectives)
+                    ],
+                )
+            )
     _draw(result, ost, scopes, out)
     return result
 
@@ -193,8 +235,9 @@ def _ranked(frame: pd.DataFrame, study: Study, top: int) -> pd.DataFrame:
     return order(trials, study.goals).head(top).drop(columns=["status", "start_time"])
 
 
-def _draw(result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.Study],
-          out: Path) -> None:
+def _draw(
+    result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.Study], out: Path
+) -> None:
     """Optuna's plots of the stratum, per objective; importance plots where computed."""
     if not result.counts.get("COMPLETE"):
         result.notes.append("No complete trial: no plots.")
@@ -202,36 +245,61 @@ def _draw(result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.S
     for i in range(len(result.objectives)):
         _draw_objective(result, ost, scopes, out, i)
     if 1 < len(result.objectives) <= 3:
-        _try(result, "Pareto front", lambda: plot_pareto(
-            ost, result.objectives, out / f"{slug(result.label)}_pareto.png", result.title))
+        _try(
+            result,
+            "Pareto front",
+            lambda: plot_pareto(
+                ost, result.objectives, out / f"{slug(result.label)}_pareto.png", result.title
+            ),
+        )
 
 
-def _draw_objective(result: StratumAnalysis, ost: optuna.Study,
-                    scopes: dict[str, optuna.Study], out: Path, i: int) -> None:
+def _draw_objective(
+    result: StratumAnalysis, ost: optuna.Study, scopes: dict[str, optuna.Study], out: Path, i: int
+) -> None:
     """The plots of objective `i`; file names end in the objective's name when there are
     several (n_f=5_history_val_acc.png)."""
     name, prefix = result.objectives[i], slug(result.label)
     end, title = (f"_{name}" if len(result.objectives) > 1 else ""), f"{result.title}, {name}"
-    every = [k for k, d in optuna.search_space.intersection_search_space(
-        [t for t in ost.get_trials(deepcopy=False) if not t.user_attrs.get(PLACEHOLDER)]
-    ).items() if not d.single()]
-    _try(result, "history", lambda: plot_history(
-        ost, i, name, out / f"{prefix}_history{end}.png", title))
-    _try(result, "slice", lambda: plot_slices(
-        ost, i, name, out / f"{prefix}_slice{end}.png", title))
+    every = [
+        k
+        for k, d in optuna.search_space.intersection_search_space(
+            [t for t in ost.get_trials(deepcopy=False) if not t.user_attrs.get(PLACEHOLDER)]
+        ).items()
+        if not d.single()
+    ]
+    _try(
+        result,
+        "history",
+        lambda: plot_history(ost, i, name, out / f"{prefix}_history{end}.png", title),
+    )
+    _try(
+        result, "slice", lambda: plot_slices(ost, i, name, out / f"{prefix}_slice{end}.png", title)
+    )
     if every:
-        _try(result, "parallel coordinates", lambda: plot_parallel(
-            ost, i, name, every, out / f"{prefix}_parallel{end}.png", title))
+        _try(
+            result,
+            "parallel coordinates",
+            lambda: plot_parallel(ost, i, name, every, out / f"{prefix}_parallel{end}.png", title),
+        )
     top2 = list(result.importances[i].values)[:2]
     if len(top2) == 2:
-        _try(result, "contour", lambda: plot_contour(
-            ost, i, name, top2, out / f"{prefix}_contour{end}.png", title))
+        _try(
+            result,
+            "contour",
+            lambda: plot_contour(ost, i, name, top2, out / f"{prefix}_contour{end}.png", title),
+        )
     for imp in [result.importances[i]] + [b.importances[i] for b in result.branches]:
         if imp.values:
             scope = "" if imp.scope == ALL else "_" + slug(imp.scope)
-            _try(result, f"importance ({imp.scope})", lambda: plot_importances(
-                scopes[imp.scope], imp, i, out / f"{prefix}_importance{scope}{end}.png",
-                title), result.importance_figures.setdefault(imp.scope, []))
+            _try(
+                result,
+                f"importance ({imp.scope})",
+                lambda imp=imp, scope=scope: plot_importances(
+                    scopes[imp.scope], imp, i, out / f"{prefix}_importance{scope}{end}.png", title
+                ),
+                result.importance_figures.setdefault(imp.scope, []),
+            )
 
 
 def _try(result: StratumAnalysis, what: str, draw, into: list[Path] | None = None) -> None:

@@ -1,5 +1,6 @@
 """Optuna's plots of one search stratum, each titled with what it shows and written as a PNG
 (optuna.visualization.matplotlib)."""
+
 from __future__ import annotations
 
 import warnings
@@ -51,42 +52,68 @@ def _target(study: optuna.Study, index: int):
 
 
 def plot_history(study: optuna.Study, index: int, name: str, path: Path, title: str) -> Path:
-    return save(lambda: ovm.plot_optimization_history(
-        study, target=_target(study, index), target_name=name), path,
-        f"Optimisation history: {title}")
+    return save(
+        lambda: ovm.plot_optimization_history(
+            study, target=_target(study, index), target_name=name
+        ),
+        path,
+        f"Optimisation history: {title}",
+    )
 
 
 def plot_slices(study: optuna.Study, index: int, name: str, path: Path, title: str) -> Path:
     """Every searched parameter, conditional ones over the trials that have them."""
-    return save(lambda: ovm.plot_slice(study, target=_target(study, index), target_name=name),
-                path, f"Slice: {title}")
+    return save(
+        lambda: ovm.plot_slice(study, target=_target(study, index), target_name=name),
+        path,
+        f"Slice: {title}",
+    )
 
 
-def plot_parallel(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
-             title: str) -> Path:
+def plot_parallel(
+    study: optuna.Study, index: int, name: str, params: list[str], path: Path, title: str
+) -> Path:
     """The parameters every trial has (a conditional one would draw 'None' as a value),
     an inch and a half apart so that their tick labels do not overlap."""
-    return save(lambda: ovm.plot_parallel_coordinate(
-        study, params=params, target=_target(study, index), target_name=name), path,
-        f"Parallel coordinates: {title}", width=max(6.4, 1.5 * (len(params) + 2)))
+    return save(
+        lambda: ovm.plot_parallel_coordinate(
+            study, params=params, target=_target(study, index), target_name=name
+        ),
+        path,
+        f"Parallel coordinates: {title}",
+        width=max(6.4, 1.5 * (len(params) + 2)),
+    )
 
 
-def plot_contour(study: optuna.Study, index: int, name: str, params: list[str], path: Path,
-            title: str) -> Path:
+def plot_contour(
+    study: optuna.Study, index: int, name: str, params: list[str], path: Path, title: str
+) -> Path:
     """The objective over the two parameters given (the two most important)."""
-    return save(lambda: ovm.plot_contour(study, params=params, target=_target(study, index),
-                                         target_name=name), path, f"Contour: {title}")
+    return save(
+        lambda: ovm.plot_contour(
+            study, params=params, target=_target(study, index), target_name=name
+        ),
+        path,
+        f"Contour: {title}",
+    )
 
 
-def plot_importances(scope_study: optuna.Study, imp: Importance, index: int, path: Path,
-                title: str) -> Path:
+def plot_importances(
+    scope_study: optuna.Study, imp: Importance, index: int, path: Path, title: str
+) -> Path:
     """Optuna's importance bars, of the values `imp` holds (fANOVA is not fitted again: at
     10,000 trials a fit took minutes)."""
-    return save(lambda: ovm.plot_param_importances(
-        scope_study, evaluator=_Computed(imp.values), target=_target(scope_study, index),
-        target_name=imp.objective), path,
+    return save(
+        lambda: ovm.plot_param_importances(
+            scope_study,
+            evaluator=_Computed(imp.values),
+            target=_target(scope_study, index),
+            target_name=imp.objective,
+        ),
+        path,
         f"fANOVA importance, {'' if imp.scope == ALL else imp.scope + ', '}"
-        f"{imp.n_trials} trials: {title}")
+        f"{imp.n_trials} trials: {title}",
+    )
 
 
 class _Computed(BaseImportanceEvaluator):
@@ -101,5 +128,6 @@ class _Computed(BaseImportanceEvaluator):
 
 def plot_pareto(study: optuna.Study, names: list[str], path: Path, title: str) -> Path:
     """The trials on the validation objectives, the Pareto front highlighted."""
-    return save(lambda: ovm.plot_pareto_front(study, target_names=names), path,
-                f"Pareto front: {title}")
+    return save(
+        lambda: ovm.plot_pareto_front(study, target_names=names), path, f"Pareto front: {title}"
+    )

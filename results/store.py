@@ -5,6 +5,7 @@ study's kind, objective and strata, and one child run per trial tagged fsvae.rol
 whose params are exactly the trial's active config keys. An experiment (a study's name)
 can hold several parent runs; one is read at a time (`load_study`).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,30 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from results.errors import ResultsError
-from study.record.read import (DEFAULT_MODE, DEFAULT_OBJECTIVE, Goal, choose_parent, goals,
-                               runs_frame, search)
 from study.plan.plan import DEFAULT_STORAGE
-from study.plan.storage import default_tracking_uri
-from study.record.schema import (CONFIRMS, MODE, OBJECTIVE, PARENT, ROLE, SPACE_KIND, STRATA, STRATUM,
-                          TRIAL_ID, TRIAL_KEY)
+from study.plan.storage import default_tracking_uri, is_uri
+from study.record.read import (
+    DEFAULT_MODE,
+    DEFAULT_OBJECTIVE,
+    Goal,
+    choose_parent,
+    goals,
+    runs_frame,
+    search,
+)
+from study.record.schema import (
+    CONFIRMS,
+    MODE,
+    OBJECTIVE,
+    PARENT,
+    ROLE,
+    SPACE_KIND,
+    STRATA,
+    STRATUM,
+    TRIAL_ID,
+    TRIAL_KEY,
+)
 from study.secrets import redact
-from study.plan.storage import is_uri
 
 SPLITS = ("train", "val", "test")
 # A trial's split sizes (usable images of each shipped list, before the GFSL subsampling):
@@ -91,18 +108,21 @@ def study_folder(experiment: str, storage: str | Path | None = None) -> Path:
     where `fsvae-study run` keeps its study.json: its figures/ and analysis/ go there.
     ResultsError for an object-store storage, which this machine cannot write PNGs into."""
     if is_uri(str(storage or "")):
-        raise ResultsError(f"--storage {redact(str(storage))} is not a folder on this machine: "
-                           f"pass --out for the files")
+        raise ResultsError(
+            f"--storage {redact(str(storage))} is not a folder on this machine: "
+            f"pass --out for the files"
+        )
     return Path(storage or DEFAULT_STORAGE) / experiment
 
 
 def _check_store(uri: str) -> None:
     """Reading must not create an empty sqlite store where the user mistyped a path."""
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = Path(uri[len("sqlite:///") :])
         if not path.is_file():
-            raise ResultsError(f"no MLflow store at {path} (pass --tracking-uri, or --storage "
-                               f"where the study ran)")
+            raise ResultsError(
+                f"no MLflow store at {path} (pass --tracking-uri, or --storage where the study ran)"
+            )
 
 
 def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None) -> Study:
@@ -117,8 +137,10 @@ def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None
     exp = client.get_experiment_by_name(experiment)
     if exp is None or exp.lifecycle_stage != "active":
         names = sorted(e.name for e in client.search_experiments())
-        raise ResultsError(f"no experiment named {experiment!r} in {redact(tracking_uri)}; "
-                           f"experiments there: {', '.join(names) if names else 'none'}")
+        raise ResultsError(
+            f"no experiment named {experiment!r} in {redact(tracking_uri)}; "
+            f"experiments there: {', '.join(names) if names else 'none'}"
+        )
     runs = runs_frame(search(client, exp.experiment_id))
     role = _col(runs, f"tags.{ROLE}")
     trials = runs[role == "trial"]
@@ -127,14 +149,18 @@ def load_study(experiment: str, tracking_uri: str, parent_run: str | None = None
     if last is not None:
         trials = trials[_col(trials, f"tags.{PARENT}") == last["run_id"]]
     study = Study(
-        name=experiment, tracking_uri=tracking_uri,
+        name=experiment,
+        tracking_uri=tracking_uri,
         kind=_tag(last, SPACE_KIND) or "grid",
         objective=_tag(last, OBJECTIVE) or DEFAULT_OBJECTIVE,
         mode=_tag(last, MODE) or DEFAULT_MODE,
         strata=[s for s in (_tag(last, STRATA) or "").split(",") if s],
         trials=_trial_frame(trials),
-        n_other=int((~role.isin(["study", "trial"])).sum()), confirms=_tag(last, CONFIRMS),
-        parent_run_id=None if last is None else str(last["run_id"]), notes=notes)
+        n_other=int((~role.isin(["study", "trial"])).sum()),
+        confirms=_tag(last, CONFIRMS),
+        parent_run_id=None if last is None else str(last["run_id"]),
+        notes=notes,
+    )
     if study.kind == "optuna" and last is not None:
         space = read_json_artifact(tracking_uri, last["artifact_uri"], "space.json")
         if space and isinstance(space.get("params"), dict):
@@ -152,40 +178,49 @@ def _parents(parents: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     return out.assign(n_trials=[int(counts.get(r, 0)) for r in out["run_id"]])
 
 
-def _choose(experiment: str, parents: pd.DataFrame, asked: str | None
-            ) -> tuple[pd.Series | None, list[str]]:
+def _choose(
+    experiment: str, parents: pd.DataFrame, asked: str | None
+) -> tuple[pd.Series | None, list[str]]:
     """The parent run to read, and the note naming the others. By default the latest that
     has trial runs (a driver stopped before any trial leaves a parent with none), else the
     latest."""
     if parents.empty:
         if asked:
-            raise ResultsError(f"--parent-run {asked}: experiment {experiment!r} has no parent "
-                               f"run (tag {ROLE}=study); all its trial runs are read together")
+            raise ResultsError(
+                f"--parent-run {asked}: experiment {experiment!r} has no parent "
+                f"run (tag {ROLE}=study); all its trial runs are read together"
+            )
         return None, []
     try:
-        chosen = parents.iloc[choose_parent(list(zip(parents["run_id"], parents["start_time"],
-                                                     parents["n_trials"])), asked)]
+        chosen = parents.iloc[
+            choose_parent(
+                list(zip(parents["run_id"], parents["start_time"], parents["n_trials"])), asked
+            )
+        ]
     except ValueError:
-        raise ResultsError(f"--parent-run {asked}: no parent run of experiment "
-                           f"{experiment!r} has that id; its parent runs: "
-                           f"{'; '.join(_describe(p) for _, p in parents.iterrows())}") from None
+        raise ResultsError(
+            f"--parent-run {asked}: no parent run of experiment "
+            f"{experiment!r} has that id; its parent runs: "
+            f"{'; '.join(_describe(p) for _, p in parents.iterrows())}"
+        ) from None
     why = "as --parent-run asked" if asked else "the latest"
     others = parents[parents["run_id"] != chosen["run_id"]]
     if others.empty:
         return chosen, []
-    return chosen, [f"Experiment {experiment!r} holds {len(parents)} studies (parent runs, "
-                    f"e.g. a name run again); trial keys are unique only within one, so one "
-                    f"is read: {_describe(chosen)}, {why}. Not read: "
-                    f"{'; '.join(_describe(p) for _, p in others.iterrows())}. Pick one with "
-                    f"--parent-run RUN_ID."]
+    return chosen, [
+        f"Experiment {experiment!r} holds {len(parents)} studies (parent runs, "
+        f"e.g. a name run again); trial keys are unique only within one, so one "
+        f"is read: {_describe(chosen)}, {why}. Not read: "
+        f"{'; '.join(_describe(p) for _, p in others.iterrows())}. Pick one with "
+        f"--parent-run RUN_ID."
+    ]
 
 
 def _describe(parent: pd.Series) -> str:
     """'<run id> (started 2026-11-29 10:00 UTC, FINISHED, 6 trial runs)'."""
     start, n = pd.Timestamp(parent["start_time"]), int(parent["n_trials"])
     when = start.strftime("%Y-%m-%d %H:%M:%S UTC") if not pd.isna(start) else "start unknown"
-    return f"{parent['run_id']} (started {when}, {parent['status']}, {n} " \
-           f"trial run{'s' * (n != 1)})"
+    return f"{parent['run_id']} (started {when}, {parent['status']}, {n} trial run{'s' * (n != 1)})"
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -210,14 +245,14 @@ def read_json_artifact(tracking_uri: str, artifact_uri: str, name: str) -> dict 
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         with tempfile.TemporaryDirectory(prefix="fsvae-artifact-") as tmp:
             path = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp, tracking_uri=tracking_uri)
+                artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp, tracking_uri=tracking_uri
+            )
             return json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception:  # a missing or unreadable artifact only costs what it would have added
         return None
 
 
-def read_split_sizes(study: Study, run_ids: list[str]
-                     ) -> dict[str, tuple[int, int, int] | None]:
+def read_split_sizes(study: Study, run_ids: list[str]) -> dict[str, tuple[int, int, int] | None]:
     """Each run's (train, val, test) split sizes; None where the run recorded none. The
     artifact is read once per data key, not once per run."""
     trials = study.trials.set_index("run_id")
@@ -231,8 +266,9 @@ def read_split_sizes(study: Study, run_ids: list[str]
             continue
         key = row["data_key"] if isinstance(row["data_key"], str) else rid
         if key not in by_data:
-            report = read_json_artifact(study.tracking_uri, str(row["artifact_uri"]),
-                                        "data_report.json")
+            report = read_json_artifact(
+                study.tracking_uri, str(row["artifact_uri"]), "data_report.json"
+            )
             by_data[key] = _report_sizes(report)
         out[rid] = by_data[key]
     return out
@@ -251,21 +287,26 @@ def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:
     so inactive keys such as sampling_factor for `plain` are not invented)."""
     params = [c for c in runs.columns if c.startswith("params.")]
     metrics = [c for c in runs.columns if c.startswith("metrics.")]
-    out = pd.DataFrame({
-        "run_id": _col(runs, "run_id").astype(object),
-        "run_name": _col(runs, "tags.mlflow.runName").astype(object),
-        "status": _col(runs, "status").astype(object),
-        "start_time": _col(runs, "start_time"),
-        "stratum": _col(runs, f"tags.{STRATUM}").fillna("").astype(object),
-        "parent": _col(runs, f"tags.{PARENT}").astype(object),
-        "trial_key": _trial_keys(runs),
-        "artifact_uri": _col(runs, "artifact_uri").astype(object),
-        "data_key": _col(runs, "tags.cache.data.key").astype(object),
-    }, index=runs.index)
-    out["config"] = [{c[len("params."):]: row[c] for c in params if isinstance(row[c], str)}
-                     for _, row in runs.iterrows()]
+    out = pd.DataFrame(
+        {
+            "run_id": _col(runs, "run_id").astype(object),
+            "run_name": _col(runs, "tags.mlflow.runName").astype(object),
+            "status": _col(runs, "status").astype(object),
+            "start_time": _col(runs, "start_time"),
+            "stratum": _col(runs, f"tags.{STRATUM}").fillna("").astype(object),
+            "parent": _col(runs, f"tags.{PARENT}").astype(object),
+            "trial_key": _trial_keys(runs),
+            "artifact_uri": _col(runs, "artifact_uri").astype(object),
+            "data_key": _col(runs, "tags.cache.data.key").astype(object),
+        },
+        index=runs.index,
+    )
+    out["config"] = [
+        {c[len("params.") :]: row[c] for c in params if isinstance(row[c], str)}
+        for _, row in runs.iterrows()
+    ]
     for c in metrics:
-        out[c[len("metrics."):]] = runs[c].astype(float)
+        out[c[len("metrics.") :]] = runs[c].astype(float)
     return out.reset_index(drop=True)
 
 

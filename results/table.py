@@ -28,6 +28,7 @@ What a number in a table is (the tables' notes say the same):
   per rerun configuration, mean and 95% interval over its new seeds on val and test, beside
   its rank in the search (see results.confirm_table).
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,10 @@ class Table:
     @property
     def title(self) -> str:
         if self.kind == "confirm":
-            return (f"{self.study.name} (confirmation of the search {self.study.confirms}): "
-                    f"validation and test metrics, percent")
+            return (
+                f"{self.study.name} (confirmation of the search {self.study.confirms}): "
+                f"validation and test metrics, percent"
+            )
         kind = "Optuna search" if self.study.kind == "optuna" else "grid study"
         return f"{self.study.name} ({kind}): {self.metric_set} metrics, percent"
 
@@ -106,8 +109,7 @@ class Table:
         """The table as one of FORMATS (markdown, latex, csv)."""
         if fmt not in FORMATS:
             raise ResultsError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
-        return {"markdown": formats.markdown, "latex": formats.latex, "csv": formats.csv}[fmt](
-            self)
+        return {"markdown": formats.markdown, "latex": formats.latex, "csv": formats.csv}[fmt](self)
 
     def _repr_markdown_(self) -> str:
         """A notebook shows the table as rendered markdown."""
@@ -115,6 +117,7 @@ class Table:
 
 
 # -- a cell's number ------------------------------------------------------------------------
+
 
 def summarize(values: Sequence[float], within: tuple[float, float] | None = None) -> dict:
     """mean, sample std (ddof=1), n and the 95% Student-t interval of the mean, cut to
@@ -126,12 +129,16 @@ def summarize(values: Sequence[float], within: tuple[float, float] | None = None
     v = np.asarray(values, dtype=float)
     n = len(v)
     if n == 0:
-        return {"mean": math.nan, "std": math.nan, "n": 0, "ci95_low": math.nan,
-                "ci95_high": math.nan}
+        return {
+            "mean": math.nan,
+            "std": math.nan,
+            "n": 0,
+            "ci95_low": math.nan,
+            "ci95_high": math.nan,
+        }
     mean = float(v.mean())
     if n < 2:
-        return {"mean": mean, "std": math.nan, "n": 1, "ci95_low": math.nan,
-                "ci95_high": math.nan}
+        return {"mean": mean, "std": math.nan, "n": 1, "ci95_low": math.nan, "ci95_high": math.nan}
     std = float(v.std(ddof=1))
     half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
     low, high = mean - half, mean + half
@@ -148,12 +155,15 @@ def few_seeds_note(cells: pd.DataFrame) -> str | None:
         return None
     t = {k: float(stats.t.ppf(0.975, k - 1)) for k in (2, 3, 5)}
     rows = list(dict.fromkeys(few["row"]))
-    return (f"Cells over 2 seeds (rows {', '.join(rows)}): their std and 95% interval rest "
-            f"on two values and say little (the interval is the mean ± {t[2]:.2f} standard "
-            f"errors; with 3 seeds ± {t[3]:.2f}, with 5 ± {t[5]:.2f}).")
+    return (
+        f"Cells over 2 seeds (rows {', '.join(rows)}): their std and 95% interval rest "
+        f"on two values and say little (the interval is the mean ± {t[2]:.2f} standard "
+        f"errors; with 3 seeds ± {t[3]:.2f}, with 5 ± {t[5]:.2f})."
+    )
 
 
 # -- the order of rows ----------------------------------------------------------------------
+
 
 def num_key(value: str) -> tuple:
     """Sorts '5' < '10' < 'abc': numbers by value, then text."""
@@ -183,12 +193,15 @@ def varying(runs: pd.DataFrame) -> list[str]:
 
 # -- the notes on what a table leaves out ---------------------------------------------------
 
+
 def status_notes(trials: pd.DataFrame) -> list[str]:
     """The runs a table leaves out, counted by why (always shown, zeros included)."""
     counts = trials["status"].value_counts()
     failed, killed = int(counts.get("FAILED", 0)), int(counts.get("KILLED", 0))
-    notes = [f"Not shown: {failed} failed run{'s' * (failed != 1)} (status FAILED), "
-             f"{killed} stopped run{'s' * (killed != 1)} (status KILLED)."]
+    notes = [
+        f"Not shown: {failed} failed run{'s' * (failed != 1)} (status FAILED), "
+        f"{killed} stopped run{'s' * (killed != 1)} (status KILLED)."
+    ]
     running = int(counts.get("RUNNING", 0)) + int(counts.get("SCHEDULED", 0))
     if running:
         notes.append(f"{running} run{'s' * (running != 1)} still running, not shown.")
@@ -199,14 +212,17 @@ def no_finished(study: Study) -> ResultsError:
     """The error for a study with nothing to show, saying what it does hold."""
     counts = study.trials["status"].value_counts()
     held = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
-    other = (f"; {study.n_other} other run(s) not tagged {ROLE}=trial/study"
-             if study.n_other else "")
-    return ResultsError(f"experiment {study.name!r} has no finished trial runs, nothing to "
-                        f"show (trial runs: {held}{other})")
+    other = f"; {study.n_other} other run(s) not tagged {ROLE}=trial/study" if study.n_other else ""
+    return ResultsError(
+        f"experiment {study.name!r} has no finished trial runs, nothing to "
+        f"show (trial runs: {held}{other})"
+    )
 
 
 def uncounted_note(run_ids: list[str]) -> str:
     """The note naming runs of a trial that another run of it stands for."""
     shown = ", ".join(run_ids[:5]) + (", ..." if len(run_ids) > 5 else "")
-    return (f"{len(run_ids)} more run(s) of a trial counted once (same trial key; its latest "
-            f"finished run, else its latest run, is counted) not counted: {shown}.")
+    return (
+        f"{len(run_ids)} more run(s) of a trial counted once (same trial key; its latest "
+        f"finished run, else its latest run, is counted) not counted: {shown}."
+    )

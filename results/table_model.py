@@ -17,6 +17,7 @@ A cell holds a number as a `Num`, not as text, because the two writers print it 
 their own precision: a bold "best in its column" is the cell whose mean reads the same as
 the best's at that precision, in either format.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,6 +98,7 @@ class TableModel:
 
 # -- numbers --------------------------------------------------------------------------------
 
+
 def missing(x: float | None) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
@@ -129,8 +131,11 @@ def printed(value: Num, digits: int, pm: str) -> tuple[str, int | None]:
 
 def is_best(value: Num, digits: int) -> bool:
     """Whether the number reads the same as its column's best at `digits` decimals."""
-    return not missing(value.best) and not missing(value.mean) and \
-        round(value.mean, digits) == round(value.best, digits)
+    return (
+        not missing(value.best)
+        and not missing(value.mean)
+        and round(value.mean, digits) == round(value.best, digits)
+    )
 
 
 def objective_value(objective: str, value: float | None) -> str | Num:

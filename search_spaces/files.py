@@ -1,4 +1,5 @@
 """Reading a space file (a path, or a shipped space by name) into a validated Space."""
+
 from __future__ import annotations
 
 from pathlib import Path

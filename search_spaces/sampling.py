@@ -3,6 +3,7 @@
 A parameter with `when: {parent: values}` is sampled only when its parent took one of
 those values, so a trial's distributions depend on the point it chose (`distributions`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,16 +32,17 @@ def suggest(trial, params: dict[str, dict]) -> None:
 def distribution(spec: dict):
     """The Optuna distribution of one searched parameter, exactly as `suggest` samples it:
     a trial rebuilt from the record must carry the same one (Optuna compares them)."""
-    from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                      IntDistribution)
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if spec["type"] == "categorical":
         return CategoricalDistribution(spec["choices"])
     if spec["type"] == "int":
-        return IntDistribution(int(spec["low"]), int(spec["high"]), log=spec["log"],
-                               step=int(spec.get("step", 1)))
-    return FloatDistribution(float(spec["low"]), float(spec["high"]), log=spec["log"],
-                             step=spec.get("step"))
+        return IntDistribution(
+            int(spec["low"]), int(spec["high"]), log=spec["log"], step=int(spec.get("step", 1))
+        )
+    return FloatDistribution(
+        float(spec["low"]), float(spec["high"]), log=spec["log"], step=spec.get("step")
+    )
 
 
 def distributions(params: dict[str, dict], point: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +56,7 @@ def distributions(params: dict[str, dict], point: dict[str, Any]) -> dict[str, A
             out[key] = distribution(spec)
     extra = sorted(set(point) - set(out))
     if extra:
-        raise ValueError(f"the point {point} has {extra}, which the space does not search "
-                         f"there")
+        raise ValueError(f"the point {point} has {extra}, which the space does not search there")
     return out
 
 
@@ -64,5 +65,5 @@ def active(spec: dict, chosen: dict[str, Any]) -> bool:
     when = spec.get("when")
     if not when:
         return True
-    (parent, values), = when.items()
+    ((parent, values),) = when.items()
     return parent in chosen and chosen[parent] in values

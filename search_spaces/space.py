@@ -1,4 +1,5 @@
 """The Space record of a validated search space, with the trials it expands to."""
+
 from __future__ import annotations
 
 import itertools
@@ -46,10 +47,12 @@ class Space:
         return product(self.strata) if self.strata else [{}]
 
     def to_dict(self) -> dict:
-        keys = ["name", "kind", "description", "preset", "objective", "mode", "fixed",
-                "resources"]
-        keys += ["grid", "variants"] if self.kind == "grid" else \
-            ["params", "strata", "num_samples", "sampler", "sampler_seed"]
+        keys = ["name", "kind", "description", "preset", "objective", "mode", "fixed", "resources"]
+        keys += (
+            ["grid", "variants"]
+            if self.kind == "grid"
+            else ["params", "strata", "num_samples", "sampler", "sampler_seed"]
+        )
         return {k: getattr(self, k) for k in keys}
 
     @property

@@ -22,6 +22,7 @@ A searched parameter is {type: int|float|categorical, low, high, log, step, choi
 when}. `when: {parent: value-or-list}` makes it conditional: it is sampled only when the
 parent (an earlier categorical parameter) took one of those values.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,9 +31,23 @@ from typing import Any
 from fsvae import config as config_mod
 from search_spaces.space import Space, SpaceError
 
-TOP_KEYS = {"name", "kind", "description", "preset", "objective", "mode", "fixed", "grid",
-            "variants", "params", "strata", "num_samples", "sampler", "sampler_seed",
-            "resources"}
+TOP_KEYS = {
+    "name",
+    "kind",
+    "description",
+    "preset",
+    "objective",
+    "mode",
+    "fixed",
+    "grid",
+    "variants",
+    "params",
+    "strata",
+    "num_samples",
+    "sampler",
+    "sampler_seed",
+    "resources",
+}
 SAMPLERS = ("tpe", "nsga2")
 PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
 
@@ -40,6 +55,7 @@ PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
 def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
     """The Space that `raw` (a space file's YAML, as loaded) describes. `where` names the
     file in every SpaceError; `text` is the file as given, logged with the study."""
+
     def fail(msg: str) -> SpaceError:
         return SpaceError(f"{where}: {msg}")
 
@@ -49,8 +65,9 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
     if unknown:
         close = [m for k in unknown for m in difflib.get_close_matches(str(k), TOP_KEYS, n=1)]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise fail(f"unknown top-level key(s) {unknown}{hint} (expected some of "
-                   f"{sorted(TOP_KEYS)})")
+        raise fail(
+            f"unknown top-level key(s) {unknown}{hint} (expected some of {sorted(TOP_KEYS)})"
+        )
     kind = raw.get("kind")
     if kind not in ("grid", "optuna"):
         raise fail(f"kind must be grid or optuna, got {kind!r}")
@@ -60,14 +77,23 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
     preset = raw.get("preset", "paper")
     if preset not in config_mod.PRESETS:
         raise fail(f"preset {preset!r} is not one of {sorted(config_mod.PRESETS)}")
-    objective, mode = _objectives(raw.get("objective", "val_acc_h"), raw.get("mode", "max"),
-                                  kind, fail)
+    objective, mode = _objectives(
+        raw.get("objective", "val_acc_h"), raw.get("mode", "max"), kind, fail
+    )
 
     fixed = _config_values(raw.get("fixed") or {}, "fixed", fail, lists=False)
-    space = Space(name=name, kind=kind, path=where, text=text,
-                  description=str(raw.get("description", "")).strip(), preset=preset,
-                  objective=objective, mode=mode, fixed=fixed,
-                  resources=_resources(raw.get("resources") or {}, fail))
+    space = Space(
+        name=name,
+        kind=kind,
+        path=where,
+        text=text,
+        description=str(raw.get("description", "")).strip(),
+        preset=preset,
+        objective=objective,
+        mode=mode,
+        fixed=fixed,
+        resources=_resources(raw.get("resources") or {}, fail),
+    )
     if kind == "grid":
         for key in ("params", "strata", "num_samples", "sampler", "sampler_seed"):
             if key in raw:
@@ -76,8 +102,9 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
         variants = raw.get("variants") or []
         if not isinstance(variants, list):
             raise fail("variants must be a list of mappings")
-        space.variants = [_config_values(v, f"variants[{i}]", fail, lists=True)
-                          for i, v in enumerate(variants)]
+        space.variants = [
+            _config_values(v, f"variants[{i}]", fail, lists=True) for i, v in enumerate(variants)
+        ]
         for i, v in enumerate(space.variants):
             clash = sorted((set(v) & set(space.grid)) | (set(v) & set(fixed)))
             if clash:
@@ -102,8 +129,10 @@ def parse(raw: Any, where: str = "<space>", text: str = "") -> Space:
         space.num_samples = n
         seed = raw.get("sampler_seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise fail(f"sampler_seed must be an integer, or null (or absent) for an unseeded "
-                       f"sampler, got {seed!r}")
+            raise fail(
+                f"sampler_seed must be an integer, or null (or absent) for an unseeded "
+                f"sampler, got {seed!r}"
+            )
         space.sampler_seed = seed
         sampler = raw.get("sampler", "tpe")
         if sampler not in SAMPLERS:
@@ -136,15 +165,15 @@ def _objectives(objective: Any, mode: Any, kind: str, fail) -> tuple:
     objectives = objective if many else [objective]
     modes = mode if isinstance(mode, list) else [mode] * len(objectives)
     if not objectives or len(set(map(str, objectives))) != len(objectives):
-        raise fail(f"objective must be a metric or a list of distinct metrics, got "
-                   f"{objective!r}")
+        raise fail(f"objective must be a metric or a list of distinct metrics, got {objective!r}")
     for o in objectives:
         if not isinstance(o, str) or not o.startswith("val_"):
-            raise fail(f"objective must be a validation metric (val_...), got {o!r}: test "
-                       f"metrics are reported, never optimised")
+            raise fail(
+                f"objective must be a validation metric (val_...), got {o!r}: test "
+                f"metrics are reported, never optimised"
+            )
     if len(modes) != len(objectives) or any(m not in ("max", "min") for m in modes):
-        raise fail(f"mode must be max or min, one per objective, got {mode!r} for "
-                   f"{objectives}")
+        raise fail(f"mode must be max or min, one per objective, got {mode!r} for {objectives}")
     if many and kind != "optuna":
         raise fail("several objectives need kind: optuna (a grid has no search to steer)")
     return (objectives, modes) if many else (objectives[0], modes[0])
@@ -199,8 +228,9 @@ def _params(section: Any, fail) -> dict[str, dict]:
             raise fail(f"{where}: expected a mapping like {{type: int, low: 1, high: 10}}")
         unknown = sorted(set(spec) - PARAM_KEYS)
         if unknown:
-            raise fail(f"{where}: unknown field(s) {unknown}; expected some of "
-                       f"{sorted(PARAM_KEYS)}")
+            raise fail(
+                f"{where}: unknown field(s) {unknown}; expected some of {sorted(PARAM_KEYS)}"
+            )
         kind = spec.get("type")
         key_spec = config_mod.KEYS[key]
 
@@ -220,16 +250,21 @@ def _params(section: Any, fail) -> dict[str, dict]:
                 if "choices" in spec:
                     raise fail(f"{where}: choices belong to type: categorical")
                 low, high = spec.get("low"), spec.get("high")
-                if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                           for v in (low, high)):
-                    raise fail(f"{where}: {kind} needs numeric low and high, got "
-                               f"low={low!r} high={high!r}")
+                if not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)
+                ):
+                    raise fail(
+                        f"{where}: {kind} needs numeric low and high, got low={low!r} high={high!r}"
+                    )
                 if kind == "int" and not all(float(v).is_integer() for v in (low, high)):
                     raise fail(f"{where}: int needs integer low and high")
                 if key_spec.kind is not (int if kind == "int" else float) and not (
-                        kind == "int" and key_spec.kind is float):
-                    raise fail(f"{where}: type {kind} does not fit config key {key!r} "
-                               f"({key_spec.kind.__name__})")
+                    kind == "int" and key_spec.kind is float
+                ):
+                    raise fail(
+                        f"{where}: type {kind} does not fit config key {key!r} "
+                        f"({key_spec.kind.__name__})"
+                    )
                 if not low < high:
                     raise fail(f"{where}: low ({low}) must be below high ({high})")
                 log = spec.get("log", False)
@@ -246,26 +281,33 @@ def _params(section: Any, fail) -> dict[str, dict]:
                 if step is not None:
                     clean["step"] = step
             else:
-                raise fail(f"{where}: unknown distribution type {kind!r}; expected int, "
-                           f"float or categorical")
+                raise fail(
+                    f"{where}: unknown distribution type {kind!r}; expected int, "
+                    f"float or categorical"
+                )
         except config_mod.ConfigError as e:
             raise fail(f"{where}: {e}") from None
         when = spec.get("when")
         if when is not None:
             if not isinstance(when, dict) or len(when) != 1:
-                raise fail(f"{where}: when must name one parent, like "
-                           f"{{when: {{beta_schedule: cyclical}}}}")
-            (parent, values), = when.items()
+                raise fail(
+                    f"{where}: when must name one parent, like "
+                    f"{{when: {{beta_schedule: cyclical}}}}"
+                )
+            ((parent, values),) = when.items()
             if parent not in out:
-                raise fail(f"{where}: its parent {parent!r} is not a searched parameter "
-                           f"defined above it")
+                raise fail(
+                    f"{where}: its parent {parent!r} is not a searched parameter defined above it"
+                )
             if out[parent]["type"] != "categorical":
                 raise fail(f"{where}: its parent {parent!r} must be categorical")
             values = values if isinstance(values, list) else [values]
             bad = [v for v in values if v not in out[parent]["choices"]]
             if bad:
-                raise fail(f"{where}: when {parent} in {bad}, but {parent}'s choices are "
-                           f"{out[parent]['choices']}")
+                raise fail(
+                    f"{where}: when {parent} in {bad}, but {parent}'s choices are "
+                    f"{out[parent]['choices']}"
+                )
             clean["when"] = {parent: values}
         out[key] = clean
     return out

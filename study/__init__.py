@@ -15,9 +15,11 @@ model (the best model), driver (a session, Ray Tune, the trainable), hooks (for 
 benchmarks). Importing `study` loads none of Ray, Ray Tune or MLflow: each is imported
 where it is used.
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from study.plan.options import StudyOptions, with_options
 
@@ -37,10 +39,16 @@ def __getattr__(name: str) -> Any:
 
 
 @with_options
-def run_study(space: str | search_spaces.Space, data: str,
-              options: StudyOptions | None = None, *, resume: bool = False,
-              accept_changed_data: bool = False, status_every: float = 60.0,
-              **changes: Any) -> StudyResult:
+def run_study(
+    space: str | search_spaces.Space,
+    data: str,
+    options: StudyOptions | None = None,
+    *,
+    resume: bool = False,
+    accept_changed_data: bool = False,
+    status_every: float = 60.0,
+    **changes: Any,
+) -> StudyResult:
     """Runs a study, or continues it (`resume=True`) when its name is taken by it.
 
     `space`: a YAML file, a shipped space's name (`paper`, `search`, ...) or a
@@ -54,33 +62,59 @@ def run_study(space: str | search_spaces.Space, data: str,
     from study.driver import run
     from study.plan.making import make_plan
 
-    return run.start(make_plan(space, data, options, **changes), resume=resume,
-                     accept_changed_data=accept_changed_data, status_every=status_every)
+    return run.start(
+        make_plan(space, data, options, **changes),
+        resume=resume,
+        accept_changed_data=accept_changed_data,
+        status_every=status_every,
+    )
 
 
-def resume_study(name: str, *, storage: str | None = None, tracking_uri: str | None = None,
-                 optuna_storage: str | None = None, data: str | None = None,
-                 address: str | None = None, retry_failed: bool = False,
-                 accept_changed_data: bool = False, status_every: float = 60.0
-                 ) -> StudyResult:
+def resume_study(
+    name: str,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
+    data: str | None = None,
+    address: str | None = None,
+    retry_failed: bool = False,
+    accept_changed_data: bool = False,
+    status_every: float = 60.0,
+) -> StudyResult:
     """Continues study `name`, with `fsvae-study resume`'s options: its folder's `storage`
     (default ./fsvae-studies), the `tracking_uri` that records it, its `optuna_storage`,
     its `data` where it is on this machine, a Ray `address`, `retry_failed` trials too."""
     from study.driver import run
 
-    return run.resume(name, storage=storage, tracking_uri=tracking_uri,
-                      optuna_storage=optuna_storage, data=data, address=address,
-                      retry_failed=retry_failed, accept_changed_data=accept_changed_data,
-                      status_every=status_every)
+    return run.resume(
+        name,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        optuna_storage=optuna_storage,
+        data=data,
+        address=address,
+        retry_failed=retry_failed,
+        accept_changed_data=accept_changed_data,
+        status_every=status_every,
+    )
 
 
-def discard_study(name: str, confirm: Callable[[str], bool], *, storage: str | None = None,
-                  tracking_uri: str | None = None, optuna_storage: str | None = None) -> bool:
+def discard_study(
+    name: str,
+    confirm: Callable[[str], bool],
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
+) -> bool:
     """Discards study `name` (its MLflow runs, its Optuna studies, its folder) once
     `confirm(what it removes)` says yes; `fsvae-study discard`'s options. Returns whether
     it did."""
     from study.identity.discard import discard, find
 
-    done, _ = discard(find(name, storage=storage, tracking_uri=tracking_uri,
-                           optuna_storage=optuna_storage), confirm)
+    done, _ = discard(
+        find(name, storage=storage, tracking_uri=tracking_uri, optuna_storage=optuna_storage),
+        confirm,
+    )
     return done

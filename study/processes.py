@@ -2,6 +2,7 @@
 pid and start time), and whether one seen from here still runs: what the study's lease
 (study/identity/lease.py) and the stores' upgrade check (study/record/stores.py) judge a
 holder or a writer by."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,13 @@ import socket
 def identify() -> dict:
     """This process: {"host", "boot", "pidns", "pid", "start"}."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot": _read("/proc/sys/kernel/random/boot_id"),
-            "pidns": _pid_namespace(), "pid": pid, "start": process_start(pid)}
+    return {
+        "host": socket.gethostname(),
+        "boot": _read("/proc/sys/kernel/random/boot_id"),
+        "pidns": _pid_namespace(),
+        "pid": pid,
+        "start": process_start(pid),
+    }
 
 
 def _read(path: str) -> str:
@@ -44,10 +50,13 @@ def same_namespace(info: dict) -> bool:
     """Whether `info`'s process can be looked at from here by its pid: the same machine,
     boot and pid namespace. Two containers that share the host's network and boot id (Docker
     --network host, a Kubernetes hostNetwork pod) differ in their pid namespace."""
-    return bool(info.get("boot")) and bool(info.get("pidns")) \
-        and info.get("host") == socket.gethostname() \
-        and info.get("boot") == _read("/proc/sys/kernel/random/boot_id") \
+    return (
+        bool(info.get("boot"))
+        and bool(info.get("pidns"))
+        and info.get("host") == socket.gethostname()
+        and info.get("boot") == _read("/proc/sys/kernel/random/boot_id")
         and info.get("pidns") == _pid_namespace()
+    )
 
 
 def running(info: dict) -> bool:

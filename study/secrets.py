@@ -31,13 +31,20 @@ less).
     >>> redact("s3://bucket/studies?endpoint_override=minio:9000&secret_key=abc")
     's3://bucket/studies?endpoint_override=minio:9000'
 """
+
 from __future__ import annotations
 
 import re
 from urllib.parse import unquote_plus
 
-SECRET_QUERY_KEYS = {"password", "secret_key", "secret_access_key", "session_token",
-                     "access_key", "token"}
+SECRET_QUERY_KEYS = {
+    "password",
+    "secret_key",
+    "secret_access_key",
+    "session_token",
+    "access_key",
+    "token",
+}
 # The dialects SQLAlchemy ships (https://docs.sqlalchemy.org/en/20/dialects/): a URL of
 # one of these, `+driver` or not, is a database URL.
 DATABASES = {"postgresql", "mysql", "mariadb", "sqlite", "mssql", "oracle"}
@@ -113,5 +120,6 @@ def _as_sqlalchemy_reads_it(url: str) -> str:
     query = {k: v for k, v in parsed.query.items() if k.lower() not in SECRET_QUERY_KEYS}
     if parsed.password is None and len(query) == len(parsed.query):
         return url
-    return URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port,
-                      parsed.database, query).render_as_string(hide_password=False)
+    return URL.create(
+        parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, query
+    ).render_as_string(hide_password=False)

@@ -1,6 +1,7 @@
 """Shared fixtures: one generated dataset, one stage cache, three tiny trials and one
 PostgreSQL server per session. Tests that only read a dataset, a split or trial outputs
 share these; plain helper functions are in the helpers package (tests/helpers/)."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,9 @@ def trials(demo_root, stage_cache, tmp_path_factory) -> dict[str, tuple[dict, Pa
     out = {}
     for method in ("plain", "oversample", "vae"):
         folder = tmp_path_factory.mktemp(f"trial-{method}")
-        result = run_trial(tiny_config(demo_root, method=method), out_dir=folder,
-                           cache=stage_cache, log=quiet)
+        result = run_trial(
+            tiny_config(demo_root, method=method), out_dir=folder, cache=stage_cache, log=quiet
+        )
         out[method] = (result, folder)
     return out
 

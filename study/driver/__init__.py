@@ -1,6 +1,7 @@
 """study.driver: the driver of a study: one session from its claim to its summary, the Ray
 Tune run of each stratum, the trainable its workers run, the console, and the cluster it
 runs on."""
+
 from study._lazy import face
 
 _NAMES = {

@@ -6,6 +6,7 @@ processes listen on every interface, so without a token anyone who can reach the
 could join as a driver and run code. The token is `~/.ray/auth_token`, readable by its
 owner only.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,15 @@ import uuid
 from pathlib import Path
 
 import search_spaces
-from study.plan import storage
-from study.plan.storage import SERVER_SETUP, network_filesystem
 from study.errors import StudyError
+from study.plan import storage
+from study.plan.storage import SERVER_SETUP
 from study.secrets import redact
 
 DEFAULT_GPU_FRACTION = 0.25
 MARKER = ".fsvae-shared-check.json"
+
+
 # Filesystems whose locking SQLite cannot rely on (https://www.sqlite.org/faq.html#q5):
 # several processes writing one SQLite file there can corrupt it.
 class SharedStorageError(StudyError):
@@ -43,42 +46,47 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
     # trial that the console does not need (the summary says where the runs are).
     quiet = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
     os.environ.update(quiet)  # the driver, and the workers of a local Ray (they inherit it)
-    kwargs = dict(include_dashboard=False, log_to_driver=False,
-                  logging_level=logging.WARNING)
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     if address:
         # Workers on other nodes get this code from the driver; their Python needs the
         # packages of pyproject.toml (see docs/cluster.md).
-        kwargs["runtime_env"] = {"py_modules": [fsvae, str(Path(__file__).resolve().parents[1]),
-                                                 search_spaces],
-                                 "env_vars": quiet}
+        kwargs["runtime_env"] = {
+            "py_modules": [fsvae, str(Path(__file__).resolve().parents[1]), search_spaces],
+            "env_vars": quiet,
+        }
         try:
             ctx = ray.init(address=address, **kwargs)
         except Exception as e:
-            raise StudyError(f"cannot join the Ray cluster at {address}: "
-                             f"{type(e).__name__}: {_first_line(e)}"
-                             + _auth_hint(_chain(e))) from None
+            raise StudyError(
+                f"cannot join the Ray cluster at {address}: "
+                f"{type(e).__name__}: {_first_line(e)}" + _auth_hint(_chain(e))
+            ) from None
         _errors_to_file(error_log)
         return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}", None
     # Token authentication stays on (Ray's default for a new local cluster). Ray warns
     # about it on every start; our own line below says whether it is on.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-        logging.ERROR)
+        logging.ERROR
+    )
     try:
         # "local": a new Ray of the study's own, never one that `ray start` left running on
         # this machine (which plain ray.init() would join, even when it has died).
         ctx = ray.init(address="local", **kwargs)
     except Exception as e:
-        raise StudyError(f"cannot start a local Ray: {type(e).__name__}: {e}"
-                         + _ray_tmp_hint(str(e))) from None
+        raise StudyError(
+            f"cannot start a local Ray: {type(e).__name__}: {e}" + _ray_tmp_hint(str(e))
+        ) from None
     _errors_to_file(error_log)
     token = Path.home() / ".ray" / "auth_token"
     auth = os.environ.get("RAY_AUTH_MODE", "token").lower() != "disabled"
     if auth and token.is_file():
         token.chmod(0o600)
     session = Path(ctx.address_info.get("session_dir", ""))
-    return (f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
-            f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs (kept unless the "
-            f"study completes): {session / 'logs'}"), session
+    return (
+        f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
+        f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs (kept unless the "
+        f"study completes): {session / 'logs'}"
+    ), session
 
 
 def _chain(e: BaseException) -> str:
@@ -100,9 +108,11 @@ def _auth_hint(message: str) -> str:
     cluster but not for a driver that joins by address (docs/cluster.md)."""
     if "InvalidAuthToken" in message or "uthentication" in message:
         mode = os.environ.get("RAY_AUTH_MODE", "unset")
-        return (f" (the cluster uses Ray's token authentication and this driver's "
-                f"RAY_AUTH_MODE is {mode}: set RAY_AUTH_MODE=token, with the cluster's token "
-                f"in ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+        return (
+            f" (the cluster uses Ray's token authentication and this driver's "
+            f"RAY_AUTH_MODE is {mode}: set RAY_AUTH_MODE=token, with the cluster's token "
+            f"in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+        )
     return " (is `ray start --head` running there?)"
 
 
@@ -151,9 +161,11 @@ def _ray_tmp_hint(message: str) -> str:
         return ""
     from ray._common.utils import get_default_system_temp_dir
 
-    return (f" (Ray keeps its sockets under $RAY_TMPDIR, else $TMPDIR: now "
-            f"{get_default_system_temp_dir()}, too long a path for a socket; set RAY_TMPDIR "
-            f"to a short folder, e.g. RAY_TMPDIR=/tmp)")
+    return (
+        f" (Ray keeps its sockets under $RAY_TMPDIR, else $TMPDIR: now "
+        f"{get_default_system_temp_dir()}, too long a path for a socket; set RAY_TMPDIR "
+        f"to a short folder, e.g. RAY_TMPDIR=/tmp)"
+    )
 
 
 def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
@@ -163,17 +175,21 @@ def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
     job, what Slurm gave: its nodes' Ray has that and no more, cluster/slurm.sbatch)."""
     import ray
 
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")] or \
-        [ray.cluster_resources()]
-    cpus_total = sum(n.get("CPU", 0) for n in nodes) or 1
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")] or [ray.cluster_resources()]
     gpus_total = sum(n.get("GPU", 0) for n in nodes)
-    cpu = plan.cpus_per_trial if plan.cpus_per_trial is not None \
-        else space.resources.get("cpu", 1.0)
-    gpu = plan.gpus_per_trial if plan.gpus_per_trial is not None \
+    cpu = (
+        plan.cpus_per_trial if plan.cpus_per_trial is not None else space.resources.get("cpu", 1.0)
+    )
+    gpu = (
+        plan.gpus_per_trial
+        if plan.gpus_per_trial is not None
         else space.resources.get("gpu", DEFAULT_GPU_FRACTION if gpus_total else 0.0)
+    )
     if gpu > 0 and gpus_total == 0:
-        print(f"no GPU in the Ray cluster: trials run on the CPU (asked for {gpu} GPU each)",
-              flush=True)
+        print(
+            f"no GPU in the Ray cluster: trials run on the CPU (asked for {gpu} GPU each)",
+            flush=True,
+        )
         gpu = 0.0
     if gpu > 1 and not float(gpu).is_integer():
         raise StudyError(f"{gpu} GPUs per trial: fractions above 1 must be whole numbers")
@@ -183,8 +199,10 @@ def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
         raise StudyError(
             f"a trial asks {cpu:g} CPU(s) and {gpu:g} GPU(s), but no node of the cluster has "
             f"that: the largest has {largest.get('CPU', 0):g} CPU(s) and "
-            f"{largest.get('GPU', 0):g} GPU(s) ({len(nodes)} node(s))" + _slurm_hint()
-            + "; ask for less with --cpus-per-trial / --gpus-per-trial")
+            f"{largest.get('GPU', 0):g} GPU(s) ({len(nodes)} node(s))"
+            + _slurm_hint()
+            + "; ask for less with --cpus-per-trial / --gpus-per-trial"
+        )
     concurrency = max(1, sum(per_node))
     if plan.max_concurrent:
         concurrency = min(concurrency, plan.max_concurrent)
@@ -206,14 +224,24 @@ def _slurm_hint() -> str:
     """What Slurm gave this job, where the driver runs in one."""
     if not os.environ.get("SLURM_JOB_ID"):
         return ""
-    gave = ", ".join(f"{k}={os.environ[k]}" for k in (
-        "SLURM_JOB_NUM_NODES", "SLURM_CPUS_PER_TASK", "SLURM_GPUS_ON_NODE",
-        "CUDA_VISIBLE_DEVICES") if os.environ.get(k))
-    return (f"; this Slurm job ({os.environ['SLURM_JOB_ID']}) was given {gave or 'no more'}: "
-            f"ask sbatch for more (--cpus-per-task, --gpus-per-node)")
+    gave = ", ".join(
+        f"{k}={os.environ[k]}"
+        for k in (
+            "SLURM_JOB_NUM_NODES",
+            "SLURM_CPUS_PER_TASK",
+            "SLURM_GPUS_ON_NODE",
+            "CUDA_VISIBLE_DEVICES",
+        )
+        if os.environ.get(k)
+    )
+    return (
+        f"; this Slurm job ({os.environ['SLURM_JOB_ID']}) was given {gave or 'no more'}: "
+        f"ask sbatch for more (--cpus-per-task, --gpus-per-node)"
+    )
 
 
 # -- shared storage ----------------------------------------------------------------------
+
 
 def write_markers(plan: dict, study_dir: str) -> dict:
     """Writes a fresh token where every node must read it (the study's folder, the cache)
@@ -225,8 +253,11 @@ def write_markers(plan: dict, study_dir: str) -> dict:
         files.append(str(Path(plan.cache_dir) / f".fsvae-shared-check-{plan.name}.json"))
     for location in files:
         storage.write_text(location, text)
-    stores = [plan.tracking_uri[len("sqlite:///"):]] \
-        if plan.tracking_uri.startswith("sqlite:///") else []
+    stores = (
+        [plan.tracking_uri[len("sqlite:///") :]]
+        if plan.tracking_uri.startswith("sqlite:///")
+        else []
+    )
     return {"files": [[f, token] for f in files], "data": plan.data, "stores": stores}
 
 
@@ -245,14 +276,19 @@ def check_shared(marker: dict) -> None:
                 f"{_node()} cannot see {redact(location)}, which the driver just wrote "
                 f"({'missing' if text is None else 'another copy'} there): {what} must be "
                 f"one filesystem shared by every node (an NFS/EFS mount at the same path, "
-                f"or s3:// for --storage); see docs/cluster.md#2-shared-storage")
+                f"or s3:// for --storage); see docs/cluster.md#2-shared-storage"
+            )
     if not Path(marker["data"]).is_dir():
-        raise SharedStorageError(f"{_node()} has no dataset at {marker['data']}: the data "
-                                 f"must be at the same path on every node")
+        raise SharedStorageError(
+            f"{_node()} has no dataset at {marker['data']}: the data "
+            f"must be at the same path on every node"
+        )
     for db in marker.get("stores", []):
         if not Path(db).is_file():
-            raise SharedStorageError(f"{_node()} cannot see the MLflow store {db}, a SQLite "
-                                     f"file on the driver's disk; {SERVER_SETUP}")
+            raise SharedStorageError(
+                f"{_node()} cannot see the MLflow store {db}, a SQLite "
+                f"file on the driver's disk; {SERVER_SETUP}"
+            )
 
 
 def probe_nodes(marker: dict) -> int:
@@ -263,16 +299,23 @@ def probe_nodes(marker: dict) -> int:
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     task = ray.remote(num_cpus=0, max_retries=0)(_probe)
-    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        n["NodeID"], soft=False)).remote(marker) for n in nodes]
+    refs = [
+        task.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(marker)
+        for n in nodes
+    ]
     try:
         errors = [e for e in ray.get(refs, timeout=300) if e]
     except ray.exceptions.GetTimeoutError:
-        raise StudyError("checking that every node sees the study's storage took over 300 s: "
-                         "a node does not run tasks (see `ray status`)") from None
+        raise StudyError(
+            "checking that every node sees the study's storage took over 300 s: "
+            "a node does not run tasks (see `ray status`)"
+        ) from None
     if errors:
-        raise SharedStorageError(errors[0] + (f" ({len(errors) - 1} more node(s) likewise)"
-                                              if len(errors) > 1 else ""))
+        raise SharedStorageError(
+            errors[0] + (f" ({len(errors) - 1} more node(s) likewise)" if len(errors) > 1 else "")
+        )
     return len(nodes)
 
 

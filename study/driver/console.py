@@ -8,6 +8,7 @@ A running trial's stage, epoch and latest values come from its run (the fsvae.pr
 its worker sends with its curves, study/record/live.py), read every POLL_S seconds: the
 same record `fsvae-study status` reads from any machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,11 @@ def trial_line(t: Running, now_ms: float) -> str:
     stage = p.get("stage", "starting")
     if p.get("epoch"):
         stage += f" {p['epoch']}/{p.get('epochs') or '?'}"
-    values = "".join(f"  {k} {p[k]:.4f}" for k in ("loss", "val")
-                     if isinstance(p.get(k), (int, float)) and math.isfinite(p[k]))
+    values = "".join(
+        f"  {k} {p[k]:.4f}"
+        for k in ("loss", "val")
+        if isinstance(p.get(k), (int, float)) and math.isfinite(p[k])
+    )
     node = f"  on {t.node}" if t.node else ""
     return f"{t.key}  {stage}{values}{node}  {clock((now_ms - t.start_ms) / 1000)}"
 
@@ -57,9 +61,22 @@ class Console:
     """The study's running state for the console and the parent run. `held` is the study's
     lease (every write to the parent checks it); `objective`/`mode` the primary one."""
 
-    def __init__(self, name: str, client, exp_id: str, parent_id: str, total: int,
-                 done: int, failed: int, concurrency: int, objective: str, mode: str,
-                 held, status_every: float = 60.0, stream=None):
+    def __init__(
+        self,
+        name: str,
+        client,
+        exp_id: str,
+        parent_id: str,
+        total: int,
+        done: int,
+        failed: int,
+        concurrency: int,
+        objective: str,
+        mode: str,
+        held,
+        status_every: float = 60.0,
+        stream=None,
+    ):
         self.name, self.client, self.exp_id, self.parent_id = name, client, exp_id, parent_id
         self.total, self.done, self.failed = total, done, failed
         self.concurrency, self.objective, self.mode = max(1, concurrency), objective, mode
@@ -98,13 +115,17 @@ class Console:
             if state == "finished" and began is not None:
                 self.durations.append(time.monotonic() - began)
             if state == "finished" and value is not None and math.isfinite(value):
-                better = self.best is None or (value > self.best if self.mode == "max"
-                                               else value < self.best)
+                better = self.best is None or (
+                    value > self.best if self.mode == "max" else value < self.best
+                )
                 self.best = value if better else self.best
             now, step = int(time.time() * 1000), self.done
             values = (self.done - self.failed, self.failed, len(self.started), self.best)
-            self._pending += [Metric(k, float(v), now, step)
-                              for k, v in zip(STUDY_PROGRESS, values) if v is not None]
+            self._pending += [
+                Metric(k, float(v), now, step)
+                for k, v in zip(STUDY_PROGRESS, values)
+                if v is not None
+            ]
 
     # -- what is shown --------------------------------------------------------------------
 
@@ -121,9 +142,11 @@ class Console:
         eta = self.eta()
         left = f"about {clock(eta)} left" if eta is not None else "time left: after a trial"
         best = f" | best {self.objective} {self.best:.4f}" if self.best is not None else ""
-        return (f"study {self.name}: {self.done}/{self.total} ended ({self.failed} failed), "
-                f"{len(self.started)} running | {clock(time.monotonic() - self.t0)} | "
-                f"{left}{best}")
+        return (
+            f"study {self.name}: {self.done}/{self.total} ended ({self.failed} failed), "
+            f"{len(self.started)} running | {clock(time.monotonic() - self.t0)} | "
+            f"{left}{best}"
+        )
 
     def lines(self) -> list[str]:
         now = time.time() * 1000
@@ -143,9 +166,14 @@ class Console:
             from rich.console import Console as RichConsole
             from rich.live import Live
 
-            self._live = Live(self, console=RichConsole(file=self.stream),
-                              refresh_per_second=2, redirect_stdout=True,
-                              redirect_stderr=False, transient=True)
+            self._live = Live(
+                self,
+                console=RichConsole(file=self.stream),
+                refresh_per_second=2,
+                redirect_stdout=True,
+                redirect_stderr=False,
+                transient=True,
+            )
             self._live.start()
         self._thread.start()
 
@@ -171,13 +199,19 @@ class Console:
                 pass
             if not self.terminal and time.monotonic() - last_line >= self.status_every:
                 last_line = time.monotonic()
-                print(f"[{time.strftime('%H:%M:%S')}] " + "\n  ".join(self.lines()),
-                      file=self.stream, flush=True)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] " + "\n  ".join(self.lines()),
+                    file=self.stream,
+                    flush=True,
+                )
 
     def _poll(self) -> None:
         """The running trials' progress, node and start, from their runs."""
-        runs = search(self.client, self.exp_id, f"tags.`{PARENT}` = '{self.parent_id}' and "
-                                                f"attributes.status = 'RUNNING'")
+        runs = search(
+            self.client,
+            self.exp_id,
+            f"tags.`{PARENT}` = '{self.parent_id}' and attributes.status = 'RUNNING'",
+        )
         seen = {}
         for run in runs:
             key = run.data.tags.get(TRIAL_KEY)
@@ -187,8 +221,9 @@ class Console:
                 progress = json.loads(run.data.tags.get(PROGRESS, "{}"))
             except ValueError:
                 progress = {}
-            seen[key] = Running(key, progress, run.data.tags.get(NODE, ""),
-                                run.info.start_time or 0)
+            seen[key] = Running(
+                key, progress, run.data.tags.get(NODE, ""), run.info.start_time or 0
+            )
         with self._lock:
             for key in self.running:
                 if key in seen:

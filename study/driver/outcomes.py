@@ -17,10 +17,11 @@ Optuna). The console (study/driver/progress.py) reads the outcome recorded here.
   interrupted  the study stopped it (Ctrl-C, a stop of all trials): nothing is told; its
                run is closed as interrupted once Ray is down, and it runs again on resume
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -45,9 +46,17 @@ class Ends(tune.Callback):
     console. `infra_failed(trial, config, text)` writes a trial that failed for the
     infrastructure (study/driver/session.py); `stops` is filled by RecordedASHA."""
 
-    def __init__(self, client, experiment_id: str, parent_id: str, objectives: list[str],
-                 infra_failed: Callable, held, stops: set[str] | None = None,
-                 on_end: Callable | None = None):
+    def __init__(
+        self,
+        client,
+        experiment_id: str,
+        parent_id: str,
+        objectives: list[str],
+        infra_failed: Callable,
+        held,
+        stops: set[str] | None = None,
+        on_end: Callable | None = None,
+    ):
         self.client, self.exp_id, self.parent_id = client, experiment_id, parent_id
         self.held = held  # the study's lease (study/identity/lease.py), checked before a write
         self.objectives, self.infra_failed = objectives, infra_failed
@@ -62,17 +71,21 @@ class Ends(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.trials[trial.trial_id] = trial
 
-    def record(self, trial_id: str, config: dict, result: dict | None,
-               error: bool) -> Outcome:
+    def record(self, trial_id: str, config: dict, result: dict | None, error: bool) -> Outcome:
         result = result or {}
         if FINAL in result:
-            outcome = Outcome("finished", [float(result[o]) for o in self.objectives],
-                              run_id=result.get("mlflow_run_id"),
-                              text="its run had finished; not computed again"
-                              if result.get("reused_finished_run") else "")
+            outcome = Outcome(
+                "finished",
+                [float(result[o]) for o in self.objectives],
+                run_id=result.get("mlflow_run_id"),
+                text="its run had finished; not computed again"
+                if result.get("reused_finished_run")
+                else "",
+            )
         elif FAILED in result:
-            outcome = Outcome("failed", text=str(result.get("error", "")),
-                              run_id=result.get("mlflow_run_id"))
+            outcome = Outcome(
+                "failed", text=str(result.get("error", "")), run_id=result.get("mlflow_run_id")
+            )
         elif (error or trial_id in self.stops) and not self.held.holds():
             outcome = Outcome("interrupted")  # the study is another driver's now: no write
         elif error:
@@ -94,8 +107,12 @@ class Ends(tune.Callback):
         if run is not None and run.info.status == "FINISHED":
             values = [run.data.metrics.get(o) for o in self.objectives]
             if all(v is not None for v in values):
-                return Outcome("finished", values, run_id=run.info.run_id,
-                               text="its run had finished before its worker stopped")
+                return Outcome(
+                    "finished",
+                    values,
+                    run_id=run.info.run_id,
+                    text="its run had finished before its worker stopped",
+                )
         text = self.infra_failed(self.trials.get(trial_id), config, run)
         return Outcome("failed", text=text, run_id=run.info.run_id if run else None)
 
@@ -114,8 +131,11 @@ class Ends(tune.Callback):
         runs under this study's parent, its FINISHED one first."""
         if run_id:
             return self.client.get_run(run_id)
-        runs = search(self.client, self.exp_id,
-                      f"tags.`{PARENT}` = '{self.parent_id}' and tags.`{TRIAL_KEY}` = '{key}'")
+        runs = search(
+            self.client,
+            self.exp_id,
+            f"tags.`{PARENT}` = '{self.parent_id}' and tags.`{TRIAL_KEY}` = '{key}'",
+        )
         runs.sort(key=lambda r: precedence(r.info.status, r.info.start_time))
         return runs[-1] if runs else None  # the run that counts (study.record.read)
 
@@ -141,8 +161,9 @@ class GridSearcher(Searcher):
         self.live[trial_id] = self.points.pop(0)
         return self.live[trial_id]
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         config = self.live.pop(trial_id, None)
         if config is not None:
             self.ends.record(trial_id, config, result, error)

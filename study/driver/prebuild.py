@@ -2,22 +2,21 @@
 trials in one Ray task with the threads of all the trials that run at once, instead of one
 trial building while the others wait on the cache's lock (docs/cache.md).
 """
+
 from __future__ import annotations
 
 import threading
 import time
-
-from typing import Callable
+from collections.abc import Callable
 
 import search_spaces
 from fsvae import config as config_mod
 from fsvae.errors import FsvaeError
-from study.hooks import faults
 from study.driver.trainable import data_summary
+from study.hooks import faults
 
 
-def shared_config(plan, space: search_spaces.Space, stratum: dict,
-                  concurrency: int) -> dict | None:
+def shared_config(plan, space: search_spaces.Space, stratum: dict, concurrency: int) -> dict | None:
     """The config whose data and backbone every trial of this stratum shares, where building
     them before the trials saves time: an Optuna stratum (a grid orders its trials instead,
     see tuner.order_for_sharing), the cache on, two or more trials at a time, and no
@@ -31,10 +30,20 @@ def shared_config(plan, space: search_spaces.Space, stratum: dict,
     return config
 
 
-def start(client, parent_id: str, config: dict, plan, resources: dict,
-          concurrency: int, label: str, step: int, alongside: bool,
-          holds: Callable[[], bool], on_data: Callable[[dict], None],
-          on_fatal: Callable[[str], None]) -> threading.Thread:
+def start(
+    client,
+    parent_id: str,
+    config: dict,
+    plan,
+    resources: dict,
+    concurrency: int,
+    label: str,
+    step: int,
+    alongside: bool,
+    holds: Callable[[], bool],
+    on_data: Callable[[dict], None],
+    on_fatal: Callable[[str], None],
+) -> threading.Thread:
     """Starts the build as a Ray task and records it on the study's parent run (tags
     cache.backbone.prebuild.<stratum>[.key]; metrics prebuild_s (the build itself),
     prebuild_wall_s (with the task's start), prebuild_cpu_s (CPU seconds of its process),
@@ -60,8 +69,9 @@ def start(client, parent_id: str, config: dict, plan, resources: dict,
     node_cpus = max((r.get("CPU", 0.0) for r in nodes if r.get("GPU", 0.0) >= gpus), default=0)
     cpus = min(resources["cpu"] * concurrency, node_cpus) or resources["cpu"]
     where = f"{label}: " if label else ""
-    task = ray.remote(build).options(num_cpus=0 if alongside else cpus, num_gpus=gpus,
-                                     max_retries=0)
+    task = ray.remote(build).options(
+        num_cpus=0 if alongside else cpus, num_gpus=gpus, max_retries=0
+    )
     t0 = time.perf_counter()
     ref = task.remote(config, plan.preset, plan.cache_dir, max(1, int(cpus)))
     tag = f"cache.backbone.prebuild.{tag_safe(label)}"
@@ -78,8 +88,11 @@ def start(client, parent_id: str, config: dict, plan, resources: dict,
             if isinstance(cause, FsvaeError):
                 on_fatal(reason)
             else:
-                print(f"{where}building the shared backbone for the trials failed ({reason}); "
-                      f"each trial builds it itself", flush=True)
+                print(
+                    f"{where}building the shared backbone for the trials failed ({reason}); "
+                    f"each trial builds it itself",
+                    flush=True,
+                )
             return
         except Exception:  # Ray shutting down under an interrupted study
             return
@@ -88,21 +101,28 @@ def start(client, parent_id: str, config: dict, plan, resources: dict,
             on_data(out["data"])
         info = out["cache"]["backbone"]
         now = int(time.time() * 1000)
-        metrics = {"prebuild_s": out["timings"]["total"], "prebuild_wall_s": wall,
-                   "prebuild_cpu_s": out["cpu_s"], "prebuild_cpus": cpus,
-                   "prebuild_gpus": gpus}
+        metrics = {
+            "prebuild_s": out["timings"]["total"],
+            "prebuild_wall_s": wall,
+            "prebuild_cpu_s": out["cpu_s"],
+            "prebuild_cpus": cpus,
+            "prebuild_gpus": gpus,
+        }
         if not holds():
             return
-        client.log_batch(parent_id,
-                         metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
-                         tags=[RunTag(tag, "hit" if info["hit"] else "miss"),
-                               RunTag(f"{tag}.key", info["key"])]
-                         + ([RunTag(f"{tag}.repaired", info["repaired"])]
-                            if info.get("repaired") else []))
-        print(f"{where}shared backbone {info['key'][:12]} "
-              f"{'found in the cache' if info['hit'] else 'built'} for the trials "
-              f"({wall:.1f} s, {cpus:g} CPU{'s' if cpus != 1 else ''}"
-              f"{f', {gpus:g} GPU' if gpus else ''})", flush=True)
+        client.log_batch(
+            parent_id,
+            metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
+            tags=[RunTag(tag, "hit" if info["hit"] else "miss"), RunTag(f"{tag}.key", info["key"])]
+            + ([RunTag(f"{tag}.repaired", info["repaired"])] if info.get("repaired") else []),
+        )
+        print(
+            f"{where}shared backbone {info['key'][:12]} "
+            f"{'found in the cache' if info['hit'] else 'built'} for the trials "
+            f"({wall:.1f} s, {cpus:g} CPU{'s' if cpus != 1 else ''}"
+            f"{f', {gpus:g} GPU' if gpus else ''})",
+            flush=True,
+        )
 
     thread = threading.Thread(target=record, daemon=True)
     thread.start()
@@ -129,10 +149,19 @@ def build(config: dict, preset: str, cache_dir: str, threads: int) -> dict:
             seen["data"] = data_summary(event)
 
     cpu0 = time.process_time()
-    out = prepare(resolve(config_mod.resolve(config, preset=preset)),
-                  StageCache(cache_dir, log=lines.append), progress=progress, log=lines.append)
-    return {"cache": out["cache"], "timings": out["timings"], "log": lines,
-            "cpu_s": time.process_time() - cpu0, "data": seen.get("data")}
+    out = prepare(
+        resolve(config_mod.resolve(config, preset=preset)),
+        StageCache(cache_dir, log=lines.append),
+        progress=progress,
+        log=lines.append,
+    )
+    return {
+        "cache": out["cache"],
+        "timings": out["timings"],
+        "log": lines,
+        "cpu_s": time.process_time() - cpu0,
+        "data": seen.get("data"),
+    }
 
 
 def tag_safe(label: str) -> str:

@@ -2,18 +2,19 @@
 done / running / failed counts and the best objective so far, instead of Ray's tables.
 Counts start from what earlier sessions of the study finished.
 """
+
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ray import tune
 
 from fsvae.config import RESAMPLING_METHODS, short
-from study.record.read import best_of, short_key
 from study.driver.trainable import handed
+from study.record.read import best_of, short_key
 
 
 def describe(point: dict, keys: list[str] | None = None) -> str:
@@ -45,8 +46,11 @@ def failure(trial) -> tuple[str, str, BaseException | None]:
         return "storage", str(cause), cause
     if isinstance(exc, rex.RayActorError) or isinstance(exc, rex.NodeDiedError):
         low = text.lower()
-        if isinstance(exc, rex.ActorUnavailableError) or getattr(exc, "preempted", False) \
-                or re.search(r"node (has )?died|node .*(dead|terminated|removed|lost)", low):
+        if (
+            isinstance(exc, rex.ActorUnavailableError)
+            or getattr(exc, "preempted", False)
+            or re.search(r"node (has )?died|node .*(dead|terminated|removed|lost)", low)
+        ):
             return "node", "node lost", exc
         return "process", "its worker process died", exc
     if cause is not None:
@@ -77,7 +81,7 @@ def _error_file_tail(trial) -> str:
 
 
 def _short_reason(text: str) -> str:
-    """"fsvae.errors.SplitError: n_f=..." -> "SplitError: n_f=..."."""
+    """ "fsvae.errors.SplitError: n_f=..." -> "SplitError: n_f=..."."""
     last = [ln for ln in text.splitlines() if ln.strip()]
     line = last[-1] if last else text
     return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=\w+: )", "", line)[:200]
@@ -90,9 +94,19 @@ class Progress(tune.Callback):
     act on an infrastructure failure. With several objectives there is no single best: the
     line shows the size of this session's Pareto front instead."""
 
-    def __init__(self, total: int, objectives: list[str], modes: list[str], ends,
-                 label: str = "", keys: list[str] | None = None, prior: dict | None = None,
-                 retries: int = 0, on_retry: Callable | None = None, console=None):
+    def __init__(
+        self,
+        total: int,
+        objectives: list[str],
+        modes: list[str],
+        ends,
+        label: str = "",
+        keys: list[str] | None = None,
+        prior: dict | None = None,
+        retries: int = 0,
+        on_retry: Callable | None = None,
+        console=None,
+    ):
         self.total, self.objectives, self.modes, self.label = total, objectives, modes, label
         self.objective, self.mode = objectives[0], modes[0]
         self.ends = ends
@@ -131,8 +145,11 @@ class Progress(tune.Callback):
             event = f"done {values}" + (f" ({outcome.text})" if outcome.text else "")
         elif state == "failed":
             attempts = trial.run_metadata.num_failures
-            after = f" after {attempts} attempt{'s' * (attempts != 1)}" \
-                if trial.status == "ERROR" or attempts else ""
+            after = (
+                f" after {attempts} attempt{'s' * (attempts != 1)}"
+                if trial.status == "ERROR" or attempts
+                else ""
+            )
             event = f"FAILED{after} ({_short_reason(outcome.text)})"
         else:
             event = "stopped early" if state == "stopped" else "interrupted"
@@ -142,8 +159,12 @@ class Progress(tune.Callback):
         kind, text, _ = failure(trial)
         attempt = trial.run_metadata.num_failures + 1
         where = " on another node: " if kind == "node" else ": "
-        self._line(f"retrying{where}{text} (attempt {attempt} of {self.retries + 1})",
-                   trial, trials, "PENDING")
+        self._line(
+            f"retrying{where}{text} (attempt {attempt} of {self.retries + 1})",
+            trial,
+            trials,
+            "PENDING",
+        )
         if self.on_retry is not None:
             self.on_retry(trial, kind, text)
 
@@ -158,8 +179,13 @@ class Progress(tune.Callback):
         failed = sum(o.state == "failed" for o in ended)
         finished = {tid: o for tid, o in outcomes.items() if o.state == "finished"}
         best = self._front(list(finished.values())) if len(self.objectives) > 1 else ""
-        candidates = [] if best else [(o.values[0], *self.started.get(tid, ("", 0.0, {})))
-                                      for tid, o in finished.items()]
+        candidates = (
+            []
+            if best
+            else [
+                (o.values[0], *self.started.get(tid, ("", 0.0, {}))) for tid, o in finished.items()
+            ]
+        )
         if self.prior["best"] is not None:
             candidates.append(self.prior["best"])
         if candidates:
@@ -169,16 +195,24 @@ class Progress(tune.Callback):
         done = self.prior["done"] + len(ended)
         point = describe(handed(trial.config)["point"], self.keys)
         key = short_key(handed(trial.config)["key"])
-        print(f"[{time.strftime('%H:%M:%S')}] {label}trial {key} {event}: {point} "
-              f"| done {done}/{self.total}, running {running}, "
-              f"failed {self.prior['failed'] + failed}{best}", flush=True)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {label}trial {key} {event}: {point} "
+            f"| done {done}/{self.total}, running {running}, "
+            f"failed {self.prior['failed'] + failed}{best}",
+            flush=True,
+        )
 
     def _front(self, finished: list) -> str:
         """' | Pareto front: k of this session's n finished trials' (on the objectives)."""
         signs = [1 if m == "max" else -1 for m in self.modes]
         points = [[s * v for s, v in zip(signs, o.values)] for o in finished]
-        front = [p for p in points
-                 if not any(all(q_i >= p_i for q_i, p_i in zip(q, p)) and q != p
-                            for q in points)]
-        return f" | Pareto front: {len(front)} of this session's {len(points)} finished" \
-            if points else ""
+        front = [
+            p
+            for p in points
+            if not any(all(q_i >= p_i for q_i, p_i in zip(q, p)) and q != p for q in points)
+        ]
+        return (
+            f" | Pareto front: {len(front)} of this session's {len(points)} finished"
+            if points
+            else ""
+        )

@@ -14,6 +14,7 @@ open, and runs only the trials still to do, each stratum as a fresh Ray Tune exp
   <storage>/mlflow.db, mlartifacts/   the default MLflow store (embedded SQLite)
   <storage>/optuna.db             the default Optuna store of searches
 """
+
 from __future__ import annotations
 
 import importlib
@@ -21,36 +22,48 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import search_spaces
+from study.driver.session import StudyResult
+from study.errors import StudyError
 from study.hooks import faults
-from study.identity import names as identity
 from study.identity import lease as lease_mod
+from study.identity import names as identity
+from study.identity.claim import Claim
 from study.plan import plan as plan_mod
 from study.plan import storage
-from study.identity.claim import Claim
-from study.errors import StudyError
-from study.secrets import redact, redact_text
 from study.plan.plan import Plan
 from study.plan.storage import default_tracking_uri
 from study.record.schema import PLAN
-from study.driver.session import StudyResult
+from study.secrets import redact, redact_text
 
 
-def start(plan: Plan, resume: bool = False, accept_changed_data: bool = False,
-          status_every: float = 60.0) -> StudyResult:
+def start(
+    plan: Plan, resume: bool = False, accept_changed_data: bool = False, status_every: float = 60.0
+) -> StudyResult:
     """Runs a planned study, or continues it when `resume` and its name is taken by it."""
-    return execute(plan, Claim("either" if resume else "new",
-                               accept_changed_data=accept_changed_data), status_every)
+    return execute(
+        plan,
+        Claim("either" if resume else "new", accept_changed_data=accept_changed_data),
+        status_every,
+    )
 
 
-def resume(name: str, storage: str | None = None, tracking_uri: str | None = None,
-           optuna_storage: str | None = None, data: str | None = None,
-           address: str | None = None, retry_failed: bool = False,
-           accept_changed_data: bool = False, status_every: float = 60.0) -> StudyResult:
+def resume(
+    name: str,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
+    data: str | None = None,
+    address: str | None = None,
+    retry_failed: bool = False,
+    accept_changed_data: bool = False,
+    status_every: float = 60.0,
+) -> StudyResult:
     """Continues the study `name`: from its study.json under `storage` when that is there,
     else from its record in the tracking store (the folder lost, or another machine).
     `status_every`: seconds between the console's status lines when it is no terminal."""
@@ -59,13 +72,17 @@ def resume(name: str, storage: str | None = None, tracking_uri: str | None = Non
     if data is not None:
         moved = plan_mod.with_data(plan, data)
         if not accept_changed_data and not plan_mod.same_data(plan, moved):
-            raise StudyError(f"study {name!r} read other data ({plan.data}); "
-                             f"{plan_mod.DATA_RULE}. If the change is intended, pass "
-                             f"--accept-changed-data")
+            raise StudyError(
+                f"study {name!r} read other data ({plan.data}); "
+                f"{plan_mod.DATA_RULE}. If the change is intended, pass "
+                f"--accept-changed-data"
+            )
         plan = moved
     elif not Path(plan.data).is_dir():
-        raise StudyError(f"study {name!r} read its data from {plan.data}, which is not on "
-                         f"this machine: give --data where it is here")
+        raise StudyError(
+            f"study {name!r} read its data from {plan.data}, which is not on "
+            f"this machine: give --data where it is here"
+        )
     from study.plan.making import reachable
 
     plan.address = reachable(address or plan.address)
@@ -90,28 +107,37 @@ def _not_being_run(name: str, location: str | None) -> None:
     try:
         FileLock(str(lock)).acquire(timeout=0).lock.release()
     except Timeout:
-        raise StudyError(f"study {name!r} is being run by another process now (its lock "
-                         f"{lock} is held); wait for it to end, or stop it and resume") from None
+        raise StudyError(
+            f"study {name!r} is being run by another process now (its lock "
+            f"{lock} is held); wait for it to end, or stop it and resume"
+        ) from None
 
 
-def locate(name: str, location: str | None, tracking_uri: str | None,
-           optuna_storage: str | None) -> Plan:
+def locate(
+    name: str, location: str | None, tracking_uri: str | None, optuna_storage: str | None
+) -> Plan:
     """The plan of study `name`: its study.json under `location` (default ./fsvae-studies),
     unless a --tracking-uri names another store; else the plan its parent run carries, moved
     to `location` (study/plan.relocate)."""
     location = storage.resolve(location or plan_mod.DEFAULT_STORAGE)
     local = plan_mod.read(location, name)
-    if local is not None and (tracking_uri is None
-                              or redact(tracking_uri) == redact(local.tracking_uri)):
+    if local is not None and (
+        tracking_uri is None or redact(tracking_uri) == redact(local.tracking_uri)
+    ):
         if tracking_uri:
             local.tracking_uri = tracking_uri  # with the password it may carry
-        return plan_mod.relocate(local, location, local.tracking_uri, optuna_storage) \
-            if optuna_storage else local
+        return (
+            plan_mod.relocate(local, location, local.tracking_uri, optuna_storage)
+            if optuna_storage
+            else local
+        )
     uri = tracking_uri or (local.tracking_uri if local else None)
     if uri is None:
         if storage.is_uri(location):
-            raise StudyError(f"no study {name!r} in {redact(location)} (no study.json there): "
-                             f"give --tracking-uri, the MLflow store that records it")
+            raise StudyError(
+                f"no study {name!r} in {redact(location)} (no study.json there): "
+                f"give --tracking-uri, the MLflow store that records it"
+            )
         uri = default_tracking_uri(Path(location))
     return plan_mod.relocate(plan_from_record(uri, name), location, uri, optuna_storage)
 
@@ -119,10 +145,14 @@ def locate(name: str, location: str | None, tracking_uri: str | None,
 def plan_from_record(tracking_uri: str, name: str) -> Plan:
     """The plan (study.json) that study `name`'s parent run carries; StudyError naming the
     studies the store holds when it has none of that name."""
-    if tracking_uri.startswith("sqlite:///") and \
-            not Path(tracking_uri[len("sqlite:///"):]).is_file():
-        raise StudyError(f"no study {name!r}: no MLflow store at {redact(tracking_uri)} (give "
-                         f"--storage where the study ran, or --tracking-uri)")
+    if (
+        tracking_uri.startswith("sqlite:///")
+        and not Path(tracking_uri[len("sqlite:///") :]).is_file()
+    ):
+        raise StudyError(
+            f"no study {name!r}: no MLflow store at {redact(tracking_uri)} (give "
+            f"--storage where the study ran, or --tracking-uri)"
+        )
     from mlflow.tracking import MlflowClient
 
     from study.identity import parent
@@ -135,13 +165,17 @@ def plan_from_record(tracking_uri: str, name: str) -> Plan:
         holder = holder or next(iter(orphans), None)  # killed before any trial started
     if holder is None:
         names = sorted(e.name for e in client.search_experiments())
-        raise StudyError(f"no study {name!r} in {redact(tracking_uri)}; studies there: "
-                         f"{', '.join(names) if names else 'none'}")
+        raise StudyError(
+            f"no study {name!r} in {redact(tracking_uri)}; studies there: "
+            f"{', '.join(names) if names else 'none'}"
+        )
     plan = parent.read_plan(client, holder.info.run_id)
     if plan is None:
-        raise StudyError(f"study {name!r}'s parent run {holder.info.run_id} carries no "
-                         f"{PLAN} (it was started by an earlier version of fsvae-study): "
-                         f"resume it with --storage where its folder is")
+        raise StudyError(
+            f"study {name!r}'s parent run {holder.info.run_id} carries no "
+            f"{PLAN} (it was started by an earlier version of fsvae-study): "
+            f"resume it with --storage where its folder is"
+        )
     return plan
 
 
@@ -153,8 +187,11 @@ def execute(plan: Plan, ask: Claim, status_every: float = 60.0) -> StudyResult:
         logging.getLogger(name).setLevel(logging.WARNING)
     # A trial's failure is one console line with its reason (study/driver/progress.py); its
     # traceback is in its MLflow run (error.txt) and in Tune's error file.
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
-                 "ray.tune.analysis.experiment_analysis"):
+    for name in (
+        "ray.tune.execution.tune_controller",
+        "ray.tune.tune",
+        "ray.tune.analysis.experiment_analysis",
+    ):
         logging.getLogger(name).addFilter(_QuietTrialFailures())
     from study.driver import cluster
 
@@ -179,17 +216,20 @@ def _one_driver(plan: Plan) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise StudyError(f"study {plan.name!r} is being run by another process now (its "
-                         f"lock {lock.lock_file} is held); wait for it to end, or stop it "
-                         f"and resume") from None
+        raise StudyError(
+            f"study {plan.name!r} is being run by another process now (its "
+            f"lock {lock.lock_file} is held); wait for it to end, or stop it "
+            f"and resume"
+        ) from None
     try:
         yield
     finally:
         lock.release()
 
 
-def _session(plan: Plan, space: search_spaces.Space, ask: Claim,
-             status_every: float) -> StudyResult:
+def _session(
+    plan: Plan, space: search_spaces.Space, ask: Claim, status_every: float
+) -> StudyResult:
     # The start-up is seconds of waiting on Ray's processes and seconds of CPU in MLflow's
     # import and first use of a store: MLflow runs in a thread while this one imports Ray
     # and starts it (ray.init must run in the main thread).
@@ -227,8 +267,7 @@ def _session(plan: Plan, space: search_spaces.Space, ask: Claim,
         raise ray_error
     from study.driver.session import Session
 
-    session = Session(plan, space, client, not claimed.new, ask.retry_failed, held,
-                      status_every)
+    session = Session(plan, space, client, not claimed.new, ask.retry_failed, held, status_every)
     with lease_mod.Heartbeat(held, parent_id, on_lost=session.lost):
         try:
             print(ray_line, flush=True)
@@ -290,8 +329,13 @@ class _QuietTrialFailures(logging.Filter):
     """Drops Tune's messages that the study's own lines replace (failure reasons, how to
     resume)."""
 
-    DROP = ("Trial task failed", "Trials did not complete", "Experiment has been interrupted",
-            "Failed to fetch metrics", "Stop signal received")
+    DROP = (
+        "Trial task failed",
+        "Trials did not complete",
+        "Experiment has been interrupted",
+        "Failed to fetch metrics",
+        "Stop signal received",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.DROP)
@@ -324,8 +368,10 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
             except StudyError:
                 raise
             except Exception as e:
-                raise StudyError(f"the Optuna store at {redact(plan.optuna_storage)} is not "
-                                 f"usable: {type(e).__name__}: {redact_text(str(e))}") from None
+                raise StudyError(
+                    f"the Optuna store at {redact(plan.optuna_storage)} is not "
+                    f"usable: {type(e).__name__}: {redact_text(str(e))}"
+                ) from None
         from mlflow.tracking import MlflowClient
 
         from study.identity import parent
@@ -333,8 +379,9 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
 
         client = out["client"] = MlflowClient(plan.tracking_uri)
         local = None if storage.is_uri(plan.storage) else Path(plan.storage)
-        held = lease_mod.acquire(plan.tracking_uri, plan.name,
-                                 "resume" if ask.mode == "resume" else "run")
+        held = lease_mod.acquire(
+            plan.tracking_uri, plan.name, "resume" if ask.mode == "resume" else "run"
+        )
         try:
             faults.pause("name_claimed", key=plan.name)
             held.check()
@@ -350,5 +397,7 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
     except StudyError as e:
         out["error"] = e
     except Exception as e:  # reported by the caller as a StudyError, after Ray is down
-        out["error"] = StudyError(f"MLflow at {redact(plan.tracking_uri)} is not usable: "
-                                  f"{type(e).__name__}: {redact_text(str(e))}")
+        out["error"] = StudyError(
+            f"MLflow at {redact(plan.tracking_uri)} is not usable: "
+            f"{type(e).__name__}: {redact_text(str(e))}"
+        )

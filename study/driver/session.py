@@ -6,6 +6,7 @@ Tune only executes. Whatever stopped the previous session, this one starts from 
 record: finished trials are counted (and a search's Optuna study told of any it missed),
 runs left RUNNING are closed, and everything else runs (docs/failures.md).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,21 +17,19 @@ from dataclasses import dataclass, field
 import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
-from study.driver import cluster
-from study.record import read as record
-from study.driver import prebuild
-from study.record import provenance
-from study.record import write as records
-from study.driver import tuner
-from study.secrets import redact
-from study.plan.plan import Plan
-from study.record.read import short_key
-from study.record.schema import (ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID)
+from study.driver import cluster, prebuild, tuner
 from study.driver.console import Console
-from study.record.costs import costs
 from study.driver.summary import data_line, exit_code, session_end
 from study.driver.trainable import INTERRUPTED_WHY, TrialContext
+from study.plan.plan import Plan
+from study.record import provenance
+from study.record import read as record
+from study.record import write as records
+from study.record.costs import costs
+from study.record.read import short_key
+from study.record.schema import ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
 from study.search.report import DATA_PROBLEMS, ERROR_KIND
+from study.secrets import redact
 
 
 @dataclass
@@ -51,8 +50,16 @@ class StudyResult:
 
 
 class Session:
-    def __init__(self, plan: Plan, space: search_spaces.Space, client, resuming: bool,
-                 retry_failed: bool, held, status_every: float = 60.0):
+    def __init__(
+        self,
+        plan: Plan,
+        space: search_spaces.Space,
+        client,
+        resuming: bool,
+        retry_failed: bool,
+        held,
+        status_every: float = 60.0,
+    ):
         self.plan, self.space, self.client = plan, space, client
         self.held = held  # the study's lease (study/identity/lease.py): checked before each write
         self.status_every = status_every  # the console's status line, when not a terminal
@@ -86,33 +93,56 @@ class Session:
         entries = record.read(self.client, self.exp_id, self.parent_id)
         closed = record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
         self.told = {k for k, e in entries.items() if e.state != "unfinished"}
-        print(f"study {plan.name}: {search_spaces.count(space)} trials "
-              f"({space.kind}{', strata ' + tuner.strata_text(space) if space.strata else ''}), "
-              f"{concurrency} at a time, {tuner.fmt_resources(resources)} each"
-              + (f" (resuming, session {plan.sessions}"
-                 + (f"; closed {closed} run(s) its last driver left running" if closed
-                    else "") + ")" if self.resuming else ""), flush=True)
+        print(
+            f"study {plan.name}: {search_spaces.count(space)} trials "
+            f"({space.kind}{', strata ' + tuner.strata_text(space) if space.strata else ''}), "
+            f"{concurrency} at a time, {tuner.fmt_resources(resources)} each"
+            + (
+                f" (resuming, session {plan.sessions}"
+                + (f"; closed {closed} run(s) its last driver left running" if closed else "")
+                + ")"
+                if self.resuming
+                else ""
+            ),
+            flush=True,
+        )
         shared = TrialContext(
-            base=plan.base, preset=plan.preset, study=plan.name,
-            tracking_uri=plan.tracking_uri, experiment_id=self.exp_id,
-            parent_run_id=self.parent_id, cache_dir=plan.cache_dir,
-            objectives=space.objectives, report_epochs=plan.asha,
-            max_failures=plan.max_failures, marker=marker, git=provenance.git_state(),
-            data_fingerprint=data_mod.fingerprint(plan.data), lease=self.held.ref)
+            base=plan.base,
+            preset=plan.preset,
+            study=plan.name,
+            tracking_uri=plan.tracking_uri,
+            experiment_id=self.exp_id,
+            parent_run_id=self.parent_id,
+            cache_dir=plan.cache_dir,
+            objectives=space.objectives,
+            report_epochs=plan.asha,
+            max_failures=plan.max_failures,
+            marker=marker,
+            git=provenance.git_state(),
+            data_fingerprint=data_mod.fingerprint(plan.data),
+            lease=self.held.ref,
+        )
         interrupted = False
         self.console = Console(
-            plan.name, self.client, self.exp_id, self.parent_id, search_spaces.count(space),
+            plan.name,
+            self.client,
+            self.exp_id,
+            self.parent_id,
+            search_spaces.count(space),
             done=sum(e.state != "unfinished" for e in entries.values()),
-            failed=sum(e.state == "failed" for e in entries.values()), concurrency=concurrency,
-            objective=space.objectives[0], mode=space.modes[0], held=self.held,
-            status_every=self.status_every)
+            failed=sum(e.state == "failed" for e in entries.values()),
+            concurrency=concurrency,
+            objective=space.objectives[0],
+            mode=space.modes[0],
+            held=self.held,
+            status_every=self.status_every,
+        )
         self.console.start()
         try:
             for step, (stratum, label) in enumerate(tuner.strata(space)):
                 self.held.check()  # a stratum's start writes its Optuna study
                 ctx = dataclasses.replace(shared, stratum=stratum)
-                ended = self._stratum(ctx, stratum, label, step, entries, resources,
-                                      concurrency)
+                ended = self._stratum(ctx, stratum, label, step, entries, resources, concurrency)
                 if ended == "interrupted":
                     interrupted = True
                     break
@@ -124,8 +154,16 @@ class Session:
             raise cluster.SharedStorageError(self.storage_error)
         return interrupted
 
-    def _stratum(self, ctx: TrialContext, stratum: dict, label: str, step: int, entries: dict,
-                 resources: dict, concurrency: int) -> str:
+    def _stratum(
+        self,
+        ctx: TrialContext,
+        stratum: dict,
+        label: str,
+        step: int,
+        entries: dict,
+        resources: dict,
+        concurrency: int,
+    ) -> str:
         """Runs what is left of one stratum: "complete", "interrupted", or "fatal" (stopped:
         every trial of it would fail the same way)."""
         from ray import tune
@@ -139,8 +177,16 @@ class Session:
         where = f"{label}: " if label else ""
         stops: set[str] = set()
         self.stop_stratum = False
-        ends = Ends(self.client, self.exp_id, self.parent_id, space.objectives,
-                    self._infra_failure(ctx), self.held, stops, on_end=self._on_end(label))
+        ends = Ends(
+            self.client,
+            self.exp_id,
+            self.parent_id,
+            space.objectives,
+            self._infra_failure(ctx),
+            self.held,
+            stops,
+            on_end=self._on_end(label),
+        )
         if space.kind == "grid":
             todo, prior = self._grid_todo(entries)
             searcher = GridSearcher(todo, ends, space.objectives[0], space.modes[0])
@@ -154,18 +200,44 @@ class Session:
             import ray
 
             self.prebuild = prebuild.start(
-                self.client, self.parent_id, shared, plan, resources, concurrency, label,
-                step, alongside=not plan.address and ray.is_initialized()
-                and "gpu" not in resources, holds=self.held.holds, on_data=self._show_data,
-                on_fatal=lambda reason: self._fatal(label, reason))
-        progress = Progress(total, space.objectives, space.modes, ends, label,
-                            tuner.shown_keys(space), prior=prior,
-                            retries=plan.infra_retries + plan.max_failures,
-                            on_retry=self._on_retry, console=self.console)
+                self.client,
+                self.parent_id,
+                shared,
+                plan,
+                resources,
+                concurrency,
+                label,
+                step,
+                alongside=not plan.address and ray.is_initialized() and "gpu" not in resources,
+                holds=self.held.holds,
+                on_data=self._show_data,
+                on_fatal=lambda reason: self._fatal(label, reason),
+            )
+        progress = Progress(
+            total,
+            space.objectives,
+            space.modes,
+            ends,
+            label,
+            tuner.shown_keys(space),
+            prior=prior,
+            retries=plan.infra_retries + plan.max_failures,
+            on_retry=self._on_retry,
+            console=self.console,
+        )
         wrapped = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
         experiment = "tune" + (f"-{label}" if label else "") + f"-s{plan.sessions}"
-        run = tuner.build(plan, space, wrapped, experiment, concurrency, [ends, progress],
-                          searcher, stops, stop=self._stop_all)
+        run = tuner.build(
+            plan,
+            space,
+            wrapped,
+            experiment,
+            concurrency,
+            [ends, progress],
+            searcher,
+            stops,
+            stop=self._stop_all,
+        )
         run.fit()
         if self.prebuild is not None:
             # Done by now if the trials ran (they waited on it); an interrupted study does
@@ -178,22 +250,26 @@ class Session:
 
     def _grid_todo(self, entries: dict) -> tuple[list[dict], dict]:
         """The grid points still to run, in sharing order, and what earlier sessions did."""
-        points = tuner.order_for_sharing(self.space.trials(), self.plan.base,
-                                          self.plan.preset)
+        points = tuner.order_for_sharing(self.space.trials(), self.plan.base, self.plan.preset)
         todo, done, failed, finished = [], 0, 0, []
         for point in points:
             key = tuner.grid_key(point)
             entry = entries.get(key)
             state = entry.state if entry is not None else "unfinished"
             if state == "unfinished" or (state == "failed" and self.retry_failed):
-                todo.append({"key": key, "point": point,
-                             "runs": entry.runs if entry is not None else []})
+                todo.append(
+                    {"key": key, "point": point, "runs": entry.runs if entry is not None else []}
+                )
                 continue
             done += 1
             failed += state == "failed"
             value = entry.metrics.get(self.space.objectives[0])
-            if state == "finished" and value is not None and math.isfinite(value) \
-                    and len(self.space.objectives) == 1:
+            if (
+                state == "finished"
+                and value is not None
+                and math.isfinite(value)
+                and len(self.space.objectives) == 1
+            ):
                 finished.append((value, key, entry.start_time, point))
         best = record.best_of(finished, self.space.modes[0])
         return todo, {"done": done, "failed": failed, "best": best}
@@ -205,39 +281,57 @@ class Session:
         space = self.space
         where = f"{label}: " if label else ""
         name = search.study_name(self.plan.name, label)
-        synced = sync(self.plan.optuna_storage, name, label, entries, space, self.parent_id,
-                      self.client)
+        synced = sync(
+            self.plan.optuna_storage, name, label, entries, space, self.parent_id, self.client
+        )
         if synced.rebuilt:
-            print(f"{where}the Optuna study {name} disagreed with MLflow, the study's record: "
-                  f"rebuilt from it ({synced.added} trials)", flush=True)
+            print(
+                f"{where}the Optuna study {name} disagreed with MLflow, the study's record: "
+                f"rebuilt from it ({synced.added} trials)",
+                flush=True,
+            )
         elif synced.added:
-            print(f"{where}{synced.added} trial(s) that MLflow holds were added to the Optuna "
-                  f"study {name}" + (" (its store was new or lost)" if synced.created else ""),
-                  flush=True)
+            print(
+                f"{where}{synced.added} trial(s) that MLflow holds were added to the Optuna "
+                f"study {name}" + (" (its store was new or lost)" if synced.created else ""),
+                flush=True,
+            )
         if synced.sampler_state_lost:
-            print(f"{where}NSGA-II's generation of each trial was not in the Optuna study "
-                  f"{name} (MLflow does not hold it; its store was new or lost): its next "
-                  f"trials start again from a random first generation", flush=True)
-        study = search.open_study(self.plan.optuna_storage, name, space.sampler_seed,
-                                  space.sampler)
-        stratum = search.reconcile(study, label, entries, space.objectives,
-                                   space.num_samples, self.retry_failed)
+            print(
+                f"{where}NSGA-II's generation of each trial was not in the Optuna study "
+                f"{name} (MLflow does not hold it; its store was new or lost): its next "
+                f"trials start again from a random first generation",
+                flush=True,
+            )
+        study = search.open_study(self.plan.optuna_storage, name, space.sampler_seed, space.sampler)
+        stratum = search.reconcile(
+            study, label, entries, space.objectives, space.num_samples, self.retry_failed
+        )
         for key in stratum.adopted:
-            print(f"{label + ': ' if label else ''}trial {key} had finished in MLflow before "
-                  f"the last driver stopped: its result is told to Optuna, not recomputed",
-                  flush=True)
+            print(
+                f"{label + ': ' if label else ''}trial {key} had finished in MLflow before "
+                f"the last driver stopped: its result is told to Optuna, not recomputed",
+                flush=True,
+            )
         self.adopted += len(stratum.adopted)
         prior = {"done": stratum.done, "failed": stratum.failed, "best": stratum.best}
-        searcher = search.OptunaSearcher(study, label, space.params, space.objectives,
-                                         space.modes, stratum, ends, self.held,
-                                         {k: e.runs for k, e in entries.items()})
+        searcher = search.OptunaSearcher(
+            study,
+            label,
+            space.params,
+            space.objectives,
+            space.modes,
+            stratum,
+            ends,
+            self.held,
+            {k: e.runs for k, e in entries.items()},
+        )
         return searcher, prior
 
     # -- failures of the infrastructure --------------------------------------------------
 
     def _stop_all(self) -> bool:
-        return self.storage_error is not None or self.stop_stratum \
-            or self.held.lost is not None
+        return self.storage_error is not None or self.stop_stratum or self.held.lost is not None
 
     def lost(self) -> None:
         """The lease's heartbeat found the study taken over: Tune stops every trial (none
@@ -257,6 +351,7 @@ class Session:
                 self._show_data(json.loads(result[DATA_PROBLEMS]))
             if outcome.state == "failed" and result.get(ERROR_KIND) == "data" and shared:
                 self._fatal(label, outcome.text)
+
         return watch
 
     def _show_data(self, summary: dict) -> None:
@@ -269,8 +364,9 @@ class Session:
             return
         self.stop_stratum = True
         what = f"stratum {label}" if label else "study"
-        self.fatal.append(f"every trial of the {what} would fail the same way, so no more of "
-                          f"it runs: {reason}")
+        self.fatal.append(
+            f"every trial of the {what} would fail the same way, so no more of it runs: {reason}"
+        )
         print(f"{label + ': ' if label else ''}{self.fatal[-1]}", flush=True)
 
     def _on_retry(self, trial, kind: str, text: str) -> None:
@@ -284,8 +380,11 @@ class Session:
         from study.driver.progress import failure
 
         def record(trial, config: dict, run) -> str:
-            kind, text, _ = failure(trial) if trial is not None else \
-                ("error", "its worker failed before it started", None)
+            kind, text, _ = (
+                failure(trial)
+                if trial is not None
+                else ("error", "its worker failed before it started", None)
+            )
             if kind == "storage" and self.storage_error is None:
                 self.storage_error = text
             reason = f"{kind}: {text}"
@@ -298,25 +397,36 @@ class Session:
             self.held.check()
             records.mark_failed(self.client, run_id, reason, "infrastructure")
             return text
+
         return record
 
     def _failed_run(self, ctx: TrialContext, trial, config: dict) -> str:
         """A run for a trial that failed before it wrote one, with its params."""
         from fsvae.trial import resolve
-        from study.record.read import short_key
         from study.driver.trainable import run_name, trial_config
+        from study.record.read import short_key
 
         cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
         trial_id = trial.trial_id if trial is not None else "-"
-        tags = {STRATUM: ",".join(f"{k}={v}" for k, v in ctx.stratum.items()),
-                STUDY: ctx.study, TRIAL_ID: trial_id,
-                POINT: json.dumps(config["point"], sort_keys=True, default=str)}
+        tags = {
+            STRATUM: ",".join(f"{k}={v}" for k, v in ctx.stratum.items()),
+            STUDY: ctx.study,
+            TRIAL_ID: trial_id,
+            POINT: json.dumps(config["point"], sort_keys=True, default=str),
+        }
         if config.get("replaces"):
             tags[RETRY_OF] = config["replaces"]
-        rec = records.TrialRecorder(ctx.tracking_uri, self.exp_id, self.parent_id,
-                                    config["key"], f"{short_key(config['key'])} {run_name(cfg)}",
-                                    tags=tags, replaces=config.get("replaces"),
-                                    known=config.get("runs", []), fence=self.held.check)
+        rec = records.TrialRecorder(
+            ctx.tracking_uri,
+            self.exp_id,
+            self.parent_id,
+            config["key"],
+            f"{short_key(config['key'])} {run_name(cfg)}",
+            tags=tags,
+            replaces=config.get("replaces"),
+            known=config.get("runs", []),
+            fence=self.held.check,
+        )
         return rec.start(config_mod.active_config(cfg))
 
     # -- the end -------------------------------------------------------------------------
@@ -324,18 +434,20 @@ class Session:
     def _stratum_complete(self, label: str) -> bool:
         if self.space.kind == "grid":  # the record says; a search's Optuna study says
             entries = record.read(self.client, self.exp_id, self.parent_id)
-            return all(entries.get(tuner.grid_key(p)) is not None
-                       and entries[tuner.grid_key(p)].state != "unfinished"
-                       for p in self.space.trials())
+            return all(
+                entries.get(tuner.grid_key(p)) is not None
+                and entries[tuner.grid_key(p)].state != "unfinished"
+                for p in self.space.trials()
+            )
         import optuna
         from optuna.trial import TrialState
 
         from study.search import searcher as search
 
-        study = optuna.load_study(study_name=search.study_name(self.plan.name, label),
-                                  storage=self.plan.optuna_storage)
-        final = search.counted(study, (TrialState.COMPLETE, TrialState.PRUNED,
-                                       TrialState.FAIL))
+        study = optuna.load_study(
+            study_name=search.study_name(self.plan.name, label), storage=self.plan.optuna_storage
+        )
+        final = search.counted(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
         open_ = search.counted(study, (TrialState.RUNNING, TrialState.WAITING))
         return len(final) >= self.space.num_samples and not open_
 
@@ -350,45 +462,68 @@ class Session:
 
         drawn = draw_pending(self.client, entries.values())
         if drawn:
-            print(f"figures drawn for {drawn} trial run(s) whose worker ended before it drew "
-                  f"them", flush=True)
+            print(
+                f"figures drawn for {drawn} trial run(s) whose worker ended before it drew them",
+                flush=True,
+            )
         for e in entries.values():  # ended while the study stopped, before Tune could say
             if e.state != "unfinished" and e.key not in self.told:
-                print(f"trial {short_key(e.key)} {e.state} as the study stopped (its MLflow "
-                      f"run {e.run_id[:8]} is {e.status})", flush=True)
-        complete = not interrupted and not self.fatal and all(
-            self._stratum_complete(label) for _, label in tuner.strata(self.space))
+                print(
+                    f"trial {short_key(e.key)} {e.state} as the study stopped (its MLflow "
+                    f"run {e.run_id[:8]} is {e.status})",
+                    flush=True,
+                )
+        complete = (
+            not interrupted
+            and not self.fatal
+            and all(self._stratum_complete(label) for _, label in tuner.strata(self.space))
+        )
         finished = sum(e.state == "finished" for e in entries.values())
         failed = sum(e.state == "failed" for e in entries.values())
         self.held.check()
         self.client.log_batch(self.parent_id, metrics=costs(entries.values()))
         self.client.set_terminated(self.parent_id, "FINISHED" if complete else "KILLED")
-        session_end(self.plan, complete, finished, failed, closed, self.adopted, self.fatal,
-                    entries)
+        session_end(
+            self.plan, complete, finished, failed, closed, self.adopted, self.fatal, entries
+        )
         model_uri = self._log_model() if complete and self.plan.log_model else None
-        return StudyResult(name=self.plan.name, experiment_id=self.exp_id,
-                           parent_run_id=self.parent_id,
-                           tracking_uri=redact(self.plan.tracking_uri), complete=complete,
-                           finished=finished, failed=failed,
-                           exit_code=exit_code(complete, interrupted, bool(self.fatal), failed),
-                           model_uri=model_uri, errors=list(self.fatal))
+        return StudyResult(
+            name=self.plan.name,
+            experiment_id=self.exp_id,
+            parent_run_id=self.parent_id,
+            tracking_uri=redact(self.plan.tracking_uri),
+            complete=complete,
+            finished=finished,
+            failed=failed,
+            exit_code=exit_code(complete, interrupted, bool(self.fatal), failed),
+            model_uri=model_uri,
+            errors=list(self.fatal),
+        )
 
     def _log_model(self) -> str:
         """--log-model: the best trial's model, logged to the parent run (study/model_log)."""
         from study.model.best import log_best_model
 
         self.held.check()
-        uri = log_best_model(self.client, self.exp_id, self.parent_id, self.plan.cache_dir,
-                             self.space.objectives, self.space.modes)
-        print(f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
-              f"--tracking-uri {redact(self.plan.tracking_uri)} --images DIR", flush=True)
+        uri = log_best_model(
+            self.client,
+            self.exp_id,
+            self.parent_id,
+            self.plan.cache_dir,
+            self.space.objectives,
+            self.space.modes,
+        )
+        print(
+            f"  best model: {uri}; predict with: fsvae-study predict --model {uri} "
+            f"--tracking-uri {redact(self.plan.tracking_uri)} --images DIR",
+            flush=True,
+        )
         return uri
 
     def close(self) -> None:
         """After an exception: no run of this study left RUNNING, the parent KILLED."""
         try:
-            if self.held.holds() and \
-                    self.client.get_run(self.parent_id).info.status == "RUNNING":
+            if self.held.holds() and self.client.get_run(self.parent_id).info.status == "RUNNING":
                 entries = record.read(self.client, self.exp_id, self.parent_id)
                 record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
                 self.held.check()

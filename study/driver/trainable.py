@@ -14,6 +14,7 @@ Two kinds of failure, told apart here (docs/failures.md):
 - the infrastructure's (the process or its node dies, MLflow cannot be reached): the
   exception, if any, reaches Tune, which retries the trial (`--infra-retries`).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,9 @@ from typing import Any
 from fsvae import config as config_mod
 from fsvae.errors import DataError, SplitError
 from study.hooks import faults
-from study.search.report import DATA_PROBLEMS, ERROR_KIND, FAILED, FINAL
 from study.identity.lease import LeaseRef, Superseded, fence_for
 from study.record.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
+from study.search.report import DATA_PROBLEMS, ERROR_KIND, FAILED, FINAL
 
 INTERRUPTED_WHY = "its study stopped before it finished; it runs again on resume"
 
@@ -60,7 +61,6 @@ class TrialContext:
     @property
     def objective(self) -> str:
         return self.objectives[0]
-
 
 
 def handed(config: dict) -> dict:
@@ -116,9 +116,11 @@ def data_summary(event: dict) -> dict:
     """What the console says of the data once per study, from the data stage's event:
     {"listed", "usable", "problems": fsvae.data.examples}."""
     splits = event.get("splits") or {}
-    return {"listed": sum(c.get("listed", 0) for c in splits.values()),
-            "usable": sum(c.get("usable", 0) for c in splits.values()),
-            "problems": event.get("examples") or {}}
+    return {
+        "listed": sum(c.get("listed", 0) for c in splits.values()),
+        "usable": sum(c.get("usable", 0) for c in splits.values()),
+        "problems": event.get("examples") or {},
+    }
 
 
 def run_name(cfg: dict) -> str:
@@ -144,8 +146,8 @@ def _trial(config: dict, ctx: TrialContext) -> None:
     from fsvae.cache import StageCache
     from fsvae.trial import resolve
     from study.driver.cluster import check_shared
-    from study.record.read import short_key
     from study.record.provenance import dataset_input
+    from study.record.read import short_key
     from study.record.write import TrialRecorder
 
     t_start = time.perf_counter()
@@ -164,29 +166,44 @@ def _trial(config: dict, ctx: TrialContext) -> None:
     cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
     active = config_mod.active_config(cfg)
     stratum = ",".join(f"{k}={v}" for k, v in ctx.stratum.items())
-    tags = {STRATUM: stratum, STUDY: ctx.study, TRIAL_ID: trial_id,
-            POINT: json.dumps(config["point"], sort_keys=True, default=str),
-            **ctx.git}
+    tags = {
+        STRATUM: stratum,
+        STUDY: ctx.study,
+        TRIAL_ID: trial_id,
+        POINT: json.dumps(config["point"], sort_keys=True, default=str),
+        **ctx.git,
+    }
     if config.get("replaces"):
         tags[RETRY_OF] = config["replaces"]
     attempts_left = _AttemptMarker(context)
-    recorder = TrialRecorder(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id,
-                             key, f"{short_key(key)} {run_name(cfg)}", tags=tags,
-                             replaces=config.get("replaces"),
-                             known=config.get("runs", []) + attempts_left.read(),
-                             fence=fence_for(ctx.lease).check if ctx.lease else None,
-                             epochs={s: cfg[f"{s}_epochs"] for s in ("backbone", "vae",
-                                                                     "classifier")},
-                             dataset=dataset_input(ctx.base["data"],
-                                                   ctx.data_fingerprint, "trial")
-                             if ctx.data_fingerprint else None)
+    recorder = TrialRecorder(
+        ctx.tracking_uri,
+        ctx.experiment_id,
+        ctx.parent_run_id,
+        key,
+        f"{short_key(key)} {run_name(cfg)}",
+        tags=tags,
+        replaces=config.get("replaces"),
+        known=config.get("runs", []) + attempts_left.read(),
+        fence=fence_for(ctx.lease).check if ctx.lease else None,
+        epochs={s: cfg[f"{s}_epochs"] for s in ("backbone", "vae", "classifier")},
+        dataset=dataset_input(ctx.base["data"], ctx.data_fingerprint, "trial")
+        if ctx.data_fingerprint
+        else None,
+    )
     done = recorder.finished_run(active)
     if done is not None:
         # Its run finished in an earlier attempt whose end Tune never heard (the process
         # died after the record was complete): report the record instead of recomputing.
-        tune.report({**{k: v for k, v in done.data.metrics.items() if "/" not in k},
-                     FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
-                     "mlflow_run_id": done.info.run_id, "reused_finished_run": 1})
+        tune.report(
+            {
+                **{k: v for k, v in done.data.metrics.items() if "/" not in k},
+                FINAL: 1,
+                "classifier_epoch": cfg["classifier_epochs"],
+                "mlflow_run_id": done.info.run_id,
+                "reused_finished_run": 1,
+            }
+        )
         return
     cache = StageCache(ctx.cache_dir, log=print) if ctx.cache_dir else None
     attempts = 1 + ctx.max_failures
@@ -197,28 +214,41 @@ def _trial(config: dict, ctx: TrialContext) -> None:
         if error is None:
             break
         if attempt < attempts:
-            print(f"trial {key}: {error}; trying again ({attempt + 1} of {attempts})",
-                  flush=True)
+            print(f"trial {key}: {error}; trying again ({attempt + 1} of {attempts})", flush=True)
     data = {DATA_PROBLEMS: json.dumps(seen["data"])} if "data" in seen else {}
     if error is not None:
         # Tune wants its metric in every report: a failed trial has none to give.
-        tune.report({**{o: math.nan for o in ctx.objectives}, FAILED: 1, "error": error,
-                     ERROR_KIND: seen.get("error_kind", "trial"),
-                     "mlflow_run_id": recorder.run_id, **data})
+        tune.report(
+            {
+                **{o: math.nan for o in ctx.objectives},
+                FAILED: 1,
+                "error": error,
+                ERROR_KIND: seen.get("error_kind", "trial"),
+                "mlflow_run_id": recorder.run_id,
+                **data,
+            }
+        )
         return
     faults.pause("trial_finished", key=key)
     final = {k: v for k, v in result["metrics"].items() if "/" not in k}
-    final.update({FINAL: 1, "classifier_epoch": cfg["classifier_epochs"],
-                  "mlflow_run_id": recorder.run_id, "worker_pid": os.getpid(),
-                  "compute_s": result["timings"]["total"] - result["timings"]["waited"],
-                  "wall_s": time.perf_counter() - t_start,
-                  **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()},
-                  **data})
+    final.update(
+        {
+            FINAL: 1,
+            "classifier_epoch": cfg["classifier_epochs"],
+            "mlflow_run_id": recorder.run_id,
+            "worker_pid": os.getpid(),
+            "compute_s": result["timings"]["total"] - result["timings"]["waited"],
+            "wall_s": time.perf_counter() - t_start,
+            **{f"cache_{k}": int(v["hit"]) for k, v in result["cache"].items()},
+            **data,
+        }
+    )
     tune.report(final)
 
 
-def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
-         seen: dict) -> tuple[dict | None, str | None]:
+def _run(
+    cfg: dict, ctx: TrialContext, recorder, cache, key: str, seen: dict
+) -> tuple[dict | None, str | None]:
     """One attempt: (result, None) once its run is FINISHED, or (None, reason) once its run
     is FAILED with the trial's own error. MLflow errors propagate: the infrastructure's.
     `seen` gets the data stage's summary ("data", data_summary) and, on a failure, its kind
@@ -239,25 +269,39 @@ def _run(cfg: dict, ctx: TrialContext, recorder, cache, key: str,
             seen["data"] = data_summary(event)
         if event.get("stage") == "cache" and event.get("name") == "backbone":
             faults.pause("trial_running", key=key)
-        if event.get("stage") == "vae" and event.get("epoch") == 2 \
-                and not event.get("replayed"):
+        if event.get("stage") == "vae" and event.get("epoch") == 2 and not event.get("replayed"):
             faults.pause("trial_vae_epoch", key=key)  # three VAE epochs done, more to come
         # With an early-stopping scheduler, every stage-3 epoch but the last is a Tune
         # result (the scheduler's time unit); the last epoch's result is the final report,
         # which a scheduler reaching max_t must not cut short. Every report carries the
         # objective (Tune requires it).
-        if report_epochs and event.get("stage") == "classifier" and "epoch" in event \
-                and event["epoch"] + 1 < cfg["classifier_epochs"]:
+        if (
+            report_epochs
+            and event.get("stage") == "classifier"
+            and "epoch" in event
+            and event["epoch"] + 1 < cfg["classifier_epochs"]
+        ):
             if event["epoch"] == 0:
                 faults.pause("trial_classifier", key=key)
-            tune.report({objective: event[objective], "classifier_epoch": event["epoch"] + 1,
-                         "mlflow_run_id": recorder.run_id})
+            tune.report(
+                {
+                    objective: event[objective],
+                    "classifier_epoch": event["epoch"] + 1,
+                    "mlflow_run_id": recorder.run_id,
+                }
+            )
 
     out = Path(tempfile.mkdtemp(prefix=f"fsvae-trial-{recorder.run_id[:8]}-"))
     try:
         try:
-            result = run_trial(cfg, progress=progress, out_dir=out, cache=cache, log=print,
-                               data_fingerprint=_session_fingerprint(cfg, ctx))
+            result = run_trial(
+                cfg,
+                progress=progress,
+                out_dir=out,
+                cache=cache,
+                log=print,
+                data_fingerprint=_session_fingerprint(cfg, ctx),
+            )
         except SystemExit:
             # Tune ends a function trainable with a SystemExit inside tune.report, both when
             # the scheduler stops it and when the study shuts down: not a failure, and not

@@ -5,11 +5,12 @@ Every session starts a new Tune experiment (`tune-<stratum>-s<session>` under th
 folder) with only the work that is left; what earlier sessions did is in MLflow and the
 Optuna store (docs/failures.md).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from ray.tune import Stopper
 
@@ -38,8 +39,7 @@ def order_for_sharing(trials: list[dict], base: dict, preset: str) -> list[dict]
     return ordered
 
 
-def varying_keys(space: search_spaces.Space, stages: tuple[str, ...] | None = None
-                 ) -> list[str]:
+def varying_keys(space: search_spaces.Space, stages: tuple[str, ...] | None = None) -> list[str]:
     """The config keys that differ between the trials of one stratum (a search's searched
     keys; a grid's keys whose value, or presence, differs between its points), in order;
     with `stages`, only keys of those stages (fsvae.config's stage of a key)."""
@@ -47,8 +47,11 @@ def varying_keys(space: search_spaces.Space, stages: tuple[str, ...] | None = No
         points = space.trials()
         keys = list(dict.fromkeys(k for p in points for k in p))
         missing = object()
-        keys = [k for k in keys
-                if len({json.dumps(p.get(k, missing), default=repr) for p in points}) > 1]
+        keys = [
+            k
+            for k in keys
+            if len({json.dumps(p.get(k, missing), default=repr) for p in points}) > 1
+        ]
     else:
         keys = list(space.params)
     if stages is not None:
@@ -70,9 +73,17 @@ def trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build(plan: dict, space: search_spaces.Space, trainable, experiment: str,
-          concurrency: int, callbacks: list, searcher, stops: set[str],
-          stop: Callable[[], bool] | None = None):
+def build(
+    plan: dict,
+    space: search_spaces.Space,
+    trainable,
+    experiment: str,
+    concurrency: int,
+    callbacks: list,
+    searcher,
+    stops: set[str],
+    stop: Callable[[], bool] | None = None,
+):
     """A Tuner that runs the trials `searcher` hands out (study/outcomes.GridSearcher for a
     grid, study/optuna_search.OptunaSearcher for a search); `stops` collects the trials the
     early-stopping scheduler stops; `stop()` returning True ends the whole run (a node that
@@ -84,25 +95,41 @@ def build(plan: dict, space: search_spaces.Space, trainable, experiment: str,
     # reuse_actors: a new trial runs in a worker that already imported torch, MLflow and
     # fsvae (seconds per trial on a small machine; Tune's default is a fresh process).
     # Tune's own metric is the primary objective (a multi-objective search's first).
-    tune_config = dict(metric=space.objectives[0], mode=space.modes[0],
-                       max_concurrent_trials=concurrency, reuse_actors=True,
-                       trial_name_creator=trial_name, trial_dirname_creator=trial_name,
-                       search_alg=searcher, num_samples=searcher.todo)
+    tune_config = dict(
+        metric=space.objectives[0],
+        mode=space.modes[0],
+        max_concurrent_trials=concurrency,
+        reuse_actors=True,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_name,
+        search_alg=searcher,
+        num_samples=searcher.todo,
+    )
     if plan.asha:
         epochs = config_mod.resolve(plan.base, preset=plan.preset)["classifier_epochs"]
-        tune_config["scheduler"] = RecordedASHA(stops, time_attr="classifier_epoch",
-                                                max_t=epochs, grace_period=max(1, epochs // 5),
-                                                reduction_factor=3)
+        tune_config["scheduler"] = RecordedASHA(
+            stops,
+            time_attr="classifier_epoch",
+            max_t=epochs,
+            grace_period=max(1, epochs // 5),
+            reduction_factor=3,
+        )
     # Tune's own retries are for the infrastructure only: a trial's own failure reaches it
     # as a finished trial (study/driver/trainable.py), and --max-failures retries it there.
     retries = plan.infra_retries + plan.max_failures
     path, filesystem = _storage(plan)
     run_config = tune.RunConfig(
-        name=experiment, storage_path=path, storage_filesystem=filesystem, verbose=0,
-        failure_config=tune.FailureConfig(max_failures=retries), callbacks=callbacks,
-        stop=_StopAll(stop) if stop is not None else None)
-    return tune.Tuner(trainable, param_space={},
-                      tune_config=tune.TuneConfig(**tune_config), run_config=run_config)
+        name=experiment,
+        storage_path=path,
+        storage_filesystem=filesystem,
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=retries),
+        callbacks=callbacks,
+        stop=_StopAll(stop) if stop is not None else None,
+    )
+    return tune.Tuner(
+        trainable, param_space={}, tune_config=tune.TuneConfig(**tune_config), run_config=run_config
+    )
 
 
 class _StopAll(Stopper):

@@ -1,5 +1,6 @@
 """study.figures: a study's figures: a trial's PNGs drawn with Pillow (after its run is
 FINISHED, by its worker's drawing thread), and the paper's curves with matplotlib."""
+
 from study._lazy import face
 
 _NAMES = {

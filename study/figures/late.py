@@ -1,5 +1,5 @@
-"""A trial's PNG figures (study/figures/trial_png.py), drawn after its run is FINISHED and its result
-reported, so that drawing and uploading them (~0.1 s of CPU here) is not part of the
+"""A trial's PNG figures (study/figures/trial_png.py), drawn after its run is FINISHED and
+its result reported, so that drawing and uploading them (~0.1 s of CPU here) is not part of the
 trial's slot (bench/README.md has the breakdown).
 
 The record's rule holds: a trial's run holds its params, metrics, tags, dataset input and
@@ -15,6 +15,7 @@ driver draws those from the run's JSON artifacts when its session ends (once its
 down, so nothing else can be drawing them; several at once on a machine with several
 cores), and so does the next session after a driver that died.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from study.hooks import faults
 from study.figures.trial_png import trial_figures
+from study.hooks import faults
 from study.record.schema import FIGURES
 from study.secrets import redact_text
 
@@ -40,8 +41,9 @@ FOLDER = "figures"  # the artifacts' folder in the run
 def figure_inputs(result: dict) -> dict:
     """What trial_figures reads of run_trial's result, and nothing else (the queue holds
     it while the next trial runs)."""
-    return {k: result[k] for k in ("metrics", "history", "confusion", "classes",
-                                   "minority_classes")}
+    return {
+        k: result[k] for k in ("metrics", "history", "confusion", "classes", "minority_classes")
+    }
 
 
 def draw_and_upload(client, run_id: str, inputs: dict) -> None:
@@ -99,8 +101,11 @@ class Drawer:
             try:
                 draw_and_upload(client, run_id, inputs)
             except Exception as e:  # MLflow away: the run stays pending, for the driver
-                print(f"figures of run {run_id[:8]} left for the study's end "
-                      f"({type(e).__name__}: {redact_text(str(e))})", flush=True)
+                print(
+                    f"figures of run {run_id[:8]} left for the study's end "
+                    f"({type(e).__name__}: {redact_text(str(e))})",
+                    flush=True,
+                )
 
 
 def _yield_cpu() -> None:
@@ -123,9 +128,13 @@ def draw_pending(client, entries) -> int:
         # `python -m study.figures.late RUN_ID...`, the store's URI in the environment (a
         # password in it stays out of the process list)
         environ = {**os.environ, "MLFLOW_TRACKING_URI": client.tracking_uri}
-        children = [subprocess.Popen([sys.executable, "-m", "study.figures.late",
-                                      *[e.run_id for e in todo[i::workers]]], env=environ)
-                    for i in range(workers)]
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "study.figures.late", *[e.run_id for e in todo[i::workers]]],
+                env=environ,
+            )
+            for i in range(workers)
+        ]
         for child in children:
             child.wait()
         done = [FIGURES not in client.get_run(e.run_id).data.tags for e in todo]
@@ -145,14 +154,19 @@ def _draw_one(client, run_id: str) -> bool:
             try:
                 inputs = _inputs_from_artifacts(client, run_id, Path(tmp))
             except Exception as e:  # its artifacts are not all there: say so, go on
-                client.set_tag(run_id, FIGURES, f"failed: its JSON artifacts could not be "
-                                                f"read ({redact_text(str(e))})"[:4000])
+                client.set_tag(
+                    run_id,
+                    FIGURES,
+                    f"failed: its JSON artifacts could not be read ({redact_text(str(e))})"[:4000],
+                )
                 return False
         draw_and_upload(client, run_id, inputs)
         return True
     except Exception as e:  # the store away: the run stays pending for the next session
-        print(f"figures of run {run_id[:8]} left pending "
-              f"({type(e).__name__}: {redact_text(str(e))})", flush=True)
+        print(
+            f"figures of run {run_id[:8]} left pending ({type(e).__name__}: {redact_text(str(e))})",
+            flush=True,
+        )
         return False
 
 
@@ -164,9 +178,13 @@ def _inputs_from_artifacts(client, run_id: str, tmp: Path) -> dict:
         return json.loads(Path(client.download_artifacts(run_id, path, str(tmp))).read_text())
 
     spec = load("model/model.json")
-    return {"metrics": load("metrics.json"), "history": load("history.json"),
-            "confusion": load("confusion.json"), "classes": spec["classes"],
-            "minority_classes": spec["minority_classes"]}
+    return {
+        "metrics": load("metrics.json"),
+        "history": load("history.json"),
+        "confusion": load("confusion.json"),
+        "classes": spec["classes"],
+        "minority_classes": spec["minority_classes"],
+    }
 
 
 if __name__ == "__main__":  # draw_pending's child: the runs named, on MLFLOW_TRACKING_URI

@@ -3,6 +3,7 @@ matplotlib for `fsvae-study figures`. Each trial's own PNGs in MLflow show the s
 drawn with Pillow by study/figures/trial_png.py (matplotlib's cost, once per trial, was most of the
 harness's time per trial).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,13 +11,19 @@ from pathlib import Path
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
 PANELS = (  # (stage, title, [(key, label)], right-axis keys)
-    ("backbone", "Stage 1: backbone fine-tuning",
-     [("train_loss", "train loss")], [("train_acc", "train acc"), ("val_acc", "val acc")]),
-    ("vae", "Stage 2: beta-VAE",
-     [("recon", "reconstruction"), ("kl", "KL")], [("beta", "beta")]),
-    ("classifier", "Stage 3: classifier",
-     [("train_loss", "train loss")], [("train_acc", "train acc"), ("val_acc", "val acc"),
-                                       ("val_acc_h", "val acc_h")]),
+    (
+        "backbone",
+        "Stage 1: backbone fine-tuning",
+        [("train_loss", "train loss")],
+        [("train_acc", "train acc"), ("val_acc", "val acc")],
+    ),
+    ("vae", "Stage 2: beta-VAE", [("recon", "reconstruction"), ("kl", "KL")], [("beta", "beta")]),
+    (
+        "classifier",
+        "Stage 3: classifier",
+        [("train_loss", "train loss")],
+        [("train_acc", "train acc"), ("val_acc", "val acc"), ("val_acc_h", "val acc_h")],
+    ),
 )
 
 
@@ -36,8 +43,13 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
         ax.set_title(name, fontsize=10, y=1.0)  # a fixed place: placing it costs 0.2 s
         twin = ax.twinx()
         for i, (key, label) in enumerate(right):
-            twin.plot(epochs, [r.get(key) for r in rows], label=label, linestyle="--",
-                      color=f"C{len(left) + i}")
+            twin.plot(
+                epochs,
+                [r.get(key) for r in rows],
+                label=label,
+                linestyle="--",
+                color=f"C{len(left) + i}",
+            )
         best = [r["best_epoch"] for r in history if r.get("stage") == stage and "best_epoch" in r]
         if best:
             ax.axvline(best[0], color="grey", linewidth=0.8, linestyle=":")

@@ -1,13 +1,15 @@
 """A trial's three PNG figures (learning curves, the val and test confusion matrices), drawn
 with Pillow: every trial of a study gets them, so they must be cheap. matplotlib took
 ~0.8 s of CPU for the three (most of it laying out and rasterising ~600 text objects);
-this takes a few tens of ms (bench/README.md has both). The curves show what study/figures/plots.py's
-matplotlib `curves` shows (its PANELS), which `fsvae-study figures` keeps for publication.
+this takes a few tens of ms (bench/README.md has both). The curves show what
+study/figures/plots.py's matplotlib `curves` shows (its PANELS), which `fsvae-study figures`
+keeps for publication.
 """
+
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -24,26 +26,35 @@ PANEL_W, PANEL_H = 550, 396  # px: matplotlib's 5 x 3.6 in per panel at 110 dpi
 MARGIN = {"left": 62, "right": 62, "top": 64, "bottom": 52}
 
 
-@lru_cache(maxsize=None)
+@cache
 def font(px: int) -> ImageFont.FreeTypeFont:
     """DejaVu Sans, the font matplotlib ships and draws with by default."""
-    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" /
-                                  "DejaVuSans.ttf"), px)
+    return ImageFont.truetype(
+        str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), px
+    )
 
 
 def trial_figures(result: dict, folder: Path) -> list[Path]:
     """curves.png, confusion_val.png, confusion_test.png for one trial's result."""
     m = result["metrics"]
     out = []
-    p = curves(result["history"], folder / "curves.png",
-               f"val acc {m['val_acc']:.3f}, val acc_h {m['val_acc_h']:.3f}")
+    p = curves(
+        result["history"],
+        folder / "curves.png",
+        f"val acc {m['val_acc']:.3f}, val acc_h {m['val_acc_h']:.3f}",
+    )
     if p:
         out.append(p)
     for split in ("val", "test"):
-        out.append(confusion(result["confusion"][split], result["classes"],
-                             result["minority_classes"], folder / f"confusion_{split}.png",
-                             f"{split}: acc {m[f'{split}_acc']:.3f}, acc_h "
-                             f"{m[f'{split}_acc_h']:.3f}"))
+        out.append(
+            confusion(
+                result["confusion"][split],
+                result["classes"],
+                result["minority_classes"],
+                folder / f"confusion_{split}.png",
+                f"{split}: acc {m[f'{split}_acc']:.3f}, acc_h {m[f'{split}_acc_h']:.3f}",
+            )
+        )
     return out
 
 
@@ -61,8 +72,12 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
     for i, (stage, name, left, right) in enumerate(panels):
         rows = [r for r in history if r.get("stage") == stage and "epoch" in r]
         best = [r["best_epoch"] for r in history if r.get("stage") == stage and "best_epoch" in r]
-        box = (i * PANEL_W + MARGIN["left"], MARGIN["top"],
-               (i + 1) * PANEL_W - MARGIN["right"], PANEL_H - MARGIN["bottom"])
+        box = (
+            i * PANEL_W + MARGIN["left"],
+            MARGIN["top"],
+            (i + 1) * PANEL_W - MARGIN["right"],
+            PANEL_H - MARGIN["bottom"],
+        )
         _panel(draw, box, name, rows, left, right, best[0] if best else None)
     return _save(img, path)
 
@@ -72,10 +87,14 @@ def _panel(draw, box, name, rows, left, right, best) -> None:
     epochs = [r["epoch"] for r in rows]
     xs = _Scale(epochs + ([best] if best is not None else []), x0, x1, integer=True)
     series = [(key, label, COLORS[j], False) for j, (key, label) in enumerate(left)]
-    series += [(key, label, COLORS[(len(left) + j) % len(COLORS)], True)
-               for j, (key, label) in enumerate(right)]
-    scales = {dashed: _Scale([r.get(key) for r in rows for key, _, _, d in series if d == dashed],
-                             y1, y0) for dashed in (False, True)}
+    series += [
+        (key, label, COLORS[(len(left) + j) % len(COLORS)], True)
+        for j, (key, label) in enumerate(right)
+    ]
+    scales = {
+        dashed: _Scale([r.get(key) for r in rows for key, _, _, d in series if d == dashed], y1, y0)
+        for dashed in (False, True)
+    }
     draw.rectangle(box, outline=INK)
     _text(draw, ((x0 + x1) / 2, y0 - 6), name, 15, "md")
     for v, label in xs.ticks():
@@ -92,16 +111,18 @@ def _panel(draw, box, name, rows, left, right, best) -> None:
     lines = []
     for key, label, color, dashed in series:
         ys = scales[dashed]
-        points = [(xs(e), ys(r.get(key))) if _finite(r.get(key)) else None
-                  for e, r in zip(epochs, rows)]
+        points = [
+            (xs(e), ys(r.get(key))) if _finite(r.get(key)) else None for e, r in zip(epochs, rows)
+        ]
         for run in _runs(points):
             if dashed:
                 _dashes(draw, run, color, (7, 4), 2)
             elif len(run) > 1:
                 draw.line(run, fill=color, width=2, joint="curve")
             else:
-                draw.ellipse([run[0][0] - 2, run[0][1] - 2, run[0][0] + 2, run[0][1] + 2],
-                             fill=color)
+                draw.ellipse(
+                    [run[0][0] - 2, run[0][1] - 2, run[0][0] + 2, run[0][1] + 2], fill=color
+                )
         lines.append((label, color, dashed, [p for p in points if p]))
     _legend(draw, box, lines)
 
@@ -111,13 +132,20 @@ def _legend(draw, box, lines) -> None:
     width = 34 + max(font(11).getlength(label) for label, *_ in lines)
     height = 8 + 15 * len(lines)
     x0, y0, x1, y1 = box
-    corners = [(x1 - width - 6, y0 + 6), (x0 + 6, y0 + 6), (x0 + 6, y1 - height - 6),
-               (x1 - width - 6, y1 - height - 6)]
+    corners = [
+        (x1 - width - 6, y0 + 6),
+        (x0 + 6, y0 + 6),
+        (x0 + 6, y1 - height - 6),
+        (x1 - width - 6, y1 - height - 6),
+    ]
 
     def covered(corner):
         cx, cy = corner
-        return sum(cx <= px <= cx + width and cy <= py <= cy + height
-                   for *_, points in lines for px, py in points)
+        return sum(
+            cx <= px <= cx + width and cy <= py <= cy + height
+            for *_, points in lines
+            for px, py in points
+        )
 
     lx, ly = min(corners, key=covered)
     draw.rectangle([lx, ly, lx + width, ly + height], fill=WHITE, outline=(204, 204, 204))
@@ -131,8 +159,9 @@ def _legend(draw, box, lines) -> None:
         _text(draw, (lx + 32, y), label, 11, "lm")
 
 
-def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], path: Path,
-              title: str) -> Path:
+def confusion(
+    matrix: list[list[int]], classes: list[str], minority: list[str], path: Path, title: str
+) -> Path:
     """Counts per (true row, predicted column), shaded as matplotlib's imshow(cmap="Blues")
     would; minority classes marked with *; zero cells left blank."""
     n = len(classes)
@@ -153,8 +182,14 @@ def confusion(matrix: list[list[int]], classes: list[str], minority: list[str], 
             x, y = left + j * cell, top + i * cell
             draw.rectangle([x, y, x + cell, y + cell], fill=rgb)
             if v:
-                _text(draw, (x + cell / 2, y + cell / 2), str(v), 10, "mm",
-                      WHITE if share > 0.6 else INK)
+                _text(
+                    draw,
+                    (x + cell / 2, y + cell / 2),
+                    str(v),
+                    10,
+                    "mm",
+                    WHITE if share > 0.6 else INK,
+                )
     draw.rectangle([left, top, left + n * cell, top + n * cell], outline=INK)
     for k, label in enumerate(labels):
         mid = top + k * cell + cell / 2
@@ -255,8 +290,14 @@ def _dashes(draw, points, color, pattern, width) -> None:
             step = min(left, length - t)
             if drawing:
                 a, b = t / length, (t + step) / length
-                draw.line([(ax + (bx - ax) * a, ay + (by - ay) * a),
-                           (ax + (bx - ax) * b, ay + (by - ay) * b)], fill=color, width=width)
+                draw.line(
+                    [
+                        (ax + (bx - ax) * a, ay + (by - ay) * a),
+                        (ax + (bx - ax) * b, ay + (by - ay) * b),
+                    ],
+                    fill=color,
+                    width=width,
+                )
             t += step
             phase += step
             if phase >= (on if drawing else off):

@@ -16,17 +16,33 @@ config, so a searcher sees a landscape and the same config gives the same number
 `instant` takes no time of its own; `busy:<seconds>` spins the CPU that long first (a
 trial of known length, as plain Ray Tune's busy-wait trials in the benchmarks).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-CLASSES = ("conservative", "dressy", "ethnic", "fairy", "feminine", "gal", "girlish",
-           "kireime-casual", "lolita", "mode", "natural", "retro", "rock", "street")
+CLASSES = (
+    "conservative",
+    "dressy",
+    "ethnic",
+    "fairy",
+    "feminine",
+    "gal",
+    "girlish",
+    "kireime-casual",
+    "lolita",
+    "mode",
+    "natural",
+    "retro",
+    "rock",
+    "street",
+)
 SPLITS = {"train": 336, "val": 56, "test": 168}  # demo-data at 40 images per class
 STAGE_KEYS = {
     "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
@@ -40,7 +56,7 @@ def parse(mode: str) -> float:
     if mode == "instant":
         return 0.0
     if mode.startswith("busy:"):
-        return max(0.0, float(mode[len("busy:"):]))
+        return max(0.0, float(mode[len("busy:") :]))
     raise ValueError(f"FSVAE_BENCH_TRIAL={mode!r}: expected instant or busy:<seconds>")
 
 
@@ -48,8 +64,14 @@ def synthetic_trial(mode: str) -> Callable[..., dict[str, Any]]:
     """run_trial's stand-in for FSVAE_BENCH_TRIAL=`mode`."""
     seconds = parse(mode)
 
-    def run(config: dict[str, Any], progress=None, out_dir=None, cache=None,
-            log=print, data_fingerprint=None) -> dict[str, Any]:
+    def run(
+        config: dict[str, Any],
+        progress=None,
+        out_dir=None,
+        cache=None,
+        log=print,
+        data_fingerprint=None,
+    ) -> dict[str, Any]:
         return _trial(config, progress or (lambda event: None), out_dir, seconds)
 
     return run
@@ -63,20 +85,33 @@ def _trial(cfg: dict[str, Any], emit, out_dir, seconds: float) -> dict[str, Any]
     work = time.perf_counter() - t0  # the trial's "compute": what it was asked to spend
     blob = json.dumps(cfg, sort_keys=True, default=str)
     rng = random.Random(int(hashlib.sha256(blob.encode()).hexdigest()[:16], 16))
-    keys = {s: hashlib.sha256(f"{s}{blob}".encode()).hexdigest()[:32]
-            for s in ("data", "backbone", "vae")}
-    cache = {s: {"key": k, "hit": True, "waited_s": 0.0, "build_s": 0.0}
-             for s, k in keys.items()}
+    keys = {
+        s: hashlib.sha256(f"{s}{blob}".encode()).hexdigest()[:32]
+        for s in ("data", "backbone", "vae")
+    }
+    cache = {s: {"key": k, "hit": True, "waited_s": 0.0, "build_s": 0.0} for s, k in keys.items()}
     history: list[dict] = []
 
     def lookup(stage: str) -> None:
-        emit({"stage": "cache", "name": stage, "key": keys[stage], "hit": True,
-              "waited_s": 0.0, "repaired": None})
+        emit(
+            {
+                "stage": "cache",
+                "name": stage,
+                "key": keys[stage],
+                "hit": True,
+                "waited_s": 0.0,
+                "repaired": None,
+            }
+        )
 
     def epochs(stage: str, n: int, replayed: bool) -> None:
         for epoch in range(n):
-            row = {"stage": stage, "epoch": epoch, "seconds": 0.0,
-                   **{k: rng.random() for k in STAGE_KEYS[stage]}}
+            row = {
+                "stage": stage,
+                "epoch": epoch,
+                "seconds": 0.0,
+                **{k: rng.random() for k in STAGE_KEYS[stage]},
+            }
             history.append(row)
             emit({**row, "replayed": True} if replayed else row)
         if stage != "vae":
@@ -84,12 +119,17 @@ def _trial(cfg: dict[str, Any], emit, out_dir, seconds: float) -> dict[str, Any]
             history.append(best)
             emit({**best, "replayed": True} if replayed else best)
 
-    report = {"root": str(cfg.get("data")), "layout": "fashionstyle14",
-              "splits": {s: {"listed": n, "usable": n} for s, n in SPLITS.items()},
-              "summary": {}, "problems": []}
+    report = {
+        "root": str(cfg.get("data")),
+        "layout": "fashionstyle14",
+        "splits": {s: {"listed": n, "usable": n} for s, n in SPLITS.items()},
+        "summary": {},
+        "problems": [],
+    }
     lookup("data")
-    emit({"stage": "data", "summary": report["summary"], "splits": report["splits"],
-          "examples": {}})
+    emit(
+        {"stage": "data", "summary": report["summary"], "splits": report["splits"], "examples": {}}
+    )
     lookup("backbone")
     epochs("backbone", int(cfg.get("backbone_epochs", 2)), replayed=True)
     lookup("vae")
@@ -103,23 +143,47 @@ def _trial(cfg: dict[str, Any], emit, out_dir, seconds: float) -> dict[str, Any]
         maj = sum(v for c, v in per_class.items() if c not in minority) / (14 - 5)
         mnr = sum(per_class[c] for c in minority) / 5
         h = 0.0 if maj + mnr == 0 else 2 * maj * mnr / (maj + mnr)
-        metrics.update({f"{split}_acc": rng.random(), f"{split}_acc_majority": maj,
-                        f"{split}_acc_minority": mnr, f"{split}_acc_h": h,
-                        f"{split}_acc_majority_samples": maj,
-                        f"{split}_acc_minority_samples": mnr,
-                        f"{split}_acc_h_samples": h,
-                        f"{split}_acc_mean_class": sum(per_class.values()) / 14})
+        metrics.update(
+            {
+                f"{split}_acc": rng.random(),
+                f"{split}_acc_majority": maj,
+                f"{split}_acc_minority": mnr,
+                f"{split}_acc_h": h,
+                f"{split}_acc_majority_samples": maj,
+                f"{split}_acc_minority_samples": mnr,
+                f"{split}_acc_h_samples": h,
+                f"{split}_acc_mean_class": sum(per_class.values()) / 14,
+            }
+        )
         metrics.update({f"{split}_class_acc/{c}": v for c, v in per_class.items()})
         confusion[split] = [[rng.randrange(4) for _ in CLASSES] for _ in CLASSES]
     # timings["total"] is the busy work only: the harness's own time inside the trial (its
     # progress callbacks write MLflow batches) stays on the harness's side of the ledger.
-    record = {"metrics": metrics, "confusion": confusion, "classes": list(CLASSES),
-              "minority_classes": minority, "cache": cache,
-              "timings": {"data": 0.0, "backbone": 0.0, "vae": 0.0,
-                          "classifier": work, "total": work, "waited": 0.0},
-              "cost": {"wall_s": work, "cpu_s": work, "gpu_s": 0.0, "gpu_peak_mb": 0.0,
-                       "host_peak_mb": 0.0},
-              "history": history, "data_summary": report["summary"], "config": cfg}
+    record = {
+        "metrics": metrics,
+        "confusion": confusion,
+        "classes": list(CLASSES),
+        "minority_classes": minority,
+        "cache": cache,
+        "timings": {
+            "data": 0.0,
+            "backbone": 0.0,
+            "vae": 0.0,
+            "classifier": work,
+            "total": work,
+            "waited": 0.0,
+        },
+        "cost": {
+            "wall_s": work,
+            "cpu_s": work,
+            "gpu_s": 0.0,
+            "gpu_peak_mb": 0.0,
+            "host_peak_mb": 0.0,
+        },
+        "history": history,
+        "data_summary": report["summary"],
+        "config": cfg,
+    }
     if out_dir is not None:
         _outputs(Path(out_dir), record, report, rng)
     return record
@@ -127,6 +191,7 @@ def _trial(cfg: dict[str, Any], emit, out_dir, seconds: float) -> dict[str, Any]
 
 def _outputs(out: Path, record: dict, report: dict, rng: random.Random) -> None:
     """The files run_trial writes, with contents of their usual size."""
+
     def write(path: Path, obj: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, indent=1, default=str))
@@ -134,8 +199,9 @@ def _outputs(out: Path, record: dict, report: dict, rng: random.Random) -> None:
     write(out / "config.json", record["config"])
     write(out / "data_report.json", report)
     for split, n in (("train", 120), ("val", 28), ("test", 84)):
-        lines = [f"dataset/{rng.choice(CLASSES)}/{i:06d}.jpg\t{rng.choice(CLASSES)}"
-                 for i in range(n)]
+        lines = [
+            f"dataset/{rng.choice(CLASSES)}/{i:06d}.jpg\t{rng.choice(CLASSES)}" for i in range(n)
+        ]
         (out / "split").mkdir(parents=True, exist_ok=True)
         (out / "split" / f"{split}.txt").write_text("".join(x + "\n" for x in lines))
     write(out / "split" / "split.json", {"minority_classes": record["minority_classes"]})

@@ -26,6 +26,7 @@ everything it records still recorded (its run, params, tags, curves, finals, fig
 artifacts, the Tune report and the Optuna tell). Unset, `trial_runner` costs one
 environment lookup.
 """
+
 from __future__ import annotations
 
 import json

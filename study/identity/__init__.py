@@ -1,6 +1,7 @@
 """study.identity: who a study is and who may write it: its name in its tracking store, the
 parent run that holds it, its lease (one writer, a fencing epoch), a session's claim,
 and discarding a study."""
+
 from study._lazy import face
 
 _NAMES = {

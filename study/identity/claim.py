@@ -1,7 +1,8 @@
 """A session's claim on its study in the record: a new study takes a free name, a resume
 continues the study that holds it (docs/failures.md; the rule is in
-study/identity/names.py). Runs in the driver once it holds the study's lease (study/identity/lease.py),
-before any trial."""
+study/identity/names.py). Runs in the driver once it holds the study's lease
+(study/identity/lease.py), before any trial."""
+
 from __future__ import annotations
 
 import shlex
@@ -10,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import search_spaces
+from study.errors import StudyError
 from study.identity import names as identity
 from study.identity import parent
 from study.plan import plan as plan_mod
 from study.plan import storage
-from study.errors import StudyError
-from study.secrets import redact
 from study.plan.plan import Plan
 from study.plan.storage import default_tracking_uri
 from study.record.schema import PLAN
+from study.secrets import redact
 
 
 @dataclass
@@ -38,8 +39,9 @@ class Claimed:
     new: bool  # a new study (its parent run was made now)
 
 
-def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
-          local_storage: Path | None, held) -> Claimed:
+def claim(
+    client, plan: Plan, space: search_spaces.Space, ask: Claim, local_storage: Path | None, held
+) -> Claimed:
     """The study's parent run, made or taken over by the holder of its lease, `held`."""
     name = plan.name
     exp_id = parent.ensure_experiment(client, name, local_storage)
@@ -50,8 +52,10 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
     optuna = identity.optuna_studies(optuna_store, name)
     if holder is None:
         if ask.mode == "resume":
-            raise StudyError(f"no study {name!r} to resume in {redact(plan.tracking_uri)} "
-                             f"(its record was discarded or deleted)")
+            raise StudyError(
+                f"no study {name!r} to resume in {redact(plan.tracking_uri)} "
+                f"(its record was discarded or deleted)"
+            )
         _refuse_optuna_orphans(name, optuna, optuna_store)
         _clear_stale_folder(plan)
         plan = plan.replace(sessions=1, experiment_id=exp_id, parent_run_id=None)
@@ -59,14 +63,14 @@ def claim(client, plan: Plan, space: search_spaces.Space, ask: Claim,
         return Claimed(plan, new=True)
     parent_id = holder.info.run_id
     if ask.mode == "new":
-        trials = "with trials" if identity.has_trials(client, exp_id, parent_id) else \
-            "starting"
+        trials = "with trials" if identity.has_trials(client, exp_id, parent_id) else "starting"
         where = where_flags(plan)
         raise StudyError(
             f"study {name!r} already exists in {redact(plan.tracking_uri)} (parent run "
             f"{parent_id}, {holder.info.status.lower()}, {trials}): continue it with --resume "
             f"(or `fsvae-study resume --name {name}{where}`), discard it with `fsvae-study "
-            f"discard --name {name}{where}`, or choose another --name")
+            f"discard --name {name}{where}`, or choose another --name"
+        )
     if plan.parent_run_id != parent_id:  # the plan of `run --resume`, or a stale one
         plan = _continued(client, holder, plan, ask)
     _refuse_foreign_optuna(name, optuna, parent_id, plan.optuna_storage)
@@ -81,8 +85,9 @@ def where_flags(plan: Plan) -> str:
     out = ""
     if plan.storage != storage.resolve(plan_mod.DEFAULT_STORAGE):
         out += f" --storage {shlex.quote(redact(plan.storage))}"
-    if storage.is_uri(plan.storage) or \
-            plan.tracking_uri != default_tracking_uri(Path(plan.storage)):
+    if storage.is_uri(plan.storage) or plan.tracking_uri != default_tracking_uri(
+        Path(plan.storage)
+    ):
         out += f" --tracking-uri {shlex.quote(redact(plan.tracking_uri))}"
     return out
 
@@ -95,14 +100,20 @@ def _continued(client, holder, plan: Plan, ask: Claim) -> Plan:
     if ask.mode == "either":
         changed = plan_mod.differences(stored, plan, ask.accept_changed_data)
         if changed:
-            raise StudyError(f"study {plan.name!r} was started with {'; '.join(changed)}; "
-                             f"resume it without changing that, or choose another --name")
+            raise StudyError(
+                f"study {plan.name!r} was started with {'; '.join(changed)}; "
+                f"resume it without changing that, or choose another --name"
+            )
     given = plan.optuna_storage
     if given == plan_mod.default_optuna_storage(plan.storage):
         given = None  # not given: the study's own default moves with its folder
     moved = plan_mod.relocate(stored, plan.storage, plan.tracking_uri, given)
-    return moved.replace(data=plan.data, base={**moved.base, "data": plan.data},
-                         data_content=plan.data_content, address=plan.address)
+    return moved.replace(
+        data=plan.data,
+        base={**moved.base, "data": plan.data},
+        data_content=plan.data_content,
+        address=plan.address,
+    )
 
 
 def _stored_plan(client, holder, plan: Plan) -> Plan:
@@ -113,9 +124,11 @@ def _stored_plan(client, holder, plan: Plan) -> Plan:
         return local
     stored = parent.read_plan(client, holder.info.run_id)
     if stored is None:
-        raise StudyError(f"study {plan.name!r} exists (parent run {holder.info.run_id}) "
-                         f"but its record carries no {PLAN} and its folder {plan.folder} has "
-                         f"none of it: resume it with --storage where it ran")
+        raise StudyError(
+            f"study {plan.name!r} exists (parent run {holder.info.run_id}) "
+            f"but its record carries no {PLAN} and its folder {plan.folder} has "
+            f"none of it: resume it with --storage where it ran"
+        )
     return stored
 
 
@@ -128,19 +141,22 @@ def _refuse_optuna_orphans(name: str, optuna: dict, store: str | None) -> None:
             f"no MLflow parent run records (its MLflow record was deleted, or another "
             f"tracking store has it): remove it with `fsvae-study discard --name {name} "
             f"--optuna-storage {redact(store)}` (or `optuna delete-study --study-name NAME "
-            f"--storage URL`), or choose another --name")
+            f"--storage URL`), or choose another --name"
+        )
 
 
 def _refuse_foreign_optuna(name: str, optuna: dict, parent_id: str, store: str | None) -> None:
-    foreign = {n: s for n, s in optuna.items()
-               if s["parent"] not in (None, parent_id) and s["trials"]}
+    foreign = {
+        n: s for n, s in optuna.items() if s["parent"] not in (None, parent_id) and s["trials"]
+    }
     if foreign:
         n, s = sorted(foreign.items())[0]
         raise StudyError(
             f"the Optuna study {n!r} in {redact(store)} belongs to another record of "
             f"{name!r} (parent run {s['parent']}), not to this study's ({parent_id}): give "
             f"--optuna-storage the store of this study, or remove that one with `optuna "
-            f"delete-study --study-name {n!r} --storage URL`")
+            f"delete-study --study-name {n!r} --storage URL`"
+        )
 
 
 def _clear_stale_folder(plan: Plan) -> None:
@@ -152,8 +168,10 @@ def _clear_stale_folder(plan: Plan) -> None:
     if old is None:
         return
     if redact(old.tracking_uri) != redact(plan.tracking_uri):
-        raise StudyError(f"the folder {plan.folder} holds the study {plan.name!r} recorded in "
-                         f"{redact(old.tracking_uri)}: resume that one with --tracking-uri "
-                         f"{redact(old.tracking_uri)}, or choose another --name or --storage")
+        raise StudyError(
+            f"the folder {plan.folder} holds the study {plan.name!r} recorded in "
+            f"{redact(old.tracking_uri)}: resume that one with --tracking-uri "
+            f"{redact(old.tracking_uri)}, or choose another --name or --storage"
+        )
     for tune_dir in Path(plan.folder).glob("tune-*"):
         shutil.rmtree(tune_dir, ignore_errors=True)

@@ -8,20 +8,21 @@ study's lease (study/identity/lease.py) after it is confirmed, as a resume would
 while a live driver holds the study, and a driver that held it before stops at its next
 check instead of writing into a discarded record.
 """
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from study.identity import names as identity
+from study.errors import StudyError
 from study.identity import lease
+from study.identity import names as identity
 from study.plan import plan as plan_mod
 from study.plan import storage as locations
-from study.errors import StudyError
-from study.secrets import redact
 from study.plan.storage import default_tracking_uri
+from study.secrets import redact
 
 
 @dataclass
@@ -40,18 +41,25 @@ class Found:
     def describe(self) -> str:
         parts = []
         if self.experiment_id is not None:
-            parts.append(f"MLflow experiment {self.name!r} ({self.runs} runs) at "
-                         f"{redact(self.tracking_uri)}")
+            parts.append(
+                f"MLflow experiment {self.name!r} ({self.runs} runs) at {redact(self.tracking_uri)}"
+            )
         for n, s in sorted(self.optuna.items()):
-            parts.append(f"Optuna study {n!r} ({s['trials']} trials) at "
-                         f"{redact(self.optuna_storage)}")
+            parts.append(
+                f"Optuna study {n!r} ({s['trials']} trials) at {redact(self.optuna_storage)}"
+            )
         if self.folder is not None:
             parts.append(f"the folder {self.folder}")
         return "\n".join(f"  {p}" for p in parts)
 
 
-def find(name: str, storage: str | None = None, tracking_uri: str | None = None,
-         optuna_storage: str | None = None, held: lease.Lease | None = None) -> Found:
+def find(
+    name: str,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
+    held: lease.Lease | None = None,
+) -> Found:
     """Everything of study `name`; StudyError when a live driver runs it (seen from here:
     the lease decides after the confirmation) or nothing is found. `held`: the lease this
     process holds, which is not another driver's."""
@@ -59,8 +67,11 @@ def find(name: str, storage: str | None = None, tracking_uri: str | None = None,
 
     location = locations.resolve(storage or plan_mod.DEFAULT_STORAGE)
     local = plan_mod.read(location, name)
-    uri = tracking_uri or (local.tracking_uri if local else None) or \
-        default_tracking_uri(Path(location))
+    uri = (
+        tracking_uri
+        or (local.tracking_uri if local else None)
+        or default_tracking_uri(Path(location))
+    )
     found = Found(name, uri, storage)
     if _has_store(uri):
         holder = lease.peek(uri, name)
@@ -72,48 +83,56 @@ def find(name: str, storage: str | None = None, tracking_uri: str | None = None,
             found.experiment_id = exp.experiment_id
             runs = client.search_runs([exp.experiment_id], max_results=50000)
             found.runs = len(runs)
-    found.optuna_storage = optuna_storage or (local.optuna_storage if local else None) or \
-        plan_mod.default_optuna_storage(location)
+    found.optuna_storage = (
+        optuna_storage
+        or (local.optuna_storage if local else None)
+        or plan_mod.default_optuna_storage(location)
+    )
     found.optuna = identity.optuna_studies(found.optuna_storage, name)
     folder = locations.join(location, name)
     if not locations.is_uri(folder) and Path(folder).is_dir():
         found.folder = folder
     if found.experiment_id is None and not found.optuna and found.folder is None:
-        raise StudyError(f"no study {name!r}: no MLflow experiment of that name at "
-                         f"{redact(uri)}, no Optuna study at {redact(found.optuna_storage)}, "
-                         f"no folder {folder}")
+        raise StudyError(
+            f"no study {name!r}: no MLflow experiment of that name at "
+            f"{redact(uri)}, no Optuna study at {redact(found.optuna_storage)}, "
+            f"no folder {folder}"
+        )
     return found
 
 
 def _has_store(uri: str) -> bool:
-    return not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file())
+    return not (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file())
 
 
-def discard(found: Found, confirm: Callable[[str], bool],
-            say: Callable[[str], None] = print) -> tuple[bool, str | None]:
+def discard(
+    found: Found, confirm: Callable[[str], bool], say: Callable[[str], None] = print
+) -> tuple[bool, str | None]:
     """Removes what `find` found once `confirm(description)` says yes, holding the study's
     lease, and what a second look under the lease finds; returns (whether it did, the name
     the MLflow experiment was set aside under, if there was one)."""
     if not confirm(found.describe()):
         return False, None
-    from mlflow.tracking import MlflowClient
-
     import optuna
+    from mlflow.tracking import MlflowClient
 
     from study.identity import parent
 
-    held = lease.acquire(found.tracking_uri, found.name, "discard", say=say) \
-        if _has_store(found.tracking_uri) else None
+    held = (
+        lease.acquire(found.tracking_uri, found.name, "discard", say=say)
+        if _has_store(found.tracking_uri)
+        else None
+    )
     check = held.check if held is not None else (lambda: None)
     try:
         # Again, now that no driver can start or continue it: what it holds now goes.
-        found = find(found.name, found.storage, found.tracking_uri, found.optuna_storage,
-                     held)
+        found = find(found.name, found.storage, found.tracking_uri, found.optuna_storage, held)
         aside = None
         if found.experiment_id is not None:
             check()
-            aside = parent.set_aside(MlflowClient(found.tracking_uri), found.experiment_id,
-                                     found.name)
+            aside = parent.set_aside(
+                MlflowClient(found.tracking_uri), found.experiment_id, found.name
+            )
         for name in found.optuna:
             check()
             optuna.delete_study(study_name=name, storage=found.optuna_storage)

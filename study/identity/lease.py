@@ -24,6 +24,7 @@ the same machine and in the same pid namespace the holder's process is looked at
 dead at once, or alive. A holder that ends releases its lease, and the next takes it at
 once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from study import processes
 from study.errors import StudyError
@@ -41,8 +42,12 @@ from study.errors import StudyError
 PREFIX = "fsvae-study-lease-"
 DEFAULT_LEASE_S = 60.0
 LEASE_ENV = "FSVAE_LEASE_S"
-HOLDER, BEAT, RELEASED, PARENT = ("fsvae.lease.holder", "fsvae.lease.beat",
-                                  "fsvae.lease.released", "fsvae.lease.parent")
+HOLDER, BEAT, RELEASED, PARENT = (
+    "fsvae.lease.holder",
+    "fsvae.lease.beat",
+    "fsvae.lease.released",
+    "fsvae.lease.parent",
+)
 
 
 def lease_seconds() -> float:
@@ -55,9 +60,11 @@ def lease_seconds() -> float:
     except ValueError:
         value = -1.0
     if not 2.0 <= value <= 3600.0:
-        raise StudyError(f"{LEASE_ENV}={raw!r}: expected seconds between 2 and 3600 (how long "
-                         f"a driver whose heartbeat stopped keeps its study; default "
-                         f"{DEFAULT_LEASE_S:.0f})")
+        raise StudyError(
+            f"{LEASE_ENV}={raw!r}: expected seconds between 2 and 3600 (how long "
+            f"a driver whose heartbeat stopped keeps its study; default "
+            f"{DEFAULT_LEASE_S:.0f})"
+        )
     return value
 
 
@@ -87,12 +94,14 @@ def model_name(study: str, epoch: int) -> str:
 
 # -- who is this process -----------------------------------------------------------------
 
+
 def this_process(role: str) -> dict:
     """This process (study/processes.py), its role and its lease's length."""
     return {**processes.identify(), "role": role, "lease_s": lease_seconds()}
 
 
 # -- the store's side ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LeaseRef:
@@ -116,29 +125,37 @@ class Holder:
     parent: str | None
 
     def describe(self) -> str:
-        """"`resume` on host gpu-2, pid 4242 (lease 7)"."""
+        """ "`resume` on host gpu-2, pid 4242 (lease 7)"."""
         i = self.info
-        return f"`{i.get('role', '?')}` on host {i.get('host', '?')}, pid {i.get('pid', '?')} " \
-               f"(lease {self.epoch})"
+        return (
+            f"`{i.get('role', '?')}` on host {i.get('host', '?')}, pid {i.get('pid', '?')} "
+            f"(lease {self.epoch})"
+        )
 
 
 def latest(client, study: str) -> Holder | None:
     """The latest epoch of `study`'s lease, in one round trip; None when it has none."""
     prefix = _prefix(study)
-    found = client.search_registered_models(filter_string=f"name LIKE '{prefix}%'",
-                                            order_by=["name DESC"], max_results=1)
+    found = client.search_registered_models(
+        filter_string=f"name LIKE '{prefix}%'", order_by=["name DESC"], max_results=1
+    )
     if not found:
         return None
     model = found[0]
     tags = dict(model.tags or {})
     try:
         info = json.loads(tags.get(HOLDER, "{}"))
-        epoch = int(model.name[len(prefix):])
+        epoch = int(model.name[len(prefix) :])
     except ValueError:
         info, epoch = {}, 0
-    return Holder(epoch=epoch, token=str(info.get("token", "")), info=info,
-                  beat=tags.get(BEAT, ""), released=tags.get(RELEASED) == "1",
-                  parent=tags.get(PARENT))
+    return Holder(
+        epoch=epoch,
+        token=str(info.get("token", "")),
+        info=info,
+        beat=tags.get(BEAT, ""),
+        released=tags.get(RELEASED) == "1",
+        parent=tags.get(PARENT),
+    )
 
 
 class Superseded(StudyError):
@@ -148,16 +165,17 @@ class Superseded(StudyError):
     exit_code = 4
 
     @classmethod
-    def of(cls, ref: LeaseRef, role: str, holder: Holder | None) -> "Superseded":
+    def of(cls, ref: LeaseRef, role: str, holder: Holder | None) -> Superseded:
         if holder is None:
-            by = "its lease is gone from the tracking store (its registered models were " \
-                 "deleted)"
+            by = "its lease is gone from the tracking store (its registered models were deleted)"
         elif holder.info.get("role") == "discard":
             by = f"it was discarded by {holder.describe()}"
         else:
             by = f"{holder.describe()} took it over"
-        return cls(f"study {ref.study!r}: this {role} (lease {ref.epoch}) no longer holds the "
-                   f"study: {by}; it stopped before writing anything more")
+        return cls(
+            f"study {ref.study!r}: this {role} (lease {ref.epoch}) no longer holds the "
+            f"study: {by}; it stopped before writing anything more"
+        )
 
 
 class Fence:
@@ -228,7 +246,8 @@ class Lease(Fence):
         the MLflow UI's model list keeps one entry per study."""
         try:
             models = self.client.search_registered_models(
-                filter_string=f"name LIKE '{_prefix(self.ref.study)}%'", max_results=1000)
+                filter_string=f"name LIKE '{_prefix(self.ref.study)}%'", max_results=1000
+            )
             for m in models:
                 if m.name < self.name:
                     self.client.delete_registered_model(m.name)
@@ -240,8 +259,9 @@ class Busy(StudyError):
     """The study is held by a live process."""
 
 
-def acquire(tracking_uri: str, study: str, role: str, say: Callable[[str], None] = print,
-            client=None) -> Lease:
+def acquire(
+    tracking_uri: str, study: str, role: str, say: Callable[[str], None] = print, client=None
+) -> Lease:
     """Takes the next epoch of `study`'s lease for this process (`role`: run, resume or
     discard). Raises Busy when its holder is alive; waits, saying so, while it cannot yet
     tell (the holder is on another machine or in another container and did not release
@@ -265,31 +285,39 @@ def acquire(tracking_uri: str, study: str, role: str, say: Callable[[str], None]
                 raise Busy(busy_message(study, holder))
             if state == "unknown":
                 if clock() > deadline:
-                    raise StudyError(f"study {study!r}: could not tell within "
-                                     f"{deadline - watch.since:.0f} s whether its holder "
-                                     f"({holder.describe()}) is alive")
+                    raise StudyError(
+                        f"study {study!r}: could not tell within "
+                        f"{deadline - watch.since:.0f} s whether its holder "
+                        f"({holder.describe()}) is alive"
+                    )
                 if not said:
                     said = True
-                    say(f"study {study!r} is held by {holder.describe()}, which did not "
+                    say(
+                        f"study {study!r} is held by {holder.describe()}, which did not "
                         f"release it and is on another machine or in another container: "
                         f"waiting up to {watch.lease(holder):.0f} s for its heartbeat to show "
-                        f"whether it is alive")
+                        f"whether it is alive"
+                    )
                 time.sleep(min(1.0, watch.lease(holder) / 8))
                 continue
         epoch = 1 if holder is None else holder.epoch + 1
         try:
             client.create_registered_model(
-                model_name(study, epoch), tags={HOLDER: json.dumps(info), BEAT: "0"},
+                model_name(study, epoch),
+                tags={HOLDER: json.dumps(info), BEAT: "0"},
                 description=f"fsvae-study: lease {epoch} of the study {study!r} (who may write "
-                            f"it now: docs/failures.md#one-writer-per-study); do not delete "
-                            f"while the study runs")
+                f"it now: docs/failures.md#one-writer-per-study); do not delete "
+                f"while the study runs",
+            )
         except MlflowException as e:
             if e.error_code != "RESOURCE_ALREADY_EXISTS" and clock() > deadline:
                 from study.secrets import redact, redact_text
 
-                raise StudyError(f"study {study!r}: could not take its lease in "
-                                 f"{redact(tracking_uri)}: {e.error_code}: "
-                                 f"{redact_text(e.message)[:300]}") from None
+                raise StudyError(
+                    f"study {study!r}: could not take its lease in "
+                    f"{redact(tracking_uri)}: {e.error_code}: "
+                    f"{redact_text(e.message)[:300]}"
+                ) from None
             # Taken by another claimant (judged next round), or a contended create that the
             # store reported otherwise (seen on SQLite: RESOURCE_DOES_NOT_EXIST): again.
             time.sleep(0.05 if e.error_code == "RESOURCE_ALREADY_EXISTS" else 0.3)
@@ -306,8 +334,10 @@ def _held(client, tracking_uri, study, epoch, token, role, info) -> Lease:
 def busy_message(study: str, holder: Holder) -> str:
     if holder.info.get("role") == "discard":
         return f"study {study!r} is being discarded now by {holder.describe()}"
-    return f"study {study!r} is being run by another driver now ({holder.describe()}); wait " \
-           f"for it to end, or stop it and resume"
+    return (
+        f"study {study!r} is being run by another driver now ({holder.describe()}); wait "
+        f"for it to end, or stop it and resume"
+    )
 
 
 def peek(tracking_uri: str, study: str) -> Holder | None:
@@ -335,7 +365,7 @@ class _Watch:
             return DEFAULT_LEASE_S
 
     def judge(self, holder: Holder) -> str:
-        """"alive", "dead" or "unknown" (not watched long enough yet)."""
+        """ "alive", "dead" or "unknown" (not watched long enough yet)."""
         if processes.same_namespace(holder.info):
             return "alive" if processes.running(holder.info) else "dead"
         now = clock()
@@ -353,13 +383,14 @@ class Heartbeat:
     parent run's fsvae.heartbeat (this machine's time, for people reading the record). A
     failed beat (the store away for a while) is skipped: the next one counts."""
 
-    def __init__(self, lease: Lease, parent_id: str | None = None,
-                 on_lost: Callable[[], None] | None = None):
+    def __init__(
+        self, lease: Lease, parent_id: str | None = None, on_lost: Callable[[], None] | None = None
+    ):
         self.lease, self.parent_id, self.on_lost = lease, parent_id, on_lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="lease-heartbeat")
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 

@@ -12,6 +12,7 @@ The parent run names its driver for people reading the record: tag fsvae.driver 
 pid, lease epoch) once per session, tag fsvae.heartbeat (Unix seconds, the driver's clock)
 with each beat of its lease.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,12 +24,12 @@ from study.record.schema import DRIVER, HEARTBEAT, OPTUNA_PARENT, PARENT, ROLE
 
 # -- who drives it ---------------------------------------------------------------------
 
+
 def driver_tags(held: Lease) -> dict[str, str]:
     """The parent run's fsvae.driver (this process, and the epoch of its lease) and a
     first fsvae.heartbeat."""
     info = {k: v for k, v in held.info.items() if k != "token"}
-    return {DRIVER: json.dumps({**info, "lease": held.ref.epoch}),
-            HEARTBEAT: f"{time.time():.0f}"}
+    return {DRIVER: json.dumps({**info, "lease": held.ref.epoch}), HEARTBEAT: f"{time.time():.0f}"}
 
 
 def parents(client, experiment_id: str) -> list:
@@ -38,8 +39,9 @@ def parents(client, experiment_id: str) -> list:
 
 
 def has_trials(client, experiment_id: str, parent_id: str) -> bool:
-    return bool(client.search_runs([experiment_id], f"tags.`{PARENT}` = '{parent_id}'",
-                                   max_results=1))
+    return bool(
+        client.search_runs([experiment_id], f"tags.`{PARENT}` = '{parent_id}'", max_results=1)
+    )
 
 
 def holder(client, experiment_id: str, own: str | None = None) -> tuple[object | None, list]:
@@ -59,7 +61,7 @@ def holder(client, experiment_id: str, own: str | None = None) -> tuple[object |
 def optuna_studies(url: str | None, name: str) -> dict[str, dict]:
     """Optuna studies of this study's name in a store: {study name: {"trials": n,
     "parent": the parent run id it records, or None}}. {} when there is no store."""
-    if not url or (url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):])):
+    if not url or (url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :])):
         return {}
     import optuna
 
@@ -70,7 +72,8 @@ def optuna_studies(url: str | None, name: str) -> dict[str, dict]:
             if study.study_name == name or study.study_name.startswith(name + "/"):
                 out[study.study_name] = {
                     "trials": storage.get_n_trials(study._study_id),
-                    "parent": study.user_attrs.get(OPTUNA_PARENT)}
+                    "parent": study.user_attrs.get(OPTUNA_PARENT),
+                }
         return out
     finally:
         storage.remove_session()

@@ -1,6 +1,7 @@
 """A study's experiment and parent run in MLflow: made, found, set aside, and carrying the
 study's plan and its driver (docs/failures.md). What the parent run's tags
 mean: study/record/write.py's docstring; who may take a name: study/identity/names.py."""
+
 from __future__ import annotations
 
 import time
@@ -13,10 +14,23 @@ import search_spaces
 from fsvae import data as data_mod
 from study.identity import names as identity
 from study.plan import plan as plan_mod
-from study.secrets import redact
 from study.record.provenance import dataset_input, git_state, git_version, library_tags
-from study.record.schema import (CODE_VERSION, COMMAND, DATA, DATA_FINGERPRINT, INTERRUPTED, MODE,
-                          OBJECTIVE, OPTUNA_STORAGE, PLAN, ROLE, SPACE_KIND, STORAGE, STRATA)
+from study.record.schema import (
+    CODE_VERSION,
+    COMMAND,
+    DATA,
+    DATA_FINGERPRINT,
+    INTERRUPTED,
+    MODE,
+    OBJECTIVE,
+    OPTUNA_STORAGE,
+    PLAN,
+    ROLE,
+    SPACE_KIND,
+    STORAGE,
+    STRATA,
+)
+from study.secrets import redact
 
 
 def artifact_root(tracking_uri: str, storage: Path | None) -> Path | None:
@@ -31,7 +45,7 @@ def artifact_root(tracking_uri: str, storage: Path | None) -> Path | None:
     if storage is not None:
         return Path(storage) / "mlartifacts"
     if tracking_uri.startswith("sqlite:///"):
-        database = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+        database = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
         return Path(database).parent / "mlartifacts"
     return None
 
@@ -73,29 +87,42 @@ def set_aside(client: MlflowClient, experiment_id: str, name: str) -> str:
     return aside
 
 
-def start_parent(client: MlflowClient, exp_id: str, plan: plan_mod.Plan,
-                 space: search_spaces.Space, held) -> str:
+def start_parent(
+    client: MlflowClient, exp_id: str, plan: plan_mod.Plan, space: search_spaces.Space, held
+) -> str:
     """The study's parent run, RUNNING and naming its driver (`held`, its lease:
     study/identity/lease.py), with what was asked and on which code and data. URLs are recorded
     without their passwords."""
-    tags = {ROLE: "study", SPACE_KIND: space.kind,
-            OBJECTIVE: ",".join(space.objectives), MODE: ",".join(space.modes),
-            STRATA: ",".join(space.strata), COMMAND: plan.command[:4000],
-            CODE_VERSION: git_version(), STORAGE: redact(plan.storage),
-            DATA: plan.data,
-            DATA_FINGERPRINT: data_mod.fingerprint(plan.data),
-            **identity.driver_tags(held)}
+    tags = {
+        ROLE: "study",
+        SPACE_KIND: space.kind,
+        OBJECTIVE: ",".join(space.objectives),
+        MODE: ",".join(space.modes),
+        STRATA: ",".join(space.strata),
+        COMMAND: plan.command[:4000],
+        CODE_VERSION: git_version(),
+        STORAGE: redact(plan.storage),
+        DATA: plan.data,
+        DATA_FINGERPRINT: data_mod.fingerprint(plan.data),
+        **identity.driver_tags(held),
+    }
     tags.update(plan.tags or {})  # the caller's own, e.g. a confirmation's search
     if plan.optuna_storage:
         tags[OPTUNA_STORAGE] = redact(plan.optuna_storage)
     tags.update(git_state())
     tags.update(library_tags())
     run = client.create_run(exp_id, tags=tags, run_name=f"study:{plan.name}")
-    client.log_inputs(run.info.run_id, datasets=[
-        dataset_input(plan.data, tags[DATA_FINGERPRINT], "study")])
-    params = {"space": space.name, "space_kind": space.kind, "preset": plan.preset,
-              "objective": ",".join(space.objectives), "mode": ",".join(space.modes),
-              "num_trials": search_spaces.count(space)}
+    client.log_inputs(
+        run.info.run_id, datasets=[dataset_input(plan.data, tags[DATA_FINGERPRINT], "study")]
+    )
+    params = {
+        "space": space.name,
+        "space_kind": space.kind,
+        "preset": plan.preset,
+        "objective": ",".join(space.objectives),
+        "mode": ",".join(space.modes),
+        "num_trials": search_spaces.count(space),
+    }
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     client.log_text(run.info.run_id, plan.space_text, "space.yaml")
@@ -113,8 +140,7 @@ def close_orphan_parents(client: MlflowClient, exp_id: str) -> int:
 
 def close_orphans(client: MlflowClient, runs: list) -> int:
     for run in runs:
-        client.set_tag(run.info.run_id, INTERRUPTED,
-                       "its driver stopped before the study started")
+        client.set_tag(run.info.run_id, INTERRUPTED, "its driver stopped before the study started")
         client.set_terminated(run.info.run_id, "KILLED")
     return len(runs)
 
@@ -143,5 +169,4 @@ def log_plan(client: MlflowClient, parent_id: str, plan: plan_mod.Plan) -> None:
 def tag_driver(client: MlflowClient, parent_id: str, held) -> None:
     """The parent run names this process (its lease `held`) as its driver, with a first
     heartbeat."""
-    client.log_batch(parent_id,
-                     tags=[RunTag(k, v) for k, v in identity.driver_tags(held).items()])
+    client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in identity.driver_tags(held).items()])

@@ -1,5 +1,6 @@
 """study.model: a study's best model: logged to its parent run as an MLflow model, found
 again by run id or URI, and loaded for `predict`."""
+
 from study._lazy import face
 
 _NAMES = {

@@ -6,6 +6,7 @@ the model ships (code_paths), then calls load_context with the assembled folder
 Input: uint8 pixels (N, 3, load_size, load_size), decoded as fsvae.data decodes a dataset.
 Output: a DataFrame of class probabilities, one column per class name.
 """
+
 import mlflow
 import numpy as np
 import pandas as pd

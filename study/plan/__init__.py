@@ -1,6 +1,7 @@
 """study.plan: what a study was asked: its plan (study.json), how flags become one, and
 where the study lives (a local folder or a URI). Read by the driver, the record and
 `results/`."""
+
 from study._lazy import face
 
 _NAMES = {

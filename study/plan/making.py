@@ -4,6 +4,7 @@ or address fails in a second.
 
 Planning imports neither Ray nor MLflow.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,16 +19,17 @@ from typing import Any
 import search_spaces
 from fsvae import config as config_mod
 from fsvae import data as data_mod
-from study.plan import storage as locations
 from study.errors import StudyError
+from study.plan import storage as locations
 from study.plan.options import StudyOptions
 from study.plan.plan import DEFAULT_STORAGE, Plan, default_optuna_storage
 from study.plan.storage import database_url, default_tracking_uri
-from study.secrets import redact, redact_text, redact_words
+from study.secrets import redact, redact_words
 
 
-def make_plan(space: str | search_spaces.Space, data: str,
-              options: StudyOptions | None = None, **changes: Any) -> Plan:
+def make_plan(
+    space: str | search_spaces.Space, data: str, options: StudyOptions | None = None, **changes: Any
+) -> Plan:
     """Everything a study needs, validated; StudyError/SpaceError/ConfigError/DataError name
     the bad input. `space` is a YAML file, a shipped space's name or a parsed Space;
     `options` (and `changes` to them, by name) are study/plan/options.StudyOptions, which
@@ -39,8 +41,11 @@ def make_plan(space: str | search_spaces.Space, data: str,
     max_concurrent, max_failures = opts.max_concurrent, opts.max_failures
     infra_retries, asha, log_model = opts.infra_retries, opts.asha, opts.log_model
     cache_dir, no_cache = opts.cache_dir, opts.no_cache
-    sp = copy.deepcopy(space) if isinstance(space, search_spaces.Space) else \
-        search_spaces.load(space)
+    sp = (
+        copy.deepcopy(space)
+        if isinstance(space, search_spaces.Space)
+        else search_spaces.load(space)
+    )
     sp = apply_overrides(sp, config_mod.parse_overrides(opts.overrides or []))
     sp = apply_grid(sp, opts.grid or [])
     location = locations.resolve(storage or DEFAULT_STORAGE)
@@ -49,14 +54,19 @@ def make_plan(space: str | search_spaces.Space, data: str,
         raise StudyError(f"--name {name!r}: expected a non-empty name without '/'")
     data_root = Path(data).expanduser().resolve()
     data_mod.detect_layout(data_root)  # DataError now rather than in every trial
-    _check_counts(sp, num_samples, cpus_per_trial, gpus_per_trial, max_concurrent,
-                  max_failures, infra_retries)
+    _check_counts(
+        sp, num_samples, cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, infra_retries
+    )
     if log_model and no_cache:
-        raise StudyError("--log-model needs the stage cache, where the best trial's backbone "
-                         "is kept; drop --no-cache")
+        raise StudyError(
+            "--log-model needs the stage cache, where the best trial's backbone "
+            "is kept; drop --no-cache"
+        )
     if asha and len(sp.objectives) > 1:
-        raise StudyError(f"--asha stops trials on one metric; this space optimises "
-                         f"{sp.objectives}: run it without --asha")
+        raise StudyError(
+            f"--asha stops trials on one metric; this space optimises "
+            f"{sp.objectives}: run it without --asha"
+        )
     preset = preset or sp.preset
     base = {**sp.fixed, "data": str(data_root)}
     config_mod.resolve(base, preset=preset)
@@ -68,21 +78,41 @@ def make_plan(space: str | search_spaces.Space, data: str,
 
         check_record_for_cluster(uri, optuna_url)
     return Plan(
-        name=name, storage=location, space=sp.to_dict(),
-        space_path=str(Path(sp.path).resolve()), space_text=sp.text, data=str(data_root),
-        preset=preset, base=base, tracking_uri=uri, optuna_storage=optuna_url,
-        cache_dir=_cache_dir(cache_dir, no_cache, location), address=address,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        max_concurrent=max_concurrent, max_failures=max_failures,
-        infra_retries=infra_retries, asha=bool(asha), log_model=bool(log_model),
+        name=name,
+        storage=location,
+        space=sp.to_dict(),
+        space_path=str(Path(sp.path).resolve()),
+        space_text=sp.text,
+        data=str(data_root),
+        preset=preset,
+        base=base,
+        tracking_uri=uri,
+        optuna_storage=optuna_url,
+        cache_dir=_cache_dir(cache_dir, no_cache, location),
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_concurrent=max_concurrent,
+        max_failures=max_failures,
+        infra_retries=infra_retries,
+        asha=bool(asha),
+        log_model=bool(log_model),
         tags=dict(opts.tags or {}),
         command=" ".join(shlex.quote(a) for a in redact_words(sys.argv)),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
-        data_content=data_mod.content_fingerprint(data_root))
+        data_content=data_mod.content_fingerprint(data_root),
+    )
 
 
-def _check_counts(sp: search_spaces.Space, num_samples, cpus_per_trial, gpus_per_trial,
-                  max_concurrent, max_failures, infra_retries) -> None:
+def _check_counts(
+    sp: search_spaces.Space,
+    num_samples,
+    cpus_per_trial,
+    gpus_per_trial,
+    max_concurrent,
+    max_failures,
+    infra_retries,
+) -> None:
     """The numeric flags, each in its range (num_samples is set on the space)."""
     if num_samples is not None:
         if sp.kind != "optuna":
@@ -90,8 +120,7 @@ def _check_counts(sp: search_spaces.Space, num_samples, cpus_per_trial, gpus_per
         if num_samples < 1:
             raise StudyError(f"--num-samples must be at least 1, got {num_samples}")
         sp.num_samples = num_samples
-    for flag, value in (("--cpus-per-trial", cpus_per_trial),
-                        ("--gpus-per-trial", gpus_per_trial)):
+    for flag, value in (("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial)):
         if value is not None and value < 0:
             raise StudyError(f"{flag} must be >= 0, got {value}")
     if max_concurrent is not None and max_concurrent < 1:
@@ -105,8 +134,10 @@ def _tracking_uri(given: str | None, location: str) -> str:
     if given:
         return given
     if locations.is_uri(location):
-        raise StudyError("with a URI --storage, give --tracking-uri (an MLflow server); the "
-                         "embedded SQLite store needs a local path")
+        raise StudyError(
+            "with a URI --storage, give --tracking-uri (an MLflow server); the "
+            "embedded SQLite store needs a local path"
+        )
     return default_tracking_uri(Path(location))
 
 
@@ -131,9 +162,11 @@ def _cache_dir(given: str | None, no_cache: bool, location: str) -> str | None:
     if given:
         return str(Path(given).expanduser().resolve())
     if locations.is_uri(location):
-        raise StudyError(f"--storage {redact(location)} is not a filesystem path, so the stage "
-                         f"cache cannot live there: give --cache-dir on a shared filesystem, "
-                         f"or --no-cache")
+        raise StudyError(
+            f"--storage {redact(location)} is not a filesystem path, so the stage "
+            f"cache cannot live there: give --cache-dir on a shared filesystem, "
+            f"or --no-cache"
+        )
     return str(Path(location) / "cache")
 
 
@@ -144,14 +177,18 @@ def reachable(address: str | None) -> str | None:
         return address
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise StudyError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379), "
-                         f"auto, or ray://HOST:PORT")
+        raise StudyError(
+            f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379), "
+            f"auto, or ray://HOST:PORT"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as e:
-        raise StudyError(f"cannot join the Ray cluster at {address}: nothing answers there "
-                         f"({e.strerror or e}); is `ray start --head --port={port}` running "
-                         f"on {host}?") from None
+        raise StudyError(
+            f"cannot join the Ray cluster at {address}: nothing answers there "
+            f"({e.strerror or e}); is `ray start --head --port={port}` running "
+            f"on {host}?"
+        ) from None
     return address
 
 
@@ -164,11 +201,12 @@ def apply_overrides(space: search_spaces.Space, overrides: dict) -> search_space
         for v in space.variants:
             v.pop(key, None)
         if key in space.params:
-            dependants = [k for k, p in space.params.items()
-                          if key in (p.get("when") or {})]
+            dependants = [k for k, p in space.params.items() if key in (p.get("when") or {})]
             if dependants:
-                raise StudyError(f"--set {key}=...: searched parameters {dependants} depend "
-                                 f"on {key}; fix those too or edit the space")
+                raise StudyError(
+                    f"--set {key}=...: searched parameters {dependants} depend "
+                    f"on {key}; fix those too or edit the space"
+                )
             space.params.pop(key)
     if space.kind == "grid":
         unique = []
@@ -184,8 +222,9 @@ def apply_overrides(space: search_spaces.Space, overrides: dict) -> search_space
 def apply_grid(space: search_spaces.Space, pairs: list[str]) -> search_spaces.Space:
     """`--grid k=a,b` makes k a grid dimension with those values (grid spaces only)."""
     if pairs and space.kind != "grid":
-        raise StudyError("--grid applies to grid spaces; for an optuna space edit its "
-                         "params or strata")
+        raise StudyError(
+            "--grid applies to grid spaces; for an optuna space edit its params or strata"
+        )
     for pair in pairs:
         if "=" not in pair:
             raise StudyError(f"--grid expects KEY=V1,V2,..., got {pair!r}")

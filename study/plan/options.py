@@ -2,34 +2,54 @@
 run`'s flags (fsvae_study/studies.py), `run_study`'s keywords and `make_plan`'s options are
 all made from `StudyOptions` (docs/studies.md#running-a-study).
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from study.errors import StudyError
 
 
-def option(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
-           choices: tuple | None = None, inherit: bool = False, cli: bool = True) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: tuple | None = None,
+    inherit: bool = False,
+    cli: bool = True,
+) -> Any:
     """A field of StudyOptions. `flag`: its command-line name (default `--name-with-dashes`);
     `inherit`: a confirmation keeps the search's value unless given (fsvae-study confirm);
     `cli`: False for a keyword with no flag."""
-    meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices,
-            "inherit": inherit, "cli": cli}
+    meta = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "choices": choices,
+        "inherit": inherit,
+        "cli": cli,
+    }
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-STORAGE_HELP = ("Ray results, cache and default MLflow store: a local folder (default "
-                "./fsvae-studies) or a shared path on a cluster")
-TRACKING_HELP = ("MLflow tracking URI (default: sqlite file <storage>/mlflow.db; "
-                 "http://host:port for a server, required with an s3:// storage)")
+STORAGE_HELP = (
+    "Ray results, cache and default MLflow store: a local folder (default "
+    "./fsvae-studies) or a shared path on a cluster"
+)
+TRACKING_HELP = (
+    "MLflow tracking URI (default: sqlite file <storage>/mlflow.db; "
+    "http://host:port for a server, required with an s3:// storage)"
+)
 GPU_DEFAULT = "the space's resources, else 0.25 where the cluster has GPUs, 0 where it has none"
 
 
@@ -42,39 +62,65 @@ class StudyOptions:
     storage: str | None = option(None, STORAGE_HELP)
     tracking_uri: str | None = option(None, TRACKING_HELP)
     optuna_storage: str | None = option(
-        None, "Optuna searches: the database of their Optuna studies (default: sqlite "
+        None,
+        "Optuna searches: the database of their Optuna studies (default: sqlite "
         "<storage>/optuna.db; with an s3:// storage, a file on this machine's disk)",
-        metavar="URL")
+        metavar="URL",
+    )
     num_samples: int | None = option(
-        None, "Optuna: trials per stratum (overrides the space's num_samples)")
-    preset: str | None = option(None, "config preset under the space's values (default: the "
-                                "space's)", choices=("paper", "tiny"))
+        None, "Optuna: trials per stratum (overrides the space's num_samples)"
+    )
+    preset: str | None = option(
+        None,
+        "config preset under the space's values (default: the space's)",
+        choices=("paper", "tiny"),
+    )
     overrides: list[str] = option(
-        [], "fix a config key for every trial, wherever the space varied it (repeatable)",
-        flag="--set", metavar="KEY=VALUE")
+        [],
+        "fix a config key for every trial, wherever the space varied it (repeatable)",
+        flag="--set",
+        metavar="KEY=VALUE",
+    )
     grid: list[str] = option(
-        [], "grid spaces: replace (or add) one grid dimension, e.g. --grid seed=0,1,2 "
-        "(repeatable)", metavar="KEY=V1,V2,...")
-    address: str | None = option(None, "join an existing Ray cluster (default: RAY_ADDRESS, "
-                                 "else start a local Ray)")
+        [],
+        "grid spaces: replace (or add) one grid dimension, e.g. --grid seed=0,1,2 (repeatable)",
+        metavar="KEY=V1,V2,...",
+    )
+    address: str | None = option(
+        None, "join an existing Ray cluster (default: RAY_ADDRESS, else start a local Ray)"
+    )
     cpus_per_trial: float | None = option(
-        None, "CPUs per trial, also its torch threads (default: the space's resources, "
-        "else 1)", inherit=True)
-    gpus_per_trial: float | None = option(None, f"GPU fraction per trial (default: "
-                                          f"{GPU_DEFAULT})", inherit=True)
+        None,
+        "CPUs per trial, also its torch threads (default: the space's resources, else 1)",
+        inherit=True,
+    )
+    gpus_per_trial: float | None = option(
+        None, f"GPU fraction per trial (default: {GPU_DEFAULT})", inherit=True
+    )
     max_concurrent: int | None = option(
-        None, "trials at once (default: as many as the resources allow)", inherit=True)
-    max_failures: int = option(0, "retries of any failing trial, its own errors included, "
-                               "before it counts as failed", inherit=True)
-    infra_retries: int = option(2, "retries of a trial whose worker process or node died, "
-                                "or that could not reach MLflow", inherit=True)
+        None, "trials at once (default: as many as the resources allow)", inherit=True
+    )
+    max_failures: int = option(
+        0,
+        "retries of any failing trial, its own errors included, before it counts as failed",
+        inherit=True,
+    )
+    infra_retries: int = option(
+        2,
+        "retries of a trial whose worker process or node died, or that could not reach MLflow",
+        inherit=True,
+    )
     asha: bool = option(False, "early-stop weak trials with ASHA (stage-3 epochs as time)")
     cache_dir: str | None = option(None, "stage cache (default: <storage>/cache)")
     no_cache: bool = option(False, "compute every stage in every trial")
-    log_model: bool = option(False, "when the study is complete, log the best trial's model "
-                             "to its parent run (docs/mlflow.md#the-best-model)")
-    tags: dict[str, str] = option({}, "tags for the study's parent run (a confirmation's "
-                                  "link to its search)", cli=False)
+    log_model: bool = option(
+        False,
+        "when the study is complete, log the best trial's model "
+        "to its parent run (docs/mlflow.md#the-best-model)",
+    )
+    tags: dict[str, str] = option(
+        {}, "tags for the study's parent run (a confirmation's link to its search)", cli=False
+    )
 
     @classmethod
     def of(cls, options: StudyOptions | None = None, **changes: Any) -> StudyOptions:
@@ -84,9 +130,14 @@ class StudyOptions:
         for key in changes:
             if key not in names:
                 near = difflib.get_close_matches(key, names, n=1)
-                raise StudyError(f"unknown study option {key!r}"
-                                 + (f": did you mean {near[0]!r}?" if near else
-                                    f"; expected one of {', '.join(names)}"))
+                raise StudyError(
+                    f"unknown study option {key!r}"
+                    + (
+                        f": did you mean {near[0]!r}?"
+                        if near
+                        else f"; expected one of {', '.join(names)}"
+                    )
+                )
         return dataclasses.replace(options or cls(), **changes)
 
 
@@ -94,8 +145,9 @@ def fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(StudyOptions))
 
 
-def add_flags(parser: argparse.ArgumentParser, names: list[str],
-              inherit: str | None = None) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser, names: list[str], inherit: str | None = None
+) -> None:
     """The flags of the options `names` (in that order). With `inherit` (say "the search"),
     an inheritable option's default is that study's: the flag is left None unless given."""
     by_name = {f.name: f for f in fields()}
@@ -168,15 +220,24 @@ def with_options(func: Callable) -> Callable:
     params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
     for f in fields():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                        default=default, annotation=f.type))
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type
+            )
+        )
     func.__signature__ = sig.replace(parameters=params)
     return func
 
 
 NAMES = [f.name for f in fields() if f.metadata["cli"]]  # `fsvae-study run`'s, in order
-RESOURCES = ["address", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
-             "max_failures", "infra_retries"]
+RESOURCES = [
+    "address",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_concurrent",
+    "max_failures",
+    "infra_retries",
+]
 INHERITED = tuple(f.name for f in fields() if f.metadata["inherit"])  # a confirmation's
 # A confirmation (`fsvae-study confirm`) reruns a search's winners on new seeds: by default
 # the CONFIRM_SEEDS after the largest seed the search used.

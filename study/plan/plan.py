@@ -4,6 +4,7 @@ every later stage, and kept as `<storage>/<name>/study.json` and on the study's 
 
 No MLflow or Ray import here: planning, and failing fast on a bad argument, stays quick.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,8 @@ from typing import Any
 
 import search_spaces
 from fsvae import data as data_mod
-from study.plan import storage as locations
 from study.errors import StudyError
+from study.plan import storage as locations
 from study.secrets import redact
 
 DEFAULT_STORAGE = "fsvae-studies"
@@ -23,8 +24,10 @@ FORMAT = 2  # study.json written by this version: trial keys, Optuna store, sess
 # What a resumed study must share with the study it continues; everything else (where its
 # files live, which machine drives it) may change.
 SAME_ON_RESUME = ("space", "preset", "base")
-DATA_RULE = ("the data is compared by its split lists and each file's size, not by its path "
-             "(a copy on another machine or mount point matches) or file times")
+DATA_RULE = (
+    "the data is compared by its split lists and each file's size, not by its path "
+    "(a copy on another machine or mount point matches) or file times"
+)
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Plan:
     def search_space(self) -> search_spaces.Space:
         return search_spaces.parse(self.space, self.space_path, self.space_text)
 
-    def replace(self, **changes: Any) -> "Plan":
+    def replace(self, **changes: Any) -> Plan:
         return dataclasses.replace(self, **changes)
 
     def recorded(self) -> dict:
@@ -83,22 +86,26 @@ class Plan:
         return json.dumps(self.recorded(), indent=1)
 
     @classmethod
-    def from_json(cls, text: str, where: str) -> "Plan":
+    def from_json(cls, text: str, where: str) -> Plan:
         """A plan read back; StudyError naming `where` if it is not one this version
         resumes. Keys a later version added are ignored; missing optional ones default."""
         try:
             raw = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise StudyError(f"{where} is not valid JSON ({e}); it records how the study was "
-                             f"started, so restore it from a backup, or start again under "
-                             f"another --name (the stage cache keeps what was already "
-                             f"computed)") from None
+            raise StudyError(
+                f"{where} is not valid JSON ({e}); it records how the study was "
+                f"started, so restore it from a backup, or start again under "
+                f"another --name (the stage cache keeps what was already "
+                f"computed)"
+            ) from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise StudyError(f"{where} was written by an earlier version of fsvae-study, "
-                             f"which recorded trials differently; its MLflow runs stay "
-                             f"readable by `fsvae-study table`, but it cannot be resumed: "
-                             f"start it again under another --name (the stage cache keeps "
-                             f"what was already computed)")
+            raise StudyError(
+                f"{where} was written by an earlier version of fsvae-study, "
+                f"which recorded trials differently; its MLflow runs stay "
+                f"readable by `fsvae-study table`, but it cannot be resumed: "
+                f"start it again under another --name (the stage cache keeps "
+                f"what was already computed)"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             return cls(**{k: v for k, v in raw.items() if k in known})
@@ -133,6 +140,7 @@ def forget(plan: Plan) -> None:
 
 # -- a study continued: the same study, maybe elsewhere -----------------------------------
 
+
 def differences(stored: Plan, new: Plan, accept_changed_data: bool = False) -> list[str]:
     """What `new` (a `run --resume`) changes that a resume may not, as phrases for the
     error; [] when it is the same study."""
@@ -142,11 +150,15 @@ def differences(stored: Plan, new: Plan, accept_changed_data: bool = False) -> l
         if key == "base":  # the data's path is compared below, by content
             a, b = ({k: v for k, v in x.items() if k != "data"} for x in (a, b))
         if a != b:
-            out.append(f"another {key} ({'--set overrides' if key == 'base' else key}: "
-                       f"started with {_short(a)}, now {_short(b)})")
+            out.append(
+                f"another {key} ({'--set overrides' if key == 'base' else key}: "
+                f"started with {_short(a)}, now {_short(b)})"
+            )
     if not accept_changed_data and not same_data(stored, new):
-        out.append(f"other data ({new.data} against {stored.data}: {DATA_RULE}; if the "
-                   f"change is intended, pass --accept-changed-data)")
+        out.append(
+            f"other data ({new.data} against {stored.data}: {DATA_RULE}; if the "
+            f"change is intended, pass --accept-changed-data)"
+        )
     return out
 
 
@@ -165,8 +177,11 @@ def with_data(plan: Plan, data: str) -> Plan:
     """The plan reading its data from `data` (checked, as planning checks it)."""
     root = Path(data).expanduser().resolve()
     data_mod.detect_layout(root)
-    return plan.replace(data=str(root), base={**plan.base, "data": str(root)},
-                        data_content=data_mod.content_fingerprint(root))
+    return plan.replace(
+        data=str(root),
+        base={**plan.base, "data": str(root)},
+        data_content=data_mod.content_fingerprint(root),
+    )
 
 
 def default_optuna_storage(location: str) -> str:
@@ -180,8 +195,9 @@ def default_optuna_storage(location: str) -> str:
     return f"sqlite:///{home / 'fsvae-study' / 'optuna.db'}"
 
 
-def relocate(plan: Plan, location: str, tracking_uri: str,
-             optuna_storage: str | None = None) -> Plan:
+def relocate(
+    plan: Plan, location: str, tracking_uri: str, optuna_storage: str | None = None
+) -> Plan:
     """The plan of a study continued from another folder or machine: its folder, default
     cache and default Optuna store move to `location`, the tracking URI is the one it was
     found at, and a given Optuna store replaces the recorded one."""
@@ -190,8 +206,11 @@ def relocate(plan: Plan, location: str, tracking_uri: str,
     old = plan.storage
     plan = plan.replace(storage=location, tracking_uri=tracking_uri)
     if old != location:
-        if plan.cache_dir and not locations.is_uri(location) \
-                and plan.cache_dir == str(Path(old) / "cache"):
+        if (
+            plan.cache_dir
+            and not locations.is_uri(location)
+            and plan.cache_dir == str(Path(old) / "cache")
+        ):
             plan.cache_dir = str(Path(location) / "cache")
         if plan.optuna_storage == default_optuna_storage(old):
             plan.optuna_storage = default_optuna_storage(location)

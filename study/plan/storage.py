@@ -6,6 +6,7 @@ A location is a string: an absolute local path, or a URI that pyarrow understand
 `s3://bucket/studies?endpoint_override=http://127.0.0.1:9000&scheme=http`). Sub-paths are
 joined before the query, so the options stay with every path below the URI.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,9 @@ def filesystem(location: str):
     try:
         return pafs.FileSystem.from_uri(location)
     except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        raise ValueError(f"{redact(location)}: not a storage URI pyarrow can open "
-                         f"({redact_text(str(e))})") from None
+        raise ValueError(
+            f"{redact(location)}: not a storage URI pyarrow can open ({redact_text(str(e))})"
+        ) from None
 
 
 def read_text(location: str) -> str | None:
@@ -99,22 +101,45 @@ def database_url(url: str) -> str:
     try:
         make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as e:
-        raise StudyError(f"--optuna-storage {redact(url)!r}: not a database URL this machine "
-                         f"can open ({type(e).__name__}: {redact_text(str(e))}); expected "
-                         f"e.g. sqlite:////abs/optuna.db or postgresql://user@host/db") from None
+        raise StudyError(
+            f"--optuna-storage {redact(url)!r}: not a database URL this machine "
+            f"can open ({type(e).__name__}: {redact_text(str(e))}); expected "
+            f"e.g. sqlite:////abs/optuna.db or postgresql://user@host/db"
+        ) from None
     return url
 
 
 # -- the record's stores on a cluster ------------------------------------------------------
 
-NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "lustre", "gpfs", "ceph",
-              "glusterfs", "beegfs", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.ceph",
-              "fuse.glusterfs", "fuse.juicefs", "fuse.rclone", "fuse.mountpoint-s3"}
-SERVER_SETUP = ("on a cluster every node writes the record: run an MLflow server backed by "
-                "PostgreSQL (`mlflow server --backend-store-uri postgresql://...`) and pass "
-                "--tracking-uri http://HEAD:5000, and put Optuna's store on PostgreSQL too "
-                "(--optuna-storage postgresql://...); see "
-                "docs/cluster.md#3-the-record-postgresql-for-both-mlflow-and-optuna")
+NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "9p",
+    "afs",
+    "lustre",
+    "gpfs",
+    "ceph",
+    "glusterfs",
+    "beegfs",
+    "fuse.sshfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.ceph",
+    "fuse.glusterfs",
+    "fuse.juicefs",
+    "fuse.rclone",
+    "fuse.mountpoint-s3",
+}
+SERVER_SETUP = (
+    "on a cluster every node writes the record: run an MLflow server backed by "
+    "PostgreSQL (`mlflow server --backend-store-uri postgresql://...`) and pass "
+    "--tracking-uri http://HEAD:5000, and put Optuna's store on PostgreSQL too "
+    "(--optuna-storage postgresql://...); see "
+    "docs/cluster.md#3-the-record-postgresql-for-both-mlflow-and-optuna"
+)
 
 
 def filesystem_type(path: str | Path) -> str:
@@ -128,8 +153,9 @@ def filesystem_type(path: str | Path) -> str:
             for line in f:
                 left, _, right = line.partition(" - ")
                 point = left.split()[4].replace("\\040", " ")
-                if (target == point or target.startswith(point.rstrip("/") + "/")) \
-                        and len(point) >= len(best):
+                if (target == point or target.startswith(point.rstrip("/") + "/")) and len(
+                    point
+                ) >= len(best):
                     best, kind = point, right.split()[0]
     except (OSError, IndexError):
         return ""
@@ -148,9 +174,11 @@ def check_record_for_cluster(tracking_uri: str, optuna_storage: str | None) -> N
     network filesystem; StudyError naming the file and the server setup otherwise."""
     for what, url in (("MLflow", tracking_uri), ("Optuna", optuna_storage)):
         if url and url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///"):])
+            path = Path(url[len("sqlite:///") :])
             kind = network_filesystem(path.parent if not path.exists() else path)
             if kind:
-                raise StudyError(f"the {what} store {path} is SQLite on a network filesystem "
-                                 f"({kind}), where SQLite's locking fails and several "
-                                 f"writers can corrupt it; {SERVER_SETUP}")
+                raise StudyError(
+                    f"the {what} store {path} is SQLite on a network filesystem "
+                    f"({kind}), where SQLite's locking fails and several "
+                    f"writers can corrupt it; {SERVER_SETUP}"
+                )

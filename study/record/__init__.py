@@ -1,6 +1,7 @@
 """study.record: the study's MLflow record: the names it writes (schema), the one reader
 and its rules (which run counts for a trial, the best trial), what a trial's run writes,
 and the stores made whole before use."""
+
 from study._lazy import face
 
 _NAMES = {

@@ -1,6 +1,7 @@
 """What a study cost so far, from its trial runs' cost metrics (fsvae/cost.py, recorded as
 cost_<key> by study/record/write.py): the sums its parent run keeps as cost_total_* at each
 session's end, that `table` and `status` show (docs/studies.md#what-a-study-costs)."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,10 @@ def costs(entries: Iterable) -> list[Metric]:
     """The parent run's cost_total_* metrics over the study's counted trial runs
     (study.record.read.Entry: one per trial key, a failed one included: it cost too)."""
     now = int(time.time() * 1000)
-    return [Metric(f"{COST_TOTAL}{k}", float(v), now, 0)
-            for k, v in totals(e.metrics for e in entries).items()]
+    return [
+        Metric(f"{COST_TOTAL}{k}", float(v), now, 0)
+        for k, v in totals(e.metrics for e in entries).items()
+    ]
 
 
 def describe(t: Mapping[str, float]) -> str:
@@ -39,8 +42,10 @@ def describe(t: Mapping[str, float]) -> str:
     if not t.get("trials"):
         return "no trial recorded its cost"
     gpu = f", {t['gpu_h']:.2f} GPU-hours" if t.get("gpu_h") else ""
-    return (f"{int(t['trials'])} trial{'s' * (t['trials'] != 1)}: {t['cpu_h']:.2f} "
-            f"CPU-hours{gpu} ({t['wall_h']:.2f} h of trial wall time)")
+    return (
+        f"{int(t['trials'])} trial{'s' * (t['trials'] != 1)}: {t['cpu_h']:.2f} "
+        f"CPU-hours{gpu} ({t['wall_h']:.2f} h of trial wall time)"
+    )
 
 
 def _number(value) -> bool:

@@ -3,13 +3,14 @@ epochs, latest loss and validation value) held as they come and sent in one writ
 FSVAE_LIVE_S seconds (default 10) from a thread, so that the MLflow UI and `fsvae-study
 status` see a trial while it trains (docs/mlflow.md#a-running-trial). A trial shorter than
 that sends them with its last write, as before: no write more than a trial's own."""
+
 from __future__ import annotations
 
 import json
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from mlflow.entities import Metric, RunTag
 
@@ -30,8 +31,10 @@ def live_seconds() -> float:
     except ValueError:
         value = 0.0
     if value <= 0:
-        raise StudyError(f"FSVAE_LIVE_S={raw!r}: expected seconds above 0 (how often a running "
-                         f"trial's curves reach MLflow; default {DEFAULT_LIVE_S:.0f})")
+        raise StudyError(
+            f"FSVAE_LIVE_S={raw!r}: expected seconds above 0 (how often a running "
+            f"trial's curves reach MLflow; default {DEFAULT_LIVE_S:.0f})"
+        )
     return value
 
 
@@ -45,8 +48,10 @@ def system_seconds() -> float:
     except ValueError:
         value = -1.0
     if value < 0:
-        raise StudyError(f"FSVAE_SYSTEM_METRICS_S={raw!r}: expected seconds, 0 or more (0: no "
-                         f"system metrics; default {DEFAULT_SYSTEM_S:.0f})")
+        raise StudyError(
+            f"FSVAE_SYSTEM_METRICS_S={raw!r}: expected seconds, 0 or more (0: no "
+            f"system metrics; default {DEFAULT_SYSTEM_S:.0f})"
+        )
     return value
 
 
@@ -54,8 +59,12 @@ class Live:
     """What a trial has not sent yet, and the thread that sends it. `send(metrics, tags)`
     writes them (TrialRecorder._send); `epochs` is each stage's number of epochs."""
 
-    def __init__(self, send: Callable[[list, list], None], epochs: dict[str, int],
-                 on_long: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        send: Callable[[list, list], None],
+        epochs: dict[str, int],
+        on_long: Callable[[], None] | None = None,
+    ):
         self.send, self.epochs = send, epochs
         self.on_long = on_long  # called once, when the trial has run one interval
         self.interval = live_seconds()
@@ -88,9 +97,13 @@ class Live:
         stage = event["stage"]
         loss = next((event[k] for k in ("train_loss", "loss") if k in event), None)
         with self._lock:
-            self.state = {"stage": stage, "epoch": event["epoch"] + 1,
-                          "epochs": self.epochs.get(stage), "loss": loss,
-                          "val": event.get("val_acc_h")}
+            self.state = {
+                "stage": stage,
+                "epoch": event["epoch"] + 1,
+                "epochs": self.epochs.get(stage),
+                "loss": loss,
+                "val": event.get("val_acc_h"),
+            }
             self._dirty = True
 
     def take(self) -> tuple[list[Metric], list[RunTag]]:

@@ -1,6 +1,7 @@
 """What a run records about the code and the data that made it: the checkout's commit, the
 libraries' versions in the process that computed it, the dataset as an MLflow input
 (docs/mlflow.md)."""
+
 from __future__ import annotations
 
 import functools
@@ -20,16 +21,23 @@ def git_state() -> dict[str, str]:
 
     root = str(Path(fsvae.__file__).resolve().parent.parent)
     try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10)
-        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "."],
-                                capture_output=True, text=True, timeout=30)
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if commit.returncode != 0 or status.returncode != 0:
         return {}
-    return {"mlflow.source.git.commit": commit.stdout.strip(),
-            GIT_DIRTY: "true" if status.stdout.strip() else "false"}
+    return {
+        "mlflow.source.git.commit": commit.stdout.strip(),
+        GIT_DIRTY: "true" if status.stdout.strip() else "false",
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,8 +60,7 @@ def library_tags() -> dict[str, str]:
     tags[VERSION + "torch"] = build.get("__version__", tags[VERSION + "torch"])
     tags[VERSION + "cuda"] = build.get("cuda") or "none"
     vision = _module_constants("torchvision", "version.py")
-    tags[VERSION + "torchvision"] = vision.get("__version__",
-                                                   tags[VERSION + "torchvision"])
+    tags[VERSION + "torchvision"] = vision.get("__version__", tags[VERSION + "torchvision"])
     return tags
 
 
@@ -71,11 +78,19 @@ def _module_constants(package: str, filename: str) -> dict[str, str]:
         return {}
     found = {}
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else \
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else node.targets[0]
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+            else None
+        )
         value = getattr(node, "value", None)
-        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) \
-                and isinstance(value.value, str):
+        if (
+            isinstance(target, ast.Name)
+            and isinstance(value, ast.Constant)
+            and isinstance(value.value, str)
+        ):
             found[target.id] = value.value
     return found
 
@@ -84,8 +99,9 @@ def dataset_input(data: str, fingerprint: str, context: str) -> DatasetInput:
     """The dataset as an MLflow input: its folder as the source, the data fingerprint (of
     its file lists and files' sizes and times, fsvae.data.fingerprint) as the digest."""
     source = json.dumps({"uri": data})
-    dataset = Dataset(name=Path(data).name or data, digest=fingerprint[:36],
-                      source_type="local", source=source)
+    dataset = Dataset(
+        name=Path(data).name or data, digest=fingerprint[:36], source_type="local", source=source
+    )
     return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", context)])
 
 
@@ -95,8 +111,12 @@ def git_version() -> str:
 
     root = Path(fsvae.__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return f"{fsvae.__version__}+{out.stdout.strip()}"
     except (OSError, subprocess.TimeoutExpired):

@@ -27,6 +27,7 @@ figures, analyses, confirmations and model logging all use (docs/failures.md, do
 Reads use MlflowClient (the study's entries) or a pandas frame of runs (the tables); the
 rules are these functions either way. No Ray, Optuna or MLflow import at module level.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ from study.record.schema import ERROR, FAILURE, INTERRUPTED, PARENT, POINT, STOP
 def short_key(key: str) -> str:
     """The name a trial goes by wherever a user meets it (console, MLflow run name, tables,
     analyses): its key, a grid's hash cut to 8 characters ("grid:1a2b3c4d")."""
-    return key[:len("grid:") + 8] if key.startswith("grid:") else key
+    return key[: len("grid:") + 8] if key.startswith("grid:") else key
 
 
 def precedence(status: str, start_time) -> tuple:
@@ -111,10 +112,19 @@ def choose_parent(parents: list[tuple[str, object, int]], asked: str | None = No
 def frame(entries: dict[str, Entry]) -> pd.DataFrame:
     """Entries as the frame the rules below take: run_id, trial_key, status, start_time and
     one column per metric."""
-    rows = [{"run_id": e.run_id, "trial_key": e.key, "status": e.status,
-             "start_time": e.start_time, **e.metrics} for e in entries.values()]
-    return pd.DataFrame(rows, columns=None if rows else ["run_id", "trial_key", "status",
-                                                          "start_time"])
+    rows = [
+        {
+            "run_id": e.run_id,
+            "trial_key": e.key,
+            "status": e.status,
+            "start_time": e.start_time,
+            **e.metrics,
+        }
+        for e in entries.values()
+    ]
+    return pd.DataFrame(
+        rows, columns=None if rows else ["run_id", "trial_key", "status", "start_time"]
+    )
 
 
 PAGE = 50000  # the most runs MLflow's stores return in one page
@@ -126,8 +136,9 @@ def search(client, experiment_id: str, filter_string: str = "") -> list:
     URI)."""
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string,
-                                  max_results=PAGE, page_token=token)
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=PAGE, page_token=token
+        )
         runs += list(page)
         token = page.token
         if not token:
@@ -171,10 +182,16 @@ def counted(runs: list) -> dict[str, Entry]:
         if key is None:
             continue
         seen = out[key].runs if key in out else []
-        out[key] = Entry(key=key, run_id=run.info.run_id, status=run.info.status,
-                         start_time=run.info.start_time or 0, metrics=dict(run.data.metrics),
-                         params=dict(run.data.params), tags=dict(run.data.tags),
-                         runs=seen + [run.info.run_id])
+        out[key] = Entry(
+            key=key,
+            run_id=run.info.run_id,
+            status=run.info.status,
+            start_time=run.info.start_time or 0,
+            metrics=dict(run.data.metrics),
+            params=dict(run.data.params),
+            tags=dict(run.data.tags),
+            runs=seen + [run.info.run_id],
+        )
     return dict(sorted(out.items(), key=lambda kv: kv[1].start_time))
 
 
@@ -263,8 +280,7 @@ def best_of(candidates: list[tuple], mode: str) -> tuple | None:
     max or min), ties by tie_break: the rule of `order` for a few values at hand (the
     console's best so far)."""
     sign = -1.0 if mode == "max" else 1.0
-    return min(candidates, key=lambda c: (sign * c[0], *tie_break(c[1], c[2])),
-               default=None)
+    return min(candidates, key=lambda c: (sign * c[0], *tie_break(c[1], c[2])), default=None)
 
 
 def order(trials: pd.DataFrame, objectives: list[Goal]) -> pd.DataFrame:
@@ -282,8 +298,9 @@ def order(trials: pd.DataFrame, objectives: list[Goal]) -> pd.DataFrame:
         numbers = pd.Series(float("nan"), index=ok.index)
     ties = ok.assign(_number=numbers.fillna(float("inf")))
     ties = ties.sort_values(["_number", "start_time"], kind="stable")
-    ranked = ties.sort_values([o for o, _ in objectives], kind="stable",
-                              ascending=[m == "min" for _, m in objectives])
+    ranked = ties.sort_values(
+        [o for o, _ in objectives], kind="stable", ascending=[m == "min" for _, m in objectives]
+    )
     return ranked.drop(columns="_number")
 
 

@@ -10,8 +10,8 @@ study ("n_f=5#3", "#3" without strata). Keys are unique within one parent run on
 every look-up by key goes through the parent. A key with a FINISHED run is done; an
 unfinished run of a key is replaced by its re-run.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 # The parent run's (the study's) tags
 ROLE = "fsvae.role"  # "study" (the parent run) or "trial"
@@ -38,7 +38,8 @@ TRIAL_ID = "fsvae.trial_id"  # Ray Tune's id of the attempt that wrote the run
 STRATUM = "fsvae.stratum"
 ERROR = "fsvae.error"  # a failed trial's reason
 FAILURE = "fsvae.failure"  # who failed: "trial" (its own code) or "infrastructure"
-FIGURES = "fsvae.figures"  # a FINISHED trial run whose PNG figures are still to come (study/figures/late.py)
+# a FINISHED trial run whose PNG figures are still to come (study/figures/late.py)
+FIGURES = "fsvae.figures"
 STOPPED = "fsvae.stopped"  # a trial an early-stopping scheduler ended
 INTERRUPTED = "fsvae.interrupted"  # a run its study stopped before it finished; it runs again
 REPLACES = "fsvae.replaces"  # the earlier runs of the same key that this run replaced

@@ -16,6 +16,7 @@ trials of another study's Optuna studies). The error names that study. Servers a
 databases (http://, postgresql://, ...) are left to their owners: MLflow and Optuna refuse
 an old schema there and say how to upgrade it.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from filelock import FileLock, Timeout
 
@@ -38,7 +39,7 @@ def sqlite_path(url: str) -> Path | None:
     """The file of a `sqlite:///path` URL (MLflow and SQLAlchemy spell it alike)."""
     if not url.startswith("sqlite:///"):
         return None
-    return Path(url[len("sqlite:///"):])
+    return Path(url[len("sqlite:///") :])
 
 
 def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
@@ -47,6 +48,7 @@ def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
     public surface is used: a client's first call creates a new store's tables, and `mlflow
     db upgrade` (https://mlflow.org/docs/latest/cli.html#mlflow-db-upgrade) upgrades an old
     one; the schema revisions are alembic's, read with alembic's own API."""
+
     def init(url: str) -> None:
         from mlflow.tracking import MlflowClient
 
@@ -72,22 +74,34 @@ def ensure_mlflow_store(tracking_uri: str, study: str | None = None) -> None:
 
         heads = ScriptDirectory(str(Path(migrations.__file__).parent)).get_heads()
         if len(heads) != 1:
-            raise StudyError(f"this MLflow's schema migrations end at {len(heads)} revisions "
-                             f"({heads}), not one: reinstall MLflow")
+            raise StudyError(
+                f"this MLflow's schema migrations end at {len(heads)} revisions "
+                f"({heads}), not one: reinstall MLflow"
+            )
         return heads[0]
 
     def upgrade(url: str) -> None:
         import subprocess
         import sys
 
-        done = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", url],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "mlflow", "db", "upgrade", url], capture_output=True, text=True
+        )
         if done.returncode != 0:
-            raise StudyError(f"`mlflow db upgrade` failed on the MLflow store {url}: "
-                             f"{done.stderr.strip()[-1000:]}")
+            raise StudyError(
+                f"`mlflow db upgrade` failed on the MLflow store {url}: "
+                f"{done.stderr.strip()[-1000:]}"
+            )
 
-    _ensure(tracking_uri, "MLflow", init, current, head, upgrade,
-            lambda path: _mlflow_writers(path, study))
+    _ensure(
+        tracking_uri,
+        "MLflow",
+        init,
+        current,
+        head,
+        upgrade,
+        lambda path: _mlflow_writers(path, study),
+    )
 
 
 def ensure_optuna_store(url: str, study: str | None = None) -> None:
@@ -95,8 +109,9 @@ def ensure_optuna_store(url: str, study: str | None = None) -> None:
     import optuna
 
     def open_(u: str, create: bool):
-        return optuna.storages.RDBStorage(u, skip_compatibility_check=True,
-                                          skip_table_creation=not create)
+        return optuna.storages.RDBStorage(
+            u, skip_compatibility_check=True, skip_table_creation=not create
+        )
 
     def init(u: str) -> None:
         open_(u, True).engine.dispose()
@@ -124,8 +139,7 @@ def ensure_optuna_store(url: str, study: str | None = None) -> None:
         finally:
             storage.engine.dispose()
 
-    _ensure(url, "Optuna", init, current, head, upgrade,
-            lambda path: _optuna_writers(path, study))
+    _ensure(url, "Optuna", init, current, head, upgrade, lambda path: _optuna_writers(path, study))
 
 
 def _mlflow_writers(path: Path, study: str | None) -> list[str]:
@@ -133,19 +147,25 @@ def _mlflow_writers(path: Path, study: str | None) -> list[str]:
     SQL that every MLflow schema since 1.0 answers (runs, tags, experiments)."""
     from study.record.schema import DRIVER, HEARTBEAT, ROLE
 
-    rows = _query(path, f"""
+    rows = _query(
+        path,
+        f"""
         SELECT r.run_uuid, e.name, r.status,
                (SELECT value FROM tags WHERE run_uuid = r.run_uuid AND key = '{DRIVER}'),
                (SELECT value FROM tags WHERE run_uuid = r.run_uuid AND key = '{HEARTBEAT}')
         FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id
         JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = '{ROLE}' AND t.value = 'study'
-        WHERE r.status = 'RUNNING' AND r.lifecycle_stage = 'active'""")
+        WHERE r.status = 'RUNNING' AND r.lifecycle_stage = 'active'""",
+    )
     out = []
     for run_id, name, status, driver, beat in rows:
         tags = {k: v for k, v in ((DRIVER, driver), (HEARTBEAT, beat)) if v is not None}
         if name != study and (driver is None or _maybe_alive(status, tags)):
-            who = _describe_driver(tags) if driver else "a driver of an earlier " \
-                "fsvae-study, which does not say whether it is alive"
+            who = (
+                _describe_driver(tags)
+                if driver
+                else "a driver of an earlier fsvae-study, which does not say whether it is alive"
+            )
             out.append(f"study {name!r} (parent run {run_id}, {who})")
     return out
 
@@ -193,11 +213,17 @@ def _describe_driver(tags: dict) -> str:
 
 
 def _optuna_writers(path: Path, study: str | None) -> list[str]:
-    rows = _query(path, """
+    rows = _query(
+        path,
+        """
         SELECT s.study_name, COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id
-        WHERE t.state = 'RUNNING' GROUP BY s.study_name""")
-    return [f"Optuna study {name!r} ({n} RUNNING trials)" for name, n in rows
-            if study is None or not (name == study or name.startswith(study + "/"))]
+        WHERE t.state = 'RUNNING' GROUP BY s.study_name""",
+    )
+    return [
+        f"Optuna study {name!r} ({n} RUNNING trials)"
+        for name, n in rows
+        if study is None or not (name == study or name.startswith(study + "/"))
+    ]
 
 
 def _query(path: Path, sql: str) -> list[tuple]:
@@ -212,10 +238,15 @@ def _query(path: Path, sql: str) -> list[tuple]:
         con.close()
 
 
-def _ensure(url: str, what: str, init: Callable[[str], None],
-            current: Callable[[str], str | None], head: Callable[[], str],
-            upgrade: Callable[[str], None],
-            writers: Callable[[Path], list[str]] = lambda path: []) -> None:
+def _ensure(
+    url: str,
+    what: str,
+    init: Callable[[str], None],
+    current: Callable[[str], str | None],
+    head: Callable[[], str],
+    upgrade: Callable[[str], None],
+    writers: Callable[[Path], list[str]] = lambda path: [],
+) -> None:
     if url.startswith("postgresql"):
         _ensure_postgres(url, what, init, current)
     path = sqlite_path(url)
@@ -226,9 +257,11 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
     try:
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     except Timeout:
-        raise StudyError(f"{what} store {path}: another process has held its lock "
-                         f"({lock.lock_file}) for {LOCK_TIMEOUT_S} s while creating or "
-                         f"upgrading it; if none is running, delete the lock file") from None
+        raise StudyError(
+            f"{what} store {path}: another process has held its lock "
+            f"({lock.lock_file}) for {LOCK_TIMEOUT_S} s while creating or "
+            f"upgrading it; if none is running, delete the lock file"
+        ) from None
     try:
         if not path.exists():
             tmp = _sibling(path, "new")
@@ -250,7 +283,8 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
                     f"to {want} for this {what}, but {busy[0]} is writing to it now"
                     + (f" (and {len(busy) - 1} more)" if len(busy) > 1 else "")
                     + ": an upgrade would move the store from under it. Run this study "
-                    "once that one has ended (or stop it), or with its own --storage")
+                    "once that one has ended (or stop it), or with its own --storage"
+                )
             tmp = _sibling(path, "upgrade")
             try:
                 shutil.copy2(path, tmp)
@@ -262,8 +296,9 @@ def _ensure(url: str, what: str, init: Callable[[str], None],
         lock.release()
 
 
-def _ensure_postgres(url: str, what: str, init: Callable[[str], None],
-                     current: Callable[[str], str | None]) -> None:
+def _ensure_postgres(
+    url: str, what: str, init: Callable[[str], None], current: Callable[[str], str | None]
+) -> None:
     """A PostgreSQL database gets its schema once: two drivers starting on a fresh database
     at once (two machines) would both create it and collide ("duplicate key value violates
     unique constraint"). Creation runs under a PostgreSQL advisory lock, which every client
@@ -272,8 +307,9 @@ def _ensure_postgres(url: str, what: str, init: Callable[[str], None],
 
     import sqlalchemy
 
-    key = int.from_bytes(hashlib.sha256(f"fsvae-study {what} schema".encode()).digest()[:8],
-                         "big", signed=True)
+    key = int.from_bytes(
+        hashlib.sha256(f"fsvae-study {what} schema".encode()).digest()[:8], "big", signed=True
+    )
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as connection:
@@ -282,14 +318,18 @@ def _ensure_postgres(url: str, what: str, init: Callable[[str], None],
                 if current(url) is None:
                     init(url)
             finally:
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"),
-                                   {"k": key})
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
     finally:
         engine.dispose()
 
 
-def _wait_until_whole(path: Path, what: str, current: Callable[[str], str | None],
-                      want: str, writers: Callable[[Path], list[str]]) -> str:
+def _wait_until_whole(
+    path: Path,
+    what: str,
+    current: Callable[[str], str | None],
+    want: str,
+    writers: Callable[[Path], list[str]],
+) -> str:
     """The revision of a store that is whole: at this library's head, or at an older one
     and no longer changing. A process that does not take our lock (an `mlflow ui` or a
     client opened on a new path) may be creating it now, migration by migration (Python's
@@ -312,9 +352,11 @@ def _wait_until_whole(path: Path, what: str, current: Callable[[str], str | None
         elif found is not None and time.monotonic() - since >= QUIET_S:
             return found  # an old store, whole and at rest
         if time.monotonic() > deadline:
-            raise StudyError(f"{what} store {path} has no complete schema after 60 s (left "
-                             f"half-made by a crashed process, or still being written by "
-                             f"another?); move it aside and run again")
+            raise StudyError(
+                f"{what} store {path} has no complete schema after 60 s (left "
+                f"half-made by a crashed process, or still being written by "
+                f"another?); move it aside and run again"
+            )
         time.sleep(0.5)
 
 

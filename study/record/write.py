@@ -41,6 +41,7 @@ run: the new run is tagged fsvae.replaces=<old ids> and the old one is deleted (
 soft delete), so the UI shows one run per trial and no stale RUNNING run. A FINISHED run is
 never deleted, overwritten or demoted: its key is done.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,14 +53,27 @@ from pathlib import Path
 from mlflow.entities import DatasetInput, Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.hooks import faults
 from study.errors import StudyError
+from study.hooks import faults
 from study.record.live import Live, system_seconds
 from study.record.provenance import library_tags
+from study.record.schema import (
+    ATTEMPT,
+    CURVE_KEYS,
+    ERROR,
+    FAILURE,
+    FIGURES,
+    INTERRUPTED,
+    MINORITY_CLASSES,
+    NODE,
+    PARENT,
+    PREVIOUS_ERROR,
+    PROGRESS,
+    REPLACES,
+    ROLE,
+    TRIAL_KEY,
+)
 from study.secrets import redact_text
-from study.record.schema import (ATTEMPT, CURVE_KEYS, ERROR, FAILURE, FIGURES, INTERRUPTED,
-                                 MINORITY_CLASSES, NODE, PARENT, PREVIOUS_ERROR, PROGRESS,
-                                 REPLACES, ROLE, TRIAL_KEY)
 
 
 class RecordConflict(StudyError):
@@ -83,11 +97,20 @@ class TrialRecorder:
     from the record and a retried attempt left behind: what it looks at instead of
     searching the experiment (MLflow has no index on tag values)."""
 
-    def __init__(self, tracking_uri: str, exp_id: str, parent_id: str, key: str,
-                 run_name: str, tags: dict[str, str] | None = None,
-                 replaces: str | None = None, dataset: DatasetInput | None = None,
-                 known: list[str] | None = None, fence=None,
-                 epochs: dict[str, int] | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        exp_id: str,
+        parent_id: str,
+        key: str,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        replaces: str | None = None,
+        dataset: DatasetInput | None = None,
+        known: list[str] | None = None,
+        fence=None,
+        epochs: dict[str, int] | None = None,
+    ):
         self.client = MlflowClient(tracking_uri)
         # While the run is open: its curves and progress sent every live_seconds() from a
         # thread (study/record/live.py); `epochs`: each stage's epochs, for "epoch e of n".
@@ -112,7 +135,9 @@ class TrialRecorder:
             except Exception:  # removed since: nothing to replace
                 continue
             if run.info.lifecycle_stage == "active" and run.data.tags.get(TRIAL_KEY) in (
-                    self.key, self.replaces):
+                self.key,
+                self.replaces,
+            ):
                 found.append(run)
         return sorted(found, key=lambda r: r.info.start_time or 0)
 
@@ -120,8 +145,11 @@ class TrialRecorder:
         """This key's FINISHED run with these very params, if one exists."""
         want = {p.key: p.value for p in params_of(active_config)}
         for run in self.earlier():
-            if run.data.tags.get(TRIAL_KEY) == self.key and run.info.status == "FINISHED" \
-                    and run.data.params == want:
+            if (
+                run.data.tags.get(TRIAL_KEY) == self.key
+                and run.info.status == "FINISHED"
+                and run.data.params == want
+            ):
                 self.run_id = run.info.run_id
                 return run
         return None
@@ -132,22 +160,34 @@ class TrialRecorder:
         never touched: a key that has one is done, so starting it again is a conflict,
         never an overwrite."""
         earlier = self.earlier()
-        done = [r.info.run_id for r in earlier if r.info.status == "FINISHED"
-                and r.data.tags.get(TRIAL_KEY) == self.key]
+        done = [
+            r.info.run_id
+            for r in earlier
+            if r.info.status == "FINISHED" and r.data.tags.get(TRIAL_KEY) == self.key
+        ]
         if done:
-            raise RecordConflict(f"trial {self.key} already has a FINISHED run ({done[0]}) "
-                                 f"with other params; it is not replaced")
-        tags = {PARENT: self.parent_id, ROLE: "trial", TRIAL_KEY: self.key,
-                ATTEMPT: str(len(earlier) + 1), NODE: socket.gethostname(),
-                PROGRESS: self.live.state_json(), **self.tags}
+            raise RecordConflict(
+                f"trial {self.key} already has a FINISHED run ({done[0]}) "
+                f"with other params; it is not replaced"
+            )
+        tags = {
+            PARENT: self.parent_id,
+            ROLE: "trial",
+            TRIAL_KEY: self.key,
+            ATTEMPT: str(len(earlier) + 1),
+            NODE: socket.gethostname(),
+            PROGRESS: self.live.state_json(),
+            **self.tags,
+        }
         if earlier:
             tags[REPLACES] = ",".join(r.info.run_id for r in earlier)
             last_error = [r.data.tags[ERROR] for r in earlier if ERROR in r.data.tags]
             if last_error:
                 tags[PREVIOUS_ERROR] = last_error[-1][:4000]
         self.fence()
-        run = self.client.create_run(self.exp_id, tags={**tags, **library_tags()},
-                                     run_name=self.run_name)
+        run = self.client.create_run(
+            self.exp_id, tags={**tags, **library_tags()}, run_name=self.run_name
+        )
         self.run_id = run.info.run_id
         self.known.append(self.run_id)  # a later attempt in this process replaces it
         self.client.log_batch(self.run_id, params=params_of(active_config))
@@ -180,11 +220,12 @@ class TrialRecorder:
             # The split sizes this copy of the data gives (the paper's Table 1 has its own).
             for split, counts in event["splits"].items():
                 if isinstance(counts, dict) and "usable" in counts:
-                    metrics.append(Metric(f"data_usable_{split}", float(counts["usable"]),
-                                          now, 0))
+                    metrics.append(Metric(f"data_usable_{split}", float(counts["usable"]), now, 0))
         elif stage == "cache":
-            tags += [RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
-                     RunTag(f"cache.{event['name']}.key", event["key"])]
+            tags += [
+                RunTag(f"cache.{event['name']}", "hit" if event["hit"] else "miss"),
+                RunTag(f"cache.{event['name']}.key", event["key"]),
+            ]
             if event.get("repaired"):
                 tags.append(RunTag(f"cache.{event['name']}.repaired", event["repaired"]))
             self.live.stage(event["name"])
@@ -200,8 +241,9 @@ class TrialRecorder:
             return
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        self._system = SystemMetricsMonitor(self.run_id, sampling_interval=interval,
-                                            tracking_uri=self.client.tracking_uri)
+        self._system = SystemMetricsMonitor(
+            self.run_id, sampling_interval=interval, tracking_uri=self.client.tracking_uri
+        )
         self._system.start()
 
     def _stop_live(self) -> None:
@@ -216,7 +258,7 @@ class TrialRecorder:
 
     def _send(self, metrics: list[Metric], tags: list[RunTag]) -> None:
         """log_batch takes at most 1000 metrics and 100 tags (a trial has fewer than 10)."""
-        chunks = [metrics[s:s + 900] for s in range(0, len(metrics), 900)] or [[]]
+        chunks = [metrics[s : s + 900] for s in range(0, len(metrics), 900)] or [[]]
         for i, chunk in enumerate(chunks):
             first_tags = tags if i == 0 else []
             if chunk or first_tags:
@@ -231,10 +273,10 @@ class TrialRecorder:
         self._stop_live()
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in result["metrics"].items()]
-        metrics += [Metric(f"time_{k}_s", float(v), now, 0)
-                    for k, v in result["timings"].items()]
-        metrics += [Metric(f"cost_{k}", float(v), now, 0)
-                    for k, v in (result.get("cost") or {}).items()]
+        metrics += [Metric(f"time_{k}_s", float(v), now, 0) for k, v in result["timings"].items()]
+        metrics += [
+            Metric(f"cost_{k}", float(v), now, 0) for k, v in (result.get("cost") or {}).items()
+        ]
         tags = [RunTag(MINORITY_CLASSES, ",".join(result["minority_classes"]))]
         if figures_later:
             tags.append(RunTag(FIGURES, "pending"))
@@ -254,12 +296,16 @@ class TrialRecorder:
         except Exception:  # the run is failing anyway; its reason matters more
             pass
         reason = redact_text(f"{type(error).__name__}: {error}")
-        self.client.log_batch(self.run_id, tags=[RunTag(ERROR, reason[:4000]),
-                                                 RunTag(FAILURE, "trial")])
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(ERROR, reason[:4000]), RunTag(FAILURE, "trial")]
+        )
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "error.txt").write_text(redact_text("".join(
-                traceback.format_exception(type(error), error, error.__traceback__))))
+            (out_dir / "error.txt").write_text(
+                redact_text(
+                    "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                )
+            )
         self._artifacts(out_dir)
         self.fence()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
@@ -278,4 +324,3 @@ class TrialRecorder:
     def _artifacts(self, out_dir: Path | None) -> None:
         if out_dir is not None and out_dir.is_dir():
             self.client.log_artifacts(self.run_id, str(out_dir))
-

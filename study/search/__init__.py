@@ -1,6 +1,7 @@
 """study.search: a search stratum as an Optuna study kept in step with the record: the Ray
 Tune searcher that asks it, the sync that rebuilds it from MLflow, and the in-memory
 copy that writes through."""
+
 from study._lazy import face
 
 _NAMES = {

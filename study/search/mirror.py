@@ -17,6 +17,7 @@ searcher returns. A change the database refuses half-way leaves the copy ahead o
 copy is then made again from the stored study before its next use, so the two never
 number a trial differently.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -40,9 +41,11 @@ class Mirror:
         return self._memory
 
     def _copy(self) -> optuna.Study:
-        copy = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
-                                   sampler=self.stored.sampler,
-                                   directions=self.stored.directions)
+        copy = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(),
+            sampler=self.stored.sampler,
+            directions=self.stored.directions,
+        )
         for t in self.stored.get_trials(deepcopy=False):  # in number order: numbers match
             copy._storage.create_new_trial(copy._study_id, template_trial=t)
         return copy
@@ -62,8 +65,12 @@ class Mirror:
         to the stored study: (the trial, its id in the stored study)."""
         with self._writing():
             copy = self.memory
-            waiting = {t.number: t for t in copy._storage.get_all_trials(
-                copy._study_id, deepcopy=True, states=(TrialState.WAITING,))}
+            waiting = {
+                t.number: t
+                for t in copy._storage.get_all_trials(
+                    copy._study_id, deepcopy=True, states=(TrialState.WAITING,)
+                )
+            }
             trial = copy.ask()
             suggest(trial)
             asked = copy._storage.get_trial(trial._trial_id)
@@ -72,8 +79,7 @@ class Mirror:
                 stored_id = self.stored_id(asked.number)
                 self._take(stored_id, waiting[asked.number], asked)
             else:
-                stored_id = store.create_new_trial(self.stored._study_id,
-                                                   template_trial=asked)
+                stored_id = store.create_new_trial(self.stored._study_id, template_trial=asked)
                 if self.stored_id(asked.number) != stored_id:  # its cache knows the number
                     self._another_writer(asked.number)
         return asked, stored_id
@@ -100,7 +106,8 @@ class Mirror:
 
     def stored_id(self, number: int) -> int:
         return self.stored._storage.get_trial_id_from_study_id_trial_number(
-            self.stored._study_id, number)
+            self.stored._study_id, number
+        )
 
     def report(self, number: int, stored_id: int, value: float, step: int) -> None:
         """An intermediate value (an early-stopping scheduler's), kept by both."""
@@ -112,8 +119,9 @@ class Mirror:
             if kept is not None:  # Trial.report ignores a step it has (with a warning)
                 self.stored._storage.set_trial_intermediate_value(stored_id, step, kept)
 
-    def tell(self, number: int, stored_id: int, values=None, state=None,
-             user_attrs: dict | None = None) -> None:
+    def tell(
+        self, number: int, stored_id: int, values=None, state=None, user_attrs: dict | None = None
+    ) -> None:
         """A trial's end, told to the copy (so that its sampler sees it), then written to
         the stored study as the copy decided it: `user_attrs` first, then the attributes
         the sampler set, then state and values."""
@@ -133,14 +141,16 @@ class Mirror:
         raise StudyError(
             f"Optuna study {self.stored.study_name!r} no longer matches this driver's copy "
             f"at trial {number}: another process is writing it, and only the study's driver "
-            f"may (docs/failures.md)")
+            f"may (docs/failures.md)"
+        )
 
     @staticmethod
     def _memory_id(copy: optuna.Study, number: int) -> int:
         return copy._storage.get_trial_id_from_study_id_trial_number(copy._study_id, number)
 
-    def _attrs(self, stored_id: int, before: FrozenTrial, after: FrozenTrial,
-               user: bool = True) -> None:
+    def _attrs(
+        self, stored_id: int, before: FrozenTrial, after: FrozenTrial, user: bool = True
+    ) -> None:
         """The attributes `after` has that `before` (what the stored trial holds) lacks:
         those the sampler set."""
         store = self.stored._storage

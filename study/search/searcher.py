@@ -17,6 +17,7 @@ trials it holds as RUNNING: one whose MLflow run FINISHED is told its recorded v
 (adopted, not re-run); one that FAILED or was stopped is told so; one with no finished
 record is run again with the same number and parameters.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,10 @@ from ray.tune.search import Searcher
 
 import search_spaces
 from study.hooks import faults
-from study.search.mirror import Mirror
 from study.record.read import Entry, best_of
-from study.search.sync import PLACEHOLDER, RETRY_OF, RUN_ID, values_of
+from study.search.mirror import Mirror
 from study.search.report import FINAL
+from study.search.sync import PLACEHOLDER, RETRY_OF, RUN_ID, values_of
 
 
 def study_name(name: str, label: str) -> str:
@@ -44,8 +45,9 @@ def trial_key(label: str, number: int) -> str:
     return f"{label}#{number}"
 
 
-def open_study(storage_url: str, name: str, sampler_seed: int | None,
-               sampler: str = "tpe") -> optuna.Study:
+def open_study(
+    storage_url: str, name: str, sampler_seed: int | None, sampler: str = "tpe"
+) -> optuna.Study:
     """The stratum's study (made by optuna_sync.sync), with TPE (multi-objective too) or
     NSGA-II. A seeded sampler is reseeded with the number of trials already there, so that a
     resumed search does not replay its first draws."""
@@ -57,8 +59,11 @@ def open_study(storage_url: str, name: str, sampler_seed: int | None,
     seed = sampler_seed
     if seed is not None and n:
         seed = int(np.random.SeedSequence([seed, n]).generate_state(1)[0])
-    study.sampler = optuna.samplers.NSGAIISampler(seed=seed) if sampler == "nsga2" else \
-        optuna.samplers.TPESampler(seed=seed)
+    study.sampler = (
+        optuna.samplers.NSGAIISampler(seed=seed)
+        if sampler == "nsga2"
+        else optuna.samplers.TPESampler(seed=seed)
+    )
     return study
 
 
@@ -81,8 +86,14 @@ class Stratum:
         return len(self.rerun) + self.asks
 
 
-def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
-              objectives: list[str], num_samples: int, retry_failed: bool) -> Stratum:
+def reconcile(
+    study: optuna.Study,
+    label: str,
+    entries: dict[str, Entry],
+    objectives: list[str],
+    num_samples: int,
+    retry_failed: bool,
+) -> Stratum:
     """Brings the Optuna study in step with MLflow (see the module's docstring)."""
     out = Stratum()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -101,8 +112,9 @@ def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
             out.rerun.append((t.number, dict(t.params), t.user_attrs.get(RETRY_OF)))
     if retry_failed:
         for t in counted(study, (TrialState.FAIL,)):
-            study.enqueue_trial(dict(t.params), user_attrs={RETRY_OF: t.number},
-                                skip_if_exists=False)
+            study.enqueue_trial(
+                dict(t.params), user_attrs={RETRY_OF: t.number}, skip_if_exists=False
+            )
     final = counted(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     waiting = counted(study, (TrialState.WAITING,))
     out.done = len(final)
@@ -111,8 +123,9 @@ def reconcile(study: optuna.Study, label: str, entries: dict[str, Entry],
     complete = [t for t in final if t.state == TrialState.COMPLETE]
     if complete and len(objectives) == 1:
         mode = "max" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "min"
-        out.best = best_of([(t.value, trial_key(label, t.number), 0, dict(t.params))
-                            for t in complete], mode)
+        out.best = best_of(
+            [(t.value, trial_key(label, t.number), 0, dict(t.params)) for t in complete], mode
+        )
     return out
 
 
@@ -121,17 +134,29 @@ def counted(study: optuna.Study, states: tuple) -> list:
     placeholders of numbers MLflow has no run for (optuna_sync)."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
-    return [t for t in trials if t.state in states and t.number not in retried
-            and not t.user_attrs.get(PLACEHOLDER)]
+    return [
+        t
+        for t in trials
+        if t.state in states and t.number not in retried and not t.user_attrs.get(PLACEHOLDER)
+    ]
 
 
 class OptunaSearcher(Searcher):
     """Ray Tune searcher over one stratum's Optuna study: hands out the trials that run again
     first, then asks Optuna (enqueued retries, then new trials) until the budget is spent."""
 
-    def __init__(self, study: optuna.Study, label: str, params: dict[str, dict],
-                 objectives: list[str], modes: list[str], stratum: Stratum, ends, held,
-                 known: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        study: optuna.Study,
+        label: str,
+        params: dict[str, dict],
+        objectives: list[str],
+        modes: list[str],
+        stratum: Stratum,
+        ends,
+        held,
+        known: dict[str, list[str]] | None = None,
+    ):
         super().__init__(metric=objectives[0], mode=modes[0])
         self.study, self.label, self.params = study, label, params
         self.held = held  # the study's lease (study/identity/lease.py): checked before each write
@@ -163,8 +188,9 @@ class OptunaSearcher(Searcher):
         config = {"key": trial_key(self.label, number), "point": params}
         if retry_of is not None:
             config["replaces"] = trial_key(self.label, retry_of)
-        config["runs"] = [run for k in (config["key"], config.get("replaces"))
-                          for run in self.known.get(k, [])]
+        config["runs"] = [
+            run for k in (config["key"], config.get("replaces")) for run in self.known.get(k, [])
+        ]
         self.live[trial_id] = (number, db_id, config)
         return config
 
@@ -172,14 +198,20 @@ class OptunaSearcher(Searcher):
         """An early-stopping scheduler's intermediate value, kept for a PRUNED trial."""
         value = result.get(self.objectives[0])
         step = result.get("classifier_epoch")
-        if trial_id in self.live and FINAL not in result and step is not None \
-                and isinstance(value, (int, float)) and math.isfinite(value) \
-                and self.held.holds():
+        if (
+            trial_id in self.live
+            and FINAL not in result
+            and step is not None
+            and isinstance(value, (int, float))
+            and math.isfinite(value)
+            and self.held.holds()
+        ):
             number, db_id, _ = self.live[trial_id]
             self.mirror.report(number, db_id, float(value), int(step))
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         """MLflow first (Ends.record), then Optuna; an interrupted trial is not told."""
         if trial_id not in self.live:
             return
@@ -189,8 +221,12 @@ class OptunaSearcher(Searcher):
             return  # the study is another driver's now: Optuna is not told
         if outcome.state == "finished":
             values = outcome.values
-            self.mirror.tell(number, db_id, values if len(values) > 1 else values[0],
-                             user_attrs={RUN_ID: outcome.run_id} if outcome.run_id else None)
+            self.mirror.tell(
+                number,
+                db_id,
+                values if len(values) > 1 else values[0],
+                user_attrs={RUN_ID: outcome.run_id} if outcome.run_id else None,
+            )
         elif outcome.state == "failed":
             self.mirror.tell(number, db_id, state=TrialState.FAIL)
         elif outcome.state == "stopped":
@@ -207,4 +243,3 @@ class OptunaSearcher(Searcher):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"label": self.label, "params": self.params}
-

@@ -22,6 +22,7 @@ memory of it, and may be lost (a deleted file, a study resumed on another machin
   that got trials without them (a lost or stale store) is told so (Synced): its next
   trials start again from a first, random generation.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,9 +34,10 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import search_spaces
 from study.errors import StudyError
-from study.secrets import redact
 from study.record.read import Entry
-from study.record.schema import CURVE_KEYS, OPTUNA_PARENT, PLACEHOLDER, RETRY_OF as RETRY_OF_TAG
+from study.record.schema import CURVE_KEYS, OPTUNA_PARENT, PLACEHOLDER
+from study.record.schema import RETRY_OF as RETRY_OF_TAG
+from study.secrets import redact
 
 RETRY_OF = "retry_of"  # user attr: the number of the failed trial this one retries
 RUN_ID = "mlflow_run_id"  # user attr: the trial's MLflow run
@@ -53,8 +55,15 @@ class Synced:
     sampler_state_lost: bool = False
 
 
-def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], space,
-         parent_id: str, client) -> Synced:
+def sync(
+    storage_url: str,
+    name: str,
+    label: str,
+    entries: dict[str, Entry],
+    space,
+    parent_id: str,
+    client,
+) -> Synced:
     """Brings the Optuna study `name` of stratum `label` in step with `entries` (the
     study's MLflow record, study/record/read.py); see the module's docstring."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -70,7 +79,8 @@ def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], spa
                     f"Optuna study {name!r} in {redact(storage_url)} belongs to another study "
                     f"record (parent run {owner}), not to this one ({parent_id}); remove it "
                     f"(`fsvae-study discard`, or `optuna delete-study --study-name {name!r} "
-                    f"--storage URL`) or give --optuna-storage another database")
+                    f"--storage URL`) or give --optuna-storage another database"
+                )
             optuna.delete_study(study_name=name, storage=storage)
             study = None
     if study is None:
@@ -80,8 +90,7 @@ def sync(storage_url: str, name: str, label: str, entries: dict[str, Entry], spa
     record = _numbered(entries, label)
     trials = study.get_trials(deepcopy=False)
     if any(not _agrees(t, record.get(t.number), trials, space.objectives) for t in trials):
-        study, bare = _rebuild(storage, name, directions, parent_id, trials, record, space,
-                               client)
+        study, bare = _rebuild(storage, name, directions, parent_id, trials, record, space, client)
         out.rebuilt = True
         out.added = sum(e.state != "unfinished" for e in record.values())
     else:
@@ -119,8 +128,9 @@ def _numbered(entries: dict[str, Entry], label: str) -> dict[int, Entry]:
     return out
 
 
-def _agrees(trial: FrozenTrial, entry: Entry | None, trials: list[FrozenTrial],
-            objectives: list[str]) -> bool:
+def _agrees(
+    trial: FrozenTrial, entry: Entry | None, trials: list[FrozenTrial], objectives: list[str]
+) -> bool:
     """Whether a trial Optuna holds says what MLflow says of its number."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return True  # not told yet: reconcile tells it from MLflow, or runs it again
@@ -134,8 +144,9 @@ def _agrees(trial: FrozenTrial, entry: Entry | None, trials: list[FrozenTrial],
     if trial.state == TrialState.PRUNED:
         return entry.state == "stopped"
     values = values_of(entry, objectives) if entry.state == "finished" else None
-    return values is not None and all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-                                      for a, b in zip(values, trial.values))
+    return values is not None and all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(values, trial.values)
+    )
 
 
 def values_of(entry: Entry, objectives: list[str]) -> list[float] | None:
@@ -145,9 +156,16 @@ def values_of(entry: Entry, objectives: list[str]) -> list[float] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
-def _rebuild(storage, name: str, directions: list[str], parent_id: str,
-             trials: list[FrozenTrial], record: dict[int, Entry], space,
-             client) -> tuple[optuna.Study, int]:
+def _rebuild(
+    storage,
+    name: str,
+    directions: list[str],
+    parent_id: str,
+    trials: list[FrozenTrial],
+    record: dict[int, Entry],
+    space,
+    client,
+) -> tuple[optuna.Study, int]:
     """The stratum's study anew from MLflow, numbers kept (see the module's docstring),
     and how many of MLflow's trials it got without the sampler's attributes. MLflow does
     not hold those (NSGA-II keeps each trial's generation there); a trial the old study
@@ -182,8 +200,7 @@ def _complete_retries(study: optuna.Study) -> None:
     trials = study.get_trials(deepcopy=False)
     for t in trials:
         of = t.user_attrs.get(RETRY_OF)
-        if t.state != TrialState.RUNNING or not isinstance(of, int) \
-                or not 0 <= of < len(trials):
+        if t.state != TrialState.RUNNING or not isinstance(of, int) or not 0 <= of < len(trials):
             continue
         retried = trials[of]
         if any(retried.params.get(k, _NONE) != v for k, v in t.params.items()):
@@ -191,8 +208,7 @@ def _complete_retries(study: optuna.Study) -> None:
         for key, value in retried.params.items():
             if key not in t.params:
                 dist = retried.distributions[key]
-                study._storage.set_trial_param(t._trial_id, key,
-                                               dist.to_internal_repr(value), dist)
+                study._storage.set_trial_param(t._trial_id, key, dist.to_internal_repr(value), dist)
 
 
 def _from_record(entry: Entry, space, client) -> FrozenTrial:
@@ -201,8 +217,9 @@ def _from_record(entry: Entry, space, client) -> FrozenTrial:
     try:
         dists = search_spaces.distributions(space.params, point)
     except ValueError as e:
-        raise StudyError(f"trial {entry.key} (run {entry.run_id}) does not fit the study's "
-                         f"space: {e}") from None
+        raise StudyError(
+            f"trial {entry.key} (run {entry.run_id}) does not fit the study's space: {e}"
+        ) from None
     attrs = {RUN_ID: entry.run_id}
     retry = entry.tags.get(RETRY_OF_TAG)
     if retry and "#" in retry:
@@ -216,8 +233,11 @@ def _from_record(entry: Entry, space, client) -> FrozenTrial:
     if entry.state == "failed":
         return create_trial(state=TrialState.FAIL, **common)
     if entry.state == "stopped":
-        return create_trial(state=TrialState.PRUNED, **common,
-                            intermediate_values=_intermediate(entry, space, client))
+        return create_trial(
+            state=TrialState.PRUNED,
+            **common,
+            intermediate_values=_intermediate(entry, space, client),
+        )
     return create_trial(state=TrialState.RUNNING, **common)  # runs again
 
 
@@ -250,9 +270,13 @@ def _intermediate(entry: Entry, space, client) -> dict[int, float]:
 
 
 def _copy(trial: FrozenTrial) -> FrozenTrial:
-    return create_trial(state=trial.state, params=trial.params,
-                        distributions=trial.distributions, user_attrs=trial.user_attrs,
-                        system_attrs=trial.system_attrs)
+    return create_trial(
+        state=trial.state,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=trial.user_attrs,
+        system_attrs=trial.system_attrs,
+    )
 
 
 def _placeholder() -> FrozenTrial:

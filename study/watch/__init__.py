@@ -1,6 +1,7 @@
 """study.watch: a study's state read from its record alone, while it runs or after, from
 any machine that reaches its tracking store: where it is, one reading of it (`Status`),
 and that reading as text or JSON (`fsvae-study status`)."""
+
 from study._lazy import face
 
 _NAMES = {

@@ -1,5 +1,6 @@
 """A study's Status (study/watch/status.py) as people read it, a block of text, and as
 scripts read it, one JSON object (docs/studies.md#watching-a-study)."""
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,15 @@ def text(status: Status, resume: str = "") -> str:
     resume` needs besides the name (--storage, --tracking-uri), for a stopped study."""
     s, t = status, status.trials
     total = "?" if t["total"] is None else t["total"]
-    lines = [f"study {s.name} ({s.kind or '?'}): {s.state.upper()}, "
-             f"{sum(t[k] or 0 for k in ('finished', 'failed', 'stopped'))} of {total} "
-             f"trials ended   "
-             f"[{time.strftime('%H:%M:%S', time.localtime(s.read_at))}]",
-             f"  record: MLflow {s.tracking_uri}, experiment {s.experiment_id}, parent run "
-             f"{s.parent_run_id} {s.parent_status}"
-             + (f", {s.sessions} session(s)" if s.sessions is not None else "")]
+    lines = [
+        f"study {s.name} ({s.kind or '?'}): {s.state.upper()}, "
+        f"{sum(t[k] or 0 for k in ('finished', 'failed', 'stopped'))} of {total} "
+        f"trials ended   "
+        f"[{time.strftime('%H:%M:%S', time.localtime(s.read_at))}]",
+        f"  record: MLflow {s.tracking_uri}, experiment {s.experiment_id}, parent run "
+        f"{s.parent_run_id} {s.parent_status}"
+        + (f", {s.sessions} session(s)" if s.sessions is not None else ""),
+    ]
     if s.optuna_storage:
         lines.append(f"  Optuna: studies {s.name}/<stratum> at {s.optuna_storage}")
     lines.append(f"  driver: {driver(s.driver)}")
@@ -47,21 +50,25 @@ def text(status: Status, resume: str = "") -> str:
 
 
 def driver(d: Driver) -> str:
-    """"`run` on host h, pid 42 (lease 1): alive (its process runs on this machine)"."""
+    """ "`run` on host h, pid 42 (lease 1): alive (its process runs on this machine)"."""
     if d.host is None and d.pid is None:
         who = "none recorded"
     else:
-        who = f"`{d.role or '?'}` on host {d.host or '?'}, pid {d.pid if d.pid else '?'}" \
-              + (f" (lease {d.lease})" if d.lease is not None else "")
-    beat = "" if d.heartbeat_age_s is None else \
-        f"last heartbeat {d.heartbeat_age_s:.0f} s ago by the driver's clock"
-    why = {"lease": "it released its lease",
-           "process": f"its process {'runs' if d.state == 'alive' else 'is gone'} on this "
-                      f"machine",
-           "heartbeat": beat,
-           "nothing": "no lease or heartbeat says"}[d.judged_by]
-    word = {"alive": "alive", "dead": "NOT alive", "ended": "ended",
-            "unknown": "unknown"}[d.state]
+        who = f"`{d.role or '?'}` on host {d.host or '?'}, pid {d.pid if d.pid else '?'}" + (
+            f" (lease {d.lease})" if d.lease is not None else ""
+        )
+    beat = (
+        ""
+        if d.heartbeat_age_s is None
+        else f"last heartbeat {d.heartbeat_age_s:.0f} s ago by the driver's clock"
+    )
+    why = {
+        "lease": "it released its lease",
+        "process": f"its process {'runs' if d.state == 'alive' else 'is gone'} on this machine",
+        "heartbeat": beat,
+        "nothing": "no lease or heartbeat says",
+    }[d.judged_by]
+    word = {"alive": "alive", "dead": "NOT alive", "ended": "ended", "unknown": "unknown"}[d.state]
     return f"{who}: {word} ({why})"
 
 
@@ -78,8 +85,9 @@ def running(r: Running) -> str:
     parts.append(f"on {r.node or '?'}")
     if r.elapsed_s is not None:
         parts.append(f"for {span(r.elapsed_s)}")
-    parts.append("no progress yet" if r.progress_age_s is None
-                 else f"progress {span(r.progress_age_s)} old")
+    parts.append(
+        "no progress yet" if r.progress_age_s is None else f"progress {span(r.progress_age_s)} old"
+    )
     return "  ".join(parts)
 
 
@@ -90,8 +98,7 @@ def left(estimate: dict) -> str:
     if estimate.get("why") == "complete":
         return "none (complete)"
     n = estimate.get("concurrency", 1)
-    return f"about {span(seconds)} (a trial takes {span(mean)} on average; " \
-           f"{n} at a time)"
+    return f"about {span(seconds)} (a trial takes {span(mean)} on average; {n} at a time)"
 
 
 def spent(c: dict) -> str:

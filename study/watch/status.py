@@ -14,6 +14,7 @@ driver's clock, stamped every lease/4 seconds) is compared with this machine's c
 last comparison crosses clocks and is for people reading the status; the lease never makes
 it.
 """
+
 from __future__ import annotations
 
 import json
@@ -112,8 +113,13 @@ class Status:
 
 # -- where the study is ------------------------------------------------------------------
 
-def locate(name: str, storage: str | None = None, tracking_uri: str | None = None,
-           optuna_storage: str | None = None) -> Where:
+
+def locate(
+    name: str,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
+) -> Where:
     """The store that records study `name`, as `resume` and `discard` find it: the given
     --tracking-uri, else the one its study.json under `storage` (default ./fsvae-studies)
     names, else SQLite <storage>/mlflow.db. StudyError when that SQLite file is missing."""
@@ -122,17 +128,27 @@ def locate(name: str, storage: str | None = None, tracking_uri: str | None = Non
     uri = tracking_uri or (local.tracking_uri if local else None)
     if uri is None:
         if locations.is_uri(location):
-            raise StudyError(f"no study {name!r} in {redact(location)} (no study.json there): "
-                             f"give --tracking-uri, the MLflow store that records it")
+            raise StudyError(
+                f"no study {name!r} in {redact(location)} (no study.json there): "
+                f"give --tracking-uri, the MLflow store that records it"
+            )
         uri = locations.default_tracking_uri(Path(location))
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise StudyError(f"no study {name!r}: no MLflow store at {redact(uri)} (give "
-                         f"--storage where the study ran, or --tracking-uri)")
-    return Where(name, uri, optuna_storage or (local.optuna_storage if local else None),
-                 local, lease_mod.client_for(uri))
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise StudyError(
+            f"no study {name!r}: no MLflow store at {redact(uri)} (give "
+            f"--storage where the study ran, or --tracking-uri)"
+        )
+    return Where(
+        name,
+        uri,
+        optuna_storage or (local.optuna_storage if local else None),
+        local,
+        lease_mod.client_for(uri),
+    )
 
 
 # -- one reading -----------------------------------------------------------------------
+
 
 def read(where: Where, now: float | None = None) -> Status:
     """The study's state now; StudyError naming the studies the store holds when it has
@@ -148,26 +164,49 @@ def read(where: Where, now: float | None = None) -> Status:
     driven = driver.state in ("alive", "unknown")
     unfinished = [e for e in entries.values() if e.state == "unfinished"]
     live = [e for e in unfinished if e.status == "RUNNING"] if driven else []
-    ended = {s: sum(e.state == s for e in entries.values())
-             for s in ("finished", "failed", "stopped")}
+    ended = {
+        s: sum(e.state == s for e in entries.values()) for s in ("finished", "failed", "stopped")
+    }
     done = sum(ended.values())
-    trials = {"total": total, **ended, "running": len(live),
-              "interrupted": len(unfinished) - len(live),
-              "to_run": None if total is None else max(0, total - done)}
+    trials = {
+        "total": total,
+        **ended,
+        "running": len(live),
+        "interrupted": len(unfinished) - len(live),
+        "to_run": None if total is None else max(0, total - done),
+    }
     running = [_running(e, now) for e in live]
     ends = {r.info.run_id: r.info.end_time for r in runs}
     complete = trials["to_run"] == 0 and not live
-    state = "complete" if complete else "running" if driver.state == "alive" else \
-        "unknown" if driver.state == "unknown" else "stopped"
+    state = (
+        "complete"
+        if complete
+        else "running"
+        if driver.state == "alive"
+        else "unknown"
+        if driver.state == "unknown"
+        else "stopped"
+    )
     tags = parent.data.tags
     optuna = where.optuna_storage or tags.get(schema.OPTUNA_STORAGE)
     return Status(
-        name=where.name, kind=tags.get(schema.SPACE_KIND), state=state,
-        tracking_uri=redact(where.tracking_uri) or "", optuna_storage=redact(optuna),
-        experiment_id=exp_id, parent_run_id=parent_id, parent_status=parent.info.status,
-        sessions=_sessions(client, parent_id, where.local), driver=driver, trials=trials,
-        running=running, time_left=time_left(entries, ends, running, trials, state),
-        cost=cost(runs), open=commands(where.tracking_uri, optuna), read_at=now)
+        name=where.name,
+        kind=tags.get(schema.SPACE_KIND),
+        state=state,
+        tracking_uri=redact(where.tracking_uri) or "",
+        optuna_storage=redact(optuna),
+        experiment_id=exp_id,
+        parent_run_id=parent_id,
+        parent_status=parent.info.status,
+        sessions=_sessions(client, parent_id, where.local),
+        driver=driver,
+        trials=trials,
+        running=running,
+        time_left=time_left(entries, ends, running, trials, state),
+        cost=cost(runs),
+        open=commands(where.tracking_uri, optuna),
+        read_at=now,
+    )
 
 
 def _parent(client, where: Where):
@@ -176,14 +215,22 @@ def _parent(client, where: Where):
     exp = client.get_experiment_by_name(where.name)
     if exp is not None and exp.lifecycle_stage == "active":
         holder, orphans = identity.holder(client, exp.experiment_id)
-        found = holder or next(iter(orphans), None) or \
-            next(iter(identity.parents(client, exp.experiment_id)), None)
+        found = (
+            holder
+            or next(iter(orphans), None)
+            or next(iter(identity.parents(client, exp.experiment_id)), None)
+        )
         if found is not None:
             return found
-    names = sorted(e.name for e in client.search_experiments()
-                   if not (e.experiment_id == "0" and e.name == "Default"))
-    raise StudyError(f"no study {where.name!r} in {redact(where.tracking_uri)}; studies there: "
-                     f"{', '.join(names) if names else 'none'}")
+    names = sorted(
+        e.name
+        for e in client.search_experiments()
+        if not (e.experiment_id == "0" and e.name == "Default")
+    )
+    raise StudyError(
+        f"no study {where.name!r} in {redact(where.tracking_uri)}; studies there: "
+        f"{', '.join(names) if names else 'none'}"
+    )
 
 
 def judge(holder: lease_mod.Holder | None, tags: dict, now: float) -> Driver:
@@ -196,8 +243,15 @@ def judge(holder: lease_mod.Holder | None, tags: dict, now: float) -> Driver:
     age = None if beat is None else max(0.0, now - beat)
 
     def driver(state: str, by: str) -> Driver:
-        return Driver(host=info.get("host"), pid=_int(info.get("pid")), role=info.get("role"),
-                      lease=epoch, state=state, judged_by=by, heartbeat_age_s=age)
+        return Driver(
+            host=info.get("host"),
+            pid=_int(info.get("pid")),
+            role=info.get("role"),
+            lease=epoch,
+            state=state,
+            judged_by=by,
+            heartbeat_age_s=age,
+        )
 
     if holder is not None and holder.released:
         return driver("ended", "lease")
@@ -214,22 +268,32 @@ def judge(holder: lease_mod.Holder | None, tags: dict, now: float) -> Driver:
 def _running(entry: record.Entry, now: float) -> Running:
     progress = _json(entry.tags.get(schema.PROGRESS))
     at = _float(progress.get("at"))
-    return Running(key=record.short_key(entry.key), run_id=entry.run_id,
-                   stage=progress.get("stage"), epoch=_int(progress.get("epoch")),
-                   epochs=_int(progress.get("epochs")), loss=_float(progress.get("loss")),
-                   val=_float(progress.get("val")), node=entry.tags.get(schema.NODE),
-                   elapsed_s=max(0.0, now - entry.start_time / 1000) if entry.start_time
-                   else None, progress_age_s=None if at is None else max(0.0, now - at))
+    return Running(
+        key=record.short_key(entry.key),
+        run_id=entry.run_id,
+        stage=progress.get("stage"),
+        epoch=_int(progress.get("epoch")),
+        epochs=_int(progress.get("epochs")),
+        loss=_float(progress.get("loss")),
+        val=_float(progress.get("val")),
+        node=entry.tags.get(schema.NODE),
+        elapsed_s=max(0.0, now - entry.start_time / 1000) if entry.start_time else None,
+        progress_age_s=None if at is None else max(0.0, now - at),
+    )
 
 
-def time_left(entries: dict[str, record.Entry], ends: dict, running: list[Running],
-              trials: dict, state: str) -> dict:
+def time_left(
+    entries: dict[str, record.Entry], ends: dict, running: list[Running], trials: dict, state: str
+) -> dict:
     """An estimate from the finished trials' mean duration (end less start of their runs),
     run `concurrency` at a time (the trials running now, or 1): each running trial takes
     the rest of that mean, each trial still waiting all of it. seconds is None (`why`)
     before a trial finished, without a driver, or without the number of trials."""
-    durations = [(ends[e.run_id] - e.start_time) / 1000 for e in entries.values()
-                 if e.state == "finished" and ends.get(e.run_id) and e.start_time]
+    durations = [
+        (ends[e.run_id] - e.start_time) / 1000
+        for e in entries.values()
+        if e.state == "finished" and ends.get(e.run_id) and e.start_time
+    ]
     mean = sum(durations) / len(durations) if durations else None
     concurrency = max(1, len(running))
     out = {"seconds": None, "mean_trial_s": mean, "concurrency": concurrency, "why": None}
@@ -260,8 +324,11 @@ def cost(runs: list) -> dict:
             measured += 1
         for k in sums:
             sums[k] += float(metrics.get(f"{schema.COST}{k}_s", 0.0) or 0.0)
-    return {**{f"{k}_h": v / 3600 for k, v in sums.items()}, "runs": len(ended),
-            "measured": measured}
+    return {
+        **{f"{k}_h": v / 3600 for k, v in sums.items()},
+        "runs": len(ended),
+        "measured": measured,
+    }
 
 
 def commands(tracking_uri: str, optuna_storage: str | None) -> dict:
@@ -269,10 +336,15 @@ def commands(tracking_uri: str, optuna_storage: str | None) -> dict:
     optuna-dashboard command of a search's store, or None}, without passwords (a database's
     comes from ~/.pgpass or PGPASSWORD)."""
     uri = redact(tracking_uri) or tracking_uri
-    mlflow = uri if uri.startswith(("http://", "https://")) else \
-        f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
-    return {"mlflow": mlflow,
-            "optuna": f"optuna-dashboard {redact(optuna_storage)}" if optuna_storage else None}
+    mlflow = (
+        uri
+        if uri.startswith(("http://", "https://"))
+        else f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    )
+    return {
+        "mlflow": mlflow,
+        "optuna": f"optuna-dashboard {redact(optuna_storage)}" if optuna_storage else None,
+    }
 
 
 def _sessions(client, parent_id: str, local: plan_mod.Plan | None) -> int | None:

@@ -1,5 +1,6 @@
 """`fsvae-study cache`: what the stage cache holds (stage, key, size, the config values that
 tell entries apart), and removing entries by key prefix, on a cache built by real trials."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,8 +27,9 @@ def test_lists_every_entry_with_what_it_holds(cache_copy, trials):
     lines = proc.stdout.splitlines()
     keys = {stage: info["key"][:12] for stage, info in trials["vae"][0]["cache"].items()}
     backbone_row = next(ln for ln in lines if f"| {keys['backbone']} |" in ln)
-    assert backbone_row.startswith("| backbone |") and "n_f=5" in backbone_row \
-        and "MB" in backbone_row
+    assert (
+        backbone_row.startswith("| backbone |") and "n_f=5" in backbone_row and "MB" in backbone_row
+    )
     vae_row = next(ln for ln in lines if f"| {keys['vae']} |" in ln)
     assert f"on backbone {keys['backbone']}" in vae_row and "latent_dim=" in vae_row
     assert any("oversample x" in ln for ln in lines)  # the oversample trial's own backbone

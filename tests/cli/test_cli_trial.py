@@ -1,4 +1,5 @@
 """The `fsvae-study demo-data`, `trial` and `keys` commands, run as a user runs them."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli
 from fsvae.config import KEYS
+from helpers import cli
 
-TINY_SETS = ["--set", "backbone_epochs=1", "--set", "vae_epochs=3", "--set",
-             "classifier_epochs=2", "--set", "image_size=16", "--set", "sampling_factor=4",
-             "--set", "device=cpu"]
+TINY_SETS = [
+    "--set",
+    "backbone_epochs=1",
+    "--set",
+    "vae_epochs=3",
+    "--set",
+    "classifier_epochs=2",
+    "--set",
+    "image_size=16",
+    "--set",
+    "sampling_factor=4",
+    "--set",
+    "device=cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +41,18 @@ def trial(demo, tmp_path_factory):
     """`trial --preset tiny` on the demo with a cache dir: (completed process, out dir, cache)."""
     base = tmp_path_factory.mktemp("cli-trial")
     out, cache = base / "out", base / "cache"
-    done = cli("trial", "--data", str(demo[1]), "--preset", "tiny", *TINY_SETS,
-               "--out", str(out), "--cache-dir", str(cache))
+    done = cli(
+        "trial",
+        "--data",
+        str(demo[1]),
+        "--preset",
+        "tiny",
+        *TINY_SETS,
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+    )
     return done, out, cache
 
 
@@ -66,9 +88,17 @@ def test_trial_exits_zero(trial):
 def test_trial_prints_the_data_report_counts_on_stderr(trial):
     err = trial[0].stderr
     assert "data: 142 usable of 150 listed" in err
-    for count in ("1 missing", "1 outside_root", "1 not_image", "1 unreadable", "1 duplicate,",
-                  "1 duplicate_across_splits", "2 label_conflict", "1 odd_extension",
-                  "1 non_ascii_name"):
+    for count in (
+        "1 missing",
+        "1 outside_root",
+        "1 not_image",
+        "1 unreadable",
+        "1 duplicate,",
+        "1 duplicate_across_splits",
+        "2 label_conflict",
+        "1 odd_extension",
+        "1 non_ascii_name",
+    ):
         assert count in err, count
 
 
@@ -95,20 +125,34 @@ def test_trial_writes_its_outputs_to_out(trial):
 
 def test_second_trial_with_the_same_cache_dir_reuses_the_stages(trial, demo, tmp_path):
     first, _, cache = trial
-    again = cli("trial", "--data", str(demo[1]), "--preset", "tiny", *TINY_SETS,
-                "--out", str(tmp_path / "again"), "--cache-dir", str(cache))
+    again = cli(
+        "trial",
+        "--data",
+        str(demo[1]),
+        "--preset",
+        "tiny",
+        *TINY_SETS,
+        "--out",
+        str(tmp_path / "again"),
+        "--cache-dir",
+        str(cache),
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     for stage in ("data", "backbone", "vae"):
         assert f"cache: {stage} " in again.stderr and f"{stage} " in again.stderr
-    hits = [line for line in again.stderr.splitlines()
-            if line.startswith("cache: ") and line.endswith(" hit")]
+    hits = [
+        line
+        for line in again.stderr.splitlines()
+        if line.startswith("cache: ") and line.endswith(" hit")
+    ]
     assert len(hits) == 3
     assert again.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]
 
 
 def test_unknown_key_exits_non_zero_naming_the_key(demo, tmp_path):
-    done = cli("trial", "--data", str(demo[1]), "--set", "latent_dims=8",
-               "--out", str(tmp_path / "o"))
+    done = cli(
+        "trial", "--data", str(demo[1]), "--set", "latent_dims=8", "--out", str(tmp_path / "o")
+    )
     assert done.returncode == 2
     assert "'latent_dims'" in done.stderr and "latent_dim" in done.stderr
     assert "Traceback" not in done.stderr
@@ -122,15 +166,13 @@ def test_bad_value_exits_non_zero_naming_the_key_and_expectation(demo, tmp_path)
 
 
 def test_value_not_in_choices_exits_non_zero_naming_the_key(demo, tmp_path):
-    done = cli("trial", "--data", str(demo[1]), "--set", "method=svm",
-               "--out", str(tmp_path / "o"))
+    done = cli("trial", "--data", str(demo[1]), "--set", "method=svm", "--out", str(tmp_path / "o"))
     assert done.returncode == 2 and "'method'" in done.stderr and "'svm'" in done.stderr
 
 
 def test_missing_data_path_exits_non_zero_with_a_clear_message(tmp_path):
     missing = tmp_path / "no-such-dataset"
-    done = cli("trial", "--data", str(missing), "--preset", "tiny", "--out",
-               str(tmp_path / "o"))
+    done = cli("trial", "--data", str(missing), "--preset", "tiny", "--out", str(tmp_path / "o"))
     assert done.returncode == 2
     assert str(missing) in done.stderr and "not a directory" in done.stderr
     assert "Traceback" not in done.stderr
@@ -138,8 +180,15 @@ def test_missing_data_path_exits_non_zero_with_a_clear_message(tmp_path):
 
 def test_data_path_in_neither_layout_exits_non_zero_with_a_clear_message(tmp_path):
     (tmp_path / "photos").mkdir()
-    done = cli("trial", "--data", str(tmp_path / "photos"), "--preset", "tiny", "--out",
-               str(tmp_path / "o"))
+    done = cli(
+        "trial",
+        "--data",
+        str(tmp_path / "photos"),
+        "--preset",
+        "tiny",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert done.returncode == 2
     assert "neither layout" in done.stderr and "Traceback" not in done.stderr
 
@@ -147,8 +196,7 @@ def test_data_path_in_neither_layout_exits_non_zero_with_a_clear_message(tmp_pat
 def test_keys_prints_every_config_key():
     script = Path(sys.executable).parent / "fsvae-study"
     if script.is_file():  # the installed entry point, as a user runs it
-        done = subprocess.run([str(script), "keys"], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run([str(script), "keys"], capture_output=True, text=True, timeout=120)
     else:
         done = cli("keys")
     assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 from the registry, every `fsvae-study` command line they show parses with the real argparse
 parser, every argument has a help text whose default is the one that applies, and every
 link to a page or a section (from the docs, the code and its error messages) resolves."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,19 @@ KEYS_PAGE = DOCS / "config-keys.md"
 
 # -- the config keys -----------------------------------------------------------------------
 
+
 def test_the_config_key_table_is_the_registry():
     text = KEYS_PAGE.read_text(encoding="utf-8")
     start = text.index("<!-- keys:start -->") + len("<!-- keys:start -->")
     end = text.index("<!-- keys:end -->")
     assert text[start:end].strip() == config.describe().strip(), (
         "docs/config-keys.md is stale: regenerate the table between its markers with "
-        "`fsvae-study keys`")
+        "`fsvae-study keys`"
+    )
 
 
 # -- the README ---------------------------------------------------------------------------
+
 
 def test_the_readme_is_short_and_names_the_test_and_demo_commands():
     text = README.read_text(encoding="utf-8")
@@ -67,9 +71,9 @@ def _command_lines(text: str) -> list[tuple[str, bool]]:
         for line in joined.splitlines():
             m = INVOCATION.search(line)
             if m:
-                found.append((line[m.end():], True))
+                found.append((line[m.end() :], True))
     for span in INLINE.findall(FENCE.sub("", text)):
-        found.append((span[len("fsvae-study"):], False))
+        found.append((span[len("fsvae-study") :], False))
     return found
 
 
@@ -117,8 +121,11 @@ OUTPUTS = ("--storage", "--out", "--cache-dir")
 
 def test_what_the_examples_write_is_git_ignored():
     """A documented command run in a checkout leaves nothing for `git status` to show."""
-    ignored = {line.strip().strip("/") for line in (REPO / ".gitignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().strip("/")
+        for line in (REPO / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     written = set()
     for page in PAGES:
         for rest, fenced in _command_lines(page.read_text(encoding="utf-8")):
@@ -126,14 +133,18 @@ def test_what_the_examples_write_is_git_ignored():
             paths = [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in OUTPUTS]
             if tokens and tokens[0] == "demo-data" and len(tokens) > 1:
                 paths.append(tokens[1])
-            written |= {p for p in paths if fenced and not p.startswith(("/", "s3:", "<"))
-                        and not PLACEHOLDER.match(p)}
+            written |= {
+                p
+                for p in paths
+                if fenced and not p.startswith(("/", "s3:", "<")) and not PLACEHOLDER.match(p)
+            }
     assert written, "no example writes anywhere?"
     for path in sorted(written):
         assert path.split("/")[0] in ignored, f"{path} (from the docs) is not in .gitignore"
 
 
 # -- the --help texts ----------------------------------------------------------------------
+
 
 def _arguments():
     for name, sub in _subparsers().items():
@@ -156,7 +167,8 @@ def test_a_default_that_applies_is_the_one_the_help_shows(command, action):
     if default in (None, False) or isinstance(action, argparse._StoreTrueAction):
         return
     assert "default" in action.help and str(default) in action.help, (
-        f"`fsvae-study {command}` {action.dest}: default {default!r}, help {action.help!r}")
+        f"`fsvae-study {command}` {action.dest}: default {default!r}, help {action.help!r}"
+    )
 
 
 def test_trial_resources_say_that_the_space_decides_first():
@@ -181,8 +193,16 @@ def test_every_subcommand_is_in_the_readme_table():
 
 MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
 CODE_LINK = re.compile(r"(?<![\w/.-])((?:docs/[\w-]+|README)\.md)(#[\w-]+)?")
-CODE_FILES = ["fsvae", "search_spaces", "study", "results", "fsvae_study", "tests", "bench",
-              "cluster"]
+CODE_FILES = [
+    "fsvae",
+    "search_spaces",
+    "study",
+    "results",
+    "fsvae_study",
+    "tests",
+    "bench",
+    "cluster",
+]
 
 
 def _anchor(heading: str) -> str:
@@ -201,7 +221,8 @@ def _check(target, anchor: str | None, where: str) -> None:
     assert target.exists(), f"{where}: links to {target.relative_to(REPO)}, which is missing"
     if anchor:
         assert anchor in _anchors(target), (
-            f"{where}: {target.relative_to(REPO)} has no section #{anchor}")
+            f"{where}: {target.relative_to(REPO)} has no section #{anchor}"
+        )
 
 
 def test_every_link_between_pages_resolves():
@@ -218,8 +239,11 @@ def _code_files():
     yield REPO / "Makefile"
     for folder in CODE_FILES:
         for path in sorted((REPO / folder).rglob("*")):
-            if path.suffix in (".py", ".yaml", ".sh", ".md") and path.is_file() \
-                    and path.name != "test_docs.py":  # this file names the patterns
+            if (
+                path.suffix in (".py", ".yaml", ".sh", ".md")
+                and path.is_file()
+                and path.name != "test_docs.py"
+            ):  # this file names the patterns
                 yield path
 
 
@@ -239,6 +263,7 @@ def test_no_code_points_at_a_readme_section():
 
 # -- the cluster example -------------------------------------------------------------------
 
+
 def test_the_cluster_example_keeps_every_service_off_the_open_network():
     """Ray's dashboard runs code for whoever reaches it, and MLflow's server has no login:
     the launcher example binds neither to every interface and keeps Ray's token on."""
@@ -247,5 +272,4 @@ def test_the_cluster_example_keeps_every_service_off_the_open_network():
     assert not any("0.0.0.0" in ln for ln in commands)
     assert not any("RAY_AUTH_MODE=disabled" in ln for ln in commands)
     assert "--dashboard-host=127.0.0.1" in text
-    assert all("RAY_AUTH_MODE=token ray start" in ln for ln in commands
-               if "ray start" in ln)
+    assert all("RAY_AUTH_MODE=token ray start" in ln for ln in commands if "ray start" in ln)

@@ -2,6 +2,7 @@
 command line's `--help` and its `demo-data`, `keys` and `cache` commands load no Ray, Ray
 Tune or MLflow, and `status`, which reads a study's record, loads no Ray. Each is checked
 in a fresh interpreter, as a user's process starts."""
+
 from __future__ import annotations
 
 import json
@@ -23,45 +24,66 @@ print("LOADED " + json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & s
 
 def loaded(code: str) -> list[str]:
     """The heavy packages a fresh interpreter has loaded after running `code`."""
-    out = subprocess.run([sys.executable, "-c", PROBE.format(code=code, heavy=list(HEAVY))],
-                         cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(code=code, heavy=list(HEAVY))],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("LOADED "))
-    return json.loads(line[len("LOADED "):])
+    return json.loads(line[len("LOADED ") :])
 
 
 def cli(*args: str) -> str:
     """`code` that runs `fsvae-study ARGS` in the probe's process, ignoring its exit."""
-    return ("from fsvae_study import cli\n"
-            "try:\n"
-            f"    cli.main({list(args)!r})\n"
-            "except SystemExit:\n"
-            "    pass\n")
+    return (
+        "from fsvae_study import cli\n"
+        "try:\n"
+        f"    cli.main({list(args)!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
 
 
-@pytest.mark.parametrize("code", [
-    "import study",
-    "import study.plan, study.record, study.identity, study.search, study.figures, "
-    "study.model, study.driver, study.hooks, study.watch",
-    "from study import StudyOptions, run_study, resume_study, discard_study",
-    "import study.record.schema, study.record.read, study.plan.options, study.errors",
-    "import results",
-    "import results.errors",
-], ids=lambda c: c[:40])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import study",
+        "import study.plan, study.record, study.identity, study.search, study.figures, "
+        "study.model, study.driver, study.hooks, study.watch",
+        "from study import StudyOptions, run_study, resume_study, discard_study",
+        "import study.record.schema, study.record.read, study.plan.options, study.errors",
+        "import results",
+        "import results.errors",
+    ],
+    ids=lambda c: c[:40],
+)
 def test_importing_a_face_loads_no_ray_or_mlflow(code):
     assert loaded(code) == []
 
 
-@pytest.mark.parametrize("args", [
-    ("--help",), ("run", "--help"), ("table", "--help"), ("keys",), ("cache", "--help"),
-], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("run", "--help"),
+        ("table", "--help"),
+        ("keys",),
+        ("cache", "--help"),
+    ],
+    ids=" ".join,
+)
 def test_the_command_line_loads_no_ray_or_mlflow_where_it_needs_none(args):
     assert loaded(cli(*args)) == []
 
 
 def test_demo_data_and_cache_list_load_no_ray_or_mlflow(tmp_path):
-    code = cli("demo-data", str(tmp_path / "data"), "--per-class", "10") + \
-        cli("cache", "--cache-dir", str(tmp_path / "cache"))
+    code = cli("demo-data", str(tmp_path / "data"), "--per-class", "10") + cli(
+        "cache", "--cache-dir", str(tmp_path / "cache")
+    )
     assert loaded(code) == []
     assert (tmp_path / "data" / "train.csv").is_file()  # it did run
 
@@ -73,10 +95,11 @@ def test_status_reads_a_study_without_loading_ray(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     writer = StudyWriter(MlflowClient(uri), tmp_path, "st", "grid")
-    writer.trial(0, {"n_f": 5}, {"val_acc_h": 0.5}, "FINISHED",
-                 tags={"fsvae.trial_key": "grid:0"})
+    writer.trial(0, {"n_f": 5}, {"val_acc_h": 0.5}, "FINISHED", tags={"fsvae.trial_key": "grid:0"})
     args = ["status", "--name", "st", "--tracking-uri", uri]
-    code = ("from fsvae_study import cli\n"  # it must have read the study: exit 0
-            f"assert cli.main({args!r}) == 0\n"
-            f"assert cli.main({args + ['--json']!r}) == 0\n")
+    code = (
+        "from fsvae_study import cli\n"  # it must have read the study: exit 0
+        f"assert cli.main({args!r}) == 0\n"
+        f"assert cli.main({args + ['--json']!r}) == 0\n"
+    )
     assert loaded(code) == ["mlflow"]

@@ -4,6 +4,7 @@ feature extraction that stages 2 and 3 read.
 A real `Backbone` with a small trunk built here stands in for the ResNet: the code under
 test is the training loop and the extraction, not torchvision's model.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,9 +19,18 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def stage1_config(**overrides) -> dict:
-    return resolve({"image_size": 8, "backbone_batch_size": 8, "backbone_epochs": 2,
-                    "augment": "none", "device": "cpu", "precision": "fp32",
-                    "channels_last": "off", **overrides})
+    return resolve(
+        {
+            "image_size": 8,
+            "backbone_batch_size": 8,
+            "backbone_epochs": 2,
+            "augment": "none",
+            "device": "cpu",
+            "precision": "fp32",
+            "channels_last": "off",
+            **overrides,
+        }
+    )
 
 
 def pooled_trunk() -> nn.Module:
@@ -31,8 +41,12 @@ def pooled_trunk() -> nn.Module:
 def test_oversample_shows_each_minority_train_image_sampling_factor_times_per_epoch():
     # Image i is filled with the value i, so the trunk's input names the row it came from.
     labels = torch.tensor([0] * 6 + [1] * 6 + [2] * 2 + [3] * 2 + [0, 1, 2, 3])
-    images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(
-        -1, 3, 8, 8).contiguous()
+    images = (
+        torch.arange(len(labels), dtype=torch.uint8)
+        .view(-1, 1, 1, 1)
+        .expand(-1, 3, 8, 8)
+        .contiguous()
+    )
     train_idx, val_idx = torch.arange(16), torch.arange(16, 20)
     torch.manual_seed(0)
     model = backbone.Backbone(pooled_trunk(), 3, 4)
@@ -45,8 +59,19 @@ def test_oversample_shows_each_minority_train_image_sampling_factor_times_per_ep
 
     model.trunk.register_forward_pre_hook(record)
     cfg = stage1_config(backbone_epochs=2, backbone_batch_size=7)
-    backbone.train(model, images, labels, train_idx, val_idx, [2, 3], list("abcd"), cfg,
-                   oversample=5, device=CPU, progress=lambda row: None)
+    backbone.train(
+        model,
+        images,
+        labels,
+        train_idx,
+        val_idx,
+        [2, 3],
+        list("abcd"),
+        cfg,
+        oversample=5,
+        device=CPU,
+        progress=lambda row: None,
+    )
     rows = torch.cat(seen)
     # 12 majority rows once + 4 minority rows x5 = 32 rows per epoch, 5 steps of 7 (the
     # last one 4), two epochs.
@@ -60,8 +85,14 @@ def test_oversample_shows_each_minority_train_image_sampling_factor_times_per_ep
 
 def noisy_trunk() -> nn.Module:
     """A trunk whose train mode differs from its eval mode: BatchNorm and Dropout."""
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
 
 
 def test_extract_is_an_eval_mode_forward_of_the_centre_crop():
@@ -100,9 +131,19 @@ def test_training_keeps_the_weights_of_the_epoch_with_the_best_validation_accura
         images[16:] = torch.tensor(shown, dtype=torch.uint8).view(2, 1, 1, 1)
 
     cfg = stage1_config(backbone_epochs=4, backbone_lr=0.5)
-    kept, history = backbone.train(model, images, labels, torch.arange(16),
-                                   torch.arange(16, 18), [1], ["dark", "light"], cfg,
-                                   oversample=1, device=CPU, progress=after_epoch)
+    kept, history = backbone.train(
+        model,
+        images,
+        labels,
+        torch.arange(16),
+        torch.arange(16, 18),
+        [1],
+        ["dark", "light"],
+        cfg,
+        oversample=1,
+        device=CPU,
+        progress=after_epoch,
+    )
     assert [row["val_acc"] for row in history[:-1]] == [0.0, 0.0, 1.0, 0.0]
     assert history[-1] == {"stage": "backbone", "best_epoch": 2}
     assert all(torch.equal(v, weights[2][k]) for k, v in kept.state_dict().items())

@@ -1,5 +1,6 @@
 """fsvae.cache.StageCache as a store: keys, hits, one build for concurrent requests, crash
 safety, damaged entries, listing and removing (test_cache_trials.py: the keys in real trials)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from helpers import REPO, quiet
 from fsvae.cache import StageCache, entries, make_key, remove
+from helpers import REPO, quiet
 
 PARTS = {"data": "abc", "n_f": 5}
 
@@ -67,9 +68,20 @@ def start_request(tmp: Path, root: Path, name: str, mode: str = "normal") -> sub
         script.write_text(REQUEST)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, str(script), str(root), str(tmp / "counter.txt"),
-         str(tmp / f"{name}.ready"), str(tmp / "go"), mode],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            str(script),
+            str(root),
+            str(tmp / "counter.txt"),
+            str(tmp / f"{name}.ready"),
+            str(tmp / "go"),
+            mode,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path: Path, timeout: float = 30.0) -> None:
@@ -90,9 +102,13 @@ def get(cache: StageCache, builds: list[str], parts=PARTS, value: str = "v"):
         builds.append(value)
         return value
 
-    return cache.get_or_build("stage", parts, compute,
-                              lambda v, folder: (folder / "value.txt").write_text(v),
-                              lambda folder: (folder / "value.txt").read_text())
+    return cache.get_or_build(
+        "stage",
+        parts,
+        compute,
+        lambda v, folder: (folder / "value.txt").write_text(v),
+        lambda folder: (folder / "value.txt").read_text(),
+    )
 
 
 def assert_lock_free(root: Path, parts=PARTS) -> None:
@@ -102,6 +118,7 @@ def assert_lock_free(root: Path, parts=PARTS) -> None:
 
 
 # -- one process ------------------------------------------------------------------------------
+
 
 def test_first_request_is_a_miss_that_builds(tmp_path):
     cache, builds = text_cache(tmp_path)
@@ -140,6 +157,7 @@ def test_other_parts_are_another_entry(tmp_path):
 
 
 # -- two processes ----------------------------------------------------------------------------
+
 
 def test_concurrent_requests_from_two_processes_build_once(tmp_path):
     root = tmp_path / "cache"
@@ -199,6 +217,7 @@ def test_next_builder_removes_the_killed_builders_tmp_folder(killed_build):
 
 # -- damaged entries -------------------------------------------------------------------------
 
+
 def test_an_unreadable_entry_is_discarded_and_rebuilt(tmp_path):
     cache, builds = text_cache(tmp_path)
     get(cache, builds, value="v")
@@ -207,15 +226,15 @@ def test_an_unreadable_entry_is_discarded_and_rebuilt(tmp_path):
     value, info = get(cache, builds, value="rebuilt")
     assert (value, info["hit"], builds) == ("rebuilt", False, ["v", "rebuilt"])
     assert info["repaired"].startswith("FileNotFoundError")
-    assert "FileNotFoundError" in json.loads((entry / "entry.json").read_text())[
-        "replaced_unreadable"]
+    assert (
+        "FileNotFoundError" in json.loads((entry / "entry.json").read_text())["replaced_unreadable"]
+    )
     assert [p.name for p in (tmp_path / "stage").iterdir() if p.is_dir()] == [entry.name]
     assert get(cache, builds, value="third")[0] == "rebuilt" and len(builds) == 2
     assert_lock_free(tmp_path)
 
 
-def test_a_request_that_fails_to_read_then_finds_the_entry_repaired_does_not_rebuild(
-        tmp_path):
+def test_a_request_that_fails_to_read_then_finds_the_entry_repaired_does_not_rebuild(tmp_path):
     # Two readers of a damaged entry: the first repairs it under the lock; the second, whose
     # first read failed before the repair, reads the repaired entry instead of rebuilding.
     cache, builds = text_cache(tmp_path)
@@ -230,13 +249,19 @@ def test_a_request_that_fails_to_read_then_finds_the_entry_repaired_does_not_reb
             raise OSError("read failed")
         return (folder / "value.txt").read_text()
 
-    value, info = cache.get_or_build("stage", PARTS, lambda: builds.append("x") or "x",
-                                     lambda v, f: (f / "value.txt").write_text(v), restore)
+    value, info = cache.get_or_build(
+        "stage",
+        PARTS,
+        lambda: builds.append("x") or "x",
+        lambda v, f: (f / "value.txt").write_text(v),
+        restore,
+    )
     assert (value, info["hit"], builds, "repaired" in info) == ("fixed", True, ["v"], False)
     assert reads == [entry, entry]
 
 
 # -- listing and removing entries (`fsvae-study cache`) --------------------------------------
+
 
 def test_entries_lists_complete_entries_and_unfinished_builds(tmp_path):
     cache, builds = text_cache(tmp_path)
@@ -246,8 +271,10 @@ def test_entries_lists_complete_entries_and_unfinished_builds(tmp_path):
     rows = {r["key"]: r for r in entries(tmp_path)}
     assert rows[key]["state"] == "complete" and rows[key]["stage"] == "stage"
     assert rows[key]["parts"] == PARTS
-    assert rows[key]["bytes"] == len("hello") + (tmp_path / "stage" / key /
-                                                 "entry.json").stat().st_size
+    assert (
+        rows[key]["bytes"]
+        == len("hello") + (tmp_path / "stage" / key / "entry.json").stat().st_size
+    )
     assert rows["f" * 32]["state"] == "building"
     assert len(rows) == 2  # no .lock files
 

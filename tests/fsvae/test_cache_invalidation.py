@@ -1,5 +1,6 @@
 """Nothing stale is reused: a changed data file, changed stage code or another torch gives
 new keys."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,6 @@ from fsvae import data, demo_data
 from fsvae.cache import StageCache, make_key, source_hash, source_modules
 from fsvae.trial import Stages, data_stage, locate, resolve, run_trial
 from helpers import quiet, tiny_config
-
 
 FSVAE = Path(fsvae.__file__).parent
 MODULES = sorted(p.stem for p in FSVAE.glob("*.py") if p.stem != "__init__")
@@ -69,8 +69,9 @@ def test_every_fsvae_module_a_cached_stage_runs_is_hashed_into_its_key(demo_root
     cache = StageCache(tmp_path, log=quiet)
     sys.setprofile(profile)
     try:
-        result = run_trial(tiny_config(demo_root, method="vae"), progress=progress, cache=cache,
-                           log=quiet)
+        result = run_trial(
+            tiny_config(demo_root, method="vae"), progress=progress, cache=cache, log=quiet
+        )
     finally:
         sys.setprofile(None)
     for stage in ("data", "backbone", "vae"):
@@ -142,9 +143,12 @@ def test_an_entry_records_the_libraries_that_built_it(tmp_path):
     import torchvision
 
     cache = StageCache(tmp_path, log=quiet)
-    _, info = cache.get_or_build("stage", {"n_f": 5}, lambda: 1,
-                                 lambda v, d: (d / "v.json").write_text(json.dumps(v)),
-                                 lambda d: json.loads((d / "v.json").read_text()))
+    _, info = cache.get_or_build(
+        "stage",
+        {"n_f": 5},
+        lambda: 1,
+        lambda v, d: (d / "v.json").write_text(json.dumps(v)),
+        lambda d: json.loads((d / "v.json").read_text()),
+    )
     meta = json.loads((tmp_path / "stage" / info["key"] / "entry.json").read_text())
-    assert meta["libraries"] == {"torch": torch.__version__,
-                                 "torchvision": torchvision.__version__}
+    assert meta["libraries"] == {"torch": torch.__version__, "torchvision": torchvision.__version__}

@@ -1,5 +1,6 @@
 """fsvae.cache in real trials: which config keys move which stage's key, and a truncated
 entry rebuilt to the same results (test_cache.py: the StageCache itself)."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from helpers import quiet, tiny_config
 from fsvae.cache import StageCache
 from fsvae.trial import run_trial
-
+from helpers import quiet, tiny_config
 
 # -- which config keys move which stage key, through real trials ------------------------------
+
 
 @pytest.fixture(scope="module")
 def trial_with(demo_root, stage_cache, trials):
@@ -22,8 +23,9 @@ def trial_with(demo_root, stage_cache, trials):
     def run(method: str = "vae", **overrides) -> dict:
         key = (method, *sorted(overrides.items()))
         if key not in done:
-            done[key] = run_trial(tiny_config(demo_root, method=method, **overrides),
-                                  cache=stage_cache, log=quiet)
+            done[key] = run_trial(
+                tiny_config(demo_root, method=method, **overrides), cache=stage_cache, log=quiet
+            )
         return done[key]
 
     return run
@@ -33,8 +35,10 @@ def keys(result: dict) -> dict[str, str]:
     return {stage: info["key"] for stage, info in result["cache"].items()}
 
 
-@pytest.mark.parametrize("change", [{"latent_dim": 8}, {"beta_max": 0.01},
-                                    {"sampling_factor": 7}, {"classifier_lr": 0.2}])
+@pytest.mark.parametrize(
+    "change",
+    [{"latent_dim": 8}, {"beta_max": 0.01}, {"sampling_factor": 7}, {"classifier_lr": 0.2}],
+)
 def test_vae_method_backbone_key_ignores_vae_and_classifier_keys(trial_with, change):
     other = trial_with(**change)
     assert keys(other)["backbone"] == keys(trial_with())["backbone"]
@@ -89,8 +93,10 @@ def test_data_key_is_shared_by_every_trial_on_the_same_data(trials):
 
 # -- a damaged entry under a real trial ---------------------------------------------------
 
+
 def test_trial_rebuilds_a_truncated_backbone_entry_with_the_same_results(
-        tmp_path, stage_cache, trials, demo_root):
+    tmp_path, stage_cache, trials, demo_root
+):
     cache_root = tmp_path / "cache"
     shutil.copytree(stage_cache.root, cache_root)
     first = trials["vae"][0]
@@ -98,8 +104,11 @@ def test_trial_rebuilds_a_truncated_backbone_entry_with_the_same_results(
     features = entry / "features.pt"
     features.write_bytes(features.read_bytes()[:1000])
     logged = []
-    again = run_trial(tiny_config(demo_root, method="vae"),
-                      cache=StageCache(cache_root, log=logged.append), log=quiet)
+    again = run_trial(
+        tiny_config(demo_root, method="vae"),
+        cache=StageCache(cache_root, log=logged.append),
+        log=quiet,
+    )
     info = again["cache"]["backbone"]
     assert info["hit"] is False and info["key"] == first["cache"]["backbone"]["key"]
     assert info["repaired"]
@@ -115,8 +124,9 @@ def test_trial_rebuilds_a_truncated_data_entry(tmp_path, stage_cache, trials, de
     first = trials["plain"][0]
     images = cache_root / "data" / first["cache"]["data"]["key"] / "images.npy"
     images.write_bytes(images.read_bytes()[:5000])
-    again = run_trial(tiny_config(demo_root, method="plain"), cache=StageCache(cache_root,
-                      log=quiet), log=quiet)
+    again = run_trial(
+        tiny_config(demo_root, method="plain"), cache=StageCache(cache_root, log=quiet), log=quiet
+    )
     assert again["cache"]["data"]["hit"] is False and again["cache"]["data"]["repaired"]
     assert again["cache"]["backbone"]["hit"] is True
     assert again["metrics"] == first["metrics"]

@@ -4,6 +4,7 @@ The ablations are compared on a skewed toy problem built here: 4 Gaussian classe
 dimensions, 300 training rows for each majority class (a, b) and 6 for each minority class
 (c, d); validation and test sets balanced (100 per class).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,9 @@ MINORITY = [2, 3]
 CPU = torch.device("cpu")
 
 
-def toy_features(seed: int = 0, n_major: int = 300, n_minor: int = 6, n_eval: int = 100,
-                 dim: int = 8) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def toy_features(
+    seed: int = 0, n_major: int = 300, n_minor: int = 6, n_eval: int = 100, dim: int = 8
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(4, dim, generator=g) * 1.5  # toy_means() draws the same
 
@@ -28,8 +30,11 @@ def toy_features(seed: int = 0, n_major: int = 300, n_minor: int = 6, n_eval: in
         y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
         return means[y] + torch.randn(len(y), dim, generator=g), y
 
-    return {"train": draw([n_major, n_major, n_minor, n_minor]),
-            "val": draw([n_eval] * 4), "test": draw([n_eval] * 4)}
+    return {
+        "train": draw([n_major, n_major, n_minor, n_minor]),
+        "val": draw([n_eval] * 4),
+        "test": draw([n_eval] * 4),
+    }
 
 
 def toy_means(seed: int = 0, dim: int = 8) -> torch.Tensor:
@@ -56,7 +61,6 @@ def scores_on_test(feats, preds) -> dict:
     return metrics.compute(feats["test"][1], preds["test"], MINORITY, CLASSES)[0]
 
 
-
 def minority_predictions(preds) -> int:
     return int(torch.isin(preds["test"], torch.tensor(MINORITY)).sum())
 
@@ -68,10 +72,12 @@ def small_vae(x_dim: int = 8, latent: int = 3) -> BetaVAE:
 
 # -- classifier inputs per method -------------------------------------------------------------
 
+
 def test_vae_train_rows_draw_a_fresh_z_on_every_call():
     x = torch.rand(20, 8)
-    inputs = Inputs("vae", small_vae(), resolve({"latent_dim": 3}),
-                    torch.Generator().manual_seed(0))
+    inputs = Inputs(
+        "vae", small_vae(), resolve({"latent_dim": 3}), torch.Generator().manual_seed(0)
+    )
     first, second = inputs.train_rows(x), inputs.train_rows(x)
     assert first.shape == (20, 8 + 3)
     assert torch.equal(first[:, :8], x) and torch.equal(second[:, :8], x)
@@ -81,8 +87,9 @@ def test_vae_train_rows_draw_a_fresh_z_on_every_call():
 def test_vae_eval_rows_with_z_test_mean_are_x_and_mu_every_time():
     x = torch.rand(20, 8)
     model = small_vae()
-    inputs = Inputs("vae", model, resolve({"latent_dim": 3, "z_test": "mean"}),
-                    torch.Generator().manual_seed(0))
+    inputs = Inputs(
+        "vae", model, resolve({"latent_dim": 3, "z_test": "mean"}), torch.Generator().manual_seed(0)
+    )
     rows = inputs.eval_rows(x)
     assert torch.equal(rows, inputs.eval_rows(x))
     assert torch.allclose(rows, torch.cat([x, model.encode(x)[0]], 1))
@@ -91,8 +98,12 @@ def test_vae_eval_rows_with_z_test_mean_are_x_and_mu_every_time():
 def test_vae_eval_rows_with_z_test_sample_are_one_seeded_draw_not_the_mean():
     x = torch.rand(20, 8)
     model = small_vae()
-    inputs = Inputs("vae", model, resolve({"latent_dim": 3, "z_test": "sample"}),
-                    torch.Generator().manual_seed(0))
+    inputs = Inputs(
+        "vae",
+        model,
+        resolve({"latent_dim": 3, "z_test": "sample"}),
+        torch.Generator().manual_seed(0),
+    )
     rows = inputs.eval_rows(x)
     assert torch.equal(rows, inputs.eval_rows(x))
     assert not torch.allclose(rows[:, 8:], model.encode(x)[0])
@@ -101,8 +112,12 @@ def test_vae_eval_rows_with_z_test_sample_are_one_seeded_draw_not_the_mean():
 def test_vae_mean_train_rows_are_x_and_mu_without_noise():
     x = torch.rand(20, 8)
     model = small_vae()
-    inputs = Inputs("vae_mean", model, resolve({"method": "vae_mean", "latent_dim": 3}),
-                    torch.Generator().manual_seed(0))
+    inputs = Inputs(
+        "vae_mean",
+        model,
+        resolve({"method": "vae_mean", "latent_dim": 3}),
+        torch.Generator().manual_seed(0),
+    )
     rows = inputs.train_rows(x)
     assert torch.equal(rows, inputs.train_rows(x))
     assert torch.allclose(rows, torch.cat([x, model.encode(x)[0]], 1))
@@ -110,8 +125,12 @@ def test_vae_mean_train_rows_are_x_and_mu_without_noise():
 
 def test_noise_train_rows_add_fresh_gaussian_noise_of_noise_std_to_x():
     x = torch.rand(4000, 8)
-    inputs = Inputs("noise", None, resolve({"method": "noise", "noise_std": 0.3}),
-                    torch.Generator().manual_seed(0))
+    inputs = Inputs(
+        "noise",
+        None,
+        resolve({"method": "noise", "noise_std": 0.3}),
+        torch.Generator().manual_seed(0),
+    )
     first, second = inputs.train_rows(x), inputs.train_rows(x)
     noise = first[:, 8:] - x
     assert first.shape == (4000, 16) and torch.equal(first[:, :8], x)
@@ -136,17 +155,19 @@ def test_x_only_methods_see_x_alone(method):
 
 # -- class-balanced weights -------------------------------------------------------------------
 
+
 def test_cb_weights_follow_the_effective_number_formula_normalised_to_class_count():
     counts = torch.tensor([100.0, 10.0, 1.0])
     b = 0.99
-    raw = [(1 - b) / (1 - b ** n) for n in (100, 10, 1)]
+    raw = [(1 - b) / (1 - b**n) for n in (100, 10, 1)]
     expected = [3 * w / sum(raw) for w in raw]
     assert cb_weights(counts, b).tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_cb_weights_sum_to_the_number_of_classes():
     assert cb_weights(torch.tensor([300.0, 300.0, 6.0, 6.0]), 0.9999).sum().item() == (
-        pytest.approx(4.0))
+        pytest.approx(4.0)
+    )
 
 
 def test_cb_weights_are_larger_for_rarer_classes():
@@ -161,25 +182,32 @@ def test_cb_weight_of_a_class_with_no_row_is_zero():
 
 # -- what each ablation does to the predictions -----------------------------------------------
 
+
 def test_balanced_softmax_raises_minority_recall_over_plain_cross_entropy(toy):
     plain, _ = train(toy, method="crt", sampling_factor=1)
     balanced, _ = train(toy, method="balanced_softmax")
-    assert (scores_on_test(toy, balanced)["acc_minority"]
-            > scores_on_test(toy, plain)["acc_minority"] + 0.1)
+    assert (
+        scores_on_test(toy, balanced)["acc_minority"]
+        > scores_on_test(toy, plain)["acc_minority"] + 0.1
+    )
 
 
 def test_class_balanced_loss_raises_minority_recall_over_plain_cross_entropy(toy):
     plain, _ = train(toy, method="crt", sampling_factor=1)
     weighted, _ = train(toy, method="cb_loss", cb_beta=0.9999)
-    assert (scores_on_test(toy, weighted)["acc_minority"]
-            > scores_on_test(toy, plain)["acc_minority"] + 0.1)
+    assert (
+        scores_on_test(toy, weighted)["acc_minority"]
+        > scores_on_test(toy, plain)["acc_minority"] + 0.1
+    )
 
 
 def test_minority_oversampling_raises_minority_recall(toy):
     once, _ = train(toy, method="crt", sampling_factor=1)
     repeated, _ = train(toy, method="crt", sampling_factor=30)
-    assert (scores_on_test(toy, repeated)["acc_minority"]
-            > scores_on_test(toy, once)["acc_minority"] + 0.1)
+    assert (
+        scores_on_test(toy, repeated)["acc_minority"]
+        > scores_on_test(toy, once)["acc_minority"] + 0.1
+    )
 
 
 def test_logit_adjustment_with_tau_predicts_minority_classes_more_often_than_tau_zero(toy):
@@ -203,8 +231,7 @@ def test_loss_based_ablations_ignore_sampling_factor(toy, method):
 
 
 def test_vae_method_predicts_every_eval_row_nearly_as_well_as_the_bayes_rule(toy):
-    preds, history = train(toy, small_vae(8, 3), method="vae", latent_dim=3,
-                           sampling_factor=5)
+    preds, history = train(toy, small_vae(8, 3), method="vae", latent_dim=3, sampling_factor=5)
     assert preds["val"].shape == (400,) and preds["test"].shape == (400,)
     # Equal priors and one isotropic covariance on the balanced test set: the Bayes rule is
     # the nearest true class mean (0.94 here). The VAE classifier, 6 rows per minority

@@ -1,11 +1,22 @@
 """fsvae.config: keys, presets, validation, --set parsing, active keys."""
+
 import pytest
 
-from fsvae.config import (KEYS, PRESETS, ConfigError, active_config, backbone_identity,
-                          decides_backbone, describe, parse_overrides, resolve, stage_keys)
-
+from fsvae.config import (
+    KEYS,
+    PRESETS,
+    ConfigError,
+    active_config,
+    backbone_identity,
+    decides_backbone,
+    describe,
+    parse_overrides,
+    resolve,
+    stage_keys,
+)
 
 # -- unknown keys -----------------------------------------------------------------------------
+
 
 def test_unknown_key_raises_config_error_naming_it():
     with pytest.raises(ConfigError, match="'no_such_knob'"):
@@ -24,38 +35,48 @@ def test_unknown_key_in_set_override_raises_config_error_naming_it():
 
 # -- bad values -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("n_f", "5", "expected an integer"),
-    ("n_f", 2.5, "expected an integer"),
-    ("n_f", True, "expected an integer"),
-    ("beta_max", "big", "expected a number"),
-    ("beta_max", float("nan"), "expected a finite number"),
-    ("compile", 1, "expected true/false"),
-    ("method", 3, "expected a string"),
-    ("latent_dim", None, "a value is required"),
-])
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("n_f", "5", "expected an integer"),
+        ("n_f", 2.5, "expected an integer"),
+        ("n_f", True, "expected an integer"),
+        ("beta_max", "big", "expected a number"),
+        ("beta_max", float("nan"), "expected a finite number"),
+        ("compile", 1, "expected true/false"),
+        ("method", 3, "expected a string"),
+        ("latent_dim", None, "a value is required"),
+    ],
+)
 def test_value_of_wrong_type_raises_config_error_naming_key_and_expectation(key, value, expected):
     with pytest.raises(ConfigError, match=f"'{key}'.*{expected}"):
         resolve({key: value})
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("n_f", 0, "below the minimum 1"),
-    ("seed", -1, "below the minimum 0"),
-    ("backbone_momentum", 1.5, "above the maximum 1.0"),
-    ("cb_beta", 1.0, "above the maximum"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("n_f", 0, "below the minimum 1"),
+        ("seed", -1, "below the minimum 0"),
+        ("backbone_momentum", 1.5, "above the maximum 1.0"),
+        ("cb_beta", 1.0, "above the maximum"),
+    ],
+)
 def test_value_out_of_range_raises_config_error_naming_key_and_bound(key, value, expected):
     with pytest.raises(ConfigError, match=f"'{key}'.*{expected}"):
         resolve({key: value})
 
 
-@pytest.mark.parametrize("key, value", [
-    ("method", "resnet"),
-    ("beta_schedule", "exponential"),
-    ("z_test", "median"),
-    ("layout", "imagenet"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("method", "resnet"),
+        ("beta_schedule", "exponential"),
+        ("z_test", "median"),
+        ("layout", "imagenet"),
+    ],
+)
 def test_value_not_in_choices_raises_config_error_listing_the_choices(key, value):
     with pytest.raises(ConfigError) as err:
         resolve({key: value})
@@ -80,16 +101,33 @@ def test_int_given_for_a_float_key_is_normalised_to_float():
 
 # -- --set parsing ----------------------------------------------------------------------------
 
+
 def test_parse_overrides_types_each_value_by_its_key():
-    parsed = parse_overrides(["n_f=5", "beta_max=1e-3", "method=crt", "compile=yes",
-                              "load_size=none", "sampling_factor=50.0"])
-    assert parsed == {"n_f": 5, "beta_max": 1e-3, "method": "crt", "compile": True,
-                      "load_size": None, "sampling_factor": 50}
+    parsed = parse_overrides(
+        [
+            "n_f=5",
+            "beta_max=1e-3",
+            "method=crt",
+            "compile=yes",
+            "load_size=none",
+            "sampling_factor=50.0",
+        ]
+    )
+    assert parsed == {
+        "n_f": 5,
+        "beta_max": 1e-3,
+        "method": "crt",
+        "compile": True,
+        "load_size": None,
+        "sampling_factor": 50,
+    }
     assert type(parsed["n_f"]) is int and type(parsed["beta_max"]) is float
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("on", True), ("1", True),
-                                         ("false", False), ("off", False), ("no", False)])
+@pytest.mark.parametrize(
+    "text, value",
+    [("true", True), ("on", True), ("1", True), ("false", False), ("off", False), ("no", False)],
+)
 def test_parse_overrides_reads_bool_words(text, value):
     assert parse_overrides([f"compile={text}"]) == {"compile": value}
 
@@ -98,12 +136,15 @@ def test_parse_overrides_keeps_text_after_the_first_equals_sign():
     assert parse_overrides(["data=/srv/a=b"]) == {"data": "/srv/a=b"}
 
 
-@pytest.mark.parametrize("pair, expected", [
-    ("n_f=ten", "'n_f': cannot read 'ten' as int"),
-    ("n_f=2.5", "'n_f': cannot read '2.5' as int"),
-    ("beta_max=x", "'beta_max': cannot read 'x' as float"),
-    ("compile=maybe", "'compile': cannot read 'maybe' as bool"),
-])
+@pytest.mark.parametrize(
+    "pair, expected",
+    [
+        ("n_f=ten", "'n_f': cannot read 'ten' as int"),
+        ("n_f=2.5", "'n_f': cannot read '2.5' as int"),
+        ("beta_max=x", "'beta_max': cannot read 'x' as float"),
+        ("compile=maybe", "'compile': cannot read 'maybe' as bool"),
+    ],
+)
 def test_parse_overrides_rejects_text_not_of_the_key_type(pair, expected):
     with pytest.raises(ConfigError, match=expected):
         parse_overrides([pair])
@@ -115,6 +156,7 @@ def test_parse_overrides_rejects_a_pair_without_equals_sign():
 
 
 # -- presets ----------------------------------------------------------------------------------
+
 
 def test_paper_preset_is_the_papers_settings():
     cfg = resolve()
@@ -151,6 +193,7 @@ def test_every_preset_is_a_valid_config():
 
 # -- active keys ------------------------------------------------------------------------------
 
+
 def test_beta_cycles_is_active_only_with_the_cyclical_schedule():
     assert "beta_cycles" not in active_config(resolve({"beta_schedule": "linear"}))
     assert "beta_cycles" in active_config(resolve({"beta_schedule": "cyclical"}))
@@ -184,8 +227,12 @@ def test_plain_config_has_no_vae_or_classifier_keys():
 
 
 def test_ablation_specific_keys_are_active_only_for_their_method():
-    for key, method in (("tau", "logit_adjust"), ("cb_beta", "cb_loss"),
-                        ("noise_std", "noise"), ("z_test", "vae")):
+    for key, method in (
+        ("tau", "logit_adjust"),
+        ("cb_beta", "cb_loss"),
+        ("noise_std", "noise"),
+        ("z_test", "vae"),
+    ):
         assert key in active_config(resolve({"method": method})), key
         assert key not in active_config(resolve({"method": "crt"})), key
 

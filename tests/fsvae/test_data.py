@@ -1,4 +1,5 @@
 """fsvae.data: the reader, its defect report, layouts and errors; fsvae.demo_data's defects."""
+
 from __future__ import annotations
 
 import ctypes
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_folders, make_fs14, quiet, write_image
 from fsvae import data, demo_data
 from fsvae.data import DataError
+from helpers import make_folders, make_fs14, quiet, write_image
 
 # Where demo_data.make(defects=True) puts each defect, and what the reader must do with it.
 DEFECTS = {
@@ -40,6 +41,7 @@ def sha(path: Path) -> str:
 
 # -- demo_data --------------------------------------------------------------------------------
 
+
 def test_demo_data_with_defects_writes_one_file_of_each_defect_kind(tmp_path):
     info = demo_data.make(tmp_path / "d", per_class=10, image_size=8, defects=True)
     kinds = sorted({d["expect"] for d in info["defects"]})
@@ -58,6 +60,7 @@ def test_demo_data_refuses_a_non_empty_folder(tmp_path):
 
 # -- the defect report ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rel", sorted(DEFECTS))
 def test_reader_reports_each_demo_defect_with_its_kind_and_action(demo_ds, rel):
     kind, action = DEFECTS[rel]
@@ -68,9 +71,16 @@ def test_reader_reports_each_demo_defect_with_its_kind_and_action(demo_ds, rel):
 
 def test_report_summary_counts_each_defect_kind(demo_ds):
     assert demo_ds.report["summary"] == {
-        "missing": 1, "outside_root": 1, "not_image": 1, "unreadable": 1, "duplicate": 1,
-        "duplicate_across_splits": 1, "label_conflict": 2, "odd_extension": 1,
-        "non_ascii_name": 1}
+        "missing": 1,
+        "outside_root": 1,
+        "not_image": 1,
+        "unreadable": 1,
+        "duplicate": 1,
+        "duplicate_across_splits": 1,
+        "label_conflict": 2,
+        "odd_extension": 1,
+        "non_ascii_name": 1,
+    }
 
 
 def test_report_has_one_problem_row_per_defect_and_none_for_clean_files(demo_ds):
@@ -117,17 +127,23 @@ def test_duplicate_across_splits_is_kept_in_test_and_skipped_from_train(demo_ds,
 
 
 def test_no_train_image_is_byte_identical_to_a_test_image(demo_ds, demo_root):
-    digests = {s: {sha(demo_root / p) for p, sp in zip(demo_ds.paths, demo_ds.split_of)
-                   if sp == s} for s in data.SPLITS}
+    digests = {
+        s: {sha(demo_root / p) for p, sp in zip(demo_ds.paths, demo_ds.split_of) if sp == s}
+        for s in data.SPLITS
+    }
     assert not digests["train"] & digests["test"]
     assert not digests["val"] & digests["test"]
 
 
 def test_duplicate_across_val_and_train_keeps_the_val_copy(tmp_path):
-    root = make_fs14(tmp_path / "r", {
-        "train": ["dataset/a/a1.jpg", "dataset/b/b1.jpg", "dataset/b/copy.jpg"],
-        "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
-        "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {
+            "train": ["dataset/a/a1.jpg", "dataset/b/b1.jpg", "dataset/b/copy.jpg"],
+            "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
+            "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg"],
+        },
+    )
     (root / "dataset/b/copy.jpg").write_bytes((root / "dataset/b/b2.jpg").read_bytes())
     ds = data.load(root, 8, workers=1, log=quiet)
     assert rows_for(ds, "dataset/b/copy.jpg")[0]["problem"] == "duplicate_across_splits"
@@ -135,10 +151,14 @@ def test_duplicate_across_val_and_train_keeps_the_val_copy(tmp_path):
 
 
 def test_identical_files_under_two_classes_are_a_label_conflict_naming_both(tmp_path):
-    root = make_fs14(tmp_path / "r", {
-        "train": ["dataset/a/a1.jpg", "dataset/a/x.jpg", "dataset/b/b1.jpg", "dataset/b/y.jpg"],
-        "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
-        "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {
+            "train": ["dataset/a/a1.jpg", "dataset/a/x.jpg", "dataset/b/b1.jpg", "dataset/b/y.jpg"],
+            "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
+            "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg"],
+        },
+    )
     (root / "dataset/b/y.jpg").write_bytes((root / "dataset/a/x.jpg").read_bytes())
     ds = data.load(root, 8, workers=1, log=quiet)
     for rel in ("dataset/a/x.jpg", "dataset/b/y.jpg"):
@@ -151,10 +171,14 @@ def test_identical_files_under_two_classes_are_a_label_conflict_naming_both(tmp_
 
 
 def test_every_copy_of_a_label_conflict_is_skipped_the_test_copy_too(tmp_path):
-    root = make_fs14(tmp_path / "r", {
-        "train": ["dataset/a/a1.jpg", "dataset/a/x.jpg", "dataset/b/b1.jpg"],
-        "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
-        "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg", "dataset/b/y.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {
+            "train": ["dataset/a/a1.jpg", "dataset/a/x.jpg", "dataset/b/b1.jpg"],
+            "val": ["dataset/a/a2.jpg", "dataset/b/b2.jpg"],
+            "test": ["dataset/a/a3.jpg", "dataset/b/b3.jpg", "dataset/b/y.jpg"],
+        },
+    )
     (root / "dataset/b/y.jpg").write_bytes((root / "dataset/a/x.jpg").read_bytes())
     ds = data.load(root, 8, workers=1, log=quiet)
     assert "dataset/a/x.jpg" not in ds.paths and "dataset/b/y.jpg" not in ds.paths
@@ -163,8 +187,11 @@ def test_every_copy_of_a_label_conflict_is_skipped_the_test_copy_too(tmp_path):
 
 
 def test_the_same_file_listed_twice_in_a_split_is_read_once(tmp_path):
-    lists = {"train": ["dataset/a/a1.jpg", "dataset/a/a1.jpg"],
-             "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]}
+    lists = {
+        "train": ["dataset/a/a1.jpg", "dataset/a/a1.jpg"],
+        "val": ["dataset/a/a2.jpg"],
+        "test": ["dataset/a/a3.jpg"],
+    }
     root = make_fs14(tmp_path / "r", lists)
     ds = data.load(root, 8, workers=1, log=quiet)
     assert ds.paths.count("dataset/a/a1.jpg") == 1
@@ -172,8 +199,14 @@ def test_the_same_file_listed_twice_in_a_split_is_read_once(tmp_path):
 
 
 def test_truncated_jpeg_is_reported_unreadable(tmp_path):
-    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg", "dataset/a/cut.jpg"],
-                                      "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {
+            "train": ["dataset/a/a1.jpg", "dataset/a/cut.jpg"],
+            "val": ["dataset/a/a2.jpg"],
+            "test": ["dataset/a/a3.jpg"],
+        },
+    )
     whole = (root / "dataset/a/cut.jpg").read_bytes()
     (root / "dataset/a/cut.jpg").write_bytes(whole[: len(whole) // 2])
     ds = data.load(root, 8, workers=1, log=quiet)
@@ -182,27 +215,41 @@ def test_truncated_jpeg_is_reported_unreadable(tmp_path):
 
 
 def test_odd_extension_of_a_file_skipped_as_unreadable_is_not_reported_kept(tmp_path):
-    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg", "dataset/a/cut.jfif"],
-                                      "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {
+            "train": ["dataset/a/a1.jpg", "dataset/a/cut.jfif"],
+            "val": ["dataset/a/a2.jpg"],
+            "test": ["dataset/a/a3.jpg"],
+        },
+    )
     whole = (root / "dataset/a/cut.jfif").read_bytes()
     (root / "dataset/a/cut.jfif").write_bytes(whole[: len(whole) // 2])
     ds = data.load(root, 8, workers=1, log=quiet)
     rows = rows_for(ds, "dataset/a/cut.jfif")
-    assert [(r["problem"], r["action"]) for r in rows] == [("odd_extension", "skipped"),
-                                                           ("unreadable", "skipped")]
+    assert [(r["problem"], r["action"]) for r in rows] == [
+        ("odd_extension", "skipped"),
+        ("unreadable", "skipped"),
+    ]
 
 
 def test_jpeg_and_png_are_ordinary_extensions_not_reported(tmp_path):
     # Real copies mix .jpg, .jpeg and .png: a report row for each would bury the defects.
-    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpeg", "dataset/a/a2.png",
-                                                "dataset/a/a3.jfif", "dataset/a/a4"],
-                                      "val": ["dataset/a/v.jpg"], "test": ["dataset/a/t.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {
+            "train": ["dataset/a/a1.jpeg", "dataset/a/a2.png", "dataset/a/a3.jfif", "dataset/a/a4"],
+            "val": ["dataset/a/v.jpg"],
+            "test": ["dataset/a/t.jpg"],
+        },
+    )
     ds = data.load(root, 8, workers=1, log=quiet)
     odd = sorted(p["file"] for p in ds.report["problems"] if p["problem"] == "odd_extension")
     assert odd == ["dataset/a/a3.jfif", "dataset/a/a4"]
 
 
 # -- outside the root -------------------------------------------------------------------------
+
 
 class OpenWatch:
     """Records whether a file is opened, through Linux inotify (IN_OPEN | IN_ACCESS)."""
@@ -212,8 +259,11 @@ class OpenWatch:
     def __init__(self, path: Path):
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         self.fd = libc.inotify_init1(os.O_NONBLOCK)
-        if self.fd < 0 or libc.inotify_add_watch(self.fd, str(path).encode(),
-                                                 self.IN_OPEN | self.IN_ACCESS) < 0:
+        if (
+            self.fd < 0
+            or libc.inotify_add_watch(self.fd, str(path).encode(), self.IN_OPEN | self.IN_ACCESS)
+            < 0
+        ):
             pytest.skip("inotify is not available")
 
     def opened(self) -> bool:
@@ -229,9 +279,10 @@ class OpenWatch:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses Linux inotify")
 def test_listed_file_outside_the_root_is_refused_and_never_opened(tmp_path):
     outside = write_image(tmp_path / "outside.jpg", seed=123)  # exists, beside the root
-    root = make_fs14(tmp_path / "root", {"train": ["dataset/a/a1.jpg"],
-                                         "val": ["dataset/a/a2.jpg"],
-                                         "test": ["dataset/a/a3.jpg"]})
+    root = make_fs14(
+        tmp_path / "root",
+        {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]},
+    )
     with open(root / "train.csv", "a", encoding="utf-8") as f:
         f.write("dataset/../../outside.jpg\n")
     watch = OpenWatch(outside)
@@ -248,9 +299,10 @@ def test_listed_file_outside_the_root_is_refused_and_never_opened(tmp_path):
 
 def test_symlink_inside_the_root_to_a_file_outside_is_refused(tmp_path):
     outside = write_image(tmp_path / "secret.jpg", seed=7)
-    root = make_fs14(tmp_path / "root", {"train": ["dataset/a/a1.jpg"],
-                                         "val": ["dataset/a/a2.jpg"],
-                                         "test": ["dataset/a/a3.jpg"]})
+    root = make_fs14(
+        tmp_path / "root",
+        {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]},
+    )
     (root / "dataset/a/link.jpg").symlink_to(outside)
     with open(root / "train.csv", "a", encoding="utf-8") as f:
         f.write("dataset/a/link.jpg\n")
@@ -261,9 +313,10 @@ def test_symlink_inside_the_root_to_a_file_outside_is_refused(tmp_path):
 
 def test_absolute_listed_path_is_refused(tmp_path):
     outside = write_image(tmp_path / "abs.jpg", seed=8)
-    root = make_fs14(tmp_path / "root", {"train": ["dataset/a/a1.jpg"],
-                                         "val": ["dataset/a/a2.jpg"],
-                                         "test": ["dataset/a/a3.jpg"]})
+    root = make_fs14(
+        tmp_path / "root",
+        {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]},
+    )
     with open(root / "train.csv", "a", encoding="utf-8") as f:
         f.write(f"{outside}\n")
     ds = data.load(root, 8, workers=1, log=quiet)
@@ -271,6 +324,7 @@ def test_absolute_listed_path_is_refused(tmp_path):
 
 
 # -- what a Dataset holds ---------------------------------------------------------------------
+
 
 def test_images_are_square_uint8_tensors_of_load_size(demo_ds):
     assert demo_ds.images.dtype == torch.uint8
@@ -292,7 +346,12 @@ def test_saved_dataset_restores_equal(demo_ds, tmp_path):
     back = data.restore(tmp_path)
     assert torch.equal(back.images, demo_ds.images) and torch.equal(back.labels, demo_ds.labels)
     assert (back.paths, back.split_of, back.classes, back.content_hash, back.report) == (
-        demo_ds.paths, demo_ds.split_of, demo_ds.classes, demo_ds.content_hash, demo_ds.report)
+        demo_ds.paths,
+        demo_ds.split_of,
+        demo_ds.classes,
+        demo_ds.content_hash,
+        demo_ds.report,
+    )
 
 
 def test_decoding_in_worker_processes_gives_the_same_dataset(demo_root, demo_ds):
@@ -300,12 +359,17 @@ def test_decoding_in_worker_processes_gives_the_same_dataset(demo_root, demo_ds)
     parallel = data.load(demo_root, load_size=18, workers=2, log=quiet)
     assert torch.equal(parallel.images, demo_ds.images)
     assert (parallel.paths, parallel.content_hash, parallel.report) == (
-        demo_ds.paths, demo_ds.content_hash, demo_ds.report)
+        demo_ds.paths,
+        demo_ds.content_hash,
+        demo_ds.report,
+    )
 
 
 def test_fingerprint_changes_when_a_listed_file_changes(tmp_path):
-    root = make_fs14(tmp_path / "r", {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"],
-                                      "test": ["dataset/a/a3.jpg"]})
+    root = make_fs14(
+        tmp_path / "r",
+        {"train": ["dataset/a/a1.jpg"], "val": ["dataset/a/a2.jpg"], "test": ["dataset/a/a3.jpg"]},
+    )
     before = data.fingerprint(root)
     assert data.fingerprint(root) == before
     write_image(root / "dataset/a/a2.jpg", seed=555, size=14)
@@ -314,14 +378,19 @@ def test_fingerprint_changes_when_a_listed_file_changes(tmp_path):
 
 # -- layouts and unusable datasets ------------------------------------------------------------
 
+
 def test_folders_layout_reads_split_class_file(tmp_path):
-    root = make_folders(tmp_path / "r", {"train": {"cat": 3, "dog": 2},
-                                         "val": {"cat": 1, "dog": 1},
-                                         "test": {"cat": 2, "dog": 1}})
+    root = make_folders(
+        tmp_path / "r",
+        {"train": {"cat": 3, "dog": 2}, "val": {"cat": 1, "dog": 1}, "test": {"cat": 2, "dog": 1}},
+    )
     ds = data.load(root, 8, workers=1, log=quiet)
     assert ds.layout == "folders" and ds.classes == ["cat", "dog"]
     assert {s: c["usable"] for s, c in ds.report["splits"].items()} == {
-        "train": 5, "val": 2, "test": 3}
+        "train": 5,
+        "val": 2,
+        "test": 3,
+    }
     assert "train/cat/cat_0.jpg" in ds.paths
     assert ds.labels[ds.paths.index("test/dog/dog_0.jpg")].item() == 1
 
@@ -338,8 +407,10 @@ def test_missing_root_raises_data_error_naming_it(tmp_path):
 
 
 def test_class_with_no_usable_image_in_a_split_raises_data_error_naming_both(tmp_path):
-    root = make_folders(tmp_path / "r", {"train": {"cat": 2, "dog": 2},
-                                         "val": {"cat": 1, "dog": 1}, "test": {"cat": 1}})
+    root = make_folders(
+        tmp_path / "r",
+        {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}, "test": {"cat": 1}},
+    )
     (root / "test" / "dog").mkdir()
     (root / "test" / "dog" / "readme.jpg").write_text("not a picture")
     with pytest.raises(DataError, match="dog.*'test'"):

@@ -1,4 +1,5 @@
 """fsvae.metrics against hand-computed cases (docs/method.md#metrics)."""
+
 import pytest
 import torch
 

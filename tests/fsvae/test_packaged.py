@@ -1,5 +1,6 @@
 """fsvae.packaged: a trial's model as one torch module, assembled from the trial's model/
 folder and its stage-cache entries, predicting as the trial evaluated its test images."""
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,16 @@ def more_trials(demo_root, stage_cache, tmp_path_factory):
     """method -> (result, out_dir) for the stage-3 inputs the session's trials do not use:
     [x, x] rows, a shifted head, z drawn at test time. Their backbone comes from the cache."""
     out = {}
-    for name, keys in {"noise": {"method": "noise"},
-                       "logit_adjust": {"method": "logit_adjust"},
-                       "vae_mean": {"method": "vae_mean"},
-                       "vae_sample": {"method": "vae", "z_test": "sample"}}.items():
+    for name, keys in {
+        "noise": {"method": "noise"},
+        "logit_adjust": {"method": "logit_adjust"},
+        "vae_mean": {"method": "vae_mean"},
+        "vae_sample": {"method": "vae", "z_test": "sample"},
+    }.items():
         folder = tmp_path_factory.mktemp(f"trial-{name}")
-        result = run_trial(tiny_config(demo_root, **keys), out_dir=folder, cache=stage_cache,
-                           log=quiet)
+        result = run_trial(
+            tiny_config(demo_root, **keys), out_dir=folder, cache=stage_cache, log=quiet
+        )
         out[name] = (result, folder)
     return out
 
@@ -62,8 +66,9 @@ def test_a_plain_trial_writes_no_classifier_its_backbone_head_classifies(trials)
 
 
 @pytest.mark.parametrize("method", ["plain", "oversample", "vae"])
-def test_assembled_model_reproduces_the_trials_test_confusion(trials, stage_cache, demo_ds,
-                                                             tmp_path, method):
+def test_assembled_model_reproduces_the_trials_test_confusion(
+    trials, stage_cache, demo_ds, tmp_path, method
+):
     result, out = trials[method]
     model = packaged.assemble(out / "model", stage_cache.root, tmp_path / "model")
     assert confusion_on_test(model, demo_ds) == result["confusion"]["test"]
@@ -71,14 +76,16 @@ def test_assembled_model_reproduces_the_trials_test_confusion(trials, stage_cach
 
 @pytest.mark.parametrize("name", ["noise", "logit_adjust", "vae_mean", "vae_sample"])
 def test_assembled_model_reproduces_the_test_confusion_of_other_inputs(
-        more_trials, stage_cache, demo_ds, tmp_path, name):
+    more_trials, stage_cache, demo_ds, tmp_path, name
+):
     result, out = more_trials[name]
     model = packaged.assemble(out / "model", stage_cache.root, tmp_path / "model")
     assert confusion_on_test(model, demo_ds) == result["confusion"]["test"]
 
 
 def test_model_outputs_class_probabilities_in_the_order_of_its_class_names(
-        trials, stage_cache, demo_ds, tmp_path):
+    trials, stage_cache, demo_ds, tmp_path
+):
     result, out = trials["vae"]
     model = packaged.assemble(out / "model", stage_cache.root, tmp_path / "model")
     pixels, _ = pixels_of_test(demo_ds)
@@ -89,8 +96,7 @@ def test_model_outputs_class_probabilities_in_the_order_of_its_class_names(
     assert torch.allclose(probs.sum(1), torch.ones(len(pixels)))
 
 
-def test_an_assembled_model_loads_without_the_stage_cache(trials, stage_cache, demo_ds,
-                                                          tmp_path):
+def test_an_assembled_model_loads_without_the_stage_cache(trials, stage_cache, demo_ds, tmp_path):
     result, out = trials["vae"]
     cache = shutil.copytree(stage_cache.root, tmp_path / "cache")
     packaged.assemble(out / "model", cache, tmp_path / "model")
@@ -102,8 +108,9 @@ def test_an_assembled_model_loads_without_the_stage_cache(trials, stage_cache, d
 def test_assembly_without_the_backbone_entry_names_the_stage_key_and_cache(trials, tmp_path):
     result, out = trials["vae"]
     key = result["cache"]["backbone"]["key"]
-    with pytest.raises(packaged.MissingEntry, match=f"backbone entry {key} is not in the "
-                                                    f"stage cache {tmp_path}") as err:
+    with pytest.raises(
+        packaged.MissingEntry, match=f"backbone entry {key} is not in the stage cache {tmp_path}"
+    ) as err:
         packaged.assemble(out / "model", tmp_path, tmp_path / "model")
     assert (err.value.stage, err.value.key) == ("backbone", key)
     assert not (tmp_path / "model").exists()

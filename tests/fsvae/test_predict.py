@@ -1,5 +1,6 @@
 """fsvae.predict: image files decoded as a dataset's are, classified by a packaged model;
 files that do not decode are skipped and reported."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,12 +15,12 @@ from helpers import TINY, write_image
 @pytest.fixture(scope="module")
 def model(trials, stage_cache, tmp_path_factory):
     _, out = trials["vae"]
-    return packaged.assemble(out / "model", stage_cache.root,
-                             tmp_path_factory.mktemp("predict") / "model")
+    return packaged.assemble(
+        out / "model", stage_cache.root, tmp_path_factory.mktemp("predict") / "model"
+    )
 
 
-def test_a_file_gets_the_style_the_model_gives_its_decoded_dataset_image(model, demo_ds,
-                                                                        demo_root):
+def test_a_file_gets_the_style_the_model_gives_its_decoded_dataset_image(model, demo_ds, demo_root):
     rows = split.gfsl_split(demo_ds, TINY["n_f"], 5, 0).test
     paths = [demo_root / demo_ds.paths[i] for i in rows]
     predicted, skipped = predict_files(model, paths)
@@ -28,8 +29,7 @@ def test_a_file_gets_the_style_the_model_gives_its_decoded_dataset_image(model, 
     assert skipped == []
     assert [p for p, _, _ in predicted] == [str(p) for p in paths]
     assert [s for _, s, _ in predicted] == [model.classes[i] for i in probs.argmax(1)]
-    assert [p for _, _, p in predicted] == pytest.approx(probs.max(1).values.tolist(),
-                                                         abs=1e-5)
+    assert [p for _, _, p in predicted] == pytest.approx(probs.max(1).values.tolist(), abs=1e-5)
 
 
 def test_files_that_do_not_decode_are_skipped_with_their_reason(model, tmp_path):
@@ -47,8 +47,12 @@ def test_files_that_do_not_decode_are_skipped_with_their_reason(model, tmp_path)
 def test_image_files_are_every_file_under_the_folder_sorted_by_path(tmp_path):
     for rel in ("b.jpg", "a/z.png", "a/y/x.jpg", "c"):
         write_image(tmp_path / rel, seed=len(rel))
-    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path)] == \
-        ["a/y/x.jpg", "a/z.png", "b.jpg", "c"]
+    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path)] == [
+        "a/y/x.jpg",
+        "a/z.png",
+        "b.jpg",
+        "c",
+    ]
 
 
 def test_a_missing_images_folder_is_a_data_error_naming_it(tmp_path):

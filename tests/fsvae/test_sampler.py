@@ -1,4 +1,5 @@
 """fsvae.sampler: the rows one epoch visits, minority rows repeated (stages 1 and 3)."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """fsvae.split: the GFSL split (docs/trial.md#the-gfsl-split)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -64,8 +65,9 @@ def test_same_seed_gives_the_same_split(demo_ds):
 
 def test_another_seed_gives_other_minority_classes(demo_ds):
     first = split.gfsl_split(demo_ds, n_f=5, num_minority=5, seed=0).minority
-    others = [split.gfsl_split(demo_ds, n_f=5, num_minority=5, seed=s).minority
-              for s in (1, 2, 3, 4)]
+    others = [
+        split.gfsl_split(demo_ds, n_f=5, num_minority=5, seed=s).minority for s in (1, 2, 3, 4)
+    ]
     assert any(m != first for m in others)
 
 
@@ -94,8 +96,10 @@ def test_no_train_image_is_byte_identical_to_a_test_image(demo_ds, demo_root):
     sp = split.gfsl_split(demo_ds, n_f=10, num_minority=5, seed=0)
 
     def digests(idx):
-        return {hashlib.sha256((demo_root / demo_ds.paths[i]).read_bytes()).hexdigest()
-                for i in idx.tolist()}
+        return {
+            hashlib.sha256((demo_root / demo_ds.paths[i]).read_bytes()).hexdigest()
+            for i in idx.tolist()
+        }
 
     assert not digests(sp.train) & digests(sp.test)
 
@@ -116,8 +120,10 @@ def test_save_writes_one_file_list_per_split(demo_ds, tmp_path):
     split.save(demo_ds, sp, tmp_path / "split")
     for name in ("train", "val", "test"):
         lines = (tmp_path / "split" / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-        expected = [f"{demo_ds.paths[i]}\t{demo_ds.classes[demo_ds.labels[i]]}"
-                    for i in getattr(sp, name).tolist()]
+        expected = [
+            f"{demo_ds.paths[i]}\t{demo_ds.classes[demo_ds.labels[i]]}"
+            for i in getattr(sp, name).tolist()
+        ]
         assert lines == expected, name
 
 

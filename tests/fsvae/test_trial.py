@@ -1,4 +1,5 @@
 """fsvae.trial.run_trial end to end on the generated dataset, at toy size."""
+
 from __future__ import annotations
 
 import ast
@@ -8,12 +9,12 @@ import re
 import pytest
 import torch
 
-from helpers import REPO, quiet, tiny_config
 from fsvae import demo_data
 from fsvae.backbone import BackboneError
-from fsvae.split import SplitError
 from fsvae.cache import StageCache
+from fsvae.split import SplitError
 from fsvae.trial import TrialError, prepare, run_trial
+from helpers import REPO, quiet, tiny_config
 
 METHODS = ("plain", "oversample", "vae")
 
@@ -34,10 +35,16 @@ def by_hand(y: list[int], pred: list[int], classes: list[str], minority: list[st
     hits = [p == t for p, t in zip(pred, y)]
     maj_s = sum(h for h, m in zip(hits, in_minority) if not m) / in_minority.count(False)
     mnr_s = sum(h for h, m in zip(hits, in_minority) if m) / in_minority.count(True)
-    return {"acc": sum(hits) / len(y), "acc_majority": maj, "acc_minority": mnr,
-            "acc_h": harmonic(maj, mnr), "acc_majority_samples": maj_s,
-            "acc_minority_samples": mnr_s, "acc_h_samples": harmonic(maj_s, mnr_s),
-            **{f"class_acc/{c}": a for c, a in per_class.items()}}
+    return {
+        "acc": sum(hits) / len(y),
+        "acc_majority": maj,
+        "acc_minority": mnr,
+        "acc_h": harmonic(maj, mnr),
+        "acc_majority_samples": maj_s,
+        "acc_minority_samples": mnr_s,
+        "acc_h_samples": harmonic(maj_s, mnr_s),
+        **{f"class_acc/{c}": a for c, a in per_class.items()},
+    }
 
 
 def harmonic(a: float, b: float) -> float:
@@ -59,7 +66,8 @@ def test_group_accuracies_and_acc_h_follow_from_the_confusion_matrix(trials, met
 
 @pytest.mark.parametrize("method", ["plain", "oversample"])
 def test_backbone_methods_score_the_heads_predictions_on_the_stored_features(
-        trials, stage_cache, method):
+    trials, stage_cache, method
+):
     result = trials[method][0]
     entry = stage_cache.entry("backbone", result["cache"]["backbone"]["key"])
     features = torch.load(entry / "features.pt", weights_only=True)
@@ -77,7 +85,8 @@ def test_confusion_rows_count_each_classs_images_in_the_split(trials, method, sp
     result, out = trials[method]
     counts = json.loads((out / "split" / "split.json").read_text())["counts"][split]
     assert [sum(row) for row in result["confusion"][split]] == [
-        counts[c] for c in result["classes"]]
+        counts[c] for c in result["classes"]
+    ]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -90,8 +99,15 @@ def test_every_accuracy_is_between_zero_and_one(trials, method):
 def test_metrics_are_reported_for_val_and_test(trials, method):
     m = trials[method][0]["metrics"]
     for prefix in ("val_", "test_"):
-        for name in ("acc", "acc_majority", "acc_minority", "acc_h", "acc_majority_samples",
-                     "acc_minority_samples", "acc_h_samples"):
+        for name in (
+            "acc",
+            "acc_majority",
+            "acc_minority",
+            "acc_h",
+            "acc_majority_samples",
+            "acc_minority_samples",
+            "acc_h_samples",
+        ):
             assert prefix + name in m
 
 
@@ -112,9 +128,17 @@ def test_test_acc_matches_the_test_confusion_matrix(trials):
 @pytest.mark.parametrize("method", METHODS)
 def test_out_dir_holds_config_report_split_and_metrics(trials, method):
     result, out = trials[method]
-    for name in ("config.json", "data_report.json", "metrics.json", "confusion.json",
-                 "history.json", "split/train.txt", "split/val.txt", "split/test.txt",
-                 "split/split.json"):
+    for name in (
+        "config.json",
+        "data_report.json",
+        "metrics.json",
+        "confusion.json",
+        "history.json",
+        "split/train.txt",
+        "split/val.txt",
+        "split/test.txt",
+        "split/split.json",
+    ):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text()) == result["metrics"]
 
@@ -163,8 +187,9 @@ def test_minority_classes_are_five_of_the_fourteen_styles(trials):
 def test_progress_receives_every_epoch_and_cache_lookup(demo_root, stage_cache, trials):
     # The session trials built the data and the backbone a crt trial needs.
     events = []
-    run_trial(tiny_config(demo_root, method="crt"), progress=events.append, cache=stage_cache,
-              log=quiet)
+    run_trial(
+        tiny_config(demo_root, method="crt"), progress=events.append, cache=stage_cache, log=quiet
+    )
     lookups = [(e["name"], e["hit"]) for e in events if e["stage"] == "cache"]
     assert lookups == [("data", True), ("backbone", True)]
     assert [e["epoch"] for e in events if e["stage"] == "classifier"] == [0, 1]
@@ -172,14 +197,16 @@ def test_progress_receives_every_epoch_and_cache_lookup(demo_root, stage_cache, 
 
 def test_cached_backbone_curves_are_replayed_to_progress(demo_root, stage_cache, trials):
     events = []
-    run_trial(tiny_config(demo_root, method="crt"), progress=events.append, cache=stage_cache,
-              log=quiet)
+    run_trial(
+        tiny_config(demo_root, method="crt"), progress=events.append, cache=stage_cache, log=quiet
+    )
     replayed = [e for e in events if e["stage"] == "backbone" and "epoch" in e]
     assert replayed and all(e["replayed"] for e in replayed)
 
 
 def test_prepare_builds_the_data_and_backbone_that_a_trial_then_finds_in_the_cache(
-        demo_root, tmp_path):
+    demo_root, tmp_path
+):
     cache = StageCache(tmp_path, log=quiet)
     cfg = tiny_config(demo_root, method="vae")
     built = prepare(cfg, cache, log=quiet)
@@ -192,6 +219,7 @@ def test_prepare_builds_the_data_and_backbone_that_a_trial_then_finds_in_the_cac
 
 
 # -- reproducibility --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def uncached(demo_root):
@@ -227,6 +255,7 @@ def test_fsvae_imports_neither_ray_optuna_mlflow_nor_study():
 
 # -- bad inputs -------------------------------------------------------------------------------
 
+
 def test_trial_without_data_raises_trial_error():
     with pytest.raises(TrialError, match="'data' is required"):
         run_trial({"method": "plain"}, log=quiet)
@@ -244,8 +273,9 @@ def test_cuda_device_without_cuda_raises_trial_error(demo_root):
 
 
 @pytest.mark.parametrize("weights", ["missing.pth", "."])
-def test_backbone_weights_that_is_not_a_file_raises_backbone_error_naming_it(demo_root, tmp_path,
-                                                                             weights):
+def test_backbone_weights_that_is_not_a_file_raises_backbone_error_naming_it(
+    demo_root, tmp_path, weights
+):
     path = str(tmp_path / weights)
     with pytest.raises(BackboneError, match=re.escape(f"backbone_weights='{path}'") + ".*no such"):
         run_trial(tiny_config(demo_root, backbone_weights=path), log=quiet)

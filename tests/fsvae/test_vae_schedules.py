@@ -1,4 +1,5 @@
 """fsvae.vae: beta schedules (paper Sec. 3.2 and the named alternatives) and the VAE stage."""
+
 import math
 
 import pytest
@@ -15,6 +16,7 @@ def beta(epoch: int, **overrides) -> float:
 
 
 # -- linear (the paper's) ---------------------------------------------------------------------
+
 
 def test_linear_beta_starts_at_zero():
     assert beta(0) == 0.0
@@ -40,6 +42,7 @@ def test_linear_beta_with_zero_warmup_is_beta_max_from_the_start():
 
 # -- constant ---------------------------------------------------------------------------------
 
+
 def test_constant_beta_is_beta_max_at_every_epoch():
     values = [beta(e, beta_schedule="constant", beta_max=0.25) for e in (0, 1, 50, 99)]
     assert values == [0.25] * 4
@@ -47,8 +50,13 @@ def test_constant_beta_is_beta_max_at_every_epoch():
 
 # -- cyclical (Fu et al. 2019) ----------------------------------------------------------------
 
-CYC = {"beta_schedule": "cyclical", "beta_max": 1.0, "vae_epochs": 100, "beta_cycles": 4,
-       "beta_cycle_ratio": 0.4}
+CYC = {
+    "beta_schedule": "cyclical",
+    "beta_max": 1.0,
+    "vae_epochs": 100,
+    "beta_cycles": 4,
+    "beta_cycle_ratio": 0.4,
+}
 
 
 def test_cyclical_beta_restarts_from_zero_once_per_cycle():
@@ -59,7 +67,8 @@ def test_cyclical_beta_restarts_from_zero_once_per_cycle():
 def test_cyclical_beta_rises_over_the_ratio_of_a_cycle_then_holds():
     # Period 25 epochs, rising over the first 0.4 * 25 = 10.
     assert [beta(e, **CYC) for e in (0, 5, 10, 24, 25, 30)] == pytest.approx(
-        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5])
+        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
+    )
 
 
 def test_cyclical_number_of_cycles_follows_beta_cycles():
@@ -92,10 +101,20 @@ def test_sigmoid_steepness_is_the_logistic_slope():
 
 # -- the VAE stage ----------------------------------------------------------------------------
 
+
 def small_vae_config(**overrides):
-    return resolve({"latent_dim": 4, "vae_encoder_hidden": 16, "vae_decoder_hidden": 16,
-                    "vae_epochs": 4, "vae_batch_size": 16, "beta_warmup_epochs": 3,
-                    "beta_max": 0.3, **overrides})
+    return resolve(
+        {
+            "latent_dim": 4,
+            "vae_encoder_hidden": 16,
+            "vae_decoder_hidden": 16,
+            "vae_epochs": 4,
+            "vae_batch_size": 16,
+            "beta_warmup_epochs": 3,
+            "beta_max": 0.3,
+            **overrides,
+        }
+    )
 
 
 def test_vae_training_uses_the_scheduled_beta_each_epoch():
@@ -125,8 +144,10 @@ def test_vae_loss_of_each_epoch_weights_the_kl_by_that_epochs_scheduled_beta():
     assert same(used, trained_weights(2, beta_max=0.25, beta_warmup_epochs=1))
     assert not same(used, trained_weights(2, beta_max=1.0, beta_warmup_epochs=2))
     # Epoch 0 used beta 0 in all three: one epoch gives the same model.
-    assert same(trained_weights(1, beta_max=0.5, beta_warmup_epochs=2),
-                trained_weights(1, beta_max=1.0, beta_warmup_epochs=2))
+    assert same(
+        trained_weights(1, beta_max=0.5, beta_warmup_epochs=2),
+        trained_weights(1, beta_max=1.0, beta_warmup_epochs=2),
+    )
 
 
 def test_vae_training_reports_every_epoch_to_progress():
@@ -190,9 +211,11 @@ def test_minmax_clips_held_out_values_outside_the_training_range_to_zero_and_one
 
 
 def test_features_are_scaled_with_the_range_of_the_train_split_only():
-    features = {"train": {"x": torch.tensor([[0.0], [2.0]]), "y": torch.tensor([0, 1])},
-                "val": {"x": torch.tensor([[1.0], [4.0]]), "y": torch.tensor([0, 1])},
-                "test": {"x": torch.tensor([[-2.0], [0.5]]), "y": torch.tensor([1, 0])}}
+    features = {
+        "train": {"x": torch.tensor([[0.0], [2.0]]), "y": torch.tensor([0, 1])},
+        "val": {"x": torch.tensor([[1.0], [4.0]]), "y": torch.tensor([0, 1])},
+        "test": {"x": torch.tensor([[-2.0], [0.5]]), "y": torch.tensor([1, 0])},
+    }
     scaled = vae.scale_features(features)
     # Fitted on all three splits (range -2..4) train would be [1/3, 2/3].
     assert scaled["train"][0].flatten().tolist() == [0.0, 1.0]

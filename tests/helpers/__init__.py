@@ -15,23 +15,87 @@
 
 Tests import from here: `from helpers import cli, make_data`.
 """
+
 from helpers.checks import hand_stats, md_cells, same
-from helpers.data import (FAST, GRID4, TINY, make_data, make_folders, make_fs14, quiet,
-                          tiny_config, write_image)
+from helpers.data import (
+    FAST,
+    GRID4,
+    TINY,
+    make_data,
+    make_folders,
+    make_fs14,
+    quiet,
+    tiny_config,
+    write_image,
+)
 from helpers.postgres import Postgres, PostgresMissing, start_postgres
-from helpers.processes import (REPO, cli, env, first_trials_done, free_port, kill_driver,
-                               pause_env, paused, release, release_new, start_cli,
-                               start_mlflow_server, stop_process_group, wait_until)
+from helpers.processes import (
+    REPO,
+    cli,
+    env,
+    first_trials_done,
+    free_port,
+    kill_driver,
+    pause_env,
+    paused,
+    release,
+    release_new,
+    start_cli,
+    start_mlflow_server,
+    stop_process_group,
+    wait_until,
+)
 from helpers.ray_processes import RayHead, reap_ray_orphans, start_ray_head
-from helpers.record import T0, StudyWriter, SyntheticStudy, client, grid_params, runs, tracking_uri, trial_runs
+from helpers.record import (
+    T0,
+    StudyWriter,
+    SyntheticStudy,
+    client,
+    grid_params,
+    runs,
+    tracking_uri,
+    trial_runs,
+)
 
 __all__ = [
-    "hand_stats", "md_cells", "same",
-    "FAST", "GRID4", "TINY", "make_data", "make_folders", "make_fs14", "quiet", "tiny_config",
+    "hand_stats",
+    "md_cells",
+    "same",
+    "FAST",
+    "GRID4",
+    "TINY",
+    "make_data",
+    "make_folders",
+    "make_fs14",
+    "quiet",
+    "tiny_config",
     "write_image",
-    "Postgres", "PostgresMissing", "start_postgres",
-    "REPO", "cli", "env", "first_trials_done", "free_port", "kill_driver", "pause_env",
-    "paused", "reap_ray_orphans", "release", "release_new", "start_cli", "start_mlflow_server",
-    "stop_process_group", "wait_until", "RayHead", "start_ray_head", "SyntheticStudy",
-    "T0", "StudyWriter", "client", "grid_params", "runs", "tracking_uri", "trial_runs",
+    "Postgres",
+    "PostgresMissing",
+    "start_postgres",
+    "REPO",
+    "cli",
+    "env",
+    "first_trials_done",
+    "free_port",
+    "kill_driver",
+    "pause_env",
+    "paused",
+    "reap_ray_orphans",
+    "release",
+    "release_new",
+    "start_cli",
+    "start_mlflow_server",
+    "stop_process_group",
+    "wait_until",
+    "RayHead",
+    "start_ray_head",
+    "SyntheticStudy",
+    "T0",
+    "StudyWriter",
+    "client",
+    "grid_params",
+    "runs",
+    "tracking_uri",
+    "trial_runs",
 ]

@@ -1,6 +1,7 @@
 """What a test works out by hand, apart from the code it checks: a cell's statistics, equal
 numbers (NaN equal to NaN), the cells of a markdown table line.
 """
+
 from __future__ import annotations
 
 import math

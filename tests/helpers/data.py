@@ -2,6 +2,7 @@
 each layout, and trial configs cut to seconds on a 2-core CPU (16 px crops, one backbone
 epoch, a few VAE and classifier epochs).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fsvae import config as config_mod, demo_data
+from fsvae import config as config_mod
+from fsvae import demo_data
 
 # A trial small enough for seconds on CPU: the `tiny` preset, shrunk further.
 TINY = {
@@ -34,8 +36,18 @@ variants: [{method: [plain, vae], sampling_factor: [4]}]
 resources: {cpu: 1}
 """
 # The same cut for every trial of a test study, as `fsvae-study run` flags.
-FAST = ["--set", "image_size=16", "--set", "backbone_epochs=1", "--set", "vae_epochs=3",
-        "--set", "classifier_epochs=2", "--set", "data_workers=1"]
+FAST = [
+    "--set",
+    "image_size=16",
+    "--set",
+    "backbone_epochs=1",
+    "--set",
+    "vae_epochs=3",
+    "--set",
+    "classifier_epochs=2",
+    "--set",
+    "data_workers=1",
+]
 
 
 def tiny_config(root: Path | str, **overrides) -> dict:

@@ -4,6 +4,7 @@ command run under another host name (`unshare -u`), in another pid namespace (`u
 a study's lease and nothing else (study/identity/lease.py); and a process tree paused and continued
 as a laptop's lid or a VM migration does (SIGSTOP, SIGCONT).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ def can_unshare(*flags: str) -> bool:
     return probe.returncode == 0
 
 
-def elsewhere(argv: list[str], host: str | None = None, pid_namespace: bool = False,
-              clock: str | None = None) -> list[str]:
+def elsewhere(
+    argv: list[str], host: str | None = None, pid_namespace: bool = False, clock: str | None = None
+) -> list[str]:
     """`argv` as run on another machine (`host`: its host name), in another container
     (`pid_namespace`) and/or with its clock moved (`clock`: faketime's offset, "+5m")."""
     if clock is not None:
@@ -61,30 +63,53 @@ def elsewhere(argv: list[str], host: str | None = None, pid_namespace: bool = Fa
             pytest.fail("faketime (Debian package faketime) is not installed: .ci/run installs it")
         argv = ["faketime", "-f", clock, *argv]
     if host is not None:
-        argv = ["unshare", "-u", "sh", "-c",
-                f"hostname {shlex.quote(host)} && exec {shlex.join(argv)}"]
+        argv = [
+            "unshare",
+            "-u",
+            "sh",
+            "-c",
+            f"hostname {shlex.quote(host)} && exec {shlex.join(argv)}",
+        ]
     if pid_namespace:
         argv = ["unshare", "-p", "-f", "--mount-proc", *argv]
     return argv
 
 
-def start(argv: list[str], log: Path, lease_s: float | None = None,
-          environ: dict | None = None) -> subprocess.Popen:
+def start(
+    argv: list[str], log: Path, lease_s: float | None = None, environ: dict | None = None
+) -> subprocess.Popen:
     """Starts `argv` in its own session (so that its tree can be paused and ended by its
     own ids), output to `log`."""
     e = dict(environ or env())
     if lease_s is not None:
         e["FSVAE_LEASE_S"] = str(lease_s)
-    return subprocess.Popen(argv, cwd=REPO, env=e, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=e,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
-def holder(uri: str, study: str, log: Path, role: str = "run", seconds: float = 600,
-           lease_s: float = 4, **where) -> subprocess.Popen:
+def holder(
+    uri: str,
+    study: str,
+    log: Path,
+    role: str = "run",
+    seconds: float = 600,
+    lease_s: float = 4,
+    **where,
+) -> subprocess.Popen:
     """A process that takes `study`'s lease and holds it for `seconds` (HOLD), run
     `elsewhere(**where)`."""
-    return start(elsewhere([sys.executable, "-c", HOLD, uri, study, role, str(seconds)],
-                           **where), log, lease_s)
+    return start(
+        elsewhere([sys.executable, "-c", HOLD, uri, study, role, str(seconds)], **where),
+        log,
+        lease_s,
+    )
 
 
 def cli_argv(*args: str) -> list[str]:

@@ -12,6 +12,7 @@ the newest /usr/lib/postgresql/<version>/bin (Debian and Ubuntu packages), else
 (https://www.postgresql.org/docs/current/server-start.html), so as root initdb and pg_ctl
 run as the `postgres` user on a folder that user owns.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ from helpers.processes import free_port
 ROLE = "fsvae"
 HOST = "127.0.0.1"
 SERVER_USER = "postgres"  # the account that owns the server when we run as root
-INSTALL_HINT = ("install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql) "
-                "or point FSVAE_PG_BIN at the folder holding initdb and pg_ctl")
+INSTALL_HINT = (
+    "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql) "
+    "or point FSVAE_PG_BIN at the folder holding initdb and pg_ctl"
+)
 # A throwaway server need not survive a crash: no fsync, no full-page writes
 # (https://www.postgresql.org/docs/current/non-durability.html). `durable=True` keeps
 # PostgreSQL's defaults, for measurements that compare it with SQLite's fsynced commits.
@@ -55,8 +58,11 @@ def find_bin_dir() -> Path:
         looked.append(f"{where} ({folder})" if folder else where)
         if folder and all((Path(folder) / exe).is_file() for exe in ("initdb", "pg_ctl")):
             return Path(folder)
-    raise PostgresMissing("no PostgreSQL server binaries (initdb, pg_ctl) in "
-                          + "; ".join(looked) + f": {INSTALL_HINT}")
+    raise PostgresMissing(
+        "no PostgreSQL server binaries (initdb, pg_ctl) in "
+        + "; ".join(looked)
+        + f": {INSTALL_HINT}"
+    )
 
 
 def candidate_bin_dirs():
@@ -65,8 +71,10 @@ def candidate_bin_dirs():
     if override:
         yield "$FSVAE_PG_BIN", override
         return
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
-                      key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.name)] or [0])
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.name)] or [0],
+    )
     yield "/usr/lib/postgresql/*/bin", str(versions[-1]) if versions else None
     yield "pg_config --bindir", pg_config_bindir()
     initdb = shutil.which("initdb")
@@ -115,21 +123,32 @@ class Postgres:
     def create_database(self, name: str) -> str:
         """Creates database `name` (lower-case letters, digits, _); returns its URL."""
         if not DB_NAME.fullmatch(name):
-            raise ValueError(f"database name {name!r}: expected lower-case letters, digits "
-                             "and _ (not first), at most 63 characters")
+            raise ValueError(
+                f"database name {name!r}: expected lower-case letters, digits "
+                "and _ (not first), at most 63 characters"
+            )
         self.client("createdb", name)
         return self.url(name)
 
     def client(self, program: str, *args: str) -> str:
         """Runs a client program of this installation (createdb, psql, ...) over TCP with
         the password; returns its stdout."""
-        cmd = [str(self.bin_dir / program), "--host", self.host, "--port", str(self.port),
-               "--username", self.user, *args]
+        cmd = [
+            str(self.bin_dir / program),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--username",
+            self.user,
+            *args,
+        ]
         env = {**os.environ, **self.env(), "PGPASSFILE": os.devnull}
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
-            raise PostgresError(f"{program} {' '.join(args)} failed (exit {out.returncode}): "
-                                f"{out.stderr.strip()}")
+            raise PostgresError(
+                f"{program} {' '.join(args)} failed (exit {out.returncode}): {out.stderr.strip()}"
+            )
         return out.stdout
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -145,11 +164,23 @@ class Postgres:
             return
         self.stopped = True
         if (self.data_dir / "postmaster.pid").exists():
-            as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m",
-                      "immediate", "-w", "-t", "60", "stop"], check=False)
+            as_owner(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ],
+                check=False,
+            )
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "Postgres":
+    def __enter__(self) -> Postgres:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -161,8 +192,7 @@ def start_postgres(durable: bool = False, settings: dict[str, str] | None = None
     connections. `settings` are added to postgresql.conf (e.g. {"max_connections": "200"})."""
     bin_dir = find_bin_dir()
     folder = make_folder()
-    server = Postgres(bin_dir=bin_dir, folder=folder, port=0,
-                      password=secrets.token_urlsafe(18))
+    server = Postgres(bin_dir=bin_dir, folder=folder, port=0, password=secrets.token_urlsafe(18))
     try:
         init_cluster(server)
         include_settings(server)
@@ -191,23 +221,29 @@ def server_account():
     try:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
-        raise PostgresMissing(f"running as root, the PostgreSQL server needs an account to "
-                              f"run as (it refuses root), but there is no user "
-                              f"{SERVER_USER!r}: {INSTALL_HINT}, which creates it") from None
+        raise PostgresMissing(
+            f"running as root, the PostgreSQL server needs an account to "
+            f"run as (it refuses root), but there is no user "
+            f"{SERVER_USER!r}: {INSTALL_HINT}, which creates it"
+        ) from None
 
 
-def as_owner(cmd: list[str], check: bool = True, timeout: float = 120,
-             cwd: Path | None = None) -> subprocess.CompletedProcess:
+def as_owner(
+    cmd: list[str], check: bool = True, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Runs a server command as the server's account (`postgres` when we are root)."""
     who = {}
     if os.geteuid() == 0:
         owner = server_account()
         who = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                         cwd=cwd or "/", **who)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or "/", **who
+    )
     if check and out.returncode != 0:
-        raise PostgresError(f"{Path(cmd[0]).name} failed (exit {out.returncode}): "
-                            f"{(out.stdout + out.stderr).strip()[-3000:]}")
+        raise PostgresError(
+            f"{Path(cmd[0]).name} failed (exit {out.returncode}): "
+            f"{(out.stdout + out.stderr).strip()[-3000:]}"
+        )
     return out
 
 
@@ -221,10 +257,21 @@ def init_cluster(server: Postgres) -> None:
         os.chown(pwfile, owner.pw_uid, owner.pw_gid)
     pwfile.chmod(0o600)
     try:
-        as_owner([str(server.bin_dir / "initdb"), "-D", str(server.data_dir),
-                  "--username", server.user, f"--pwfile={pwfile}",
-                  "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
-                  "--encoding=UTF8", "--locale=C", "--no-sync"])
+        as_owner(
+            [
+                str(server.bin_dir / "initdb"),
+                "-D",
+                str(server.data_dir),
+                "--username",
+                server.user,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
     finally:
         pwfile.unlink(missing_ok=True)
 
@@ -234,13 +281,27 @@ def start_on_free_port(server: Postgres, settings: dict[str, str]) -> None:
     for attempt in range(START_TRIES):
         server.port = free_port()
         write_settings(server, settings)
-        out = as_owner([str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l",
-                        str(server.log_file), "-w", "-t", "60", "start"], check=False)
+        out = as_owner(
+            [
+                str(server.bin_dir / "pg_ctl"),
+                "-D",
+                str(server.data_dir),
+                "-l",
+                str(server.log_file),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=False,
+        )
         if out.returncode == 0:
             return
         if "Address already in use" not in server.log_tail() or attempt == START_TRIES - 1:
-            raise PostgresError(f"pg_ctl start failed (exit {out.returncode}): "
-                                f"{(out.stdout + out.stderr).strip()}\n{server.log_tail()}")
+            raise PostgresError(
+                f"pg_ctl start failed (exit {out.returncode}): "
+                f"{(out.stdout + out.stderr).strip()}\n{server.log_tail()}"
+            )
 
 
 def include_settings(server: Postgres) -> None:
@@ -253,8 +314,11 @@ def include_settings(server: Postgres) -> None:
 def write_settings(server: Postgres, settings: dict[str, str]) -> None:
     """Loopback only, this port, the socket in the server's folder (not /var/run), then
     `settings`."""
-    lines = {"listen_addresses": HOST, "port": str(server.port),
-             "unix_socket_directories": str(server.folder), **settings}
+    lines = {
+        "listen_addresses": HOST,
+        "port": str(server.port),
+        "unix_socket_directories": str(server.folder),
+        **settings,
+    }
     text = "".join(f"{k} = '{v}'\n" for k, v in lines.items())
     (server.data_dir / SETTINGS_FILE).write_text(text)
-

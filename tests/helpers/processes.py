@@ -3,6 +3,7 @@ waiting on it and killing it, fault-injection pauses (study/hooks/faults.py), an
 (A PostgreSQL server is postgres.py's; a Ray head node and a killed driver's Ray,
 ray_processes.py's.) Bench scripts start their mlflow servers here too.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,27 +26,45 @@ REPO = Path(__file__).resolve().parents[2]  # the checkout under test (tests/hel
 def env(**extra: str) -> dict:
     """The environment of a command under test: this checkout's code, one thread each."""
     e = dict(os.environ)
-    e.update({"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-              "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    e.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     e.update(extra)
     return e
 
 
-def cli(*args: str, timeout: float = 600, cwd: Path | None = None,
-        environ: dict | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, timeout: float = 600, cwd: Path | None = None, environ: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs `fsvae-study ARGS` (as `python -m fsvae_study`) and waits for it, with no
     terminal on its stdin (a command that would ask a question refuses instead)."""
-    return subprocess.run([sys.executable, "-m", "fsvae_study", *args], cwd=cwd or REPO,
-                          env=environ or env(), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "fsvae_study", *args],
+        cwd=cwd or REPO,
+        env=environ or env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def start_cli(*args: str, log: Path, environ: dict | None = None) -> subprocess.Popen:
     """Starts `fsvae-study ARGS` with stdout and stderr going to `log`; returns at once."""
     out = open(log, "w")
-    return subprocess.Popen([sys.executable, "-m", "fsvae_study", *args], cwd=REPO,
-                            env=environ or env(), stdout=out, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fsvae_study", *args],
+        cwd=REPO,
+        env=environ or env(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def free_port() -> int:
@@ -55,6 +74,7 @@ def free_port() -> int:
 
 
 # -- fault injection (study/hooks/faults.py) ------------------------------------------------------
+
 
 def pause_env(folder: Path, *points: str) -> dict:
     """The environment of a study whose processes wait at `points` (see study/hooks/faults.py)."""
@@ -74,7 +94,7 @@ def paused(folder: Path, point: str) -> list[dict]:
 
 def release(record: dict) -> None:
     """Lets a paused process go on."""
-    record["file"].with_name(record["file"].name[:-len(".json")] + ".go").touch()
+    record["file"].with_name(record["file"].name[: -len(".json")] + ".go").touch()
 
 
 def release_new(folder: Path, point: str, seen: set[Path]) -> None:
@@ -129,8 +149,13 @@ def kill_driver(proc) -> None:
     reap_ray_orphans(sessions, below)
 
 
-def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None = None,
-                        extra_env: dict | None = None, workers: int = 1):
+def start_mlflow_server(
+    folder: Path,
+    port: int,
+    backend_store_uri: str | None = None,
+    extra_env: dict | None = None,
+    workers: int = 1,
+):
     """A real `mlflow server` on loopback with its artifacts in `folder` and its store in
     `backend_store_uri` (default: SQLite in `folder`); `extra_env` adds to its environment
     (e.g. a PostgreSQL server's PGPASSWORD). Returns (process, uri) once it answers
@@ -139,11 +164,26 @@ def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None =
     store = backend_store_uri or f"sqlite:///{folder / 'srv.db'}"
     log = open(folder / f"server-{port}.log", "a")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", store,
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers)],
-        cwd=folder, env={**os.environ, **(extra_env or {})}, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        cwd=folder,
+        env={**os.environ, **(extra_env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -153,8 +193,9 @@ def start_mlflow_server(folder: Path, port: int, backend_store_uri: str | None =
         except OSError:
             time.sleep(0.5)
     stop_process_group(proc)
-    raise RuntimeError("mlflow server did not start: "
-                       + (folder / f"server-{port}.log").read_text()[-2000:])
+    raise RuntimeError(
+        "mlflow server did not start: " + (folder / f"server-{port}.log").read_text()[-2000:]
+    )
 
 
 def stop_process_group(proc) -> None:

@@ -15,6 +15,7 @@ A process belongs to a test's Ray when it is
 A pid is remembered with its start time, so a pid the kernel has reused since is left
 alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,16 +61,20 @@ def table() -> dict[int, Proc]:
         except (OSError, IndexError):
             continue
         pid = int(entry)
-        found[pid] = Proc(pid, int(fields[1]), int(fields[3]), int(fields[19]),
-                          fields[0] in "ZX", cmd)
+        found[pid] = Proc(
+            pid, int(fields[1]), int(fields[3]), int(fields[19]), fields[0] in "ZX", cmd
+        )
     return found
 
 
 def alive(pids: dict[int, int], procs: dict[int, Proc] | None = None) -> dict[int, int]:
     """Those of `pids` (pid -> start time) still running as the same process."""
     procs = table() if procs is None else procs
-    return {pid: start for pid, start in pids.items()
-            if pid in procs and procs[pid].start == start and not procs[pid].zombie}
+    return {
+        pid: start
+        for pid, start in pids.items()
+        if pid in procs and procs[pid].start == start and not procs[pid].zombie
+    }
 
 
 def descendants(roots, procs: dict[int, Proc]) -> set[int]:
@@ -119,8 +124,13 @@ def tied_to(sessions, procs: dict[int, Proc]) -> set[int]:
         return set()
     names = re.compile("|".join(re.escape(f) for f in folders) + r"(?=/|\s|$)")
     roots = {p.pid for p in procs.values() if names.search(p.cmd)}
-    roots |= {p.pid for p in procs.values() if p.pid not in roots and
-              p.cmd.startswith("ray::") and any(map(names.match, _open_files(p.pid)))}
+    roots |= {
+        p.pid
+        for p in procs.values()
+        if p.pid not in roots
+        and p.cmd.startswith("ray::")
+        and any(map(names.match, _open_files(p.pid)))
+    }
     return descendants(roots, procs)
 
 
@@ -152,11 +162,13 @@ def end(pids: dict[int, int], grace: float = 15) -> dict[int, int]:
 
 # -- a head node: `ray start --head` ---------------------------------------------------------
 
+
 @dataclass
 class RayHead:
     """A `ray start --head` this test started, in a process session of its own and with a
     temp folder of its own (its sessions, and the `ray_current_cluster` file that `ray
     start` writes, stay out of the machine's /tmp/ray)."""
+
     port: int
     temp_dir: Path
     started: dict[int, int]  # pid -> start time: the processes `ray start` left running
@@ -192,16 +204,27 @@ class RayHead:
         assert not left, f"the test's Ray head left processes behind: {sorted(left)}"
 
 
-def start_ray_head(environ: dict, port: int, num_cpus: int = 2,
-                   timeout: float = 180) -> RayHead:
+def start_ray_head(environ: dict, port: int, num_cpus: int = 2, timeout: float = 180) -> RayHead:
     """`ray start --head --port=PORT` in a process session of its own, as a real cluster's
     head node; returns once it runs. If it fails, what it started is stopped and
     RuntimeError says why, with its output."""
     temp = Path(tempfile.mkdtemp(prefix="fsvae-ray-", dir=environ.get("RAY_TMPDIR", "/tmp")))
-    proc = subprocess.Popen([RAY, "start", "--head", f"--port={port}",
-                             f"--num-cpus={num_cpus}", "--include-dashboard=false",
-                             f"--temp-dir={temp}"], env=environ, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--num-cpus={num_cpus}",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+        ],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -210,9 +233,12 @@ def start_ray_head(environ: dict, port: int, num_cpus: int = 2,
     # Every process `ray start` started is in the session it led (its pid): its daemons
     # have outlived it there, so that number cannot have been given to another session.
     procs = table()
-    head = RayHead(port=port, temp_dir=temp, output=output,
-                   started={p.pid: p.start for p in procs.values()
-                            if p.sid == proc.pid and not p.zombie})
+    head = RayHead(
+        port=port,
+        temp_dir=temp,
+        output=output,
+        started={p.pid: p.start for p in procs.values() if p.sid == proc.pid and not p.zombie},
+    )
     if proc.returncode != 0:
         head.stop()
         raise RuntimeError(f"ray start --head failed ({proc.returncode}):\n{head.output}")
@@ -220,6 +246,7 @@ def start_ray_head(environ: dict, port: int, num_cpus: int = 2,
 
 
 # -- a SIGKILLed driver's local Ray ----------------------------------------------------------
+
 
 def ray_of(pid: int) -> tuple[dict[int, int], set[str]]:
     """The processes below `pid` (pid -> start time) and the Ray sessions they are in: what
@@ -229,8 +256,7 @@ def ray_of(pid: int) -> tuple[dict[int, int], set[str]]:
     return ({p: procs[p].start for p in below}, sessions_of(below, procs))
 
 
-def reap_ray_orphans(sessions, pids: dict[int, int] | None = None,
-                     grace: float = 10) -> None:
+def reap_ray_orphans(sessions, pids: dict[int, int] | None = None, grace: float = 10) -> None:
     """A SIGKILLed driver's local Ray loses its workers with it (Ray ties them to the
     driver), but two of Ray's helper processes (dashboard agent, runtime-env agent) are left
     behind, adopted by init. Ends them, and only them: the processes of the Ray sessions
@@ -242,8 +268,7 @@ def reap_ray_orphans(sessions, pids: dict[int, int] | None = None,
     while True:
         procs = table()
         left = alive(pids, procs)
-        left.update({p: procs[p].start for p in tied_to(sessions, procs)
-                     if not procs[p].zombie})
+        left.update({p: procs[p].start for p in tied_to(sessions, procs) if not procs[p].zombie})
         done = all(procs[p].cmd in AGENTS and procs[p].ppid == 1 for p in left)
         if done or time.monotonic() > deadline:
             break

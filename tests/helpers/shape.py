@@ -7,6 +7,7 @@ figures written later) must leave this shape equal: same runs, same params with 
 values, same metric keys with the same steps, same tags, same dataset inputs, same
 artifact paths, same Optuna trials.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,22 +44,21 @@ CACHE_KEY = re.compile(r"^cache\..*\.key$")
 CACHE_STAGE = re.compile(r"^cache\.([a-z]+)$")
 
 
-def record_shape(uri: str, experiment: str, tmp: Path,
-                 optuna_storage: str | None = None) -> dict:
+def record_shape(uri: str, experiment: str, tmp: Path, optuna_storage: str | None = None) -> dict:
     """{"runs": {run label: run shape}, "optuna": {study name: trials}} of `experiment` in
     the store at `uri`; `tmp` (the test's folder, which holds data and storage) is written
     `<tmp>` wherever a value holds it."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
-                              max_results=1000)
+    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
     parents = [r.info.run_id for r in runs if r.data.tags.get("fsvae.role") == "study"]
     ids = {pid: "<parent>" for pid in parents}
     out: dict = {}
     for run in runs:
         role = run.data.tags.get("fsvae.role", "?")
-        label = "parent" if role == "study" else \
-            f"trial {run.data.tags.get('fsvae.trial_key', '?')}"
+        label = (
+            "parent" if role == "study" else f"trial {run.data.tags.get('fsvae.trial_key', '?')}"
+        )
         if label in out:  # two runs of one key: keep both, visibly
             label += f" ({len([k for k in out if k.startswith(label)])})"
         out[label] = run_shape(client, run, tmp, ids)
@@ -80,8 +80,12 @@ def run_shape(client: MlflowClient, run, tmp: Path, ids: dict[str, str]) -> dict
     run_id = run.info.run_id
     tags = {}
     for k, v in sorted(run.data.tags.items()):
-        volatile = k in VOLATILE_TAGS or k.startswith(VOLATILE_TAG_PREFIXES) \
-            or CACHE_KEY.match(k) or CACHE_STAGE.match(k)
+        volatile = (
+            k in VOLATILE_TAGS
+            or k.startswith(VOLATILE_TAG_PREFIXES)
+            or CACHE_KEY.match(k)
+            or CACHE_STAGE.match(k)
+        )
         tags[k] = "*" if volatile else _clean(v, tmp, ids)
     params = {k: _clean(v, tmp, ids) for k, v in sorted(run.data.params.items())}
     metrics = {}
@@ -89,15 +93,26 @@ def run_shape(client: MlflowClient, run, tmp: Path, ids: dict[str, str]) -> dict
         steps = sorted(m.step for m in client.get_metric_history(run_id, key))
         metrics[key] = _steps(steps)
     inputs = []
-    for di in (run.inputs.dataset_inputs if run.inputs else []):
-        inputs.append({"name": di.dataset.name, "digest": bool(di.dataset.digest),
-                       "source_type": di.dataset.source_type,
-                       "source": _clean(di.dataset.source, tmp, ids),
-                       "tags": {t.key: t.value for t in di.tags}})
-    return {"status": run.info.status, "lifecycle_stage": run.info.lifecycle_stage,
-            "run_name": run.info.run_name, "params": params, "metrics": metrics,
-            "tags": tags, "inputs": sorted(inputs, key=json.dumps),
-            "artifacts": artifact_paths(client, run_id)}
+    for di in run.inputs.dataset_inputs if run.inputs else []:
+        inputs.append(
+            {
+                "name": di.dataset.name,
+                "digest": bool(di.dataset.digest),
+                "source_type": di.dataset.source_type,
+                "source": _clean(di.dataset.source, tmp, ids),
+                "tags": {t.key: t.value for t in di.tags},
+            }
+        )
+    return {
+        "status": run.info.status,
+        "lifecycle_stage": run.info.lifecycle_stage,
+        "run_name": run.info.run_name,
+        "params": params,
+        "metrics": metrics,
+        "tags": tags,
+        "inputs": sorted(inputs, key=json.dumps),
+        "artifacts": artifact_paths(client, run_id),
+    }
 
 
 def _steps(steps: list[int]) -> str | list[int]:
@@ -140,13 +155,18 @@ def optuna_shape(storage: str) -> dict:
         trials = {}
         for t in study.get_trials(deepcopy=False):
             trials[str(t.number)] = {
-                "state": t.state.name, "params": t.params,
+                "state": t.state.name,
+                "params": t.params,
                 "values": None if t.values is None else len(t.values),
-                "user_attrs": sorted(t.user_attrs), "system_attrs": sorted(t.system_attrs),
-                "intermediate_steps": sorted(t.intermediate_values)}
+                "user_attrs": sorted(t.user_attrs),
+                "system_attrs": sorted(t.system_attrs),
+                "intermediate_steps": sorted(t.intermediate_values),
+            }
         out[summary.study_name] = {
             "directions": [d.name for d in study.directions],
-            "user_attrs": sorted(study.user_attrs), "trials": trials}
+            "user_attrs": sorted(study.user_attrs),
+            "trials": trials,
+        }
     return out
 
 
@@ -163,8 +183,11 @@ def diff(expected, actual, where: str = "") -> list[str]:
             else:
                 lines += diff(expected[k], actual[k], at)
         return lines
-    if isinstance(expected, list) and isinstance(actual, list) \
-            and all(isinstance(x, str) for x in expected + actual):
+    if (
+        isinstance(expected, list)
+        and isinstance(actual, list)
+        and all(isinstance(x, str) for x in expected + actual)
+    ):
         gone, new = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
         lines = [f"missing    {where}[] {x}" for x in gone]
         lines += [f"unexpected {where}[] {x}" for x in new]
@@ -179,4 +202,3 @@ def diff(expected, actual, where: str = "") -> list[str]:
 def _short(value) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) < 200 else text[:200] + "..."
-

@@ -3,6 +3,7 @@ its own munge key and socket, slurm.conf, state, spool and log folders under the
 folder, its own ports; munged, slurmctld and slurmd started here and stopped by their own
 pids (never by name: a machine may run a real Slurm). Debian's slurm-wlm and munge
 (.ci/run installs them)."""
+
 from __future__ import annotations
 
 import os
@@ -35,18 +36,25 @@ class Slurm:
         """`base` with this cluster's configuration: sbatch, scontrol and the jobs use it."""
         return {**base, "SLURM_CONF": str(self.conf)}
 
-    def run(self, *argv: str, base: dict | None = None, timeout: float = 60
-            ) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), env=self.env(base or dict(os.environ)),
-                              capture_output=True, text=True, timeout=timeout)
+    def run(
+        self, *argv: str, base: dict | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            list(argv),
+            env=self.env(base or dict(os.environ)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def job(self, job_id: str) -> dict[str, str]:
         """`scontrol show job`'s fields: JobState, Restarts, ExitCode, ..."""
         out = self.run("scontrol", "show", "job", job_id, "--oneliner").stdout
         return dict(part.split("=", 1) for part in out.split() if "=" in part)
 
-    def wait_state(self, job_id: str, states: tuple[str, ...], timeout: float,
-                   log: Path | None = None) -> dict[str, str]:
+    def wait_state(
+        self, job_id: str, states: tuple[str, ...], timeout: float, log: Path | None = None
+    ) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = self.job(job_id)
@@ -59,8 +67,11 @@ class Slurm:
     def job_pids(self, job_id: str) -> list[int]:
         """The pids of a job's processes (`scontrol listpids`), its batch script's too."""
         out = self.run("scontrol", "listpids", job_id).stdout.splitlines()
-        return [int(line.split()[0]) for line in out[1:] if line.split()[:1] != ["-1"]
-                and line.split() and line.split()[0].isdigit()]
+        return [
+            int(line.split()[0])
+            for line in out[1:]
+            if line.split()[:1] != ["-1"] and line.split() and line.split()[0].isdigit()
+        ]
 
     def start_now(self, job_id: str) -> None:
         """A requeued job waits about two minutes (its BeginTime) before it may start
@@ -105,8 +116,9 @@ def start_slurm(folder: Path) -> Slurm:
     its memory), configured in `folder`; returns once the node is idle."""
     for program in ("munged", "slurmctld", "slurmd"):
         if not (SBIN / program).exists():
-            raise SlurmMissing(f"{SBIN / program} is missing: install Debian's slurm-wlm and "
-                               f"munge (.ci/run does)")
+            raise SlurmMissing(
+                f"{SBIN / program} is missing: install Debian's slurm-wlm and munge (.ci/run does)"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("state", "spool", "log"):
         (folder / sub).mkdir(exist_ok=True)
@@ -115,13 +127,26 @@ def start_slurm(folder: Path) -> Slurm:
     key.chmod(0o400)
     sock = folder / "munge.sock"
     slurm = Slurm(folder, folder / "slurm.conf")
-    subprocess.run([str(SBIN / "munged"), f"--socket={sock}", f"--key-file={key}",
-                    f"--pid-file={folder / 'munged.pid'}", f"--log-file={folder / 'log/munged.log'}",
-                    f"--seed-file={folder / 'munge.seed'}", "--force"], check=True, timeout=30)
+    subprocess.run(
+        [
+            str(SBIN / "munged"),
+            f"--socket={sock}",
+            f"--key-file={key}",
+            f"--pid-file={folder / 'munged.pid'}",
+            f"--log-file={folder / 'log/munged.log'}",
+            f"--seed-file={folder / 'munge.seed'}",
+            "--force",
+        ],
+        check=True,
+        timeout=30,
+    )
     slurm.pids["munged"] = folder / "munged.pid"
     host = socket.gethostname()
-    memory = int(next(ln.split()[1] for ln in open("/proc/meminfo")
-                      if ln.startswith("MemTotal"))) // 1024 - 2048
+    memory = (
+        int(next(ln.split()[1] for ln in open("/proc/meminfo") if ln.startswith("MemTotal")))
+        // 1024
+        - 2048
+    )
     slurm.conf.write_text(f"""ClusterName=fsvaetest
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={free_port()}
@@ -152,8 +177,12 @@ NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={memory} Sta
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
     for daemon in ("slurmctld", "slurmd"):
-        subprocess.run([str(SBIN / daemon), "-f", str(slurm.conf)], check=True, timeout=60,
-                       env=slurm.env(dict(os.environ)))
+        subprocess.run(
+            [str(SBIN / daemon), "-f", str(slurm.conf)],
+            check=True,
+            timeout=60,
+            env=slurm.env(dict(os.environ)),
+        )
         slurm.pids[daemon] = folder / f"{daemon}.pid"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -162,8 +191,10 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             return slurm
         time.sleep(0.5)
     slurm.stop()
-    raise RuntimeError(f"the test's Slurm node never became idle: {state!r}\n"
-                       + (folder / "log/slurmctld.log").read_text()[-2000:])
+    raise RuntimeError(
+        f"the test's Slurm node never became idle: {state!r}\n"
+        + (folder / "log/slurmctld.log").read_text()[-2000:]
+    )
 
 
 def sbatch_available() -> bool:

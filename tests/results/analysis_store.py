@@ -8,6 +8,7 @@ written by the one writer of hand-made records, helpers.StudyWriter.
 Trials go into Optuna with `add_trial` (not a sampler) so that each test knows exactly
 which parameters each branch has and which trials are on a Pareto front.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 from mlflow.tracking import MlflowClient
-from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                  IntDistribution)
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from helpers import StudyWriter, grid_params
@@ -25,12 +25,27 @@ from helpers import StudyWriter, grid_params
 SPACE = {  # space.json's params, as search_spaces resolves smoke-search's
     "beta_schedule": {"type": "categorical", "choices": ["linear", "cyclical", "sigmoid"]},
     "beta_max": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
-    "beta_warmup_epochs": {"type": "int", "low": 2, "high": 10, "log": False,
-                           "when": {"beta_schedule": ["linear"]}},
-    "beta_cycles": {"type": "int", "low": 1, "high": 4, "log": False,
-                    "when": {"beta_schedule": ["cyclical"]}},
-    "beta_steepness": {"type": "float", "low": 0.1, "high": 2.0, "log": True,
-                       "when": {"beta_schedule": ["sigmoid"]}},
+    "beta_warmup_epochs": {
+        "type": "int",
+        "low": 2,
+        "high": 10,
+        "log": False,
+        "when": {"beta_schedule": ["linear"]},
+    },
+    "beta_cycles": {
+        "type": "int",
+        "low": 1,
+        "high": 4,
+        "log": False,
+        "when": {"beta_schedule": ["cyclical"]},
+    },
+    "beta_steepness": {
+        "type": "float",
+        "low": 0.1,
+        "high": 2.0,
+        "log": True,
+        "when": {"beta_schedule": ["sigmoid"]},
+    },
     "latent_dim": {"type": "int", "low": 8, "high": 64, "log": True},
     "sampling_factor": {"type": "categorical", "choices": [5, 10, 30]},
 }
@@ -56,14 +71,18 @@ def val_acc_h(params: dict) -> float:
 
 def random_params(rng: np.random.Generator, schedule: str) -> dict:
     """One trial's active parameters: the shared ones and its schedule's own one."""
-    params = {"beta_schedule": schedule,
-              "beta_max": float(10 ** rng.uniform(-5, -1)),
-              "latent_dim": int(rng.integers(8, 65)),
-              "sampling_factor": int(rng.choice([5, 10, 30]))}
+    params = {
+        "beta_schedule": schedule,
+        "beta_max": float(10 ** rng.uniform(-5, -1)),
+        "latent_dim": int(rng.integers(8, 65)),
+        "sampling_factor": int(rng.choice([5, 10, 30])),
+    }
     own = OWN[schedule]
-    params[own] = {"beta_warmup_epochs": int(rng.integers(2, 11)),
-                   "beta_cycles": int(rng.integers(1, 5)),
-                   "beta_steepness": float(rng.uniform(0.1, 2.0))}[own]
+    params[own] = {
+        "beta_warmup_epochs": int(rng.integers(2, 11)),
+        "beta_cycles": int(rng.integers(1, 5)),
+        "beta_steepness": float(rng.uniform(0.1, 2.0)),
+    }[own]
     return params
 
 
@@ -72,34 +91,63 @@ class SearchWriter:
     storage (`optuna_url`, default optuna.db in `root`) and objectives, its Optuna study,
     then one trial at a time in both."""
 
-    def __init__(self, client: MlflowClient, root: Path, name: str, objectives: list[str],
-                 label: str = "n_f=5", optuna_url: str | None = None):
+    def __init__(
+        self,
+        client: MlflowClient,
+        root: Path,
+        name: str,
+        objectives: list[str],
+        label: str = "n_f=5",
+        optuna_url: str | None = None,
+    ):
         self.label, self.objectives = label, objectives
         url = optuna_url or f"sqlite:///{root / 'optuna.db'}"
-        self.record = StudyWriter(client, root, name, "optuna", "n_f", tags={
-            "fsvae.optuna_storage": url, "fsvae.objective": ",".join(objectives),
-            "fsvae.mode": ",".join(["max"] * len(objectives))})
-        client.log_dict(self.record.parent, {"params": SPACE, "objective": objectives},
-                        "space.json")
-        self.study = optuna.create_study(storage=url, study_name=f"{name}/{label}",
-                                         directions=["maximize"] * len(objectives))
+        self.record = StudyWriter(
+            client,
+            root,
+            name,
+            "optuna",
+            "n_f",
+            tags={
+                "fsvae.optuna_storage": url,
+                "fsvae.objective": ",".join(objectives),
+                "fsvae.mode": ",".join(["max"] * len(objectives)),
+            },
+        )
+        client.log_dict(
+            self.record.parent, {"params": SPACE, "objective": objectives}, "space.json"
+        )
+        self.study = optuna.create_study(
+            storage=url, study_name=f"{name}/{label}", directions=["maximize"] * len(objectives)
+        )
         self.run_ids: list[str] = []
         self.configs: list[dict] = []  # each trial's params, as its run logged them
 
     def trial(self, params: dict, metrics: dict, state: str = "COMPLETE") -> str:
         """An Optuna trial and its MLflow run (FINISHED, or FAILED for a failed trial)."""
         number = len(self.study.trials)
-        config = {**grid_params("vae", params.get("sampling_factor", 30), None, 5, 0),
-                  **{k: v for k, v in params.items()}}
-        rid = self.record.trial(100 + number, config, metrics,
-                                "FINISHED" if state == "COMPLETE" else "FAILED",
-                                stratum=self.label,
-                                tags={"fsvae.trial_key": f"{self.label}#{number}"})
+        config = {
+            **grid_params("vae", params.get("sampling_factor", 30), None, 5, 0),
+            **{k: v for k, v in params.items()},
+        }
+        rid = self.record.trial(
+            100 + number,
+            config,
+            metrics,
+            "FINISHED" if state == "COMPLETE" else "FAILED",
+            stratum=self.label,
+            tags={"fsvae.trial_key": f"{self.label}#{number}"},
+        )
         values = [metrics[o] for o in self.objectives] if state == "COMPLETE" else None
-        self.study.add_trial(optuna.trial.create_trial(
-            state=TrialState[state], params=params,
-            distributions={k: DISTRIBUTIONS[k] for k in params}, values=values,
-            user_attrs={"mlflow_run_id": rid} if state == "COMPLETE" else {}))
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState[state],
+                params=params,
+                distributions={k: DISTRIBUTIONS[k] for k in params},
+                values=values,
+                user_attrs={"mlflow_run_id": rid} if state == "COMPLETE" else {},
+            )
+        )
         self.run_ids.append(rid)
         self.configs.append(config)
         return rid
@@ -107,16 +155,20 @@ class SearchWriter:
 
 def metrics_of(acc_h: float, acc: float, i: int) -> dict:
     """A trial's validation and test metrics; test values distinct per trial."""
-    return {"val_acc_h": acc_h, "val_acc": acc, "test_acc_h": acc_h - 0.05 - i / 1000,
-            "test_acc": acc - 0.02 - i / 1000, "test_acc_majority": 0.7 - i / 1000,
-            "test_acc_minority": 0.3 + i / 1000}
+    return {
+        "val_acc_h": acc_h,
+        "val_acc": acc,
+        "test_acc_h": acc_h - 0.05 - i / 1000,
+        "test_acc": acc - 0.02 - i / 1000,
+        "test_acc_majority": 0.7 - i / 1000,
+        "test_acc_minority": 0.3 + i / 1000,
+    }
 
 
 # (val_acc_h, val_acc) of the two-objective search, in trial order; None: a failed trial.
 # On the front: #0, #1, #2 and #5 (#5 equals #1: neither dominates the other); #3 and #4
 # are dominated by #0.
-PARETO = [(0.50, 0.60), (0.55, 0.58), (0.45, 0.65), (0.50, 0.55), (0.40, 0.60),
-          (0.55, 0.58), None]
+PARETO = [(0.50, 0.60), (0.55, 0.58), (0.45, 0.65), (0.50, 0.55), (0.40, 0.60), (0.55, 0.58), None]
 FRONT = [1, 5, 0, 2]  # best first by val_acc_h, ties by trial number
 
 # A grid: vae at sampling factors 30 and 50, n_f 5 and 10, seeds 0-2; test_acc_h and
@@ -171,16 +223,22 @@ def make_stores(root: Path) -> dict:
 def _confirmation(client: MlflowClient, root: Path, search: SearchWriter) -> list[str]:
     """few-confirm: a grid whose parent run names the search `few`, rerunning its two best
     configurations (by val_acc_h) with seeds 1 and 2."""
-    confirmation = StudyWriter(client, root, "few-confirm", "grid",
-                               tags={"fsvae.confirms": "few"})
+    confirmation = StudyWriter(client, root, "few-confirm", "grid", tags={"fsvae.confirms": "few"})
     best = sorted(range(len(search.configs)), key=lambda i: -search.study.trials[i].values[0])
     ids = []
     for rank, values in zip(best[:2], CONFIRMED):
         for seed, (vh, va, th, ta) in enumerate(values, start=1):
             params = {**search.configs[rank], "seed": seed}
             metrics = {"val_acc_h": vh, "val_acc": va, "test_acc_h": th, "test_acc": ta}
-            ids.append(confirmation.trial(300 + len(ids), params, metrics, "FINISHED",
-                                          tags={"fsvae.trial_key": f"grid:{len(ids)}"}))
+            ids.append(
+                confirmation.trial(
+                    300 + len(ids),
+                    params,
+                    metrics,
+                    "FINISHED",
+                    tags={"fsvae.trial_key": f"grid:{len(ids)}"},
+                )
+            )
     return ids
 
 
@@ -190,8 +248,12 @@ def _grid_fx(client: MlflowClient, root: Path) -> None:
     for (sf, n_f), (acc_h, acc) in GRID_FX.items():
         for seed, (h, a) in enumerate(zip(acc_h, acc)):
             status = "FAILED" if h is None else "FINISHED"
-            grid.trial(200 + i, grid_params("vae", sf, 32, n_f, seed),
-                       {"test_acc_h": h, "test_acc": a}, status)
+            grid.trial(
+                200 + i,
+                grid_params("vae", sf, 32, n_f, seed),
+                {"test_acc_h": h, "test_acc": a},
+                status,
+            )
             i += 1
 
 

@@ -1,15 +1,16 @@
 """`from results import load_table`: the table command's options as a Python function, for
 notebooks."""
+
 from __future__ import annotations
 
 import doctest
 from pathlib import Path
 
 import pytest
+from results_store import EXPECTED, shared_store
 
 import results
 from results import ResultsError, load_table
-from results_store import EXPECTED, shared_store
 
 
 @pytest.fixture(scope="module")

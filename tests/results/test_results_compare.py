@@ -1,17 +1,18 @@
 """`--compare A:B`: per-seed paired differences, checked against differences worked out by
 hand from the store's runs.
 """
+
 from __future__ import annotations
 
 import math
 import re
 
 import pytest
+from results_store import ROW_ORDER, shared_store, table, tidy
 
 import results
 from helpers import hand_stats, same
 from results import ResultsError
-from results_store import ROW_ORDER, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +41,16 @@ def test_compare_pairs_seeds_with_matching_sampling_factor(store):
         h, r = hand_stats(diffs), got[key]
         assert same(r.mean, h["mean"]) and same(r.std, h["std"]) and r.n == h["n"], key
         assert same(r.ci95_low, h["lo"]) and same(r.ci95_high, h["hi"]), key
-    assert got[("vae x30 [latent_dim=32] minus crt x30", 5, "acc_h")].run_ids.split(";")[0] \
+    assert (
+        got[("vae x30 [latent_dim=32] minus crt x30", 5, "acc_h")].run_ids.split(";")[0]
         == f"{store['ids'][8]}:{store['ids'][19]}"
+    )
     line = next(s for s in t.summaries if s.startswith("vae x30 [latent_dim=32] minus crt x30"))
     lo, hi = 5 - 4.302653 * 2 / math.sqrt(3), 5 + 4.302653 * 2 / math.sqrt(3)
-    assert line.startswith(f"vae x30 [latent_dim=32] minus crt x30 at n_f=5: +5.00 acc_h "
-                           f"points, 95% CI [{lo:.2f}, {hi:.2f}]; +1.33 acc points")
+    assert line.startswith(
+        f"vae x30 [latent_dim=32] minus crt x30 at n_f=5: +5.00 acc_h "
+        f"points, 95% CI [{lo:.2f}, {hi:.2f}]; +1.33 acc points"
+    )
     assert line.endswith("3 seeds.")
 
 
@@ -73,24 +78,39 @@ def test_compare_appears_in_every_format(store):
     md, tex, csv = t.to_markdown(), t.to_latex(), tidy(t)
     assert "| vae x50 [latent_dim=32] minus crt x50 | 5 | +5.50 |" in md
     # acc_h 5, 6 and acc 1, 2: t(0.975, 1) = 12.706 -> half-widths 6.35
-    assert "\n".join([r"\multicolumn{4}{l}{vae x50 [latent\_dim=32] minus crt x50} \\",
-                      r"5 & +5.5 [$-$0.9, 11.9] & +1.5 [$-$4.9, 7.9] & 2 \\"]) in tex
+    assert (
+        "\n".join(
+            [
+                r"\multicolumn{4}{l}{vae x50 [latent\_dim=32] minus crt x50} \\",
+                r"5 & +5.5 [$-$0.9, 11.9] & +1.5 [$-$4.9, 7.9] & 2 \\",
+            ]
+        )
+        in tex
+    )
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
     comp = csv[csv["section"] == "comparison"]
-    assert len(comp) == 6 and set(comp["a"]) == {"vae x30 [latent_dim=32]",
-                                                  "vae x30 [latent_dim=64]",
-                                                  "vae x50 [latent_dim=32]"}
+    assert len(comp) == 6 and set(comp["a"]) == {
+        "vae x30 [latent_dim=32]",
+        "vae x30 [latent_dim=64]",
+        "vae x50 [latent_dim=32]",
+    }
     assert md.rstrip().endswith("2 seeds.")  # the plain-language lines follow the table
 
 
-@pytest.mark.parametrize("text, message", [
-    ("vae-crt", "expected A:B where A and B are METHOD or METHOD@SAMPLING_FACTOR"),
-    ("vae:crt:plain", "expected A:B"),
-    ("vae:vae", "with itself"),
-    ("noise:crt", "no finished runs of method 'noise'; methods with finished runs: plain, "
-                  "oversample, vae, crt"),
-    ("vae@70:crt", "no finished runs of vae@70; vae has sampling factors: 30, 50"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("vae-crt", "expected A:B where A and B are METHOD or METHOD@SAMPLING_FACTOR"),
+        ("vae:crt:plain", "expected A:B"),
+        ("vae:vae", "with itself"),
+        (
+            "noise:crt",
+            "no finished runs of method 'noise'; methods with finished runs: plain, "
+            "oversample, vae, crt",
+        ),
+        ("vae@70:crt", "no finished runs of vae@70; vae has sampling factors: 30, 50"),
+    ],
+)
 def test_compare_errors_name_the_problem(store, text, message):
     with pytest.raises(ResultsError, match=re.escape(message)):
         table(store, compare=text)
@@ -111,8 +131,9 @@ def test_compare_pairs_only_runs_that_agree_on_every_key_both_methods_use(store)
         assert same(r.mean, h["mean"]) and same(r.std, h["std"]) and r.n == 3, metric
         assert same(r.ci95_low, h["lo"]) and same(r.ci95_high, h["hi"]), metric
     ids = store["setups_ids"]
-    assert got[(pair, 5, "acc_h")].run_ids.split(";") == [f"{ids[3 + s]}:{ids[6 + s]}"
-                                                           for s in range(3)]
+    assert got[(pair, 5, "acc_h")].run_ids.split(";") == [
+        f"{ids[3 + s]}:{ids[6 + s]}" for s in range(3)
+    ]
 
 
 def test_a_key_only_one_method_uses_is_not_matched(store):
@@ -123,8 +144,10 @@ def test_a_key_only_one_method_uses_is_not_matched(store):
 
 def test_a_row_without_partner_is_listed_as_unmatched_with_the_differing_keys(store):
     t = table(store, experiment="setups", compare="vae:crt")
-    assert t.summaries[-1] == ("Unmatched, not compared: vae x30 [backbone_lr=0.1] (nearest: "
-                               "crt x30, which differs in backbone_lr: 0.1 vs 0.01).")
+    assert t.summaries[-1] == (
+        "Unmatched, not compared: vae x30 [backbone_lr=0.1] (nearest: "
+        "crt x30, which differs in backbone_lr: 0.1 vs 0.01)."
+    )
     assert "vae x30 [backbone_lr=0.1] minus" not in t.to_markdown()
 
 
@@ -132,8 +155,10 @@ def test_a_sampling_factor_both_use_is_matched_and_the_other_rows_listed(store):
     # crt and oversample both use a factor: crt x50 has no oversample x50 to pair with
     t = table(store, compare="crt:oversample")
     assert {k[0] for k in _comparisons(t)} == {"crt x30 minus oversample x30"}
-    assert t.summaries[-1] == ("Unmatched, not compared: crt x50 (nearest: oversample x30, "
-                               "which differs in sampling_factor: 50 vs 30).")
+    assert t.summaries[-1] == (
+        "Unmatched, not compared: crt x50 (nearest: oversample x30, "
+        "which differs in sampling_factor: 50 vs 30)."
+    )
 
 
 def test_no_row_pair_that_agrees_is_an_error_naming_the_differing_keys(store):
@@ -143,4 +168,5 @@ def test_no_row_pair_that_agrees_is_an_error_naming_the_differing_keys(store):
         "--compare noise:crt: no configuration of noise agrees with one of crt on the keys "
         "both use. Unmatched, not compared: noise x30 (nearest: crt x30, which differs in "
         "backbone_lr: 0.1 vs 0.01). Unmatched, not compared: crt x30 (nearest: noise x30, "
-        "which differs in backbone_lr: 0.01 vs 0.1).")
+        "which differs in backbone_lr: 0.01 vs 0.1)."
+    )

@@ -2,19 +2,20 @@
 configurations of each stratum with seeds 1-3, its parent run tagged with the search. Also
 the `confirm` command's refusals, which come before any study starts.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from results_store import tidy
 
 import results
 from fsvae_study.cli import main as cli_main
 from helpers import T0, grid_params, hand_stats, md_cells
 from results.confirm_study import default_seeds, parse_seeds
 from results.confirm_table import ranked, top
-from results_store import tidy
 from study.errors import StudyError
 
 # The search: (trial key, n_f, latent_dim, beta_max, val_acc_h, status), in start order.
@@ -50,24 +51,44 @@ def _metrics(val_acc_h: float | None) -> dict:
     test_acc +5."""
     if val_acc_h is None:
         return {}
-    return {"val_acc_h": val_acc_h, "val_acc": val_acc_h + 0.10,
-            "test_acc_h": val_acc_h - 0.05, "test_acc": val_acc_h + 0.05}
+    return {
+        "val_acc_h": val_acc_h,
+        "val_acc": val_acc_h + 0.10,
+        "test_acc_h": val_acc_h - 0.05,
+        "test_acc": val_acc_h + 0.05,
+    }
 
 
 def _parent(client, root, name: str, kind: str, strata: str, tags: dict | None = None):
     exp = client.create_experiment(name, artifact_location=(root / "art" / name).as_uri())
-    parent = client.create_run(exp, start_time=T0 - 10_000, run_name=f"study:{name}", tags={
-        "fsvae.role": "study", "fsvae.space_kind": kind, "fsvae.objective": "val_acc_h",
-        "fsvae.mode": "max", "fsvae.strata": strata, **(tags or {})}).info.run_id
+    parent = client.create_run(
+        exp,
+        start_time=T0 - 10_000,
+        run_name=f"study:{name}",
+        tags={
+            "fsvae.role": "study",
+            "fsvae.space_kind": kind,
+            "fsvae.objective": "val_acc_h",
+            "fsvae.mode": "max",
+            "fsvae.strata": strata,
+            **(tags or {}),
+        },
+    ).info.run_id
     return exp, parent
 
 
-def _run(client, exp, parent, i: int, params: dict, metrics: dict, status: str,
-         tags: dict) -> str:
-    rid = client.create_run(exp, start_time=T0 + 1000 * i, run_name=f"trial-{i}", tags={
-        "mlflow.parentRunId": parent, "fsvae.role": "trial", **tags}).info.run_id
-    client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(params.items())],
-                     metrics=[Metric(k, float(v), T0, 0) for k, v in metrics.items()])
+def _run(client, exp, parent, i: int, params: dict, metrics: dict, status: str, tags: dict) -> str:
+    rid = client.create_run(
+        exp,
+        start_time=T0 + 1000 * i,
+        run_name=f"trial-{i}",
+        tags={"mlflow.parentRunId": parent, "fsvae.role": "trial", **tags},
+    ).info.run_id
+    client.log_batch(
+        rid,
+        params=[Param(k, str(v)) for k, v in sorted(params.items())],
+        metrics=[Metric(k, float(v), T0, 0) for k, v in metrics.items()],
+    )
     client.set_terminated(rid, status)
     return rid
 
@@ -85,23 +106,53 @@ def store(tmp_path_factory) -> dict:
     client.log_dict(parent, {"params": {"latent_dim": {}, "beta_max": {}}}, "space.json")
     search = {}
     for i, (key, n_f, latent, beta, val, status) in enumerate(SEARCH):
-        search[key] = _run(client, exp, parent, i, _params(n_f, latent, beta, 0),
-                           _metrics(val), status, {"fsvae.trial_key": key,
-                                                   "fsvae.stratum": f"n_f={n_f}"})
+        search[key] = _run(
+            client,
+            exp,
+            parent,
+            i,
+            _params(n_f, latent, beta, 0),
+            _metrics(val),
+            status,
+            {"fsvae.trial_key": key, "fsvae.stratum": f"n_f={n_f}"},
+        )
     exp, parent = _parent(client, root, "s-confirm", "grid", "", {"fsvae.confirms": "s"})
     runs, i = {}, 0
     for (n_f, latent, beta), values in CONFIRMED.items():
         for seed, val in zip(SEEDS, values):
-            runs[(n_f, latent, seed)] = _run(client, exp, parent, i,
-                                             _params(n_f, latent, beta, seed), _metrics(val),
-                                             "FINISHED", {"fsvae.trial_key": f"grid:{i}"})
+            runs[(n_f, latent, seed)] = _run(
+                client,
+                exp,
+                parent,
+                i,
+                _params(n_f, latent, beta, seed),
+                _metrics(val),
+                "FINISHED",
+                {"fsvae.trial_key": f"grid:{i}"},
+            )
             i += 1
-    _run(client, exp, parent, i, _params(5, 8, 0.001, 4), {}, "FAILED",
-         {"fsvae.trial_key": f"grid:{i}"})
+    _run(
+        client,
+        exp,
+        parent,
+        i,
+        _params(5, 8, 0.001, 4),
+        {},
+        "FAILED",
+        {"fsvae.trial_key": f"grid:{i}"},
+    )
     exp, parent = _parent(client, root, "s-partial", "grid", "", {"fsvae.confirms": "s"})
     for i, (latent, beta) in enumerate(PARTIAL):
-        _run(client, exp, parent, i, _params(5, latent, beta, 1), _metrics(0.5), "FINISHED",
-             {"fsvae.trial_key": f"grid:{i}"})
+        _run(
+            client,
+            exp,
+            parent,
+            i,
+            _params(5, latent, beta, 1),
+            _metrics(0.5),
+            "FINISHED",
+            {"fsvae.trial_key": f"grid:{i}"},
+        )
     exp, parent = _parent(client, root, "g", "grid", "")
     _run(client, exp, parent, 0, _params(5, 8, 0.001, 0), _metrics(0.5), "FINISHED", {})
     return {"uri": uri, "search": search, "runs": runs}
@@ -148,16 +199,16 @@ def test_the_confirms_tag_chooses_the_confirmation_table(store):
     assert t.rows == ["n_f=5 rank 1", "n_f=5 rank 3", "n_f=10 rank 1", "n_f=10 rank 2"]
 
 
-@pytest.mark.parametrize("metric_set, metric, shift", [
-    ("val", "acc_h", 0.0), ("val", "acc", 10.0), ("test", "acc_h", -5.0),
-    ("test", "acc", 5.0)])
+@pytest.mark.parametrize(
+    "metric_set, metric, shift",
+    [("val", "acc_h", 0.0), ("val", "acc", 10.0), ("test", "acc_h", -5.0), ("test", "acc", 5.0)],
+)
 def test_cells_are_the_mean_and_95_interval_over_the_seeds(store, metric_set, metric, shift):
     c = cell(confirmation(store), "n_f=10 rank 2", metric_set, metric)
     want = hand_stats([v * 100 + shift for v in CONFIRMED[(10, 64, 0.001)]])
     assert c["mean"] == pytest.approx(want["mean"])
     assert c["std"] == pytest.approx(want["std"])
-    assert (c["ci95_low"], c["ci95_high"]) == (pytest.approx(want["lo"]),
-                                               pytest.approx(want["hi"]))
+    assert (c["ci95_low"], c["ci95_high"]) == (pytest.approx(want["lo"]), pytest.approx(want["hi"]))
     assert c["n"] == 3 and c["seeds"] == "1;2;3"
 
 
@@ -178,23 +229,29 @@ def test_the_best_mean_validation_objective_of_each_stratum_is_marked(store):
 
 def test_the_sentence_says_when_the_search_best_is_no_longer_best(store):
     five = confirmation(store).summaries[0]
-    assert five == ("n_f=5: the search's best (trial n_f=5#1) is no longer the best: rank 3 "
-                    "(trial n_f=5#2) has the higher mean val_acc_h, 58.00 (3 seeds) against "
-                    "52.00 (3 seeds); their 95% intervals overlap, so these seeds do not "
-                    "separate the two.")
+    assert five == (
+        "n_f=5: the search's best (trial n_f=5#1) is no longer the best: rank 3 "
+        "(trial n_f=5#2) has the higher mean val_acc_h, 58.00 (3 seeds) against "
+        "52.00 (3 seeds); their 95% intervals overlap, so these seeds do not "
+        "separate the two."
+    )
 
 
 def test_the_sentence_says_when_the_search_best_is_still_best(store):
     ten = confirmation(store).summaries[1]
-    assert ten == ("n_f=10: the search's best (trial n_f=10#1) is still the best by mean "
-                   "val_acc_h: 64.00 (3 seeds) against 41.00 (3 seeds) for rank 2 (trial "
-                   "n_f=10#0).")
+    assert ten == (
+        "n_f=10: the search's best (trial n_f=10#1) is still the best by mean "
+        "val_acc_h: 64.00 (3 seeds) against 41.00 (3 seeds) for rank 2 (trial "
+        "n_f=10#0)."
+    )
 
 
 def test_the_sentence_says_when_the_search_best_was_not_confirmed(store):
     [five] = results.load_table("s-partial", tracking_uri=store["uri"]).summaries
-    assert five == ("n_f=5: the search's best (trial n_f=5#1) has no finished confirmation "
-                    "run, so whether it is still best is unknown.")
+    assert five == (
+        "n_f=5: the search's best (trial n_f=5#1) has no finished confirmation "
+        "run, so whether it is still best is unknown."
+    )
 
 
 def test_a_configuration_the_search_never_tried_has_no_rank_and_a_note(store):
@@ -202,8 +259,7 @@ def test_a_configuration_the_search_never_tried_has_no_rank_and_a_note(store):
     assert t.rows == ["n_f=5 rank 3", "n_f=5 not in the search"]
     unranked = [md_cells(ln) for ln in t.to_markdown().splitlines() if "latent_dim=128" in ln]
     assert unranked[0][:4] == ["n_f=5", "–", "–", "–"]
-    assert "Not among the search's finished trials (no rank): n_f=5 not in the search." \
-        in t.notes
+    assert "Not among the search's finished trials (no rank): n_f=5 not in the search." in t.notes
 
 
 def test_failed_runs_of_the_confirmation_are_counted_in_a_note(store):
@@ -233,8 +289,7 @@ def test_compare_and_with_paper_are_refused_for_a_confirmation(store):
 
 
 def test_cli_table_prints_the_confirmation(store, capsys):
-    assert cli_main(["table", "--experiment", "s-confirm", "--tracking-uri",
-                     store["uri"]]) == 0
+    assert cli_main(["table", "--experiment", "s-confirm", "--tracking-uri", store["uri"]]) == 0
     out = capsys.readouterr().out
     assert out.startswith("**s-confirm (confirmation of the search s)")
     assert "is still the best by mean val_acc_h" in out
@@ -260,16 +315,18 @@ def test_default_seeds_are_the_five_after_the_largest_the_search_used():
 
 
 def test_cli_bad_seeds_exits_2_naming_the_spec(store, capsys):
-    rc = cli_main(["confirm", "--experiment", "s", "--tracking-uri", store["uri"],
-                   "--seeds", "5-2"])
+    rc = cli_main(
+        ["confirm", "--experiment", "s", "--tracking-uri", store["uri"], "--seeds", "5-2"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "--seeds '5-2': the range 5-2 runs backwards" in err[0]
 
 
 def test_cli_refuses_seeds_the_search_used(store, capsys):
-    rc = cli_main(["confirm", "--experiment", "s", "--tracking-uri", store["uri"],
-                   "--seeds", "0-2"])
+    rc = cli_main(
+        ["confirm", "--experiment", "s", "--tracking-uri", store["uri"], "--seeds", "0-2"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "the search used seed(s) 0" in err and "default: 1-5" in err
 
@@ -278,8 +335,10 @@ def test_cli_refuses_a_grid_experiment(store, capsys):
     rc = cli_main(["confirm", "--experiment", "g", "--tracking-uri", store["uri"]])
     err = capsys.readouterr().err
     assert rc == 2
-    assert "experiment 'g' is a grid study; confirm reruns the best configurations of an " \
-           "Optuna search" in err
+    assert (
+        "experiment 'g' is a grid study; confirm reruns the best configurations of an "
+        "Optuna search" in err
+    )
 
 
 def test_cli_refuses_a_confirmation(store, capsys):

@@ -1,16 +1,17 @@
 """`fsvae-study figures` on the same hand-made MLflow store as the table tests: PNGs are
 written and readable, and the learning curves are the metric histories put back into the
 progress rows study.figures.plots.curves draws."""
+
 from __future__ import annotations
 
 import matplotlib.image
 import pytest
 from PIL import Image
+from results_store import BEST_EPOCHS, CURVE_RUN, CURVES, shared_store
 
 import results
 from fsvae_study.cli import main as cli_main
 from results import ResultsError, figures
-from results_store import BEST_EPOCHS, CURVE_RUN, CURVES, shared_store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -63,12 +64,19 @@ def test_run_is_found_by_id_or_name_and_an_unknown_one_is_an_error(store):
 
 def test_figures_command_writes_valid_pngs_and_prints_their_paths(store, tmp_path, capsys):
     out = tmp_path / "figs"
-    assert cli_main(["figures", "--experiment", "grid", "--tracking-uri", store["uri"],
-                     "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            ["figures", "--experiment", "grid", "--tracking-uri", store["uri"], "--out", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.split()
     mine = out / "grid"  # --out DIR holds one folder per experiment
-    expected = [mine / "test_acc_h_vs_n_f.png", mine / "test_acc_vs_n_f.png",
-                mine / f"curves_trial-{CURVE_RUN}.png"]
+    expected = [
+        mine / "test_acc_h_vs_n_f.png",
+        mine / "test_acc_vs_n_f.png",
+        mine / f"curves_trial-{CURVE_RUN}.png",
+    ]
     assert printed == [str(p) for p in expected]
     for p in expected:
         assert_png(p)
@@ -89,8 +97,17 @@ def test_optuna_study_figures_plot_the_best_trial_per_stratum(store, tmp_path):
 
 
 def test_unknown_experiment_is_an_error_and_writes_nothing(store, tmp_path, capsys):
-    rc = cli_main(["figures", "--experiment", "nope", "--tracking-uri", store["uri"],
-                   "--out", str(tmp_path / "figs")])
+    rc = cli_main(
+        [
+            "figures",
+            "--experiment",
+            "nope",
+            "--tracking-uri",
+            store["uri"],
+            "--out",
+            str(tmp_path / "figs"),
+        ]
+    )
     assert rc == 2
     assert "no experiment named 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "figs").exists()

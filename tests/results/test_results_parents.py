@@ -2,6 +2,7 @@
 read at a time, the latest by default, and `--parent-run` picks another. Trial keys repeat
 across the two, so reading both together would let one study's runs stand for the other's.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -20,24 +21,32 @@ NEWER = [(0.50, 0.52), (0.60, 0.48)]
 
 
 def _parent(client, exp: str, name: str, kind: str, start: int) -> str:
-    run = client.create_run(exp, start_time=start, run_name=f"study:{name}", tags={
-        "fsvae.role": "study", "fsvae.space_kind": kind, "fsvae.objective": "val_acc_h",
-        "fsvae.mode": "max", "fsvae.strata": "n_f" if kind == "optuna" else ""})
+    run = client.create_run(
+        exp,
+        start_time=start,
+        run_name=f"study:{name}",
+        tags={
+            "fsvae.role": "study",
+            "fsvae.space_kind": kind,
+            "fsvae.objective": "val_acc_h",
+            "fsvae.mode": "max",
+            "fsvae.strata": "n_f" if kind == "optuna" else "",
+        },
+    )
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
 
-def _trial(client, exp: str, parent: str | None, start: int, key: str, seed: int,
-           val: float, test: float) -> str:
+def _trial(
+    client, exp: str, parent: str | None, start: int, key: str, seed: int, val: float, test: float
+) -> str:
     tags = {"fsvae.role": "trial", "fsvae.trial_key": key, "fsvae.stratum": "n_f=5"}
     if parent:
         tags["mlflow.parentRunId"] = parent
-    rid = client.create_run(exp, start_time=start, run_name=f"{key}@{start}",
-                            tags=tags).info.run_id
+    rid = client.create_run(exp, start_time=start, run_name=f"{key}@{start}", tags=tags).info.run_id
     for k, v in grid_params("vae", 30, 32, 5, seed).items():
         client.log_param(rid, k, str(v))
-    for k, v in {"val_acc_h": val, "val_acc": 0.6, "test_acc_h": test,
-                 "test_acc": 0.6}.items():
+    for k, v in {"val_acc_h": val, "val_acc": 0.6, "test_acc_h": test, "test_acc": 0.6}.items():
         client.log_metric(rid, k, v)
     client.set_terminated(rid, "FINISHED")
     return rid
@@ -58,10 +67,10 @@ def store(tmp_path_factory) -> dict:
             out[(name, label)] = parent
             out[(name, label, "runs")] = [
                 _trial(client, exp, parent, start + 1000 * (i + 1), key, i, *v)
-                for i, (key, v) in enumerate(zip(keys, values))]
+                for i, (key, v) in enumerate(zip(keys, values))
+            ]
     exp = client.create_experiment("orphans", artifact_location=(root / "o").as_uri())
-    out["orphans"] = [_trial(client, exp, None, T0 + i, f"grid:{i}", i, 0.5, 0.5)
-                      for i in range(2)]
+    out["orphans"] = [_trial(client, exp, None, T0 + i, f"grid:{i}", i, 0.5, 0.5) for i in range(2)]
     return out
 
 
@@ -85,29 +94,79 @@ def test_the_table_shows_only_the_latest_study_and_its_note(store):
     assert any(store[("twice", "older")] in n for n in table.notes)
 
 
-def test_parent_run_picks_the_other_study_in_table_figures_and_analyze(store, tmp_path,
-                                                                       capsys):
+def test_parent_run_picks_the_other_study_in_table_figures_and_analyze(store, tmp_path, capsys):
     older = store[("twice", "older")]
-    assert cli_main(["table", "--experiment", "twice", "--tracking-uri", store["uri"],
-                     "--parent-run", older, "--format", "csv"]) == 0
+    assert (
+        cli_main(
+            [
+                "table",
+                "--experiment",
+                "twice",
+                "--tracking-uri",
+                store["uri"],
+                "--parent-run",
+                older,
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert store[("twice", "older", "runs")][0] in out  # its #0, val_acc_h 0.90
     assert not any(r in out for r in store[("twice", "newer", "runs")])
-    assert cli_main(["figures", "--experiment", "twice", "--tracking-uri", store["uri"],
-                     "--parent-run", older, "--out", str(tmp_path)]) == 0
+    assert (
+        cli_main(
+            [
+                "figures",
+                "--experiment",
+                "twice",
+                "--tracking-uri",
+                store["uri"],
+                "--parent-run",
+                older,
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "twice" / "test_acc_h_vs_n_f.png").is_file()
     assert "as --parent-run asked" in capsys.readouterr().err
     grid_older = store[("grid-twice", "older")]
-    assert cli_main(["analyze", "--experiment", "grid-twice", "--tracking-uri", store["uri"],
-                     "--parent-run", grid_older, "--out", str(tmp_path)]) == 0
+    assert (
+        cli_main(
+            [
+                "analyze",
+                "--experiment",
+                "grid-twice",
+                "--tracking-uri",
+                store["uri"],
+                "--parent-run",
+                grid_older,
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert f"logged to run {grid_older} under analysis/" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["table", "figures", "analyze"])
-def test_a_wrong_parent_run_exits_2_naming_the_parent_runs_there(store, tmp_path, capsys,
-                                                                 command):
-    rc = cli_main([command, "--experiment", "twice", "--tracking-uri", store["uri"],
-                   "--parent-run", "nope", *(["--out", str(tmp_path)] * (command != "table"))])
+def test_a_wrong_parent_run_exits_2_naming_the_parent_runs_there(store, tmp_path, capsys, command):
+    rc = cli_main(
+        [
+            command,
+            "--experiment",
+            "twice",
+            "--tracking-uri",
+            store["uri"],
+            "--parent-run",
+            "nope",
+            *(["--out", str(tmp_path)] * (command != "table")),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and f"fsvae-study {command}: error: --parent-run nope: no parent run" in err
     assert store[("twice", "older")] in err and store[("twice", "newer")] in err

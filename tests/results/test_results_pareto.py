@@ -1,15 +1,16 @@
 """A two-objective search's Pareto front, checked by hand: `results.pareto`, the rows
 `fsvae-study table` shows for it, and what `figures` draws of it."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from analysis_store import FRONT, PARETO, shared_stores
+from results_store import table, tidy
+
 from helpers import md_cells
 from results import ResultsError, load_study
 from results.figures import metric_figures, pick_run
-from results_store import table, tidy
 from study.record.read import on_front
 
 
@@ -36,9 +37,11 @@ def test_table_marks_the_pareto_front_trials_of_each_stratum(stores):
 
 def test_table_notes_say_what_the_pareto_front_is(stores):
     t = table(stores, experiment="pareto")
-    assert t.notes[0].startswith("Optuna study with 2 objectives: no one trial is best, so "
-                                 "the rows of a stratum are its Pareto front on the "
-                                 "validation objectives val_acc_h (max), val_acc (max)")
+    assert t.notes[0].startswith(
+        "Optuna study with 2 objectives: no one trial is best, so "
+        "the rows of a stratum are its Pareto front on the "
+        "validation objectives val_acc_h (max), val_acc (max)"
+    )
     md = [md_cells(ln) for ln in t.to_markdown().splitlines() if ln.startswith("| ")]
     assert md[0][2:6] == ["Pareto-front trial", "on the front", "val_acc_h", "val_acc"]
     assert [r[3] for r in md[2:]] == ["1 of 4", "2 of 4", "3 of 4", "4 of 4"]

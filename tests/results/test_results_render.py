@@ -1,5 +1,6 @@
 """A table as markdown and LaTeX, from the same store as the table tests; the LaTeX is also
 compiled with pdflatex where TeX is installed."""
+
 from __future__ import annotations
 
 import re
@@ -8,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from results_store import ROW_ORDER, shared_store, table
 
 from helpers import md_cells
 from results.latex import latex_escape
-from results_store import ROW_ORDER, shared_store, table
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def _blocks(tex: str) -> dict[str, list[list[str]]]:
     """The first tabular's rows, cut into cells, by metric block (the \\multicolumn line
     that opens a block names its metric)."""
     lines = _typeset(tex)
-    body = lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+    body = lines[lines.index(r"\midrule") + 1 : lines.index(r"\bottomrule")]
     blocks: dict[str, list[list[str]]] = {}
     for ln in body:
         if ln.startswith(r"\multicolumn"):
@@ -88,9 +89,19 @@ def test_latex_puts_the_papers_numbers_in_a_second_row_under_each_method(store):
     labels = [r[0] for r in rows]
     paper = r"\quad Park (2021)"
     # under plain, oversample x30, the last vae x30 row and vae x50; none under crt
-    assert labels == ["plain", paper, "oversample x30", paper, r"vae x30 [latent\_dim=32]",
-                      r"vae x30 [latent\_dim=64]", paper, r"vae x50 [latent\_dim=32]", paper,
-                      "crt x30", "crt x50"]
+    assert labels == [
+        "plain",
+        paper,
+        "oversample x30",
+        paper,
+        r"vae x30 [latent\_dim=32]",
+        r"vae x30 [latent\_dim=64]",
+        paper,
+        r"vae x50 [latent\_dim=32]",
+        paper,
+        "crt x30",
+        "crt x50",
+    ]
     # the published numbers at the table's one precision (0.00 and 3.44 in the paper)
     assert rows[1][1:] == ["0.0", "3.4"]  # plain, n_f 5 and 10
     assert rows[6][1:] == ["3.6", "--"]  # vae x30: no run at n_f=10
@@ -100,12 +111,13 @@ def test_latex_puts_the_papers_numbers_in_a_second_row_under_each_method(store):
 def test_latex_caption_says_what_a_cell_is_and_the_notes_are_comments(store):
     tex = table(store).to_latex()
     caption = next(ln for ln in tex.splitlines() if ln.startswith(r"\caption{"))
-    assert caption == (r"\caption{grid (grid study): test metrics, percent. Mean $\pm$ std "
-                       r"over seeds, n = 3 per cell (other n marked); best per column in "
-                       r"bold.}")
-    comments = tex[:tex.index(r"\begin{table}")].splitlines()
-    assert "% Not shown: 1 failed run (status FAILED), 1 stopped run (status KILLED)." \
-        in comments
+    assert caption == (
+        r"\caption{grid (grid study): test metrics, percent. Mean $\pm$ std "
+        r"over seeds, n = 3 per cell (other n marked); best per column in "
+        r"bold.}"
+    )
+    comments = tex[: tex.index(r"\begin{table}")].splitlines()
+    assert "% Not shown: 1 failed run (status FAILED), 1 stopped run (status KILLED)." in comments
 
 
 def test_latex_escape_keeps_a_double_hyphen_from_becoming_an_en_dash():
@@ -117,13 +129,17 @@ def test_latex_escape_keeps_a_double_hyphen_from_becoming_an_en_dash():
 # -- compiled with pdflatex --------------------------------------------------------------
 
 PDFLATEX = shutil.which("pdflatex")
-needs_tex = pytest.mark.skipif(PDFLATEX is None, reason="pdflatex is not installed "
-                               "(.ci/run installs texlive-latex-base and -recommended)")
+needs_tex = pytest.mark.skipif(
+    PDFLATEX is None,
+    reason="pdflatex is not installed (.ci/run installs texlive-latex-base and -recommended)",
+)
 ARTICLE_TEXTWIDTH = 345.0  # pt: \textwidth of the article class at 10pt, one column
 # Measure each tabular where the table shows it, with the shrinking turned off, so a table
 # too wide would run past the line (an Overfull \hbox) instead of being scaled down.
-MEASURE = (r"\let\fsvaeshow\usebox"
-           r"\renewcommand{\usebox}[1]{\typeout{TABULAR-WIDTH=\the\wd#1}\fsvaeshow#1}")
+MEASURE = (
+    r"\let\fsvaeshow\usebox"
+    r"\renewcommand{\usebox}[1]{\typeout{TABULAR-WIDTH=\the\wd#1}\fsvaeshow#1}"
+)
 NO_SHRINK = r"\renewcommand{\resizebox}[3]{#3}"
 
 
@@ -135,9 +151,16 @@ def compile_table(folder: Path, tex: str, preamble: str = "") -> tuple[str, list
     (folder / "doc.tex").write_text(
         "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n" + preamble + "\n"
         "\\begin{document}\n\\typeout{TEXTWIDTH=\\the\\textwidth}\n\\input{table.tex}\n"
-        "\\end{document}\n", encoding="utf-8")
-    done = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                          cwd=folder, capture_output=True, text=True, timeout=120)
+        "\\end{document}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     log = (folder / "doc.log").read_text(encoding="utf-8", errors="replace")
     assert done.returncode == 0, log[-3000:]
     return log, [float(w) for w in re.findall(r"TABULAR-WIDTH=([\d.]+)pt", log)]
@@ -152,8 +175,7 @@ def assert_fits_an_article_column(log: str, widths: list[float], tables: int) ->
 
 
 @needs_tex
-def test_a_table_of_the_papers_shape_fits_an_article_column_at_its_natural_size(store,
-                                                                                 tmp_path):
+def test_a_table_of_the_papers_shape_fits_an_article_column_at_its_natural_size(store, tmp_path):
     # 5 method rows, n_f 5, 10, 30, 50, 3 seeds, the paper's numbers: it used to be
     # 1,426 pt too wide with these numbers
     tex = table(store, "table2-shape", with_paper=True).to_latex()
@@ -163,7 +185,8 @@ def test_a_table_of_the_papers_shape_fits_an_article_column_at_its_natural_size(
 
 @needs_tex
 def test_the_grid_with_long_labels_the_paper_and_comparisons_fits_at_its_natural_size(
-        store, tmp_path):
+    store, tmp_path
+):
     tex = table(store, with_paper=True, compare="vae:crt").to_latex()
     log, widths = compile_table(tmp_path, tex, MEASURE + NO_SHRINK)
     assert_fits_an_article_column(log, widths, tables=2)

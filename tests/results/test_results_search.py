@@ -1,12 +1,12 @@
-"""The Optuna search's table: per stratum, the best trial by the validation objective.
-"""
+"""The Optuna search's table: per stratum, the best trial by the validation objective."""
+
 from __future__ import annotations
 
 import pytest
+from results_store import RERUN_UNCOUNTED, shared_store, table, tidy
 
 from helpers import md_cells
 from results import ResultsError
-from results_store import RERUN_UNCOUNTED, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,18 @@ def test_optuna_studies_refuse_compare(store):
 
 
 def test_a_trial_run_twice_counts_once_in_the_trial_counts(store):
-    cell = tidy(table(store, experiment="search-rerun")).set_index(["stratum", "metric"]).loc[
-        ("n_f=5", "acc_h")]
+    cell = (
+        tidy(table(store, experiment="search-rerun"))
+        .set_index(["stratum", "metric"])
+        .loc[("n_f=5", "acc_h")]
+    )
     # trials n_f=5#0, #1, #2 and t9 (8 runs): finished #0, #1, t9; failed #2; none stopped
-    assert (cell["n_trials"], cell["n_finished"], cell["n_failed"], cell["n_killed"]) == \
-        (4, 3, 1, 0)
+    assert (cell["n_trials"], cell["n_finished"], cell["n_failed"], cell["n_killed"]) == (
+        4,
+        3,
+        1,
+        0,
+    )
 
 
 def test_the_best_trial_is_chosen_among_counted_runs_only(store):

@@ -2,19 +2,19 @@
 (the real command in a subprocess) on a search recorded in PostgreSQL: not the password
 in --tracking-uri or --optuna-storage, typed raw or percent-encoded, nor PGPASSWORD or
 MLFLOW_TRACKING_PASSWORD. Each password holds every character a URL parser trips on."""
+
 from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import optuna
 import pytest
+from analysis_store import SearchWriter, metrics_of, random_params, val_acc_h
 from mlflow.tracking import MlflowClient
 
-from analysis_store import SearchWriter, metrics_of, random_params, val_acc_h
 from helpers import cli, env
 from results import load_study
 from results.analysis import analyze
@@ -34,8 +34,9 @@ def password(separators: list[str]) -> tuple[str, list[str]]:
 def role_with_database(server, role: str, secret: str, databases: list[str]) -> None:
     """A login role with its password, owning `databases` (PostgreSQL 15 lets only a
     database's owner create tables in its public schema)."""
-    server.client("psql", "--dbname", "postgres", "-c",
-                  f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'")
+    server.client(
+        "psql", "--dbname", "postgres", "-c", f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'"
+    )
     for db in databases:
         server.client("createdb", "--owner", role, db)
 
@@ -60,13 +61,29 @@ def guarded(postgres, tmp_path_factory) -> dict:
         "tracking": f"postgresql://raw_typist:{raw}@{at}/guarded_mlflow",
         "optuna": f"postgresql://encoder:{quote(encoded, safe='')}@{at}/guarded_optuna",
         "empty": f"postgresql://encoder:{quote(encoded, safe='')}@{at}/guarded_empty",
-        "shown": {"tracking": f"postgresql://raw_typist@{at}/guarded_mlflow",
-                  "optuna": f"postgresql://encoder@{at}/guarded_optuna",
-                  "empty": f"postgresql://encoder@{at}/guarded_empty"},
-        "secrets": [raw, quote(raw, safe=""), quote(raw), encoded, quote(encoded, safe=""),
-                    quote(encoded), *raw_pieces, *encoded_pieces, env_pg, env_mlflow],
-        "env": env(PGPASSWORD=env_pg, MLFLOW_TRACKING_PASSWORD=env_mlflow,
-                   MLFLOW_TRACKING_USERNAME="raw_typist", PGPASSFILE=os.devnull),
+        "shown": {
+            "tracking": f"postgresql://raw_typist@{at}/guarded_mlflow",
+            "optuna": f"postgresql://encoder@{at}/guarded_optuna",
+            "empty": f"postgresql://encoder@{at}/guarded_empty",
+        },
+        "secrets": [
+            raw,
+            quote(raw, safe=""),
+            quote(raw),
+            encoded,
+            quote(encoded, safe=""),
+            quote(encoded),
+            *raw_pieces,
+            *encoded_pieces,
+            env_pg,
+            env_mlflow,
+        ],
+        "env": env(
+            PGPASSWORD=env_pg,
+            MLFLOW_TRACKING_PASSWORD=env_mlflow,
+            MLFLOW_TRACKING_USERNAME="raw_typist",
+            PGPASSFILE=os.devnull,
+        ),
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     client = MlflowClient(out["tracking"])
@@ -92,25 +109,48 @@ def run(guarded: dict, *args: str):
 
 @pytest.mark.slow  # fsvae-study subprocesses
 def test_analyze_and_table_print_and_write_no_password(guarded, tmp_path):
-    analyzed = run(guarded, "analyze", "--experiment", SEARCH, "--tracking-uri",
-                   guarded["tracking"], "--optuna-storage", guarded["optuna"], "--out",
-                   str(tmp_path), "--top", "2")
+    analyzed = run(
+        guarded,
+        "analyze",
+        "--experiment",
+        SEARCH,
+        "--tracking-uri",
+        guarded["tracking"],
+        "--optuna-storage",
+        guarded["optuna"],
+        "--out",
+        str(tmp_path),
+        "--top",
+        "2",
+    )
     assert analyzed.returncode == 0, analyzed.stderr
     assert "logged to run " in analyzed.stdout
     page = (tmp_path / SEARCH / "analysis.md").read_text()
     # the page still says where the record is: the URLs less their passwords
-    assert f"MLflow: {guarded['shown']['tracking']}; Optuna: {guarded['shown']['optuna']}." \
-        in page
-    table = run(guarded, "table", "--experiment", SEARCH, "--tracking-uri",
-                guarded["tracking"], "--format", "csv", "--out", str(tmp_path / "t.csv"))
+    assert f"MLflow: {guarded['shown']['tracking']}; Optuna: {guarded['shown']['optuna']}." in page
+    table = run(
+        guarded,
+        "table",
+        "--experiment",
+        SEARCH,
+        "--tracking-uri",
+        guarded["tracking"],
+        "--format",
+        "csv",
+        "--out",
+        str(tmp_path / "t.csv"),
+    )
     assert table.returncode == 0, table.stderr
-    shown = run(guarded, "table", "--experiment", SEARCH, "--tracking-uri",
-                guarded["tracking"])
+    shown = run(guarded, "table", "--experiment", SEARCH, "--tracking-uri", guarded["tracking"])
     assert shown.returncode == 0 and shown.stdout.startswith(f"**{SEARCH} ("), shown.stderr
     for done in (analyzed, table, shown):
         assert_no_secret(done.stdout + done.stderr, guarded, f"the output of {done.args}")
-    written = [p for folder in (tmp_path, guarded["root"] / "art") for p in folder.rglob("*")
-               if p.is_file()]
+    written = [
+        p
+        for folder in (tmp_path, guarded["root"] / "art")
+        for p in folder.rglob("*")
+        if p.is_file()
+    ]
     assert any(p.name == "analysis.md" for p in written if "art" in p.parts)  # logged
     for path in written:
         assert_no_secret(path.read_bytes(), guarded, str(path))
@@ -118,16 +158,23 @@ def test_analyze_and_table_print_and_write_no_password(guarded, tmp_path):
 
 @pytest.mark.slow  # fsvae-study subprocesses
 def test_errors_name_the_store_without_its_password(guarded, tmp_path):
-    unknown = run(guarded, "table", "--experiment", "nope", "--tracking-uri",
-                  guarded["tracking"])
+    unknown = run(guarded, "table", "--experiment", "nope", "--tracking-uri", guarded["tracking"])
     assert unknown.returncode == 2
     assert f"no experiment named 'nope' in {guarded['shown']['tracking']}; " in unknown.stderr
-    empty = run(guarded, "analyze", "--experiment", SEARCH, "--tracking-uri",
-                guarded["tracking"], "--optuna-storage", guarded["empty"], "--out",
-                str(tmp_path))
+    empty = run(
+        guarded,
+        "analyze",
+        "--experiment",
+        SEARCH,
+        "--tracking-uri",
+        guarded["tracking"],
+        "--optuna-storage",
+        guarded["empty"],
+        "--out",
+        str(tmp_path),
+    )
     assert empty.returncode == 2
-    assert f"no Optuna study of search {SEARCH!r} in {guarded['shown']['empty']} " \
-        in empty.stderr
+    assert f"no Optuna study of search {SEARCH!r} in {guarded['shown']['empty']} " in empty.stderr
     for done in (unknown, empty):
         assert_no_secret(done.stdout + done.stderr, guarded, f"the output of {done.args}")
 
@@ -137,8 +184,13 @@ def test_the_python_api_errors_name_the_store_without_its_password(guarded, tmp_
     with pytest.raises(ResultsError) as unknown:
         load_study("nope", guarded["tracking"])
     with pytest.raises(ResultsError) as empty:
-        analyze(SEARCH, tracking_uri=guarded["tracking"], optuna_storage=guarded["empty"],
-                out=tmp_path, log=False)
+        analyze(
+            SEARCH,
+            tracking_uri=guarded["tracking"],
+            optuna_storage=guarded["empty"],
+            out=tmp_path,
+            log=False,
+        )
     assert guarded["shown"]["tracking"] in str(unknown.value)
     assert guarded["shown"]["empty"] in str(empty.value)
     for error in (unknown, empty):

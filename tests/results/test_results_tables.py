@@ -1,6 +1,7 @@
 """The grid table read from a real SQLite MLflow store (results_store.py, beside it): every
 number it shows is checked against values worked out by hand.
 """
+
 from __future__ import annotations
 
 import math
@@ -8,11 +9,11 @@ import statistics
 
 import pandas as pd
 import pytest
+from results_store import EXPECTED, GRID, ROW_ORDER, shared_store, table, tidy
 
 import results
 from helpers import REPO, hand_stats, same
 from results import ResultsError, paper
-from results_store import EXPECTED, GRID, ROW_ORDER, shared_store, table, tidy
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,11 @@ def test_every_cell_is_mean_std_n_and_t_interval_of_its_seeds(store):
 
 def test_a_three_seed_cell_worked_through(store):
     # acc_h 40, 44, 48: mean 44, std 4, t(0.975, 2) = 4.3027 -> 44 -/+ 9.9368
-    r = tidy(table(store)).set_index(["row", "n_f", "metric"]).loc[
-        ("vae x30 [latent_dim=32]", 5, "acc_h")]
+    r = (
+        tidy(table(store))
+        .set_index(["row", "n_f", "metric"])
+        .loc[("vae x30 [latent_dim=32]", 5, "acc_h")]
+    )
     assert (r["mean"], r["std"], r["n"]) == (pytest.approx(44.0), pytest.approx(4.0), 3)
     assert r["ci95_low"] == pytest.approx(44 - 4.302653 * 4 / math.sqrt(3), abs=1e-5)
     assert r["ci95_high"] == pytest.approx(54.0 - 0.063, abs=1e-3)
@@ -99,10 +103,14 @@ def test_val_metric_set_reads_the_val_metrics(store):
 
 def test_with_paper_adds_the_published_numbers_and_our_difference(store):
     t = table(store, with_paper=True)
-    paper = pd.read_csv(REPO / "results" / "data" / "paper_table2.csv", comment="#",
-                        dtype={"sampling_factor": str}).fillna({"sampling_factor": ""})
-    published = {(r.method, r.sampling_factor, r.n_f, m): getattr(r, m)
-                 for r in paper.itertuples() for m in ("acc_h", "acc")}
+    paper = pd.read_csv(
+        REPO / "results" / "data" / "paper_table2.csv", comment="#", dtype={"sampling_factor": str}
+    ).fillna({"sampling_factor": ""})
+    published = {
+        (r.method, r.sampling_factor, r.n_f, m): getattr(r, m)
+        for r in paper.itertuples()
+        for m in ("acc_h", "acc")
+    }
     assert published[("plain", "", 5, "acc")] == 53.75  # the packaged copy of Table 2
     cells = tidy(t)
     cells = cells[cells["section"] == "table"].fillna({"sampling_factor": ""})
@@ -110,16 +118,16 @@ def test_with_paper_adds_the_published_numbers_and_our_difference(store):
         key = (r.method, r.sampling_factor.removesuffix(".0"), r.n_f, r.metric)
         if key in published:
             assert r.paper == pytest.approx(published[key])
-            assert r.diff == pytest.approx(statistics.mean(EXPECTED[(r.row, r.n_f, r.metric)])
-                                           - published[key])
+            assert r.diff == pytest.approx(
+                statistics.mean(EXPECTED[(r.row, r.n_f, r.metric)]) - published[key]
+            )
         else:
             assert math.isnan(r.paper) and math.isnan(r.diff)
     by = cells.set_index(["row", "n_f", "metric"])
     assert by.loc[("plain", 5, "acc"), "diff"] == pytest.approx(53.0 - 53.75)
     assert by.loc[("vae x30 [latent_dim=64]", 5, "acc_h"), "paper"] == pytest.approx(3.64)
     md = t.to_markdown()
-    assert "| plain | 2.00 ± 2.00 (n=3) | 0.00 | +2.00 | 53.00 ± 3.61 (n=3) | 53.75 | -0.75 |" \
-        in md
+    assert "| plain | 2.00 ± 2.00 (n=3) | 0.00 | +2.00 | 53.00 ± 3.61 (n=3) | 53.75 | -0.75 |" in md
     assert "Paper rows with no runs here: oversample x50." in md
 
 
@@ -130,8 +138,10 @@ def test_with_paper_refuses_validation_metrics(store):
 
 # -- split sizes beside the paper's Table 1 -----------------------------------------------
 
-SPLIT_HEAD = ("Split sizes, train / val / test images (the dataset's lists minus unusable "
-              "files, before the GFSL subsampling): ")
+SPLIT_HEAD = (
+    "Split sizes, train / val / test images (the dataset's lists minus unusable "
+    "files, before the GFSL subsampling): "
+)
 
 
 def test_the_packaged_table1_sums_to_the_papers_split():
@@ -141,8 +151,14 @@ def test_the_packaged_table1_sums_to_the_papers_split():
 def test_with_paper_sets_our_split_sizes_beside_the_papers(store):
     t = table(store, with_paper=True)
     # 21 runs shown; run 23 (crt x50, seed 1) read data key d2, the other 20 d1 (USABLE)
-    assert SPLIT_HEAD + ("ours 7,702 / 655 / 4,490 (20 runs), 7,701 / 655 / 4,490 (1 run); "
-                         "the paper's Table 1: 7,770 / 661 / 4,528.") in t.notes
+    assert (
+        SPLIT_HEAD
+        + (
+            "ours 7,702 / 655 / 4,490 (20 runs), 7,701 / 655 / 4,490 (1 run); "
+            "the paper's Table 1: 7,770 / 661 / 4,528."
+        )
+        in t.notes
+    )
 
 
 def test_split_sizes_logged_as_metrics_need_no_artifact(store):
@@ -152,8 +168,10 @@ def test_split_sizes_logged_as_metrics_need_no_artifact(store):
 
 def test_split_sizes_nobody_recorded_are_said_to_be_missing(store):
     t = table(store, experiment="search", with_paper=True)
-    assert SPLIT_HEAD + ("not recorded by these runs; the paper's Table 1: 7,770 / 661 / "
-                         "4,528.") in t.notes
+    assert (
+        SPLIT_HEAD + ("not recorded by these runs; the paper's Table 1: 7,770 / 661 / 4,528.")
+        in t.notes
+    )
 
 
 # -- which acc_h -------------------------------------------------------------------------
@@ -180,14 +198,15 @@ def test_with_paper_sets_the_papers_acc_h_beside_the_chosen_one(store):
 
 def test_with_paper_says_which_acc_h_it_compares(store):
     def paper_note(**kw) -> str:
-        return next(n for n in table(store, with_paper=True, **kw).notes
-                    if n.startswith("paper:"))
+        return next(n for n in table(store, with_paper=True, **kw).notes if n.startswith("paper:"))
 
-    assert ("Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within "
-            "each group") in paper_note()
+    assert (
+        "Beside the paper's acc_h: our acc_h, the mean of per-class accuracies within each group"
+    ) in paper_note()
     assert "--acc-h samples sets acc_h_samples beside it instead." in paper_note()
-    assert ("Beside the paper's acc_h: our acc_h_samples (accuracy over the images of each "
-            "group).") in paper_note(acc_h="samples")
+    assert (
+        "Beside the paper's acc_h: our acc_h_samples (accuracy over the images of each group)."
+    ) in paper_note(acc_h="samples")
 
 
 # -- reading the store ----------------------------------------------------------------------
@@ -200,14 +219,20 @@ def test_unknown_experiment_names_it_and_lists_the_existing_ones(store):
 
 
 def test_experiment_without_finished_runs_says_so(store):
-    with pytest.raises(ResultsError, match=r"'broken' has no finished trial runs, nothing to "
-                                           r"show \(trial runs: 1 FAILED\)"):
+    with pytest.raises(
+        ResultsError,
+        match=r"'broken' has no finished trial runs, nothing to "
+        r"show \(trial runs: 1 FAILED\)",
+    ):
         table(store, experiment="broken")
 
 
 def test_finished_runs_without_n_f_are_an_error_naming_the_missing_param(store):
-    with pytest.raises(ResultsError, match=r"'without-nf': no finished trial run has an n_f "
-                                           r"param"):
+    with pytest.raises(
+        ResultsError,
+        match=r"'without-nf': no finished trial run has an n_f "
+        r"param",
+    ):
         table(store, experiment="without-nf")
 
 

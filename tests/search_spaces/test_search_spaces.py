@@ -1,5 +1,6 @@
 """Search-space files: the shipped ones load, and every kind of mistake is a clear error
 that names the file, the key and what was expected, before any Ray starts."""
+
 from __future__ import annotations
 
 import time
@@ -7,12 +8,13 @@ import time
 import pytest
 
 import search_spaces
+from helpers import cli, make_data
 from search_spaces import SpaceError, load, parse
 
-from helpers import cli, make_data
-
 GOOD_OPTUNA = {
-    "name": "s", "kind": "optuna", "num_samples": 3,
+    "name": "s",
+    "kind": "optuna",
+    "num_samples": 3,
     "fixed": {"method": "vae"},
     "strata": {"n_f": [5, 10]},
     "params": {
@@ -40,8 +42,13 @@ def test_paper_grid_is_table2_methods_times_n_f_times_seeds():
     space = load("paper")
     trials = space.trials()
     rows = {(t["method"], t.get("sampling_factor")) for t in trials}
-    assert rows == {("plain", None), ("oversample", 30), ("oversample", 50), ("vae", 30),
-                    ("vae", 50)}
+    assert rows == {
+        ("plain", None),
+        ("oversample", 30),
+        ("oversample", 50),
+        ("vae", 30),
+        ("vae", 50),
+    }
     assert sorted({t["n_f"] for t in trials}) == [5, 10, 30, 50]
     assert len(trials) == 5 * 4 * 3
 
@@ -77,13 +84,16 @@ def test_unknown_distribution_is_named():
         parse(with_(GOOD_OPTUNA, params=params))
 
 
-@pytest.mark.parametrize("spec,message", [
-    ({"type": "int", "low": 64, "high": 8}, "low \\(64\\) must be below high \\(8\\)"),
-    ({"type": "int", "low": 0, "high": 8, "log": True}, "log scale needs low > 0"),
-    ({"type": "int", "low": 1, "high": 10 ** 9}, "above the maximum"),
-    ({"type": "float", "low": 1, "high": 8}, "does not fit config key 'latent_dim'"),
-    ({"type": "categorical", "choices": []}, "non-empty choices"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ({"type": "int", "low": 64, "high": 8}, "low \\(64\\) must be below high \\(8\\)"),
+        ({"type": "int", "low": 0, "high": 8, "log": True}, "log scale needs low > 0"),
+        ({"type": "int", "low": 1, "high": 10**9}, "above the maximum"),
+        ({"type": "float", "low": 1, "high": 8}, "does not fit config key 'latent_dim'"),
+        ({"type": "categorical", "choices": []}, "non-empty choices"),
+    ],
+)
 def test_bad_range_is_named(spec, message):
     params = {**GOOD_OPTUNA["params"], "latent_dim": spec}
     with pytest.raises(SpaceError, match=message):
@@ -91,17 +101,22 @@ def test_bad_range_is_named(spec, message):
 
 
 def test_conditional_parameter_without_its_parent_is_refused():
-    params = {"beta_cycles": {"type": "int", "low": 1, "high": 4,
-                              "when": {"beta_schedule": "cyclical"}},
-              "latent_dim": {"type": "int", "low": 8, "high": 64}}
+    params = {
+        "beta_cycles": {"type": "int", "low": 1, "high": 4, "when": {"beta_schedule": "cyclical"}},
+        "latent_dim": {"type": "int", "low": 8, "high": 64},
+    }
     with pytest.raises(SpaceError, match="parent 'beta_schedule' is not a searched parameter"):
         parse(with_(GOOD_OPTUNA, params=params))
 
 
 def test_conditional_on_a_value_the_parent_cannot_take_is_refused():
     params = dict(GOOD_OPTUNA["params"])
-    params["beta_cycles"] = {"type": "int", "low": 1, "high": 4,
-                             "when": {"beta_schedule": "sigmoid"}}
+    params["beta_cycles"] = {
+        "type": "int",
+        "low": 1,
+        "high": 4,
+        "when": {"beta_schedule": "sigmoid"},
+    }
     with pytest.raises(SpaceError, match="choices are \\['linear', 'cyclical'\\]"):
         parse(with_(GOOD_OPTUNA, params=params))
 
@@ -117,9 +132,17 @@ def test_a_key_cannot_be_both_searched_and_stratified():
 
 
 def test_grid_expands_variants_times_grid():
-    space = parse({"name": "g", "kind": "grid", "grid": {"n_f": [5, 10], "seed": [0, 1]},
-                   "variants": [{"method": "plain"},
-                                {"method": ["vae", "crt"], "sampling_factor": [30, 50]}]})
+    space = parse(
+        {
+            "name": "g",
+            "kind": "grid",
+            "grid": {"n_f": [5, 10], "seed": [0, 1]},
+            "variants": [
+                {"method": "plain"},
+                {"method": ["vae", "crt"], "sampling_factor": [30, 50]},
+            ],
+        }
+    )
     trials = space.trials()
     assert len(trials) == (1 + 2 * 2) * 2 * 2
     assert {"method": "plain", "n_f": 10, "seed": 1} in trials
@@ -165,8 +188,18 @@ def test_resume_with_a_corrupt_study_json_is_a_clear_error(tmp_path):
 
 def test_an_optuna_storage_that_is_no_database_url_is_refused_before_anything_starts(tmp_path):
     data = make_data(tmp_path / "data")
-    proc = cli("run", "--space", "smoke-search", "--data", str(data), "--storage",
-               str(tmp_path / "s"), "--optuna-storage", "nonsense://x", timeout=120)
+    proc = cli(
+        "run",
+        "--space",
+        "smoke-search",
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--optuna-storage",
+        "nonsense://x",
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "--optuna-storage 'nonsense://x': not a database URL" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -176,6 +209,9 @@ def test_an_optuna_storage_that_is_no_database_url_is_refused_before_anything_st
 def test_a_misspelt_top_level_key_gets_a_suggestion(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nkind: grid\ngrdi: {n_f: [5]}\n")
-    with pytest.raises(search_spaces.SpaceError, match=r"unknown top-level key\(s\) \['grdi'\]; "
-                                                       r"did you mean grid\?"):
+    with pytest.raises(
+        search_spaces.SpaceError,
+        match=r"unknown top-level key\(s\) \['grdi'\]; "
+        r"did you mean grid\?",
+    ):
         search_spaces.load(path)

@@ -1,15 +1,15 @@
-"""The benchmark hook FSVAE_BENCH_TRIAL (study/hooks/faults.py, study/hooks/bench_trial.py): off unless
-set, and a synthetic trial recorded by the trial's real recorder, on a real SQLite MLflow
+"""The benchmark hook FSVAE_BENCH_TRIAL (study/hooks/faults.py, study/hooks/bench_trial.py):
+off unless set, and a synthetic trial recorded by the trial's real recorder, on a real SQLite MLflow
 store, as a real trial is: curves, finals, timings, tags, artifacts, FINISHED."""
+
 from __future__ import annotations
 
 import pytest
 
 from fsvae.trial import run_trial
 from helpers import SyntheticStudy
-from study.hooks import bench_trial
-from study.hooks import faults
 from study.figures import late as late_figures
+from study.hooks import bench_trial, faults
 from study.record.schema import FIGURES, MINORITY_CLASSES
 
 
@@ -38,8 +38,15 @@ def test_a_synthetic_trial_is_recorded_as_a_real_one(tmp_path):
     run = client.get_run(rec.run_id)
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
-    assert {"val_acc_h", "test_acc_h", "time_total_s", "vae_beta", "classifier_val_acc_h",
-            "backbone_best_epoch", "data_usable_train"} <= set(metrics)
+    assert {
+        "val_acc_h",
+        "test_acc_h",
+        "time_total_s",
+        "vae_beta",
+        "classifier_val_acc_h",
+        "backbone_best_epoch",
+        "data_usable_train",
+    } <= set(metrics)
     assert len(client.get_metric_history(rec.run_id, "classifier_val_acc_h")) == 3
     assert run.data.tags["cache.backbone"] == "hit"
     assert len(run.data.tags[MINORITY_CLASSES].split(",")) == 5

@@ -2,6 +2,7 @@
 draw_pending), in its own process and in child processes, on a real SQLite store: every
 run gets its three PNGs and loses its pending tag; a run whose artifacts are missing says
 so in the tag and the others still get theirs."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 process or the study's driver is killed with them still to upload: the driver draws what is
 pending from the run's JSON artifacts at the end of its session (or of the next one).
 Kills land at a named point (study/hooks/faults.py "figures_upload"), in real processes."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,21 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import (FAST, GRID4, cli, kill_driver, make_data, pause_env, paused,
-                     release, release_new, start_cli, tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    GRID4,
+    cli,
+    kill_driver,
+    make_data,
+    pause_env,
+    paused,
+    release,
+    release_new,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +42,20 @@ def base(tmp_path_factory):
 
 
 def grid(base, storage: Path, name: str) -> list[str]:
-    return ["run", "--space", str(base["tmp"] / "grid4.yaml"), "--data", str(base["data"]),
-            "--storage", str(storage), "--name", name, "--max-concurrent", "2", *FAST]
+    return [
+        "run",
+        "--space",
+        str(base["tmp"] / "grid4.yaml"),
+        "--data",
+        str(base["data"]),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--max-concurrent",
+        "2",
+        *FAST,
+    ]
 
 
 def assert_every_run_has_its_figures(storage: Path, name: str) -> None:
@@ -51,8 +77,11 @@ def assert_every_run_has_its_figures(storage: Path, name: str) -> None:
 
 def test_a_worker_killed_before_uploading_figures_leaves_them_to_the_driver(base, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
-    proc = start_cli(*grid(base, storage, "w"), log=log,
-                     environ=pause_env(pauses, "trial_start", "figures_upload"))
+    proc = start_cli(
+        *grid(base, storage, "w"),
+        log=log,
+        environ=pause_env(pauses, "trial_start", "figures_upload"),
+    )
     started: set[Path] = set()
 
     def a_worker_about_to_upload():
@@ -64,8 +93,9 @@ def test_a_worker_killed_before_uploading_figures_leaves_them_to_the_driver(base
                 started.add(record["file"])
         return [r for r in paused(pauses, "figures_upload") if r["pid"] != proc.pid]
 
-    first = wait_until(a_worker_about_to_upload, 400, "a worker about to upload figures",
-                       proc, log)[0]
+    first = wait_until(
+        a_worker_about_to_upload, 400, "a worker about to upload figures", proc, log
+    )[0]
     os.kill(first["pid"], signal.SIGKILL)  # its run is FINISHED, its PNGs not uploaded
     seen = {first["file"]}
 
@@ -84,17 +114,26 @@ def test_a_worker_killed_before_uploading_figures_leaves_them_to_the_driver(base
 
 def test_a_driver_killed_with_figures_pending_has_them_drawn_on_resume(base, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
-    proc = start_cli(*grid(base, storage, "d"), log=log,
-                     environ=pause_env(pauses, "figures_upload"))
+    proc = start_cli(
+        *grid(base, storage, "d"), log=log, environ=pause_env(pauses, "figures_upload")
+    )
     try:
-        wait_until(lambda: paused(pauses, "figures_upload"), 400,
-                   "a worker about to upload figures", proc, log)
+        wait_until(
+            lambda: paused(pauses, "figures_upload"),
+            400,
+            "a worker about to upload figures",
+            proc,
+            log,
+        )
     finally:
         kill_driver(proc)
     client = MlflowClient(tracking_uri(storage))
     before = trial_runs(tracking_uri(storage), "d")
-    tagged = before[before["tags.fsvae.figures"] == "pending"] \
-        if "tags.fsvae.figures" in before else before.iloc[:0]
+    tagged = (
+        before[before["tags.fsvae.figures"] == "pending"]
+        if "tags.fsvae.figures" in before
+        else before.iloc[:0]
+    )
     # FINISHED: the run paused before its upload, at least. A trial killed while it wrote
     # its last batch carries the tag too, still RUNNING: resume closes it and runs it again.
     pending = tagged[tagged["status"] == "FINISHED"]

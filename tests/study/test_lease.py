@@ -3,6 +3,7 @@ store: numbers that only grow, a release taken at once, a dead holder on this ma
 at once, a holder on another machine or in another container watched by its heartbeat,
 clocks five minutes apart, four claimants at once, and the registry always the tracking
 store's. The same lease under whole studies: tests/study/test_study_lease.py."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import wait_until
-from helpers.holders import can_unshare, elsewhere, end, holder, pause, resume, start
+from helpers.holders import can_unshare, end, holder, pause, resume, start
 from study.identity import lease
 from study.record import stores
 
@@ -31,8 +32,10 @@ def uri(tmp_path, monkeypatch) -> str:
 
 def printed(log: Path, start: str, timeout: float = 60, proc=None) -> str:
     """The first line of `log` that starts with `start`, once there."""
+
     def line():
         return next((ln for ln in log.read_text().splitlines() if ln.startswith(start)), None)
+
     return wait_until(line, timeout, f"{start!r} in {log.name}", proc, log)
 
 
@@ -81,8 +84,9 @@ def test_a_live_holder_here_refuses_and_a_killed_one_is_taken_at_once(uri, tmp_p
 
 
 needs_uts = pytest.mark.skipif(not can_unshare("-u"), reason="cannot make a UTS namespace")
-needs_pid = pytest.mark.skipif(not can_unshare("-p", "-f", "--mount-proc"),
-                               reason="cannot make a pid namespace")
+needs_pid = pytest.mark.skipif(
+    not can_unshare("-p", "-f", "--mount-proc"), reason="cannot make a pid namespace"
+)
 
 
 @needs_uts
@@ -109,8 +113,10 @@ def test_a_holder_on_another_machine_is_judged_by_its_heartbeat(uri, tmp_path):
         # Woken, its first check finds the later epoch: it stops, with Superseded's code.
         resume(pids)
         assert proc.wait(timeout=60) == 4
-        assert "lost: study 's': this driver (lease 1) no longer holds the study: `resume` " \
-               f"on host {os.uname().nodename}" in log.read_text()
+        assert (
+            "lost: study 's': this driver (lease 1) no longer holds the study: `resume` "
+            f"on host {os.uname().nodename}" in log.read_text()
+        )
     finally:
         end(proc)
 
@@ -145,8 +151,10 @@ def test_clocks_five_minutes_apart_change_nothing(uri, tmp_path, skew):
         log = tmp_path / "skewed.log"
         taker = holder(uri, "s", log, host="m2", clock=skew, seconds=1)
         assert taker.wait(timeout=120) == 2, log.read_text()
-        assert "busy: study 's' is being run by another driver now (`run` on host m1" \
+        assert (
+            "busy: study 's' is being run by another driver now (`run` on host m1"
             in log.read_text()
+        )
         # The holder dies without releasing: the skewed claimant takes the study after one
         # lease of watching, not five minutes earlier or later.
         end(live)
@@ -167,30 +175,47 @@ def test_four_claimants_at_once_exactly_one_takes_the_study(uri, tmp_path):
     # Each waits for the same file, then claims: as close to at once as processes get.
     wait = f"import os,time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
     procs = []
-    from helpers.holders import HOLD
     import sys
 
+    from helpers.holders import HOLD
+
     for i in range(4):
-        procs.append(start([sys.executable, "-c", wait + HOLD, uri, "s", "run", "15"],
-                           tmp_path / f"{i}.log", LEASE_S))
+        procs.append(
+            start(
+                [sys.executable, "-c", wait + HOLD, uri, "s", "run", "15"],
+                tmp_path / f"{i}.log",
+                LEASE_S,
+            )
+        )
     time.sleep(3)  # all four started up and waiting
     go.touch()
     try:
-        wait_until(lambda: sum("epoch" in (tmp_path / f"{i}.log").read_text() or
-                               "busy" in (tmp_path / f"{i}.log").read_text()
-                               for i in range(4)) == 4, 60, "every claimant to decide")
+        wait_until(
+            lambda: (
+                sum(
+                    "epoch" in (tmp_path / f"{i}.log").read_text()
+                    or "busy" in (tmp_path / f"{i}.log").read_text()
+                    for i in range(4)
+                )
+                == 4
+            ),
+            60,
+            "every claimant to decide",
+        )
         logs = [(tmp_path / f"{i}.log").read_text() for i in range(4)]
         assert sum(log.startswith("epoch 1") for log in logs) == 1, logs
-        assert sum("busy: study 's' is being run by another driver now" in log
-                   for log in logs) == 3, logs
+        assert (
+            sum("busy: study 's' is being run by another driver now" in log for log in logs) == 3
+        ), logs
         assert leases(uri, "s") == [lease.model_name("s", 1)]
     finally:
         for p in procs:
             end(p)
 
 
-def test_the_lease_lives_in_the_tracking_store_whatever_the_registry_uri(uri, tmp_path,
-                                                                          monkeypatch):
+def test_the_lease_lives_in_the_tracking_store_whatever_the_registry_uri(
+    uri, tmp_path, monkeypatch
+):
     other = f"sqlite:///{tmp_path / 'registry.db'}"
     stores.ensure_mlflow_store(other)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", other)
@@ -202,6 +227,9 @@ def test_the_lease_lives_in_the_tracking_store_whatever_the_registry_uri(uri, tm
 
 def test_a_bad_lease_setting_names_itself(monkeypatch):
     monkeypatch.setenv("FSVAE_LEASE_S", "soon")
-    with pytest.raises(lease.StudyError, match=r"FSVAE_LEASE_S='soon': expected seconds "
-                                               r"between 2 and 3600"):
+    with pytest.raises(
+        lease.StudyError,
+        match=r"FSVAE_LEASE_S='soon': expected seconds "
+        r"between 2 and 3600",
+    ):
         lease.lease_seconds()

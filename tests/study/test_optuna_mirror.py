@@ -1,6 +1,7 @@
 """The searcher's in-memory copy of an Optuna study (study/search/mirror.py): asking and
 telling through it leaves the stored study (a real SQLite file) as asking and telling the
 stored study directly does, trial for trial."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -22,34 +23,48 @@ def suggest(trial) -> None:
 
 
 def score(params: dict) -> list[float]:
-    return [-(params["x"] - 1) ** 2 - params["k"] / 8, params["k"] + (params["c"] == "b")]
+    return [-((params["x"] - 1) ** 2) - params["k"] / 8, params["k"] + (params["c"] == "b")]
 
 
 def stored(tmp_path, name: str, sampler, directions) -> optuna.Study:
     url = f"sqlite:///{tmp_path / (name + '.db')}"
-    study = optuna.create_study(storage=url, study_name=name, directions=directions,
-                                sampler=sampler)
+    study = optuna.create_study(
+        storage=url, study_name=name, directions=directions, sampler=sampler
+    )
     for v in (0.5, -1.0, 2.0):  # a history to copy: done trials and an enqueued retry
-        study.add_trial(optuna.trial.create_trial(
-            params={"x": v, "k": 3, "c": "a"}, values=score({"x": v, "k": 3, "c": "a"})[
-                :len(directions)],
-            distributions={"x": optuna.distributions.FloatDistribution(-3, 3),
-                           "k": optuna.distributions.IntDistribution(1, 8),
-                           "c": optuna.distributions.CategoricalDistribution(["a", "b", "c"])}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": v, "k": 3, "c": "a"},
+                values=score({"x": v, "k": 3, "c": "a"})[: len(directions)],
+                distributions={
+                    "x": optuna.distributions.FloatDistribution(-3, 3),
+                    "k": optuna.distributions.IntDistribution(1, 8),
+                    "c": optuna.distributions.CategoricalDistribution(["a", "b", "c"]),
+                },
+            )
+        )
     study.enqueue_trial({"x": 0.0, "k": 2, "c": "c"}, user_attrs={"retry_of": 1})
     return optuna.load_study(storage=url, study_name=name, sampler=sampler)
 
 
 def shape(study: optuna.Study) -> list[tuple]:
-    return [(t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs,
-             t.intermediate_values) for t in study.get_trials()]
+    return [
+        (t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs, t.intermediate_values)
+        for t in study.get_trials()
+    ]
 
 
-@pytest.mark.parametrize("sampler, directions", [
-    (lambda: optuna.samplers.TPESampler(seed=7, n_startup_trials=4), ["maximize"]),
-    (lambda: optuna.samplers.NSGAIISampler(seed=7, population_size=4),
-     ["maximize", "minimize"]),
-], ids=["tpe", "nsga2"])
+@pytest.mark.parametrize(
+    "sampler, directions",
+    [
+        (lambda: optuna.samplers.TPESampler(seed=7, n_startup_trials=4), ["maximize"]),
+        (
+            lambda: optuna.samplers.NSGAIISampler(seed=7, population_size=4),
+            ["maximize", "minimize"],
+        ),
+    ],
+    ids=["tpe", "nsga2"],
+)
 def test_the_stored_study_ends_as_if_asked_and_told_directly(tmp_path, sampler, directions):
     direct = stored(tmp_path, "direct", sampler(), directions)
     mirrored = stored(tmp_path, "mirrored", sampler(), directions)
@@ -63,7 +78,7 @@ def test_the_stored_study_ends_as_if_asked_and_told_directly(tmp_path, sampler, 
             assert (asked.number, asked.params) == (t.number, t.params)
             pair.append((t.number, stored_id, dict(t.params)))
         for number, stored_id, params in reversed(pair):
-            values = score(params)[:len(directions)]
+            values = score(params)[: len(directions)]
             if number == 6:
                 direct.tell(number, state=TrialState.FAIL)
                 mirror.tell(number, stored_id, state=TrialState.FAIL)
@@ -72,9 +87,10 @@ def test_the_stored_study_ends_as_if_asked_and_told_directly(tmp_path, sampler, 
                 values[0] = float("nan")  # Optuna records a FAIL, with its warning
             one = values if len(values) > 1 else values[0]
             direct._storage.set_trial_user_attr(
-                direct._storage.get_trial_id_from_study_id_trial_number(direct._study_id,
-                                                                        number),
-                "mlflow_run_id", f"run{number}")
+                direct._storage.get_trial_id_from_study_id_trial_number(direct._study_id, number),
+                "mlflow_run_id",
+                f"run{number}",
+            )
             direct.tell(number, one)
             mirror.tell(number, stored_id, one, user_attrs={"mlflow_run_id": f"run{number}"})
     again = optuna.load_study(storage=mirrored._storage._backend.url, study_name="mirrored")
@@ -112,11 +128,15 @@ def test_a_second_writer_of_the_stored_study_is_an_error(tmp_path, retry_first):
 
 
 def test_a_write_that_fails_leaves_the_copy_made_again_from_the_stored_study(tmp_path):
-    url = stored(tmp_path, "s", optuna.samplers.TPESampler(seed=1), ["maximize"]) \
-        ._storage._backend.url
+    url = stored(
+        tmp_path, "s", optuna.samplers.TPESampler(seed=1), ["maximize"]
+    )._storage._backend.url
     impatient = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.2}})
-    mirror = Mirror(optuna.load_study(storage=impatient, study_name="s",
-                                      sampler=optuna.samplers.TPESampler(seed=1)))
+    mirror = Mirror(
+        optuna.load_study(
+            storage=impatient, study_name="s", sampler=optuna.samplers.TPESampler(seed=1)
+        )
+    )
     mirror.ask(suggest)  # the enqueued retry
     asked, stored_id = mirror.ask(suggest)
     lock = sqlite3.connect(tmp_path / "s.db", isolation_level=None)

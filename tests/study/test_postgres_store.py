@@ -1,6 +1,7 @@
 """PostgreSQL as the record: MLflow's tracking store and Optuna's RDB storage on a real
 server (the session's `postgres` fixture), in-process and behind a real `mlflow server`,
 with the password given through PGPASSWORD and never in a URL."""
+
 from __future__ import annotations
 
 import os
@@ -47,12 +48,15 @@ def current_user(url: str) -> str:
 def log_trial(client: MlflowClient, experiment_id: str, key: str) -> str:
     """One trial's records, as study/record/write.py writes them: tags, params, a stage's curves
     in one batch, a final metric, FINISHED."""
-    run = client.create_run(experiment_id, tags={"fsvae.role": "trial",
-                                                 "fsvae.trial_key": key})
+    run = client.create_run(experiment_id, tags={"fsvae.role": "trial", "fsvae.trial_key": key})
     now = int(time.time() * 1000)
     curves = [Metric("vae_loss", 1.0 / (epoch + 1), now, epoch) for epoch in range(30)]
-    client.log_batch(run.info.run_id, params=[Param("n_f", "5"), Param("method", "vae")],
-                     metrics=curves, tags=[RunTag("cache.backbone", "hit")])
+    client.log_batch(
+        run.info.run_id,
+        params=[Param("n_f", "5"), Param("method", "vae")],
+        metrics=curves,
+        tags=[RunTag("cache.backbone", "hit")],
+    )
     client.log_metric(run.info.run_id, "val_acc_h", 0.5, timestamp=now, step=0)
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
@@ -96,16 +100,21 @@ def test_mlflow_tracking_store_on_postgres(pg):
     history = client.get_metric_history(run_id, "vae_loss")
     assert sorted(m.step for m in history) == list(range(30))
     # The records are in PostgreSQL, and the +psycopg spelling reaches the same store.
-    assert sorted(sql(pg, "mlflow_direct", "select run_uuid || ' ' || status from runs")) \
-        == sorted([f"{run_id} FINISHED", f"{other} FINISHED"])
+    assert sorted(sql(pg, "mlflow_direct", "select run_uuid || ' ' || status from runs")) == sorted(
+        [f"{run_id} FINISHED", f"{other} FINISHED"]
+    )
     same = MlflowClient(url.replace("postgresql://", "postgresql+psycopg://"))
     assert same.get_run(other).data.tags["fsvae.trial_key"] == "k2"
 
 
 def test_optuna_storage_on_its_own_database(pg):
     url = pg.create_database("optuna_direct")
-    study = optuna.create_study(storage=url, study_name="pg", direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        storage=url,
+        study_name="pg",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     for _ in range(4):
         trial = study.ask()
         x = trial.suggest_float("x", -1.0, 1.0)
@@ -113,10 +122,12 @@ def test_optuna_storage_on_its_own_database(pg):
         study.tell(trial, -x * x + (0.1 if method == "vae" else 0.0))
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
 
-    loaded = optuna.load_study(study_name="pg",
-                               storage=url.replace("postgresql://", "postgresql+psycopg://"))
-    assert [(t.number, t.state, t.params, t.value) for t in loaded.trials] \
-        == [(t.number, t.state, t.params, t.value) for t in study.trials]
+    loaded = optuna.load_study(
+        study_name="pg", storage=url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    assert [(t.number, t.state, t.params, t.value) for t in loaded.trials] == [
+        (t.number, t.state, t.params, t.value) for t in study.trials
+    ]
     assert [t.state for t in loaded.trials].count(optuna.trial.TrialState.COMPLETE) == 4
     assert loaded.best_trial.number == study.best_trial.number
     tables = sql(pg, "optuna_direct", "select tablename from pg_tables where schemaname = 'public'")
@@ -127,8 +138,7 @@ def test_optuna_storage_on_its_own_database(pg):
 def test_mlflow_server_backed_by_postgres(postgres, tmp_path, monkeypatch):
     url = postgres.create_database("mlflow_server")
     port = free_port()
-    proc, uri = start_mlflow_server(tmp_path, port, backend_store_uri=url,
-                                    extra_env=postgres.env())
+    proc, uri = start_mlflow_server(tmp_path, port, backend_store_uri=url, extra_env=postgres.env())
     monkeypatch.delenv("PGPASSWORD", raising=False)  # this side speaks http only
     try:
         client = MlflowClient(uri)
@@ -148,10 +158,25 @@ def test_missing_server_programs_fail_the_tests_that_need_them(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "test_needs_pg.py").write_text("def test_it(postgres):\n    pass\n")
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "--rootdir", str(tmp_path),
-         str(tmp_path / "test_needs_pg.py")], cwd=tmp_path, capture_output=True, text=True,
-        env=env(PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}",
-                FSVAE_PG_BIN=str(tmp_path / "empty")), timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "conftest",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path / "test_needs_pg.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env(
+            PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}", FSVAE_PG_BIN=str(tmp_path / "empty")
+        ),
+        timeout=120,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 error" in out.stdout and "skipped" not in out.stdout
     assert "apt-get install postgresql" in out.stdout

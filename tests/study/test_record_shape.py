@@ -12,6 +12,7 @@ To write the reference anew, after a change that is meant to change the record:
     FSVAE_WRITE_RECORD_SHAPE=1 python -m pytest tests/study/test_record_shape.py
 and commit the file; it names the commit of the code that wrote it (tests/ aside).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,23 @@ STUDIES = {  # name -> the command line's space arguments
 
 def run_study(tmp, data, kind: str) -> dict:
     storage = tmp / "studies"
-    proc = cli("run", *STUDIES[kind], "--data", str(data), "--storage", str(storage),
-               "--name", kind, *FAST, timeout=900)
+    proc = cli(
+        "run",
+        *STUDIES[kind],
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        kind,
+        *FAST,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     optuna_db = storage / "optuna.db"
-    return record_shape(tracking_uri(storage), kind, tmp,
-                        f"sqlite:///{optuna_db}" if optuna_db.exists() else None)
+    return record_shape(
+        tracking_uri(storage), kind, tmp, f"sqlite:///{optuna_db}" if optuna_db.exists() else None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +64,24 @@ def shapes(tmp_path_factory):
         out[kind] = run_study(tmp, make_data(tmp / "data"), kind)
     if WRITE:
         # the last commit of the code that wrote it (the tests' own commits aside)
-        commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%H", "--",
-                                 ".", ":!tests"],
-                                capture_output=True, text=True).stdout.strip()
-        REFERENCE.write_text(json.dumps({
-            "made_from": commit,
-            "how": "FSVAE_WRITE_RECORD_SHAPE=1 python -m pytest "
-                   "tests/study/test_record_shape.py (tests/helpers/shape.py)",
-            **out}, indent=1, sort_keys=True) + "\n")
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "log", "-1", "--format=%H", "--", ".", ":!tests"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        REFERENCE.write_text(
+            json.dumps(
+                {
+                    "made_from": commit,
+                    "how": "FSVAE_WRITE_RECORD_SHAPE=1 python -m pytest "
+                    "tests/study/test_record_shape.py (tests/helpers/shape.py)",
+                    **out,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n"
+        )
     return out
 
 
@@ -68,8 +90,10 @@ def test_record_has_the_reference_shape(shapes, kind):
     reference = json.loads(REFERENCE.read_text())
     assert kind in reference, f"{REFERENCE.name} has no {kind} study"
     lines = diff(reference[kind], shapes[kind])
-    assert not lines, (f"the {kind} study's record differs from {REFERENCE.name} (made "
-                       f"from {reference['made_from'][:12]}):\n  " + "\n  ".join(lines))
+    assert not lines, (
+        f"the {kind} study's record differs from {REFERENCE.name} (made "
+        f"from {reference['made_from'][:12]}):\n  " + "\n  ".join(lines)
+    )
 
 
 def test_reference_is_a_whole_study(shapes):

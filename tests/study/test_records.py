@@ -1,6 +1,7 @@
 """study.record.write and study.record.read against a real SQLite MLflow store: one visible run per
 trial key, curves as step series, finished trials recognised, failures told apart, and the
 record read back per key with stale RUNNING runs closed."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from study.identity.parent import artifact_root, close_orphan_parents, ensure_experiment
 from study.record import read as record
 from study.record import write as records
 from study.record.schema import FAILURE, INTERRUPTED, PROGRESS, ROLE, TRIAL_KEY
-from study.identity.parent import artifact_root, close_orphan_parents, ensure_experiment
 
 CONFIG = {"method": "vae", "n_f": 5, "seed": 0, "latent_dim": 16}
 
@@ -45,15 +46,29 @@ def test_artifact_root_is_the_storage_or_beside_sqlite_never_the_working_folder(
 def recorder(store, key: str, replaces: str | None = None) -> records.TrialRecorder:
     """A trial's recorder, knowing the runs its keys have, as the driver hands them over
     (it reads them from the record when a session starts)."""
-    known = [r.info.run_id for k in (key, replaces) if k
-             for r in store["client"].search_runs([store["exp"]], f"tags.`{TRIAL_KEY}` = '{k}'")]
-    return records.TrialRecorder(store["uri"], store["exp"], store["parent"], key,
-                                 f"run-{key}", replaces=replaces, known=known)
+    known = [
+        r.info.run_id
+        for k in (key, replaces)
+        if k
+        for r in store["client"].search_runs([store["exp"]], f"tags.`{TRIAL_KEY}` = '{k}'")
+    ]
+    return records.TrialRecorder(
+        store["uri"],
+        store["exp"],
+        store["parent"],
+        key,
+        f"run-{key}",
+        replaces=replaces,
+        known=known,
+    )
 
 
 def fake_result() -> dict:
-    return {"metrics": {"val_acc_h": 0.5, "test_acc_h": 0.4, "test_class_acc/a": 1.0},
-            "timings": {"total": 1.0, "waited": 0.0}, "minority_classes": ["a"]}
+    return {
+        "metrics": {"val_acc_h": 0.5, "test_acc_h": 0.4, "test_class_acc/a": 1.0},
+        "timings": {"total": 1.0, "waited": 0.0},
+        "minority_classes": ["a"],
+    }
 
 
 def visible(store, key: str) -> list[str]:
@@ -79,18 +94,19 @@ def vae_epochs(rec, n: int = 3) -> None:
 
 
 def test_a_running_stages_curves_and_progress_reach_the_store_within_the_live_interval(
-        store, monkeypatch):
+    store, monkeypatch
+):
     monkeypatch.setenv("FSVAE_LIVE_S", "0.2")
     rec = recorder(store, "c#1")
     rec.live.epochs = {"vae": 10}
     run_id = rec.start(CONFIG)
-    assert json.loads(store["client"].get_run(run_id).data.tags[PROGRESS])["stage"] == \
-        "starting"
+    assert json.loads(store["client"].get_run(run_id).data.tags[PROGRESS])["stage"] == "starting"
     rec.progress({"stage": "cache", "name": "vae", "key": "k" * 32, "hit": False})
     vae_epochs(rec)
 
     def sent():
         return store["client"].get_metric_history(run_id, "vae_recon")
+
     deadline = time.monotonic() + 10
     while len(sent()) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -99,8 +115,11 @@ def test_a_running_stages_curves_and_progress_reach_the_store_within_the_live_in
     assert run.info.status == "RUNNING"  # the stage has not ended, nor the trial
     assert run.data.tags["cache.vae"] == "miss"
     progress = json.loads(run.data.tags[PROGRESS])
-    assert {k: progress[k] for k in ("stage", "epoch", "epochs")} == \
-        {"stage": "vae", "epoch": 3, "epochs": 10}
+    assert {k: progress[k] for k in ("stage", "epoch", "epochs")} == {
+        "stage": "vae",
+        "epoch": 3,
+        "epochs": 10,
+    }
     rec.finish(fake_result(), None)
     assert len(sent()) == 3  # each point once
 
@@ -120,10 +139,16 @@ def test_curves_of_a_quick_stage_go_with_the_trials_last_write(store):
 def test_a_repaired_cache_entry_is_tagged_with_its_read_error(store):
     rec = recorder(store, "r#1")
     run_id = rec.start(CONFIG)
-    rec.progress({"stage": "cache", "name": "backbone", "key": "k" * 32, "hit": False,
-                  "repaired": "RuntimeError: truncated features.pt"})
-    rec.progress({"stage": "cache", "name": "vae", "key": "v" * 32, "hit": True,
-                  "repaired": None})
+    rec.progress(
+        {
+            "stage": "cache",
+            "name": "backbone",
+            "key": "k" * 32,
+            "hit": False,
+            "repaired": "RuntimeError: truncated features.pt",
+        }
+    )
+    rec.progress({"stage": "cache", "name": "vae", "key": "v" * 32, "hit": True, "repaired": None})
     rec.flush()
     tags = store["client"].get_run(run_id).data.tags
     assert tags["cache.backbone"] == "miss"
@@ -201,10 +226,12 @@ def test_closing_stale_runs_leaves_none_running_and_marks_them_interrupted(store
     assert closed >= 1
     run = store["client"].get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags[INTERRUPTED] == "the driver stopped"
-    assert record.read(store["client"], store["exp"], store["parent"])["s#1"].state == \
-        "unfinished"  # it runs again
-    running = store["client"].search_runs([store["exp"]], "attributes.status = 'RUNNING'",
-                                          run_view_type=ViewType.ALL)
+    assert (
+        record.read(store["client"], store["exp"], store["parent"])["s#1"].state == "unfinished"
+    )  # it runs again
+    running = store["client"].search_runs(
+        [store["exp"]], "attributes.status = 'RUNNING'", run_view_type=ViewType.ALL
+    )
     assert [r.info.run_id for r in running] == [store["parent"]]
 
 

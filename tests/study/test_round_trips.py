@@ -13,6 +13,7 @@ Not counted: the driver's set-up and wrap-up of the session (one per study, not 
 trial) and its lease's heartbeat thread (a check and a tag every few seconds, however long
 the trial runs).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,18 +26,29 @@ from helpers import FAST, REPO, cli, env, make_data
 
 pytestmark = pytest.mark.slow
 
-# The budget: the calls one trial makes now. A change that adds a round trip fails here;
-# one that saves some fails too, and then lowers these numbers, consciously.
-# The study's lease (study/identity/lease.py) costs 4 reads of the registry per trial, one before each
-# write that starts or ends it: the worker's before its run is made and before it ends, the
+# The budget: the calls one trial makes now. A change that adds a round trip fails here; one
+# that saves some fails too, and then lowers these numbers, consciously. The study's lease
+# (study/identity/lease.py) costs 4 reads of the registry per trial, one before each write
+# that starts or ends it: the worker's before its run is made and before it ends, the
 # driver's before it hands the trial out and before it tells Optuna.
 BUDGET = {
     "worker mlflow client": {
-        "search_registered_models": 2, "create_run": 1, "log_batch": 2, "log_inputs": 1,
-        "log_artifacts": 1, "set_terminated": 1},
+        "search_registered_models": 2,
+        "create_run": 1,
+        "log_batch": 2,
+        "log_inputs": 1,
+        "log_artifacts": 1,
+        "set_terminated": 1,
+    },
     "worker mlflow store": {
-        "get_experiment": 1, "create_run": 1, "log_batch": 2, "log_inputs": 1, "get_run": 1,
-        "shut_down_async_logging": 1, "update_run_info": 1},
+        "get_experiment": 1,
+        "create_run": 1,
+        "log_batch": 2,
+        "log_inputs": 1,
+        "get_run": 1,
+        "shut_down_async_logging": 1,
+        "update_run_info": 1,
+    },
     "driver mlflow client": {"search_registered_models": 2},
     "driver mlflow store": {},
     # the trial's PNG figures, uploaded after its run is FINISHED by its worker's drawing
@@ -46,19 +58,33 @@ BUDGET = {
     # asked of the searcher's in-memory copy (study/search/mirror.py), written through in
     # one transaction; told likewise: its run id, then its state and values
     "driver optuna storage": {
-        "create_new_trial": 1, "get_trial_id_from_study_id_trial_number": 1,
-        "set_trial_user_attr": 1, "set_trial_state_values": 1},
+        "create_new_trial": 1,
+        "get_trial_id_from_study_id_trial_number": 1,
+        "set_trial_user_attr": 1,
+        "set_trial_state_values": 1,
+    },
     "driver optuna rdb": {
-        "_create_new_trial": 1, "set_trial_user_attr": 1, "set_trial_state_values": 1},
+        "_create_new_trial": 1,
+        "set_trial_user_attr": 1,
+        "set_trial_state_values": 1,
+    },
 }
 # The driver's frames that act for one trial: the searcher asking and telling Optuna, and
 # Tune's callbacks hearing of the trial (outcomes.py, progress.py). The searcher's set-up
 # (it copies the stored study once a session) is the session's.
-TRIAL_FRAMES = ("searcher.py:OptunaSearcher.suggest",
-                "searcher.py:OptunaSearcher.on_trial_", "outcomes.py:", "progress.py:")
+TRIAL_FRAMES = (
+    "searcher.py:OptunaSearcher.suggest",
+    "searcher.py:OptunaSearcher.on_trial_",
+    "outcomes.py:",
+    "progress.py:",
+)
 FIGURE_FRAMES = ("late.py:draw_and_upload",)
-LAYERS = {"client": "mlflow client", "store": "mlflow store", "optuna": "optuna storage",
-          "rdb": "optuna rdb"}
+LAYERS = {
+    "client": "mlflow client",
+    "store": "mlflow store",
+    "optuna": "optuna storage",
+    "rdb": "optuna rdb",
+}
 
 
 def role(line: dict) -> str:
@@ -83,16 +109,16 @@ def tally(lines: list[dict]) -> tuple[dict, dict]:
         elif who == "worker":
             ours = any(f.startswith("trainable.py:") for f in stack)
         elif who == "driver":
-            ours = line["thread"] != "lease-heartbeat" and \
-                any(f.startswith(TRIAL_FRAMES) for f in stack)
+            ours = line["thread"] != "lease-heartbeat" and any(
+                f.startswith(TRIAL_FRAMES) for f in stack
+            )
         else:
             ours = False
         if ours and place in trial:
             trial[place][line["method"]] += 1
         else:
             rest.setdefault(f"{place} ({line['thread']})", Counter())[line["method"]] += 1
-    return ({k: dict(v) for k, v in trial.items()},
-            {k: dict(v) for k, v in sorted(rest.items())})
+    return ({k: dict(v) for k, v in trial.items()}, {k: dict(v) for k, v in sorted(rest.items())})
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +126,27 @@ def counted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("round-trips")
     calls = tmp / "calls.jsonl"
     here = REPO / "tests" / "helpers" / "callcount"
-    environ = env(PYTHONPATH=f"{here}:{REPO}", FSVAE_TEST_COUNT_CALLS=str(calls),
-                  FSVAE_LIVE_S="1e9")
-    proc = cli("run", "--space", "smoke-search", "--num-samples", "1", "--max-concurrent",
-               "1", "--data", str(make_data(tmp / "data")), "--storage",
-               str(tmp / "studies"), "--name", "rt", *FAST, environ=environ, timeout=900)
+    environ = env(
+        PYTHONPATH=f"{here}:{REPO}", FSVAE_TEST_COUNT_CALLS=str(calls), FSVAE_LIVE_S="1e9"
+    )
+    proc = cli(
+        "run",
+        "--space",
+        "smoke-search",
+        "--num-samples",
+        "1",
+        "--max-concurrent",
+        "1",
+        "--data",
+        str(make_data(tmp / "data")),
+        "--storage",
+        str(tmp / "studies"),
+        "--name",
+        "rt",
+        *FAST,
+        environ=environ,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "complete; 1 trials finished, 0 failed" in proc.stdout, proc.stdout[-4000:]
     lines = [json.loads(x) for x in calls.read_text().splitlines()]
@@ -127,8 +169,7 @@ def over_budget(trial: dict) -> list[str]:
         want, got = BUDGET[place], trial.get(place, {})
         for method in sorted(set(want) | set(got)):
             if want.get(method, 0) != got.get(method, 0):
-                lines.append(f"{place}: {method} {want.get(method, 0)} -> "
-                             f"{got.get(method, 0)}")
+                lines.append(f"{place}: {method} {want.get(method, 0)} -> {got.get(method, 0)}")
     return lines
 
 
@@ -142,8 +183,13 @@ def test_one_trial_costs_the_budget(counted):
         figures["get_run"] = 1
     assert trial == BUDGET, (
         "one trial's calls differ from BUDGET (update it if the change is meant):\n  "
-        + "\n  ".join(over_budget(trial)) + "\nnow: " + json.dumps(trial, indent=1)
-        + "\n(not counted, the session's own: " + json.dumps(rest) + ")")
+        + "\n  ".join(over_budget(trial))
+        + "\nnow: "
+        + json.dumps(trial, indent=1)
+        + "\n(not counted, the session's own: "
+        + json.dumps(rest)
+        + ")"
+    )
 
 
 def test_every_worker_call_is_the_trials(counted):

@@ -1,6 +1,7 @@
 """study.secrets.redact: a URL as printed, logged, tagged or written keeps its user, host,
 port and database but never its password, however the password is spelled; URLs as a user
 types them, raw and percent-encoded."""
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,11 @@ def test_a_password_leaves_an_http_or_s3_url_raw_or_encoded(scheme, which):
 
 
 def test_a_user_without_a_password_is_kept_as_typed():
-    for url in ("postgresql://fsvae@db:5432/mlflow", "https://token@mlflow.internal",
-                "mysql://me%40corp@db/x"):
+    for url in (
+        "postgresql://fsvae@db:5432/mlflow",
+        "https://token@mlflow.internal",
+        "mysql://me%40corp@db/x",
+    ):
         assert redact(url) == url
 
 
@@ -97,25 +101,40 @@ def test_a_url_without_a_password_reads_as_the_same_url_with_one():
 
 
 def test_redacting_twice_changes_nothing_more():
-    urls = [f"{s}://fsvae:{p}@host:1/db?a=b&secret_key=S&c=d"
-            for s in DATABASE_SCHEMES + ["http", "s3"] for p in PASSWORDS.values()]
+    urls = [
+        f"{s}://fsvae:{p}@host:1/db?a=b&secret_key=S&c=d"
+        for s in DATABASE_SCHEMES + ["http", "s3"]
+        for p in PASSWORDS.values()
+    ]
     for url in urls:
         assert redact(redact(url)) == redact(url)
 
 
 def test_sqlite_urls_are_kept_as_typed():
-    for url in ("sqlite:////abs/studies/mlflow.db", "sqlite:///relative.db",
-                "sqlite:///:memory:", "sqlite://", "sqlite:////abs/a@b/mlflow.db",
-                "sqlite:////abs/a:b@c/mlflow.db", "sqlite:////abs/x.db?mode=ro"):
+    for url in (
+        "sqlite:////abs/studies/mlflow.db",
+        "sqlite:///relative.db",
+        "sqlite:///:memory:",
+        "sqlite://",
+        "sqlite:////abs/a@b/mlflow.db",
+        "sqlite:////abs/a:b@c/mlflow.db",
+        "sqlite:////abs/x.db?mode=ro",
+    ):
         assert redact(url) == url
 
 
 def test_secret_query_options_are_dropped_and_the_others_kept_as_typed():
-    assert redact("s3://bucket/studies?endpoint_override=http://127.0.0.1:9000&scheme=http"
-                  "&access_key=AK&secret_key=S%2Fk&session_token=T") == \
-        "s3://bucket/studies?endpoint_override=http://127.0.0.1:9000&scheme=http"
-    assert redact("postgresql://fsvae@db/x?password=Hidden42&sslmode=require") == \
-        "postgresql://fsvae@db/x?sslmode=require"
+    assert (
+        redact(
+            "s3://bucket/studies?endpoint_override=http://127.0.0.1:9000&scheme=http"
+            "&access_key=AK&secret_key=S%2Fk&session_token=T"
+        )
+        == "s3://bucket/studies?endpoint_override=http://127.0.0.1:9000&scheme=http"
+    )
+    assert (
+        redact("postgresql://fsvae@db/x?password=Hidden42&sslmode=require")
+        == "postgresql://fsvae@db/x?sslmode=require"
+    )
     assert redact("https://host/x?Token=Hidden42") == "https://host/x"
     assert redact("s3://bucket/p?region=eu-west-1") == "s3://bucket/p?region=eu-west-1"
 
@@ -131,30 +150,52 @@ def test_what_is_not_a_url_is_left_alone():
 
 
 def test_a_command_line_loses_every_password():
-    words = ["fsvae-study", "run", "--tracking-uri", "postgresql://u:Aa1/Bb2?Cc3@db/m",
-             "--optuna-storage=postgresql://u:Dd4#Ee5@Ff6@db/o", "--name", "x:y@z",
-             "--storage", "s3://b/p?secret_key=Gg7"]
+    words = [
+        "fsvae-study",
+        "run",
+        "--tracking-uri",
+        "postgresql://u:Aa1/Bb2?Cc3@db/m",
+        "--optuna-storage=postgresql://u:Dd4#Ee5@Ff6@db/o",
+        "--name",
+        "x:y@z",
+        "--storage",
+        "s3://b/p?secret_key=Gg7",
+    ]
     assert redact_words(words) == [
-        "fsvae-study", "run", "--tracking-uri", "postgresql://u@db/m",
-        "--optuna-storage=postgresql://u@db/o", "--name", "x:y@z", "--storage", "s3://b/p"]
+        "fsvae-study",
+        "run",
+        "--tracking-uri",
+        "postgresql://u@db/m",
+        "--optuna-storage=postgresql://u@db/o",
+        "--name",
+        "x:y@z",
+        "--storage",
+        "s3://b/p",
+    ]
 
 
 def test_a_message_loses_the_password_of_every_url_in_it():
-    message = ("API request to http://fsvae:Aa1/Bb2@Cc3@mlflow:5000/api/2.0/mlflow/runs/get "
-               "failed with exception Max retries; the store 'postgresql://u:Dd4%40Ee5@db/x'"
-               " is away")
+    message = (
+        "API request to http://fsvae:Aa1/Bb2@Cc3@mlflow:5000/api/2.0/mlflow/runs/get "
+        "failed with exception Max retries; the store 'postgresql://u:Dd4%40Ee5@db/x'"
+        " is away"
+    )
     assert redact_text(message) == (
         "API request to http://fsvae@mlflow:5000/api/2.0/mlflow/runs/get failed with "
-        "exception Max retries; the store 'postgresql://u@db/x' is away")
+        "exception Max retries; the store 'postgresql://u@db/x' is away"
+    )
 
 
 def test_the_module_needs_neither_ray_nor_mlflow_nor_optuna():
     """Loaded alone from its file: printing a URL starts nothing heavy."""
-    code = ("import importlib.util, sys\n"
-            "spec = importlib.util.spec_from_file_location('s', 'study/secrets.py')\n"
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-            "m.redact('postgresql://u:p@h/d'); m.redact('https://u:p@h')\n"
-            "print(sorted(n for n in ('ray', 'mlflow', 'optuna') if n in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('s', 'study/secrets.py')\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "m.redact('postgresql://u:p@h/d'); m.redact('https://u:p@h')\n"
+        "print(sorted(n for n in ('ray', 'mlflow', 'optuna') if n in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -3,6 +3,7 @@ that finish by themselves across requeues (docs/slurm.md): the batch script runs
 to its end; a job requeued mid-trial, or stopped by the preemption signal and requeued,
 finishes with every trial FINISHED exactly once under one parent run; a job killed without
 warning and submitted again continues; `fsvae-study slurm` submits a working job."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (FAST, REPO, env, free_port, make_data, paused, release_new, runs,
-                     tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    REPO,
+    env,
+    free_port,
+    make_data,
+    paused,
+    release_new,
+    runs,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 from helpers.slurm import SlurmMissing, start_slurm
 
 pytestmark = pytest.mark.slow
@@ -39,24 +51,44 @@ def data(tmp_path_factory):
 def job_env(slurm, pauses=None, *points: str) -> dict:
     """The environment a job inherits from sbatch: this checkout, its own Ray port, the
     test's Slurm, and fault-injection pauses where asked."""
-    extra = {"FSVAE_RAY_PORT": str(free_port()),  # the job's own Ray, beside any other
-             "FSVAE_STUDY": str(Path(sys.executable).with_name("fsvae-study"))}
+    extra = {
+        "FSVAE_RAY_PORT": str(free_port()),  # the job's own Ray, beside any other
+        "FSVAE_STUDY": str(Path(sys.executable).with_name("fsvae-study")),
+    }
     if points:
         extra.update(FSVAE_PAUSE_AT=",".join(points), FSVAE_PAUSE_DIR=str(pauses))
     return slurm.env(env(**extra))
 
 
 def sbatch(slurm, environ: dict, log, *run_args: str) -> str:
-    done = subprocess.run(["sbatch", "--parsable", f"--output={log}", "--cpus-per-task=2",
-                           str(SCRIPT), *run_args], env=environ, capture_output=True,
-                          text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        ["sbatch", "--parsable", f"--output={log}", "--cpus-per-task=2", str(SCRIPT), *run_args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().split(";")[0]
 
 
 def search(data, storage, name: str, n: int = 3) -> list[str]:
-    return ["--space", "smoke-search", "--num-samples", str(n), "--max-concurrent", "1",
-            "--data", str(data), "--storage", str(storage), "--name", name, *FAST]
+    return [
+        "--space",
+        "smoke-search",
+        "--num-samples",
+        str(n),
+        "--max-concurrent",
+        "1",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        *FAST,
+    ]
 
 
 def interrupted(uri: str, name: str, key: str) -> None:
@@ -73,8 +105,9 @@ def finished_once(uri: str, name: str, n: int) -> None:
     """Every trial FINISHED exactly once, no run of it left RUNNING, one parent run."""
     trials = trial_runs(uri, name)
     done = trials[trials["status"] == "FINISHED"]
-    assert sorted(done["tags.fsvae.trial_key"]) == [f"n_f=5#{i}" for i in range(n)], \
-        trials[["tags.fsvae.trial_key", "status"]]
+    assert sorted(done["tags.fsvae.trial_key"]) == [f"n_f=5#{i}" for i in range(n)], trials[
+        ["tags.fsvae.trial_key", "status"]
+    ]
     assert "RUNNING" not in set(trials["status"])
     every = runs(uri, name)
     assert (every["tags.fsvae.role"] == "study").sum() == 1
@@ -98,13 +131,15 @@ def hold_then(slurm, data, tmp_path, name: str, act) -> tuple[dict, str]:
     let go, and a requeued job may start at once, until the job ends. Returns the job's
     last info and its log."""
     pauses, log = tmp_path / "pauses", tmp_path / "job.out"
-    job = sbatch(slurm, job_env(slurm, pauses, "trial_running"), log,
-                 *search(data, tmp_path / "st", name))
+    job = sbatch(
+        slurm, job_env(slurm, pauses, "trial_running"), log, *search(data, tmp_path / "st", name)
+    )
     seen: set = set()
     wait_until(lambda: paused(pauses, "trial_running"), 600, "the first trial", None, log)
     release_new(pauses, "trial_running", seen)
-    wait_until(lambda: len(paused(pauses, "trial_running")) >= 2, 600, "the second trial",
-               None, log)
+    wait_until(
+        lambda: len(paused(pauses, "trial_running")) >= 2, 600, "the second trial", None, log
+    )
     act(job)
     slurm.wait_state(job, ("PENDING", "COMPLETED", "FAILED", "CANCELLED"), 300, log)
     info = {}
@@ -120,8 +155,9 @@ def hold_then(slurm, data, tmp_path, name: str, act) -> tuple[dict, str]:
 
 
 def test_a_job_requeued_mid_trial_finishes_after_the_requeue(slurm, data, tmp_path):
-    info, out = hold_then(slurm, data, tmp_path, "rq",
-                          lambda job: slurm.run("scontrol", "requeue", job))
+    info, out = hold_then(
+        slurm, data, tmp_path, "rq", lambda job: slurm.run("scontrol", "requeue", job)
+    )
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", out[-4000:]
     # Slurm ends the job's Ray with its driver: the driver closes the record itself, or,
     # when Ray's end takes it first, the next start does; either way the trial it cut
@@ -134,9 +170,15 @@ def test_a_job_requeued_mid_trial_finishes_after_the_requeue(slurm, data, tmp_pa
 
 
 def test_the_preemption_signal_interrupts_the_trial_and_the_requeued_job_reruns_it(
-        slurm, data, tmp_path):
-    info, out = hold_then(slurm, data, tmp_path, "pre", lambda job: slurm.run(
-        "scancel", "--signal=USR1", "--batch", job))
+    slurm, data, tmp_path
+):
+    info, out = hold_then(
+        slurm,
+        data,
+        tmp_path,
+        "pre",
+        lambda job: slurm.run("scancel", "--signal=USR1", "--batch", job),
+    )
     assert info["JobState"] == "COMPLETED", out[-4000:]
     assert "Slurm signal USR1 (the job ends soon): stopping the study" in out
     assert "study pre: INTERRUPTED" in out and "requeueing job" in out
@@ -152,8 +194,9 @@ def test_a_job_killed_without_warning_continues_when_submitted_again(slurm, data
     seen: set = set()
     wait_until(lambda: paused(pauses, "trial_running"), 600, "the first trial", None, log)
     release_new(pauses, "trial_running", seen)
-    wait_until(lambda: len(paused(pauses, "trial_running")) >= 2, 600, "the second trial",
-               None, log)
+    wait_until(
+        lambda: len(paused(pauses, "trial_running")) >= 2, 600, "the second trial", None, log
+    )
     # No warning: every process of the job SIGKILLed at once (its node lost, the OOM
     # killer), the batch script with them, so that it cannot requeue itself.
     for pid in slurm.job_pids(job):
@@ -176,10 +219,31 @@ def test_a_job_killed_without_warning_continues_when_submitted_again(slurm, data
 def test_fsvae_study_slurm_submits_a_working_job(slurm, data, tmp_path):
     storage = tmp_path / "st"
     done = subprocess.run(
-        [sys.executable, "-m", "fsvae_study", "slurm", "--cpus-per-task", "2", "--space",
-         "smoke", "--grid", "method=plain", "--data", str(data), "--storage", str(storage),
-         "--name", "cmd", *FAST], cwd=tmp_path, env=job_env(slurm), capture_output=True,
-        text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "fsvae_study",
+            "slurm",
+            "--cpus-per-task",
+            "2",
+            "--space",
+            "smoke",
+            "--grid",
+            "method=plain",
+            "--data",
+            str(data),
+            "--storage",
+            str(storage),
+            "--name",
+            "cmd",
+            *FAST,
+        ],
+        cwd=tmp_path,
+        env=job_env(slurm),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "submitted study 'cmd' as Slurm job " in done.stdout
     job = done.stdout.split("Slurm job ")[1].split()[0]
@@ -188,7 +252,12 @@ def test_fsvae_study_slurm_submits_a_working_job(slurm, data, tmp_path):
     info = slurm.wait_state(job, ("COMPLETED", "FAILED", "CANCELLED"), 600, log)
     assert info["JobState"] == "COMPLETED", log.read_text()[-4000:]
     assert (storage / "cmd" / "slurm.sbatch").read_text() == SCRIPT.read_text()
-    status = subprocess.run([sys.executable, "-m", "fsvae_study", "status", "--name", "cmd",
-                             "--storage", str(storage)], cwd=REPO, env=env(),
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "fsvae_study", "status", "--name", "cmd", "--storage", str(storage)],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0 and "complete" in status.stdout.lower(), status.stdout

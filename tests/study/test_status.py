@@ -4,6 +4,7 @@ server` and on PostgreSQL), a search whose driver was killed after a trial finis
 search paused in the middle of a trial's VAE, whose progress the status shows. An unknown
 name is exit 2, naming the studies the store holds. The reading itself, on hand-made
 records: tests/study/test_status_record.py."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (FAST, cli, env, first_trials_done, free_port, kill_driver, make_data,
-                     pause_env, paused, release, start_cli, start_mlflow_server,
-                     stop_process_group, tracking_uri, wait_until)
+from helpers import (
+    FAST,
+    cli,
+    env,
+    first_trials_done,
+    free_port,
+    kill_driver,
+    make_data,
+    pause_env,
+    paused,
+    release,
+    start_cli,
+    start_mlflow_server,
+    stop_process_group,
+    tracking_uri,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +44,18 @@ variants: [{method: [plain, vae], sampling_factor: [4]}]
 resources: {cpu: 1}
 """
 # A trial of FAST's size whose VAE trains six epochs: a pause after its third leaves more.
-SIX_VAE_EPOCHS = ["--set", "image_size=16", "--set", "backbone_epochs=1", "--set",
-                  "vae_epochs=6", "--set", "classifier_epochs=2", "--set", "data_workers=1"]
+SIX_VAE_EPOCHS = [
+    "--set",
+    "image_size=16",
+    "--set",
+    "backbone_epochs=1",
+    "--set",
+    "vae_epochs=6",
+    "--set",
+    "classifier_epochs=2",
+    "--set",
+    "data_workers=1",
+]
 
 
 def status(*args: str, environ: dict | None = None) -> subprocess.CompletedProcess:
@@ -64,13 +89,25 @@ def finished(request, base, tmp_path_factory):
         where = ["--tracking-uri", uri]
     else:
         pg = request.getfixturevalue("postgres")
-        where, extra = ["--tracking-uri", pg.create_database(f"status_{free_port()}")], \
-            pg.env()
+        where, extra = ["--tracking-uri", pg.create_database(f"status_{free_port()}")], pg.env()
     environ = env(**extra)
     try:
-        proc = cli("run", "--space", str(base["grid"]), "--data", str(base["data"]),
-                   "--storage", str(storage), "--name", "fin", "--max-concurrent", "2",
-                   *FAST, *where, environ=environ)
+        proc = cli(
+            "run",
+            "--space",
+            str(base["grid"]),
+            "--data",
+            str(base["data"]),
+            "--storage",
+            str(storage),
+            "--name",
+            "fin",
+            "--max-concurrent",
+            "2",
+            *FAST,
+            *where,
+            environ=environ,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         # Another machine: no study.json here, only the record's address.
         yield [*where, "--storage", str(tmp / "elsewhere")], environ
@@ -100,8 +137,15 @@ def test_a_finished_studys_json_has_its_counts(finished):
     out = status_json("--name", "fin", *where, environ=environ)
     assert (out["name"], out["kind"], out["state"]) == ("fin", "grid", "complete")
     assert out["parent_status"] == "FINISHED" and out["sessions"] == 1
-    assert out["trials"] == {"total": 2, "finished": 2, "failed": 0, "stopped": 0,
-                             "running": 0, "interrupted": 0, "to_run": 0}
+    assert out["trials"] == {
+        "total": 2,
+        "finished": 2,
+        "failed": 0,
+        "stopped": 0,
+        "running": 0,
+        "interrupted": 0,
+        "to_run": 0,
+    }
     assert out["running"] == []
     assert (out["driver"]["state"], out["driver"]["alive"]) == ("ended", False)
     assert out["driver"]["role"] == "run" and out["driver"]["lease"] == 1
@@ -123,13 +167,32 @@ def test_an_unknown_name_is_exit_2_naming_the_studies_there(finished):
 
 def test_an_interrupted_search_counts_its_trials_and_its_driver_is_not_alive(base, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
-    proc = start_cli("run", "--space", "smoke-search", "--num-samples", "4", "--data",
-                     str(base["data"]), "--storage", str(storage), "--name", "cut",
-                     "--max-concurrent", "2", *FAST, log=log,
-                     environ=pause_env(pauses, "trial_start"))
+    proc = start_cli(
+        "run",
+        "--space",
+        "smoke-search",
+        "--num-samples",
+        "4",
+        "--data",
+        str(base["data"]),
+        "--storage",
+        str(storage),
+        "--name",
+        "cut",
+        "--max-concurrent",
+        "2",
+        *FAST,
+        log=log,
+        environ=pause_env(pauses, "trial_start"),
+    )
     try:
-        wait_until(first_trials_done(pauses, log, done=1, held=1), 400,
-                   "1 trial done and another waiting", proc, log)
+        wait_until(
+            first_trials_done(pauses, log, done=1, held=1),
+            400,
+            "1 trial done and another waiting",
+            proc,
+            log,
+        )
     finally:
         kill_driver(proc)
     where = ["--storage", str(storage)]
@@ -151,13 +214,33 @@ def test_an_interrupted_search_counts_its_trials_and_its_driver_is_not_alive(bas
 def test_a_running_trial_shows_its_stage_epoch_and_node(base, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
     environ = {**pause_env(pauses, "trial_vae_epoch"), "FSVAE_LIVE_S": "0.5"}
-    proc = start_cli("run", "--space", "smoke-search", "--num-samples", "2", "--data",
-                     str(base["data"]), "--storage", str(storage), "--name", "live",
-                     "--max-concurrent", "1", "--no-cache", *SIX_VAE_EPOCHS, log=log,
-                     environ=environ)
+    proc = start_cli(
+        "run",
+        "--space",
+        "smoke-search",
+        "--num-samples",
+        "2",
+        "--data",
+        str(base["data"]),
+        "--storage",
+        str(storage),
+        "--name",
+        "live",
+        "--max-concurrent",
+        "1",
+        "--no-cache",
+        *SIX_VAE_EPOCHS,
+        log=log,
+        environ=environ,
+    )
     try:
-        wait_until(lambda: paused(pauses, "trial_vae_epoch"), 400,
-                   "a trial after its third VAE epoch", proc, log)
+        wait_until(
+            lambda: paused(pauses, "trial_vae_epoch"),
+            400,
+            "a trial after its third VAE epoch",
+            proc,
+            log,
+        )
         where = ["--storage", str(storage)]
 
         def at_third_epoch():
@@ -185,6 +268,7 @@ def test_a_running_trial_shows_its_stage_epoch_and_node(base, tmp_path):
 
 def _let_every_trial_go(proc, pauses: Path, log: Path) -> None:
     """Releases each trial that waits after its third VAE epoch until the study ends."""
+
     def ended() -> bool:
         for record in paused(pauses, "trial_vae_epoch"):
             if not record["file"].with_name(record["file"].name[:-5] + ".go").exists():

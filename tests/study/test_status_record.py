@@ -2,6 +2,7 @@
 SQLite store: trials counted by how they ended, the time left from finished trials, the
 cost summed over trial runs, and the driver judged alive or not without waiting. Whole
 studies, on SQLite, an `mlflow server` and PostgreSQL: tests/study/test_status.py."""
+
 from __future__ import annotations
 
 import json
@@ -29,22 +30,45 @@ class Record:
         self.client = MlflowClient(self.uri)
         self.exp = self.client.create_experiment(name, (tmp / "art").as_uri())
         driver = {"host": "gpu-7", "pid": 4242, "role": "run", "lease": 3, "lease_s": 60}
-        self.parent = self.client.create_run(self.exp, start_time=_ms(NOW - 600), tags={
-            schema.ROLE: "study", schema.SPACE_KIND: "grid", schema.DRIVER: json.dumps(driver),
-            schema.HEARTBEAT: f"{NOW - beat_age:.0f}"}).info.run_id
+        self.parent = self.client.create_run(
+            self.exp,
+            start_time=_ms(NOW - 600),
+            tags={
+                schema.ROLE: "study",
+                schema.SPACE_KIND: "grid",
+                schema.DRIVER: json.dumps(driver),
+                schema.HEARTBEAT: f"{NOW - beat_age:.0f}",
+            },
+        ).info.run_id
         self.client.log_param(self.parent, "num_trials", total)
         self.n = 0
 
-    def trial(self, status: str, began: float, ended: float | None = None,
-              cost: dict | None = None, tags: dict | None = None) -> str:
+    def trial(
+        self,
+        status: str,
+        began: float,
+        ended: float | None = None,
+        cost: dict | None = None,
+        tags: dict | None = None,
+    ) -> str:
         """A trial run started `began` s before NOW, ended `ended` s before it (None:
         still RUNNING), with `cost` metrics (cost_<k>)."""
         self.n += 1
-        rid = self.client.create_run(self.exp, start_time=_ms(NOW - began), tags={
-            schema.PARENT: self.parent, schema.ROLE: "trial",
-            schema.TRIAL_KEY: f"grid:{self.n:016x}", **(tags or {})}).info.run_id
-        self.client.log_batch(rid, params=[Param("n_f", "5")], metrics=[
-            Metric(f"cost_{k}", v, _ms(NOW), 0) for k, v in (cost or {}).items()])
+        rid = self.client.create_run(
+            self.exp,
+            start_time=_ms(NOW - began),
+            tags={
+                schema.PARENT: self.parent,
+                schema.ROLE: "trial",
+                schema.TRIAL_KEY: f"grid:{self.n:016x}",
+                **(tags or {}),
+            },
+        ).info.run_id
+        self.client.log_batch(
+            rid,
+            params=[Param("n_f", "5")],
+            metrics=[Metric(f"cost_{k}", v, _ms(NOW), 0) for k, v in (cost or {}).items()],
+        )
         if ended is not None:
             self.client.set_terminated(rid, status, end_time=_ms(NOW - ended))
         return rid
@@ -64,19 +88,24 @@ def test_trials_are_counted_by_how_they_ended_and_what_runs(tmp_path):
     rec.trial("KILLED", 100, 70, tags={schema.STOPPED: "asha"})
     rec.trial("RUNNING", 30)
     s = rec.read()
-    assert s.trials == {"total": 6, "finished": 1, "failed": 1, "stopped": 1, "running": 1,
-                        "interrupted": 0, "to_run": 3}
+    assert s.trials == {
+        "total": 6,
+        "finished": 1,
+        "failed": 1,
+        "stopped": 1,
+        "running": 1,
+        "interrupted": 0,
+        "to_run": 3,
+    }
     assert s.state == "running" and s.parent_status == "RUNNING" and s.kind == "grid"
 
 
 def test_a_running_trial_shows_its_progress_node_and_times(tmp_path):
     rec = Record(tmp_path)
-    progress = {"stage": "vae", "epoch": 3, "epochs": 6, "loss": 98.5, "val": None,
-                "at": NOW - 4}
+    progress = {"stage": "vae", "epoch": 3, "epochs": 6, "loss": 98.5, "val": None, "at": NOW - 4}
     rec.trial("RUNNING", 75, tags={schema.PROGRESS: json.dumps(progress), schema.NODE: "gpu-9"})
     (r,) = rec.read().running
-    assert (r.stage, r.epoch, r.epochs, r.loss, r.val, r.node) == ("vae", 3, 6, 98.5, None,
-                                                                   "gpu-9")
+    assert (r.stage, r.epoch, r.epochs, r.loss, r.val, r.node) == ("vae", 3, 6, 98.5, None, "gpu-9")
     assert r.elapsed_s == pytest.approx(75) and r.progress_age_s == pytest.approx(4)
     line = render.running(r)
     assert "vae epoch 3/6" in line and "on gpu-9" in line and "1m15s" in line
@@ -117,8 +146,7 @@ def test_cost_is_summed_over_ended_trial_runs_in_hours(tmp_path):
 def test_a_driver_elsewhere_is_alive_by_a_recent_heartbeat(tmp_path):
     s = Record(tmp_path, beat_age=5).read()
     assert (s.driver.state, s.driver.judged_by, s.driver.alive) == ("alive", "heartbeat", True)
-    assert (s.driver.host, s.driver.pid, s.driver.role, s.driver.lease) == ("gpu-7", 4242,
-                                                                            "run", 3)
+    assert (s.driver.host, s.driver.pid, s.driver.role, s.driver.lease) == ("gpu-7", 4242, "run", 3)
     assert "last heartbeat 5 s ago by the driver's clock" in render.driver(s.driver)
 
 
@@ -155,11 +183,16 @@ def _a_dead_pid() -> int:
 
 def test_the_record_opens_with_the_command_its_store_takes():
     sqlite = status.commands("sqlite:////abs/mlflow.db", None)
-    assert sqlite == {"mlflow": "mlflow ui --backend-store-uri sqlite:////abs/mlflow.db "
-                                "--host 127.0.0.1 --port 5000", "optuna": None}
+    assert sqlite == {
+        "mlflow": "mlflow ui --backend-store-uri sqlite:////abs/mlflow.db "
+        "--host 127.0.0.1 --port 5000",
+        "optuna": None,
+    }
     server = status.commands("http://10.0.0.5:5000", "postgresql://u:pw@db/optuna")
-    assert server == {"mlflow": "http://10.0.0.5:5000",
-                      "optuna": "optuna-dashboard postgresql://u@db/optuna"}
+    assert server == {
+        "mlflow": "http://10.0.0.5:5000",
+        "optuna": "optuna-dashboard postgresql://u@db/optuna",
+    }
     assert "pw" not in status.commands("postgresql://u:pw@db/mlflow", None)["mlflow"]
 
 
@@ -178,11 +211,44 @@ def test_the_json_has_every_documented_key(tmp_path):
     rec = Record(tmp_path)
     rec.trial("RUNNING", 5)
     out = json.loads(render.as_json(rec.read()))
-    assert set(out) == {"name", "kind", "state", "tracking_uri", "optuna_storage",
-                        "experiment_id", "parent_run_id", "parent_status", "sessions",
-                        "driver", "trials", "running", "time_left", "cost", "open", "read_at"}
-    assert set(out["driver"]) == {"host", "pid", "role", "lease", "state", "judged_by",
-                                  "heartbeat_age_s", "alive"}
-    assert set(out["running"][0]) == {"key", "run_id", "stage", "epoch", "epochs", "loss",
-                                      "val", "node", "elapsed_s", "progress_age_s"}
+    assert set(out) == {
+        "name",
+        "kind",
+        "state",
+        "tracking_uri",
+        "optuna_storage",
+        "experiment_id",
+        "parent_run_id",
+        "parent_status",
+        "sessions",
+        "driver",
+        "trials",
+        "running",
+        "time_left",
+        "cost",
+        "open",
+        "read_at",
+    }
+    assert set(out["driver"]) == {
+        "host",
+        "pid",
+        "role",
+        "lease",
+        "state",
+        "judged_by",
+        "heartbeat_age_s",
+        "alive",
+    }
+    assert set(out["running"][0]) == {
+        "key",
+        "run_id",
+        "stage",
+        "epoch",
+        "epochs",
+        "loss",
+        "val",
+        "node",
+        "elapsed_s",
+        "progress_age_s",
+    }
     assert out["read_at"] == NOW

@@ -1,6 +1,7 @@
 """The Python API a notebook uses: `from study import run_study` runs a study with the
 options of `fsvae-study run` and returns its summary, and `from results import load_table`
 reads it back. Run in a fresh interpreter, as a notebook kernel would."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, env, make_data, trial_runs, tracking_uri
+from helpers import REPO, env, make_data, tracking_uri, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +31,14 @@ print(json.dumps({"summary": dataclasses.asdict(result),
 def test_run_study_runs_a_study_and_load_table_reads_it(tmp_path):
     data = make_data(tmp_path / "data")
     storage = tmp_path / "studies"
-    proc = subprocess.run([sys.executable, "-c", NOTEBOOK, str(data), str(storage)], cwd=REPO,
-                          env=env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK, str(data), str(storage)],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = out["summary"]

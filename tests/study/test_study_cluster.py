@@ -1,5 +1,6 @@
 """`--address`: a study joins an existing Ray cluster (`ray start --head`, as on a real
 cluster) instead of starting its own; a wrong address is a clear error."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,18 @@ import sys
 
 import pytest
 
-from helpers import (FAST, REPO, cli, env, free_port, make_data, runs, start_ray_head,
-                     tracking_uri, trial_runs)
+from helpers import (
+    FAST,
+    REPO,
+    cli,
+    env,
+    free_port,
+    make_data,
+    runs,
+    start_ray_head,
+    tracking_uri,
+    trial_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +43,21 @@ def test_study_runs_on_an_existing_cluster(head, tmp_path):
     # sends the token in token mode (docs/cluster.md).
     data = make_data(tmp_path / "data")
     storage = tmp_path / "studies"
-    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-               "--name", "c", "--address", head, *FAST, environ=env(RAY_AUTH_MODE="token"))
+    proc = cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "c",
+        "--address",
+        head,
+        *FAST,
+        environ=env(RAY_AUTH_MODE="token"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
     assert "Ray: joined the cluster at" in proc.stdout
@@ -45,8 +69,20 @@ def test_joining_a_token_cluster_without_token_mode_says_what_to_set(head, tmp_p
     data = make_data(tmp_path / "data")
     e = env()
     e.pop("RAY_AUTH_MODE", None)
-    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage",
-               str(tmp_path / "s"), "--address", head, *FAST, environ=e, timeout=300)
+    proc = cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--address",
+        head,
+        *FAST,
+        environ=e,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"cannot join the Ray cluster at {head}" in proc.stderr
     assert "set RAY_AUTH_MODE=token" in proc.stderr
@@ -56,34 +92,59 @@ def test_joining_a_token_cluster_without_token_mode_says_what_to_set(head, tmp_p
 def test_wrong_address_is_a_clear_error(tmp_path):
     data = make_data(tmp_path / "data")
     port = free_port()  # nothing listens there
-    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage",
-               str(tmp_path / "s"), "--address", f"127.0.0.1:{port}", *FAST, timeout=120)
+    proc = cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--address",
+        f"127.0.0.1:{port}",
+        *FAST,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()  # refused before anything was created
 
 
-def test_a_local_ray_that_cannot_start_is_a_clear_error_and_the_command_can_be_rerun(
-        tmp_path):
+def test_a_local_ray_that_cannot_start_is_a_clear_error_and_the_command_can_be_rerun(tmp_path):
     # Ray puts its sockets under $TMPDIR; a long one exceeds the 107-byte AF_UNIX limit.
     data = make_data(tmp_path / "data")
     storage = tmp_path / "s"
     deep = tmp_path / ("t" * 60) / ("u" * 60)
     deep.mkdir(parents=True)
-    args = [sys.executable, "-m", "fsvae_study", "run", "--space", "smoke", "--data", str(data),
-            "--storage", str(storage), "--name", "local", *FAST]
+    args = [
+        sys.executable,
+        "-m",
+        "fsvae_study",
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "local",
+        *FAST,
+    ]
     e = {k: v for k, v in env().items() if k != "RAY_TMPDIR"}
-    failed = subprocess.run(args, cwd=REPO, env={**e, "TMPDIR": str(deep)},
-                            capture_output=True, text=True, timeout=300)
+    failed = subprocess.run(
+        args, cwd=REPO, env={**e, "TMPDIR": str(deep)}, capture_output=True, text=True, timeout=300
+    )
     assert failed.returncode == 2, failed.stdout + failed.stderr
     assert "cannot start a local Ray" in failed.stderr and "RAY_TMPDIR" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert not (storage / "local" / "study.json").exists()
     assert runs(tracking_uri(storage), "local").empty  # its parent run was deleted
 
-    again = subprocess.run(args, cwd=REPO, env={**e, "RAY_TMPDIR": "/tmp"},
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        args, cwd=REPO, env={**e, "RAY_TMPDIR": "/tmp"}, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(trial_runs(tracking_uri(storage), "local")) == 3
 
@@ -101,13 +162,26 @@ def test_a_cluster_study_with_its_sqlite_record_on_a_network_filesystem_is_refus
     listener.listen()
     address = f"127.0.0.1:{listener.getsockname()[1]}"  # answers, as a head node would
     try:
-        proc = cli("run", "--space", "smoke", "--data", str(data), "--storage",
-                   str(tmp_path / "s"), "--address", address, *FAST, timeout=120,
-                   environ=env(FSVAE_NETWORK_FS=filesystem_type(tmp_path)))
+        proc = cli(
+            "run",
+            "--space",
+            "smoke",
+            "--data",
+            str(data),
+            "--storage",
+            str(tmp_path / "s"),
+            "--address",
+            address,
+            *FAST,
+            timeout=120,
+            environ=env(FSVAE_NETWORK_FS=filesystem_type(tmp_path)),
+        )
     finally:
         listener.close()
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"the MLflow store {tmp_path / 's' / 'mlflow.db'} is SQLite on a network " \
-           f"filesystem" in proc.stderr
+    assert (
+        f"the MLflow store {tmp_path / 's' / 'mlflow.db'} is SQLite on a network "
+        f"filesystem" in proc.stderr
+    )
     assert "--tracking-uri http://" in proc.stderr and "postgresql://" in proc.stderr
     assert not (tmp_path / "s").exists()  # refused before anything was created

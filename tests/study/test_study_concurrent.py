@@ -3,6 +3,7 @@ two terminals would (here a grid and a search, so both the MLflow and the Optuna
 created at once), with a reader polling the store meanwhile (as an `mlflow ui` opened on it
 would): all run, nobody sees a half-made store, and the backbone they share is built once,
 through the stage cache."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +13,17 @@ import optuna
 import pandas as pd
 import pytest
 
-from helpers import (FAST, REPO, env, make_data, runs, start_cli, tracking_uri, trial_runs,
-                     wait_until)
+from helpers import (
+    FAST,
+    REPO,
+    env,
+    make_data,
+    runs,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,16 +50,32 @@ def test_two_studies_on_one_fresh_storage_both_run_and_share_their_backbones(tmp
     (tmp_path / "reader.py").write_text(READER)
     stop = tmp_path / "stop-reader"
     storage.mkdir()
-    reader = subprocess.Popen([sys.executable, str(tmp_path / "reader.py"), uri, str(stop)],
-                              cwd=REPO, env=env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, str(tmp_path / "reader.py"), uri, str(stop)],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     procs = {}
     for name, space in (("a", ["smoke"]), ("b", ["smoke-search", "--num-samples", "3"])):
-        procs[name] = start_cli("run", "--space", *space, "--data", str(data), "--storage",
-                                str(storage), "--name", name, *FAST,
-                                log=tmp_path / f"{name}.log")
-    wait_until(lambda: all(p.poll() is not None for p in procs.values()), 900,
-               "both studies to end")
+        procs[name] = start_cli(
+            "run",
+            "--space",
+            *space,
+            "--data",
+            str(data),
+            "--storage",
+            str(storage),
+            "--name",
+            name,
+            *FAST,
+            log=tmp_path / f"{name}.log",
+        )
+    wait_until(
+        lambda: all(p.poll() is not None for p in procs.values()), 900, "both studies to end"
+    )
     stop.touch()
     reader_out = reader.communicate(timeout=60)[0]
     for name, proc in procs.items():
@@ -66,11 +92,16 @@ def test_two_studies_on_one_fresh_storage_both_run_and_share_their_backbones(tmp
     built = both.groupby("tags.cache.backbone.key")["tags.cache.backbone"].apply(list)
     assert len(built) == 2
     parent = runs(uri, "b").query("`tags.fsvae.role` == 'study'").iloc[0]
-    prebuilt_key = parent.get("tags.cache.backbone.prebuild.n_f-5.key") \
-        if parent.get("tags.cache.backbone.prebuild.n_f-5") == "miss" else None
+    prebuilt_key = (
+        parent.get("tags.cache.backbone.prebuild.n_f-5.key")
+        if parent.get("tags.cache.backbone.prebuild.n_f-5") == "miss"
+        else None
+    )
     for key, tags in built.items():
         assert tags.count("miss") + (key == prebuilt_key) == 1, (key, tags, prebuilt_key)
-    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(
-        f"sqlite:///{storage / 'optuna.db'}")}
+    studies = {
+        s.study_name: s.n_trials
+        for s in optuna.get_all_study_summaries(f"sqlite:///{storage / 'optuna.db'}")
+    }
     assert studies == {"b/n_f=5": 3}
     assert not list(storage.glob(".mlflow.db.*-*")), "a temporary store was left behind"

@@ -2,6 +2,7 @@
 confirm --top 2 --seeds 1-3`: its two best configurations rerun with three new seeds as a
 grid study, the two parent runs linked, one backbone built per seed, and a table whose
 numbers are the runs'."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,21 +20,45 @@ def confirmed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("confirm")
     data = make_data(tmp / "data")
     storage = tmp / "studies"
-    search = cli("run", "--space", "smoke-search", "--data", str(data), "--storage",
-                 str(storage), "--name", "s", "--num-samples", "4", *FAST)
+    search = cli(
+        "run",
+        "--space",
+        "smoke-search",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "s",
+        "--num-samples",
+        "4",
+        *FAST,
+    )
     assert search.returncode == 0, search.stdout + search.stderr
-    confirm = cli("confirm", "--experiment", "s", "--storage", str(storage), "--top", "2",
-                  "--seeds", "1-3")
+    confirm = cli(
+        "confirm", "--experiment", "s", "--storage", str(storage), "--top", "2", "--seeds", "1-3"
+    )
     uri = tracking_uri(storage)
-    return {"confirm": confirm, "uri": uri, "storage": storage,
-            "search": trial_runs(uri, "s"), "runs": trial_runs(uri, "s-confirm")}
+    return {
+        "confirm": confirm,
+        "uri": uri,
+        "storage": storage,
+        "search": trial_runs(uri, "s"),
+        "runs": trial_runs(uri, "s-confirm"),
+    }
 
 
 def configuration(run) -> tuple:
     """A run's params but the seed and where it ran: what a confirmation must keep."""
-    return tuple(sorted((c[len("params."):], v) for c, v in run.items()
-                        if c.startswith("params.") and isinstance(v, str)
-                        and c[len("params."):] not in BOOKKEEPING))
+    return tuple(
+        sorted(
+            (c[len("params.") :], v)
+            for c, v in run.items()
+            if c.startswith("params.")
+            and isinstance(v, str)
+            and c[len("params.") :] not in BOOKKEEPING
+        )
+    )
 
 
 def top_two(search) -> list[tuple]:
@@ -64,8 +89,10 @@ def test_the_top_two_configurations_rerun_with_each_new_seed(confirmed):
 
 
 def test_both_parent_runs_name_each_other(confirmed):
-    parents = {name: runs(confirmed["uri"], name).query("`tags.fsvae.role` == 'study'")
-               for name in ("s", "s-confirm")}
+    parents = {
+        name: runs(confirmed["uri"], name).query("`tags.fsvae.role` == 'study'")
+        for name in ("s", "s-confirm")
+    }
     assert list(parents["s-confirm"]["tags.fsvae.confirms"]) == ["s"]
     assert list(parents["s"]["tags.fsvae.confirmed_by"]) == ["s-confirm"]
 
@@ -91,12 +118,15 @@ def test_the_table_cells_are_the_runs_mean_and_interval(confirmed):
         assert sorted(rerun.loc[ids, "params.seed"]) == ["1", "2", "3"]
         for metric_set in ("val", "test"):
             for metric in ("acc_h", "acc"):
-                want = hand_stats(list(rerun.loc[ids, f"metrics.{metric_set}_{metric}"] * 100),
-                                  within=(0, 100))
+                want = hand_stats(
+                    list(rerun.loc[ids, f"metrics.{metric_set}_{metric}"] * 100), within=(0, 100)
+                )
                 got = cells.loc[(run_ids, metric_set, metric)]
                 assert got["mean"] == pytest.approx(want["mean"])
                 assert (got["ci95_low"], got["ci95_high"]) == (
-                    pytest.approx(want["lo"]), pytest.approx(want["hi"]))
+                    pytest.approx(want["lo"]),
+                    pytest.approx(want["hi"]),
+                )
 
 
 def test_the_table_ranks_each_configuration_in_the_search(confirmed):
@@ -120,8 +150,9 @@ def test_the_table_says_whether_the_search_best_is_still_best(confirmed):
 
 
 def test_the_table_command_prints_the_confirmation(confirmed):
-    out = cli("table", "--experiment", "s-confirm", "--storage", str(confirmed["storage"]),
-              timeout=120)
+    out = cli(
+        "table", "--experiment", "s-confirm", "--storage", str(confirmed["storage"]), timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "(confirmation of the search s)" in out.stdout
     assert "n_f=5: the search's best (trial n_f=5#" in out.stdout

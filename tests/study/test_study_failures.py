@@ -1,5 +1,6 @@
 """A trial that raises is recorded as FAILED with its reason and the study goes on;
 retries replace the failed attempt instead of duplicating it."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,18 @@ def study(tmp_path_factory):
     space = tmp / "failing.yaml"
     space.write_text(SPACE)
     storage = tmp / "studies"
-    proc = cli("run", "--space", str(space), "--data", str(data), "--storage", str(storage),
-               "--max-failures", "1", *FAST)
+    proc = cli(
+        "run",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--max-failures",
+        "1",
+        *FAST,
+    )
     return {"proc": proc, "uri": tracking_uri(storage)}
 
 

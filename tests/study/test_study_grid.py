@@ -1,5 +1,6 @@
 """A real grid study (the shipped smoke space: plain, oversample, vae) on local Ray with
 2 CPUs and a SQLite MLflow store: what a user finds in MLflow afterwards."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,18 @@ def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grid")
     data = make_data(tmp / "data")
     storage = tmp / "studies"
-    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-               "--name", "g", *FAST)
+    proc = cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "g",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {"storage": storage, "uri": tracking_uri(storage), "proc": proc, "data": data}
 
@@ -60,8 +71,11 @@ def test_parent_run_records_space_command_data_and_code(study):
 def test_child_params_are_exactly_the_active_config_keys(study):
     children = trial_runs(study["uri"], "g")
     for _, run in children.iterrows():
-        params = {c[len("params."):] for c in children.columns
-                  if c.startswith("params.") and isinstance(run[c], str)}
+        params = {
+            c[len("params.") :]
+            for c in children.columns
+            if c.startswith("params.") and isinstance(run[c], str)
+        }
         cfg = config_mod.resolve({"method": run["params.method"]}, preset="tiny")
         assert params == set(config_mod.active_config(cfg)), run["params.method"]
     plain = children[children["params.method"] == "plain"].iloc[0]
@@ -94,10 +108,21 @@ def test_child_runs_carry_outputs_and_figures_as_artifacts(study):
     c = client(study["uri"])
     run_id = trial_runs(study["uri"], "g")["run_id"].iloc[0]
     top = {a.path for a in c.list_artifacts(run_id)}
-    assert {"config.json", "data_report.json", "metrics.json", "confusion.json",
-            "history.json", "split", "figures"} <= top
+    assert {
+        "config.json",
+        "data_report.json",
+        "metrics.json",
+        "confusion.json",
+        "history.json",
+        "split",
+        "figures",
+    } <= top
     assert {a.path for a in c.list_artifacts(run_id, "split")} >= {
-        "split/train.txt", "split/val.txt", "split/test.txt", "split/split.json"}
+        "split/train.txt",
+        "split/val.txt",
+        "split/test.txt",
+        "split/split.json",
+    }
     figs = {a.path for a in c.list_artifacts(run_id, "figures")}
     assert {"figures/curves.png", "figures/confusion_test.png"} <= figs
     local = Path(c.download_artifacts(run_id, "figures/confusion_test.png"))
@@ -118,8 +143,18 @@ def test_backbone_is_built_once_per_distinct_key(study):
 
 
 def test_study_that_exists_is_not_silently_overwritten(study):
-    proc = cli("run", "--space", "smoke", "--data", str(study["data"]), "--storage",
-               str(study["storage"]), "--name", "g", *FAST)
+    proc = cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(study["data"]),
+        "--storage",
+        str(study["storage"]),
+        "--name",
+        "g",
+        *FAST,
+    )
     assert proc.returncode == 2
     assert "already exists" in proc.stderr and "--resume" in proc.stderr
     assert len(trial_runs(study["uri"], "g")) == 3

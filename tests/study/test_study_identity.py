@@ -3,6 +3,7 @@ again after its folder was removed, a second storage on the same tracking store,
 Optuna store, a resume from the record alone, two drivers starting one name at once, an
 Optuna study no record holds, a resume that changes the study, and discarding a study to
 free its name. Real studies, real stores, the real command line."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,8 +12,20 @@ import optuna
 import pytest
 from mlflow.entities import ViewType
 
-from helpers import (FAST, cli, client, make_data, pause_env, paused, release_new, runs,
-                     start_cli, tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    cli,
+    client,
+    make_data,
+    pause_env,
+    paused,
+    release_new,
+    runs,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +45,21 @@ resources: {cpu: 1}
 
 
 def search_args(space, data, storage, name: str = "h", *extra: str) -> list[str]:
-    return ["run", "--space", str(space), "--data", str(data), "--storage", str(storage),
-            "--name", name, "--max-concurrent", "2", *FAST, *extra]
+    return [
+        "run",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--max-concurrent",
+        "2",
+        *FAST,
+        *extra,
+    ]
 
 
 def parents(uri: str, name: str):
@@ -42,8 +68,9 @@ def parents(uri: str, name: str):
 
 
 def optuna_trials(storage, name: str = "h/n_f=5"):
-    return optuna.load_study(study_name=name,
-                             storage=f"sqlite:///{storage / 'optuna.db'}").get_trials()
+    return optuna.load_study(
+        study_name=name, storage=f"sqlite:///{storage / 'optuna.db'}"
+    ).get_trials()
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +87,14 @@ def done(tmp_path_factory):
     uri = tracking_uri(storage)
     first = trial_runs(uri, "h")
     assert len(first) == 2 and set(first["status"]) == {"FINISHED"}
-    return {"tmp": tmp, "data": data, "storage": storage, "uri": uri,
-            "space": tmp / "unseeded.yaml",
-            "finished": dict(zip(first["run_id"], first["metrics.val_acc_h"]))}
+    return {
+        "tmp": tmp,
+        "data": data,
+        "storage": storage,
+        "uri": uri,
+        "space": tmp / "unseeded.yaml",
+        "finished": dict(zip(first["run_id"], first["metrics.val_acc_h"])),
+    }
 
 
 def assert_untouched(done) -> None:
@@ -106,8 +138,7 @@ def test_a_lost_optuna_store_is_rebuilt_from_mlflow_and_nothing_is_recomputed(do
     (done["storage"] / "optuna.db").unlink()
     resumed = cli("resume", "--name", "h", "--storage", str(done["storage"]))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "2 trial(s) that MLflow holds were added to the Optuna study h/n_f=5" \
-        in resumed.stdout
+    assert "2 trial(s) that MLflow holds were added to the Optuna study h/n_f=5" in resumed.stdout
     assert "all 2 trials were done in earlier sessions" in resumed.stdout
     assert_untouched(done)
     trials = optuna_trials(done["storage"])
@@ -118,8 +149,9 @@ def test_a_lost_optuna_store_is_rebuilt_from_mlflow_and_nothing_is_recomputed(do
 def test_resume_from_the_record_alone_in_another_folder(done):
     # Another machine: no study.json, no Optuna store; only the tracking store is shared.
     elsewhere = done["tmp"] / "machine-2"
-    resumed = cli("resume", "--name", "h", "--storage", str(elsewhere), "--tracking-uri",
-                  done["uri"])
+    resumed = cli(
+        "resume", "--name", "h", "--storage", str(elsewhere), "--tracking-uri", done["uri"]
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "complete; 2 trials finished, 0 failed" in resumed.stdout
     assert (elsewhere / "h" / "study.json").is_file()
@@ -128,8 +160,11 @@ def test_resume_from_the_record_alone_in_another_folder(done):
 
 
 def test_resume_refuses_another_study_and_compares_data_by_content(done):
-    changed = cli(*search_args(done["space"], done["data"], done["storage"], "h", "--resume",
-                               "--set", "latent_dim=8"))
+    changed = cli(
+        *search_args(
+            done["space"], done["data"], done["storage"], "h", "--resume", "--set", "latent_dim=8"
+        )
+    )
     assert changed.returncode == 2
     assert "study 'h' was started with another space" in changed.stderr
     # A copy of the data elsewhere (new path, new file times) is the same data.
@@ -144,8 +179,9 @@ def test_resume_refuses_another_study_and_compares_data_by_content(done):
     assert other.returncode == 2
     assert "other data" in other.stderr and "--accept-changed-data" in other.stderr
     assert "split lists and each file's size" in other.stderr
-    accepted = cli(*search_args(done["space"], copy, done["storage"], "h", "--resume",
-                                "--accept-changed-data"))
+    accepted = cli(
+        *search_args(done["space"], copy, done["storage"], "h", "--resume", "--accept-changed-data")
+    )
     assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
     assert_untouched(done)
 
@@ -153,10 +189,14 @@ def test_resume_refuses_another_study_and_compares_data_by_content(done):
 def test_an_optuna_study_that_no_record_holds_takes_the_name(done):
     storage = done["tmp"] / "orphan"
     storage.mkdir()
-    orphan = optuna.create_study(study_name="o/n_f=5",
-                                 storage=f"sqlite:///{storage / 'optuna.db'}")
-    orphan.add_trial(optuna.trial.create_trial(value=0.5, params={"latent_dim": 8},
-                     distributions={"latent_dim": optuna.distributions.IntDistribution(8, 64)}))
+    orphan = optuna.create_study(study_name="o/n_f=5", storage=f"sqlite:///{storage / 'optuna.db'}")
+    orphan.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            params={"latent_dim": 8},
+            distributions={"latent_dim": optuna.distributions.IntDistribution(8, 64)},
+        )
+    )
     for extra in ([], ["--resume"]):
         proc = cli(*search_args(done["space"], done["data"], storage, "o", *extra))
         assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -170,17 +210,35 @@ def test_two_drivers_starting_one_name_at_once_exactly_one_starts(tmp_path):
     data = make_data(tmp_path / "data")
     uri = tracking_uri(tmp_path / "shared")
     (tmp_path / "shared").mkdir()
-    procs = [start_cli("run", "--space", "smoke", "--data", str(data), "--storage",
-                       str(tmp_path / f"machine-{i}"), "--tracking-uri", uri, "--name", "race",
-                       "--grid", "method=plain", *FAST, log=tmp_path / f"{i}.log")
-             for i in (1, 2)]
+    procs = [
+        start_cli(
+            "run",
+            "--space",
+            "smoke",
+            "--data",
+            str(data),
+            "--storage",
+            str(tmp_path / f"machine-{i}"),
+            "--tracking-uri",
+            uri,
+            "--name",
+            "race",
+            "--grid",
+            "method=plain",
+            *FAST,
+            log=tmp_path / f"{i}.log",
+        )
+        for i in (1, 2)
+    ]
     wait_until(lambda: all(p.poll() is not None for p in procs), 600, "both drivers to end")
     codes = sorted(p.returncode for p in procs)
     logs = [(tmp_path / f"{i}.log").read_text() for i in (1, 2)]
     assert codes == [0, 2], "\n---\n".join(logs)
     refused = next(log for p, log in zip(procs, logs) if p.returncode == 2)
-    assert "study 'race' already exists in" in refused or \
-        "is being run by another driver now" in refused
+    assert (
+        "study 'race' already exists in" in refused
+        or "is being run by another driver now" in refused
+    )
     assert len(parents(uri, "race")) == 1
     children = trial_runs(uri, "race")  # smoke with --grid method=plain: two grid points
     assert len(children) == 2 and children["tags.fsvae.trial_key"].is_unique
@@ -191,14 +249,34 @@ def test_a_second_resume_while_a_driver_runs_the_study_is_refused(tmp_path):
     storage = tmp_path / "studies"
     pauses = tmp_path / "pauses"
     log = tmp_path / "run.log"
-    proc = start_cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-                     "--name", "busy", "--grid", "method=plain", *FAST, log=log,
-                     environ=pause_env(pauses, "trial_start"))
+    proc = start_cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "busy",
+        "--grid",
+        "method=plain",
+        *FAST,
+        log=log,
+        environ=pause_env(pauses, "trial_start"),
+    )
     try:
         wait_until(lambda: paused(pauses, "trial_start"), 300, "the trial to start", proc, log)
         # From another folder (another machine): only the record says who drives it.
-        other = cli("resume", "--name", "busy", "--storage", str(tmp_path / "elsewhere"),
-                    "--tracking-uri", tracking_uri(storage))
+        other = cli(
+            "resume",
+            "--name",
+            "busy",
+            "--storage",
+            str(tmp_path / "elsewhere"),
+            "--tracking-uri",
+            tracking_uri(storage),
+        )
         assert other.returncode == 2, other.stdout + other.stderr
         assert "is being run by another driver now" in other.stderr
         assert f"pid {proc.pid}" in other.stderr
@@ -219,8 +297,11 @@ def test_discard_frees_the_name(done):
     assert "Optuna study 'h/n_f=5' (2 trials)" in gone.stdout
     assert not (storage / "h").exists()
     assert not optuna.get_all_study_summaries(f"sqlite:///{storage / 'optuna.db'}")
-    aside = [e for e in client(uri).search_experiments(view_type=ViewType.ALL)
-             if e.name.startswith("h (deleted ")]
+    aside = [
+        e
+        for e in client(uri).search_experiments(view_type=ViewType.ALL)
+        if e.name.startswith("h (deleted ")
+    ]
     assert len(aside) == 1 and aside[0].lifecycle_stage == "deleted"
     fresh = cli(*search_args(done["space"], done["data"], storage, "h", "--num-samples", "1"))
     assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]

@@ -11,6 +11,7 @@ After each: exactly one FINISHED run per trial key and as many keys as the study
 trials, no RUNNING run (deleted ones included), finished runs kept rather than recomputed,
 and, for a search, an Optuna study holding exactly those trials, all COMPLETE, with the
 values MLflow has."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,23 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import (FAST, GRID4, cli, env, first_trials_done, kill_driver, make_data,
-                     pause_env, paused, release_new, runs, start_cli, tracking_uri,
-                     trial_runs, wait_until)
+from helpers import (
+    FAST,
+    GRID4,
+    cli,
+    env,
+    first_trials_done,
+    kill_driver,
+    make_data,
+    pause_env,
+    paused,
+    release_new,
+    runs,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +70,26 @@ def base(tmp_path_factory):
 def study_args(base, space: str, storage: Path, name: str) -> list[str]:
     extra = ["--num-samples", str(N)] if space != "grid4" else []
     space = space if space == "smoke-search" else str(base["tmp"] / f"{space}.yaml")
-    return ["run", "--space", space, "--data", str(base["data"]), "--storage", str(storage),
-            "--name", name, "--max-concurrent", "2", *extra, *FAST]
+    return [
+        "run",
+        "--space",
+        space,
+        "--data",
+        str(base["data"]),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--max-concurrent",
+        "2",
+        *extra,
+        *FAST,
+    ]
 
 
-def kill_then_resume(base, tmp: Path, space: str, point: str | None, count: int = 1,
-                     done: int | None = None) -> dict:
+def kill_then_resume(
+    base, tmp: Path, space: str, point: str | None, count: int = 1, done: int | None = None
+) -> dict:
     """Runs a study until `count` processes wait at `point` (or, with `done`, until exactly
     `done` trials have finished and the next two wait at their start), SIGKILLs its driver,
     then resumes it. Returns what a test checks."""
@@ -68,21 +97,40 @@ def kill_then_resume(base, tmp: Path, space: str, point: str | None, count: int 
     uri = tracking_uri(storage)
     pauses = tmp / "pauses"
     log = tmp / "first.log"
-    proc = start_cli(*study_args(base, space, storage, name), log=log,
-                     environ=pause_env(pauses, point or "trial_start"))
+    proc = start_cli(
+        *study_args(base, space, storage, name),
+        log=log,
+        environ=pause_env(pauses, point or "trial_start"),
+    )
     try:
         if point:
-            wait_until(lambda: len(paused(pauses, point)) >= count, 400,
-                       f"{count} process(es) at {point}", proc, log)
+            wait_until(
+                lambda: len(paused(pauses, point)) >= count,
+                400,
+                f"{count} process(es) at {point}",
+                proc,
+                log,
+            )
         else:
-            wait_until(first_trials_done(pauses, log, done, held=2), 400,
-                       f"{done} trials done and two more waiting", proc, log)
+            wait_until(
+                first_trials_done(pauses, log, done, held=2),
+                400,
+                f"{done} trials done and two more waiting",
+                proc,
+                log,
+            )
     finally:
         kill_driver(proc)
     before = trial_runs(uri, name) if (storage / "mlflow.db").exists() else None
     resumed = cli("resume", "--name", name, "--storage", str(storage), timeout=900)
-    return {"uri": uri, "name": name, "storage": storage, "before": before,
-            "resumed": resumed, "log": log.read_text()}
+    return {
+        "uri": uri,
+        "name": name,
+        "storage": storage,
+        "before": before,
+        "resumed": resumed,
+        "log": log.read_text(),
+    }
 
 
 def counted_from(console: str) -> int:
@@ -107,8 +155,10 @@ def assert_exactly_once(result: dict, n: int, search: bool) -> None:
         done = set(before[before["status"] == "FINISHED"]["run_id"])
         assert done <= set(children["run_id"]), "a finished trial was computed again"
     if search:
-        study = optuna.load_study(study_name=f"{result['name']}/n_f=5",
-                                  storage=f"sqlite:///{result['storage'] / 'optuna.db'}")
+        study = optuna.load_study(
+            study_name=f"{result['name']}/n_f=5",
+            storage=f"sqlite:///{result['storage'] / 'optuna.db'}",
+        )
         trials = study.get_trials()
         assert len(trials) == n
         assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
@@ -175,18 +225,22 @@ def test_grid_killed_after_some_trials_finished(base, tmp_path):
     assert_exactly_once(result, 4, search=False)
 
 
-def kill_a_worker(base, tmp_path: Path, name: str, *extra: str,
-                  code: int = 0) -> tuple[str, Path]:
+def kill_a_worker(base, tmp_path: Path, name: str, *extra: str, code: int = 0) -> tuple[str, Path]:
     """Runs the grid, SIGKILLs the first trial's process mid-trial (as the kernel's OOM
     killer would), lets the others run, and waits for the study to end with exit status
     `code`. Returns (console, storage)."""
     storage = tmp_path / "studies"
     pauses = tmp_path / "pauses"
     log = tmp_path / "run.log"
-    proc = start_cli(*study_args(base, "grid4", storage, name), *extra, log=log,
-                     environ=pause_env(pauses, "trial_running"))
-    first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
-                       proc, log)[0]
+    proc = start_cli(
+        *study_args(base, "grid4", storage, name),
+        *extra,
+        log=log,
+        environ=pause_env(pauses, "trial_running"),
+    )
+    first = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial", proc, log)[
+        0
+    ]
     os.kill(first["pid"], signal.SIGKILL)
     seen = {first["file"]}
 
@@ -204,8 +258,13 @@ def kill_a_worker(base, tmp_path: Path, name: str, *extra: str,
 def test_a_killed_worker_process_is_retried_without_a_resume(base, tmp_path):
     out, storage = kill_a_worker(base, tmp_path, "w")
     assert "retrying: its worker process died (attempt 2 of 3)" in out
-    result = {"uri": tracking_uri(storage), "name": "w", "storage": storage, "before": None,
-              "resumed": _Done(out)}
+    result = {
+        "uri": tracking_uri(storage),
+        "name": "w",
+        "storage": storage,
+        "before": None,
+        "resumed": _Done(out),
+    }
     assert_exactly_once(result, 4, search=False)
 
 
@@ -216,8 +275,7 @@ class _Done:
         self.returncode, self.stdout, self.stderr = 0, out, ""
 
 
-def test_a_worker_lost_with_no_retries_left_is_failed_once_then_retried_on_request(
-        base, tmp_path):
+def test_a_worker_lost_with_no_retries_left_is_failed_once_then_retried_on_request(base, tmp_path):
     out, storage = kill_a_worker(base, tmp_path, "z", "--infra-retries", "0", code=3)
     assert "FAILED after 1 attempt (its worker process died)" in out
     assert "complete; 3 trials finished, 1 failed" in out
@@ -230,8 +288,7 @@ def test_a_worker_lost_with_no_retries_left_is_failed_once_then_retried_on_reque
     assert "worker process died" in failed.iloc[0]["tags.fsvae.error"]
 
     again = cli("resume", "--name", "z", "--storage", str(storage), "--retry-failed")
-    result = {"uri": uri, "name": "z", "storage": storage, "before": children,
-              "resumed": again}
+    result = {"uri": uri, "name": "z", "storage": storage, "before": children, "resumed": again}
     assert_exactly_once(result, 4, search=False)
     retried = trial_runs(uri, "z")
     retried = retried[retried["tags.fsvae.trial_key"] == failed.iloc[0]["tags.fsvae.trial_key"]]

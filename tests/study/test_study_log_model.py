@@ -1,15 +1,16 @@
 """`fsvae-study run --log-model`: the flag is planned and kept for resume, refused without
 the stage cache, and a complete study (the shipped smoke grid, on local Ray with a SQLite
 MLflow store) ends with its best trial's model logged to its parent run."""
+
 from __future__ import annotations
 
 import pytest
 
+from helpers import FAST, cli, make_data, runs, tracking_uri
+from study.errors import StudyError
 from study.plan import plan as plan_mod
 from study.plan.making import make_plan
-from study.errors import StudyError
 from study.record.schema import BEST_MODEL, BEST_MODEL_RUN
-from helpers import FAST, cli, make_data, runs, tracking_uri
 
 
 def test_log_model_is_kept_in_study_json_for_resume(demo_root, tmp_path):
@@ -18,11 +19,9 @@ def test_log_model_is_kept_in_study_json_for_resume(demo_root, tmp_path):
     assert plan_mod.read(plan.storage, "smoke").log_model is True
 
 
-def test_log_model_without_the_stage_cache_is_refused_before_anything_starts(demo_root,
-                                                                           tmp_path):
+def test_log_model_without_the_stage_cache_is_refused_before_anything_starts(demo_root, tmp_path):
     with pytest.raises(StudyError, match="--log-model needs the stage cache"):
-        make_plan("smoke", str(demo_root), storage=str(tmp_path), log_model=True,
-                  no_cache=True)
+        make_plan("smoke", str(demo_root), storage=str(tmp_path), log_model=True, no_cache=True)
     assert not (tmp_path / "smoke").exists()
 
 
@@ -31,8 +30,19 @@ def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("log-model")
     data = make_data(tmp / "data")
     storage = tmp / "studies"
-    proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-               "--name", "m", "--log-model", *FAST)
+    proc = cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "m",
+        "--log-model",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {"proc": proc, "uri": tracking_uri(storage), "data": data}
 
@@ -55,8 +65,15 @@ def test_a_complete_study_logs_its_best_trials_model_to_its_parent_run(study):
 def test_predict_classifies_images_with_the_studys_model(study):
     parent, _ = parent_run(study)
     rock = study["data"] / "dataset" / "rock"
-    done = cli("predict", "--model", parent["run_id"], "--images", str(rock),
-               "--tracking-uri", study["uri"])
+    done = cli(
+        "predict",
+        "--model",
+        parent["run_id"],
+        "--images",
+        str(rock),
+        "--tracking-uri",
+        study["uri"],
+    )
     assert done.returncode == 0, done.stderr
     rows = [line.split("\t") for line in done.stdout.strip().splitlines()]
     classes = {p.name for p in (study["data"] / "dataset").iterdir()}

@@ -1,15 +1,27 @@
 """The MLflow server goes away for about 20 s while trials are writing to it (a restart, a
 network blip): the trials wait and retry, and nothing is lost: every trial ends FINISHED
 once, with its curves and final metrics."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from helpers import (FAST, client, free_port, make_data, pause_env, paused, release,
-                     start_cli, start_mlflow_server, stop_process_group, trial_runs,
-                     wait_until)
+from helpers import (
+    FAST,
+    client,
+    free_port,
+    make_data,
+    pause_env,
+    paused,
+    release,
+    start_cli,
+    start_mlflow_server,
+    stop_process_group,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +36,31 @@ def test_a_20_second_mlflow_outage_mid_study_loses_nothing(tmp_path):
     data = make_data(tmp_path / "data")
     pauses = tmp_path / "pauses"
     log = tmp_path / "run.log"
-    proc = start_cli("run", "--space", "smoke", "--data", str(data), "--storage",
-                     str(tmp_path / "studies"), "--name", "out", "--tracking-uri", uri, *FAST,
-                     log=log, environ=pause_env(pauses, "trial_running"))
+    proc = start_cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "studies"),
+        "--name",
+        "out",
+        "--tracking-uri",
+        uri,
+        *FAST,
+        log=log,
+        environ=pause_env(pauses, "trial_running"),
+    )
     try:
         # Two trials have started their runs and built their backbones; they wait there.
-        first = wait_until(lambda: len(paused(pauses, "trial_running")) >= 2 and
-                           paused(pauses, "trial_running"), 400, "two running trials",
-                           proc, log)
+        first = wait_until(
+            lambda: len(paused(pauses, "trial_running")) >= 2 and paused(pauses, "trial_running"),
+            400,
+            "two running trials",
+            proc,
+            log,
+        )
         stop_process_group(server)  # MLflow is gone ...
         for record in first:
             release(record)  # ... while the trials log their curves and results

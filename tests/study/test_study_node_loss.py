@@ -2,16 +2,27 @@
 per node, built here), the worker node is killed while it runs a trial. The study retries
 that trial on the other node by itself and completes without `resume`, every trial
 FINISHED once, and its console stays one line per trial event."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from helpers import (FAST, GRID4, make_data, paused, release, start_cli, tracking_uri, trial_runs,
-                     wait_until)
+from helpers import (
+    FAST,
+    GRID4,
+    make_data,
+    paused,
+    release,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
@@ -29,16 +40,27 @@ def cluster(tmp_path, monkeypatch):
     c.shutdown()
 
 
-def test_a_trial_on_a_lost_node_is_retried_on_another_and_the_study_completes(
-        cluster, tmp_path):
+def test_a_trial_on_a_lost_node_is_retried_on_another_and_the_study_completes(cluster, tmp_path):
     c, worker, pauses = cluster
     data = make_data(tmp_path / "data")
     (tmp_path / "grid4.yaml").write_text(GRID4)
     storage = tmp_path / "studies"
     log = tmp_path / "run.log"
-    proc = start_cli("run", "--space", str(tmp_path / "grid4.yaml"), "--data", str(data),
-                     "--storage", str(storage), "--name", "n", "--address", c.address, *FAST,
-                     log=log)
+    proc = start_cli(
+        "run",
+        "--space",
+        str(tmp_path / "grid4.yaml"),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "n",
+        "--address",
+        c.address,
+        *FAST,
+        log=log,
+    )
     seen: set[Path] = set()
     lost = {"pid": None}
 

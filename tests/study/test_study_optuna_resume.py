@@ -1,6 +1,7 @@
 """A real Optuna study (the shipped smoke-search space, 6 trials), interrupted with Ctrl-C
 after two trials finished and then resumed: every trial ends exactly once, Optuna really
 varied the parameters, and MLflow holds no stale or duplicate run."""
+
 from __future__ import annotations
 
 import re
@@ -8,8 +9,18 @@ import signal
 
 import pytest
 
-from helpers import (FAST, cli, first_trials_done, make_data, pause_env, runs, start_cli,
-                     tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    cli,
+    first_trials_done,
+    make_data,
+    pause_env,
+    runs,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,20 +36,45 @@ def study(tmp_path_factory):
     uri = tracking_uri(storage)
     # One trial at a time; the third and later wait at their start (study/hooks/faults.py), so
     # Ctrl-C lands after exactly two trials finished, whatever the machine's speed.
-    args = ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
-            "--name", "o", "--num-samples", str(N), "--max-concurrent", "1", *FAST]
+    args = [
+        "run",
+        "--space",
+        "smoke-search",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "o",
+        "--num-samples",
+        str(N),
+        "--max-concurrent",
+        "1",
+        *FAST,
+    ]
     pauses = tmp / "pauses"
     log = tmp / "first.log"
     proc = start_cli(*args, log=log, environ=pause_env(pauses, "trial_start"))
-    wait_until(first_trials_done(pauses, log, 2, held=1), 400,
-               "two trials done and a third waiting", proc, log)
+    wait_until(
+        first_trials_done(pauses, log, 2, held=1),
+        400,
+        "two trials done and a third waiting",
+        proc,
+        log,
+    )
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
     first_rc = proc.wait(timeout=180)
     first_log = log.read_text()
     interrupted = trial_runs(uri, "o")
     resumed = cli("resume", "--name", "o", "--storage", str(storage), timeout=600)
-    return {"uri": uri, "first_rc": first_rc, "first_log": first_log,
-            "interrupted": interrupted, "resumed": resumed, "storage": storage}
+    return {
+        "uri": uri,
+        "first_rc": first_rc,
+        "first_log": first_log,
+        "interrupted": interrupted,
+        "resumed": resumed,
+        "storage": storage,
+    }
 
 
 def test_interrupt_stops_the_study_and_says_how_to_resume(study):
@@ -86,8 +122,10 @@ def test_conditional_parameters_appear_only_with_their_parent(study):
     children = trial_runs(study["uri"], "o")
     for _, run in children.iterrows():
         schedule = run["params.beta_schedule"]
-        has = {k: isinstance(run.get(f"params.{k}"), str)
-               for k in ("beta_warmup_epochs", "beta_cycles", "beta_steepness")}
+        has = {
+            k: isinstance(run.get(f"params.{k}"), str)
+            for k in ("beta_warmup_epochs", "beta_cycles", "beta_steepness")
+        }
         assert has["beta_warmup_epochs"] == (schedule == "linear"), run["run_id"]
         assert has["beta_cycles"] == (schedule == "cyclical"), run["run_id"]
         assert has["beta_steepness"] == (schedule == "sigmoid"), run["run_id"]

@@ -2,6 +2,7 @@
 `<study>/<stratum>`, holding every trial with its parameters and value, readable by
 `optuna.load_study` and served by optuna-dashboard. A multi-objective search keeps both
 values; --asha is refused for it."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,18 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import (FAST, cli, env, free_port, make_data, runs, stop_process_group,
-                     tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    cli,
+    env,
+    free_port,
+    make_data,
+    runs,
+    stop_process_group,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +45,12 @@ params:
   beta_schedule: {type: categorical, choices: [linear, constant]}
 resources: {cpu: 1}
 """
-TWO_OBJECTIVES = STRATA.replace("name: strata", "name: two").replace(
-    "objective: val_acc_h", "objective: [val_acc_h, val_acc]\nmode: [max, max]").replace(
-    "strata: {n_f: [5, 10]}", "strata: {n_f: [5]}\nsampler: nsga2").replace(
-    "num_samples: 2", "num_samples: 3")
+TWO_OBJECTIVES = (
+    STRATA.replace("name: strata", "name: two")
+    .replace("objective: val_acc_h", "objective: [val_acc_h, val_acc]\nmode: [max, max]")
+    .replace("strata: {n_f: [5, 10]}", "strata: {n_f: [5]}\nsampler: nsga2")
+    .replace("num_samples: 2", "num_samples: 3")
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +58,25 @@ def search(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("optuna-store")
     (tmp / "strata.yaml").write_text(STRATA)
     storage = tmp / "studies"
-    proc = cli("run", "--space", str(tmp / "strata.yaml"), "--data",
-               str(make_data(tmp / "data")), "--storage", str(storage), "--name", "os", *FAST)
+    proc = cli(
+        "run",
+        "--space",
+        str(tmp / "strata.yaml"),
+        "--data",
+        str(make_data(tmp / "data")),
+        "--storage",
+        str(storage),
+        "--name",
+        "os",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"tmp": tmp, "storage": storage, "url": f"sqlite:///{storage / 'optuna.db'}",
-            "uri": tracking_uri(storage)}
+    return {
+        "tmp": tmp,
+        "storage": storage,
+        "url": f"sqlite:///{storage / 'optuna.db'}",
+        "uri": tracking_uri(storage),
+    }
 
 
 def test_every_stratum_is_an_optuna_study_with_its_trials(search):
@@ -80,14 +107,18 @@ def test_the_optuna_store_is_recorded_in_study_json_and_on_the_parent_run(search
 def test_optuna_dashboard_serves_the_studies(search):
     port = free_port()
     dashboard = Path(sys.executable).parent / "optuna-dashboard"
-    proc = subprocess.Popen([str(dashboard), search["url"], "--host", "127.0.0.1", "--port",
-                             str(port)], env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(dashboard), search["url"], "--host", "127.0.0.1", "--port", str(port)],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def studies():
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
-                                            timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
                     return json.loads(r.read())
             except OSError:
                 time.sleep(0.5)
@@ -104,15 +135,35 @@ def test_a_two_objective_search_tells_optuna_both_values(tmp_path):
     (tmp_path / "two.yaml").write_text(TWO_OBJECTIVES)
     storage = tmp_path / "studies"
     data = make_data(tmp_path / "data")
-    refused = cli("run", "--space", str(tmp_path / "two.yaml"), "--data", str(data),
-                  "--storage", str(storage), "--name", "two", "--asha", *FAST)
+    refused = cli(
+        "run",
+        "--space",
+        str(tmp_path / "two.yaml"),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "two",
+        "--asha",
+        *FAST,
+    )
     assert refused.returncode == 2 and "--asha stops trials on one metric" in refused.stderr
-    proc = cli("run", "--space", str(tmp_path / "two.yaml"), "--data", str(data),
-               "--storage", str(storage), "--name", "two", *FAST)
+    proc = cli(
+        "run",
+        "--space",
+        str(tmp_path / "two.yaml"),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "two",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Pareto front:" in proc.stdout
-    study = optuna.load_study(study_name="two/n_f=5",
-                              storage=f"sqlite:///{storage / 'optuna.db'}")
+    study = optuna.load_study(study_name="two/n_f=5", storage=f"sqlite:///{storage / 'optuna.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
     children = trial_runs(tracking_uri(storage), "two")
     assert len(study.trials) == 3 == len(children)

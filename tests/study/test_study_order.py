@@ -1,5 +1,6 @@
 """Grid order: every distinct backbone's first trial comes before any trial that reuses a
 backbone, so concurrent trials build different backbones instead of queueing on one."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """The typed plan (study/plan/plan.py): a study.json written by an earlier version (main at
 9812abb, checked in as tests/data/study-json-9812abb.json with its paths templated) reads
 back as a Plan, and that study resumes; a plan keeps no password."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import REPO, cli, make_data, trial_runs
-from study.plan.plan import Plan
 from study.identity.parent import ensure_experiment
+from study.plan.plan import Plan
 
 OLD = REPO / "tests" / "data" / "study-json-9812abb.json"
 
@@ -19,14 +20,18 @@ OLD = REPO / "tests" / "data" / "study-json-9812abb.json"
 def old_study_json(storage: Path, data: Path, parent: str) -> str:
     import search_spaces
 
-    return (OLD.read_text().replace("{STORAGE}", str(storage)).replace("{DATA}", str(data))
-            .replace("{PARENT}", parent).replace("{SPACES}", str(search_spaces.HERE)))
+    return (
+        OLD.read_text()
+        .replace("{STORAGE}", str(storage))
+        .replace("{DATA}", str(data))
+        .replace("{PARENT}", parent)
+        .replace("{SPACES}", str(search_spaces.HERE))
+    )
 
 
 def test_a_study_json_of_an_earlier_version_reads_as_a_plan(tmp_path):
     plan = Plan.from_json(old_study_json(tmp_path / "s", tmp_path / "d", "abc"), "study.json")
-    assert (plan.name, plan.preset, plan.sessions, plan.parent_run_id) == \
-        ("old", "tiny", 1, "abc")
+    assert (plan.name, plan.preset, plan.sessions, plan.parent_run_id) == ("old", "tiny", 1, "abc")
     assert plan.data_content is None  # not recorded then: the data is compared by path
     assert plan.search_space().num_samples == 1
     assert plan.folder == str(tmp_path / "s" / "old")
@@ -35,7 +40,8 @@ def test_a_study_json_of_an_earlier_version_reads_as_a_plan(tmp_path):
 def test_a_recorded_plan_keeps_no_password(tmp_path):
     plan = Plan.from_json(old_study_json(tmp_path, tmp_path, "p"), "study.json").replace(
         tracking_uri="postgresql://me:s3cret@db/mlflow",
-        optuna_storage="postgresql://me:s3cret@db/optuna")
+        optuna_storage="postgresql://me:s3cret@db/optuna",
+    )
     text = plan.to_json()
     assert "s3cret" not in text
     assert json.loads(text)["tracking_uri"] == "postgresql://me@db/mlflow"
@@ -51,9 +57,15 @@ def test_a_study_started_by_an_earlier_version_resumes(tmp_path):
     client = MlflowClient(uri)
     # Its parent run as that version wrote it: no driver, no plan artifact; interrupted.
     exp = ensure_experiment(client, "old", storage)
-    parent = client.create_run(exp, tags={"fsvae.role": "study", "fsvae.space_kind": "optuna",
-                                          "fsvae.objective": "val_acc_h",
-                                          "fsvae.mode": "max"}).info.run_id
+    parent = client.create_run(
+        exp,
+        tags={
+            "fsvae.role": "study",
+            "fsvae.space_kind": "optuna",
+            "fsvae.objective": "val_acc_h",
+            "fsvae.mode": "max",
+        },
+    ).info.run_id
     client.set_terminated(parent, "KILLED")
     (storage / "old").mkdir()
     (storage / "old" / "study.json").write_text(old_study_json(storage, data, parent))

@@ -4,6 +4,7 @@ too; a driver killed after it recorded a failure in MLflow but before it told Op
 a record that a resume reads without rerunning the trial; Ctrl-C during an ASHA search's
 classifier stage interrupts, never prunes, and the interrupted trials run again on resume.
 Kills land at named points the processes reach (study/hooks/faults.py)."""
+
 from __future__ import annotations
 
 import os
@@ -13,21 +14,50 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import (FAST, cli, kill_driver, make_data, pause_env, paused, release,
-                     release_new, start_cli, tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    cli,
+    kill_driver,
+    make_data,
+    pause_env,
+    paused,
+    release,
+    release_new,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def one_at_a_time(data, storage, name: str, *extra: str) -> list[str]:
-    return ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
-            "--name", name, "--num-samples", "2", "--max-concurrent", "1", "--infra-retries",
-            "0", *FAST, *extra]
+    return [
+        "run",
+        "--space",
+        "smoke-search",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--num-samples",
+        "2",
+        "--max-concurrent",
+        "1",
+        "--infra-retries",
+        "0",
+        *FAST,
+        *extra,
+    ]
 
 
 def optuna_by_key(storage, name: str) -> dict:
-    study = optuna.load_study(study_name=f"{name}/n_f=5",
-                              storage=f"sqlite:///{storage / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=f"{name}/n_f=5", storage=f"sqlite:///{storage / 'optuna.db'}"
+    )
     return {f"n_f=5#{t.number}": t for t in study.get_trials()}
 
 
@@ -54,8 +84,9 @@ def data(tmp_path_factory):
 
 def test_a_worker_killed_after_its_run_finished_counts_as_finished(data, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
-    proc = start_cli(*one_at_a_time(data, storage, "w"), log=log,
-                     environ=pause_env(pauses, "trial_finished"))
+    proc = start_cli(
+        *one_at_a_time(data, storage, "w"), log=log, environ=pause_env(pauses, "trial_finished")
+    )
     killed: list[int] = []
 
     def drive() -> bool:
@@ -78,27 +109,37 @@ def test_a_worker_killed_after_its_run_finished_counts_as_finished(data, tmp_pat
     assert_optuna_follows_mlflow(uri, storage, "w")
 
 
-def test_a_driver_killed_between_mlflow_and_optuna_leaves_a_record_resume_reads(
-        data, tmp_path):
+def test_a_driver_killed_between_mlflow_and_optuna_leaves_a_record_resume_reads(data, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
-    proc = start_cli(*one_at_a_time(data, storage, "d"), log=log,
-                     environ=pause_env(pauses, "trial_running,searcher_tell"))
+    proc = start_cli(
+        *one_at_a_time(data, storage, "d"),
+        log=log,
+        environ=pause_env(pauses, "trial_running,searcher_tell"),
+    )
     try:
         # The first trial's worker dies mid-trial (no retries left): the driver records the
         # failure in MLflow, then waits before telling Optuna, and is killed there.
-        worker = wait_until(lambda: paused(pauses, "trial_running"), 400, "a running trial",
-                            proc, log)[0]
+        worker = wait_until(
+            lambda: paused(pauses, "trial_running"), 400, "a running trial", proc, log
+        )[0]
         os.kill(worker["pid"], signal.SIGKILL)
-        wait_until(lambda: paused(pauses, "searcher_tell"), 400,
-                   "the driver between MLflow and Optuna", proc, log)
+        wait_until(
+            lambda: paused(pauses, "searcher_tell"),
+            400,
+            "the driver between MLflow and Optuna",
+            proc,
+            log,
+        )
     finally:
         kill_driver(proc)
     uri = tracking_uri(storage)
     before = trial_runs(uri, "d")
     failed = before[before["status"] == "FAILED"]
     assert len(failed) == 1 and failed.iloc[0]["tags.fsvae.failure"] == "infrastructure"
-    assert optuna_by_key(storage, "d")[failed.iloc[0]["tags.fsvae.trial_key"]].state == \
-        TrialState.RUNNING  # Optuna had not been told
+    assert (
+        optuna_by_key(storage, "d")[failed.iloc[0]["tags.fsvae.trial_key"]].state
+        == TrialState.RUNNING
+    )  # Optuna had not been told
     resumed = cli("resume", "--name", "d", "--storage", str(storage))
     # Exit 3: complete, with a failed trial (the one whose worker died).
     assert resumed.returncode == 3, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -108,15 +149,35 @@ def test_a_driver_killed_between_mlflow_and_optuna_leaves_a_record_resume_reads(
     assert_optuna_follows_mlflow(uri, storage, "d")
 
 
-def test_ctrl_c_in_an_asha_searchs_classifier_stage_interrupts_and_resume_reruns(
-        data, tmp_path):
+def test_ctrl_c_in_an_asha_searchs_classifier_stage_interrupts_and_resume_reruns(data, tmp_path):
     storage, pauses, log = tmp_path / "studies", tmp_path / "pauses", tmp_path / "run.log"
-    args = ["run", "--space", "smoke-search", "--data", str(data), "--storage", str(storage),
-            "--name", "a", "--num-samples", "2", "--max-concurrent", "2", "--asha", *FAST,
-            "--set", "classifier_epochs=3"]
+    args = [
+        "run",
+        "--space",
+        "smoke-search",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "a",
+        "--num-samples",
+        "2",
+        "--max-concurrent",
+        "2",
+        "--asha",
+        *FAST,
+        "--set",
+        "classifier_epochs=3",
+    ]
     proc = start_cli(*args, log=log, environ=pause_env(pauses, "trial_classifier"))
-    wait_until(lambda: len(paused(pauses, "trial_classifier")) >= 2, 400,
-               "both trials in their classifier stage", proc, log)
+    wait_until(
+        lambda: len(paused(pauses, "trial_classifier")) >= 2,
+        400,
+        "both trials in their classifier stage",
+        proc,
+        log,
+    )
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     # Let the trials go on once the driver has stopped them: a trial then meets the
     # SystemExit that Tune raises in tune.report for a stop, as for an ASHA stop.

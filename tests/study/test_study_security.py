@@ -1,6 +1,7 @@
 """A local study's Ray keeps token authentication on: its processes listen on every
 interface, so a process without the token (another user, another machine) must not be able
 to join it as a driver and run code."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,7 @@ import sys
 
 import pytest
 
-from helpers import (FAST, env, kill_driver, make_data, pause_env, paused, start_cli,
-                     wait_until)
+from helpers import FAST, env, kill_driver, make_data, pause_env, paused, start_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +21,20 @@ def test_a_process_without_the_token_cannot_join_a_running_studys_ray(tmp_path):
     data = make_data(tmp_path / "data")
     pauses = tmp_path / "pauses"
     log = tmp_path / "run.log"
-    proc = start_cli("run", "--space", "smoke", "--data", str(data), "--storage",
-                     str(tmp_path / "studies"), "--name", "s", *FAST, log=log,
-                     environ=pause_env(pauses, "trial_start"))
+    proc = start_cli(
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "studies"),
+        "--name",
+        "s",
+        *FAST,
+        log=log,
+        environ=pause_env(pauses, "trial_start"),
+    )
     try:
         wait_until(lambda: paused(pauses, "trial_start"), 400, "a trial to start", proc, log)
         line = re.search(r"Ray: local, at (\S+), token authentication on", log.read_text())
@@ -35,10 +46,16 @@ def test_a_process_without_the_token_cannot_join_a_running_studys_ray(tmp_path):
             e = env(HOME=str(home), RAY_AUTH_MODE=mode)
             e.pop("RAY_AUTH_TOKEN", None)
             e.pop("RAY_AUTH_TOKEN_PATH", None)
-            joined = subprocess.run([sys.executable, "-c", JOIN.format(address=address)],
-                                    env=e, capture_output=True, text=True, timeout=300)
+            joined = subprocess.run(
+                [sys.executable, "-c", JOIN.format(address=address)],
+                env=e,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert joined.returncode != 0 and "JOINED" not in joined.stdout, mode
-            assert re.search(r"InvalidAuthToken|AuthenticationError|token", joined.stderr), \
+            assert re.search(r"InvalidAuthToken|AuthenticationError|token", joined.stderr), (
                 joined.stderr[-2000:]
+            )
     finally:
         kill_driver(proc)

@@ -6,6 +6,7 @@ here the way one machine allows: its `ray start` runs in a private mount namespa
 (`unshare --mount`) with an empty tmpfs mounted over the storage folder. That node's
 processes see an empty folder where the driver sees the study, as a node with a local
 disk mounted at the same path would. Needs root and unshare(1); skipped otherwise."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (FAST, cli, env, free_port, make_data, runs, stop_process_group,
-                     tracking_uri, wait_until)
+from helpers import (
+    FAST,
+    cli,
+    env,
+    free_port,
+    make_data,
+    runs,
+    stop_process_group,
+    tracking_uri,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +39,17 @@ COUNT = "import ray; ray.init(address={a!r}); print(sum(n['Alive'] for n in ray.
 def _can_unshare() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return False
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
-@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare(1) for a node with "
-                                               "its own mount namespace")
+@pytest.mark.skipif(
+    not _can_unshare(), reason="needs root and unshare(1) for a node with its own mount namespace"
+)
 def test_a_node_that_cannot_see_the_storage_stops_the_study_before_any_trial(tmp_path):
     data = make_data(tmp_path / "data")
     storage = tmp_path / "studies"
@@ -42,22 +57,57 @@ def test_a_node_that_cannot_see_the_storage_stops_the_study_before_any_trial(tmp
     port = free_port()
     address = f"127.0.0.1:{port}"
     logs = tmp_path / "ray.log"
-    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--num-cpus=1",
-                             "--include-dashboard=false", "--block"], env=env(),
-                            stdout=open(logs, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    head = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--block",
+        ],
+        env=env(),
+        stdout=open(logs, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     node = None
     try:
         wait_until(lambda: _answers(port), 120, "the head node", head, logs)
         node = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             f"mount -t tmpfs none {storage} && exec {RAY} start --address={address} "
-             f"--num-cpus=1 --block"], env=env(RAY_AUTH_MODE="token"), stdout=open(logs, "a"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount -t tmpfs none {storage} && exec {RAY} start --address={address} "
+                f"--num-cpus=1 --block",
+            ],
+            env=env(RAY_AUTH_MODE="token"),
+            stdout=open(logs, "a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_until(lambda: _alive_nodes(address) == 2, 180, "the second node", node, logs)
-        proc = cli("run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-                   "--name", "x", "--address", address, *FAST, timeout=600,
-                   environ=env(RAY_AUTH_MODE="token"))
+        proc = cli(
+            "run",
+            "--space",
+            "smoke",
+            "--data",
+            str(data),
+            "--storage",
+            str(storage),
+            "--name",
+            "x",
+            "--address",
+            address,
+            *FAST,
+            timeout=600,
+            environ=env(RAY_AUTH_MODE="token"),
+        )
     finally:
         for p in (node, head):
             if p is not None:
@@ -95,9 +145,13 @@ def _answers(port: int) -> bool:
 
 
 def _alive_nodes(address: str) -> int:
-    out = subprocess.run([sys.executable, "-c", COUNT.format(a=address)],
-                         env=env(RAY_AUTH_MODE="token"),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", COUNT.format(a=address)],
+        env=env(RAY_AUTH_MODE="token"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     time.sleep(1)
     try:
         return int(out.stdout.strip().splitlines()[-1])

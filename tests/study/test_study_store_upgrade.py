@@ -2,6 +2,7 @@
 older schema revision (built with MLflow's own migrations) that holds a RUNNING study with a
 live driver is not upgraded, and the error names that study; once that driver is gone, the
 store is upgraded and the new study runs, the other study's record kept."""
+
 from __future__ import annotations
 
 import json
@@ -46,18 +47,27 @@ def add_running_study(path, name: str, driver: dict) -> str:
     artifacts = str(Path(path).parent / "mlartifacts")  # never written: the study is a record
     con = sqlite3.connect(path)
     with con:
-        con.execute("INSERT INTO experiments (experiment_id, name, artifact_location, "
-                    "lifecycle_stage, creation_time, last_update_time) "
-                    "VALUES (1, ?, ?, 'active', ?, ?)", (name, artifacts, now, now))
-        con.execute("INSERT INTO runs (run_uuid, name, source_type, source_name, "
-                    "entry_point_name, user_id, status, start_time, source_version, "
-                    "lifecycle_stage, artifact_uri, experiment_id) VALUES "
-                    "(?, 'study', 'LOCAL', '', '', 'u', 'RUNNING', ?, '', 'active', ?, 1)",
-                    (run_id, now, artifacts))
-        for key, value in {"fsvae.role": "study", "fsvae.driver": json.dumps(driver),
-                           "fsvae.heartbeat": f"{time.time():.0f}"}.items():
-            con.execute("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
-                        (key, value, run_id))
+        con.execute(
+            "INSERT INTO experiments (experiment_id, name, artifact_location, "
+            "lifecycle_stage, creation_time, last_update_time) "
+            "VALUES (1, ?, ?, 'active', ?, ?)",
+            (name, artifacts, now, now),
+        )
+        con.execute(
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, "
+            "entry_point_name, user_id, status, start_time, source_version, "
+            "lifecycle_stage, artifact_uri, experiment_id) VALUES "
+            "(?, 'study', 'LOCAL', '', '', 'u', 'RUNNING', ?, '', 'active', ?, 1)",
+            (run_id, now, artifacts),
+        )
+        for key, value in {
+            "fsvae.role": "study",
+            "fsvae.driver": json.dumps(driver),
+            "fsvae.heartbeat": f"{time.time():.0f}",
+        }.items():
+            con.execute(
+                "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", (key, value, run_id)
+            )
     con.close()
     return run_id
 
@@ -80,12 +90,27 @@ def test_an_old_store_holding_a_live_study_is_not_upgraded_until_it_ends(tmp_pat
     old_store(db)
     # Another study's driver, alive: a process of this machine that is running now.
     sleeper = subprocess.Popen(["sleep", "600"])
-    driver = {**processes.identify(), "pid": sleeper.pid,
-              "start": processes.process_start(sleeper.pid)}
+    driver = {
+        **processes.identify(),
+        "pid": sleeper.pid,
+        "start": processes.process_start(sleeper.pid),
+    }
     assert driver["host"] == socket.gethostname()
     other = add_running_study(db, "other", driver)
-    args = ["run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-            "--name", "mine", "--grid", "method=plain", *FAST]
+    args = [
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "mine",
+        "--grid",
+        "method=plain",
+        *FAST,
+    ]
     try:
         refused = cli(*args)
     finally:
@@ -93,8 +118,10 @@ def test_an_old_store_holding_a_live_study_is_not_upgraded_until_it_ends(tmp_pat
         sleeper.wait()
     assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
     assert f"schema version {OLD_REVISION} and needs an upgrade" in refused.stderr
-    assert f"study 'other' (parent run {other}, host {driver['host']}, pid {sleeper.pid}" \
+    assert (
+        f"study 'other' (parent run {other}, host {driver['host']}, pid {sleeper.pid}"
         in refused.stderr
+    )
     assert "Traceback" not in refused.stderr
     assert schema_version(db) == OLD_REVISION  # untouched
     assert not list(storage.glob(".mlflow.db.upgrade-*"))

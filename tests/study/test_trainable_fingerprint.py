@@ -1,16 +1,28 @@
 """A trial uses the dataset fingerprint its driver computed once for the session only when
 it reads that dataset the way the driver did (the same root, the layout detected); a trial
 that names another data root or a layout computes its own (study/driver/trainable.py)."""
+
 from __future__ import annotations
 
 from study.driver.trainable import TrialContext, _session_fingerprint, trial_config
 
 
 def context(**base) -> TrialContext:
-    return TrialContext(base={"data": "/data/fs14", **base}, preset="tiny", study="s",
-                        tracking_uri="sqlite:///x.db", experiment_id="1", parent_run_id="p",
-                        cache_dir=None, objectives=["val_acc_h"], report_epochs=False,
-                        max_failures=0, marker=None, git={}, data_fingerprint="f" * 64)
+    return TrialContext(
+        base={"data": "/data/fs14", **base},
+        preset="tiny",
+        study="s",
+        tracking_uri="sqlite:///x.db",
+        experiment_id="1",
+        parent_run_id="p",
+        cache_dir=None,
+        objectives=["val_acc_h"],
+        report_epochs=False,
+        max_failures=0,
+        marker=None,
+        git={},
+        data_fingerprint="f" * 64,
+    )
 
 
 def test_a_trial_on_the_sessions_data_uses_its_fingerprint():

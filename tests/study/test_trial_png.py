@@ -1,4 +1,5 @@
 """A trial's PNG figures (study/figures/trial_png.py): what they show, read back from the pixels."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ C0 = (31, 119, 180)  # matplotlib's first colour, the first left-axis line of ev
 
 
 def rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def colours(path) -> set[tuple[int, int, int]]:
@@ -22,13 +23,13 @@ def colours(path) -> set[tuple[int, int, int]]:
 
 
 def rows(stage: str, n: int, **values) -> list[dict]:
-    return [{"stage": stage, "epoch": e, **{k: v(e) for k, v in values.items()}}
-            for e in range(n)]
+    return [{"stage": stage, "epoch": e, **{k: v(e) for k, v in values.items()}} for e in range(n)]
 
 
 def test_a_trial_gets_its_curves_and_both_confusion_matrices(tmp_path):
-    result = synthetic_trial("instant")({"backbone_epochs": 3, "vae_epochs": 4,
-                                         "classifier_epochs": 5})
+    result = synthetic_trial("instant")(
+        {"backbone_epochs": 3, "vae_epochs": 4, "classifier_epochs": 5}
+    )
     paths = trial_png.trial_figures(result, tmp_path)
     assert [p.name for p in paths] == ["curves.png", "confusion_val.png", "confusion_test.png"]
     curves = Image.open(paths[0])
@@ -51,11 +52,18 @@ def test_no_stage_with_an_epoch_draws_nothing(tmp_path):
 
 
 def test_missing_constant_and_single_values_are_drawn_without_failing(tmp_path):
-    history = (rows("vae", 1, recon=lambda e: 2.0, kl=lambda e: None, beta=lambda e: 0.0)
-               + rows("classifier", 5, train_loss=lambda e: [1.0, math.nan, None, 0.5,
-                                                             math.inf][e],
-                      train_acc=lambda e: 0.5, val_acc=lambda e: None, val_acc_h=lambda e: None)
-               + [{"stage": "classifier", "best_epoch": 3}])
+    history = (
+        rows("vae", 1, recon=lambda e: 2.0, kl=lambda e: None, beta=lambda e: 0.0)
+        + rows(
+            "classifier",
+            5,
+            train_loss=lambda e: [1.0, math.nan, None, 0.5, math.inf][e],
+            train_acc=lambda e: 0.5,
+            val_acc=lambda e: None,
+            val_acc_h=lambda e: None,
+        )
+        + [{"stage": "classifier", "best_epoch": 3}]
+    )
     path = trial_png.curves(history, tmp_path / "c.png")
     assert Image.open(path).size == (2 * trial_png.PANEL_W, trial_png.PANEL_H)
     assert C0 in colours(path)  # the classifier's loss, drawn around its gaps

@@ -4,6 +4,7 @@ runs, the console shows a live block on a terminal and periodic status lines (no
 characters) on a pipe, and every trial run carries what it cost. Real studies, real
 stores; a trial is held after its third VAE epoch (FSVAE_PAUSE_AT=trial_vae_epoch) so
 that it is seen mid-stage."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,20 @@ import time
 
 import pytest
 
-from helpers import (FAST, REPO, client, env, make_data, paused, release, runs, start_cli,
-                     tracking_uri, trial_runs, wait_until)
+from helpers import (
+    FAST,
+    REPO,
+    client,
+    env,
+    make_data,
+    paused,
+    release,
+    runs,
+    start_cli,
+    tracking_uri,
+    trial_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,33 +40,58 @@ VAE_EPOCHS = 6
 def held_trial_args(data, storage) -> list[str]:
     """Two VAE trials (smoke's two variants, both made VAE trials) one at a time, their VAE
     trained here (no cache), each with more epochs to come after the pause point."""
-    return ["run", "--space", "smoke", "--data", str(data), "--storage", str(storage),
-            "--name", "w", "--grid", "method=vae",
-            "--max-concurrent", "1", "--no-cache", *FAST, "--set", f"vae_epochs={VAE_EPOCHS}",
-            "--status-every", "1"]
+    return [
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "w",
+        "--grid",
+        "method=vae",
+        "--max-concurrent",
+        "1",
+        "--no-cache",
+        *FAST,
+        "--set",
+        f"vae_epochs={VAE_EPOCHS}",
+        "--status-every",
+        "1",
+    ]
 
 
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory):
     """The study run on a pipe, looked at while each trial is held mid-VAE; what was seen."""
     tmp = tmp_path_factory.mktemp("watch")
-    data, storage, pauses, log = make_data(tmp / "data"), tmp / "studies", tmp / "p", \
-        tmp / "run.log"
-    environ = env(FSVAE_PAUSE_AT="trial_vae_epoch", FSVAE_PAUSE_DIR=str(pauses),
-                  FSVAE_LIVE_S="0.5")
+    data, storage, pauses, log = (
+        make_data(tmp / "data"),
+        tmp / "studies",
+        tmp / "p",
+        tmp / "run.log",
+    )
+    environ = env(FSVAE_PAUSE_AT="trial_vae_epoch", FSVAE_PAUSE_DIR=str(pauses), FSVAE_LIVE_S="0.5")
     proc = start_cli(*held_trial_args(data, storage), log=log, environ=environ)
     uri, seen = tracking_uri(storage), {}
     try:
-        first = wait_until(lambda: paused(pauses, "trial_vae_epoch"), 600, "the first VAE",
-                           proc, log)[0]
+        first = wait_until(
+            lambda: paused(pauses, "trial_vae_epoch"), 600, "the first VAE", proc, log
+        )[0]
         time.sleep(2)  # several live intervals: what the worker held is sent meanwhile
         seen["first"] = running_run(uri)
         release(first)
-        second = wait_until(lambda: paused(pauses, "trial_vae_epoch")[1:], 600,
-                            "the second VAE", proc, log)[0]
+        second = wait_until(
+            lambda: paused(pauses, "trial_vae_epoch")[1:], 600, "the second VAE", proc, log
+        )[0]
         parent = parent_run(uri)
-        wait_until(lambda: "study_finished" in client(uri).get_run(parent).data.metrics, 30,
-                   "the parent's progress")
+        wait_until(
+            lambda: "study_finished" in client(uri).get_run(parent).data.metrics,
+            30,
+            "the parent's progress",
+        )
         seen["parent_while_running"] = client(uri).get_run(parent).data.metrics
         release(second)
         assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
@@ -76,18 +114,23 @@ def running_run(uri: str) -> dict:
     trials = trial_runs(uri, "w")
     run_id = trials[trials["status"] == "RUNNING"]["run_id"].iloc[0]
     run = client(uri).get_run(run_id)
-    return {"status": run.info.status,
-            "vae_loss": [m.step for m in client(uri).get_metric_history(run_id, "vae_loss")],
-            "progress": json.loads(run.data.tags["fsvae.progress"]),
-            "node": run.data.tags.get("fsvae.node")}
+    return {
+        "status": run.info.status,
+        "vae_loss": [m.step for m in client(uri).get_metric_history(run_id, "vae_loss")],
+        "progress": json.loads(run.data.tags["fsvae.progress"]),
+        "node": run.data.tags.get("fsvae.node"),
+    }
 
 
 def test_a_running_stages_curve_reaches_mlflow_before_the_stage_ends(watched):
     first = watched["seen"]["first"]
     assert first["status"] == "RUNNING"
     assert first["vae_loss"] == [0, 1, 2]  # three of its six epochs, the stage still running
-    assert {k: first["progress"][k] for k in ("stage", "epoch", "epochs")} == \
-        {"stage": "vae", "epoch": 3, "epochs": VAE_EPOCHS}
+    assert {k: first["progress"][k] for k in ("stage", "epoch", "epochs")} == {
+        "stage": "vae",
+        "epoch": 3,
+        "epochs": VAE_EPOCHS,
+    }
     assert first["node"] == os.uname().nodename
 
 
@@ -118,18 +161,46 @@ def test_every_trial_run_carries_what_it_cost_and_the_parent_their_sum(watched):
     parent = client(watched["uri"]).get_run(watched["parent"]).data.metrics
     assert parent["cost_total_trials"] == 2
     assert parent["cost_total_cpu_h"] == pytest.approx(trials["metrics.cost_cpu_s"].sum() / 3600)
-    table = subprocess.run([sys.executable, "-m", "fsvae_study", "table", "--experiment", "w",
-                            "--tracking-uri", watched["uri"]], cwd=REPO, env=env(),
-                           capture_output=True, text=True, timeout=300)
+    table = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fsvae_study",
+            "table",
+            "--experiment",
+            "w",
+            "--tracking-uri",
+            watched["uri"],
+        ],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert table.returncode == 0, table.stderr
     assert "Cost of the study's trial runs: 2 trials: " in table.stdout
 
 
 def test_a_terminal_shows_the_live_block_above_which_the_event_lines_scroll(tmp_path):
     data = make_data(tmp_path / "data")
-    argv = [sys.executable, "-m", "fsvae_study", "run", "--space", "smoke", "--data",
-            str(data), "--storage", str(tmp_path / "studies"), "--name", "tty", "--grid",
-            "method=plain", *FAST]
+    argv = [
+        sys.executable,
+        "-m",
+        "fsvae_study",
+        "run",
+        "--space",
+        "smoke",
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "studies"),
+        "--name",
+        "tty",
+        "--grid",
+        "method=plain",
+        *FAST,
+    ]
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command on a pseudo-terminal
         os.chdir(REPO)

@@ -17,6 +17,7 @@ layer is written (a store method calling another counts once). Each line is one 
 a file opened O_APPEND, so lines of processes killed mid-study stay whole.
 
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,7 @@ import threading
 OUT = os.environ.get("FSVAE_TEST_COUNT_CALLS")
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # This checkout's study/ and fsvae_study/ (tests/helpers/callcount/ is three folders down)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PROJECT = tuple(os.path.join(ROOT, p) + os.sep for p in ("study", "fsvae_study"))
 
 
@@ -50,10 +50,12 @@ def _targets():
     def optuna_rdb(m):
         return [("rdb", m.RDBStorage)]
 
-    return {"mlflow.tracking.client": mlflow_client,
-            "mlflow.store.tracking.sqlalchemy_store": mlflow_store,
-            "optuna.storages._cached_storage": optuna_cached,
-            "optuna.storages._rdb.storage": optuna_rdb}
+    return {
+        "mlflow.tracking.client": mlflow_client,
+        "mlflow.store.tracking.sqlalchemy_store": mlflow_store,
+        "optuna.storages._cached_storage": optuna_cached,
+        "optuna.storages._rdb.storage": optuna_rdb,
+    }
 
 
 _local = threading.local()
@@ -98,10 +100,20 @@ def _wrap(layer: str, cls, name: str, fn):
             run = _run_of(args, kwargs)
             if name == "create_run":
                 run = getattr(getattr(result, "info", None), "run_id", run)
-            _write({"pid": os.getpid(), "argv0": sys.argv[0] if sys.argv else "",
-                    "thread": threading.current_thread().name, "layer": layer,
-                    "cls": cls.__name__, "method": name, "run": run, "stack": _stack()})
+            _write(
+                {
+                    "pid": os.getpid(),
+                    "argv0": sys.argv[0] if sys.argv else "",
+                    "thread": threading.current_thread().name,
+                    "layer": layer,
+                    "cls": cls.__name__,
+                    "method": name,
+                    "run": run,
+                    "stack": _stack(),
+                }
+            )
         return result
+
     counted.__fsvae_counted__ = True
     return counted
 
