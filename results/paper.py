@@ -31,7 +31,8 @@ def load_paper() -> pd.DataFrame:
 def paper_split() -> tuple[int, int, int]:
     """The paper's (train, val, test) image counts: Table 1, results/data/paper_table1.csv."""
     table1 = _read("paper_table1.csv")
-    return tuple(int(table1[s].sum()) for s in SPLITS)
+    train, val, test = (int(table1[s].sum()) for s in SPLITS)
+    return train, val, test
 
 
 @dataclass
@@ -100,6 +101,10 @@ def merge_paper(
         value_name="paper",
     )
     paper["metric"] = paper["metric"].replace({"acc_h": acc_h})
+    if cells.empty or "method" not in cells:
+        # No shown trial recorded the metric asked for (e.g. acc_h_samples in runs written
+        # before it existed): nothing to set the paper beside.
+        return cells.assign(paper=float("nan"), diff=float("nan"))
     out = cells.merge(paper, on=["method", "sampling_factor", "n_f", "metric"], how="left")
     out["diff"] = out[value] - out["paper"]
     return out
