@@ -261,3 +261,27 @@ def test_fsvae_study_slurm_submits_a_working_job(slurm, data, tmp_path):
         timeout=120,
     )
     assert status.returncode == 0 and "complete" in status.stdout.lower(), status.stdout
+
+
+def test_a_trial_larger_than_what_slurm_gave_a_node_is_refused_with_the_numbers(
+    slurm, data, tmp_path
+):
+    log = tmp_path / "job.out"
+    job = sbatch(
+        slurm,
+        job_env(slurm),
+        log,
+        *search(data, tmp_path / "st", "big", 2),
+        "--cpus-per-trial",
+        "3",
+    )
+    info = slurm.wait_state(job, ("COMPLETED", "FAILED", "CANCELLED"), 300, log)
+    out = log.read_text()
+    assert info["JobState"] == "FAILED" and info["ExitCode"].startswith("2:"), out[-3000:]
+    assert (
+        "a trial asks 3 CPU(s) and 0 GPU(s), but no node of the cluster has that: the "
+        "largest has 2 CPU(s) and 0 GPU(s) (1 node(s)); this Slurm job" in out
+    )
+    assert "SLURM_CPUS_PER_TASK=2" in out and "ask sbatch for more" in out
+    assert "requeueing" not in out  # bad input: not requeued
+    assert "started:" not in out  # no trial started
