@@ -127,10 +127,10 @@ def _strip_head(model: nn.Module, name: str) -> tuple[nn.Module, int]:
             return model, head.in_features
         if isinstance(head, nn.Sequential):
             for i in range(len(head) - 1, -1, -1):
-                if isinstance(head[i], nn.Linear):
-                    dim = head[i].in_features
+                layer = head[i]
+                if isinstance(layer, nn.Linear):
                     head[i] = nn.Identity()
-                    return model, dim
+                    return model, layer.in_features
     raise BackboneError(f"backbone {name!r}: cannot find its final Linear layer")
 
 
@@ -207,7 +207,8 @@ def train(
     """
     opts = settings(config, device)
     mem = torch.channels_last if opts["channels_last"] else torch.contiguous_format
-    model = model.to(device, memory_format=mem)
+    # torch's overloads of Module.to leave out (device, memory_format=), which it accepts
+    model = model.to(device, memory_format=mem)  # type: ignore[call-overload]
     images, labels = images.to(device), labels.to(device)
     step_model = torch.compile(model) if opts["compile"] else model
     train_idx = train_idx.to(device)
@@ -227,7 +228,8 @@ def train(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total))
     )
     gen = torch.Generator(device=device).manual_seed(config["seed"])
-    best, best_score, history = None, -1.0, []
+    best: dict[str, torch.Tensor] | None = None
+    best_score, history = -1.0, []
     for epoch in range(config["backbone_epochs"]):
         t0 = time.perf_counter()
         model.train()
@@ -273,6 +275,8 @@ def train(
         if score > best_score:
             best_score = score
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best is None:
+        raise RuntimeError("no backbone epoch had a validation score")
     model.load_state_dict(best)
     best_epoch = max(history, key=lambda r: r["val_" + config["selection_metric"]])["epoch"]
     history.append({"stage": "backbone", "best_epoch": best_epoch})

@@ -145,7 +145,7 @@ class StageCache:
         "repaired" (the read error) when an unreadable entry was rebuilt."""
         key = make_key(parts)
         final = self.entry(stage, key)
-        info = {"key": key, "hit": True, "waited_s": 0.0, "build_s": 0.0}
+        info: dict[str, Any] = {"key": key, "hit": True, "waited_s": 0.0, "build_s": 0.0}
         if final.is_dir():
             try:
                 return restore(final), info

@@ -48,6 +48,8 @@ class Head(nn.Module):
     """The stage-3 classifier as it predicts: one FC layer, then a fixed shift of the logits
     (-tau*log prior for logit_adjust, zero for every other method)."""
 
+    shift: torch.Tensor  # a buffer
+
     def __init__(self, in_dim: int, num_classes: int):
         super().__init__()
         self.fc = nn.Linear(in_dim, num_classes)
@@ -58,10 +60,18 @@ class Head(nn.Module):
 
 
 class Inputs:
-    """Builds the classifier's input rows for one method."""
+    """Builds the classifier's input rows for one method. The vae and vae_mean methods need
+    the VAE; `generator` may be None where only eval_rows is used."""
 
-    def __init__(self, method: str, vae: BetaVAE | None, config: dict, generator: torch.Generator):
+    def __init__(
+        self, method: str, vae: BetaVAE | None, config: dict, generator: torch.Generator | None
+    ):
         self.method, self.vae, self.config, self.gen = method, vae, config, generator
+
+    def _vae(self) -> BetaVAE:
+        if self.vae is None:
+            raise ValueError(f"method {self.method!r} needs a VAE")
+        return self.vae
 
     def dim(self, x_dim: int) -> int:
         if self.method in ("vae", "vae_mean"):
@@ -74,9 +84,9 @@ class Inputs:
     def train_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Fresh z (or noise) for every row, each call."""
         if self.method == "vae":
-            return torch.cat([x, self.vae.sample(x, self.gen)], 1)
+            return torch.cat([x, self._vae().sample(x, self.gen)], 1)
         if self.method == "vae_mean":
-            return torch.cat([x, self.vae.encode(x)[0]], 1)
+            return torch.cat([x, self._vae().encode(x)[0]], 1)
         if self.method == "noise":
             eps = torch.randn(x.shape, generator=self.gen, device=x.device)
             return torch.cat([x, x + self.config["noise_std"] * eps], 1)
@@ -87,10 +97,10 @@ class Inputs:
         if self.method == "vae":
             if self.config["z_test"] == "sample":
                 gen = torch.Generator(device=x.device).manual_seed(self.config["seed"] + 2)
-                return torch.cat([x, self.vae.sample(x, gen)], 1)
-            return torch.cat([x, self.vae.encode(x)[0]], 1)
+                return torch.cat([x, self._vae().sample(x, gen)], 1)
+            return torch.cat([x, self._vae().encode(x)[0]], 1)
         if self.method == "vae_mean":
-            return torch.cat([x, self.vae.encode(x)[0]], 1)
+            return torch.cat([x, self._vae().encode(x)[0]], 1)
         if self.method == "noise":
             return torch.cat([x, x], 1)
         return x
@@ -130,7 +140,8 @@ def train(
     weight = cb_weights(counts.cpu(), config["cb_beta"]).to(device) if method == "cb_loss" else None
     eval_x = {s: inputs.eval_rows(x) for s, (x, _) in evals.items()}
     bs = config["classifier_batch_size"]
-    best, best_score, history = None, -1.0, []
+    best: dict[str, torch.Tensor] | None = None
+    best_score, history = -1.0, []
     for epoch in range(config["classifier_epochs"]):
         t0 = time.perf_counter()
         x_epoch = inputs.train_rows(x_tr[rows])  # fresh z for each (repeated) row
@@ -172,6 +183,8 @@ def train(
             best_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
     best_epoch = max(history, key=lambda r: r["val_" + config["selection_metric"]])["epoch"]
     history.append({"stage": "classifier", "best_epoch": best_epoch})
+    if best is None:
+        raise RuntimeError("no classifier epoch had a validation score")
     head = head.cpu()
     head.load_state_dict(best_state)
     return best, history, head.eval()

@@ -13,7 +13,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsInt, cast
 
 from fsvae.errors import ConfigError  # noqa: F401  (re-exported)
 
@@ -580,7 +580,7 @@ def _check_value(key: str, spec: Key, value: Any) -> Any:
             or (not isinstance(value, numbers.Integral) and not float(value).is_integer())
         ):
             raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        value = int(value)
+        value = int(cast(SupportsInt, value))  # numbers.Real lacks __int__; floats have it
     elif spec.kind is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")

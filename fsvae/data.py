@@ -85,6 +85,8 @@ class Dataset:
         if self.pixels is None:
             import torch
 
+            if self.pixels_file is None:
+                raise RuntimeError("the Dataset has neither pixels nor pixels_file")
             self.pixels = torch.from_numpy(np.load(self.pixels_file))
         return self.pixels
 
@@ -164,9 +166,9 @@ def load(
     index = {c: k for k, c in enumerate(classes)}
     images = np.empty((len(usable), 3, load_size, load_size), dtype=np.uint8)
     content = hashlib.sha256()
-    for row, i in enumerate(usable):
+    for k, i in enumerate(usable):
         item = candidates[i][0]
-        images[row] = decoded[i][0]
+        images[k] = decoded[i][0]
         content.update(f"{item.split}\t{item.rel}\t{item.label}\t{decoded[i][2]}\n".encode())
     report = _report(root, layout, listed, [candidates[i][0] for i in usable], problems)
     _log_report(report, log)
@@ -187,13 +189,13 @@ def load(
 
 def decode_image(data: bytes, size: int) -> np.ndarray:
     """Bytes -> (3, size, size) uint8: EXIF-rotated, RGB, shorter side = size, centre crop."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()  # a truncated file fails here, not at open
-        img = ImageOps.exif_transpose(img).convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()  # a truncated file fails here, not at open
+        img = ImageOps.exif_transpose(opened).convert("RGB")
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
     left, top = (nw - size) // 2, (nh - size) // 2
     img = img.crop((left, top, left + size, top + size))
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()

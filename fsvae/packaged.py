@@ -49,6 +49,9 @@ class PackagedModel(nn.Module):
     (shorter side resized to load_size, centre square crop) -> (N, len(classes)) class
     probabilities. `classes` are the class names in the model's output order."""
 
+    low: torch.Tensor  # buffers: the min-max scaler's training range, with a head
+    high: torch.Tensor
+
     def __init__(
         self,
         spec: dict,
@@ -96,6 +99,8 @@ def save_trial_part(folder: Path, record: dict, head: Head | None, scaler: MinMa
     }
     (folder / "model.json").write_text(json.dumps(spec, indent=1, ensure_ascii=False))
     if head is not None:
+        if scaler is None:
+            raise ValueError("a stage-3 head is saved with its min-max scaler")
         torch.save({"scaler": scaler.state(), "head": head.state_dict()}, folder / "head.pt")
 
 

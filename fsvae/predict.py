@@ -36,7 +36,8 @@ def predict_files(
 ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str]]]:
     """([(path, style, probability)], [(path, why it was skipped)]), in the order of
     `paths`. The style is the most probable class name."""
-    rows, skipped = [], []
+    rows: list[tuple[str, str, float]] = []
+    skipped: list[tuple[str, str]] = []
     for start in range(0, len(paths), BATCH):
         decoded, kept = [], []
         for path in paths[start : start + BATCH]:

@@ -50,7 +50,7 @@ def gfsl_split(ds: Dataset, n_f: int, num_minority: int, seed: int) -> Split:
     ranked = sorted(range(num_classes), key=lambda c: _rank(seed, ds.classes[c]))
     minority = sorted(ranked[:num_minority])
     labels = ds.labels.tolist()
-    keep = {"train": [], "val": [], "test": []}
+    keep: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for split in keep:
         members = [i for i, s in enumerate(ds.split_of) if s == split]
         for c in range(num_classes):

@@ -54,6 +54,6 @@ def train_batch(
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = h
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
+    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
     x = normalize(x_uint8)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -55,13 +55,13 @@ def _cache(args: argparse.Namespace) -> int:
     if not rows:
         return 0
     print("\n| stage | key | size | created | build s | what |\n|---|---|---|---|---|---|")
-    for e in rows:
-        key = e["key"][:12] + (" (unfinished build)" if e["state"] == "building" else "")
-        built = f"{e['build_s']:.1f}" if e["build_s"] is not None else ""
+    for row in rows:
+        key = row["key"][:12] + (" (unfinished build)" if row["state"] == "building" else "")
+        built = f"{row['build_s']:.1f}" if row["build_s"] is not None else ""
         print(
-            f"| {e['stage']} | {key} | {_size(e['bytes'])} | "
-            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(e['created']))} | {built} | "
-            f"{_what(e['stage'], e['parts'])} |"
+            f"| {row['stage']} | {key} | {_size(row['bytes'])} | "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created']))} | {built} | "
+            f"{_what(row['stage'], row['parts'])} |"
         )
     print(
         "\nRemove an entry with `fsvae-study cache --remove KEY` (a unique prefix will do); "
@@ -73,10 +73,11 @@ def _cache(args: argparse.Namespace) -> int:
 def _size(n: float) -> str:
     if n < 1024:
         return f"{n:.0f} B"
-    for unit in ("KB", "MB", "GB"):
+    for unit in ("KB", "MB"):
         n /= 1024
-        if n < 1024 or unit == "GB":
+        if n < 1024:
             return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GB"
 
 
 def _what(stage: str, parts: dict) -> str:

@@ -53,7 +53,7 @@ def _exit_now(rc: int) -> None:
     # What the interpreter does first at exit: thread-pool executors told to stop (MLflow
     # downloads artifacts through one), then every other non-daemon thread waited for.
     # Joining those threads without the first step waits forever on an idle pool.
-    threading._shutdown()
+    threading._shutdown()  # type: ignore[attr-defined]  # private, on purpose: see above
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

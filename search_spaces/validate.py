@@ -26,7 +26,7 @@ parent (an earlier categorical parameter) took one of those values.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, TypeGuard
 
 from fsvae import config as config_mod
 from search_spaces.space import Space, SpaceError
@@ -214,6 +214,11 @@ def _resources(section: Any, fail) -> dict[str, float]:
     return out
 
 
+def _is_number(v: object) -> TypeGuard[int | float]:
+    """An int or a float, not a bool (which Python counts as an int)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _params(section: Any, fail) -> dict[str, dict]:
     if not isinstance(section, dict):
         raise fail("params must be a mapping of config key -> distribution")
@@ -250,9 +255,7 @@ def _params(section: Any, fail) -> dict[str, dict]:
                 if "choices" in spec:
                     raise fail(f"{where}: choices belong to type: categorical")
                 low, high = spec.get("low"), spec.get("high")
-                if not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)
-                ):
+                if not (_is_number(low) and _is_number(high)):
                     raise fail(
                         f"{where}: {kind} needs numeric low and high, got low={low!r} high={high!r}"
                     )
