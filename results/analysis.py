@@ -203,12 +203,15 @@ def _importance(s: StratumAnalysis) -> list[str]:
             [[p] + [num(imp.values.get(p)) for imp in computed] for p in computed[0].values],
             "l" + "r" * len(computed),
         )
-        lines += [
-            f"Main effects explain {imp.explained * 100:.0f}% of the forest's variance "
-            f"of {imp.objective} ({imp.n_trials} trials); the rest is interactions "
-            f"and noise."
-            for imp in computed
-        ] + [""]
+        for imp in computed:
+            if imp.explained is None:  # set with the values (results.importance)
+                raise ValueError(f"importance of {imp.objective}: values without their share")
+            lines.append(
+                f"Main effects explain {imp.explained * 100:.0f}% of the forest's variance "
+                f"of {imp.objective} ({imp.n_trials} trials); the rest is interactions "
+                f"and noise."
+            )
+        lines.append("")
     left_out = s.importances[0].left_out if s.importances else []
     if left_out:
         lines += [

@@ -88,6 +88,8 @@ def confirm_study(
             for k in INHERITED
         },
     )
+    if plan.parent_run_id is None:  # set when the search ran
+        raise StudyError(f"study.json of the search {experiment!r} names no parent run")
     _link(uri, plan.parent_run_id, name)
     return result
 

@@ -92,6 +92,8 @@ def _cells(
 
 def _search_of(study: Study) -> Study:
     """The search a confirmation names; ResultsError if it is not in the same store."""
+    if study.confirms is None:
+        raise ResultsError(f"experiment {study.name!r} is not a confirmation: it names no search")
     try:
         return load_study(study.confirms, study.tracking_uri)
     except ResultsError as e:

@@ -49,7 +49,7 @@ def model(table: Shown) -> TableModel:
     out = {"grid": _grid, "optuna": _search, "confirm": _confirm}[table.kind](table)
     out.notes, out.label = list(table.notes), f"{table.study.name}-{table.metric_set}"
     if table.comparisons is not None:
-        out.then = _comparisons(table)
+        out.then = _comparisons(table, table.comparisons)
     return out
 
 
@@ -265,7 +265,7 @@ def _rank(cell: pd.Series) -> str:
 # -- a grid's paired comparisons (--compare A:B) ----------------------------------------------
 
 
-def _comparisons(table: Shown) -> TableModel:
+def _comparisons(table: Shown, comparisons: pd.DataFrame) -> TableModel:
     """Under each comparison's name (markdown: a column), a row per n_f: the mean
     difference and its 95% interval per metric, and the seeds paired."""
     columns = [Column("comparison", only="markdown"), Column("n_f", short=Tex(r"$n_f$"))]
@@ -277,7 +277,7 @@ def _comparisons(table: Shown) -> TableModel:
         ]
     columns += [Column("n", short="Seeds"), Column("seeds", only="markdown")]
     rows = []
-    for (label, n_f), g in table.comparisons.groupby(["row", "n_f"], sort=False):
+    for (label, n_f), g in comparisons.groupby(["row", "n_f"], sort=False):
         g = g.set_index("metric")
         cells = [Cell(label), Cell(str(n_f))]
         for m in table.metrics:

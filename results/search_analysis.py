@@ -71,11 +71,8 @@ def open_strata(study: Study, url: str) -> dict[str, optuna.Study]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
     names = optuna.get_all_study_names(storage)
-    labels = {n: _label(study.name, n) for n in names}
-    mine = sorted(
-        (n for n, label in labels.items() if label is not None),
-        key=lambda n: stratum_key(labels[n]),
-    )
+    labels = {n: label for n in names if (label := _label(study.name, n)) is not None}
+    mine = sorted(labels, key=lambda n: stratum_key(labels[n]))
     if not mine:
         raise ResultsError(
             f"no Optuna study of search {study.name!r} in {redact(url)} "

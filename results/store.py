@@ -244,10 +244,10 @@ def read_json_artifact(tracking_uri: str, artifact_uri: str, name: str) -> dict 
             path = Path(unquote(urlparse(artifact_uri).path)) / name
             return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         with tempfile.TemporaryDirectory(prefix="fsvae-artifact-") as tmp:
-            path = mlflow.artifacts.download_artifacts(
+            local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp, tracking_uri=tracking_uri
             )
-            return json.loads(Path(path).read_text(encoding="utf-8"))
+            return json.loads(Path(local).read_text(encoding="utf-8"))
     except Exception:  # a missing or unreadable artifact only costs what it would have added
         return None
 
@@ -262,7 +262,8 @@ def read_split_sizes(study: Study, run_ids: list[str]) -> dict[str, tuple[int, i
         row = trials.loc[rid]
         logged = [row.get(m) for m in SPLIT_METRICS]
         if all(isinstance(v, float) and not math.isnan(v) for v in logged):
-            out[rid] = tuple(int(v) for v in logged)
+            train, val, test = (int(v) for v in logged)
+            out[rid] = (train, val, test)
             continue
         key = row["data_key"] if isinstance(row["data_key"], str) else rid
         if key not in by_data:
@@ -276,10 +277,13 @@ def read_split_sizes(study: Study, run_ids: list[str]) -> dict[str, tuple[int, i
 
 def _report_sizes(report: dict | None) -> tuple[int, int, int] | None:
     """(train, val, test) usable images from a data_report.json; None if it has none."""
+    if report is None:
+        return None
     try:
-        return tuple(int(report["splits"][s]["usable"]) for s in SPLITS)
+        train, val, test = (int(report["splits"][s]["usable"]) for s in SPLITS)
     except (KeyError, TypeError, ValueError):
         return None
+    return train, val, test
 
 
 def _trial_frame(runs: pd.DataFrame) -> pd.DataFrame:

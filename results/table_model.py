@@ -131,17 +131,16 @@ def printed(value: Num, digits: int, pm: str) -> tuple[str, int | None]:
 
 def is_best(value: Num, digits: int) -> bool:
     """Whether the number reads the same as its column's best at `digits` decimals."""
-    return (
-        not missing(value.best)
-        and not missing(value.mean)
-        and round(value.mean, digits) == round(value.best, digits)
-    )
+    mean, best = value.mean, value.best
+    if mean is None or best is None or missing(mean) or missing(best):
+        return False
+    return round(mean, digits) == round(best, digits)
 
 
 def objective_value(objective: str, value: float | None) -> str | Num:
     """An objective's value as a cell holds it: accuracy-like objectives in percent like
     the rest of the table, others as logged ('0.0123')."""
-    if missing(value):
+    if value is None or missing(value):
         return ""
     return Num(value * 100) if re.search(r"acc", objective) else f"{value:.4g}"
 
