@@ -112,6 +112,8 @@ def main() -> None:
             user_attrs={RUN_ID: rec.run_id},
         )
         t3 = time.perf_counter()
+        if rec.run_id is None:  # set by rec.start
+            raise RuntimeError("the trial's run has no id")
         late_figures.draw_and_upload(client, rec.run_id, late_figures.figure_inputs(result))
         t4 = time.perf_counter()
         times["record"].append(t2 - t1)

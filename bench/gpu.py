@@ -44,7 +44,8 @@ def ceiling(cfg: dict, device: torch.device, steps: int, warmup: int) -> float:
     model = backbone.build(cfg["backbone"], "none", 14)
     opts = backbone.settings(cfg, device)
     mem = torch.channels_last if opts["channels_last"] else torch.contiguous_format
-    model = model.to(device, memory_format=mem).train()
+    # torch's overloads of Module.to leave out (device, memory_format=), which it accepts
+    model = model.to(device, memory_format=mem).train()  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     bs, size = cfg["backbone_batch_size"], cfg["image_size"]
     x = torch.randn(bs, 3, size, size, device=device).contiguous(memory_format=mem)

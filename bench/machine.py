@@ -58,7 +58,7 @@ class Others:
     its descendants (sampled from /proc every 0.5 s: a process that lives less than that
     between two samples is missed, which counts its CPU as the others'), over CPUs x wall."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import threading
 
         self.hz = os.sysconf("SC_CLK_TCK")

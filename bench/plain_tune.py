@@ -154,7 +154,8 @@ def _plain_main(spec_path: str) -> None:
     grid = tuner.fit()
     trials = [
         {"start": r.metrics["t0"], "end": r.metrics["t1"], "compute": r.metrics["busy"]}
-        for r in grid
+        # Ray's ResultGrid iterates through __getitem__ but does not declare __iter__
+        for r in grid  # type: ignore[attr-defined]
         if r.metrics and "t0" in r.metrics
     ]
     ray.shutdown()

@@ -379,7 +379,7 @@ def table(rows: list[tuple[str, tuple[list[Result], int]]]) -> str:
     return "\n".join(lines)
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: int) -> float:
     if len(sorted_values) < 2:
         return sorted_values[0] if sorted_values else float("nan")
     return statistics.quantiles(sorted_values, n=100, method="inclusive")[q - 1]

@@ -157,8 +157,12 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan_mod.read(str(storage), name)
+    if plan is None:
+        raise RuntimeError(f"no study {name!r} under {storage}")
+    exp, parent, optuna_url = plan.experiment_id, plan.parent_run_id, plan.optuna_storage
+    if exp is None or parent is None or optuna_url is None:  # a search that has run has all
+        raise RuntimeError(f"study {name!r}: no experiment, parent run or Optuna storage")
     client = MlflowClient(plan.tracking_uri)
-    exp, parent = plan.experiment_id, plan.parent_run_id
     space = plan.search_space()
     label = ",".join(f"{k}={v}" for k, v in space.stratum_values()[0].items())
 
@@ -175,7 +179,7 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
     def read() -> None:
         entries.update(record.read(client, exp, parent))
 
-    out = {"record_read_s": median_s(read, n=1)}
+    out: dict[str, float | None] = {"record_read_s": median_s(read, n=1)}
     some_run = next(iter(entries.values())).run_id if entries else None
     out["get_run_s"] = median_s(lambda: client.get_run(some_run)) if some_run else None
     out["search_key_s"] = median_s(
@@ -186,7 +190,7 @@ def lookups(storage: Path, name: str, repeats: int = 5) -> dict:
     )
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "optuna.db"
-        shutil.copy(Path(plan.optuna_storage[len("sqlite:///") :]), db)
+        shutil.copy(Path(optuna_url[len("sqlite:///") :]), db)
         study = open_study(
             f"sqlite:///{db}", study_name(name, label), space.sampler_seed, space.sampler
         )

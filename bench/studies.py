@@ -77,6 +77,8 @@ def cli(args: list[str], log: Path, environ: dict | None = None, check: bool = T
             stderr=subprocess.STDOUT,
             text=True,
         )
+        if proc.stdout is None:  # stdout=PIPE opens it
+            raise RuntimeError("the driver's output is not piped")
         for line in proc.stdout:
             t = time.perf_counter() - t0
             lines.append((round(t, 3), line.rstrip("\n")))
@@ -120,6 +122,8 @@ def study_trials(storage: Path, name: str) -> list[dict]:
 
     client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
     exp = client.get_experiment_by_name(name)
+    if exp is None:
+        raise RuntimeError(f"no experiment {name!r} in {storage}")
     runs = client.search_runs(
         [exp.experiment_id],
         "tags.`fsvae.role` = 'trial' and attributes.status = 'FINISHED'",

@@ -41,8 +41,11 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
     forget(storage, name)
     plan = make_plan(SPACE, str(data), name=name, storage=str(storage), num_samples=n)
     space = plan.search_space()
+    storage_url = plan.optuna_storage
+    if storage_url is None:  # make_plan gives a search its Optuna store
+        raise RuntimeError(f"{SPACE}: no Optuna storage in the plan")
     stores.ensure_mlflow_store(plan.tracking_uri)
-    stores.ensure_optuna_store(plan.optuna_storage)
+    stores.ensure_optuna_store(storage_url)
     client = MlflowClient(plan.tracking_uri)
     exp_id = parent_mod.ensure_experiment(client, name, storage)
     plan = plan.replace(sessions=1, experiment_id=exp_id)
@@ -59,7 +62,6 @@ def synthesize(storage: Path, data: Path, name: str, n: int) -> dict:
         (s, ",".join(f"{k}={v}" for k, v in s.items())) for s in space.stratum_values()
     ]
     asker = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    storage_url = plan.optuna_storage
     kwargs = {"connect_args": {"timeout": 60}} if storage_url.startswith("sqlite") else {}
     study = optuna.create_study(
         storage=optuna.storages.RDBStorage(storage_url, engine_kwargs=kwargs),
