@@ -35,6 +35,7 @@ less).
 from __future__ import annotations
 
 import re
+from typing import overload
 from urllib.parse import unquote_plus
 
 SECRET_QUERY_KEYS = {
@@ -51,6 +52,10 @@ DATABASES = {"postgresql", "mysql", "mariadb", "sqlite", "mssql", "oracle"}
 URL_WORD = re.compile(r"\S+://\S*")  # a URL in free text: the word around its `://`
 
 
+@overload
+def redact(url: str) -> str: ...
+@overload
+def redact(url: None) -> None: ...
 def redact(url: str | None) -> str | None:
     """`url` without its password or secret query options (the rule above); a string that
     is not a URL (no `://`) as it is."""
