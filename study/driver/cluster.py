@@ -17,12 +17,18 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import search_spaces
 from study.errors import StudyError
 from study.plan import storage
 from study.plan.storage import SERVER_SETUP
 from study.secrets import redact
+
+if TYPE_CHECKING:
+    from ray._private.worker import RayContext
+
+    from study.plan.plan import Plan
 
 DEFAULT_GPU_FRACTION = 0.25
 MARKER = ".fsvae-shared-check.json"
@@ -46,7 +52,9 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
     # trial that the console does not need (the summary says where the runs are).
     quiet = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
     os.environ.update(quiet)  # the driver, and the workers of a local Ray (they inherit it)
-    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    )
     if address:
         # Workers on other nodes get this code from the driver; their Python needs the
         # packages of pyproject.toml (see docs/cluster.md).
@@ -55,7 +63,8 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
             "env_vars": quiet,
         }
         try:
-            ctx = ray.init(address=address, **kwargs)
+            # ray.init is annotated with the base class; a Ray address gives a RayContext.
+            ctx = cast("RayContext", ray.init(address=address, **kwargs))
         except Exception as e:
             raise StudyError(
                 f"cannot join the Ray cluster at {address}: "
@@ -71,7 +80,7 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
     try:
         # "local": a new Ray of the study's own, never one that `ray start` left running on
         # this machine (which plain ray.init() would join, even when it has died).
-        ctx = ray.init(address="local", **kwargs)
+        ctx = cast("RayContext", ray.init(address="local", **kwargs))
     except Exception as e:
         raise StudyError(
             f"cannot start a local Ray: {type(e).__name__}: {e}" + _ray_tmp_hint(str(e))
@@ -81,7 +90,10 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
     auth = os.environ.get("RAY_AUTH_MODE", "token").lower() != "disabled"
     if auth and token.is_file():
         token.chmod(0o600)
-    session = Path(ctx.address_info.get("session_dir", ""))
+    session_dir = ctx.address_info.get("session_dir", "")
+    if session_dir is None:  # Ray's annotation allows it; a local Ray always has one
+        raise StudyError("the local Ray started without a session folder (its logs)")
+    session = Path(session_dir)
     return (
         f"Ray: local, at {ctx.address_info['gcs_address']}, token authentication "
         f"{'on' if auth else 'OFF (RAY_AUTH_MODE=disabled)'}; its logs (kept unless the "
@@ -92,10 +104,11 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
 def _chain(e: BaseException) -> str:
     """The messages of an exception and of those it was raised from."""
     texts, seen = [], set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        texts.append(f"{type(e).__name__}: {e}")
-        e = e.__cause__ or e.__context__
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        texts.append(f"{type(cur).__name__}: {cur}")
+        cur = cur.__cause__ or cur.__context__
     return "\n".join(texts)
 
 
@@ -168,7 +181,7 @@ def _ray_tmp_hint(message: str) -> str:
     )
 
 
-def trial_resources(plan: dict, space: search_spaces.Space) -> tuple[dict, int]:
+def trial_resources(plan: Plan, space: search_spaces.Space) -> tuple[dict, int]:
     """Each trial's resources and how many trials run at once: as many as fit on the
     cluster's nodes, each node holding whole trials (a trial runs on one node). A trial
     that fits no node is refused before any starts, with the numbers (and, in a Slurm
@@ -243,7 +256,7 @@ def _slurm_hint() -> str:
 # -- shared storage ----------------------------------------------------------------------
 
 
-def write_markers(plan: dict, study_dir: str) -> dict:
+def write_markers(plan: Plan, study_dir: str) -> dict:
     """Writes a fresh token where every node must read it (the study's folder, the cache)
     and returns what a node checks: {"files": [[location, token], ...], "data": path}."""
     token = uuid.uuid4().hex

@@ -387,8 +387,8 @@ def _setup_records(plan: Plan, space: search_spaces.Space, ask: Claim, out: dict
             held.check()
             claimed = claim(client, plan, space, ask, local, held)
             held.check()
-            parent.log_plan(client, claimed.plan.parent_run_id, claimed.plan)
-            held.name_parent(claimed.plan.parent_run_id)
+            parent.log_plan(client, claimed.parent_run_id, claimed.plan)
+            held.name_parent(claimed.parent_run_id)
             plan_mod.write(claimed.plan)
         except BaseException:
             held.release()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 
 import search_spaces
@@ -63,11 +64,11 @@ class Session:
         self.plan, self.space, self.client = plan, space, client
         self.held = held  # the study's lease (study/identity/lease.py): checked before each write
         self.status_every = status_every  # the console's status line, when not a terminal
-        self.console = None
-        self.exp_id, self.parent_id = plan.experiment_id, plan.parent_run_id
+        self.console: Console | None = None
+        self.exp_id, self.parent_id = plan.claimed_ids()
         self.resuming, self.retry_failed = resuming, retry_failed
         self.storage_error: str | None = None
-        self.prebuild = None
+        self.prebuild: threading.Thread | None = None
         self.adopted = 0
         self.fatal: list[str] = []  # strata stopped: every trial of them would fail the same way
         self.told: set[str] = set()  # keys whose end the console has counted
@@ -256,7 +257,7 @@ class Session:
             key = tuner.grid_key(point)
             entry = entries.get(key)
             state = entry.state if entry is not None else "unfinished"
-            if state == "unfinished" or (state == "failed" and self.retry_failed):
+            if entry is None or state == "unfinished" or (state == "failed" and self.retry_failed):
                 todo.append(
                     {"key": key, "point": point, "runs": entry.runs if entry is not None else []}
                 )
@@ -282,7 +283,7 @@ class Session:
         where = f"{label}: " if label else ""
         name = search.study_name(self.plan.name, label)
         synced = sync(
-            self.plan.optuna_storage, name, label, entries, space, self.parent_id, self.client
+            self.plan.optuna_store(), name, label, entries, space, self.parent_id, self.client
         )
         if synced.rebuilt:
             print(
@@ -303,7 +304,7 @@ class Session:
                 f"trials start again from a random first generation",
                 flush=True,
             )
-        study = search.open_study(self.plan.optuna_storage, name, space.sampler_seed, space.sampler)
+        study = search.open_study(self.plan.optuna_store(), name, space.sampler_seed, space.sampler)
         stratum = search.reconcile(
             study, label, entries, space.objectives, space.num_samples, self.retry_failed
         )
@@ -445,7 +446,7 @@ class Session:
         from study.search import searcher as search
 
         study = optuna.load_study(
-            study_name=search.study_name(self.plan.name, label), storage=self.plan.optuna_storage
+            study_name=search.study_name(self.plan.name, label), storage=self.plan.optuna_store()
         )
         final = search.counted(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
         open_ = search.counted(study, (TrialState.RUNNING, TrialState.WAITING))

@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ray.tune import Stopper
 
 import search_spaces
 from fsvae import config as config_mod
 from study.plan import storage
+
+if TYPE_CHECKING:
+    from study.plan.plan import Plan
 
 
 def grid_key(point: dict) -> str:
@@ -74,7 +78,7 @@ def trial_name(trial) -> str:
 
 
 def build(
-    plan: dict,
+    plan: Plan,
     space: search_spaces.Space,
     trainable,
     experiment: str,
@@ -145,7 +149,7 @@ class _StopAll(Stopper):
         return self.flag()
 
 
-def _storage(plan: dict):
+def _storage(plan: Plan):
     """Tune's storage_path and filesystem: a URI's options (endpoint, scheme) go to an
     explicit pyarrow filesystem, since Tune would append paths after the query string."""
     folder = storage.join(plan.storage, plan.name)

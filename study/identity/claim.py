@@ -38,6 +38,11 @@ class Claimed:
     plan: Plan  # the study's own plan, with its parent run, experiment and this session
     new: bool  # a new study (its parent run was made now)
 
+    @property
+    def parent_run_id(self) -> str:
+        """The study's parent run, which claim() made or found."""
+        return self.plan.claimed_ids()[1]
+
 
 def claim(
     client, plan: Plan, space: search_spaces.Space, ask: Claim, local_storage: Path | None, held

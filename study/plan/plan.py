@@ -74,6 +74,19 @@ class Plan:
     def replace(self, **changes: Any) -> Plan:
         return dataclasses.replace(self, **changes)
 
+    def claimed_ids(self) -> tuple[str, str]:
+        """(experiment id, parent run id): both set once the study is claimed
+        (study/identity/claim.py), which every session's work comes after."""
+        if self.experiment_id is None or self.parent_run_id is None:
+            raise StudyError(f"study {self.name!r} is not claimed: no experiment or parent run")
+        return self.experiment_id, self.parent_run_id
+
+    def optuna_store(self) -> str:
+        """A search's Optuna store: planning gives every search one (study/plan/making.py)."""
+        if self.optuna_storage is None:
+            raise StudyError(f"study {self.name!r} has no Optuna store: it is not a search")
+        return self.optuna_storage
+
     def recorded(self) -> dict:
         """The plan as study.json and the parent run keep it: URLs without passwords (they
         come back from ~/.pgpass, PGPASSWORD or MLFLOW_TRACKING_PASSWORD)."""
