@@ -17,9 +17,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from study.record.read import search
 from study.record.schema import NODE, PARENT, PROGRESS, STUDY_PROGRESS, TRIAL_KEY
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 POLL_S = 5.0  # how often the running trials are read back, and the parent's progress sent
 
@@ -92,7 +96,7 @@ class Console:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="console")
-        self._live = None
+        self._live: Live | None = None
 
     # -- events, from the driver's Tune callbacks ---------------------------------------
 

@@ -153,7 +153,7 @@ class GridSearcher(Searcher):
         """Trials this searcher will still hand out."""
         return len(self.points)
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Ray's hint omits FINISHED
         if not self.points:
             return Searcher.FINISHED
         if not self.ends.held.holds():

@@ -188,8 +188,9 @@ class Progress(tune.Callback):
         )
         if self.prior["best"] is not None:
             candidates.append(self.prior["best"])
-        if candidates:
-            value, _, _, point = best_of(candidates, self.mode)
+        found = best_of(candidates, self.mode)  # None: no candidates
+        if found is not None:
+            value, _, _, point = found
             best = f" | best {self.objective} {value:.4f} ({describe(point, self.keys)})"
         label = f"{self.label} " if self.label else ""
         done = self.prior["done"] + len(ended)

@@ -84,7 +84,7 @@ class _AttemptMarker:
 
     NAME = "fsvae-runs.json"
 
-    def __init__(self, context):
+    def __init__(self, context) -> None:
         storage = context.get_storage()
         self.fs = storage.storage_filesystem
         self.path = f"{storage.trial_fs_path}/{self.NAME}"
@@ -229,6 +229,7 @@ def _trial(config: dict, ctx: TrialContext) -> None:
             }
         )
         return
+    assert result is not None  # _run gives one without an error
     faults.pause("trial_finished", key=key)
     final = {k: v for k, v in result["metrics"].items() if "/" not in k}
     final.update(

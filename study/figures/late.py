@@ -69,7 +69,7 @@ class Drawer:
     _instance: Drawer | None = None
     _guard = threading.Lock()
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.todo: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="fsvae-figures", daemon=True)
         self.thread.start()

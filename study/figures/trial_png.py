@@ -203,7 +203,8 @@ def confusion(
 @lru_cache(maxsize=1)
 def _blues() -> list[tuple[int, int, int]]:
     """matplotlib's "Blues" colormap as 256 RGB colours."""
-    return [tuple(int(255 * c) for c in colormaps["Blues"](k / 255)[:3]) for k in range(256)]
+    rgb = (colormaps["Blues"](k / 255)[:3] for k in range(256))
+    return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in rgb]
 
 
 def _text(draw, xy, text: str, px: int, anchor: str = "la", fill=INK) -> None:
@@ -225,7 +226,8 @@ def _vertical(draw, text: str, px: int, at, centre: bool = False) -> None:
 @lru_cache(maxsize=4096)
 def _stamp(text: str, px: int, anchor: str) -> tuple[Image.Image, int, int]:
     """`text` rendered as a mask, and the offset of its box from the anchor point."""
-    left, top, right, bottom = font(px).getbbox(text, anchor=anchor)
+    # Whole pixels without a stroke (Pillow annotates it as float, for a fractional stroke).
+    left, top, right, bottom = (int(v) for v in font(px).getbbox(text, anchor=anchor))
     mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
     ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font(px), anchor=anchor)
     return mask, left, top

@@ -134,6 +134,7 @@ def discard(
                 MlflowClient(found.tracking_uri), found.experiment_id, found.name
             )
         for name in found.optuna:
+            assert found.optuna_storage is not None  # where found.optuna was found
             check()
             optuna.delete_study(study_name=name, storage=found.optuna_storage)
         if found.folder is not None:

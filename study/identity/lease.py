@@ -353,7 +353,7 @@ class _Watch:
     """Whether a holder is alive, by its process when it can be seen from here, else by
     its heartbeat count watched on this machine's own clock."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seen: tuple | None = None  # (epoch, token, beat, since)
         self.since = clock()
 

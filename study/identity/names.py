@@ -18,9 +18,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 from study.identity.lease import Lease
 from study.record.schema import DRIVER, HEARTBEAT, OPTUNA_PARENT, PARENT, ROLE
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 # -- who drives it ---------------------------------------------------------------------
 
@@ -32,7 +36,7 @@ def driver_tags(held: Lease) -> dict[str, str]:
     return {DRIVER: json.dumps({**info, "lease": held.ref.epoch}), HEARTBEAT: f"{time.time():.0f}"}
 
 
-def parents(client, experiment_id: str) -> list:
+def parents(client, experiment_id: str) -> list[Run]:
     """The experiment's active parent runs of this harness, newest first."""
     runs = client.search_runs([experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1000)
     return sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)
@@ -44,7 +48,7 @@ def has_trials(client, experiment_id: str, parent_id: str) -> bool:
     )
 
 
-def holder(client, experiment_id: str, own: str | None = None) -> tuple[object | None, list]:
+def holder(client, experiment_id: str, own: str | None = None) -> tuple[Run | None, list[Run]]:
     """(the parent run that takes the name, or None; parents that do not: RUNNING ones with
     no trial, left by a driver stopped before any trial started). Called by the study's
     lease holder, so no other driver is alive. `own`, the parent run a resumed study's plan

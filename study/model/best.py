@@ -50,11 +50,12 @@ def log_best_model(
     experiment_id: str,
     parent_run_id: str,
     cache_dir: str | None,
-    objective: str | list[str],
-    mode: str | list[str],
+    objective: str | list[str] | None,
+    mode: str | list[str] | None,
 ) -> str:
     """Logs the best trial's model (best_trial) to the parent run; returns its URI
-    (models:/<id>). `objective` and `mode`: the study's, one or several."""
+    (models:/<id>). `objective` and `mode`: the study's, one or several (None: the
+    default, study.record.read.goals)."""
     best = best_trial(client, experiment_id, parent_run_id, objective, mode)
     objective = record.goals(objective, mode)[0][0]
     if cache_dir is None:
@@ -116,8 +117,8 @@ def best_trial(
     client: MlflowClient,
     experiment_id: str,
     parent_run_id: str,
-    objective: str | list[str],
-    mode: str | list[str],
+    objective: str | list[str] | None,
+    mode: str | list[str] | None,
 ) -> record.Entry:
     """The study's best trial (study.record.read.best_trials; with several objectives, the
     front's first: the best by the primary objective)."""
@@ -305,4 +306,4 @@ def _tracking(uri: str) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*input example was not provided")
             yield
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # MLflow's hint omits None

@@ -11,11 +11,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.pyfunc import PythonModel
 
 from fsvae import packaged
 
 
-class StyleModel(mlflow.pyfunc.PythonModel):
+class StyleModel(PythonModel):
     def load_context(self, context) -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = packaged.load(context.artifacts["model"]).to(device)

@@ -11,7 +11,7 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from study.errors import StudyError
 
@@ -141,8 +141,17 @@ class StudyOptions:
         return dataclasses.replace(options or cls(), **changes)
 
 
-def fields() -> list[dataclasses.Field]:
+def fields() -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(StudyOptions))
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    """An option's default: its value, or a fresh copy of its list or dict (`option`)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"study option {f.name!r} has no default")
 
 
 def add_flags(
@@ -156,7 +165,7 @@ def add_flags(
         meta = f.metadata
         flag = meta["flag"] or "--" + name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": name, "help": meta["help"]}
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _default(f)
         if inherit and meta["inherit"]:
             default = None
             kwargs["help"] = meta["help"].split(" (default")[0] + f" (default: as {inherit} ran)"
@@ -167,7 +176,7 @@ def add_flags(
         elif isinstance(default, list):
             kwargs.update(action="append", default=None)
         else:
-            kwargs.update(type=_scalar(f.type), default=default)
+            kwargs.update(type=_scalar(str(f.type)), default=default)  # f.type: text here
         for key in ("metavar", "choices"):
             if meta[key] is not None:
                 kwargs[key] = meta[key]
@@ -192,7 +201,7 @@ def to_argv(values: dict[str, Any]) -> list[str]:
             continue
         flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
         value = values[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _default(f)
         if value is None or value == default:
             continue
         if isinstance(default, bool):
@@ -219,13 +228,13 @@ def with_options(func: Callable) -> Callable:
     sig = inspect.signature(func)
     params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
     for f in fields():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _default(f)
         params.append(
             inspect.Parameter(
                 f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type
             )
         )
-    func.__signature__ = sig.replace(parameters=params)
+    cast(Any, func).__signature__ = sig.replace(parameters=params)  # what inspect reads
     return func
 
 

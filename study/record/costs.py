@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
+from typing import TypeGuard
 
 from mlflow.entities import Metric
 
@@ -48,5 +49,5 @@ def describe(t: Mapping[str, float]) -> str:
     )
 
 
-def _number(value) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(value)

@@ -362,7 +362,7 @@ def _wait_until_whole(
 
 def _file_state(path: Path) -> tuple:
     """Size and modification time of a SQLite file and of its journal, if any."""
-    out = []
+    out: list[int | None] = []
     for p in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
         try:
             st = p.stat()

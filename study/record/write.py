@@ -49,6 +49,7 @@ import socket
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.entities import DatasetInput, Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -74,6 +75,9 @@ from study.record.schema import (
     TRIAL_KEY,
 )
 from study.secrets import redact_text
+
+if TYPE_CHECKING:
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 
 class RecordConflict(StudyError):
@@ -115,7 +119,8 @@ class TrialRecorder:
         # While the run is open: its curves and progress sent every live_seconds() from a
         # thread (study/record/live.py); `epochs`: each stage's epochs, for "epoch e of n".
         self.live = Live(self._send, epochs or {}, on_long=self._system_metrics)
-        self._system = None  # MLflow's system-metrics monitor of the run, once it runs long
+        # MLflow's system-metrics monitor of the run, once it runs long
+        self._system: SystemMetricsMonitor | None = None
         # The study's lease (study/identity/lease.py): fence() before the run is made and before
         # it ends; it raises once another driver took the study.
         self.fence = fence if fence is not None else (lambda: None)
@@ -125,6 +130,12 @@ class TrialRecorder:
         self.run_name, self.tags = run_name, tags or {}
         self.known = list(dict.fromkeys(known or []))
         self.run_id: str | None = None
+
+    def _started(self) -> str:
+        """The run's id, for a write to it: start() (or finished_run) has set it by then."""
+        if self.run_id is None:
+            raise RuntimeError(f"trial {self.key}: a write to its run before it was started")
+        return self.run_id
 
     def earlier(self) -> list:
         """The active runs of this key (and of the key it retries), oldest first."""
@@ -262,7 +273,7 @@ class TrialRecorder:
         for i, chunk in enumerate(chunks):
             first_tags = tags if i == 0 else []
             if chunk or first_tags:
-                self.client.log_batch(self.run_id, metrics=chunk, tags=first_tags)
+                self.client.log_batch(self._started(), metrics=chunk, tags=first_tags)
 
     def finish(self, result: dict, out_dir: Path | None, figures_later: bool = False) -> None:
         """The trial's last write (what is pending, its final metrics and timings, its
@@ -285,7 +296,7 @@ class TrialRecorder:
         self._artifacts(out_dir)
         faults.pause("trial_finishing", key=self.key)
         self.fence()
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.client.set_terminated(self._started(), RunStatus.to_string(RunStatus.FINISHED))
 
     def fail(self, error: BaseException, out_dir: Path | None) -> str:
         """Records the trial's own failure; returns its reason."""
@@ -297,7 +308,7 @@ class TrialRecorder:
             pass
         reason = redact_text(f"{type(error).__name__}: {error}")
         self.client.log_batch(
-            self.run_id, tags=[RunTag(ERROR, reason[:4000]), RunTag(FAILURE, "trial")]
+            self._started(), tags=[RunTag(ERROR, reason[:4000]), RunTag(FAILURE, "trial")]
         )
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +319,7 @@ class TrialRecorder:
             )
         self._artifacts(out_dir)
         self.fence()
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+        self.client.set_terminated(self._started(), RunStatus.to_string(RunStatus.FAILED))
         return reason
 
     def interrupted(self, why: str) -> None:
@@ -318,9 +329,9 @@ class TrialRecorder:
         self._stop_live()
         self.fence()
         self.flush()
-        self.client.log_batch(self.run_id, tags=[RunTag(INTERRUPTED, why)])
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
+        self.client.log_batch(self._started(), tags=[RunTag(INTERRUPTED, why)])
+        self.client.set_terminated(self._started(), RunStatus.to_string(RunStatus.KILLED))
 
     def _artifacts(self, out_dir: Path | None) -> None:
         if out_dir is not None and out_dir.is_dir():
-            self.client.log_artifacts(self.run_id, str(out_dir))
+            self.client.log_artifacts(self._started(), str(out_dir))

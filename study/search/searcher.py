@@ -99,8 +99,8 @@ def reconcile(
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         entry = entries.get(trial_key(label, t.number))
         state = entry.state if entry is not None else "unfinished"
-        values = values_of(entry, objectives) if state == "finished" else None
-        if values is not None:
+        values = values_of(entry, objectives) if entry is not None and state == "finished" else None
+        if entry is not None and values is not None:
             study._storage.set_trial_user_attr(t._trial_id, RUN_ID, entry.run_id)
             study.tell(t.number, values if len(values) > 1 else values[0])
             out.adopted.append(entry.key)
@@ -172,7 +172,7 @@ class OptunaSearcher(Searcher):
         """Trials this searcher will still hand out."""
         return len(self.rerun) + self.asks
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Ray's hint omits FINISHED
         if self.todo and not self.held.holds():
             return None  # no new trial: the study is another driver's now, and Tune stops
         if self.rerun:
@@ -185,11 +185,14 @@ class OptunaSearcher(Searcher):
             retry_of = trial.user_attrs.get(RETRY_OF)
         else:
             return Searcher.FINISHED
-        config = {"key": trial_key(self.label, number), "point": params}
+        config: dict[str, Any] = {"key": trial_key(self.label, number), "point": params}
         if retry_of is not None:
             config["replaces"] = trial_key(self.label, retry_of)
         config["runs"] = [
-            run for k in (config["key"], config.get("replaces")) for run in self.known.get(k, [])
+            run
+            for k in (config["key"], config.get("replaces"))
+            if k is not None
+            for run in self.known.get(k, [])
         ]
         self.live[trial_id] = (number, db_id, config)
         return config

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState, create_trial
@@ -41,6 +42,7 @@ from study.secrets import redact
 
 RETRY_OF = "retry_of"  # user attr: the number of the failed trial this one retries
 RUN_ID = "mlflow_run_id"  # user attr: the trial's MLflow run
+Direction = Literal["minimize", "maximize"]  # an Optuna study's, per objective
 
 
 @dataclass
@@ -68,7 +70,7 @@ def sync(
     study's MLflow record, study/record/read.py); see the module's docstring."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(storage_url)
-    directions = ["maximize" if m == "max" else "minimize" for m in space.modes]
+    directions: list[Direction] = ["maximize" if m == "max" else "minimize" for m in space.modes]
     out = Synced()
     study = _load(storage, name)
     if study is not None:
@@ -159,7 +161,7 @@ def values_of(entry: Entry, objectives: list[str]) -> list[float] | None:
 def _rebuild(
     storage,
     name: str,
-    directions: list[str],
+    directions: list[Direction],
     parent_id: str,
     trials: list[FrozenTrial],
     record: dict[int, Entry],
@@ -220,11 +222,11 @@ def _from_record(entry: Entry, space, client) -> FrozenTrial:
         raise StudyError(
             f"trial {entry.key} (run {entry.run_id}) does not fit the study's space: {e}"
         ) from None
-    attrs = {RUN_ID: entry.run_id}
+    attrs: dict[str, Any] = {RUN_ID: entry.run_id}
     retry = entry.tags.get(RETRY_OF_TAG)
     if retry and "#" in retry:
         attrs[RETRY_OF] = int(retry.rsplit("#", 1)[1])
-    common = dict(params=point, distributions=dists, user_attrs=attrs)
+    common: dict[str, Any] = dict(params=point, distributions=dists, user_attrs=attrs)
     if entry.state == "finished":
         values = values_of(entry, space.objectives)
         if values is None:  # Optuna itself fails a trial whose value is not finite
