@@ -97,6 +97,10 @@ def text_cache(root: Path) -> tuple[StageCache, list[str]]:
     return StageCache(root, log=quiet), []
 
 
+def save_text(value: str, folder: Path) -> None:
+    (folder / "value.txt").write_text(value)
+
+
 def get(cache: StageCache, builds: list[str], parts=PARTS, value: str = "v"):
     def compute():
         builds.append(value)
@@ -106,7 +110,7 @@ def get(cache: StageCache, builds: list[str], parts=PARTS, value: str = "v"):
         "stage",
         parts,
         compute,
-        lambda v, folder: (folder / "value.txt").write_text(v),
+        save_text,
         lambda folder: (folder / "value.txt").read_text(),
     )
 
@@ -253,7 +257,7 @@ def test_a_request_that_fails_to_read_then_finds_the_entry_repaired_does_not_reb
         "stage",
         PARTS,
         lambda: builds.append("x") or "x",
-        lambda v, f: (f / "value.txt").write_text(v),
+        save_text,
         restore,
     )
     assert (value, info["hit"], builds, "repaired" in info) == ("fixed", True, ["v"], False)

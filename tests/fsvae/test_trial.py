@@ -28,9 +28,9 @@ def by_hand(y: list[int], pred: list[int], classes: list[str], minority: list[st
         rows = [i for i, label in enumerate(y) if label == k]
         if rows:
             per_class[name] = sum(pred[i] == k for i in rows) / len(rows)
-    maj = [a for c, a in per_class.items() if c not in minority]
-    mnr = [a for c, a in per_class.items() if c in minority]
-    maj, mnr = sum(maj) / len(maj), sum(mnr) / len(mnr)
+    maj_accs = [a for c, a in per_class.items() if c not in minority]
+    mnr_accs = [a for c, a in per_class.items() if c in minority]
+    maj, mnr = sum(maj_accs) / len(maj_accs), sum(mnr_accs) / len(mnr_accs)
     in_minority = [classes[label] in minority for label in y]
     hits = [p == t for p, t in zip(pred, y)]
     maj_s = sum(h for h, m in zip(hits, in_minority) if not m) / in_minority.count(False)

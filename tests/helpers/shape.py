@@ -50,6 +50,7 @@ def record_shape(uri: str, experiment: str, tmp: Path, optuna_storage: str | Non
     `<tmp>` wherever a value holds it."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} at {uri}"
     runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
     parents = [r.info.run_id for r in runs if r.data.tags.get("fsvae.role") == "study"]
     ids = {pid: "<parent>" for pid in parents}

@@ -173,7 +173,7 @@ FRONT = [1, 5, 0, 2]  # best first by val_acc_h, ties by trial number
 
 # A grid: vae at sampling factors 30 and 50, n_f 5 and 10, seeds 0-2; test_acc_h and
 # test_acc by (sampling_factor, n_f) per seed. Seed 2 at (50, 10) failed.
-GRID_FX = {
+GRID_FX: dict[tuple[int, int], tuple[list[float | None], list[float | None]]] = {
     (30, 5): ([0.40, 0.44, 0.48], [0.60, 0.61, 0.62]),
     (50, 5): ([0.50, 0.52, 0.60], [0.63, 0.64, 0.65]),
     (30, 10): ([0.50, 0.55, 0.57], [0.64, 0.66, 0.65]),
@@ -196,7 +196,7 @@ def make_stores(root: Path) -> dict:
     ids per search."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
-    out = {"uri": uri, "optuna": f"sqlite:///{root / 'optuna.db'}"}
+    out: dict[str, str | list[str]] = {"uri": uri, "optuna": f"sqlite:///{root / 'optuna.db'}"}
     rng = np.random.default_rng(0)
     imp = SearchWriter(client, root, "importance", ["val_acc_h"])
     schedules = [s for s, n in BRANCH_TRIALS.items() for _ in range(n)]
@@ -225,7 +225,7 @@ def _confirmation(client: MlflowClient, root: Path, search: SearchWriter) -> lis
     configurations (by val_acc_h) with seeds 1 and 2."""
     confirmation = StudyWriter(client, root, "few-confirm", "grid", tags={"fsvae.confirms": "few"})
     best = sorted(range(len(search.configs)), key=lambda i: -search.study.trials[i].values[0])
-    ids = []
+    ids: list[str] = []
     for rank, values in zip(best[:2], CONFIRMED):
         for seed, (vh, va, th, ta) in enumerate(values, start=1):
             params = {**search.configs[rank], "seed": seed}

@@ -154,6 +154,7 @@ def compile_table(folder: Path, tex: str, preamble: str = "") -> tuple[str, list
         "\\end{document}\n",
         encoding="utf-8",
     )
+    assert PDFLATEX is not None  # its tests are skipped without it (needs_tex)
     done = subprocess.run(
         [PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
         cwd=folder,

@@ -40,7 +40,9 @@ def current_user(url: str) -> str:
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return conn.exec_driver_sql("select current_user").scalar()
+            user = conn.exec_driver_sql("select current_user").scalar()
+            assert isinstance(user, str)  # a one-row select: never None
+            return user
     finally:
         engine.dispose()
 

@@ -112,6 +112,7 @@ def kill_then_resume(
                 log,
             )
         else:
+            assert done is not None, "kill_then_resume needs a point or done"
             wait_until(
                 first_trials_done(pauses, log, done, held=2),
                 400,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from PIL import Image
 
@@ -13,13 +14,17 @@ C0 = (31, 119, 180)  # matplotlib's first colour, the first left-axis line of ev
 
 
 def rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return r, g, b
 
 
 def colours(path) -> set[tuple[int, int, int]]:
     img = Image.open(path)
     assert img.format == "PNG" and img.mode == "RGB"
-    return {c for _, c in img.getcolors(maxcolors=1 << 20)}
+    counts = img.getcolors(maxcolors=1 << 20)
+    assert counts is not None  # None only past maxcolors, more than a figure holds
+    # An RGB image's colours are (r, g, b) triples; PIL types them for every mode at once.
+    return {cast(tuple[int, int, int], c) for _, c in counts}
 
 
 def rows(stage: str, n: int, **values) -> list[dict]:
