@@ -23,9 +23,10 @@ from helpers import quiet, tiny_config
 FSVAE = Path(fsvae.__file__).parent
 MODULES = sorted(p.stem for p in FSVAE.glob("*.py") if p.stem != "__init__")
 # Code a trial runs between two cache lookups that only assembles keys from values the key
-# holds (the config, the cache itself), or measures what the trial cost (its clocks and
-# memory peaks, fsvae/cost.py): not part of any stage's work, nothing a stage computes from.
-ORCHESTRATION = {"trial", "cache", "config", "cost"}
+# holds (the config and its key registry, the cache itself), or measures what the trial cost
+# (its clocks and memory peaks, fsvae/cost.py): not part of any stage's work, nothing a stage
+# computes from.
+ORCHESTRATION = {"trial", "cache", "config", "config_keys", "cost"}
 
 
 def test_source_hash_is_the_hash_of_the_named_modules_sources():
