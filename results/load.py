@@ -7,7 +7,8 @@ from pathlib import Path
 
 from results.confirm_table import confirm_table
 from results.errors import ResultsError
-from results.grid import grid_table, parse_compare
+from results.grid import grid_table
+from results.grid_compare import parse_compare
 from results.search import search_table
 from results.store import Study, load_study, store_uri
 from results.table import Table, table_metrics

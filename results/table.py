@@ -23,7 +23,7 @@ What a number in a table is (the tables' notes say the same):
   test set never picks a configuration.
 - acc_h is the mean of per-class accuracies within each group unless `acc_h="samples"`
   asks for the sample-weighted acc_h_samples (ACC_H below).
-- `compare="A:B"`: per-seed paired differences A - B (see results.grid).
+- `compare="A:B"`: per-seed paired differences A - B (see results.grid_compare).
 - A confirmation (a grid study whose parent run names a search, tag fsvae.confirms): one row
   per rerun configuration, mean and 95% interval over its new seeds on val and test, beside
   its rank in the search (see results.confirm_table).
