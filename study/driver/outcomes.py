@@ -193,3 +193,39 @@ class RecordedASHA(ASHAScheduler):
         if decision == TrialScheduler.STOP:
             self.stops.add(trial.trial_id)
         return decision
+
+
+def failed_run(ctx, trial, config: dict, fence) -> str:
+    """A run for a trial that failed (its retries for the infrastructure ran out) before it
+    wrote one, with its params and tags, so that the record has the trial once; `fence`,
+    the study's lease check, before it is made."""
+    import json
+
+    from fsvae import config as config_mod
+    from fsvae.trial import resolve
+    from study.driver.trainable import run_name, trial_config
+    from study.record import write as records
+    from study.record.read import short_key
+    from study.record.schema import POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
+
+    cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
+    tags = {
+        STRATUM: ",".join(f"{k}={v}" for k, v in ctx.stratum.items()),
+        STUDY: ctx.study,
+        TRIAL_ID: trial.trial_id if trial is not None else "-",
+        POINT: json.dumps(config["point"], sort_keys=True, default=str),
+    }
+    if config.get("replaces"):
+        tags[RETRY_OF] = config["replaces"]
+    rec = records.TrialRecorder(
+        ctx.tracking_uri,
+        ctx.experiment_id,
+        ctx.parent_run_id,
+        config["key"],
+        f"{short_key(config['key'])} {run_name(cfg)}",
+        tags=tags,
+        replaces=config.get("replaces"),
+        known=config.get("runs", []),
+        fence=fence,
+    )
+    return rec.start(config_mod.active_config(cfg))

@@ -32,13 +32,12 @@ from study.driver.session import StudyResult
 from study.errors import StudyError
 from study.hooks import faults
 from study.identity import lease as lease_mod
-from study.identity import names as identity
 from study.identity.claim import Claim
+from study.identity.heartbeat import Heartbeat
+from study.identity.locate import locate
 from study.plan import plan as plan_mod
 from study.plan import storage
 from study.plan.plan import Plan
-from study.plan.storage import default_tracking_uri
-from study.record.schema import PLAN
 from study.secrets import redact, redact_text
 
 
@@ -111,72 +110,6 @@ def _not_being_run(name: str, location: str | None) -> None:
             f"study {name!r} is being run by another process now (its lock "
             f"{lock} is held); wait for it to end, or stop it and resume"
         ) from None
-
-
-def locate(
-    name: str, location: str | None, tracking_uri: str | None, optuna_storage: str | None
-) -> Plan:
-    """The plan of study `name`: its study.json under `location` (default ./fsvae-studies),
-    unless a --tracking-uri names another store; else the plan its parent run carries, moved
-    to `location` (study/plan.relocate)."""
-    location = storage.resolve(location or plan_mod.DEFAULT_STORAGE)
-    local = plan_mod.read(location, name)
-    if local is not None and (
-        tracking_uri is None or redact(tracking_uri) == redact(local.tracking_uri)
-    ):
-        if tracking_uri:
-            local.tracking_uri = tracking_uri  # with the password it may carry
-        return (
-            plan_mod.relocate(local, location, local.tracking_uri, optuna_storage)
-            if optuna_storage
-            else local
-        )
-    uri = tracking_uri or (local.tracking_uri if local else None)
-    if uri is None:
-        if storage.is_uri(location):
-            raise StudyError(
-                f"no study {name!r} in {redact(location)} (no study.json there): "
-                f"give --tracking-uri, the MLflow store that records it"
-            )
-        uri = default_tracking_uri(Path(location))
-    return plan_mod.relocate(plan_from_record(uri, name), location, uri, optuna_storage)
-
-
-def plan_from_record(tracking_uri: str, name: str) -> Plan:
-    """The plan (study.json) that study `name`'s parent run carries; StudyError naming the
-    studies the store holds when it has none of that name."""
-    if (
-        tracking_uri.startswith("sqlite:///")
-        and not Path(tracking_uri[len("sqlite:///") :]).is_file()
-    ):
-        raise StudyError(
-            f"no study {name!r}: no MLflow store at {redact(tracking_uri)} (give "
-            f"--storage where the study ran, or --tracking-uri)"
-        )
-    from mlflow.tracking import MlflowClient
-
-    from study.identity import parent
-
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(name)
-    holder = None
-    if exp is not None and exp.lifecycle_stage == "active":
-        holder, orphans = identity.holder(client, exp.experiment_id)
-        holder = holder or next(iter(orphans), None)  # killed before any trial started
-    if holder is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise StudyError(
-            f"no study {name!r} in {redact(tracking_uri)}; studies there: "
-            f"{', '.join(names) if names else 'none'}"
-        )
-    plan = parent.read_plan(client, holder.info.run_id)
-    if plan is None:
-        raise StudyError(
-            f"study {name!r}'s parent run {holder.info.run_id} carries no "
-            f"{PLAN} (it was started by an earlier version of fsvae-study): "
-            f"resume it with --storage where its folder is"
-        )
-    return plan
 
 
 def execute(plan: Plan, ask: Claim, status_every: float = 60.0) -> StudyResult:
@@ -268,7 +201,7 @@ def _session(
     from study.driver.session import Session
 
     session = Session(plan, space, client, not claimed.new, ask.retry_failed, held, status_every)
-    with lease_mod.Heartbeat(held, parent_id, on_lost=session.lost):
+    with Heartbeat(held, parent_id, on_lost=session.lost):
         try:
             print(ray_line, flush=True)
             interrupted = session.run(multi_node=bool(plan.address))

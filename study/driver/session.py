@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import threading
 from dataclasses import dataclass, field
 
 import search_spaces
-from fsvae import config as config_mod
-from fsvae import data as data_mod
-from study.driver import cluster, prebuild, tuner
+from study.driver import cluster, prebuild, todo, tuner
 from study.driver.console import Console
-from study.driver.summary import data_line, exit_code, session_end
+from study.driver.outcomes import failed_run
+from study.driver.summary import data_line, exit_code, session_end, session_header
 from study.driver.trainable import INTERRUPTED_WHY, TrialContext
 from study.plan.plan import Plan
-from study.record import provenance
 from study.record import read as record
 from study.record import write as records
 from study.record.costs import costs
 from study.record.read import short_key
-from study.record.schema import ERROR, POINT, RETRY_OF, STRATUM, STUDY, TRIAL_ID
+from study.record.schema import ERROR
 from study.search.report import DATA_PROBLEMS, ERROR_KIND
 from study.secrets import redact
 
@@ -95,34 +92,9 @@ class Session:
         closed = record.close_stale(self.client, entries, INTERRUPTED_WHY, self.held.check)
         self.told = {k for k, e in entries.items() if e.state != "unfinished"}
         print(
-            f"study {plan.name}: {search_spaces.count(space)} trials "
-            f"({space.kind}{', strata ' + tuner.strata_text(space) if space.strata else ''}), "
-            f"{concurrency} at a time, {tuner.fmt_resources(resources)} each"
-            + (
-                f" (resuming, session {plan.sessions}"
-                + (f"; closed {closed} run(s) its last driver left running" if closed else "")
-                + ")"
-                if self.resuming
-                else ""
-            ),
-            flush=True,
+            session_header(plan, space, concurrency, resources, self.resuming, closed), flush=True
         )
-        shared = TrialContext(
-            base=plan.base,
-            preset=plan.preset,
-            study=plan.name,
-            tracking_uri=plan.tracking_uri,
-            experiment_id=self.exp_id,
-            parent_run_id=self.parent_id,
-            cache_dir=plan.cache_dir,
-            objectives=space.objectives,
-            report_epochs=plan.asha,
-            max_failures=plan.max_failures,
-            marker=marker,
-            git=provenance.git_state(),
-            data_fingerprint=data_mod.fingerprint(plan.data),
-            lease=self.held.ref,
-        )
+        shared = TrialContext.of(plan, space, marker, self.held.ref)
         interrupted = False
         self.console = Console(
             plan.name,
@@ -189,10 +161,21 @@ class Session:
             on_end=self._on_end(label),
         )
         if space.kind == "grid":
-            todo, prior = self._grid_todo(entries)
-            searcher = GridSearcher(todo, ends, space.objectives[0], space.modes[0])
+            points, prior = todo.grid_todo(space, plan, entries, self.retry_failed)
+            searcher = GridSearcher(points, ends, space.objectives[0], space.modes[0])
         else:
-            searcher, prior = self._search(label, entries, ends)
+            searcher, prior, adopted = todo.search_todo(
+                space,
+                plan,
+                label,
+                entries,
+                ends,
+                self.held,
+                self.parent_id,
+                self.client,
+                self.retry_failed,
+            )
+            self.adopted += adopted
         if not searcher.todo:
             print(f"{where}all {total} trials were done in earlier sessions", flush=True)
             return "complete"
@@ -248,86 +231,6 @@ class Session:
         if self.stop_stratum:
             return "fatal"
         return "complete" if self._stratum_complete(label) else "interrupted"
-
-    def _grid_todo(self, entries: dict) -> tuple[list[dict], dict]:
-        """The grid points still to run, in sharing order, and what earlier sessions did."""
-        points = tuner.order_for_sharing(self.space.trials(), self.plan.base, self.plan.preset)
-        todo, done, failed, finished = [], 0, 0, []
-        for point in points:
-            key = tuner.grid_key(point)
-            entry = entries.get(key)
-            state = entry.state if entry is not None else "unfinished"
-            if entry is None or state == "unfinished" or (state == "failed" and self.retry_failed):
-                todo.append(
-                    {"key": key, "point": point, "runs": entry.runs if entry is not None else []}
-                )
-                continue
-            done += 1
-            failed += state == "failed"
-            value = entry.metrics.get(self.space.objectives[0])
-            if (
-                state == "finished"
-                and value is not None
-                and math.isfinite(value)
-                and len(self.space.objectives) == 1
-            ):
-                finished.append((value, key, entry.start_time, point))
-        best = record.best_of(finished, self.space.modes[0])
-        return todo, {"done": done, "failed": failed, "best": best}
-
-    def _search(self, label: str, entries: dict, ends):
-        from study.search import searcher as search
-        from study.search.sync import sync
-
-        space = self.space
-        where = f"{label}: " if label else ""
-        name = search.study_name(self.plan.name, label)
-        synced = sync(
-            self.plan.optuna_store(), name, label, entries, space, self.parent_id, self.client
-        )
-        if synced.rebuilt:
-            print(
-                f"{where}the Optuna study {name} disagreed with MLflow, the study's record: "
-                f"rebuilt from it ({synced.added} trials)",
-                flush=True,
-            )
-        elif synced.added:
-            print(
-                f"{where}{synced.added} trial(s) that MLflow holds were added to the Optuna "
-                f"study {name}" + (" (its store was new or lost)" if synced.created else ""),
-                flush=True,
-            )
-        if synced.sampler_state_lost:
-            print(
-                f"{where}NSGA-II's generation of each trial was not in the Optuna study "
-                f"{name} (MLflow does not hold it; its store was new or lost): its next "
-                f"trials start again from a random first generation",
-                flush=True,
-            )
-        study = search.open_study(self.plan.optuna_store(), name, space.sampler_seed, space.sampler)
-        stratum = search.reconcile(
-            study, label, entries, space.objectives, space.num_samples, self.retry_failed
-        )
-        for key in stratum.adopted:
-            print(
-                f"{label + ': ' if label else ''}trial {key} had finished in MLflow before "
-                f"the last driver stopped: its result is told to Optuna, not recomputed",
-                flush=True,
-            )
-        self.adopted += len(stratum.adopted)
-        prior = {"done": stratum.done, "failed": stratum.failed, "best": stratum.best}
-        searcher = search.OptunaSearcher(
-            study,
-            label,
-            space.params,
-            space.objectives,
-            space.modes,
-            stratum,
-            ends,
-            self.held,
-            {k: e.runs for k, e in entries.items()},
-        )
-        return searcher, prior
 
     # -- failures of the infrastructure --------------------------------------------------
 
@@ -392,7 +295,7 @@ class Session:
             if run is not None and run.info.status == "FAILED":
                 return run.data.tags.get(ERROR, reason)
             if run is None or run.info.status != "RUNNING":
-                run_id = self._failed_run(ctx, trial, config)
+                run_id = failed_run(ctx, trial, config, self.held.check)
             else:
                 run_id = run.info.run_id
             self.held.check()
@@ -401,56 +304,10 @@ class Session:
 
         return record
 
-    def _failed_run(self, ctx: TrialContext, trial, config: dict) -> str:
-        """A run for a trial that failed before it wrote one, with its params."""
-        from fsvae.trial import resolve
-        from study.driver.trainable import run_name, trial_config
-        from study.record.read import short_key
-
-        cfg = resolve(config_mod.resolve(trial_config(config, ctx), preset=ctx.preset))
-        trial_id = trial.trial_id if trial is not None else "-"
-        tags = {
-            STRATUM: ",".join(f"{k}={v}" for k, v in ctx.stratum.items()),
-            STUDY: ctx.study,
-            TRIAL_ID: trial_id,
-            POINT: json.dumps(config["point"], sort_keys=True, default=str),
-        }
-        if config.get("replaces"):
-            tags[RETRY_OF] = config["replaces"]
-        rec = records.TrialRecorder(
-            ctx.tracking_uri,
-            self.exp_id,
-            self.parent_id,
-            config["key"],
-            f"{short_key(config['key'])} {run_name(cfg)}",
-            tags=tags,
-            replaces=config.get("replaces"),
-            known=config.get("runs", []),
-            fence=self.held.check,
-        )
-        return rec.start(config_mod.active_config(cfg))
-
     # -- the end -------------------------------------------------------------------------
 
     def _stratum_complete(self, label: str) -> bool:
-        if self.space.kind == "grid":  # the record says; a search's Optuna study says
-            entries = record.read(self.client, self.exp_id, self.parent_id)
-            return all(
-                entries.get(tuner.grid_key(p)) is not None
-                and entries[tuner.grid_key(p)].state != "unfinished"
-                for p in self.space.trials()
-            )
-        import optuna
-        from optuna.trial import TrialState
-
-        from study.search import searcher as search
-
-        study = optuna.load_study(
-            study_name=search.study_name(self.plan.name, label), storage=self.plan.optuna_store()
-        )
-        final = search.counted(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        open_ = search.counted(study, (TrialState.RUNNING, TrialState.WAITING))
-        return len(final) >= self.space.num_samples and not open_
+        return todo.stratum_complete(self.space, self.plan, label, self.client)
 
     def finish(self, interrupted: bool) -> StudyResult:
         """The session's end, once Ray is down (no trial of it can still write): runs left

@@ -129,3 +129,21 @@ def session_end(
         )
     elif not complete:
         print(f"  continue with: fsvae-study resume --name {name}{where}")
+
+
+def session_header(
+    plan: Plan, space, concurrency: int, resources: dict, resuming: bool, closed: int
+) -> str:
+    """'study paper: 60 trials (grid), 4 at a time, 4 CPU, 0.25 GPU each (resuming, ...)'."""
+    from search_spaces import count
+    from study.driver import tuner
+
+    strata = f", strata {tuner.strata_text(space)}" if space.strata else ""
+    line = (
+        f"study {plan.name}: {count(space)} trials ({space.kind}{strata}), "
+        f"{concurrency} at a time, {tuner.fmt_resources(resources)} each"
+    )
+    if resuming:
+        left = f"; closed {closed} run(s) its last driver left running" if closed else ""
+        line += f" (resuming, session {plan.sessions}{left})"
+    return line

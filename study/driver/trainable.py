@@ -58,6 +58,30 @@ class TrialContext:
     lease: LeaseRef | None = None  # the driver's lease, checked before a run starts or ends
     stratum: dict = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, plan, space, marker: dict | None, lease: LeaseRef) -> TrialContext:
+        """What every trial of a session shares (its stratum set per stratum)."""
+        from fsvae import data as data_mod
+        from study.record import provenance
+
+        exp_id, parent_id = plan.claimed_ids()
+        return cls(
+            base=plan.base,
+            preset=plan.preset,
+            study=plan.name,
+            tracking_uri=plan.tracking_uri,
+            experiment_id=exp_id,
+            parent_run_id=parent_id,
+            cache_dir=plan.cache_dir,
+            objectives=space.objectives,
+            report_epochs=plan.asha,
+            max_failures=plan.max_failures,
+            marker=marker,
+            git=provenance.git_state(),
+            data_fingerprint=data_mod.fingerprint(plan.data),
+            lease=lease,
+        )
+
     @property
     def objective(self) -> str:
         return self.objectives[0]

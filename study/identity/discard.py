@@ -19,9 +19,9 @@ from pathlib import Path
 from study.errors import StudyError
 from study.identity import lease
 from study.identity import names as identity
+from study.identity.locate import record_of
 from study.plan import plan as plan_mod
 from study.plan import storage as locations
-from study.plan.storage import default_tracking_uri
 from study.secrets import redact
 
 
@@ -65,13 +65,8 @@ def find(
     process holds, which is not another driver's."""
     from mlflow.tracking import MlflowClient
 
-    location = locations.resolve(storage or plan_mod.DEFAULT_STORAGE)
-    local = plan_mod.read(location, name)
-    uri = (
-        tracking_uri
-        or (local.tracking_uri if local else None)
-        or default_tracking_uri(Path(location))
-    )
+    record = record_of(name, storage, tracking_uri)
+    location, local, uri = record.location, record.local, record.tracking_uri
     found = Found(name, uri, storage)
     if _has_store(uri):
         holder = lease.peek(uri, name)

@@ -28,8 +28,8 @@ from study import processes
 from study.errors import StudyError
 from study.identity import lease as lease_mod
 from study.identity import names as identity
+from study.identity.locate import missing_store, record_of
 from study.plan import plan as plan_mod
-from study.plan import storage as locations
 from study.record import read as record
 from study.record import schema
 from study.secrets import redact
@@ -123,17 +123,9 @@ def locate(
     """The store that records study `name`, as `resume` and `discard` find it: the given
     --tracking-uri, else the one its study.json under `storage` (default ./fsvae-studies)
     names, else SQLite <storage>/mlflow.db. StudyError when that SQLite file is missing."""
-    location = locations.resolve(storage or plan_mod.DEFAULT_STORAGE)
-    local = None if locations.is_uri(location) else plan_mod.read(location, name)
-    uri = tracking_uri or (local.tracking_uri if local else None)
-    if uri is None:
-        if locations.is_uri(location):
-            raise StudyError(
-                f"no study {name!r} in {redact(location)} (no study.json there): "
-                f"give --tracking-uri, the MLflow store that records it"
-            )
-        uri = locations.default_tracking_uri(Path(location))
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+    record_at = record_of(name, storage, tracking_uri)
+    local, uri = record_at.local, record_at.tracking_uri
+    if missing_store(uri):
         raise StudyError(
             f"no study {name!r}: no MLflow store at {redact(uri)} (give "
             f"--storage where the study ran, or --tracking-uri)"

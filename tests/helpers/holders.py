@@ -25,6 +25,7 @@ from helpers.processes import REPO, env
 HOLD = """
 import sys, time
 from study.identity import lease
+from study.identity.heartbeat import Heartbeat
 try:
     held = lease.acquire(sys.argv[1], sys.argv[2], sys.argv[3], say=lambda s: None)
 except lease.Busy as e:
@@ -32,7 +33,7 @@ except lease.Busy as e:
     sys.exit(2)
 print(f"epoch {held.ref.epoch}", flush=True)
 lost = []
-with lease.Heartbeat(held, on_lost=lambda: lost.append(1)):
+with Heartbeat(held, on_lost=lambda: lost.append(1)):
     end = time.monotonic() + float(sys.argv[4])
     while time.monotonic() < end and not lost:
         time.sleep(0.1)
