@@ -27,22 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CLASSES = (
-    "conservative",
-    "dressy",
-    "ethnic",
-    "fairy",
-    "feminine",
-    "gal",
-    "girlish",
-    "kireime-casual",
-    "lolita",
-    "mode",
-    "natural",
-    "retro",
-    "rock",
-    "street",
-)
+from fsvae import demo_data
+
+CLASSES = demo_data.CLASSES  # FashionStyle14's 14 styles, as the demo data has them
 SPLITS = {"train": 336, "val": 56, "test": 168}  # demo-data at 40 images per class
 STAGE_KEYS = {
     "backbone": ("train_loss", "train_acc", "val_acc", "val_acc_h", "lr", "images_per_s"),
