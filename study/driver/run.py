@@ -114,6 +114,7 @@ def _not_being_run(name: str, location: str | None) -> None:
 
 def execute(plan: Plan, ask: Claim, status_every: float = 60.0) -> StudyResult:
     """One session. Ray is started and shut down here unless the caller has it running."""
+    _check_settings(status_every)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # one line per trial event, no tables
     space = plan.search_space()
     for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic", "optuna"):
@@ -223,6 +224,17 @@ def _session(
         # study needs none of them; otherwise they are kept, and the first line named them.
         shutil.rmtree(ray_session, ignore_errors=True)
     return result
+
+
+def _check_settings(status_every: float) -> None:
+    """The session's settings (a flag and the environment's FSVAE_*), each in its range,
+    before anything starts: the trials read the environment too, and would each fail on it."""
+    from study.identity.lease import lease_seconds
+    from study.record.live import live_seconds, system_seconds
+
+    if not status_every > 0:
+        raise StudyError(f"--status-every {status_every}: expected seconds above 0")
+    lease_seconds(), live_seconds(), system_seconds()
 
 
 def _terminate_as_interrupt() -> None:
