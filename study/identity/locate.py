@@ -33,7 +33,7 @@ def record_of(name: str, location: str | None, tracking_uri: str | None) -> Reco
     under `location` (default ./fsvae-studies) names, else SQLite <location>/mlflow.db.
     StudyError for an object-store location without a study.json and no tracking URI."""
     where = storage.resolve(location or plan_mod.DEFAULT_STORAGE)
-    local = None if storage.is_uri(where) else plan_mod.read(where, name)
+    local = plan_mod.read(where, name)  # a folder or an object store (s3://) alike
     uri = tracking_uri or (local.tracking_uri if local else None)
     if uri is None:
         if storage.is_uri(where):
