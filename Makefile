@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 # The tiers (docs/development.md#the-test-tiers). `make test`: every test, the slow ones in
 # JOBS parallel processes, each test module in one of them (its module-scoped studies are
 # made once). `make test-fast`: what is not slow, and the slow tests marked essential.
-JOBS ?= 3
+JOBS ?= 4
 test: install
 	$(PY) -m pytest -q -n $(JOBS) --dist loadscope tests
 
