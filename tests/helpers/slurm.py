@@ -75,7 +75,11 @@ class Slurm:
 
     def start_now(self, job_id: str) -> None:
         """A requeued job waits about two minutes (its BeginTime) before it may start
-        again: let it start now, as an administrator may."""
+        again: let it start now, as an administrator may. Call it only once the job has
+        waited a few seconds (see hold_then in tests/study/test_slurm.py): slurmd revokes
+        a job's credential when its start ends, and a new start whose credential dates
+        from that same second is refused ("Job credential revoked"), which ends the job
+        FAILED; a requeue's own wait never lets that happen."""
         self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
     def stop(self) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,8 @@ def hold_then(slurm, data, tmp_path, name: str, act) -> tuple[dict, str]:
     """A 3-trial search held in its second trial (its run made, its backbone built: the
     pause point trial_running) after one trial finished; `act(job id)` is done to the job
     there. Nothing is let go until the job has left that start; then every later start is
-    let go, and a requeued job may start at once, until the job ends. Returns the job's
-    last info and its log."""
+    let go, and a requeued job that has waited 3 s (Slurm.start_now says why not at once)
+    starts, until the job ends. Returns the job's last info and its log."""
     pauses, log = tmp_path / "pauses", tmp_path / "job.out"
     job = sbatch(
         slurm, job_env(slurm, pauses, "trial_running"), log, *search(data, tmp_path / "st", name)
@@ -142,14 +143,17 @@ def hold_then(slurm, data, tmp_path, name: str, act) -> tuple[dict, str]:
     )
     act(job)
     slurm.wait_state(job, ("PENDING", "COMPLETED", "FAILED", "CANCELLED"), 300, log)
-    info = {}
-    for _ in range(1200):  # let every later start go, and the requeued job start at once
+    info: dict = {}
+    waiting: dict = {}  # the job's restart count -> when it was first seen waiting to begin
+    for _ in range(1200):  # let every later start go, and the requeued job start
         release_new(pauses, "trial_running", seen)
         info = slurm.job(job)
         if info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
             break
         if info.get("JobState") == "PENDING" and info.get("Reason") == "BeginTime":
-            slurm.start_now(job)
+            since = waiting.setdefault(info.get("Restarts"), time.monotonic())
+            if time.monotonic() - since >= 3:
+                slurm.start_now(job)
         subprocess.run(["sleep", "0.5"])
     return info, log.read_text()
 
