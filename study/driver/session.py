@@ -222,7 +222,8 @@ class Session:
             stops,
             stop=self._stop_all,
         )
-        run.fit()
+        with tuner.without_tensorboard():
+            run.fit()
         if self.prebuild is not None:
             # Done by now if the trials ran (they waited on it); an interrupted study does
             # not wait for it (Ray's shutdown ends it; its entry stays unwritten).
