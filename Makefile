@@ -30,12 +30,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-# The tiers (docs/development.md#the-test-tiers). `make test`: every test, the slow ones in
-# JOBS parallel processes, each test module in one of them (its module-scoped studies are
-# made once). `make test-fast`: what is not slow, and the slow tests marked essential.
+# The tiers (docs/development.md#the-test-tiers). `make test`: every test in JOBS parallel
+# processes, each test module in one of them (its module-scoped studies are made once),
+# the modules with slow tests first (tests/conftest.py orders them; pytest-xdist would
+# otherwise start the modules with the most tests first, the quick ones).
+# `make test-fast`: what is not slow, and the slow tests marked essential.
 JOBS ?= 4
 test: install
-	$(PY) -m pytest -q -n $(JOBS) --dist loadscope tests
+	$(PY) -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder tests
 
 test-fast: install
 	$(PY) -m pytest -q -n $(JOBS) -m "not slow or essential" tests

@@ -24,11 +24,14 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow modules first, each keeping its tests' order: `make test`'s processes
-    (--dist loadscope) take modules in this order, so the modules that run for minutes start
-    at once and the quick ones fill the end, rather than one long module starting last and
-    running alone. The order is the same in every process, as pytest-xdist requires."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The modules with slow tests first, each module whole and in its own order (a module's
+    tests may build on one another's state, e.g. a model logged twice). `make test`'s
+    processes take modules in this order (--dist loadscope --no-loadscope-reorder): the
+    modules that run for minutes start at once and the quick ones fill the end, rather than
+    long modules starting last and running alone. The order is the same in every process,
+    as pytest-xdist requires."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")
