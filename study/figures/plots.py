@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
 PANELS = (  # (stage, title, [(key, label)], right-axis keys)
     (
         "backbone",
@@ -32,6 +30,10 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path | None:
     panels = [p for p in PANELS if any(r.get("stage") == p[0] and "epoch" in r for r in history)]
     if not panels:
         return None
+    # Imported here: PANELS alone (trial_png's, in every trial's worker) needs no matplotlib,
+    # whose import costs ~0.4 s of CPU. No pyplot: no global state, no GUI backend.
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (stage, name, left, right) in zip(axes[0], panels):

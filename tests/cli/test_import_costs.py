@@ -1,7 +1,8 @@
 """Imports cost what they use (docs/architecture.md): `import study`, `import results`, the
 command line's `--help` and its `demo-data`, `keys` and `cache` commands load no Ray, Ray
 Tune or MLflow, and `status`, which reads a study's record, loads no Ray. Each is checked
-in a fresh interpreter, as a user's process starts."""
+in a fresh interpreter, as a user's process starts. A trial's figures (drawn with Pillow in
+every trial's worker) load no matplotlib Figure."""
 
 from __future__ import annotations
 
@@ -103,3 +104,27 @@ def test_status_reads_a_study_without_loading_ray(tmp_path):
         f"assert cli.main({args + ['--json']!r}) == 0\n"
     )
     assert loaded(code) == ["mlflow"]
+
+
+def test_a_trials_figure_module_loads_no_matplotlib_figure():
+    # Every trial's worker imports it to draw its PNGs with Pillow; matplotlib's Figure
+    # (~0.4 s of CPU to import) is only for `fsvae-study figures` (study/figures/plots.py).
+    code = (
+        "import sys, study.figures.trial_png, study.figures.late\n"
+        "print('FIGURE', 'matplotlib.figure' in sys.modules)\n"
+        "from study.figures.plots import curves\n"
+        "print('FIGURE', 'matplotlib.figure' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [ln for ln in out.stdout.splitlines() if ln.startswith("FIGURE")] == [
+        "FIGURE False",
+        "FIGURE False",
+    ]
