@@ -16,7 +16,7 @@ DEMO := demo-out
 # (docs/failures.md#who-can-reach-a-studys-ray).
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install test test-fast lint demo bench bench-cache bench-scale clean
+.PHONY: install compile test test-fast lint demo bench bench-cache bench-scale clean
 
 install: $(VENV)/.installed
 ifneq ($(strip $(EXTRAS)),)
@@ -36,11 +36,18 @@ $(VENV)/.installed: pyproject.toml
 # otherwise start the modules with the most tests first, the quick ones).
 # `make test-fast`: what is not slow, and the slow tests marked essential.
 JOBS ?= 4
-test: install
+test: install compile
 	$(PY) -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder tests
 
-test-fast: install
+test-fast: install compile
 	$(PY) -m pytest -q -n $(JOBS) -m "not slow or essential" tests
+
+# The checkout's modules compiled once, before the tests and the demo start their hundreds
+# of Python processes (drivers, Ray workers, commands): where PYTHONDONTWRITEBYTECODE is
+# set, as in many container images, no process writes a .pyc and each would compile them
+# again (docs/development.md#where-the-cpu-goes). compileall writes them all the same.
+compile: install
+	$(PY) -m compileall -q fsvae fsvae_study results search_spaces study tests/helpers
 
 # ruff (lint and format) and mypy, configured in pyproject.toml, on the whole tree.
 lint: install
@@ -50,7 +57,7 @@ lint: install
 
 # Generated data -> a smoke study on local Ray with the embedded MLflow store -> Table 2,
 # all under $(DEMO)/ (README.md#five-minutes-the-demo).
-demo: install
+demo: install compile
 	rm -rf $(DEMO)
 	$(BIN)/fsvae-study demo-data $(DEMO)/data --per-class 40 --defects
 	$(BIN)/fsvae-study run --space search_spaces/smoke.yaml --data $(DEMO)/data \
