@@ -72,6 +72,12 @@ def init_ray(address: str | None, error_log: Path) -> tuple[str, Path | None]:
             ) from None
         _errors_to_file(error_log)
         return f"Ray: joined the cluster at {ctx.address_info['gcs_address']}", None
+    # A new local Ray starts one idle worker per CPU for its first driver
+    # (prestart_worker_first_driver in Ray's src/ray/common/ray_config_def.h), and none
+    # ever hosts a trial: Tune gives its trial actors a runtime_env (env_vars, in
+    # ray/tune/execution/class_cache.py), so each gets a worker of its own. Off, unless the
+    # environment says otherwise: the workers a study uses start as it needs them.
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     # Token authentication stays on (Ray's default for a new local cluster). Ray warns
     # about it on every start; our own line below says whether it is on.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(

@@ -1,8 +1,10 @@
 """`--address`: a study joins an existing Ray cluster (`ray start --head`, as on a real
-cluster) instead of starting its own; a wrong address is a clear error."""
+cluster) instead of starting its own; a wrong address is a clear error. Without it, the
+study's own local Ray: a clear error when it cannot start, and no idle workers."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -185,3 +187,40 @@ def test_a_cluster_study_with_its_sqlite_record_on_a_network_filesystem_is_refus
     )
     assert "--tracking-uri http://" in proc.stderr and "postgresql://" in proc.stderr
     assert not (tmp_path / "s").exists()  # refused before anything was created
+
+
+# A driver's local Ray, alone: its workers counted from inside (psutil, the driver's
+# descendants), then one task run, which must start a worker of its own.
+_LOCAL_RAY = """
+import json, sys, time
+from pathlib import Path
+import psutil, ray
+from study.driver import cluster
+
+cluster.init_ray(None, Path(sys.argv[1]))
+idle, deadline = 0, time.monotonic() + 6
+while time.monotonic() < deadline:
+    below = psutil.Process().children(recursive=True)
+    idle = max(idle, sum(1 for p in below if p.cmdline()[:1] == ["ray::IDLE"]))
+    time.sleep(0.2)
+ran = ray.get(ray.remote(lambda: "ran").remote(), timeout=120)
+ray.shutdown()
+print(json.dumps({"idle": idle, "ran": ran}))
+"""
+
+
+def test_a_local_ray_starts_no_idle_workers_and_starts_one_for_a_task(tmp_path):
+    # A new Ray prestarts a worker per CPU for its first driver; Tune's trial actors never
+    # take one (their runtime_env gives each a worker of its own), so a study's local Ray
+    # does not start them.
+    done = subprocess.run(
+        [sys.executable, "-c", _LOCAL_RAY, str(tmp_path / "ray-errors.log")],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"idle": 0, "ran": "ran"}, seen
