@@ -10,14 +10,16 @@ final metrics); it is removed once they are uploaded, or says why they could not
 
 Who draws them: a thread of the trial's worker process, which Tune reuses for the next
 trial (Tuner reuse_actors), so the drawing overlaps the next trial's work. A worker process
-that dies or is stopped with figures still queued leaves their runs pending: the study's
-driver draws those from the run's JSON artifacts when its session ends (once its Ray is
-down, so nothing else can be drawing them; several at once on a machine with several
-cores), and so does the next session after a driver that died.
+that Tune stops finishes its queue as it exits (DRAIN_S at most). One that dies, is killed
+or cannot finish in time leaves the runs still queued pending: the study's driver draws
+those from the run's JSON artifacts when its session ends (once its Ray is down, so nothing
+else can be drawing them; several at once on a machine with several cores), and so does the
+next session after a driver that died.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -35,6 +37,7 @@ from study.secrets import redact_text
 
 PENDING = "pending"
 PER_CHILD = 8  # pending runs per child process at the end, at least (one takes ~2 s to start)
+DRAIN_S = 20.0  # how long a worker process that is ending waits for its queued figures
 FOLDER = "figures"  # the artifacts' folder in the run
 
 
@@ -73,6 +76,10 @@ class Drawer:
         self.todo: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="fsvae-figures", daemon=True)
         self.thread.start()
+        # A process that ends normally (Tune stops its trial actors once their last trial is
+        # done) first finishes what is queued, rather than leaving the last trial's figures
+        # to the driver and its half-drawn folder behind.
+        atexit.register(self._drain)
 
     @classmethod
     def of_this_process(cls) -> Drawer:
@@ -90,6 +97,10 @@ class Drawer:
         done = threading.Event()
         self.todo.put((None, None, done))
         return done.wait(timeout)
+
+    def _drain(self) -> None:
+        if self.thread.is_alive():
+            self.wait(DRAIN_S)
 
     def _loop(self) -> None:
         _yield_cpu()

@@ -1,16 +1,20 @@
 """Pending figures drawn by the driver from a run's JSON artifacts (study/figures/late.py
 draw_pending), in its own process and in child processes, on a real SQLite store: every
 run gets its three PNGs and loses its pending tag; a run whose artifacts are missing says
-so in the tag and the others still get theirs."""
+so in the tag and the others still get theirs. And a worker process that ends normally
+draws what it has queued before it exits, leaving nothing pending for the driver."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import SyntheticStudy
+from helpers import REPO, SyntheticStudy, env
 from study.figures import late as late_figures
 from study.record import read as record
 from study.record.schema import FIGURES
@@ -57,3 +61,35 @@ def test_a_run_without_its_json_artifacts_says_so_and_the_rest_are_drawn(tmp_pat
     tag = client.get_run(broken.run_id).data.tags[FIGURES]
     assert tag.startswith("failed: its JSON artifacts could not be read"), tag
     assert_drawn(client, entries[1:])
+
+
+# A trial worker's part, alone: each run's figures queued on the process's drawing thread
+# (as the trainable does after a trial), and then the process ends at once.
+_QUEUE_AND_EXIT = """
+import sys, tempfile
+from pathlib import Path
+from mlflow.tracking import MlflowClient
+from study.figures import late
+
+client = MlflowClient(sys.argv[1])
+for run_id in sys.argv[2:]:
+    inputs = late._inputs_from_artifacts(client, run_id, Path(tempfile.mkdtemp()))
+    late.Drawer.of_this_process().submit(client, run_id, inputs)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_that_ends_draws_its_queued_figures_first(tmp_path):
+    client, entries = pending_runs(tmp_path, 3)
+    done = subprocess.run(
+        [sys.executable, "-c", _QUEUE_AND_EXIT, client.tracking_uri, *[e.run_id for e in entries]],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for e in entries:
+        e.tags = client.get_run(e.run_id).data.tags
+    assert_drawn(client, entries)
