@@ -30,6 +30,20 @@ def shared_config(plan, space: search_spaces.Space, stratum: dict, concurrency: 
     return config
 
 
+def built_before(client, parent_id: str, cache_dir: str, label: str) -> str | None:
+    """The key of the shared backbone that an earlier session of this study built for the
+    stratum `label` (its parent run's tag), when that entry is still in the cache: a
+    resumed search does not start a build task, whose process imports torch, to find it
+    there. Trials look the cache up themselves, so where the key has changed since (other
+    code or libraries) they build the entry as they would without a build task."""
+    from fsvae.cache import StageCache
+
+    key = client.get_run(parent_id).data.tags.get(f"cache.backbone.prebuild.{tag_safe(label)}.key")
+    if key and StageCache(cache_dir).entry("backbone", key).is_dir():
+        return key
+    return None
+
+
 def start(
     client,
     parent_id: str,

@@ -180,7 +180,16 @@ class Session:
             print(f"{where}all {total} trials were done in earlier sessions", flush=True)
             return "complete"
         shared = prebuild.shared_config(plan, space, stratum, concurrency)
-        if shared is not None:
+        built = None
+        if shared is not None and plan.cache_dir:
+            built = prebuild.built_before(self.client, self.parent_id, plan.cache_dir, label)
+        if built is not None:
+            print(
+                f"{where}shared backbone {built[:12]} built by an earlier session, still in "
+                f"the cache",
+                flush=True,
+            )
+        elif shared is not None:
             import ray
 
             self.prebuild = prebuild.start(

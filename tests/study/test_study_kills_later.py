@@ -28,6 +28,9 @@ def test_unseeded_search_killed_after_some_trials_finished(base, tmp_path):
     assert (result["before"]["status"] == "FINISHED").sum() == 2
     assert counted_from(result["resumed"].stdout) == 2
     assert_exactly_once(result, N, search=True)
+    # The first session built the stratum's shared backbone: the resume starts no build task.
+    assert "built by an earlier session, still in the cache" in result["resumed"].stdout
+    assert "built for the trials" not in result["resumed"].stdout
     space = json.loads((result["storage"] / "k" / "study.json").read_text())["space"]
     assert space["sampler_seed"] is None
 
