@@ -38,7 +38,11 @@ def built_before(client, parent_id: str, cache_dir: str, label: str) -> str | No
     code or libraries) they build the entry as they would without a build task."""
     from fsvae.cache import StageCache
 
-    key = client.get_run(parent_id).data.tags.get(f"cache.backbone.prebuild.{tag_safe(label)}.key")
+    try:
+        tags = client.get_run(parent_id).data.tags
+    except Exception:  # the record unreachable now: build as a first session would
+        return None
+    key = tags.get(f"cache.backbone.prebuild.{tag_safe(label)}.key")
     if key and StageCache(cache_dir).entry("backbone", key).is_dir():
         return key
     return None
