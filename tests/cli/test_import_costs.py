@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, env
+from helpers import REPO, env, python
 
 HEAVY = ("ray", "mlflow", "optuna")
 
@@ -25,14 +25,7 @@ print("LOADED " + json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & s
 
 def loaded(code: str) -> list[str]:
     """The heavy packages a fresh interpreter has loaded after running `code`."""
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(code=code, heavy=list(HEAVY))],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = python(PROBE.format(code=code, heavy=list(HEAVY)))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("LOADED "))
     return json.loads(line[len("LOADED ") :])

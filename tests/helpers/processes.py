@@ -54,6 +54,19 @@ def cli(
     )
 
 
+def python(code: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs `python -c CODE ARGS` on this checkout's code and waits for it: a notebook's or
+    a worker's part, alone in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def start_cli(*args: str, log: Path, environ: dict | None = None) -> subprocess.Popen:
     """Starts `fsvae-study ARGS` with stdout and stderr going to `log`; returns at once."""
     out = open(log, "w")

@@ -6,15 +6,13 @@ draws what it has queued before it exits, leaving nothing pending for the driver
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import REPO, SyntheticStudy, env
+from helpers import SyntheticStudy, python
 from study.figures import late as late_figures
 from study.record import read as record
 from study.record.schema import FIGURES
@@ -81,14 +79,7 @@ for run_id in sys.argv[2:]:
 @pytest.mark.slow
 def test_a_worker_that_ends_draws_its_queued_figures_first(tmp_path):
     client, entries = pending_runs(tmp_path, 3)
-    done = subprocess.run(
-        [sys.executable, "-c", _QUEUE_AND_EXIT, client.tracking_uri, *[e.run_id for e in entries]],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = python(_QUEUE_AND_EXIT, client.tracking_uri, *[e.run_id for e in entries])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for e in entries:
         e.tags = client.get_run(e.run_id).data.tags

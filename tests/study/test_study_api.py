@@ -5,12 +5,10 @@ reads it back. Run in a fresh interpreter, as a notebook kernel would."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO, env, make_data, tracking_uri, trial_runs
+from helpers import make_data, python, tracking_uri, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +29,7 @@ print(json.dumps({"summary": dataclasses.asdict(result),
 def test_run_study_runs_a_study_and_load_table_reads_it(tmp_path):
     data = make_data(tmp_path / "data")
     storage = tmp_path / "studies"
-    proc = subprocess.run(
-        [sys.executable, "-c", NOTEBOOK, str(data), str(storage)],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = python(NOTEBOOK, str(data), str(storage), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = out["summary"]

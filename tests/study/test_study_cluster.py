@@ -17,6 +17,7 @@ from helpers import (
     env,
     free_port,
     make_data,
+    python,
     runs,
     start_ray_head,
     tracking_uri,
@@ -213,14 +214,7 @@ def test_a_local_ray_starts_no_idle_workers_and_starts_one_for_a_task(tmp_path):
     # A new Ray prestarts a worker per CPU for its first driver; Tune's trial actors never
     # take one (their runtime_env gives each a worker of its own), so a study's local Ray
     # does not start them.
-    done = subprocess.run(
-        [sys.executable, "-c", _LOCAL_RAY, str(tmp_path / "ray-errors.log")],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = python(_LOCAL_RAY, str(tmp_path / "ray-errors.log"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"idle": 0, "ran": "ran"}, seen
